@@ -1,0 +1,1 @@
+//! chancery: randomised controlled trials from a committed seed, with a tamper-evident log.
