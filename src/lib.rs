@@ -1,1 +1,33 @@
-//! chancery: randomised controlled trials from a committed seed, with a tamper-evident log.
+//! chancery: randomised controlled trials from a committed seed, with a
+//! tamper-evident log, follow-up outcomes and the intention-to-treat analysis.
+//!
+//! The library does the work; the `chancery` binary is a thin command-line
+//! wrapper. A trial is created from a protocol file ([`protocol`]), referrals
+//! are screened ([`referral`]) and allocated ([`allocation`]) from a seed whose
+//! commitment is published first ([`keys`]), and every change is an event
+//! ([`event`]) in a hash-chained log ([`log`]) kept in SQLite ([`store`]).
+//! [`ledger`] ties these together for coordinators.
+//!
+//! ```
+//! use chancery::protocol::Protocol;
+//! let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/work-health-ips.toml")).unwrap();
+//! let protocol = Protocol::parse("work-health-ips.toml", &text).unwrap();
+//! assert_eq!(protocol.arms[0].id, "ips");
+//! ```
+#![deny(missing_docs)]
+
+pub mod allocation;
+pub mod clock;
+pub mod error;
+pub mod event;
+pub mod export;
+pub mod identity;
+pub mod keys;
+pub mod ledger;
+pub mod log;
+pub mod protocol;
+pub mod random;
+pub mod referral;
+pub mod store;
+
+pub use error::{Error, Result};

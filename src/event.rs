@@ -1,0 +1,212 @@
+//! The events the log records, one type per kind of change, and their data.
+//!
+//! Values are text (the canonical text of each field) and integers, never
+//! floats, so that every event has one canonical encoding.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::allocation::Detail;
+use crate::protocol::Protocol;
+
+/// A change to the trial, as recorded in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Event {
+    /// The first entry: the protocol and the commitments.
+    TrialCreated(TrialCreated),
+    /// A referral screened out (ineligible) or that declined consent.
+    ReferralScreened(ReferralScreened),
+    /// A participant allocated to an arm.
+    ParticipantRandomised(Randomised),
+}
+
+impl Event {
+    /// The event type name as written in the log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::TrialCreated(_) => "trial_created",
+            Event::ReferralScreened(_) => "referral_screened",
+            Event::ParticipantRandomised(_) => "participant_randomised",
+        }
+    }
+
+    /// The event's data object.
+    pub fn data(&self) -> Value {
+        match serde_json::to_value(self).expect("events serialise") {
+            Value::Object(mut m) => m.remove("data").unwrap_or(Value::Null),
+            _ => unreachable!("events serialise as objects"),
+        }
+    }
+
+    /// Rebuilds an event from a log entry's type and data.
+    pub fn from_parts(kind: &str, data: &Value) -> Result<Event, String> {
+        let v = serde_json::json!({"type": kind, "data": data});
+        serde_json::from_value(v).map_err(|e| format!("event {kind:?} does not decode: {e}"))
+    }
+}
+
+/// Data of `trial_created`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialCreated {
+    /// Trial id.
+    pub trial: String,
+    /// Trial title.
+    pub title: String,
+    /// The protocol file's full text.
+    pub protocol: String,
+    /// SHA-256 of the protocol text, hex.
+    pub protocol_sha256: String,
+    /// Commitment to the allocation seed, hex.
+    pub seed_commitment: String,
+    /// Ed25519 public key that signs checkpoints, hex.
+    pub signing_public_key: String,
+    /// `random`, or `given` for a demonstration seed.
+    pub key_origin: String,
+    /// The chancery version that created the trial.
+    pub chancery_version: String,
+}
+
+/// Data of `referral_screened`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralScreened {
+    /// Participant (referral) id.
+    pub participant: String,
+    /// Site id.
+    pub site: String,
+    /// `ineligible` or `declined`.
+    pub status: String,
+    /// Failed eligibility rule ids (empty when declined).
+    pub reasons: Vec<String>,
+    /// Screening values (and consent), canonical text; never the identity.
+    pub values: BTreeMap<String, String>,
+}
+
+/// Data of `participant_randomised`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Randomised {
+    /// Participant id.
+    pub participant: String,
+    /// Site id.
+    pub site: String,
+    /// Keyed hash of the identity value.
+    pub identity: String,
+    /// Screening, consent and baseline values, canonical text; never the identity.
+    pub values: BTreeMap<String, String>,
+    /// Stratum label as used at randomisation.
+    pub stratum: String,
+    /// Allocated arm id.
+    pub arm: String,
+    /// How the allocation was decided.
+    pub allocation: AllocationRecord,
+}
+
+/// How an allocation was decided, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AllocationRecord {
+    /// See [`Detail::Blocks`].
+    PermutedBlocks {
+        /// Stream name.
+        stream: String,
+        /// Block number from 1.
+        block: u64,
+        /// Stream word where the block's generation starts.
+        start_word: u64,
+        /// Position in the block from 1.
+        position: u32,
+    },
+    /// See [`Detail::Simple`].
+    Simple {
+        /// Stream name.
+        stream: String,
+        /// First word used.
+        word_start: u64,
+        /// Word after the last used.
+        word_end: u64,
+    },
+    /// See [`Detail::Minimisation`].
+    Minimisation {
+        /// Stream name.
+        stream: String,
+        /// First word used.
+        word_start: u64,
+        /// Word after the last used.
+        word_end: u64,
+        /// Score per arm id, as decimal text (integers that may exceed 2^53).
+        scores: BTreeMap<String, String>,
+        /// Arm ids with the least score, in arm order.
+        preferred: Vec<String>,
+        /// Draw in 0..1,000,000 between preferred and other arms, if made.
+        draw_p: Option<u32>,
+        /// Draw among the chosen set, if made.
+        draw_arm: Option<u32>,
+    },
+}
+
+impl AllocationRecord {
+    /// Records a decided allocation with arm names.
+    pub fn from_detail(protocol: &Protocol, d: &Detail) -> AllocationRecord {
+        match d {
+            Detail::Blocks { stream, block, start_word, position } => AllocationRecord::PermutedBlocks {
+                stream: stream.clone(),
+                block: *block,
+                start_word: *start_word,
+                position: *position,
+            },
+            Detail::Simple { stream, word_start, word_end } => {
+                AllocationRecord::Simple { stream: stream.clone(), word_start: *word_start, word_end: *word_end }
+            }
+            Detail::Minimisation { stream, word_start, word_end, scores, preferred, draw_p, draw_arm } => {
+                AllocationRecord::Minimisation {
+                    stream: stream.clone(),
+                    word_start: *word_start,
+                    word_end: *word_end,
+                    scores: protocol.arms.iter().zip(scores).map(|(a, s)| (a.id.clone(), s.to_string())).collect(),
+                    preferred: preferred.iter().map(|&k| protocol.arms[k].id.clone()).collect(),
+                    draw_p: *draw_p,
+                    draw_arm: *draw_arm,
+                }
+            }
+        }
+    }
+
+    /// The decision detail with arm indices; `Err` if it names an unknown arm.
+    pub fn to_detail(&self, protocol: &Protocol) -> Result<Detail, String> {
+        let arm_index = |id: &str| {
+            protocol.arms.iter().position(|a| a.id == id).ok_or_else(|| format!("unknown arm {id:?}"))
+        };
+        Ok(match self {
+            AllocationRecord::PermutedBlocks { stream, block, start_word, position } => Detail::Blocks {
+                stream: stream.clone(),
+                block: *block,
+                start_word: *start_word,
+                position: *position,
+            },
+            AllocationRecord::Simple { stream, word_start, word_end } => {
+                Detail::Simple { stream: stream.clone(), word_start: *word_start, word_end: *word_end }
+            }
+            AllocationRecord::Minimisation { stream, word_start, word_end, scores, preferred, draw_p, draw_arm } => {
+                let mut s = Vec::new();
+                for a in &protocol.arms {
+                    let v = scores.get(&a.id).ok_or_else(|| format!("no score for arm {:?}", a.id))?;
+                    s.push(v.parse::<u128>().map_err(|_| format!("score {v:?} is not an integer"))?);
+                }
+                Detail::Minimisation {
+                    stream: stream.clone(),
+                    word_start: *word_start,
+                    word_end: *word_end,
+                    scores: s,
+                    preferred: preferred.iter().map(|a| arm_index(a)).collect::<Result<_, _>>()?,
+                    draw_p: *draw_p,
+                    draw_arm: *draw_arm,
+                }
+            }
+        })
+    }
+}

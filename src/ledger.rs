@@ -1,0 +1,588 @@
+//! The trial ledger: creating a trial, randomising referrals, and reading its
+//! state, each write as one transaction of one or more log events.
+//!
+//! This is the library's front door for coordinators. It screens referrals
+//! ([`crate::referral`]), allocates ([`crate::allocation`]), records events in
+//! the hash-chained log ([`crate::log`]) and derives the tables from them in
+//! the same transaction ([`apply`], which replay during verification reuses).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::allocation::{self, Detail, State};
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::event::{AllocationRecord, Event, Randomised, ReferralScreened, TrialCreated};
+use crate::identity::identity_hash;
+use crate::keys::{self, KeyOrigin, TrialKey};
+use crate::log::{Entry, FORMAT_VERSION};
+use crate::protocol::Protocol;
+use crate::referral::{self, Decision, Referral};
+use crate::store::{Head, LogRow, ParticipantRow, ReferralRow, Store, StreamRow, TrialRow, Tx};
+
+/// What `init` needs.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Protocol file.
+    pub protocol: PathBuf,
+    /// Database to create.
+    pub db: PathBuf,
+    /// Trial key file to create.
+    pub key: PathBuf,
+    /// A fixed seed for tests and demonstrations; otherwise random.
+    pub seed: Option<[u8; 32]>,
+    /// The acting user.
+    pub user: String,
+    /// The clock.
+    pub now: Timestamp,
+}
+
+/// What `init` reports: the values to publish before the first allocation.
+#[derive(Debug, Clone, Serialize)]
+pub struct InitReport {
+    /// Trial id.
+    pub trial: String,
+    /// SHA-256 of the protocol text.
+    pub protocol_sha256: String,
+    /// Commitment to the seed.
+    pub seed_commitment: String,
+    /// Public key that signs checkpoints.
+    pub signing_public_key: String,
+    /// `random` or `given`.
+    pub key_origin: String,
+    /// Where the trial key was written.
+    pub key_file: String,
+    /// Where the signing key was written.
+    pub signing_key_file: String,
+    /// Hash of the first log entry.
+    pub head: String,
+}
+
+/// The result of one referral, as shown to the coordinator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Confirmation {
+    /// Participant id.
+    pub participant: String,
+    /// Site.
+    pub site: String,
+    /// `randomised`, `ineligible` or `declined`.
+    pub status: String,
+    /// Allocated arm id, if randomised.
+    pub arm: Option<String>,
+    /// Allocated arm label, if randomised.
+    pub arm_label: Option<String>,
+    /// Stratum, if randomised.
+    pub stratum: Option<String>,
+    /// Failed eligibility rules: `id: reason`.
+    pub reasons: Vec<String>,
+    /// Log sequence number of the event.
+    pub seq: u64,
+    /// Hash of the event's log entry.
+    pub entry_hash: String,
+    /// Log length after the transaction (a receipt for the site).
+    pub log_length: u64,
+    /// Log head after the transaction.
+    pub head: String,
+}
+
+/// Counts for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Trial id.
+    pub trial: String,
+    /// Allocation method.
+    pub method: String,
+    /// `random`, or `given` for a demonstration seed.
+    pub key_origin: String,
+    /// Referrals screened.
+    pub screened: u64,
+    /// Screened out.
+    pub ineligible: u64,
+    /// Declined consent.
+    pub declined: u64,
+    /// Randomised.
+    pub randomised: u64,
+    /// Randomised per arm (every arm listed).
+    pub by_arm: BTreeMap<String, u64>,
+    /// Randomised per site and arm.
+    pub by_site: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Randomised per stratum and arm.
+    pub by_stratum: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Ineligible referrals per failed rule.
+    pub ineligible_by_reason: BTreeMap<String, u64>,
+    /// Log length.
+    pub log_entries: u64,
+    /// Log head hash.
+    pub head: String,
+}
+
+/// An open trial.
+pub struct Trial {
+    store: Store,
+    protocol: Protocol,
+    row: TrialRow,
+}
+
+/// Creates a trial: refuses to overwrite anything, writes the key files
+/// (0600), creates the database and records the first log entry.
+pub fn init(opts: &InitOptions) -> Result<InitReport> {
+    let protocol = Protocol::load(&opts.protocol)?;
+    let signing_path = keys::signing_key_path(&opts.key);
+    for (path, what) in [(&opts.db, "database"), (&opts.key, "key file"), (&signing_path, "signing key file")] {
+        if path.exists() || path.is_symlink() {
+            return Err(Error::Refused(format!(
+                "{what} {} already exists; chancery never overwrites it (choose another path)",
+                path.display()
+            )));
+        }
+    }
+    let ((key, signing), origin) = match opts.seed {
+        Some(seed) => (TrialKey::from_given_seed(&protocol.id, seed), KeyOrigin::Given),
+        None => (TrialKey::random(&protocol.id)?, KeyOrigin::Random),
+    };
+    key.write(&opts.key)?;
+    let result = (|| {
+        keys::write_signing_key(&signing_path, &protocol.id, &signing)?;
+        let mut store = Store::create(&opts.db)?;
+        let event = Event::TrialCreated(TrialCreated {
+            trial: protocol.id.clone(),
+            title: protocol.title.clone(),
+            protocol: protocol.text.clone(),
+            protocol_sha256: hex::encode(protocol.sha256()),
+            seed_commitment: keys::seed_commitment(&key.seed),
+            signing_public_key: hex::encode(signing.verifying_key().to_bytes()),
+            key_origin: origin.as_str().into(),
+            chancery_version: env!("CARGO_PKG_VERSION").into(),
+        });
+        let tx = store.transaction()?;
+        let mut head = tx.head()?;
+        let mut state = State::new(&protocol);
+        let (_, hash) = append(&tx, &protocol, &mut state, &mut head, &event, &opts.user, opts.now)?;
+        tx.commit()?;
+        Ok(InitReport {
+            trial: protocol.id.clone(),
+            protocol_sha256: hex::encode(protocol.sha256()),
+            seed_commitment: keys::seed_commitment(&key.seed),
+            signing_public_key: hex::encode(signing.verifying_key().to_bytes()),
+            key_origin: origin.as_str().into(),
+            key_file: opts.key.display().to_string(),
+            signing_key_file: signing_path.display().to_string(),
+            head: hash,
+        })
+    })();
+    if result.is_err() {
+        // Nothing half-made is left behind: remove what this call created.
+        let _ = std::fs::remove_file(&opts.key);
+        let _ = std::fs::remove_file(&signing_path);
+        if !opts.db.exists() || Store::open(&opts.db).map(|s| s.head().map(|h| h.len == 0).unwrap_or(true)).unwrap_or(false) {
+            let _ = std::fs::remove_file(&opts.db);
+        }
+    }
+    result
+}
+
+/// Checks a user name for the log.
+pub fn check_user(user: &str) -> Result<()> {
+    if user.is_empty() || user.chars().count() > 64 || user.chars().any(|c| c.is_control()) {
+        return Err(Error::Input(format!(
+            "user name {:?} is not valid; give 1–64 printable characters with --user",
+            referral::truncate(user, 70)
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the entry for `event`, appends it, and applies it to the derived tables.
+/// Returns the entry's sequence number and hash.
+pub(crate) fn append(
+    tx: &Tx,
+    protocol: &Protocol,
+    state: &mut State,
+    head: &mut Head,
+    event: &Event,
+    user: &str,
+    now: Timestamp,
+) -> Result<(u64, String)> {
+    check_user(user)?;
+    let ts = now.to_log_text();
+    if let Some(last) = &head.ts
+        && ts < *last
+    {
+        return Err(Error::Refused(format!(
+            "time {ts} is earlier than the log's last entry ({last}); the log cannot be back-dated (check --now or the system clock)"
+        )));
+    }
+    let entry = Entry {
+        v: FORMAT_VERSION,
+        seq: head.len,
+        ts: ts.clone(),
+        user: user.to_string(),
+        kind: event.kind().to_string(),
+        data: event.data(),
+        prev: head.hash.clone(),
+    };
+    let body = entry.canonical();
+    let hash = Entry::hash_of(&body);
+    tx.append_log(&LogRow { seq: entry.seq, ts: ts.clone(), kind: entry.kind.clone(), hash: hash.clone(), body })?;
+    apply(tx, protocol, state, entry.seq, &ts, event)?;
+    *head = Head { len: entry.seq + 1, hash: hash.clone(), ts: Some(ts) };
+    Ok((entry.seq, hash))
+}
+
+/// Derives the tables' rows from one event. Live writes and replay both come here,
+/// so the tables are by construction a function of the log.
+pub(crate) fn apply(tx: &Tx, protocol: &Protocol, state: &mut State, seq: u64, ts: &str, event: &Event) -> Result<()> {
+    match event {
+        Event::TrialCreated(t) => tx.insert_trial(&TrialRow {
+            trial_id: t.trial.clone(),
+            title: t.title.clone(),
+            protocol: t.protocol.clone(),
+            protocol_sha256: t.protocol_sha256.clone(),
+            seed_commitment: t.seed_commitment.clone(),
+            signing_public_key: t.signing_public_key.clone(),
+            key_origin: t.key_origin.clone(),
+            created_at: ts.to_string(),
+        }),
+        Event::ReferralScreened(r) => tx.insert_referral(&ReferralRow {
+            participant: r.participant.clone(),
+            seq,
+            site: r.site.clone(),
+            status: r.status.clone(),
+            reasons: r.reasons.join(","),
+            screened_at: ts.to_string(),
+        }),
+        Event::ParticipantRandomised(r) => {
+            tx.insert_referral(&ReferralRow {
+                participant: r.participant.clone(),
+                seq,
+                site: r.site.clone(),
+                status: "randomised".into(),
+                reasons: String::new(),
+                screened_at: ts.to_string(),
+            })?;
+            tx.insert_participant(&ParticipantRow {
+                participant: r.participant.clone(),
+                seq,
+                site: r.site.clone(),
+                stratum: r.stratum.clone(),
+                arm: r.arm.clone(),
+                identity: r.identity.clone(),
+                randomised_at: ts.to_string(),
+                baseline: serde_json::to_string(&r.values).expect("string map serialises"),
+            })?;
+            let a = recorded_allocation(protocol, r).map_err(|m| {
+                Error::Integrity(format!("log entry {seq}: the allocation record does not fit the protocol: {m}"))
+            })?;
+            state.record(&a);
+            match &a.detail {
+                Detail::Blocks { stream, block, start_word, position } => tx.put_stream(
+                    stream,
+                    StreamRow { block: *block, start_word: *start_word, used: *position, next_word: 0 },
+                )?,
+                Detail::Simple { stream, word_end, .. } | Detail::Minimisation { stream, word_end, .. } => {
+                    tx.put_stream(stream, StreamRow { block: 0, start_word: 0, used: 0, next_word: *word_end })?
+                }
+            }
+            for (f, &l) in a.levels.iter().enumerate() {
+                tx.bump_count(f, l, a.arm)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The allocation an event records, with indices resolved against the protocol.
+pub(crate) fn recorded_allocation(protocol: &Protocol, r: &Randomised) -> std::result::Result<allocation::Allocation, String> {
+    let arm = protocol.arms.iter().position(|a| a.id == r.arm).ok_or_else(|| format!("unknown arm {:?}", r.arm))?;
+    let levels = parse_stratum(protocol, &r.stratum)?;
+    Ok(allocation::Allocation { arm, levels, detail: r.allocation.to_detail(protocol)? })
+}
+
+/// Factor level indices from a stratum label.
+pub(crate) fn parse_stratum(protocol: &Protocol, label: &str) -> std::result::Result<Vec<usize>, String> {
+    if protocol.factors.is_empty() {
+        return if label == "all" { Ok(vec![]) } else { Err(format!("stratum {label:?} should be \"all\"")) };
+    }
+    let parts: Vec<&str> = label.split('|').collect();
+    if parts.len() != protocol.factors.len() {
+        return Err(format!("stratum {label:?} does not name every factor"));
+    }
+    protocol
+        .factors
+        .iter()
+        .zip(parts)
+        .map(|(f, part)| {
+            let (name, level) = part.split_once('=').ok_or_else(|| format!("stratum part {part:?} is not name=level"))?;
+            if name != f.name {
+                return Err(format!("stratum names {name:?} where {:?} was expected", f.name));
+            }
+            f.levels.iter().position(|l| l == level).ok_or_else(|| format!("{level:?} is not a level of {name}"))
+        })
+        .collect()
+}
+
+/// Loads the allocation state from the derived tables.
+fn load_state(tx: &Tx, protocol: &Protocol) -> Result<State> {
+    let mut state = State::new(protocol);
+    for (stream, row) in tx.streams()? {
+        if stream.starts_with("blocks/") {
+            state.blocks.insert(
+                stream,
+                allocation::BlockCursor { block: row.block, start_word: row.start_word, used: row.used },
+            );
+        } else {
+            state.next_word = row.next_word;
+        }
+    }
+    for (f, l, a, n) in tx.counts()? {
+        if let Some(c) = state.counts.get_mut(f).and_then(|x| x.get_mut(l)).and_then(|x| x.get_mut(a)) {
+            *c = n;
+        }
+    }
+    Ok(state)
+}
+
+impl Trial {
+    /// Opens an existing trial.
+    pub fn open(db: &Path) -> Result<Trial> {
+        let store = Store::open(db)?;
+        let row = store.trial()?.ok_or_else(|| {
+            Error::Integrity(format!("{} has no trial record; it was not created by `chancery init`", db.display()))
+        })?;
+        let protocol = Protocol::parse(&format!("{} (stored protocol)", db.display()), &row.protocol)?;
+        Ok(Trial { store, protocol, row })
+    }
+
+    /// The trial's protocol, as stored at `init`.
+    pub fn protocol(&self) -> &Protocol {
+        &self.protocol
+    }
+
+    /// The trial's record.
+    pub fn record(&self) -> &TrialRow {
+        &self.row
+    }
+
+    /// The store, for reading.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Checks that a key belongs to this trial: its seed opens the commitment.
+    pub fn check_key(&self, key: &TrialKey) -> Result<()> {
+        if keys::seed_commitment(&key.seed) != self.row.seed_commitment || key.trial != self.row.trial_id {
+            return Err(Error::Key(format!(
+                "the key file is not this trial's key (its seed does not open trial {:?}'s commitment); give the right --key",
+                self.row.trial_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Screens and, where eligible and consenting, randomises each referral in
+    /// order, all in one transaction. Each referral comes with where it came from
+    /// (e.g. `referrals.csv line 4`) for messages. If any referral is invalid,
+    /// nothing is written and the error lists every bad one.
+    pub fn randomise(
+        &mut self,
+        key: &TrialKey,
+        referrals: &[(String, Referral)],
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Confirmation>> {
+        self.check_key(key)?;
+        check_user(user)?;
+        let protocol = &self.protocol;
+        let identity_key = key.identity_key();
+
+        let mut problems: Vec<String> = Vec::new();
+        let mut screened = Vec::with_capacity(referrals.len());
+        let mut ids: HashMap<&str, &str> = HashMap::new();
+        let mut identities: HashMap<String, &str> = HashMap::new();
+        for (origin, r) in referrals {
+            match referral::screen(protocol, r) {
+                Err(m) => problems.push(format!("{origin}: {m}")),
+                Ok(s) => {
+                    if let Some(first) = ids.insert(r.participant.as_str(), origin.as_str()) {
+                        problems.push(format!(
+                            "{origin}: participant {} appears twice in this batch (also at {first}); each referral needs its own id",
+                            r.participant
+                        ));
+                    }
+                    let hash = identity_hash(&identity_key, &s.identity);
+                    if s.decision == Decision::Randomise
+                        && let Some(first) = identities.insert(hash.clone(), origin.as_str())
+                    {
+                        problems.push(format!(
+                            "{origin}: participant {} has the same NHS number as the referral at {first}; a person is randomised once",
+                            r.participant
+                        ));
+                    }
+                    screened.push((origin, s, hash));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(batch_error(referrals.len(), problems));
+        }
+
+        let tx = self.store.transaction()?;
+        let mut head = tx.head()?;
+        for (origin, s, hash) in &screened {
+            if tx.referral_exists(&s.participant)? {
+                problems.push(format!(
+                    "{origin}: participant {} is already recorded; a participant id is used once (see `chancery export --what allocations`)",
+                    s.participant
+                ));
+            }
+            if s.decision == Decision::Randomise
+                && let Some((other, site)) = tx.participant_with_identity(hash)?
+            {
+                problems.push(format!(
+                    "{origin}: participant {}: this NHS number was already randomised as participant {other} at {site}; a person is randomised once",
+                    s.participant
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(batch_error(referrals.len(), problems));
+        }
+
+        let mut state = load_state(&tx, protocol)?;
+        let mut out = Vec::with_capacity(screened.len());
+        for (_, s, hash) in screened {
+            let (event, arm, stratum) = match &s.decision {
+                Decision::Ineligible(reasons) => (
+                    Event::ReferralScreened(ReferralScreened {
+                        participant: s.participant.clone(),
+                        site: s.site.clone(),
+                        status: "ineligible".into(),
+                        reasons: reasons.clone(),
+                        values: s.values.clone(),
+                    }),
+                    None,
+                    None,
+                ),
+                Decision::Declined => (
+                    Event::ReferralScreened(ReferralScreened {
+                        participant: s.participant.clone(),
+                        site: s.site.clone(),
+                        status: "declined".into(),
+                        reasons: vec![],
+                        values: s.values.clone(),
+                    }),
+                    None,
+                    None,
+                ),
+                Decision::Randomise => {
+                    let levels = referral::factor_levels(protocol, &s);
+                    let a = allocation::allocate(protocol, &key.seed, &state, &levels);
+                    let stratum = allocation::stratum_label(protocol, &levels);
+                    let arm = &protocol.arms[a.arm];
+                    (
+                        Event::ParticipantRandomised(Randomised {
+                            participant: s.participant.clone(),
+                            site: s.site.clone(),
+                            identity: hash,
+                            values: s.values.clone(),
+                            stratum: stratum.clone(),
+                            arm: arm.id.clone(),
+                            allocation: AllocationRecord::from_detail(protocol, &a.detail),
+                        }),
+                        Some(arm),
+                        Some(stratum),
+                    )
+                }
+            };
+            let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
+            let reasons = match &s.decision {
+                Decision::Ineligible(ids) => ids
+                    .iter()
+                    .map(|id| {
+                        let reason = protocol.eligibility.iter().find(|r| &r.id == id).map(|r| r.reason.as_str()).unwrap_or("");
+                        format!("{id}: {reason}")
+                    })
+                    .collect(),
+                _ => vec![],
+            };
+            out.push(Confirmation {
+                participant: s.participant.clone(),
+                site: s.site.clone(),
+                status: s.decision.status().into(),
+                arm: arm.map(|a| a.id.clone()),
+                arm_label: arm.map(|a| a.label.clone()),
+                stratum,
+                reasons,
+                seq,
+                entry_hash,
+                log_length: 0,
+                head: String::new(),
+            });
+        }
+        tx.commit()?;
+        for c in &mut out {
+            c.log_length = head.len;
+            c.head = head.hash.clone();
+        }
+        Ok(out)
+    }
+
+    /// Counts by status, arm, site and stratum, and the log head.
+    pub fn status(&self) -> Result<Status> {
+        let head = self.store.head()?;
+        let mut s = Status {
+            trial: self.row.trial_id.clone(),
+            method: self.protocol.method.name().into(),
+            key_origin: self.row.key_origin.clone(),
+            screened: 0,
+            ineligible: 0,
+            declined: 0,
+            randomised: 0,
+            by_arm: self.protocol.arms.iter().map(|a| (a.id.clone(), 0)).collect(),
+            by_site: BTreeMap::new(),
+            by_stratum: BTreeMap::new(),
+            ineligible_by_reason: BTreeMap::new(),
+            log_entries: head.len,
+            head: head.hash,
+        };
+        for r in self.store.referrals()? {
+            s.screened += 1;
+            match r.status.as_str() {
+                "ineligible" => {
+                    s.ineligible += 1;
+                    for reason in r.reasons.split(',').filter(|x| !x.is_empty()) {
+                        *s.ineligible_by_reason.entry(reason.to_string()).or_default() += 1;
+                    }
+                }
+                "declined" => s.declined += 1,
+                _ => {}
+            }
+        }
+        let zero: BTreeMap<String, u64> = self.protocol.arms.iter().map(|a| (a.id.clone(), 0)).collect();
+        for p in self.store.participants()? {
+            s.randomised += 1;
+            *s.by_arm.entry(p.arm.clone()).or_default() += 1;
+            *s.by_site.entry(p.site.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() += 1;
+            *s.by_stratum.entry(p.stratum.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() += 1;
+        }
+        Ok(s)
+    }
+}
+
+fn batch_error(total: usize, problems: Vec<String>) -> Error {
+    if total == 1 && problems.len() == 1 {
+        let only = problems.into_iter().next().unwrap_or_default();
+        // A single referral: the origin prefix is noise.
+        let msg = only.split_once(": ").map(|(_, m)| m.to_string()).unwrap_or(only);
+        return Error::Input(format!("{msg}; nothing was written"));
+    }
+    let n = problems.len();
+    let mut seen = HashSet::new();
+    let lines: Vec<String> = problems.into_iter().filter(|p| seen.insert(p.clone())).collect();
+    Error::Input(format!(
+        "{n} of {total} referrals are invalid, so none was written; correct them and submit the file again:\n  {}",
+        lines.join("\n  ")
+    ))
+}

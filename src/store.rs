@@ -1,0 +1,667 @@
+//! The SQLite store: the only module that talks to the database.
+//!
+//! One file holds the append-only log and the tables derived from it. Every
+//! write is one `BEGIN IMMEDIATE` transaction (WAL, `synchronous=FULL`), so a
+//! committed allocation survives power loss and concurrent coordinators queue
+//! rather than fail. `application_id` and `user_version` identify the file and
+//! its schema; anything else is refused on open.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::error::{Error, Result};
+
+/// `application_id` of a chancery database: "CHNC".
+pub const APPLICATION_ID: i32 = 0x4348_4E43;
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i32 = 1;
+/// How long a writer waits for another coordinator's transaction.
+pub const BUSY_TIMEOUT_MS: u64 = 30_000;
+
+const SCHEMA: &str = "
+CREATE TABLE log (
+    seq  INTEGER PRIMARY KEY,
+    ts   TEXT NOT NULL,
+    type TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TRIGGER log_is_append_only_update BEFORE UPDATE ON log
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER log_is_append_only_delete BEFORE DELETE ON log
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+
+CREATE TABLE trial (
+    singleton          INTEGER PRIMARY KEY CHECK (singleton = 1),
+    trial_id           TEXT NOT NULL,
+    title              TEXT NOT NULL,
+    protocol           TEXT NOT NULL,
+    protocol_sha256    TEXT NOT NULL,
+    seed_commitment    TEXT NOT NULL,
+    signing_public_key TEXT NOT NULL,
+    key_origin         TEXT NOT NULL,
+    created_at         TEXT NOT NULL
+);
+
+CREATE TABLE referrals (
+    participant TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL UNIQUE,
+    site        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    reasons     TEXT NOT NULL,
+    screened_at TEXT NOT NULL
+);
+
+CREATE TABLE participants (
+    participant   TEXT PRIMARY KEY,
+    seq           INTEGER NOT NULL UNIQUE,
+    site          TEXT NOT NULL,
+    stratum       TEXT NOT NULL,
+    arm           TEXT NOT NULL,
+    identity      TEXT NOT NULL UNIQUE,
+    randomised_at TEXT NOT NULL,
+    baseline      TEXT NOT NULL
+);
+
+CREATE TABLE allocation_streams (
+    stream     TEXT PRIMARY KEY,
+    block      INTEGER NOT NULL,
+    start_word INTEGER NOT NULL,
+    used       INTEGER NOT NULL,
+    next_word  INTEGER NOT NULL
+);
+
+CREATE TABLE allocation_counts (
+    factor INTEGER NOT NULL,
+    level  INTEGER NOT NULL,
+    arm    INTEGER NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (factor, level, arm)
+);
+";
+
+/// The derived tables, in the order replay compares them, with their key column.
+pub const DERIVED_TABLES: &[(&str, &str)] = &[
+    ("trial", "singleton"),
+    ("referrals", "participant"),
+    ("participants", "participant"),
+    ("allocation_streams", "stream"),
+    ("allocation_counts", "factor, level, arm"),
+];
+
+/// The end of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Number of entries.
+    pub len: u64,
+    /// Hash of the last entry (the genesis `prev` when empty).
+    pub hash: String,
+    /// Timestamp of the last entry, if any.
+    pub ts: Option<String>,
+}
+
+/// A stored log row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    /// Sequence number (the row key).
+    pub seq: u64,
+    /// Timestamp column.
+    pub ts: String,
+    /// Type column.
+    pub kind: String,
+    /// Stored hash.
+    pub hash: String,
+    /// Stored canonical bytes.
+    pub body: String,
+}
+
+/// A referral row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralRow {
+    /// Participant id.
+    pub participant: String,
+    /// Log entry.
+    pub seq: u64,
+    /// Site.
+    pub site: String,
+    /// `randomised`, `ineligible` or `declined`.
+    pub status: String,
+    /// Failed rule ids, comma-separated.
+    pub reasons: String,
+    /// Timestamp.
+    pub screened_at: String,
+}
+
+/// A randomised participant row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantRow {
+    /// Participant id.
+    pub participant: String,
+    /// Log entry of the allocation.
+    pub seq: u64,
+    /// Site.
+    pub site: String,
+    /// Stratum as used at randomisation.
+    pub stratum: String,
+    /// Arm id.
+    pub arm: String,
+    /// Keyed identity hash.
+    pub identity: String,
+    /// Timestamp of randomisation.
+    pub randomised_at: String,
+    /// Screening, consent and baseline values, canonical JSON object.
+    pub baseline: String,
+}
+
+/// A row of `allocation_streams`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRow {
+    /// Block number.
+    pub block: u64,
+    /// Block start word.
+    pub start_word: u64,
+    /// Allocations used from the block.
+    pub used: u32,
+    /// Next word (simple and minimisation streams).
+    pub next_word: u64,
+}
+
+/// The trial's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrialRow {
+    /// Trial id.
+    pub trial_id: String,
+    /// Title.
+    pub title: String,
+    /// Protocol text.
+    pub protocol: String,
+    /// Protocol hash.
+    pub protocol_sha256: String,
+    /// Seed commitment.
+    pub seed_commitment: String,
+    /// Checkpoint public key.
+    pub signing_public_key: String,
+    /// `random` or `given`.
+    pub key_origin: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// An open chancery database.
+pub struct Store {
+    conn: Connection,
+}
+
+/// A write transaction (`BEGIN IMMEDIATE`); dropped without `commit`, it rolls back.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+fn configure(conn: &Connection, what: &str) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(Error::sqlite(what.to_string()))?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(Error::sqlite(what.to_string()))?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a new database; refuses if the file exists.
+    pub fn create(path: &Path) -> Result<Store> {
+        if path.exists() || path.is_symlink() {
+            return Err(Error::Refused(format!(
+                "{} already exists; chancery never overwrites a database (choose another --db)",
+                path.display()
+            )));
+        }
+        let what = format!("creating database {}", path.display());
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
+        configure(&conn, &what)?;
+        let store = Store { conn };
+        store.install_schema(&what)?;
+        Ok(store)
+    }
+
+    /// A database in memory with the schema (for replay during verification).
+    pub fn in_memory() -> Result<Store> {
+        let what = "creating an in-memory database";
+        let conn = Connection::open_in_memory().map_err(Error::sqlite(what))?;
+        let store = Store { conn };
+        store.install_schema(what)?;
+        Ok(store)
+    }
+
+    fn install_schema(&self, what: &str) -> Result<()> {
+        self.conn
+            .execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(Error::sqlite(what.to_string()))
+    }
+
+    /// Opens an existing chancery database, checking what it is.
+    pub fn open(path: &Path) -> Result<Store> {
+        let what = format!("opening database {}", path.display());
+        if !path.exists() {
+            return Err(Error::Input(format!(
+                "database {} does not exist; create it with `chancery init` or check --db",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(Error::sqlite(what.clone()))?;
+        configure(&conn, &what)?;
+        let app: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(Error::sqlite(what.clone()))?;
+        if app != APPLICATION_ID {
+            return Err(Error::Refused(format!(
+                "{} is not a chancery database; check --db",
+                path.display()
+            )));
+        }
+        let version: i32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(Error::sqlite(what.clone()))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} was written by a newer chancery (schema {version}, this build reads {SCHEMA_VERSION}); upgrade chancery",
+                path.display()
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} has schema {version}, older than this build's {SCHEMA_VERSION}, and no migration exists",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
+        Ok(Store { conn })
+    }
+
+    /// Begins a write transaction.
+    pub fn transaction(&mut self) -> Result<Tx<'_>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(Error::sqlite("starting a write transaction"))?;
+        Ok(Tx { tx })
+    }
+
+    /// The end of the log.
+    pub fn head(&self) -> Result<Head> {
+        head(&self.conn)
+    }
+
+    /// The trial row, if the trial has been created.
+    pub fn trial(&self) -> Result<Option<TrialRow>> {
+        trial(&self.conn)
+    }
+
+    /// Calls `f` on every log row in sequence order, streaming.
+    pub fn each_log_row(&self, mut f: impl FnMut(LogRow) -> Result<()>) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, ts, type, hash, body FROM log ORDER BY seq")
+            .map_err(Error::sqlite("reading the log"))?;
+        let mut rows = stmt.query([]).map_err(Error::sqlite("reading the log"))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite("reading the log"))? {
+            let row = LogRow {
+                seq: r.get::<_, i64>(0).map_err(Error::sqlite("reading the log"))? as u64,
+                ts: r.get(1).map_err(Error::sqlite("reading the log"))?,
+                kind: r.get(2).map_err(Error::sqlite("reading the log"))?,
+                hash: r.get(3).map_err(Error::sqlite("reading the log"))?,
+                body: r.get(4).map_err(Error::sqlite("reading the log"))?,
+            };
+            f(row)?;
+        }
+        Ok(())
+    }
+
+    /// Every referral, in log order.
+    pub fn referrals(&self) -> Result<Vec<ReferralRow>> {
+        let what = "reading referrals";
+        let mut stmt = self
+            .conn
+            .prepare("SELECT participant, seq, site, status, reasons, screened_at FROM referrals ORDER BY seq")
+            .map_err(Error::sqlite(what))?;
+        stmt.query_map([], |r| {
+            Ok(ReferralRow {
+                participant: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                site: r.get(2)?,
+                status: r.get(3)?,
+                reasons: r.get(4)?,
+                screened_at: r.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sqlite(what))
+    }
+
+    /// Every randomised participant, in log order.
+    pub fn participants(&self) -> Result<Vec<ParticipantRow>> {
+        participants(&self.conn)
+    }
+
+    /// Rows of a derived table as text, ordered by its key, for replay comparison.
+    pub fn table_rows(&self, table: &str) -> Result<Vec<(String, String)>> {
+        let (name, key) = DERIVED_TABLES
+            .iter()
+            .find(|(t, _)| *t == table)
+            .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
+        let what = format!("reading table {name}");
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT * FROM {name} ORDER BY {key}"))
+            .map_err(Error::sqlite(what.clone()))?;
+        let cols = stmt.column_count();
+        let key_cols: Vec<usize> = key
+            .split(',')
+            .map(|k| stmt.column_index(k.trim()).unwrap_or(0))
+            .collect();
+        stmt.query_map([], |r| {
+            let mut all = Vec::with_capacity(cols);
+            for i in 0..cols {
+                let v: rusqlite::types::Value = r.get(i)?;
+                all.push(match v {
+                    rusqlite::types::Value::Null => "NULL".to_string(),
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Real(f) => format!("{f:?}"),
+                    rusqlite::types::Value::Text(t) => format!("{t:?}"),
+                    rusqlite::types::Value::Blob(b) => format!("x'{}'", hex::encode(b)),
+                });
+            }
+            let k = key_cols.iter().map(|&i| all[i].clone()).collect::<Vec<_>>().join(",");
+            Ok((k, all.join("|")))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sqlite(what))
+    }
+
+    /// SQLite's own `PRAGMA integrity_check`: `ok`, or what it found.
+    pub fn integrity_check(&self) -> Result<String> {
+        let what = "running SQLite's integrity check";
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(Error::sqlite(what))?;
+        let lines: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))?;
+        Ok(lines.join("; "))
+    }
+
+    /// Copies the database to `to` with SQLite's online backup API.
+    pub fn backup_to(&self, to: &Path) -> Result<()> {
+        let what = format!("backing up to {}", to.display());
+        let mut dst = Connection::open(to).map_err(Error::sqlite(what.clone()))?;
+        let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst).map_err(Error::sqlite(what.clone()))?;
+        backup
+            .run_to_completion(256, std::time::Duration::from_millis(0), None)
+            .map_err(Error::sqlite(what))
+    }
+}
+
+fn head(c: &Connection) -> Result<Head> {
+    let row: Option<(i64, String, String)> = c
+        .query_row("SELECT seq, hash, ts FROM log ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()
+        .map_err(Error::sqlite("reading the log head"))?;
+    Ok(match row {
+        None => Head { len: 0, hash: crate::log::GENESIS_PREV.into(), ts: None },
+        Some((seq, hash, ts)) => Head { len: seq as u64 + 1, hash, ts: Some(ts) },
+    })
+}
+
+fn trial(c: &Connection) -> Result<Option<TrialRow>> {
+    c.query_row(
+        "SELECT trial_id, title, protocol, protocol_sha256, seed_commitment, signing_public_key, key_origin, created_at FROM trial",
+        [],
+        |r| {
+            Ok(TrialRow {
+                trial_id: r.get(0)?,
+                title: r.get(1)?,
+                protocol: r.get(2)?,
+                protocol_sha256: r.get(3)?,
+                seed_commitment: r.get(4)?,
+                signing_public_key: r.get(5)?,
+                key_origin: r.get(6)?,
+                created_at: r.get(7)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(Error::sqlite("reading the trial"))
+}
+
+fn participants(c: &Connection) -> Result<Vec<ParticipantRow>> {
+    let what = "reading participants";
+    let mut stmt = c
+        .prepare(
+            "SELECT participant, seq, site, stratum, arm, identity, randomised_at, baseline FROM participants ORDER BY seq",
+        )
+        .map_err(Error::sqlite(what))?;
+    stmt.query_map([], |r| {
+        Ok(ParticipantRow {
+            participant: r.get(0)?,
+            seq: r.get::<_, i64>(1)? as u64,
+            site: r.get(2)?,
+            stratum: r.get(3)?,
+            arm: r.get(4)?,
+            identity: r.get(5)?,
+            randomised_at: r.get(6)?,
+            baseline: r.get(7)?,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(Error::sqlite(what))
+}
+
+impl Tx<'_> {
+    /// The end of the log.
+    pub fn head(&self) -> Result<Head> {
+        head(&self.tx)
+    }
+
+    /// The trial row.
+    pub fn trial(&self) -> Result<Option<TrialRow>> {
+        trial(&self.tx)
+    }
+
+    /// Appends a log row.
+    pub fn append_log(&self, row: &LogRow) -> Result<()> {
+        self.tx
+            .prepare_cached("INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut s| s.execute(params![row.seq as i64, row.ts, row.kind, row.hash, row.body]))
+            .map(drop)
+            .map_err(Error::sqlite("appending to the log"))
+    }
+
+    /// Inserts the trial row.
+    pub fn insert_trial(&self, t: &TrialRow) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO trial (singleton, trial_id, title, protocol, protocol_sha256, seed_commitment, signing_public_key, key_origin, created_at) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![t.trial_id, t.title, t.protocol, t.protocol_sha256, t.seed_commitment, t.signing_public_key, t.key_origin, t.created_at],
+            )
+            .map(drop)
+            .map_err(Error::sqlite("recording the trial"))
+    }
+
+    /// Inserts a referral row.
+    pub fn insert_referral(&self, r: &ReferralRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO referrals (participant, seq, site, status, reasons, screened_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![r.participant, r.seq as i64, r.site, r.status, r.reasons, r.screened_at])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording a referral"))
+    }
+
+    /// Inserts a participant row.
+    pub fn insert_participant(&self, p: &ParticipantRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO participants (participant, seq, site, stratum, arm, identity, randomised_at, baseline) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    p.participant,
+                    p.seq as i64,
+                    p.site,
+                    p.stratum,
+                    p.arm,
+                    p.identity,
+                    p.randomised_at,
+                    p.baseline
+                ])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording a participant"))
+    }
+
+    /// Whether a referral with this participant id exists.
+    pub fn referral_exists(&self, participant: &str) -> Result<bool> {
+        self.tx
+            .prepare_cached("SELECT 1 FROM referrals WHERE participant = ?1")
+            .and_then(|mut s| s.exists([participant]))
+            .map_err(Error::sqlite("checking for a duplicate participant id"))
+    }
+
+    /// The participant already randomised with this identity hash, if any.
+    pub fn participant_with_identity(&self, identity: &str) -> Result<Option<(String, String)>> {
+        self.tx
+            .prepare_cached("SELECT participant, site FROM participants WHERE identity = ?1")
+            .and_then(|mut s| s.query_row([identity], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(Error::sqlite("checking for a duplicate identity"))
+    }
+
+    /// Every allocation stream's row.
+    pub fn streams(&self) -> Result<Vec<(String, StreamRow)>> {
+        let what = "reading allocation state";
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT stream, block, start_word, used, next_word FROM allocation_streams")
+            .map_err(Error::sqlite(what))?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                StreamRow {
+                    block: r.get::<_, i64>(1)? as u64,
+                    start_word: r.get::<_, i64>(2)? as u64,
+                    used: r.get::<_, i64>(3)? as u32,
+                    next_word: r.get::<_, i64>(4)? as u64,
+                },
+            ))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sqlite(what))
+    }
+
+    /// Every non-zero allocation count: (factor, level, arm, n).
+    pub fn counts(&self) -> Result<Vec<(usize, usize, usize, u64)>> {
+        let what = "reading allocation counts";
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT factor, level, arm, n FROM allocation_counts")
+            .map_err(Error::sqlite(what))?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as usize,
+                r.get::<_, i64>(1)? as usize,
+                r.get::<_, i64>(2)? as usize,
+                r.get::<_, i64>(3)? as u64,
+            ))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sqlite(what))
+    }
+
+    /// Sets a stream's row.
+    pub fn put_stream(&self, stream: &str, row: StreamRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO allocation_streams (stream, block, start_word, used, next_word) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (stream) DO UPDATE SET block = ?2, start_word = ?3, used = ?4, next_word = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![stream, row.block as i64, row.start_word as i64, row.used as i64, row.next_word as i64])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("updating allocation state"))
+    }
+
+    /// Adds one to a (factor, level, arm) count.
+    pub fn bump_count(&self, factor: usize, level: usize, arm: usize) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO allocation_counts (factor, level, arm, n) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (factor, level, arm) DO UPDATE SET n = n + 1",
+            )
+            .and_then(|mut s| s.execute(params![factor as i64, level as i64, arm as i64]))
+            .map(drop)
+            .map_err(Error::sqlite("updating allocation counts"))
+    }
+
+    /// Commits; until this returns, nothing is visible or durable.
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit().map_err(Error::sqlite("committing"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_chancery_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        Connection::open(&path).unwrap().execute_batch("CREATE TABLE x (y);").unwrap();
+        let e = Store::open(&path).err().unwrap().to_string();
+        assert!(e.contains("is not a chancery database"), "{e}");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Store::create(&path).unwrap());
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        let e = Store::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer chancery"), "{e}");
+    }
+
+    #[test]
+    fn the_log_refuses_update_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut s = Store::create(&path).unwrap();
+        let tx = s.transaction().unwrap();
+        tx.append_log(&LogRow { seq: 0, ts: "t".into(), kind: "k".into(), hash: "h".into(), body: "b".into() }).unwrap();
+        tx.commit().unwrap();
+        assert!(s.conn.execute("UPDATE log SET body = 'x'", []).is_err());
+        assert!(s.conn.execute("DELETE FROM log", []).is_err());
+    }
+
+    #[test]
+    fn create_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Store::create(&path).unwrap());
+        assert!(Store::create(&path).err().unwrap().to_string().contains("already exists"));
+    }
+}
