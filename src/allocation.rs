@@ -99,11 +99,7 @@ impl State {
         State {
             blocks: HashMap::new(),
             next_word: 0,
-            counts: protocol
-                .factors
-                .iter()
-                .map(|f| vec![vec![0; protocol.arms.len()]; f.levels.len()])
-                .collect(),
+            counts: protocol.factors.iter().map(|f| vec![vec![0; protocol.arms.len()]; f.levels.len()]).collect(),
         }
     }
 
@@ -116,7 +112,8 @@ impl State {
         }
         match &a.detail {
             Detail::Blocks { stream, block, start_word, position } => {
-                self.blocks.insert(stream.clone(), BlockCursor { block: *block, start_word: *start_word, used: *position });
+                self.blocks
+                    .insert(stream.clone(), BlockCursor { block: *block, start_word: *start_word, used: *position });
             }
             Detail::Simple { word_end, .. } | Detail::Minimisation { word_end, .. } => {
                 self.next_word = *word_end;
@@ -233,9 +230,8 @@ fn minimise(
                 .enumerate()
                 .map(|(f, factor)| {
                     let counts = &state.counts[f][levels[f]];
-                    let x: Vec<u128> = (0..arms)
-                        .map(|a| (u128::from(counts[a]) + u128::from(a == k)) * scale[a])
-                        .collect();
+                    let x: Vec<u128> =
+                        (0..arms).map(|a| (u128::from(counts[a]) + u128::from(a == k)) * scale[a]).collect();
                     let imb = match imbalance {
                         Imbalance::Range => x.iter().max().unwrap() - x.iter().min().unwrap(),
                         Imbalance::Variance => {

@@ -20,14 +20,12 @@ impl Timestamp {
 
     /// Parses RFC 3339 (`2026-11-22T09:30:00Z`; an offset is converted to UTC).
     pub fn parse(s: &str) -> Result<Timestamp> {
-        DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| Timestamp(t.with_timezone(&Utc)))
-            .map_err(|_| {
-                Error::Input(format!(
-                    "time {:?} is not RFC 3339; write it like 2026-11-22T09:30:00Z",
-                    crate::referral::truncate(s, 40)
-                ))
-            })
+        DateTime::parse_from_rfc3339(s.trim()).map(|t| Timestamp(t.with_timezone(&Utc))).map_err(|_| {
+            Error::Input(format!(
+                "time {:?} is not RFC 3339; write it like 2026-11-22T09:30:00Z",
+                crate::referral::truncate(s, 40)
+            ))
+        })
     }
 
     /// The log's text form: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.

@@ -55,16 +55,12 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Protocol(m)
-            | Error::Input(m)
-            | Error::Refused(m)
-            | Error::Integrity(m)
-            | Error::Key(m) => f.write_str(m),
+            Error::Protocol(m) | Error::Input(m) | Error::Refused(m) | Error::Integrity(m) | Error::Key(m) => {
+                f.write_str(m)
+            }
             Error::Sqlite { context, source } => {
                 if let rusqlite::Error::SqliteFailure(e, _) = source {
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy
-                        || e.code == rusqlite::ErrorCode::DatabaseLocked
-                    {
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy || e.code == rusqlite::ErrorCode::DatabaseLocked {
                         return write!(
                             f,
                             "{context}: the database is busy (another coordinator is writing); try again in a moment"

@@ -178,16 +178,12 @@ impl AllocationRecord {
 
     /// The decision detail with arm indices; `Err` if it names an unknown arm.
     pub fn to_detail(&self, protocol: &Protocol) -> Result<Detail, String> {
-        let arm_index = |id: &str| {
-            protocol.arms.iter().position(|a| a.id == id).ok_or_else(|| format!("unknown arm {id:?}"))
-        };
+        let arm_index =
+            |id: &str| protocol.arms.iter().position(|a| a.id == id).ok_or_else(|| format!("unknown arm {id:?}"));
         Ok(match self {
-            AllocationRecord::PermutedBlocks { stream, block, start_word, position } => Detail::Blocks {
-                stream: stream.clone(),
-                block: *block,
-                start_word: *start_word,
-                position: *position,
-            },
+            AllocationRecord::PermutedBlocks { stream, block, start_word, position } => {
+                Detail::Blocks { stream: stream.clone(), block: *block, start_word: *start_word, position: *position }
+            }
             AllocationRecord::Simple { stream, word_start, word_end } => {
                 Detail::Simple { stream: stream.clone(), word_start: *word_start, word_end: *word_end }
             }

@@ -57,8 +57,7 @@ impl Table {
                 };
                 w.write_record(&self.columns).map_err(err)?;
                 for row in &self.rows {
-                    w.write_record(row.iter().map(|c| c.as_deref().map(safe_cell).unwrap_or_default()))
-                        .map_err(err)?;
+                    w.write_record(row.iter().map(|c| c.as_deref().map(safe_cell).unwrap_or_default())).map_err(err)?;
                 }
                 w.flush().map_err(Error::io("writing CSV"))
             }
@@ -82,6 +81,51 @@ impl Table {
     }
 }
 
+/// The allocations table: one row per randomised participant.
+pub fn allocations(trial: &crate::ledger::Trial) -> Result<Table> {
+    let rows = trial
+        .store()
+        .participants()?
+        .into_iter()
+        .map(|p| {
+            vec![
+                Some(p.participant),
+                Some(p.site),
+                Some(p.stratum),
+                Some(p.arm),
+                Some(p.seq.to_string()),
+                Some(p.randomised_at),
+            ]
+        })
+        .collect();
+    Ok(Table {
+        columns: ["participant", "site", "stratum", "arm", "seq", "randomised_at"].map(String::from).to_vec(),
+        rows,
+    })
+}
+
+/// The log: one row per entry, with its stored hash and canonical data.
+pub fn log(trial: &crate::ledger::Trial) -> Result<Table> {
+    let mut rows = Vec::new();
+    trial.store().each_log_row(|r| {
+        let entry = crate::log::Entry::decode(&r.body)
+            .map_err(|m| Error::Integrity(format!("log entry {}: {m}; run `chancery verify`", r.seq)))?;
+        let mut data = String::new();
+        crate::log::write_canonical(&entry.data, &mut data).map_err(Error::Integrity)?;
+        rows.push(vec![
+            Some(r.seq.to_string()),
+            Some(r.ts),
+            Some(entry.user),
+            Some(r.kind),
+            Some(entry.prev),
+            Some(r.hash),
+            Some(data),
+        ]);
+        Ok(())
+    })?;
+    Ok(Table { columns: ["seq", "ts", "user", "type", "prev", "hash", "data"].map(String::from).to_vec(), rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,10 +142,7 @@ mod tests {
 
     #[test]
     fn csv_has_a_header_and_empty_missing_cells() {
-        let t = Table {
-            columns: vec!["a".into(), "b".into()],
-            rows: vec![vec![Some("x,y".into()), None]],
-        };
+        let t = Table { columns: vec!["a".into(), "b".into()], rows: vec![vec![Some("x,y".into()), None]] };
         let mut out = Vec::new();
         t.write(Format::Csv, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a,b\n\"x,y\",\n");

@@ -29,9 +29,27 @@ pub fn normalise_nhs_number(raw: &str) -> Option<String> {
 
 /// The keyed hash of a normalised identity value, lowercase hex.
 pub fn identity_hash(key: &[u8; 32], normalised: &str) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(normalised.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    IdentityHasher::new(key).hash(normalised)
+}
+
+/// HMAC-SHA-256 keyed once, for hashing many identity values.
+#[derive(Clone)]
+pub struct IdentityHasher {
+    keyed: Hmac<Sha256>,
+}
+
+impl IdentityHasher {
+    /// Keys the hasher.
+    pub fn new(key: &[u8; 32]) -> IdentityHasher {
+        IdentityHasher { keyed: <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length") }
+    }
+
+    /// The keyed hash of a normalised identity value, lowercase hex.
+    pub fn hash(&self, normalised: &str) -> String {
+        let mut mac = self.keyed.clone();
+        mac.update(normalised.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
 }
 
 /// Makes a valid NHS number from a nine-digit stem, choosing the check digit;

@@ -64,12 +64,9 @@ pub fn seed_commitment(seed: &[u8; 32]) -> String {
 
 /// Parses a 64-digit hex seed.
 pub fn parse_seed(hex_text: &str) -> Result<[u8; 32]> {
-    let bytes = hex::decode(hex_text.trim()).map_err(|_| {
-        Error::Input("--seed must be 64 hexadecimal digits (32 bytes)".to_string())
-    })?;
-    bytes
-        .try_into()
-        .map_err(|_| Error::Input("--seed must be 64 hexadecimal digits (32 bytes)".to_string()))
+    let bytes = hex::decode(hex_text.trim())
+        .map_err(|_| Error::Input("--seed must be 64 hexadecimal digits (32 bytes)".to_string()))?;
+    bytes.try_into().map_err(|_| Error::Input("--seed must be 64 hexadecimal digits (32 bytes)".to_string()))
 }
 
 impl TrialKey {
@@ -121,13 +118,19 @@ impl TrialKey {
         let fields = read_secret(path, "chancery-trial-key/1")?;
         let get = |k: &str| {
             fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).ok_or_else(|| {
-                Error::Key(format!("key file {}: no `{k}` line; the file is damaged, restore it from your backup", path.display()))
+                Error::Key(format!(
+                    "key file {}: no `{k}` line; the file is damaged, restore it from your backup",
+                    path.display()
+                ))
             })
         };
         let hex32 = |k: &str| -> Result<[u8; 32]> {
             let v = get(k)?;
             hex::decode(&v).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
-                Error::Key(format!("key file {}: `{k}` is not 64 hex digits; restore it from your backup", path.display()))
+                Error::Key(format!(
+                    "key file {}: `{k}` is not 64 hex digits; restore it from your backup",
+                    path.display()
+                ))
             })
         };
         Ok(TrialKey { trial: get("trial")?, seed: hex32("seed")?, identity_secret: hex32("identity")? })
@@ -167,27 +170,27 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
         .find(|(k, _)| k == "secret")
         .and_then(|(_, v)| hex::decode(v).ok())
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| Error::Key(format!("signing key file {}: no valid `secret` line; restore it from your backup", path.display())))?;
+        .ok_or_else(|| {
+            Error::Key(format!(
+                "signing key file {}: no valid `secret` line; restore it from your backup",
+                path.display()
+            ))
+        })?;
     Ok(SigningKey::from_bytes(&secret))
 }
 
 fn write_secret(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::Key(format!(
-                    "key file {} already exists; chancery never overwrites a key (move it away or choose another --key)",
-                    path.display()
-                ))
-            } else {
-                Error::Io { context: format!("creating key file {}", path.display()), source: e }
-            }
-        })?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::Key(format!(
+                "key file {} already exists; chancery never overwrites a key (move it away or choose another --key)",
+                path.display()
+            ))
+        } else {
+            Error::Io { context: format!("creating key file {}", path.display()), source: e }
+        }
+    })?;
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(Error::io(format!("writing key file {}", path.display())))
@@ -203,10 +206,7 @@ fn read_secret(path: &Path, format: &str) -> Result<Vec<(String, String)>> {
         }
     })?;
     if meta.file_type().is_symlink() {
-        return Err(Error::Key(format!(
-            "key file {} is a symbolic link; give the real file's path",
-            path.display()
-        )));
+        return Err(Error::Key(format!("key file {} is a symbolic link; give the real file's path", path.display())));
     }
     if !meta.is_file() {
         return Err(Error::Key(format!("key file {} is not a regular file", path.display())));
@@ -227,10 +227,7 @@ fn read_secret(path: &Path, format: &str) -> Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
         .collect();
     if !fields.iter().any(|(k, v)| k == "format" && v == format) {
-        return Err(Error::Key(format!(
-            "{} is not a {format} file; check the path",
-            path.display()
-        )));
+        return Err(Error::Key(format!("{} is not a {format} file; check the path", path.display())));
     }
     Ok(fields)
 }

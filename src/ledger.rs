@@ -11,15 +11,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::allocation::{self, Detail, State};
+use crate::allocation::{self, State};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::event::{AllocationRecord, Event, Randomised, ReferralScreened, TrialCreated};
-use crate::identity::identity_hash;
+use crate::identity::IdentityHasher;
 use crate::keys::{self, KeyOrigin, TrialKey};
 use crate::log::{Entry, FORMAT_VERSION};
-use crate::protocol::Protocol;
-use crate::referral::{self, Decision, Referral};
+use crate::protocol::{Arm, Method, Protocol};
+use crate::referral::{self, Decision, Referral, Screened};
 use crate::store::{Head, LogRow, ParticipantRow, ReferralRow, Store, StreamRow, TrialRow, Tx};
 
 /// What `init` needs.
@@ -160,6 +160,7 @@ pub fn init(opts: &InitOptions) -> Result<InitReport> {
         let mut head = tx.head()?;
         let mut state = State::new(&protocol);
         let (_, hash) = append(&tx, &protocol, &mut state, &mut head, &event, &opts.user, opts.now)?;
+        flush_state(&tx, &protocol, &state)?;
         tx.commit()?;
         Ok(InitReport {
             trial: protocol.id.clone(),
@@ -176,7 +177,9 @@ pub fn init(opts: &InitOptions) -> Result<InitReport> {
         // Nothing half-made is left behind: remove what this call created.
         let _ = std::fs::remove_file(&opts.key);
         let _ = std::fs::remove_file(&signing_path);
-        if !opts.db.exists() || Store::open(&opts.db).map(|s| s.head().map(|h| h.len == 0).unwrap_or(true)).unwrap_or(false) {
+        if !opts.db.exists()
+            || Store::open(&opts.db).map(|s| s.head().map(|h| h.len == 0).unwrap_or(true)).unwrap_or(false)
+        {
             let _ = std::fs::remove_file(&opts.db);
         }
     }
@@ -270,31 +273,21 @@ pub(crate) fn apply(tx: &Tx, protocol: &Protocol, state: &mut State, seq: u64, t
                 arm: r.arm.clone(),
                 identity: r.identity.clone(),
                 randomised_at: ts.to_string(),
-                baseline: serde_json::to_string(&r.values).expect("string map serialises"),
             })?;
             let a = recorded_allocation(protocol, r).map_err(|m| {
                 Error::Integrity(format!("log entry {seq}: the allocation record does not fit the protocol: {m}"))
             })?;
             state.record(&a);
-            match &a.detail {
-                Detail::Blocks { stream, block, start_word, position } => tx.put_stream(
-                    stream,
-                    StreamRow { block: *block, start_word: *start_word, used: *position, next_word: 0 },
-                )?,
-                Detail::Simple { stream, word_end, .. } | Detail::Minimisation { stream, word_end, .. } => {
-                    tx.put_stream(stream, StreamRow { block: 0, start_word: 0, used: 0, next_word: *word_end })?
-                }
-            }
-            for (f, &l) in a.levels.iter().enumerate() {
-                tx.bump_count(f, l, a.arm)?;
-            }
             Ok(())
         }
     }
 }
 
 /// The allocation an event records, with indices resolved against the protocol.
-pub(crate) fn recorded_allocation(protocol: &Protocol, r: &Randomised) -> std::result::Result<allocation::Allocation, String> {
+pub(crate) fn recorded_allocation(
+    protocol: &Protocol,
+    r: &Randomised,
+) -> std::result::Result<allocation::Allocation, String> {
     let arm = protocol.arms.iter().position(|a| a.id == r.arm).ok_or_else(|| format!("unknown arm {:?}", r.arm))?;
     let levels = parse_stratum(protocol, &r.stratum)?;
     Ok(allocation::Allocation { arm, levels, detail: r.allocation.to_detail(protocol)? })
@@ -314,7 +307,8 @@ pub(crate) fn parse_stratum(protocol: &Protocol, label: &str) -> std::result::Re
         .iter()
         .zip(parts)
         .map(|(f, part)| {
-            let (name, level) = part.split_once('=').ok_or_else(|| format!("stratum part {part:?} is not name=level"))?;
+            let (name, level) =
+                part.split_once('=').ok_or_else(|| format!("stratum part {part:?} is not name=level"))?;
             if name != f.name {
                 return Err(format!("stratum names {name:?} where {:?} was expected", f.name));
             }
@@ -383,8 +377,12 @@ impl Trial {
 
     /// Screens and, where eligible and consenting, randomises each referral in
     /// order, all in one transaction. Each referral comes with where it came from
-    /// (e.g. `referrals.csv line 4`) for messages. If any referral is invalid,
-    /// nothing is written and the error lists every bad one.
+    /// (e.g. `referrals.csv:4`) for messages. If any referral is invalid, nothing
+    /// is written and the error lists every bad one.
+    ///
+    /// Referrals stream through screening, allocation and the log in one pass;
+    /// once one is found bad the rest are only checked, and the transaction is
+    /// rolled back at the end.
     pub fn randomise(
         &mut self,
         key: &TrialKey,
@@ -395,132 +393,75 @@ impl Trial {
         self.check_key(key)?;
         check_user(user)?;
         let protocol = &self.protocol;
-        let identity_key = key.identity_key();
+        let hasher = IdentityHasher::new(&key.identity_key());
 
         let mut problems: Vec<String> = Vec::new();
-        let mut screened = Vec::with_capacity(referrals.len());
-        let mut ids: HashMap<&str, &str> = HashMap::new();
-        let mut identities: HashMap<String, &str> = HashMap::new();
-        for (origin, r) in referrals {
-            match referral::screen(protocol, r) {
-                Err(m) => problems.push(format!("{origin}: {m}")),
-                Ok(s) => {
-                    if let Some(first) = ids.insert(r.participant.as_str(), origin.as_str()) {
-                        problems.push(format!(
-                            "{origin}: participant {} appears twice in this batch (also at {first}); each referral needs its own id",
-                            r.participant
-                        ));
-                    }
-                    let hash = identity_hash(&identity_key, &s.identity);
-                    if s.decision == Decision::Randomise
-                        && let Some(first) = identities.insert(hash.clone(), origin.as_str())
-                    {
-                        problems.push(format!(
-                            "{origin}: participant {} has the same NHS number as the referral at {first}; a person is randomised once",
-                            r.participant
-                        ));
-                    }
-                    screened.push((origin, s, hash));
-                }
-            }
-        }
-        if !problems.is_empty() {
-            return Err(batch_error(referrals.len(), problems));
-        }
+        let mut ids: HashMap<&str, &str> = HashMap::with_capacity(referrals.len());
+        let mut identities: HashMap<String, &str> = HashMap::with_capacity(referrals.len());
+        let mut out = Vec::with_capacity(referrals.len());
 
         let tx = self.store.transaction()?;
         let mut head = tx.head()?;
-        for (origin, s, hash) in &screened {
-            if tx.referral_exists(&s.participant)? {
+        let mut state = load_state(&tx, protocol)?;
+        for (origin, r) in referrals {
+            let s = match referral::screen(protocol, r) {
+                Ok(s) => s,
+                Err(m) => {
+                    problems.push(format!("{origin}: {m}"));
+                    continue;
+                }
+            };
+            if let Some(first) = ids.insert(r.participant.as_str(), origin.as_str()) {
                 problems.push(format!(
-                    "{origin}: participant {} is already recorded; a participant id is used once (see `chancery export --what allocations`)",
-                    s.participant
+                    "{origin}: participant {} appears twice in this batch (also at {first}); each referral needs its own id",
+                    r.participant
                 ));
+                continue;
             }
+            let hash = hasher.hash(&s.identity);
             if s.decision == Decision::Randomise
-                && let Some((other, site)) = tx.participant_with_identity(hash)?
+                && let Some(first) = identities.insert(hash.clone(), origin.as_str())
             {
                 problems.push(format!(
-                    "{origin}: participant {}: this NHS number was already randomised as participant {other} at {site}; a person is randomised once",
-                    s.participant
+                    "{origin}: participant {} has the same NHS number as the referral at {first}; a person is randomised once",
+                    r.participant
                 ));
+                continue;
+            }
+            if !problems.is_empty() {
+                // Nothing will be written; keep checking the rest for the report.
+                if tx.referral_exists(&s.participant)? {
+                    problems.push(already_recorded(origin, &s.participant));
+                } else if s.decision == Decision::Randomise
+                    && let Some((other, site)) = tx.participant_with_identity(&hash)?
+                {
+                    problems.push(already_randomised(origin, &s.participant, &other, &site));
+                }
+                continue;
+            }
+            let (event, arm, stratum) = referral_event(protocol, &key.seed, &state, &s, hash.clone());
+            match append(&tx, protocol, &mut state, &mut head, &event, user, now) {
+                Ok((seq, entry_hash)) => out.push(confirmation(protocol, &s, arm, stratum, seq, entry_hash)),
+                Err(e) if is_constraint(&e) => {
+                    // A unique key caught a participant id or identity recorded before this batch
+                    // (the failed event's own rows are rolled back with the transaction).
+                    match tx.participant_with_identity(&hash)? {
+                        Some((other, site)) if other != s.participant => {
+                            problems.push(already_randomised(origin, &s.participant, &other, &site))
+                        }
+                        _ if tx.referral_exists(&s.participant)? => {
+                            problems.push(already_recorded(origin, &s.participant))
+                        }
+                        _ => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         if !problems.is_empty() {
             return Err(batch_error(referrals.len(), problems));
         }
-
-        let mut state = load_state(&tx, protocol)?;
-        let mut out = Vec::with_capacity(screened.len());
-        for (_, s, hash) in screened {
-            let (event, arm, stratum) = match &s.decision {
-                Decision::Ineligible(reasons) => (
-                    Event::ReferralScreened(ReferralScreened {
-                        participant: s.participant.clone(),
-                        site: s.site.clone(),
-                        status: "ineligible".into(),
-                        reasons: reasons.clone(),
-                        values: s.values.clone(),
-                    }),
-                    None,
-                    None,
-                ),
-                Decision::Declined => (
-                    Event::ReferralScreened(ReferralScreened {
-                        participant: s.participant.clone(),
-                        site: s.site.clone(),
-                        status: "declined".into(),
-                        reasons: vec![],
-                        values: s.values.clone(),
-                    }),
-                    None,
-                    None,
-                ),
-                Decision::Randomise => {
-                    let levels = referral::factor_levels(protocol, &s);
-                    let a = allocation::allocate(protocol, &key.seed, &state, &levels);
-                    let stratum = allocation::stratum_label(protocol, &levels);
-                    let arm = &protocol.arms[a.arm];
-                    (
-                        Event::ParticipantRandomised(Randomised {
-                            participant: s.participant.clone(),
-                            site: s.site.clone(),
-                            identity: hash,
-                            values: s.values.clone(),
-                            stratum: stratum.clone(),
-                            arm: arm.id.clone(),
-                            allocation: AllocationRecord::from_detail(protocol, &a.detail),
-                        }),
-                        Some(arm),
-                        Some(stratum),
-                    )
-                }
-            };
-            let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
-            let reasons = match &s.decision {
-                Decision::Ineligible(ids) => ids
-                    .iter()
-                    .map(|id| {
-                        let reason = protocol.eligibility.iter().find(|r| &r.id == id).map(|r| r.reason.as_str()).unwrap_or("");
-                        format!("{id}: {reason}")
-                    })
-                    .collect(),
-                _ => vec![],
-            };
-            out.push(Confirmation {
-                participant: s.participant.clone(),
-                site: s.site.clone(),
-                status: s.decision.status().into(),
-                arm: arm.map(|a| a.id.clone()),
-                arm_label: arm.map(|a| a.label.clone()),
-                stratum,
-                reasons,
-                seq,
-                entry_hash,
-                log_length: 0,
-                head: String::new(),
-            });
-        }
+        flush_state(&tx, protocol, &state)?;
         tx.commit()?;
         for c in &mut out {
             c.log_length = head.len;
@@ -565,10 +506,138 @@ impl Trial {
             s.randomised += 1;
             *s.by_arm.entry(p.arm.clone()).or_default() += 1;
             *s.by_site.entry(p.site.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() += 1;
-            *s.by_stratum.entry(p.stratum.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() += 1;
+            *s.by_stratum.entry(p.stratum.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() +=
+                1;
         }
         Ok(s)
     }
+}
+
+fn already_recorded(origin: &str, participant: &str) -> String {
+    format!(
+        "{origin}: participant {participant} is already recorded; a participant id is used once (see `chancery export --what allocations`)"
+    )
+}
+
+fn already_randomised(origin: &str, participant: &str, other: &str, site: &str) -> String {
+    format!(
+        "{origin}: participant {participant}: this NHS number was already randomised as participant {other} at {site}; a person is randomised once"
+    )
+}
+
+fn is_constraint(e: &Error) -> bool {
+    matches!(e, Error::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. } if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// The event recording a screened referral, allocating it if it is to be randomised.
+fn referral_event<'p>(
+    protocol: &'p Protocol,
+    seed: &[u8; 32],
+    state: &State,
+    s: &Screened,
+    identity: String,
+) -> (Event, Option<&'p Arm>, Option<String>) {
+    match &s.decision {
+        Decision::Ineligible(reasons) => (
+            Event::ReferralScreened(ReferralScreened {
+                participant: s.participant.clone(),
+                site: s.site.clone(),
+                status: "ineligible".into(),
+                reasons: reasons.clone(),
+                values: s.values.clone(),
+            }),
+            None,
+            None,
+        ),
+        Decision::Declined => (
+            Event::ReferralScreened(ReferralScreened {
+                participant: s.participant.clone(),
+                site: s.site.clone(),
+                status: "declined".into(),
+                reasons: vec![],
+                values: s.values.clone(),
+            }),
+            None,
+            None,
+        ),
+        Decision::Randomise => {
+            let levels = referral::factor_levels(protocol, s);
+            let a = allocation::allocate(protocol, seed, state, &levels);
+            let stratum = allocation::stratum_label(protocol, &levels);
+            let arm = &protocol.arms[a.arm];
+            (
+                Event::ParticipantRandomised(Randomised {
+                    participant: s.participant.clone(),
+                    site: s.site.clone(),
+                    identity,
+                    values: s.values.clone(),
+                    stratum: stratum.clone(),
+                    arm: arm.id.clone(),
+                    allocation: AllocationRecord::from_detail(protocol, &a.detail),
+                }),
+                Some(arm),
+                Some(stratum),
+            )
+        }
+    }
+}
+
+fn confirmation(
+    protocol: &Protocol,
+    s: &Screened,
+    arm: Option<&Arm>,
+    stratum: Option<String>,
+    seq: u64,
+    entry_hash: String,
+) -> Confirmation {
+    let reasons = match &s.decision {
+        Decision::Ineligible(ids) => ids
+            .iter()
+            .map(|id| {
+                let reason = protocol.eligibility.iter().find(|r| &r.id == id).map(|r| r.reason.as_str()).unwrap_or("");
+                format!("{id}: {reason}")
+            })
+            .collect(),
+        _ => vec![],
+    };
+    Confirmation {
+        participant: s.participant.clone(),
+        site: s.site.clone(),
+        status: s.decision.status().into(),
+        arm: arm.map(|a| a.id.clone()),
+        arm_label: arm.map(|a| a.label.clone()),
+        stratum,
+        reasons,
+        seq,
+        entry_hash,
+        log_length: 0,
+        head: String::new(),
+    }
+}
+
+/// Writes the allocation state to its tables: once per transaction, after the
+/// transaction's events, both live and in replay.
+pub(crate) fn flush_state(tx: &Tx, protocol: &Protocol, state: &State) -> Result<()> {
+    for (stream, c) in &state.blocks {
+        tx.put_stream(stream, StreamRow { block: c.block, start_word: c.start_word, used: c.used, next_word: 0 })?;
+    }
+    if !matches!(protocol.method, Method::PermutedBlocks { .. }) && state.next_word > 0 {
+        let stream = if matches!(protocol.method, Method::Simple) { "simple" } else { "minimisation" };
+        tx.put_stream(stream, StreamRow { block: 0, start_word: 0, used: 0, next_word: state.next_word })?;
+    }
+    // Only minimisation reads the counts; other methods need not keep them.
+    if matches!(protocol.method, Method::Minimisation { .. }) {
+        for (f, levels) in state.counts.iter().enumerate() {
+            for (l, arms) in levels.iter().enumerate() {
+                for (a, &n) in arms.iter().enumerate() {
+                    if n > 0 {
+                        tx.put_count(f, l, a, n)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn batch_error(total: usize, problems: Vec<String>) -> Error {

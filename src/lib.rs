@@ -18,6 +18,7 @@
 
 pub mod allocation;
 pub mod clock;
+pub mod demo;
 pub mod error;
 pub mod event;
 pub mod export;

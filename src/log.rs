@@ -77,7 +77,10 @@ impl Entry {
         let mut sorted = keys.clone();
         sorted.sort_unstable();
         if sorted != ["data", "prev", "seq", "ts", "type", "user", "v"] {
-            return Err(format!("an entry has the keys data, prev, seq, ts, type, user, v; found {}", sorted.join(", ")));
+            return Err(format!(
+                "an entry has the keys data, prev, seq, ts, type, user, v; found {}",
+                sorted.join(", ")
+            ));
         }
         let text = |k: &str| map[k].as_str().map(str::to_string).ok_or_else(|| format!("`{k}` must be a string"));
         let int = |k: &str| map[k].as_u64().ok_or_else(|| format!("`{k}` must be a non-negative integer"));
@@ -152,19 +155,28 @@ pub fn write_canonical(v: &Value, out: &mut String) -> Result<(), String> {
 /// other controls below U+0020 as \u00xx (lowercase hex), everything else as UTF-8.
 fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            0x0c => "\\f",
+            b'\r' => "\\r",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(escape);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -174,7 +186,15 @@ mod tests {
     use serde_json::json;
 
     fn entry(data: Value) -> Entry {
-        Entry { v: 1, seq: 0, ts: "2026-01-01T00:00:00.000000Z".into(), user: "u".into(), kind: "k".into(), data, prev: GENESIS_PREV.into() }
+        Entry {
+            v: 1,
+            seq: 0,
+            ts: "2026-01-01T00:00:00.000000Z".into(),
+            user: "u".into(),
+            kind: "k".into(),
+            data,
+            prev: GENESIS_PREV.into(),
+        }
     }
 
     #[test]

@@ -1,1 +1,441 @@
-fn main(){}
+//! The `chancery` command: a thin wrapper over the library.
+//!
+//! It parses arguments, resolves the clock and the acting user, calls the
+//! library and formats what comes back. It holds no SQL and no statistics.
+//! Exit codes: 0 success (an ineligible or declined referral is a success),
+//! 1 a refused operation or failed check, 2 a usage error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use chancery::clock::Timestamp;
+use chancery::error::{Error, Result};
+use chancery::export::{self, Format};
+use chancery::keys::{self, TrialKey};
+use chancery::ledger::{self, Confirmation, InitOptions, Trial};
+use chancery::referral;
+
+#[derive(Parser)]
+#[command(
+    name = "chancery",
+    version,
+    about = "Randomised controlled trials: concealed seeded allocation, a tamper-evident log, outcomes and the ITT analysis"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Clock {
+    /// The time to record (RFC 3339, UTC), instead of the system clock.
+    #[arg(long, env = "CHANCERY_NOW", value_name = "TIMESTAMP")]
+    now: Option<String>,
+    /// The acting user recorded in the log (default: the OS user).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+}
+
+impl Clock {
+    fn now(&self) -> Result<Timestamp> {
+        match &self.now {
+            Some(t) => Timestamp::parse(t),
+            None => Ok(Timestamp::system()),
+        }
+    }
+    fn user(&self) -> String {
+        self.user
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum What {
+    Allocations,
+    Log,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a trial: the database, its key file (0600) and the commitments to publish.
+    Init {
+        /// The protocol file.
+        #[arg(long, value_name = "FILE")]
+        protocol: PathBuf,
+        /// The database to create.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The key file to create (default: <db>.key).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// A fixed 64-hex-digit seed, for tests and demonstrations only.
+        #[arg(long, value_name = "HEX")]
+        seed: Option<String>,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Screen and randomise one referral, or a batch from CSV.
+    Randomise {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The trial key file (default: <db>.key).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Participant id.
+        #[arg(long, value_name = "ID", required_unless_present = "batch", conflicts_with = "batch")]
+        participant: Option<String>,
+        /// Site id.
+        #[arg(long, value_name = "SITE", required_unless_present = "batch", conflicts_with = "batch")]
+        site: Option<String>,
+        /// A field value, FIELD=VALUE (repeat for each field).
+        #[arg(long = "set", value_name = "FIELD=VALUE", conflicts_with = "batch")]
+        set: Vec<String>,
+        /// A CSV file of referrals: participant,site,<field>… processed in file order in one transaction.
+        #[arg(long, value_name = "FILE")]
+        batch: Option<PathBuf>,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON: one object, or an array for a batch.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts of screened, ineligible, declined and randomised referrals, and the log head.
+    Status {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a whole trial on simulated referrals in a new folder and print the summary.
+    Demo {
+        /// The folder to create (default: chancery-demo).
+        #[arg(long, value_name = "DIR", default_value = "chancery-demo")]
+        dir: PathBuf,
+        /// Number of simulated referrals to screen.
+        #[arg(long, value_name = "N", default_value_t = 6000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        participants: u32,
+        /// Seed for the trial and the simulation (64 hex digits).
+        #[arg(
+            long,
+            value_name = "HEX",
+            default_value = "c4a2ce2ec4a2ce2ec4a2ce2ec4a2ce2ec4a2ce2ec4a2ce2ec4a2ce2ec4a2ce2e"
+        )]
+        seed: String,
+        /// Protocol file (default: the bundled work-health-ips protocol).
+        #[arg(long, value_name = "FILE")]
+        protocol: Option<PathBuf>,
+    },
+    /// Export a table.
+    Export {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Which table.
+        #[arg(long, value_enum)]
+        what: What,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: OutFormat,
+        /// Output file (default: standard output); never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Error::Io { source, .. } = &e
+                && source.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn key_path(db: &Path, key: &Option<PathBuf>) -> PathBuf {
+    key.clone().unwrap_or_else(|| keys::default_key_path(db))
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)
+        .map_err(|e| Error::Io { context: "writing JSON".into(), source: e.into() })?;
+    writeln!(out).map_err(Error::io("writing output"))
+}
+
+fn output(out: &Option<PathBuf>) -> Result<Box<dyn Write>> {
+    match out {
+        None => Ok(Box::new(std::io::stdout().lock())),
+        Some(path) => {
+            let f = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::Refused(format!(
+                        "{} already exists; chancery does not overwrite files (remove it or choose another --out)",
+                        path.display()
+                    ))
+                } else {
+                    Error::Io { context: format!("creating {}", path.display()), source: e }
+                }
+            })?;
+            Ok(Box::new(std::io::BufWriter::new(f)))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { protocol, db, key, seed, clock, json } => {
+            let seed = seed.as_deref().map(keys::parse_seed).transpose()?;
+            let report = ledger::init(&InitOptions {
+                protocol,
+                key: key_path(&db, &key),
+                db,
+                seed,
+                user: clock.user(),
+                now: clock.now()?,
+            })?;
+            if json {
+                return print_json(&report);
+            }
+            println!("created trial {}", report.trial);
+            println!("  key file          {} (mode 0600: keep it secret and backed up)", report.key_file);
+            println!("  signing key file  {}", report.signing_key_file);
+            if report.key_origin == "given" {
+                println!(
+                    "  WARNING: the seed was given on the command line; use this trial for tests and demonstrations only"
+                );
+            }
+            println!("Publish these before the first allocation (e.g. in the trial registration):");
+            println!("  protocol SHA-256  {}", report.protocol_sha256);
+            println!("  seed commitment   {}", report.seed_commitment);
+            println!("  signing key       {}", report.signing_public_key);
+            Ok(())
+        }
+        Command::Randomise { db, key, participant, site, set, batch, clock, json } => {
+            let now = clock.now()?;
+            let user = clock.user();
+            let referrals = match &batch {
+                Some(path) => {
+                    let bytes = std::fs::read(path).map_err(Error::io(format!("reading {}", path.display())))?;
+                    referral::parse_batch_csv(&path.display().to_string(), &bytes).map_err(Error::Input)?
+                }
+                None => {
+                    let r = referral::from_assignments(
+                        participant.as_deref().unwrap_or_default(),
+                        site.as_deref().unwrap_or_default(),
+                        &set,
+                    )
+                    .map_err(Error::Input)?;
+                    vec![("referral".to_string(), r)]
+                }
+            };
+            let mut trial = Trial::open(&db)?;
+            let key = TrialKey::read(&key_path(&db, &key))?;
+            let confirmations = trial.randomise(&key, &referrals, &user, now)?;
+            if json {
+                return if batch.is_some() { print_json(&confirmations) } else { print_json(&confirmations[0]) };
+            }
+            let mut out = std::io::stdout().lock();
+            for c in &confirmations {
+                print_confirmation(&mut out, c).map_err(Error::io("writing output"))?;
+            }
+            if let Some(last) = confirmations.last() {
+                if batch.is_some() {
+                    let n = |s: &str| confirmations.iter().filter(|c| c.status == s).count();
+                    writeln!(
+                        out,
+                        "{} referrals: {} randomised, {} ineligible, {} declined",
+                        confirmations.len(),
+                        n("randomised"),
+                        n("ineligible"),
+                        n("declined")
+                    )
+                    .map_err(Error::io("writing output"))?;
+                }
+                writeln!(out, "receipt: log length {}, head {}", last.log_length, last.head)
+                    .map_err(Error::io("writing output"))?;
+            }
+            Ok(())
+        }
+        Command::Status { db, json } => {
+            let trial = Trial::open(&db)?;
+            let s = trial.status()?;
+            if json {
+                return print_json(&s);
+            }
+            let mut out = std::io::stdout().lock();
+            let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+            w(&mut out, format!("trial {} ({}, allocation by {})", s.trial, trial.protocol().title, s.method))?;
+            if s.key_origin == "given" {
+                w(&mut out, "WARNING: created with a given seed: for tests and demonstrations only".into())?;
+            }
+            w(
+                &mut out,
+                format!(
+                    "screened {}  ineligible {}  declined {}  randomised {}",
+                    s.screened, s.ineligible, s.declined, s.randomised
+                ),
+            )?;
+            for (reason, n) in &s.ineligible_by_reason {
+                w(&mut out, format!("  ineligible: {reason} {n}"))?;
+            }
+            let arms: Vec<&String> = s.by_arm.keys().collect();
+            w(
+                &mut out,
+                format!("by arm: {}", s.by_arm.iter().map(|(a, n)| format!("{a} {n}")).collect::<Vec<_>>().join(", ")),
+            )?;
+            let table = |out: &mut dyn Write,
+                         title: &str,
+                         rows: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>|
+             -> Result<()> {
+                w(out, format!("by {title}:"))?;
+                for (k, counts) in rows {
+                    let cells: Vec<String> =
+                        arms.iter().map(|a| format!("{a} {}", counts.get(*a).copied().unwrap_or(0))).collect();
+                    w(out, format!("  {k}: {}", cells.join(", ")))?;
+                }
+                Ok(())
+            };
+            table(&mut out, "site", &s.by_site)?;
+            table(&mut out, "stratum", &s.by_stratum)?;
+            w(&mut out, format!("log: {} entries, head {}", s.log_entries, s.head))
+        }
+        Command::Demo { dir, participants, seed, protocol } => {
+            let seed = keys::parse_seed(&seed)?;
+            chancery::demo::prepare_dir(&dir)?;
+            let protocol_path = match protocol {
+                Some(p) => p,
+                None => {
+                    let p = dir.join("work-health-ips.toml");
+                    std::fs::write(&p, DEFAULT_PROTOCOL).map_err(Error::io(format!("writing {}", p.display())))?;
+                    p
+                }
+            };
+            println!("chancery demonstration: every referral and outcome below is SIMULATED, not real data");
+            let bar = progress_bar(u64::from(participants), "randomising referrals");
+            let report = chancery::demo::run(
+                &chancery::demo::DemoOptions {
+                    dir: dir.clone(),
+                    protocol: protocol_path,
+                    referrals: participants,
+                    seed,
+                },
+                |done, _| bar.set_position(done),
+            )?;
+            bar.finish_and_clear();
+            let s = &report.status;
+            println!("trial {} created in {} ({} working days of referrals)", s.trial, dir.display(), report.days);
+            println!(
+                "screened {}  ineligible {}  declined {}  randomised {}",
+                s.screened, s.ineligible, s.declined, s.randomised
+            );
+            for (reason, n) in &s.ineligible_by_reason {
+                println!("  ineligible: {reason} {n}");
+            }
+            println!("by arm: {}", s.by_arm.iter().map(|(a, n)| format!("{a} {n}")).collect::<Vec<_>>().join(", "));
+            for (site, counts) in &s.by_site {
+                println!(
+                    "  {site:<14} {}",
+                    counts.iter().map(|(a, n)| format!("{a} {n}")).collect::<Vec<_>>().join(", ")
+                );
+            }
+            let worst = s
+                .by_stratum
+                .values()
+                .map(|c| {
+                    let v: Vec<i64> = c.values().map(|&n| n as i64).collect();
+                    v.iter().max().unwrap_or(&0) - v.iter().min().unwrap_or(&0)
+                })
+                .max()
+                .unwrap_or(0);
+            println!("{} strata; largest difference between arms within a stratum: {worst}", s.by_stratum.len());
+            println!("log: {} entries, head {}", s.log_entries, s.head);
+            println!("database {}; key {}", report.db.display(), report.key.display());
+            println!("next: chancery status --db {}", report.db.display());
+            Ok(())
+        }
+        Command::Export { db, what, format, out } => {
+            let trial = Trial::open(&db)?;
+            let table = match what {
+                What::Allocations => export::allocations(&trial)?,
+                What::Log => export::log(&trial)?,
+            };
+            let format = match format {
+                OutFormat::Csv => Format::Csv,
+                OutFormat::Json => Format::Json,
+            };
+            let mut w = output(&out)?;
+            table.write(format, &mut w)?;
+            w.flush().map_err(Error::io("writing the export"))
+        }
+    }
+}
+
+/// The default protocol, bundled so that `chancery demo` works from any folder.
+const DEFAULT_PROTOCOL: &str = include_str!("../protocol/work-health-ips.toml");
+
+/// A progress bar on standard error, hidden when it is not a terminal.
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn print_confirmation(out: &mut dyn Write, c: &Confirmation) -> std::io::Result<()> {
+    match c.status.as_str() {
+        "randomised" => writeln!(
+            out,
+            "{}: randomised to {} ({}) at {}; stratum {}; log entry {} ({})",
+            c.participant,
+            c.arm.as_deref().unwrap_or(""),
+            c.arm_label.as_deref().unwrap_or(""),
+            c.site,
+            c.stratum.as_deref().unwrap_or(""),
+            c.seq,
+            c.entry_hash
+        ),
+        "ineligible" => writeln!(
+            out,
+            "{}: not eligible ({}); recorded as screened out, log entry {}",
+            c.participant,
+            c.reasons.join("; "),
+            c.seq
+        ),
+        _ => writeln!(out, "{}: declined consent; recorded, log entry {}", c.participant, c.seq),
+    }
+}

@@ -200,14 +200,12 @@ impl Kind {
             (None, None) => "any value".to_string(),
         };
         match self {
-            Kind::Integer { min, max } => format!(
-                "a whole number, {}",
-                bound(min.map(|v| v.to_string()), max.map(|v| v.to_string()))
-            ),
-            Kind::Number { min, max } => format!(
-                "a number, {}",
-                bound(min.map(|v| v.to_string()), max.map(|v| v.to_string()))
-            ),
+            Kind::Integer { min, max } => {
+                format!("a whole number, {}", bound(min.map(|v| v.to_string()), max.map(|v| v.to_string())))
+            }
+            Kind::Number { min, max } => {
+                format!("a number, {}", bound(min.map(|v| v.to_string()), max.map(|v| v.to_string())))
+            }
             Kind::Category { levels } => format!("one of {}", levels.join(", ")),
             Kind::Date => "a date, YYYY-MM-DD".to_string(),
             Kind::NhsNumber => "an NHS number, 10 digits with a valid check digit".to_string(),
@@ -552,9 +550,7 @@ impl Where<'_> {
 fn check_id(what: &str, id: &str) -> std::result::Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         && id.chars().next().is_some_and(|c| c.is_ascii_lowercase());
     if ok {
         Ok(())
@@ -612,9 +608,7 @@ fn parse_kind(
             Kind::Number { min: lo, max: hi }
         }
         "category" => {
-            let levels = levels
-                .clone()
-                .ok_or_else(|| "a category field needs `levels`".to_string())?;
+            let levels = levels.clone().ok_or_else(|| "a category field needs `levels`".to_string())?;
             if levels.is_empty() {
                 return Err("a category field needs at least one level".into());
             }
@@ -631,9 +625,7 @@ fn parse_kind(
             if levels.is_some() {
                 return Err("a yes_no field takes no levels (they are yes and no)".into());
             }
-            no_bounds(Kind::Category {
-                levels: vec!["yes".into(), "no".into()],
-            })?
+            no_bounds(Kind::Category { levels: vec!["yes".into(), "no".into()] })?
         }
         "date" => no_bounds(Kind::Date)?,
         "nhs_number" => no_bounds(Kind::NhsNumber)?,
@@ -652,8 +644,7 @@ fn parse_kind(
 impl Protocol {
     /// Reads and validates a protocol file.
     pub fn load(path: &Path) -> Result<Protocol> {
-        let bytes = std::fs::read(path)
-            .map_err(Error::io(format!("reading protocol {}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(Error::io(format!("reading protocol {}", path.display())))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             Error::Protocol(format!(
                 "{}: the file is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
@@ -702,10 +693,9 @@ impl Protocol {
             }
             let ratio = r.ratio.unwrap_or(1);
             if !(1..=100).contains(&ratio) {
-                return Err(w.at(
-                    a,
-                    format!("arm {:?} has ratio {ratio}; a ratio must be a whole number from 1 to 100", r.id),
-                ));
+                return Err(
+                    w.at(a, format!("arm {:?} has ratio {ratio}; a ratio must be a whole number from 1 to 100", r.id))
+                );
             }
             arms.push(Arm {
                 id: r.id.clone(),
@@ -773,7 +763,10 @@ impl Protocol {
                 other => {
                     return Err(w.at(
                         f,
-                        format!("field {:?}: unknown stage {other:?} (expected screening, consent or baseline)", r.name),
+                        format!(
+                            "field {:?}: unknown stage {other:?} (expected screening, consent or baseline)",
+                            r.name
+                        ),
                     ));
                 }
             };
@@ -790,7 +783,10 @@ impl Protocol {
         let field_index = |name: &str| fields.iter().position(|f| f.name == name);
 
         let identity = field_index(&raw.identity.get_ref().field).ok_or_else(|| {
-            w.at(&raw.identity, format!("identity field {:?} is not declared in [[fields]]", raw.identity.get_ref().field))
+            w.at(
+                &raw.identity,
+                format!("identity field {:?} is not declared in [[fields]]", raw.identity.get_ref().field),
+            )
         })?;
         if fields[identity].stage != Stage::Screening || !fields[identity].required {
             return Err(w.at(&raw.identity, "the identity field must be a required screening field"));
@@ -801,7 +797,11 @@ impl Protocol {
         if fields[consent].kind.name() != "yes_no" || fields[consent].stage != Stage::Consent {
             return Err(w.at(&raw.consent, "the consent field must be a yes_no field at stage \"consent\""));
         }
-        if let Some(f) = raw.fields.iter().find(|f| f.get_ref().stage.as_deref() == Some("consent") && f.get_ref().name != fields[consent].name) {
+        if let Some(f) = raw
+            .fields
+            .iter()
+            .find(|f| f.get_ref().stage.as_deref() == Some("consent") && f.get_ref().name != fields[consent].name)
+        {
             return Err(w.at(f, "only the consent field may have stage \"consent\""));
         }
 
@@ -829,9 +829,10 @@ impl Protocol {
         let mut factor_specs: Vec<(String, f64)> = Vec::new();
         let method = match ra.method.as_str() {
             "permuted_blocks" => {
-                let sizes = ra.block_sizes.clone().ok_or_else(|| {
-                    w.at(&raw.allocation, "permuted_blocks needs `block_sizes`, e.g. [2, 4, 6]")
-                })?;
+                let sizes = ra
+                    .block_sizes
+                    .clone()
+                    .ok_or_else(|| w.at(&raw.allocation, "permuted_blocks needs `block_sizes`, e.g. [2, 4, 6]"))?;
                 if sizes.is_empty() {
                     return Err(w.at(&raw.allocation, "block_sizes is empty; give at least one block size"));
                 }
@@ -849,14 +850,20 @@ impl Protocol {
                     out.push(s as u32);
                 }
                 if !ra.factors.is_empty() || ra.imbalance.is_some() || ra.p.is_some() {
-                    return Err(w.at(&raw.allocation, "factors, imbalance and p belong to minimisation; permuted_blocks uses `strata`"));
+                    return Err(w.at(
+                        &raw.allocation,
+                        "factors, imbalance and p belong to minimisation; permuted_blocks uses `strata`",
+                    ));
                 }
                 factor_specs.extend(ra.strata.iter().map(|s| (s.clone(), 1.0)));
                 Method::PermutedBlocks { block_sizes: out }
             }
             "simple" => {
                 if ra.block_sizes.is_some() || !ra.factors.is_empty() || ra.imbalance.is_some() || ra.p.is_some() {
-                    return Err(w.at(&raw.allocation, "simple randomisation takes only `strata` (used for reporting and analysis)"));
+                    return Err(w.at(
+                        &raw.allocation,
+                        "simple randomisation takes only `strata` (used for reporting and analysis)",
+                    ));
                 }
                 factor_specs.extend(ra.strata.iter().map(|s| (s.clone(), 1.0)));
                 Method::Simple
@@ -866,12 +873,21 @@ impl Protocol {
                     return Err(w.at(&raw.allocation, "minimisation uses `factors`, not `strata` or `block_sizes`"));
                 }
                 if ra.factors.is_empty() {
-                    return Err(w.at(&raw.allocation, "minimisation needs at least one factor, e.g. factors = [{ field = \"site\" }]"));
+                    return Err(w.at(
+                        &raw.allocation,
+                        "minimisation needs at least one factor, e.g. factors = [{ field = \"site\" }]",
+                    ));
                 }
                 for f in &ra.factors {
                     let weight = f.weight.unwrap_or(1.0);
                     if !(weight.is_finite() && (0.001..=1000.0).contains(&weight)) {
-                        return Err(w.at(&raw.allocation, format!("factor {:?} has weight {weight}; a weight must be a number from 0.001 to 1000", f.field)));
+                        return Err(w.at(
+                            &raw.allocation,
+                            format!(
+                                "factor {:?} has weight {weight}; a weight must be a number from 0.001 to 1000",
+                                f.field
+                            ),
+                        ));
                     }
                     factor_specs.push((f.field.clone(), weight));
                 }
@@ -879,10 +895,18 @@ impl Protocol {
                     "range" => Imbalance::Range,
                     "variance" => Imbalance::Variance,
                     other => {
-                        return Err(w.at(&raw.allocation, format!("unknown imbalance measure {other:?} (expected range or variance)")));
+                        return Err(w.at(
+                            &raw.allocation,
+                            format!("unknown imbalance measure {other:?} (expected range or variance)"),
+                        ));
                     }
                 };
-                let p = ra.p.ok_or_else(|| w.at(&raw.allocation, "minimisation needs `p`, the probability of taking the minimising arm, e.g. p = 0.8"))?;
+                let p = ra.p.ok_or_else(|| {
+                    w.at(
+                        &raw.allocation,
+                        "minimisation needs `p`, the probability of taking the minimising arm, e.g. p = 0.8",
+                    )
+                })?;
                 if !(0.0..=1.0).contains(&p) {
                     return Err(w.at(&raw.allocation, format!("p = {p} is not a probability between 0 and 1")));
                 }
@@ -899,10 +923,16 @@ impl Protocol {
         let mut factors: Vec<Factor> = Vec::new();
         for (name, weight) in factor_specs {
             let source = resolve(&name).ok_or_else(|| {
-                w.at(&raw.allocation, format!("stratification factor {name:?} names no declared field (nor site/region)"))
+                w.at(
+                    &raw.allocation,
+                    format!("stratification factor {name:?} names no declared field (nor site/region)"),
+                )
             })?;
             if factors.iter().any(|f| f.source == source) {
-                return Err(w.at(&raw.allocation, format!("factor {name:?} is listed twice; each factor may be counted only once")));
+                return Err(w.at(
+                    &raw.allocation,
+                    format!("factor {name:?} is listed twice; each factor may be counted only once"),
+                ));
             }
             if let FieldRef::Field(i) = source {
                 if fields[i].stage == Stage::Consent || i == identity {
@@ -913,7 +943,10 @@ impl Protocol {
                 }
             }
             let levels = levels_of(source).ok_or_else(|| {
-                w.at(&raw.allocation, format!("factor {name:?} is not a category field; stratify only on categories, site or region"))
+                w.at(
+                    &raw.allocation,
+                    format!("factor {name:?} is not a category field; stratify only on categories, site or region"),
+                )
             })?;
             factors.push(Factor { source, name, levels, weight, weight_milli: (weight * 1000.0).round() as u64 });
         }
@@ -927,20 +960,33 @@ impl Protocol {
                 return Err(w.at(r, format!("rule {:?} is declared twice", rr.id)));
             }
             let cond = |c: &RawCondition| -> std::result::Result<Condition, String> {
-                let field = resolve(&c.field).ok_or_else(|| format!("rule {:?} names undeclared field {:?}", rr.id, c.field))?;
+                let field = resolve(&c.field)
+                    .ok_or_else(|| format!("rule {:?} names undeclared field {:?}", rr.id, c.field))?;
                 if let FieldRef::Field(i) = field
                     && fields[i].stage != Stage::Screening
                 {
-                    return Err(format!("rule {:?} reads {:?}, which is not a screening field; eligibility is decided before consent and baseline", rr.id, c.field));
+                    return Err(format!(
+                        "rule {:?} reads {:?}, which is not a screening field; eligibility is decided before consent and baseline",
+                        rr.id, c.field
+                    ));
                 }
-                let op = Op::parse(&c.op).ok_or_else(|| format!("rule {:?}: unknown op {:?} (expected eq, ne, in, not_in, ge, gt, le, lt)", rr.id, c.op))?;
+                let op = Op::parse(&c.op).ok_or_else(|| {
+                    format!("rule {:?}: unknown op {:?} (expected eq, ne, in, not_in, ge, gt, le, lt)", rr.id, c.op)
+                })?;
                 let levels = levels_of(field);
                 let value = match op {
                     Op::In | Op::NotIn => {
-                        let list = c.value.as_array().ok_or_else(|| format!("rule {:?}: op {} needs a list of levels", rr.id, c.op))?;
+                        let list = c
+                            .value
+                            .as_array()
+                            .ok_or_else(|| format!("rule {:?}: op {} needs a list of levels", rr.id, c.op))?;
                         let mut out = Vec::new();
                         for v in list {
-                            out.push(v.as_str().ok_or_else(|| format!("rule {:?}: {v} is not a level name", rr.id))?.to_string());
+                            out.push(
+                                v.as_str()
+                                    .ok_or_else(|| format!("rule {:?}: {v} is not a level name", rr.id))?
+                                    .to_string(),
+                            );
                         }
                         Operand::Levels(out)
                     }
@@ -953,21 +999,40 @@ impl Protocol {
                 };
                 match (&levels, &value) {
                     (Some(ls), Operand::Level(l)) if !matches!(op, Op::Eq | Op::Ne) => {
-                        return Err(format!("rule {:?}: {:?} is a category; compare it with eq, ne, in or not_in, not {} {l:?}", rr.id, c.field, c.op));
+                        return Err(format!(
+                            "rule {:?}: {:?} is a category; compare it with eq, ne, in or not_in, not {} {l:?}",
+                            rr.id, c.field, c.op
+                        ));
                     }
                     (Some(ls), Operand::Level(l)) if !ls.contains(l) => {
-                        return Err(format!("rule {:?}: {l:?} is not a level of {:?} (levels: {})", rr.id, c.field, ls.join(", ")));
+                        return Err(format!(
+                            "rule {:?}: {l:?} is not a level of {:?} (levels: {})",
+                            rr.id,
+                            c.field,
+                            ls.join(", ")
+                        ));
                     }
                     (Some(ls), Operand::Levels(list)) => {
                         if let Some(l) = list.iter().find(|l| !ls.contains(l)) {
-                            return Err(format!("rule {:?}: {l:?} is not a level of {:?} (levels: {})", rr.id, c.field, ls.join(", ")));
+                            return Err(format!(
+                                "rule {:?}: {l:?} is not a level of {:?} (levels: {})",
+                                rr.id,
+                                c.field,
+                                ls.join(", ")
+                            ));
                         }
                     }
                     (Some(_), Operand::Number(_)) => {
-                        return Err(format!("rule {:?}: {:?} is a category; compare it with a level, not a number", rr.id, c.field));
+                        return Err(format!(
+                            "rule {:?}: {:?} is a category; compare it with a level, not a number",
+                            rr.id, c.field
+                        ));
                     }
                     (None, Operand::Level(_) | Operand::Levels(_)) => {
-                        return Err(format!("rule {:?}: {:?} is not a category; compare it with a number", rr.id, c.field));
+                        return Err(format!(
+                            "rule {:?}: {:?} is not a category; compare it with a number",
+                            rr.id, c.field
+                        ));
                     }
                     _ => {}
                 }
@@ -992,7 +1057,10 @@ impl Protocol {
                 return Err(w.at(t, format!("timepoint {:?} is declared twice", r.id)));
             }
             if !(1..=3650).contains(&r.day) || !(0..=365).contains(&r.window) || r.window >= r.day {
-                return Err(w.at(t, format!("timepoint {:?}: day must be 1–3650 and window 0–365 and less than the day", r.id)));
+                return Err(w.at(
+                    t,
+                    format!("timepoint {:?}: day must be 1–3650 and window 0–365 and less than the day", r.id),
+                ));
             }
             timepoints.push(Timepoint {
                 id: r.id.clone(),
@@ -1022,7 +1090,8 @@ impl Protocol {
                 }
             }
             if let Some(b) = &r.baseline {
-                let i = field_index(b).ok_or_else(|| w.at(o, format!("outcome {:?}: baseline field {b:?} is not declared", r.name)))?;
+                let i = field_index(b)
+                    .ok_or_else(|| w.at(o, format!("outcome {:?}: baseline field {b:?} is not declared", r.name)))?;
                 if !matches!(fields[i].kind, Kind::Integer { .. } | Kind::Number { .. }) {
                     return Err(w.at(o, format!("outcome {:?}: baseline field {b:?} must be numeric", r.name)));
                 }
@@ -1043,7 +1112,9 @@ impl Protocol {
             return Err(w.at(primaries[1], "more than one outcome is marked primary; mark exactly one"));
         }
         if !outcomes.is_empty() && primaries.is_empty() {
-            return Err(Error::Protocol(format!("{file}: no outcome is marked primary; mark the primary outcome with primary = true")));
+            return Err(Error::Protocol(format!(
+                "{file}: no outcome is marked primary; mark the primary outcome with primary = true"
+            )));
         }
         if let Some(p) = primaries.first() {
             let o = p.get_ref();
@@ -1063,13 +1134,15 @@ impl Protocol {
             Some(a) => {
                 let r = a.get_ref();
                 for c in &r.covariates {
-                    let i = field_index(c).ok_or_else(|| w.at(a, format!("covariate {c:?} is not a declared field")))?;
+                    let i =
+                        field_index(c).ok_or_else(|| w.at(a, format!("covariate {c:?} is not a declared field")))?;
                     if fields[i].stage == Stage::Consent || i == identity || matches!(fields[i].kind, Kind::Date) {
                         return Err(w.at(a, format!("covariate {c:?} cannot be used as a covariate")));
                     }
                 }
                 for s in &r.subgroups {
-                    let src = resolve(s).ok_or_else(|| w.at(a, format!("subgroup {s:?} names no declared field (nor site/region)")))?;
+                    let src = resolve(s)
+                        .ok_or_else(|| w.at(a, format!("subgroup {s:?} names no declared field (nor site/region)")))?;
                     if levels_of(src).is_none() {
                         return Err(w.at(a, format!("subgroup {s:?} is not a category")));
                     }
@@ -1080,7 +1153,9 @@ impl Protocol {
                 }
                 let confidence = r.confidence.unwrap_or(0.95);
                 if !(confidence > 0.5 && confidence < 1.0) {
-                    return Err(w.at(a, format!("confidence = {confidence}; give a level between 0.5 and 1, e.g. 0.95")));
+                    return Err(
+                        w.at(a, format!("confidence = {confidence}; give a level between 0.5 and 1, e.g. 0.95"))
+                    );
                 }
                 let outcome_named = |o: &Option<String>, what: &str| -> Result<()> {
                     if let Some(n) = o
@@ -1095,7 +1170,10 @@ impl Protocol {
                 AnalysisPlan {
                     covariates: r.covariates.clone(),
                     subgroups: r.subgroups.clone(),
-                    missing_data: r.missing_data.clone().unwrap_or_else(|| "missing at random given arm, stratification factors and baseline".into()),
+                    missing_data: r
+                        .missing_data
+                        .clone()
+                        .unwrap_or_else(|| "missing at random given arm, stratification factors and baseline".into()),
                     imputations: imputations as u32,
                     confidence,
                     time_to_event: r.time_to_event.clone(),
@@ -1206,7 +1284,10 @@ mod tests {
         assert_eq!(p.arms.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["ips", "usual_care"]);
         assert_eq!(p.sites.len(), 9);
         assert_eq!(p.fields[p.identity].name, "nhs_number");
-        assert_eq!(p.factors.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["site", "employment_status", "condition"]);
+        assert_eq!(
+            p.factors.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            ["site", "employment_status", "condition"]
+        );
         assert_eq!(p.method, Method::PermutedBlocks { block_sizes: vec![2, 4, 6] });
     }
 }

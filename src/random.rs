@@ -14,10 +14,7 @@ use sha2::{Digest, Sha256};
 /// The 64-bit ChaCha20 stream id of a named stream: the first 8 bytes,
 /// little-endian, of SHA-256("chancery/v1/stream/" ‖ name).
 pub fn stream_id(name: &str) -> u64 {
-    let digest = Sha256::new()
-        .chain_update(b"chancery/v1/stream/")
-        .chain_update(name.as_bytes())
-        .finalize();
+    let digest = Sha256::new().chain_update(b"chancery/v1/stream/").chain_update(name.as_bytes()).finalize();
     let mut id = [0u8; 8];
     id.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(id)

@@ -333,6 +333,83 @@ pub fn factor_levels(protocol: &Protocol, s: &Screened) -> Vec<usize> {
         .collect()
 }
 
+/// Builds a referral from `FIELD=VALUE` assignments (as given to `--set`).
+pub fn from_assignments(participant: &str, site: &str, sets: &[String]) -> Result<Referral, String> {
+    let mut values = Vec::with_capacity(sets.len());
+    for s in sets {
+        let (k, v) = s.split_once('=').ok_or_else(|| format!("--set {:?} is not FIELD=VALUE", truncate(s, 40)))?;
+        values.push((k.trim().to_string(), v.to_string()));
+    }
+    Ok(Referral { participant: participant.to_string(), site: site.to_string(), values })
+}
+
+/// Reads a batch of referrals from CSV bytes with the header
+/// `participant,site,<field>…`. `name` names the file in messages. Every
+/// malformed row is reported (with its line), and none is returned if any is bad.
+pub fn parse_batch_csv(name: &str, bytes: &[u8]) -> Result<Vec<(String, Referral)>, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        format!("{name}:{line}: the file is not UTF-8 text; save it as UTF-8 CSV")
+    })?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("{name}:1: cannot read the header row: {e}"))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if headers.len() < 2 || headers[0] != "participant" || headers[1] != "site" {
+        return Err(format!(
+            "{name}:1: the header must start with participant,site then the field names (found {:?})",
+            truncate(&headers.join(","), 60)
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for h in &headers {
+        if !seen.insert(h) {
+            return Err(format!("{name}:1: column {:?} appears twice in the header", truncate(h, 40)));
+        }
+    }
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                problems.push(format!("{name}:{line}: cannot read the row: {e}"));
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.len() != headers.len() {
+            problems.push(format!(
+                "{name}:{line}: the row has {} cells but the header has {}",
+                record.len(),
+                headers.len()
+            ));
+            continue;
+        }
+        let values = headers[2..].iter().cloned().zip(record.iter().skip(2).map(str::to_string)).collect();
+        out.push((
+            format!("{name}:{line}"),
+            Referral { participant: record[0].trim().to_string(), site: record[1].trim().to_string(), values },
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{} rows of {name} cannot be read, so nothing was written:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ));
+    }
+    if out.is_empty() {
+        return Err(format!("{name}: the file has a header but no referrals"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

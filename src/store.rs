@@ -46,7 +46,7 @@ CREATE TABLE trial (
 
 CREATE TABLE referrals (
     participant TEXT PRIMARY KEY,
-    seq         INTEGER NOT NULL UNIQUE,
+    seq         INTEGER NOT NULL,
     site        TEXT NOT NULL,
     status      TEXT NOT NULL,
     reasons     TEXT NOT NULL,
@@ -55,13 +55,12 @@ CREATE TABLE referrals (
 
 CREATE TABLE participants (
     participant   TEXT PRIMARY KEY,
-    seq           INTEGER NOT NULL UNIQUE,
+    seq           INTEGER NOT NULL,
     site          TEXT NOT NULL,
     stratum       TEXT NOT NULL,
     arm           TEXT NOT NULL,
     identity      TEXT NOT NULL UNIQUE,
-    randomised_at TEXT NOT NULL,
-    baseline      TEXT NOT NULL
+    randomised_at TEXT NOT NULL
 );
 
 CREATE TABLE allocation_streams (
@@ -150,8 +149,6 @@ pub struct ParticipantRow {
     pub identity: String,
     /// Timestamp of randomisation.
     pub randomised_at: String,
-    /// Screening, consent and baseline values, canonical JSON object.
-    pub baseline: String,
 }
 
 /// A row of `allocation_streams`.
@@ -199,9 +196,12 @@ pub struct Tx<'a> {
 }
 
 fn configure(conn: &Connection, what: &str) -> Result<()> {
-    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
-        .map_err(Error::sqlite(what.to_string()))?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(Error::sqlite(what.to_string()))?;
     conn.pragma_update(None, "foreign_keys", true).map_err(Error::sqlite(what.to_string()))?;
+    // A day's batch is one transaction; a page cache that holds it avoids
+    // spilling half-written pages to the WAL before commit.
+    conn.pragma_update(None, "cache_size", -131_072).map_err(Error::sqlite(what.to_string()))?;
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(Error::sqlite(what.to_string()))?;
     Ok(())
 }
 
@@ -254,24 +254,17 @@ impl Store {
                 path.display()
             )));
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(Error::sqlite(what.clone()))?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(Error::sqlite(what.clone()))?;
         configure(&conn, &what)?;
-        let app: i32 = conn
-            .pragma_query_value(None, "application_id", |r| r.get(0))
-            .map_err(Error::sqlite(what.clone()))?;
+        let app: i32 =
+            conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
         if app != APPLICATION_ID {
-            return Err(Error::Refused(format!(
-                "{} is not a chancery database; check --db",
-                path.display()
-            )));
+            return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
         }
-        let version: i32 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(Error::sqlite(what.clone()))?;
+        let version: i32 =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
         if version > SCHEMA_VERSION {
             return Err(Error::Refused(format!(
                 "{} was written by a newer chancery (schema {version}, this build reads {SCHEMA_VERSION}); upgrade chancery",
@@ -360,15 +353,10 @@ impl Store {
             .find(|(t, _)| *t == table)
             .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
         let what = format!("reading table {name}");
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT * FROM {name} ORDER BY {key}"))
-            .map_err(Error::sqlite(what.clone()))?;
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT * FROM {name} ORDER BY {key}")).map_err(Error::sqlite(what.clone()))?;
         let cols = stmt.column_count();
-        let key_cols: Vec<usize> = key
-            .split(',')
-            .map(|k| stmt.column_index(k.trim()).unwrap_or(0))
-            .collect();
+        let key_cols: Vec<usize> = key.split(',').map(|k| stmt.column_index(k.trim()).unwrap_or(0)).collect();
         stmt.query_map([], |r| {
             let mut all = Vec::with_capacity(cols);
             for i in 0..cols {
@@ -392,10 +380,8 @@ impl Store {
     pub fn integrity_check(&self) -> Result<String> {
         let what = "running SQLite's integrity check";
         let mut stmt = self.conn.prepare("PRAGMA integrity_check").map_err(Error::sqlite(what))?;
-        let lines: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(Error::sqlite(what))?;
+        let lines: Vec<String> =
+            stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).map_err(Error::sqlite(what))?;
         Ok(lines.join("; "))
     }
 
@@ -404,9 +390,7 @@ impl Store {
         let what = format!("backing up to {}", to.display());
         let mut dst = Connection::open(to).map_err(Error::sqlite(what.clone()))?;
         let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst).map_err(Error::sqlite(what.clone()))?;
-        backup
-            .run_to_completion(256, std::time::Duration::from_millis(0), None)
-            .map_err(Error::sqlite(what))
+        backup.run_to_completion(256, std::time::Duration::from_millis(0), None).map_err(Error::sqlite(what))
     }
 }
 
@@ -447,9 +431,7 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
 fn participants(c: &Connection) -> Result<Vec<ParticipantRow>> {
     let what = "reading participants";
     let mut stmt = c
-        .prepare(
-            "SELECT participant, seq, site, stratum, arm, identity, randomised_at, baseline FROM participants ORDER BY seq",
-        )
+        .prepare("SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants ORDER BY seq")
         .map_err(Error::sqlite(what))?;
     stmt.query_map([], |r| {
         Ok(ParticipantRow {
@@ -460,7 +442,6 @@ fn participants(c: &Connection) -> Result<Vec<ParticipantRow>> {
             arm: r.get(4)?,
             identity: r.get(5)?,
             randomised_at: r.get(6)?,
-            baseline: r.get(7)?,
         })
     })
     .and_then(|rows| rows.collect())
@@ -515,7 +496,7 @@ impl Tx<'_> {
     pub fn insert_participant(&self, p: &ParticipantRow) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO participants (participant, seq, site, stratum, arm, identity, randomised_at, baseline) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO participants (participant, seq, site, stratum, arm, identity, randomised_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -526,7 +507,6 @@ impl Tx<'_> {
                     p.arm,
                     p.identity,
                     p.randomised_at,
-                    p.baseline
                 ])
             })
             .map(drop)
@@ -604,14 +584,14 @@ impl Tx<'_> {
             .map_err(Error::sqlite("updating allocation state"))
     }
 
-    /// Adds one to a (factor, level, arm) count.
-    pub fn bump_count(&self, factor: usize, level: usize, arm: usize) -> Result<()> {
+    /// Sets a (factor, level, arm) count.
+    pub fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT INTO allocation_counts (factor, level, arm, n) VALUES (?1, ?2, ?3, 1)
-                 ON CONFLICT (factor, level, arm) DO UPDATE SET n = n + 1",
+                "INSERT INTO allocation_counts (factor, level, arm, n) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (factor, level, arm) DO UPDATE SET n = ?4",
             )
-            .and_then(|mut s| s.execute(params![factor as i64, level as i64, arm as i64]))
+            .and_then(|mut s| s.execute(params![factor as i64, level as i64, arm as i64, n as i64]))
             .map(drop)
             .map_err(Error::sqlite("updating allocation counts"))
     }
@@ -651,7 +631,8 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut s = Store::create(&path).unwrap();
         let tx = s.transaction().unwrap();
-        tx.append_log(&LogRow { seq: 0, ts: "t".into(), kind: "k".into(), hash: "h".into(), body: "b".into() }).unwrap();
+        tx.append_log(&LogRow { seq: 0, ts: "t".into(), kind: "k".into(), hash: "h".into(), body: "b".into() })
+            .unwrap();
         tx.commit().unwrap();
         assert!(s.conn.execute("UPDATE log SET body = 'x'", []).is_err());
         assert!(s.conn.execute("DELETE FROM log", []).is_err());

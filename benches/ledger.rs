@@ -1,0 +1,122 @@
+//! Ledger performance against its physical floor, measured in the same run:
+//! one durable randomisation versus a raw SQLite insert + commit with the same
+//! durability (WAL, synchronous=FULL); a 100,000-referral batch.
+//! Figures and how to reproduce them: BENCHMARKS.md.
+
+use std::path::Path;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+
+use chancery::clock::Timestamp;
+use chancery::demo::simulate_referrals;
+use chancery::keys::{TrialKey, default_key_path};
+use chancery::ledger::{InitOptions, Trial, init};
+use chancery::referral::Referral;
+
+const SEED: [u8; 32] = [0x5a; 32];
+
+fn protocol_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/work-health-ips.toml")
+}
+
+fn new_trial(dir: &Path) -> (Trial, TrialKey) {
+    let db = dir.join("trial.db");
+    init(&InitOptions {
+        protocol: protocol_path(),
+        db: db.clone(),
+        key: default_key_path(&db),
+        seed: Some(SEED),
+        user: "bench".into(),
+        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+    })
+    .unwrap();
+    (Trial::open(&db).unwrap(), TrialKey::read(&default_key_path(&db)).unwrap())
+}
+
+/// Eligible, consenting referrals only, so every one is allocated.
+fn eligible_referrals(trial: &Trial, n: usize) -> Vec<(String, Referral)> {
+    let protocol = trial.protocol();
+    simulate_referrals(protocol, &SEED, (n * 2) as u32)
+        .into_iter()
+        .filter(|r| {
+            chancery::referral::screen(protocol, r).is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
+        })
+        .take(n)
+        .map(|r| (r.participant.clone(), r))
+        .collect()
+}
+
+fn durable_randomisation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("durable_write");
+    // Floor: a raw insert + commit of a row of similar size, same durability.
+    let dir = tempfile::tempdir().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)").unwrap();
+    let body = "x".repeat(700);
+    group.bench_function("floor_raw_sqlite_insert_commit", |b| {
+        b.iter(|| {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.execute("INSERT INTO t (body) VALUES (?1)", [&body]).unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        })
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trial, key) = new_trial(dir.path());
+    let referrals = eligible_referrals(&trial, 20_000);
+    let mut next = 0usize;
+    let now = Timestamp::parse("2026-01-02T00:00:00Z").unwrap();
+    group.bench_function("randomise_one", |b| {
+        b.iter(|| {
+            let r = &referrals[next % referrals.len()];
+            // Past the prepared list, fresh ids keep every call a real allocation.
+            let mut r = r.clone();
+            if next >= referrals.len() {
+                r.1.participant = format!("X{next}");
+                r.1.values.retain(|(k, _)| k != "nhs_number");
+                r.1.values.push((
+                    "nhs_number".into(),
+                    chancery::identity::nhs_number_from_stem(700_000_000 + next as u32 * 2).unwrap_or_else(|| {
+                        chancery::identity::nhs_number_from_stem(700_000_001 + next as u32 * 2).unwrap()
+                    }),
+                ));
+            }
+            next += 1;
+            let out = trial.randomise(&key, &[r], "bench", now).unwrap();
+            assert_eq!(out[0].status, "randomised");
+        })
+    });
+    group.finish();
+}
+
+fn batch_100k(c: &mut Criterion) {
+    let mut group = c.benchmark_group("batch");
+    group.sample_size(10);
+    let dir = tempfile::tempdir().unwrap();
+    let (probe, _) = new_trial(dir.path());
+    let referrals = eligible_referrals(&probe, 100_000);
+    drop(probe);
+    group.bench_function("randomise_100k_referrals", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let (trial, key) = new_trial(dir.path());
+                (dir, trial, key)
+            },
+            |(dir, mut trial, key)| {
+                let out = trial
+                    .randomise(&key, &referrals, "bench", Timestamp::parse("2026-01-02T00:00:00Z").unwrap())
+                    .unwrap();
+                assert_eq!(out.len(), referrals.len());
+                drop(dir);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, durable_randomisation, batch_100k);
+criterion_main!(benches);

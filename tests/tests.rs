@@ -1,0 +1,6 @@
+//! Integration tests, built as one binary.
+
+#[path = "util.rs"]
+mod util;
+
+mod ledger;

@@ -1,0 +1,104 @@
+//! Shared helpers for the integration tests.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub const SEED: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub const NOW: &str = "2026-03-02T09:00:00Z";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn protocol(name: &str) -> PathBuf {
+    root().join("protocol").join(name)
+}
+
+/// The chancery binary with a fixed clock and user.
+pub fn chancery() -> Command {
+    let mut c = Command::cargo_bin("chancery").unwrap();
+    c.env("CHANCERY_NOW", NOW).env("USER", "tester");
+    c
+}
+
+/// Creates a trial from `protocol_name` with the test seed in `dir`; returns the db path.
+pub fn init(dir: &Path, protocol_name: &str) -> PathBuf {
+    let db = dir.join("trial.db");
+    chancery()
+        .args(["init", "--protocol"])
+        .arg(protocol(protocol_name))
+        .arg("--db")
+        .arg(&db)
+        .args(["--seed", SEED])
+        .assert()
+        .success();
+    db
+}
+
+/// A complete eligible, consenting referral for the default protocol.
+pub fn referral_args(participant: &str, site: &str, nhs: &str, overrides: &[(&str, &str)]) -> Vec<String> {
+    let mut fields: Vec<(String, String)> = [
+        ("nhs_number", nhs),
+        ("age", "34"),
+        ("sex", "female"),
+        ("employment_status", "out_of_work"),
+        ("condition", "mental_health"),
+        ("referral_source", "gp"),
+        ("weeks_out_of_work", "10"),
+        ("gp_in_area", "yes"),
+        ("wants_work", "yes"),
+        ("receiving_ips", "no"),
+        ("consent", "yes"),
+        ("phq9", "12"),
+        ("gad7", "9"),
+        ("swemwbs", "21"),
+        ("eq5d", "0.731"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    for (k, v) in overrides {
+        match fields.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v.to_string(),
+            None => fields.push((k.to_string(), v.to_string())),
+        }
+    }
+    let mut args = vec!["--participant".to_string(), participant.to_string(), "--site".to_string(), site.to_string()];
+    for (k, v) in fields {
+        args.push("--set".into());
+        args.push(format!("{k}={v}"));
+    }
+    args
+}
+
+/// Valid NHS numbers, distinct for distinct `i`.
+pub fn nhs(i: u32) -> String {
+    let mut stem = 500_000_000 + i * 2;
+    loop {
+        if let Some(n) = chancery::identity::nhs_number_from_stem(stem) {
+            return n;
+        }
+        stem += 1;
+    }
+}
+
+/// The log as exported (CSV), to compare before and after a refused command.
+pub fn log_snapshot(db: &Path) -> String {
+    let out = chancery().args(["export", "--what", "log", "--db"]).arg(db).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a chancery command expected to be refused; checks exit 1, a one-line
+/// error containing `needle`, and an unchanged log.
+pub fn refused(db: &Path, args: &[String], needle: &str) {
+    let before = log_snapshot(db);
+    let out = chancery().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "args {args:?}: stderr {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(before, log_snapshot(db), "the log changed after a refused command");
+}
