@@ -175,3 +175,4 @@ impl Data {
 mod stats_binary;
 mod stats_continuous;
 mod stats_logistic;
+mod stats_survival;
