@@ -288,7 +288,7 @@ pub(crate) fn observed_levels(f: &Factor, rows: &[usize]) -> Vec<usize> {
 /// earlier columns: Gram–Schmidt with re-orthogonalisation, a column being
 /// aliased when its residual norm is below 1e-7 of its norm (the tolerance
 /// R's `lm.fit`/`glm.fit` pass to LINPACK `dqrdc2`).
-fn independent_columns(cols: &[Vec<f64>]) -> Vec<usize> {
+pub(crate) fn independent_columns(cols: &[Vec<f64>]) -> Vec<usize> {
     let mut basis: Vec<Vec<f64>> = Vec::new();
     let mut keep = Vec::new();
     for (j, c) in cols.iter().enumerate() {

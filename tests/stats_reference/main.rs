@@ -175,4 +175,5 @@ impl Data {
 mod stats_binary;
 mod stats_continuous;
 mod stats_logistic;
+mod stats_pooling;
 mod stats_survival;
