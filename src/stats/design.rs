@@ -167,8 +167,6 @@ impl Adjustment {
 /// A built design matrix over the analysed rows.
 #[derive(Debug, Clone)]
 pub(crate) struct Design {
-    /// Rows (participant indices) in the matrix, in order.
-    pub rows: Vec<usize>,
     /// The full-rank matrix (aliased columns removed).
     pub x: DMatrix<f64>,
     /// Names of the columns of `x`.
@@ -264,7 +262,6 @@ pub(crate) fn build(
         .map(|c| names[c].clone())
         .collect();
     Design {
-        rows: rows.to_vec(),
         x,
         names: kept_names,
         aliased,

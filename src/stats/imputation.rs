@@ -95,7 +95,9 @@ pub fn pool(
     check_len("variances", estimates.len(), variances.len())?;
     let m = estimates.len();
     if m < 2 {
-        return Ok(Estimable::not_estimable("not estimable: need at least two imputations"));
+        return Ok(Estimable::not_estimable(
+            "not estimable: need at least two imputations",
+        ));
     }
     if !all_finite(estimates) || !all_finite(variances) || variances.iter().any(|v| *v < 0.0) {
         return Ok(Estimable::not_estimable(
@@ -104,7 +106,9 @@ pub fn pool(
     }
     if let Some(d) = dfcom {
         if !(d > 0.0) {
-            return Err(StatsError::InvalidArgument(format!("dfcom must be positive, got {d}")));
+            return Err(StatsError::InvalidArgument(format!(
+                "dfcom must be positive, got {d}"
+            )));
         }
     }
     let mf = m as f64;
@@ -113,7 +117,9 @@ pub fn pool(
     let b = estimates.iter().map(|q| (q - qbar).powi(2)).sum::<f64>() / (mf - 1.0);
     let t = ubar + (1.0 + 1.0 / mf) * b;
     if !(t > 0.0) {
-        return Ok(Estimable::not_estimable("not estimable: total variance is zero"));
+        return Ok(Estimable::not_estimable(
+            "not estimable: total variance is zero",
+        ));
     }
     // mice:::barnard.rubin
     let lambda_raw = (1.0 + 1.0 / mf) * b / t;
@@ -152,8 +158,17 @@ pub fn pool(
         level,
         p_value,
     };
-    if !all_finite(&[out.estimate, out.se, out.df, out.ci_low, out.ci_high, out.p_value]) {
-        return Ok(Estimable::not_estimable("not estimable: non-finite pooled quantities"));
+    if !all_finite(&[
+        out.estimate,
+        out.se,
+        out.df,
+        out.ci_low,
+        out.ci_high,
+        out.p_value,
+    ]) {
+        return Ok(Estimable::not_estimable(
+            "not estimable: non-finite pooled quantities",
+        ));
     }
     Ok(Estimable::Value(out))
 }
@@ -207,13 +222,20 @@ pub fn impute_binary(
         Ok(x) => x,
         Err(reason) => return Ok(Estimable::NotEstimable(reason)),
     };
-    let observed: Vec<usize> = (0..outcome.len()).filter(|&i| outcome[i].is_some()).collect();
-    let missing: Vec<usize> = (0..outcome.len()).filter(|&i| outcome[i].is_none()).collect();
+    let observed: Vec<usize> = (0..outcome.len())
+        .filter(|&i| outcome[i].is_some())
+        .collect();
+    let missing: Vec<usize> = (0..outcome.len())
+        .filter(|&i| outcome[i].is_none())
+        .collect();
     let complete: Vec<bool> = outcome.iter().map(|y| y.unwrap_or(false)).collect();
     if missing.is_empty() {
         return Ok(Estimable::Value(vec![complete; m]));
     }
-    let events = observed.iter().filter(|&&i| outcome[i] == Some(true)).count();
+    let events = observed
+        .iter()
+        .filter(|&&i| outcome[i] == Some(true))
+        .count();
     if events == 0 || events == observed.len() {
         return Ok(Estimable::not_estimable(
             "not estimable: the observed outcome does not vary, so it cannot be imputed",
@@ -258,10 +280,14 @@ pub fn impute_binary(
     let xa = DMatrix::from_fn(xa.len(), p + 1, |r, c| xa[r][c]);
     let fit = irls(&xa, &ya, &wa);
     if fit.separated || !fit.converged || !all_finite(fit.cov.as_slice()) {
-        return Ok(Estimable::not_estimable("not estimable: the imputation model could not be fitted"));
+        return Ok(Estimable::not_estimable(
+            "not estimable: the imputation model could not be fitted",
+        ));
     }
     let Some(l) = cholesky_lower(&fit.cov) else {
-        return Ok(Estimable::not_estimable("not estimable: imputation model covariance is not positive definite"));
+        return Ok(Estimable::not_estimable(
+            "not estimable: imputation model covariance is not positive definite",
+        ));
     };
     let mut out = Vec::with_capacity(m);
     for _ in 0..m {
@@ -294,12 +320,16 @@ pub fn impute_continuous(
     let value = |i: usize| outcome[i].filter(|v| v.is_finite());
     let observed: Vec<usize> = (0..outcome.len()).filter(|&i| value(i).is_some()).collect();
     let missing: Vec<usize> = (0..outcome.len()).filter(|&i| value(i).is_none()).collect();
-    let complete: Vec<f64> = (0..outcome.len()).map(|i| value(i).unwrap_or(0.0)).collect();
+    let complete: Vec<f64> = (0..outcome.len())
+        .map(|i| value(i).unwrap_or(0.0))
+        .collect();
     if missing.is_empty() {
         return Ok(Estimable::Value(vec![complete; m]));
     }
     if observed.len() < 2 {
-        return Ok(Estimable::not_estimable("not estimable: fewer than two observed outcomes"));
+        return Ok(Estimable::not_estimable(
+            "not estimable: fewer than two observed outcomes",
+        ));
     }
     let xo = x.select_rows(&observed);
     let yo = DVector::from_iterator(observed.len(), observed.iter().map(|&i| complete[i]));
@@ -314,13 +344,17 @@ pub fn impute_continuous(
         pen.cholesky().map(|c| c.inverse())
     });
     let Some(v) = v else {
-        return Ok(Estimable::not_estimable("not estimable: imputation model is singular"));
+        return Ok(Estimable::not_estimable(
+            "not estimable: imputation model is singular",
+        ));
     };
     let coef = &v * (xo.transpose() * &yo);
     let rss = (&yo - &xo * &coef).norm_squared();
     let df = (observed.len() as f64 - p as f64).max(1.0);
     let Some(l) = cholesky_lower(&v) else {
-        return Ok(Estimable::not_estimable("not estimable: imputation model covariance is not positive definite"));
+        return Ok(Estimable::not_estimable(
+            "not estimable: imputation model covariance is not positive definite",
+        ));
     };
     let mut out = Vec::with_capacity(m);
     for _ in 0..m {
@@ -361,23 +395,48 @@ pub fn impute_and_analyse_binary(
 ) -> Result<ImputedBinary> {
     let level = check_level(level)?;
     let all: Vec<usize> = (0..treated.len()).collect();
-    let missing: Vec<usize> = all.iter().copied().filter(|&i| outcome.get(i).is_some_and(|y| y.is_none())).collect();
+    let missing: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| outcome.get(i).is_some_and(|y| y.is_none()))
+        .collect();
     let imputed = impute_binary(outcome, treated, adj, m, words)?;
     let (n, n_imputed) = (arm_counts(treated, &all), arm_counts(treated, &missing));
     let datasets = match imputed {
         Estimable::Value(d) => d,
         Estimable::NotEstimable(r) => {
-            return Ok(ImputedBinary { n, n_imputed, risk_difference: Estimable::NotEstimable(r.clone()), log_odds_ratio: Estimable::NotEstimable(r) });
+            return Ok(ImputedBinary {
+                n,
+                n_imputed,
+                risk_difference: Estimable::NotEstimable(r.clone()),
+                log_odds_ratio: Estimable::NotEstimable(r),
+            });
         }
     };
-    let (mut rd, mut rd_var, mut lor, mut lor_var) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut rd, mut rd_var, mut lor, mut lor_var) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut dfcom = None;
     for y in &datasets {
         let y: Vec<Option<bool>> = y.iter().map(|&v| Some(v)).collect();
         let a = adjusted_binary(&y, treated, adj, level)?;
-        let (Some(r), Some(o), Some(fit)) = (a.risk_difference.value(), a.odds_ratio.value(), a.fit.value()) else {
-            let reason = format!("not estimable: an imputed dataset could not be analysed ({})", a.fit.reason().or(a.risk_difference.reason()).unwrap_or("unknown"));
-            return Ok(ImputedBinary { n, n_imputed, risk_difference: Estimable::NotEstimable(reason.clone()), log_odds_ratio: Estimable::NotEstimable(reason) });
+        let (Some(r), Some(o), Some(fit)) = (
+            a.risk_difference.value(),
+            a.odds_ratio.value(),
+            a.fit.value(),
+        ) else {
+            let reason = format!(
+                "not estimable: an imputed dataset could not be analysed ({})",
+                a.fit
+                    .reason()
+                    .or(a.risk_difference.reason())
+                    .unwrap_or("unknown")
+            );
+            return Ok(ImputedBinary {
+                n,
+                n_imputed,
+                risk_difference: Estimable::NotEstimable(reason.clone()),
+                log_odds_ratio: Estimable::NotEstimable(reason),
+            });
         };
         rd.push(r.estimate);
         rd_var.push(r.se.unwrap_or(f64::NAN).powi(2));
@@ -417,11 +476,25 @@ pub fn impute_and_analyse_continuous(
 ) -> Result<ImputedContinuous> {
     let level = check_level(level)?;
     let all: Vec<usize> = (0..treated.len()).collect();
-    let missing: Vec<usize> = all.iter().copied().filter(|&i| outcome.get(i).is_some_and(|y| !y.is_some_and(f64::is_finite))).collect();
+    let missing: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| {
+            outcome
+                .get(i)
+                .is_some_and(|y| !y.is_some_and(f64::is_finite))
+        })
+        .collect();
     let (n, n_imputed) = (arm_counts(treated, &all), arm_counts(treated, &missing));
     let datasets = match impute_continuous(outcome, treated, adj, m, words)? {
         Estimable::Value(d) => d,
-        Estimable::NotEstimable(r) => return Ok(ImputedContinuous { n, n_imputed, mean_difference: Estimable::NotEstimable(r) }),
+        Estimable::NotEstimable(r) => {
+            return Ok(ImputedContinuous {
+                n,
+                n_imputed,
+                mean_difference: Estimable::NotEstimable(r),
+            });
+        }
     };
     let (mut est, mut var) = (Vec::new(), Vec::new());
     let mut dfcom = None;
@@ -429,12 +502,23 @@ pub fn impute_and_analyse_continuous(
         let y: Vec<Option<f64>> = y.iter().map(|&v| Some(v)).collect();
         let a = linear_regression(&y, treated, adj, level)?;
         let (Some(d), Some(fit)) = (a.mean_difference.value(), a.fit.value()) else {
-            let reason = format!("not estimable: an imputed dataset could not be analysed ({})", a.mean_difference.reason().unwrap_or("unknown"));
-            return Ok(ImputedContinuous { n, n_imputed, mean_difference: Estimable::NotEstimable(reason) });
+            let reason = format!(
+                "not estimable: an imputed dataset could not be analysed ({})",
+                a.mean_difference.reason().unwrap_or("unknown")
+            );
+            return Ok(ImputedContinuous {
+                n,
+                n_imputed,
+                mean_difference: Estimable::NotEstimable(reason),
+            });
         };
         est.push(d.estimate);
         var.push(d.se.unwrap_or(f64::NAN).powi(2));
         dfcom = Some(fit.df_residual as f64);
     }
-    Ok(ImputedContinuous { n, n_imputed, mean_difference: pool(&est, &var, dfcom, level)? })
+    Ok(ImputedContinuous {
+        n,
+        n_imputed,
+        mean_difference: pool(&est, &var, dfcom, level)?,
+    })
 }

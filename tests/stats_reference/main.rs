@@ -175,5 +175,6 @@ impl Data {
 mod stats_binary;
 mod stats_continuous;
 mod stats_logistic;
+mod stats_other;
 mod stats_pooling;
 mod stats_survival;

@@ -9,7 +9,9 @@ fn pooling_matches_mice_pool() {
     let j = |n: &str| h.iter().position(|x| x == n).unwrap();
     let mut groups: BTreeMap<(String, String), (Vec<f64>, Vec<f64>, f64)> = BTreeMap::new();
     for r in &rows {
-        let g = groups.entry((r[j("model")].clone(), r[j("term")].clone())).or_default();
+        let g = groups
+            .entry((r[j("model")].clone(), r[j("term")].clone()))
+            .or_default();
         g.0.push(r[j("estimate")].parse().unwrap());
         g.1.push(r[j("variance")].parse().unwrap());
         g.2 = r[j("dfcom")].parse().unwrap();
@@ -21,9 +23,20 @@ fn pooling_matches_mice_pool() {
         assert_eq!(*dfcom, e.get(&k("dfcom")));
         let p = pool(q, u, Some(*dfcom), 0.95).unwrap();
         let p = p.value().unwrap();
-        for (name, got) in [("est", p.estimate), ("ubar", p.within), ("b", p.between), ("t", p.total),
-                            ("df", p.df), ("riv", p.riv), ("lambda", p.lambda), ("fmi", p.fmi),
-                            ("se", p.se), ("p", p.p_value), ("low", p.ci_low), ("high", p.ci_high)] {
+        for (name, got) in [
+            ("est", p.estimate),
+            ("ubar", p.within),
+            ("b", p.between),
+            ("t", p.total),
+            ("df", p.df),
+            ("riv", p.riv),
+            ("lambda", p.lambda),
+            ("fmi", p.fmi),
+            ("se", p.se),
+            ("p", p.p_value),
+            ("low", p.ci_low),
+            ("high", p.ci_high),
+        ] {
             close(&k(name), got, e.get(&k(name)), ITERATIVE);
         }
     }
