@@ -100,7 +100,7 @@ pub fn complier_average_effect(
         }
     }
     let se = v11.max(0.0).sqrt();
-    if !(se > 0.0) || !all_finite(&[b1, se]) {
+    if se.is_nan() || se <= 0.0 || !all_finite(&[b1, se]) {
         return Ok(Estimable::not_estimable(
             "not estimable: the sandwich variance is zero",
         ));

@@ -105,7 +105,7 @@ pub fn pool(
         ));
     }
     if let Some(d) = dfcom {
-        if !(d > 0.0) {
+        if d.is_nan() || d <= 0.0 {
             return Err(StatsError::InvalidArgument(format!(
                 "dfcom must be positive, got {d}"
             )));
@@ -116,7 +116,7 @@ pub fn pool(
     let ubar = variances.iter().sum::<f64>() / mf;
     let b = estimates.iter().map(|q| (q - qbar).powi(2)).sum::<f64>() / (mf - 1.0);
     let t = ubar + (1.0 + 1.0 / mf) * b;
-    if !(t > 0.0) {
+    if t.is_nan() || t <= 0.0 {
         return Ok(Estimable::not_estimable(
             "not estimable: total variance is zero",
         ));

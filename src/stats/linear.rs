@@ -90,7 +90,7 @@ pub fn linear_regression(
     // A residual variance indistinguishable from zero (R's `summary.lm`
     // warns "essentially perfect fit") leaves no basis for inference.
     let scale = y.iter().map(|v| v * v).sum::<f64>() / rows.len() as f64;
-    if !(sigma2 > 1e-20 * scale.max(f64::MIN_POSITIVE)) {
+    if sigma2.is_nan() || sigma2 <= 1e-20 * scale.max(f64::MIN_POSITIVE) {
         return Ok(bail(
             "not estimable: residual variance is zero (perfect fit)",
         ));

@@ -454,7 +454,7 @@ fn standardised_rd(
     let var = (grad.transpose() * &fit.cov * &grad)[(0, 0)];
     let rd = r1 - r0;
     let se = var.max(0.0).sqrt();
-    if !(se > 0.0) || !all_finite(&[rd, se]) {
+    if se.is_nan() || se <= 0.0 || !all_finite(&[rd, se]) {
         return (
             Estimable::not_estimable("not estimable: delta-method variance is zero"),
             Some(r1),

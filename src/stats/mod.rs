@@ -24,6 +24,8 @@
 //! the fixtures live in `tests/reference/` and are made by
 //! `tests/reference/make_fixtures.R`.
 
+#![deny(missing_docs)]
+
 pub mod binary;
 pub mod cace;
 pub mod continuous;

@@ -192,7 +192,7 @@ pub fn two_means(design: &TwoMeans, solve: Solve) -> Result<PowerCalculation> {
         attrition,
     } = *design;
     check_common(sig_level, k, attrition, solve)?;
-    if !(sd > 0.0 && sd.is_finite()) || !delta.is_finite() || delta == 0.0 {
+    if !(sd > 0.0 && sd.is_finite() && delta.is_finite()) || delta == 0.0 {
         return Err(invalid("delta must be non-zero and sd positive"));
     }
     let method = "two means, t-test (power.t.test, strict = TRUE)";

@@ -412,7 +412,7 @@ pub fn log_rank(
     if events == 0.0 {
         return Ok(Estimable::not_estimable("not estimable: no events"));
     }
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return Ok(Estimable::not_estimable(
             "not estimable: no stratum has both arms at risk at an event time",
         ));

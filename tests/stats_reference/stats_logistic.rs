@@ -161,7 +161,7 @@ fn separation_is_not_estimable() {
     assert!(r.odds_ratio.reason().unwrap().contains("separation"));
     // All outcomes missing.
     let r = adjusted_binary(
-        &vec![None; 4],
+        &[None; 4],
         &[true, false, true, false],
         &Adjustment::none(),
         0.95,

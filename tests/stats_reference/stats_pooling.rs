@@ -2,12 +2,15 @@ use super::*;
 use chancery::stats::imputation::pool;
 use std::collections::BTreeMap;
 
+/// Per (model, term): estimates, variances and the complete-data df.
+type Groups = BTreeMap<(String, String), (Vec<f64>, Vec<f64>, f64)>;
+
 #[test]
 fn pooling_matches_mice_pool() {
     let e = Expected::load();
     let (h, rows) = read_table("mi_estimates.csv");
     let j = |n: &str| h.iter().position(|x| x == n).unwrap();
-    let mut groups: BTreeMap<(String, String), (Vec<f64>, Vec<f64>, f64)> = BTreeMap::new();
+    let mut groups = Groups::new();
     for r in &rows {
         let g = groups
             .entry((r[j("model")].clone(), r[j("term")].clone()))
