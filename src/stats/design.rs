@@ -326,7 +326,7 @@ mod tests {
             factors: vec![site, copy],
             covariates: vec![],
         };
-        let d = build(&[true, false, true, false], &adj, None, &[0, 1, 2, 3]);
+        let d = build(&[true, true, false, false], &adj, None, &[0, 1, 2, 3]);
         assert_eq!(d.names, ["(Intercept)", "treated", "siteb", "sitec"]);
         assert_eq!(d.aliased, ["copyb", "copyc"]);
         assert_eq!(d.treatment, Some(1));

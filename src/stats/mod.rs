@@ -23,6 +23,13 @@
 //! Every formula is checked against the R function named in its module docs;
 //! the fixtures live in `tests/reference/` and are made by
 //! `tests/reference/make_fixtures.R`.
+//!
+//! Code map: [`binary`] (2×2 tables), [`design`] (factors, covariates,
+//! design matrices), [`logistic`] (adjusted odds ratio, standardised risk
+//! difference), [`linear`] (ANCOVA), [`continuous`] (summaries, Welch),
+//! [`survival`] (Kaplan–Meier, log-rank, Cox), [`imputation`] (Rubin's rules,
+//! logreg/norm imputation), [`rng`] (variates from caller-supplied words),
+//! [`cace`], [`subgroup`], [`power`]; `dist` holds distribution functions.
 
 #![deny(missing_docs)]
 
@@ -253,4 +260,23 @@ pub(crate) fn check_len(what: &str, expected: usize, got: usize) -> Result<()> {
 /// True when every value is finite (the last guard before returning).
 pub(crate) fn all_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimable_serialises_with_a_status() {
+        let v: Estimable<f64> = Estimable::Value(1.5);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"status":"estimated","value":1.5}"#
+        );
+        let n: Estimable<f64> = Estimable::not_estimable("not estimable: no events");
+        assert_eq!(
+            serde_json::to_string(&n).unwrap(),
+            r#"{"status":"not_estimable","reason":"not estimable: no events"}"#
+        );
+    }
 }
