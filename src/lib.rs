@@ -29,6 +29,7 @@ pub mod log;
 pub mod protocol;
 pub mod random;
 pub mod referral;
+pub mod stats;
 pub mod store;
 
 pub use error::{Error, Result};

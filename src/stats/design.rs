@@ -1,0 +1,350 @@
+//! Design matrices for regression adjustment: a treatment indicator, the
+//! stratification factors and baseline covariates.
+//!
+//! Coding follows R's `model.matrix` with treatment contrasts: an intercept,
+//! then `treated`, then one dummy column per non-reference level of each
+//! factor (the first level is the reference), then numeric covariates.
+//! Column names are R's (`sitedoncaster`). Levels with no observations among
+//! the analysed rows are dropped, so the reference is the first *observed*
+//! level. Columns that are linear combinations of earlier columns are
+//! detected (as `lm`/`glm` do, reporting such coefficients as `NA`) and left
+//! out of the fit; their names are reported in `aliased`.
+//!
+//! EMA (2015) and Kahan & Morris (2012): adjust for the stratification
+//! factors as used at randomisation. Never pass post-randomisation variables.
+
+use super::{Result, StatsError, check_len};
+use nalgebra::{DMatrix, DVector};
+
+/// A categorical baseline variable (e.g. a stratification factor).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Factor {
+    /// Variable name, used as the prefix of the dummy column names.
+    pub name: String,
+    /// Level labels; the first is the reference.
+    pub levels: Vec<String>,
+    /// Per participant: index into `levels`, or `None` when missing.
+    pub codes: Vec<Option<usize>>,
+}
+
+impl Factor {
+    /// A factor from labels with levels in sorted order, as R's `factor()`
+    /// orders character data (byte order; equal to R's for ASCII labels in
+    /// one case).
+    pub fn from_labels<S: AsRef<str>>(name: &str, labels: &[Option<S>]) -> Factor {
+        let mut levels: Vec<String> = labels
+            .iter()
+            .flatten()
+            .map(|s| s.as_ref().to_string())
+            .collect();
+        levels.sort();
+        levels.dedup();
+        let codes = labels
+            .iter()
+            .map(|l| {
+                l.as_ref()
+                    .map(|s| levels.binary_search(&s.as_ref().to_string()).unwrap_or(0))
+            })
+            .collect();
+        Factor {
+            name: name.to_string(),
+            levels,
+            codes,
+        }
+    }
+
+    /// A factor with levels in a given order (the first is the reference).
+    pub fn with_levels<S: AsRef<str>>(
+        name: &str,
+        levels: &[&str],
+        labels: &[Option<S>],
+    ) -> Result<Factor> {
+        let levels: Vec<String> = levels.iter().map(|s| s.to_string()).collect();
+        let mut codes = Vec::with_capacity(labels.len());
+        for l in labels {
+            codes.push(match l {
+                None => None,
+                Some(s) => Some(levels.iter().position(|x| x == s.as_ref()).ok_or_else(|| {
+                    StatsError::InvalidArgument(format!(
+                        "factor {name}: label {:?} is not one of its levels",
+                        s.as_ref()
+                    ))
+                })?),
+            });
+        }
+        Ok(Factor {
+            name: name.to_string(),
+            levels,
+            codes,
+        })
+    }
+
+    /// The cross-classification of several factors (e.g. site × employment
+    /// status), as R's `interaction()`/`strata()`; labels are joined by `.`.
+    pub fn interaction(name: &str, factors: &[&Factor]) -> Result<Factor> {
+        let n = factors.first().map_or(0, |f| f.codes.len());
+        let mut labels: Vec<Option<String>> = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut parts = Vec::with_capacity(factors.len());
+            let mut missing = false;
+            for f in factors {
+                check_len(&format!("factor {}", f.name), n, f.codes.len())?;
+                match f.codes[i] {
+                    Some(c) => parts.push(f.levels[c].as_str()),
+                    None => missing = true,
+                }
+            }
+            labels.push((!missing).then(|| parts.join(".")));
+        }
+        Ok(Factor::from_labels(name, &labels))
+    }
+
+    /// Number of participants.
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// True when there are no participants.
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+}
+
+/// A numeric baseline covariate (e.g. baseline PHQ-9, age).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Covariate {
+    /// Variable name (the column name).
+    pub name: String,
+    /// Per participant; `None` or a non-finite value means missing.
+    pub values: Vec<Option<f64>>,
+}
+
+impl Covariate {
+    /// A covariate from values.
+    pub fn new(name: &str, values: Vec<Option<f64>>) -> Covariate {
+        Covariate {
+            name: name.to_string(),
+            values,
+        }
+    }
+}
+
+/// The pre-specified adjustment set: factors then numeric covariates.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Adjustment {
+    /// Categorical variables (stratification factors first, by convention).
+    pub factors: Vec<Factor>,
+    /// Numeric covariates.
+    pub covariates: Vec<Covariate>,
+}
+
+impl Adjustment {
+    /// No adjustment.
+    pub fn none() -> Adjustment {
+        Adjustment::default()
+    }
+
+    pub(crate) fn check(&self, n: usize) -> Result<()> {
+        for f in &self.factors {
+            check_len(&format!("factor {}", f.name), n, f.codes.len())?;
+        }
+        for c in &self.covariates {
+            check_len(&format!("covariate {}", c.name), n, c.values.len())?;
+        }
+        Ok(())
+    }
+
+    /// True when participant `i` has every adjustment variable.
+    pub(crate) fn complete(&self, i: usize) -> bool {
+        self.factors.iter().all(|f| f.codes[i].is_some())
+            && self
+                .covariates
+                .iter()
+                .all(|c| c.values[i].is_some_and(f64::is_finite))
+    }
+}
+
+/// A built design matrix over the analysed rows.
+#[derive(Debug, Clone)]
+pub(crate) struct Design {
+    /// The full-rank matrix (aliased columns removed).
+    pub x: DMatrix<f64>,
+    /// Names of the columns of `x`.
+    pub names: Vec<String>,
+    /// Columns left out because they were linear combinations of others.
+    pub aliased: Vec<String>,
+    /// Position of the treatment column in `x`, if it was not aliased.
+    pub treatment: Option<usize>,
+    /// Positions of treatment-by-subgroup interaction columns in `x`.
+    pub interactions: Vec<usize>,
+}
+
+/// Builds the design over `rows`: intercept, treated, factor dummies,
+/// covariates, and (if `interact` is given) `treated:<factor><level>`
+/// interaction columns, R's `treated * factor` coding.
+pub(crate) fn build(
+    treated: &[bool],
+    adj: &Adjustment,
+    interact: Option<&Factor>,
+    rows: &[usize],
+) -> Design {
+    let n = rows.len();
+    let mut cols: Vec<Vec<f64>> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut kinds: Vec<u8> = Vec::new(); // 0 other, 1 treatment, 2 interaction
+    cols.push(vec![1.0; n]);
+    names.push("(Intercept)".into());
+    kinds.push(0);
+    cols.push(
+        rows.iter()
+            .map(|&i| f64::from(u8::from(treated[i])))
+            .collect(),
+    );
+    names.push("treated".into());
+    kinds.push(1);
+    let push_factor = |f: &Factor, cols: &mut Vec<Vec<f64>>, names: &mut Vec<String>| {
+        let observed = observed_levels(f, rows);
+        let mut added = Vec::new();
+        for &lev in observed.iter().skip(1) {
+            cols.push(
+                rows.iter()
+                    .map(|&i| f64::from(u8::from(f.codes[i] == Some(lev))))
+                    .collect(),
+            );
+            names.push(format!("{}{}", f.name, f.levels[lev]));
+            added.push(lev);
+        }
+        added
+    };
+    for f in &adj.factors {
+        let added = push_factor(f, &mut cols, &mut names);
+        kinds.extend(std::iter::repeat_n(0, added.len()));
+    }
+    if let Some(f) = interact {
+        // Main effect of the subgroup factor (if not already adjusted for).
+        if !adj.factors.iter().any(|g| g.name == f.name) {
+            let added = push_factor(f, &mut cols, &mut names);
+            kinds.extend(std::iter::repeat_n(0, added.len()));
+        }
+    }
+    for c in &adj.covariates {
+        cols.push(rows.iter().map(|&i| c.values[i].unwrap_or(0.0)).collect());
+        names.push(c.name.clone());
+        kinds.push(0);
+    }
+    if let Some(f) = interact {
+        for &lev in observed_levels(f, rows).iter().skip(1) {
+            cols.push(
+                rows.iter()
+                    .map(|&i| f64::from(u8::from(treated[i] && f.codes[i] == Some(lev))))
+                    .collect(),
+            );
+            names.push(format!("treated:{}{}", f.name, f.levels[lev]));
+            kinds.push(2);
+        }
+    }
+    let keep = independent_columns(&cols);
+    let mut x = DMatrix::zeros(n, keep.len());
+    let mut kept_names = Vec::new();
+    let mut treatment = None;
+    let mut interactions = Vec::new();
+    for (j, &c) in keep.iter().enumerate() {
+        x.set_column(j, &DVector::from_column_slice(&cols[c]));
+        kept_names.push(names[c].clone());
+        match kinds[c] {
+            1 => treatment = Some(j),
+            2 => interactions.push(j),
+            _ => {}
+        }
+    }
+    let aliased = (0..cols.len())
+        .filter(|c| !keep.contains(c))
+        .map(|c| names[c].clone())
+        .collect();
+    Design {
+        x,
+        names: kept_names,
+        aliased,
+        treatment,
+        interactions,
+    }
+}
+
+/// Levels of `f` present among `rows`, in level order.
+pub(crate) fn observed_levels(f: &Factor, rows: &[usize]) -> Vec<usize> {
+    let mut seen = vec![false; f.levels.len()];
+    for &i in rows {
+        if let Some(c) = f.codes[i] {
+            seen[c] = true;
+        }
+    }
+    (0..f.levels.len()).filter(|&l| seen[l]).collect()
+}
+
+/// Indices of columns that are not (numerically) linear combinations of
+/// earlier columns: Gram–Schmidt with re-orthogonalisation, a column being
+/// aliased when its residual norm is below 1e-7 of its norm (the tolerance
+/// R's `lm.fit`/`glm.fit` pass to LINPACK `dqrdc2`).
+pub(crate) fn independent_columns(cols: &[Vec<f64>]) -> Vec<usize> {
+    let mut basis: Vec<Vec<f64>> = Vec::new();
+    let mut keep = Vec::new();
+    for (j, c) in cols.iter().enumerate() {
+        let norm0 = c.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm0 == 0.0 {
+            continue;
+        }
+        let mut r = c.clone();
+        for _ in 0..2 {
+            for q in &basis {
+                let dot: f64 = r.iter().zip(q).map(|(a, b)| a * b).sum();
+                r.iter_mut().zip(q).for_each(|(a, b)| *a -= dot * b);
+            }
+        }
+        let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm > 1e-7 * norm0 {
+            r.iter_mut().for_each(|v| *v /= norm);
+            basis.push(r);
+            keep.push(j);
+        }
+    }
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dummy_coding_and_aliasing() {
+        let site = Factor::from_labels("site", &[Some("b"), Some("a"), Some("c"), Some("a")]);
+        assert_eq!(site.levels, ["a", "b", "c"]);
+        let copy = Factor {
+            name: "copy".into(),
+            ..site.clone()
+        };
+        let adj = Adjustment {
+            factors: vec![site, copy],
+            covariates: vec![],
+        };
+        let d = build(&[true, true, false, false], &adj, None, &[0, 1, 2, 3]);
+        assert_eq!(d.names, ["(Intercept)", "treated", "siteb", "sitec"]);
+        assert_eq!(d.aliased, ["copyb", "copyc"]);
+        assert_eq!(d.treatment, Some(1));
+    }
+
+    #[test]
+    fn unobserved_levels_are_dropped() {
+        let f =
+            Factor::with_levels("g", &["x", "y", "z"], &[Some("y"), Some("z"), Some("z")]).unwrap();
+        let d = build(
+            &[true, false, true],
+            &Adjustment {
+                factors: vec![f],
+                covariates: vec![],
+            },
+            None,
+            &[0, 1, 2],
+        );
+        assert_eq!(d.names, ["(Intercept)", "treated", "gz"]);
+    }
+}

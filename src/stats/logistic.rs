@@ -1,0 +1,481 @@
+//! Logistic regression for a binary outcome, adjusted for baseline factors
+//! and covariates, and the standardised (marginal) risk difference.
+//!
+//! - Fitting: iteratively reweighted least squares exactly as R's
+//!   `glm.fit(family = binomial())` (same start `mustart = (w y + 0.5) / (w + 1)`,
+//!   same clamping of the inverse link at |η| > 30, each step a Householder
+//!   QR least-squares solve), iterated to a relative deviance change below
+//!   1e-10. Standard errors from the inverse Fisher information at the
+//!   estimate; CIs are Wald intervals as R's `confint.default`.
+//! - Separation (Albert & Anderson 1984: the MLE does not exist): flagged
+//!   when any fitted probability is within 10 × machine epsilon of 0 or 1 —
+//!   the condition under which R warns "fitted probabilities numerically 0
+//!   or 1 occurred" — or when, after the deviance has converged, further
+//!   Newton steps do not shrink (a coefficient drifting to infinity, the
+//!   quasi-complete case R fits silently with a huge SE). Either way the fit
+//!   is reported as not estimable, as is a fit that does not converge.
+//! - Standardised risk difference by g-computation (Robins 1986; for trials
+//!   see Williamson et al. 2014 and the FDA 2023 covariate-adjustment
+//!   guidance): the mean predicted risk with everyone set to the intervention
+//!   minus the mean with everyone set to control, over the analysed
+//!   participants. Its SE is by the delta method, `sqrt(gᵀ V g)` with
+//!   `g = mean(p1 (1 − p1) x1) − mean(p0 (1 − p0) x0)` and `V` the model
+//!   covariance (as `marginaleffects::avg_comparisons(vcov = TRUE)`); the
+//!   interval is Wald, in percentage points. The estimated population is the
+//!   analysed sample (not a super-population), as in the R reference.
+
+use super::design::{Adjustment, Design, Factor, build};
+use super::dist::{normal_quantile, normal_two_sided_p};
+use super::{
+    ArmCounts, Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level,
+};
+use nalgebra::{DMatrix, DVector};
+
+/// A fitted logistic regression.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LogisticFit {
+    /// "logistic regression (IRLS), Wald confidence intervals".
+    pub method: String,
+    /// Participants analysed per arm (complete cases).
+    pub n: ArmCounts,
+    /// Participants with the event among those analysed.
+    pub events: usize,
+    /// Coefficients (log odds and log odds ratios).
+    pub coefficients: Vec<Coefficient>,
+    /// Columns left out as linear combinations of others (R prints `NA`).
+    pub aliased: Vec<String>,
+    /// Whether IRLS converged (always true for an estimable fit).
+    pub converged: bool,
+    /// IRLS iterations used.
+    pub iterations: usize,
+    /// Residual deviance.
+    pub deviance: f64,
+    /// Null (intercept-only) deviance.
+    pub null_deviance: f64,
+    /// Akaike information criterion, deviance + 2 × rank for 0/1 outcomes.
+    pub aic: f64,
+    /// Confidence level of the coefficient intervals.
+    pub level: f64,
+    /// Covariance matrix of the coefficients (same order).
+    pub covariance: Vec<Vec<f64>>,
+}
+
+impl LogisticFit {
+    /// The coefficient with this R name.
+    pub fn coefficient(&self, term: &str) -> Option<&Coefficient> {
+        self.coefficients.iter().find(|c| c.term == term)
+    }
+}
+
+/// The adjusted analysis of a binary outcome.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AdjustedBinary {
+    /// The logistic model.
+    pub fit: Estimable<LogisticFit>,
+    /// Adjusted (conditional) odds ratio for the intervention.
+    pub odds_ratio: Estimable<Estimate>,
+    /// Standardised (marginal) risk difference in percentage points.
+    pub risk_difference: Estimable<Estimate>,
+    /// Standardised risk with everyone allocated to the intervention.
+    pub standardised_risk_treated: Option<f64>,
+    /// Standardised risk with everyone allocated to control.
+    pub standardised_risk_control: Option<f64>,
+}
+
+/// The result of IRLS on a matrix.
+#[derive(Debug, Clone)]
+pub(crate) struct IrlsFit {
+    pub beta: DVector<f64>,
+    pub cov: DMatrix<f64>,
+    pub deviance: f64,
+    pub iterations: usize,
+    pub converged: bool,
+    pub separated: bool,
+}
+
+const THRESH: f64 = 30.0;
+
+/// R's `binomial()$linkinv` with its clamping (family.c).
+fn inv_logit(eta: f64) -> f64 {
+    let t = if eta < -THRESH {
+        f64::EPSILON
+    } else if eta > THRESH {
+        1.0 / f64::EPSILON
+    } else {
+        eta.exp()
+    };
+    t / (1.0 + t)
+}
+
+/// R's `binomial()$mu.eta`.
+fn mu_eta(eta: f64) -> f64 {
+    if !(-THRESH..=THRESH).contains(&eta) {
+        f64::EPSILON
+    } else {
+        let e = eta.exp();
+        e / ((1.0 + e) * (1.0 + e))
+    }
+}
+
+fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
+    // 2 Σ w [y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))], with 0 log 0 = 0.
+    let ylogy = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
+    2.0 * y
+        .iter()
+        .zip(mu)
+        .zip(w)
+        .map(|((&y, &m), &w)| w * (ylogy(y, m) + ylogy(1.0 - y, 1.0 - m)))
+        .sum::<f64>()
+}
+
+/// Weighted logistic IRLS on a full-rank matrix (R `glm.fit`).
+pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
+    let (n, p) = x.shape();
+    let mut eta: Vec<f64> = y
+        .iter()
+        .zip(w)
+        .map(|(&y, &w)| {
+            let m = (w * y + 0.5) / (w + 1.0);
+            (m / (1.0 - m)).ln()
+        })
+        .collect();
+    let mut mu: Vec<f64> = eta.iter().map(|&e| inv_logit(e)).collect();
+    let mut dev_old = binomial_deviance(y, &mu, w);
+    let mut beta = DVector::zeros(p);
+    let mut converged = false;
+    let mut iterations = 0;
+    // After the deviance criterion is met, a few more Newton steps: at a true
+    // optimum they shrink to nothing (quadratic convergence); when the MLE
+    // does not exist (separation) some coefficient keeps moving by about one
+    // unit per step while the deviance creeps towards its infimum.
+    let mut extra = 0;
+    let mut last_step = f64::INFINITY;
+    for iter in 1..=80 {
+        iterations = iter;
+        let mut xw = x.clone();
+        let mut zw = DVector::zeros(n);
+        for i in 0..n {
+            let me = mu_eta(eta[i]);
+            let var = mu[i] * (1.0 - mu[i]);
+            let wi = (w[i] * me * me / var).sqrt();
+            zw[i] = (eta[i] + (y[i] - mu[i]) / me) * wi;
+            for j in 0..p {
+                xw[(i, j)] *= wi;
+            }
+        }
+        let Some(b) = qr_least_squares(xw, zw) else {
+            break;
+        };
+        let step = (&b - &beta).amax();
+        beta = b;
+        let e = x * &beta;
+        eta = e.iter().copied().collect();
+        mu = eta.iter().map(|&e| inv_logit(e)).collect();
+        let dev = binomial_deviance(y, &mu, w);
+        let rel = (dev - dev_old).abs() / (dev.abs() + 0.1);
+        dev_old = dev;
+        if converged {
+            extra += 1;
+            last_step = step;
+            if step <= 1e-8 * (1.0 + beta.amax()) || extra >= 6 {
+                break;
+            }
+        } else if rel < 1e-10 {
+            converged = true;
+            last_step = step;
+            if step <= 1e-8 * (1.0 + beta.amax()) {
+                break;
+            }
+        }
+    }
+    let eps = 10.0 * f64::EPSILON;
+    let separated = mu.iter().any(|&m| m > 1.0 - eps || m < eps)
+        || (converged && last_step > 1e-4 * (1.0 + beta.amax()));
+    // Inverse Fisher information at the estimate: (Xᵀ W X)⁻¹ via QR.
+    let mut xw = x.clone();
+    for i in 0..n {
+        let wi = (w[i] * mu[i] * (1.0 - mu[i])).sqrt();
+        for j in 0..p {
+            xw[(i, j)] *= wi;
+        }
+    }
+    let cov = qr_inverse_crossprod(xw).unwrap_or_else(|| DMatrix::from_element(p, p, f64::NAN));
+    IrlsFit {
+        beta,
+        cov,
+        deviance: dev_old,
+        iterations,
+        converged,
+        separated,
+    }
+}
+
+/// Least squares `min ‖A b − z‖` by Householder QR (nalgebra).
+pub(crate) fn qr_least_squares(a: DMatrix<f64>, mut z: DVector<f64>) -> Option<DVector<f64>> {
+    let p = a.ncols();
+    if a.nrows() < p {
+        return None;
+    }
+    let qr = a.qr();
+    qr.q_tr_mul(&mut z);
+    let r = qr.r();
+    let rhs = z.rows(0, p).into_owned();
+    r.solve_upper_triangular(&rhs)
+}
+
+/// `(AᵀA)⁻¹ = R⁻¹ R⁻ᵀ` from the QR decomposition of `A`.
+pub(crate) fn qr_inverse_crossprod(a: DMatrix<f64>) -> Option<DMatrix<f64>> {
+    let p = a.ncols();
+    if a.nrows() < p {
+        return None;
+    }
+    let r = a.qr().r();
+    let rinv = r.solve_upper_triangular(&DMatrix::identity(p, p))?;
+    let out = &rinv * rinv.transpose();
+    all_finite(out.as_slice()).then_some(out)
+}
+
+/// Rows with an outcome and every adjustment variable.
+pub(crate) fn complete_rows<T>(outcome: &[Option<T>], adj: &Adjustment) -> Vec<usize> {
+    (0..outcome.len())
+        .filter(|&i| outcome[i].is_some() && adj.complete(i))
+        .collect()
+}
+
+pub(crate) fn arm_counts(treated: &[bool], rows: &[usize]) -> ArmCounts {
+    let t = rows.iter().filter(|&&i| treated[i]).count();
+    ArmCounts {
+        treated: t,
+        control: rows.len() - t,
+    }
+}
+
+/// Fits the model over `rows` (internal; used by subgroups and imputation).
+pub(crate) fn fit_design(
+    outcome: &[Option<bool>],
+    treated: &[bool],
+    adj: &Adjustment,
+    interact: Option<&Factor>,
+    rows: &[usize],
+) -> (Design, IrlsFit) {
+    let design = build(treated, adj, interact, rows);
+    let y: Vec<f64> = rows
+        .iter()
+        .map(|&i| f64::from(u8::from(outcome[i] == Some(true))))
+        .collect();
+    let w = vec![1.0; y.len()];
+    let fit = irls(&design.x, &y, &w);
+    (design, fit)
+}
+
+/// Why a fit is not estimable, if it is not.
+pub(crate) fn fit_problem(fit: &IrlsFit, design: &Design) -> Option<String> {
+    if fit.separated {
+        Some(
+            "not estimable: perfect or quasi-complete separation (fitted probabilities \
+             numerically 0 or 1)"
+                .into(),
+        )
+    } else if !fit.converged {
+        Some("not estimable: logistic regression did not converge".into())
+    } else if !all_finite(fit.cov.as_slice()) || !all_finite(fit.beta.as_slice()) {
+        Some("not estimable: information matrix is singular".into())
+    } else if design.x.nrows() <= design.x.ncols() {
+        Some("not estimable: no more participants than model parameters".into())
+    } else {
+        None
+    }
+}
+
+/// Fits `logit P(outcome) = intercept + treated + factors + covariates` by
+/// IRLS on the complete cases, as R's `glm(family = binomial)` with
+/// `confint.default`.
+pub fn logistic_regression(
+    outcome: &[Option<bool>],
+    treated: &[bool],
+    adj: &Adjustment,
+    level: f64,
+) -> Result<Estimable<LogisticFit>> {
+    Ok(adjusted_binary(outcome, treated, adj, level)?.fit)
+}
+
+/// The adjusted analysis of a binary outcome: the logistic model, the
+/// adjusted odds ratio and the standardised risk difference.
+pub fn adjusted_binary(
+    outcome: &[Option<bool>],
+    treated: &[bool],
+    adj: &Adjustment,
+    level: f64,
+) -> Result<AdjustedBinary> {
+    let level = check_level(level)?;
+    check_len("outcome", treated.len(), outcome.len())?;
+    adj.check(treated.len())?;
+    let rows = complete_rows(outcome, adj);
+    let n = arm_counts(treated, &rows);
+    let bail = |reason: &str| AdjustedBinary {
+        fit: Estimable::not_estimable(reason),
+        odds_ratio: Estimable::not_estimable(reason),
+        risk_difference: Estimable::not_estimable(reason),
+        standardised_risk_treated: None,
+        standardised_risk_control: None,
+    };
+    if rows.is_empty() {
+        return Ok(bail(
+            "not estimable: no participant has the outcome and all covariates",
+        ));
+    }
+    let events = rows.iter().filter(|&&i| outcome[i] == Some(true)).count();
+    if events == 0 || events == rows.len() {
+        return Ok(bail(
+            "not estimable: the outcome does not vary (perfect separation)",
+        ));
+    }
+    let (design, fit) = fit_design(outcome, treated, adj, None, &rows);
+    if let Some(reason) = fit_problem(&fit, &design) {
+        return Ok(bail(&reason));
+    }
+    let z = normal_quantile(0.5 + level / 2.0);
+    let coefficients = coefficients_z(&design.names, &fit.beta, &fit.cov, z);
+    let p = design.x.ncols();
+    let y_mean = events as f64 / rows.len() as f64;
+    let null_deviance = binomial_deviance(
+        &rows
+            .iter()
+            .map(|&i| f64::from(u8::from(outcome[i] == Some(true))))
+            .collect::<Vec<_>>(),
+        &vec![y_mean; rows.len()],
+        &vec![1.0; rows.len()],
+    );
+    let logistic = LogisticFit {
+        method: "logistic regression (IRLS), Wald confidence intervals".into(),
+        n,
+        events,
+        coefficients,
+        aliased: design.aliased.clone(),
+        converged: fit.converged,
+        iterations: fit.iterations,
+        deviance: fit.deviance,
+        null_deviance,
+        aic: fit.deviance + 2.0 * p as f64,
+        level,
+        covariance: (0..p)
+            .map(|i| fit.cov.row(i).iter().copied().collect())
+            .collect(),
+    };
+    let Some(t) = design.treatment else {
+        let reason = "not estimable: allocation is collinear with the covariates (an arm is empty)";
+        return Ok(AdjustedBinary {
+            fit: Estimable::Value(logistic),
+            odds_ratio: Estimable::not_estimable(reason),
+            risk_difference: Estimable::not_estimable(reason),
+            standardised_risk_treated: None,
+            standardised_risk_control: None,
+        });
+    };
+    let c = &logistic.coefficients[t];
+    let odds_ratio = Estimable::Value(Estimate {
+        measure: "odds ratio (adjusted)".into(),
+        method: "logistic regression, Wald interval".into(),
+        estimate: c.estimate.exp(),
+        se: Some(c.se),
+        ci_low: c.ci_low.exp(),
+        ci_high: c.ci_high.exp(),
+        level,
+        p_value: Some(c.p_value),
+        df: None,
+        n,
+        note: None,
+    });
+    let (risk_difference, r1, r0) = standardised_rd(&design, &fit, t, z, level, n);
+    Ok(AdjustedBinary {
+        fit: Estimable::Value(logistic),
+        odds_ratio,
+        risk_difference,
+        standardised_risk_treated: r1,
+        standardised_risk_control: r0,
+    })
+}
+
+/// Wald coefficients with normal reference (`summary.glm`, `confint.default`).
+pub(crate) fn coefficients_z(
+    names: &[String],
+    beta: &DVector<f64>,
+    cov: &DMatrix<f64>,
+    z: f64,
+) -> Vec<Coefficient> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let se = cov[(j, j)].sqrt();
+            Coefficient {
+                term: name.clone(),
+                estimate: beta[j],
+                se,
+                statistic: beta[j] / se,
+                p_value: normal_two_sided_p(beta[j] / se),
+                ci_low: beta[j] - z * se,
+                ci_high: beta[j] + z * se,
+            }
+        })
+        .collect()
+}
+
+/// g-computation of the marginal risk difference with a delta-method SE.
+fn standardised_rd(
+    design: &Design,
+    fit: &IrlsFit,
+    t: usize,
+    z: f64,
+    level: f64,
+    n: ArmCounts,
+) -> (Estimable<Estimate>, Option<f64>, Option<f64>) {
+    let (rows, p) = design.x.shape();
+    let (mut r1, mut r0) = (0.0, 0.0);
+    let mut grad = DVector::<f64>::zeros(p);
+    for i in 0..rows {
+        let xi = design.x.row(i);
+        let base: f64 = (0..p)
+            .filter(|&j| j != t)
+            .map(|j| xi[j] * fit.beta[j])
+            .sum();
+        let p1 = inv_logit(base + fit.beta[t]);
+        let p0 = inv_logit(base);
+        r1 += p1;
+        r0 += p0;
+        let (g1, g0) = (p1 * (1.0 - p1), p0 * (1.0 - p0));
+        for j in 0..p {
+            grad[j] += if j == t { g1 } else { (g1 - g0) * xi[j] };
+        }
+    }
+    let nf = rows as f64;
+    let (r1, r0) = (r1 / nf, r0 / nf);
+    grad /= nf;
+    let var = (grad.transpose() * &fit.cov * &grad)[(0, 0)];
+    let rd = r1 - r0;
+    let se = var.max(0.0).sqrt();
+    if se.is_nan() || se <= 0.0 || !all_finite(&[rd, se]) {
+        return (
+            Estimable::not_estimable("not estimable: delta-method variance is zero"),
+            Some(r1),
+            Some(r0),
+        );
+    }
+    (
+        Estimable::Value(Estimate {
+            measure: "risk difference (percentage points), standardised".into(),
+            method: "g-computation from logistic regression, delta-method Wald interval".into(),
+            estimate: 100.0 * rd,
+            se: Some(100.0 * se),
+            ci_low: 100.0 * (rd - z * se),
+            ci_high: 100.0 * (rd + z * se),
+            level,
+            p_value: Some(normal_two_sided_p(rd / se)),
+            df: None,
+            n,
+            note: None,
+        }),
+        Some(r1),
+        Some(r0),
+    )
+}
