@@ -6,9 +6,7 @@ use chancery::stats::Estimable;
 use chancery::stats::binary::{TwoByTwo, compare_proportions};
 use chancery::stats::continuous::welch_t_test;
 use chancery::stats::design::{Adjustment, Covariate, Factor};
-use chancery::stats::imputation::{
-    impute_and_analyse_binary, impute_and_analyse_continuous, impute_binary, pool,
-};
+use chancery::stats::imputation::{impute_and_analyse_binary, impute_and_analyse_continuous, impute_binary, pool};
 use chancery::stats::logistic::adjusted_binary;
 use chancery::stats::survival::{cox_regression, kaplan_meier_by_arm, log_rank};
 use proptest::prelude::*;
@@ -120,11 +118,7 @@ fn simulate(n: usize, seed: u64, missing: bool) -> Sim {
         let outcome = unif(&mut w) < p;
         let cont = 10.0 + 2.0 * f64::from(u8::from(t)) + 3.0 * b + 4.0 * (unif(&mut w) - 0.5) * 3.0;
         // MAR: missingness depends on site and baseline, not on the outcome.
-        let pm = if missing {
-            0.1 + 0.3 * b + 0.1 * f64::from(u8::from(s))
-        } else {
-            0.0
-        };
+        let pm = if missing { 0.1 + 0.3 * b + 0.1 * f64::from(u8::from(s)) } else { 0.0 };
         let miss = unif(&mut w) < pm;
         treated.push(t);
         site.push(Some(if s { "b" } else { "a" }));
@@ -143,13 +137,7 @@ fn simulate(n: usize, seed: u64, missing: bool) -> Sim {
         factors: vec![Factor::from_labels("site", &site)],
         covariates: vec![Covariate::new("base", base)],
     };
-    Sim {
-        treated,
-        adj,
-        y,
-        y_cont: yc,
-        true_rd: 100.0 * true_rd,
-    }
+    Sim { treated, adj, y, y_cont: yc, true_rd: 100.0 * true_rd }
 }
 
 #[test]
@@ -160,15 +148,11 @@ fn imputation_is_reproducible() {
     let c = impute_binary(&s.y, &s.treated, &s.adj, 20, &mut words(43)).unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
-    let a = impute_and_analyse_continuous(&s.y_cont, &s.treated, &s.adj, 20, 0.95, &mut words(7))
-        .unwrap();
-    let b = impute_and_analyse_continuous(&s.y_cont, &s.treated, &s.adj, 20, 0.95, &mut words(7))
-        .unwrap();
+    let a = impute_and_analyse_continuous(&s.y_cont, &s.treated, &s.adj, 20, 0.95, &mut words(7)).unwrap();
+    let b = impute_and_analyse_continuous(&s.y_cont, &s.treated, &s.adj, 20, 0.95, &mut words(7)).unwrap();
     assert_eq!(a, b);
     // Observed values are never changed.
-    if let Estimable::Value(sets) =
-        impute_binary(&s.y, &s.treated, &s.adj, 3, &mut words(1)).unwrap()
-    {
+    if let Estimable::Value(sets) = impute_binary(&s.y, &s.treated, &s.adj, 3, &mut words(1)).unwrap() {
         for set in sets {
             for (imp, obs) in set.iter().zip(&s.y) {
                 if let Some(o) = obs {
@@ -184,10 +168,7 @@ fn no_missing_data_equals_the_complete_case_fit() {
     let s = simulate(400, 2, false);
     let mi = impute_and_analyse_binary(&s.y, &s.treated, &s.adj, 20, 0.95, &mut words(3)).unwrap();
     let cc = adjusted_binary(&s.y, &s.treated, &s.adj, 0.95).unwrap();
-    let (p, c) = (
-        mi.risk_difference.value().unwrap(),
-        cc.risk_difference.value().unwrap(),
-    );
+    let (p, c) = (mi.risk_difference.value().unwrap(), cc.risk_difference.value().unwrap());
     assert!((p.estimate - c.estimate).abs() < 1e-10);
     assert!((p.se - c.se.unwrap()).abs() < 1e-10);
     assert!(p.between < 1e-20);
@@ -199,8 +180,7 @@ fn imputation_covers_the_true_effect_under_mar() {
     let (mut covered, mut covered_c, reps) = (0, 0, 60);
     for rep in 0..reps {
         let s = simulate(400, 100 + rep, true);
-        let mi =
-            impute_and_analyse_binary(&s.y, &s.treated, &s.adj, 20, 0.95, &mut words(rep)).unwrap();
+        let mi = impute_and_analyse_binary(&s.y, &s.treated, &s.adj, 20, 0.95, &mut words(rep)).unwrap();
         let p = mi.risk_difference.value().unwrap();
         assert!(p.fmi > 0.0 && p.fmi < 1.0);
         if p.ci_low <= s.true_rd && s.true_rd <= p.ci_high {
@@ -208,15 +188,7 @@ fn imputation_covers_the_true_effect_under_mar() {
         }
         let mut adj = s.adj.clone();
         adj.covariates[0].name = "base".into();
-        let mc = impute_and_analyse_continuous(
-            &s.y_cont,
-            &s.treated,
-            &adj,
-            20,
-            0.95,
-            &mut words(rep + 1000),
-        )
-        .unwrap();
+        let mc = impute_and_analyse_continuous(&s.y_cont, &s.treated, &adj, 20, 0.95, &mut words(rep + 1000)).unwrap();
         let m = mc.mean_difference.value().unwrap();
         if m.ci_low <= 2.0 && 2.0 <= m.ci_high {
             covered_c += 1;
@@ -241,22 +213,13 @@ fn hundred_thousand_participants_is_fast() {
     let n = 100_000;
     let mut w = words(9);
     let treated: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
-    let site: Vec<Option<String>> = (0..n)
-        .map(|_| Some(format!("s{}", (unif(&mut w) * 8.0) as u32)))
-        .collect();
-    let emp: Vec<Option<&str>> = (0..n)
-        .map(|_| Some(if unif(&mut w) < 0.3 { "in" } else { "out" }))
-        .collect();
-    let y: Vec<Option<bool>> = (0..n)
-        .map(|i| Some(unif(&mut w) < if treated[i] { 0.34 } else { 0.3 }))
-        .collect();
+    let site: Vec<Option<String>> = (0..n).map(|_| Some(format!("s{}", (unif(&mut w) * 8.0) as u32))).collect();
+    let emp: Vec<Option<&str>> = (0..n).map(|_| Some(if unif(&mut w) < 0.3 { "in" } else { "out" })).collect();
+    let y: Vec<Option<bool>> = (0..n).map(|i| Some(unif(&mut w) < if treated[i] { 0.34 } else { 0.3 })).collect();
     let days: Vec<f64> = (0..n).map(|_| (unif(&mut w) * 365.0).ceil()).collect();
     let job: Vec<bool> = (0..n).map(|_| unif(&mut w) < 0.6).collect();
     let adj = Adjustment {
-        factors: vec![
-            Factor::from_labels("site", &site),
-            Factor::from_labels("employment", &emp),
-        ],
+        factors: vec![Factor::from_labels("site", &site), Factor::from_labels("employment", &emp)],
         covariates: vec![],
     };
     let start = std::time::Instant::now();
@@ -265,15 +228,7 @@ fn hundred_thousand_participants_is_fast() {
     assert!(a.risk_difference.is_value());
     let _ = kaplan_meier_by_arm(&days, &job, &treated, 0.95).unwrap();
     let _ = log_rank(&days, &job, &treated, Some(&adj.factors[0])).unwrap();
-    let c = cox_regression(
-        &days,
-        &job,
-        &treated,
-        &Adjustment::none(),
-        Some(&adj.factors[0]),
-        0.95,
-    )
-    .unwrap();
+    let c = cox_regression(&days, &job, &treated, &Adjustment::none(), Some(&adj.factors[0]), 0.95).unwrap();
     assert!(c.is_value());
     let elapsed = start.elapsed();
     // The test profile is opt-level 1; release is several times faster.

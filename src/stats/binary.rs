@@ -18,9 +18,7 @@
 //! participant in both arms has one, the relative effects are not estimable.
 
 use super::dist::{chisq_upper, normal_quantile, normal_two_sided_p};
-use super::{
-    ArmCounts, Estimable, Estimate, Result, TestResult, all_finite, check_len, check_level,
-};
+use super::{ArmCounts, Estimable, Estimate, Result, TestResult, all_finite, check_len, check_level};
 use statrs::function::gamma::ln_gamma;
 
 /// Counts of a binary outcome in the two arms.
@@ -40,12 +38,7 @@ impl TwoByTwo {
     /// Counts from per-participant outcomes; missing outcomes are left out.
     pub fn from_outcomes(outcome: &[Option<bool>], treated: &[bool]) -> Result<TwoByTwo> {
         check_len("outcome", treated.len(), outcome.len())?;
-        let mut t = TwoByTwo {
-            treated_events: 0,
-            treated_n: 0,
-            control_events: 0,
-            control_n: 0,
-        };
+        let mut t = TwoByTwo { treated_events: 0, treated_n: 0, control_events: 0, control_n: 0 };
         for (y, &arm) in outcome.iter().zip(treated) {
             if let Some(y) = *y {
                 if arm {
@@ -72,17 +65,12 @@ impl TwoByTwo {
 
     /// Numbers analysed per arm.
     pub fn counts(&self) -> ArmCounts {
-        ArmCounts {
-            treated: self.treated_n,
-            control: self.control_n,
-        }
+        ArmCounts { treated: self.treated_n, control: self.control_n }
     }
 
     fn check(&self) -> Result<()> {
         if self.treated_events > self.treated_n || self.control_events > self.control_n {
-            return Err(super::StatsError::InvalidArgument(
-                "more events than participants in an arm".into(),
-            ));
+            return Err(super::StatsError::InvalidArgument("more events than participants in an arm".into()));
         }
         Ok(())
     }
@@ -114,14 +102,10 @@ pub struct ArmProportion {
 pub fn wilson(events: usize, n: usize, level: f64) -> Result<Estimable<ArmProportion>> {
     let level = check_level(level)?;
     if events > n {
-        return Err(super::StatsError::InvalidArgument(
-            "more events than participants".into(),
-        ));
+        return Err(super::StatsError::InvalidArgument("more events than participants".into()));
     }
     if n == 0 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: no participants analysed",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: no participants analysed"));
     }
     let z = normal_quantile(0.5 + level / 2.0);
     let (lo, hi) = wilson_limits(events, n, z);
@@ -144,16 +128,8 @@ fn wilson_limits(events: usize, n: usize, z: f64) -> (f64, f64) {
     let p = events as f64 / nf;
     let z22n = z * z / (2.0 * nf);
     let half = z * (p * (1.0 - p) / nf + z22n / (2.0 * nf)).sqrt();
-    let hi = if p >= 1.0 {
-        1.0
-    } else {
-        (p + z22n + half) / (1.0 + 2.0 * z22n)
-    };
-    let lo = if p <= 0.0 {
-        0.0
-    } else {
-        (p + z22n - half) / (1.0 + 2.0 * z22n)
-    };
+    let hi = if p >= 1.0 { 1.0 } else { (p + z22n + half) / (1.0 + 2.0 * z22n) };
+    let lo = if p <= 0.0 { 0.0 } else { (p + z22n - half) / (1.0 + 2.0 * z22n) };
     (lo, hi)
 }
 
@@ -201,19 +177,13 @@ pub fn compare_proportions(table: TwoByTwo, level: f64) -> Result<BinaryComparis
 }
 
 /// [`compare_proportions`] from per-participant outcomes.
-pub fn compare_outcomes(
-    outcome: &[Option<bool>],
-    treated: &[bool],
-    level: f64,
-) -> Result<BinaryComparison> {
+pub fn compare_outcomes(outcome: &[Option<bool>], treated: &[bool], level: f64) -> Result<BinaryComparison> {
     compare_proportions(TwoByTwo::from_outcomes(outcome, treated)?, level)
 }
 
 fn empty_arm(t: &TwoByTwo) -> Option<Estimable<Estimate>> {
     if t.treated_n == 0 || t.control_n == 0 {
-        Some(Estimable::not_estimable(
-            "not estimable: an arm has no participants analysed",
-        ))
+        Some(Estimable::not_estimable("not estimable: an arm has no participants analysed"))
     } else {
         None
     }
@@ -261,9 +231,7 @@ pub fn risk_difference_wald(t: TwoByTwo, level: f64) -> Estimable<Estimate> {
     let p0 = t.control_events as f64 / n0;
     let se = (p1 * (1.0 - p1) / n1 + p0 * (1.0 - p0) / n0).sqrt();
     if se <= 0.0 {
-        return Estimable::not_estimable(
-            "not estimable: Wald standard error is zero (each arm has all or no events)",
-        );
+        return Estimable::not_estimable("not estimable: Wald standard error is zero (each arm has all or no events)");
     }
     let d = p1 - p0;
     Estimable::Value(Estimate {
@@ -297,12 +265,7 @@ fn relative_effect(t: TwoByTwo, level: f64, which: Relative) -> Estimable<Estima
     if t.treated_events == t.treated_n && t.control_events == t.control_n {
         return Estimable::not_estimable("not estimable: every participant had the event");
     }
-    let cells = [
-        t.treated_events,
-        t.treated_n - t.treated_events,
-        t.control_events,
-        t.control_n - t.control_events,
-    ];
+    let cells = [t.treated_events, t.treated_n - t.treated_events, t.control_events, t.control_n - t.control_events];
     let corrected = cells.contains(&0);
     let cc = if corrected { 0.5 } else { 0.0 };
     let [a, b, c, d] = cells.map(|x| x as f64 + cc);
@@ -316,27 +279,18 @@ fn relative_effect(t: TwoByTwo, level: f64, which: Relative) -> Estimable<Estima
             (1.0 / a - 1.0 / (a + b) + 1.0 / c - 1.0 / (c + d)).sqrt(),
         ),
         // Woolf (1955): var(log OR) = 1/a + 1/b + 1/c + 1/d.
-        Relative::Odds => (
-            "odds ratio",
-            "Woolf logit interval",
-            a * d / (b * c),
-            (1.0 / a + 1.0 / b + 1.0 / c + 1.0 / d).sqrt(),
-        ),
+        Relative::Odds => {
+            ("odds ratio", "Woolf logit interval", a * d / (b * c), (1.0 / a + 1.0 / b + 1.0 / c + 1.0 / d).sqrt())
+        }
     };
     let log = est.ln();
     let (lo, hi) = ((log - z * se).exp(), (log + z * se).exp());
     if se <= 0.0 || !all_finite(&[est, lo, hi]) {
-        return Estimable::not_estimable(format!(
-            "not estimable: {measure} has no finite interval"
-        ));
+        return Estimable::not_estimable(format!("not estimable: {measure} has no finite interval"));
     }
     Estimable::Value(Estimate {
         measure: measure.into(),
-        method: if corrected {
-            format!("{method}, Haldane-Anscombe 0.5 correction")
-        } else {
-            method.into()
-        },
+        method: if corrected { format!("{method}, Haldane-Anscombe 0.5 correction") } else { method.into() },
         estimate: est,
         se: Some(se),
         ci_low: lo,
@@ -363,29 +317,13 @@ pub fn chi_square(t: TwoByTwo, yates: bool) -> Estimable<TestResult> {
     let total = rows[0] + rows[1];
     let cols = [events, total - events];
     if rows.contains(&0.0) || cols.contains(&0.0) {
-        return Estimable::not_estimable(
-            "not estimable: an arm has no participants, or the outcome does not vary",
-        );
+        return Estimable::not_estimable("not estimable: an arm has no participants, or the outcome does not vary");
     }
-    let expected = [
-        rows[0] * cols[0] / total,
-        rows[0] * cols[1] / total,
-        rows[1] * cols[0] / total,
-        rows[1] * cols[1] / total,
-    ];
-    let correction = if yates {
-        obs.iter()
-            .zip(&expected)
-            .map(|(o, e)| (o - e).abs())
-            .fold(0.5, f64::min)
-    } else {
-        0.0
-    };
-    let stat: f64 = obs
-        .iter()
-        .zip(&expected)
-        .map(|(o, e)| ((o - e).abs() - correction).powi(2) / e)
-        .sum();
+    let expected =
+        [rows[0] * cols[0] / total, rows[0] * cols[1] / total, rows[1] * cols[0] / total, rows[1] * cols[1] / total];
+    let correction =
+        if yates { obs.iter().zip(&expected).map(|(o, e)| (o - e).abs()).fold(0.5, f64::min) } else { 0.0 };
+    let stat: f64 = obs.iter().zip(&expected).map(|(o, e)| ((o - e).abs() - correction).powi(2) / e).sum();
     Estimable::Value(TestResult {
         method: if yates {
             "Pearson chi-square with Yates' continuity correction".into()
@@ -414,9 +352,7 @@ pub fn fisher_exact(t: TwoByTwo) -> Estimable<TestResult> {
     let hi = k.min(m);
     let lf = |i: usize| ln_gamma(i as f64 + 1.0);
     // log dhyper up to a constant: lchoose(m, i) + lchoose(n, k − i).
-    let logd: Vec<f64> = (lo..=hi)
-        .map(|i| -lf(i) - lf(m - i) - lf(k - i) - lf(n + i - k))
-        .collect();
+    let logd: Vec<f64> = (lo..=hi).map(|i| -lf(i) - lf(m - i) - lf(k - i) - lf(n + i - k)).collect();
     let max = logd.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let d: Vec<f64> = logd.iter().map(|l| (l - max).exp()).collect();
     let sum: f64 = d.iter().sum();
@@ -436,12 +372,7 @@ mod tests {
     use super::*;
 
     fn table(a: usize, n1: usize, c: usize, n0: usize) -> TwoByTwo {
-        TwoByTwo {
-            treated_events: a,
-            treated_n: n1,
-            control_events: c,
-            control_n: n0,
-        }
+        TwoByTwo { treated_events: a, treated_n: n1, control_events: c, control_n: n0 }
     }
 
     #[test]

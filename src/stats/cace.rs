@@ -45,22 +45,13 @@ pub fn complier_average_effect(
     let rows: Vec<(f64, f64, f64)> = (0..treated.len())
         .filter_map(|i| {
             let (y, d) = (outcome[i]?, received[i]?);
-            Some((
-                f64::from(u8::from(y)),
-                f64::from(u8::from(d)),
-                f64::from(u8::from(treated[i])),
-            ))
+            Some((f64::from(u8::from(y)), f64::from(u8::from(d)), f64::from(u8::from(treated[i]))))
         })
         .collect();
     let n1 = rows.iter().filter(|r| r.2 == 1.0).count();
-    let n = ArmCounts {
-        treated: n1,
-        control: rows.len() - n1,
-    };
+    let n = ArmCounts { treated: n1, control: rows.len() - n1 };
     if n.treated == 0 || n.control == 0 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: an arm has no participants analysed",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: an arm has no participants analysed"));
     }
     let mean = |arm: f64, f: &dyn Fn(&(f64, f64, f64)) -> f64| {
         let v: Vec<f64> = rows.iter().filter(|r| r.2 == arm).map(f).collect();
@@ -75,23 +66,14 @@ pub fn complier_average_effect(
     }
     // A = ZᵀX, b = Zᵀy for Z = (1, z), X = (1, d).
     let s = |f: &dyn Fn(&(f64, f64, f64)) -> f64| rows.iter().map(f).sum::<f64>();
-    let a = [
-        [rows.len() as f64, s(&|r| r.1)],
-        [s(&|r| r.2), s(&|r| r.2 * r.1)],
-    ];
+    let a = [[rows.len() as f64, s(&|r| r.1)], [s(&|r| r.2), s(&|r| r.2 * r.1)]];
     let det = a[0][0] * a[1][1] - a[0][1] * a[1][0];
-    let ainv = [
-        [a[1][1] / det, -a[0][1] / det],
-        [-a[1][0] / det, a[0][0] / det],
-    ];
+    let ainv = [[a[1][1] / det, -a[0][1] / det], [-a[1][0] / det, a[0][0] / det]];
     let zy = [s(&|r| r.0), s(&|r| r.2 * r.0)];
     let b0 = ainv[0][0] * zy[0] + ainv[0][1] * zy[1];
     let b1 = ainv[1][0] * zy[0] + ainv[1][1] * zy[1];
     let e2 = |r: &(f64, f64, f64)| (r.0 - b0 - b1 * r.1).powi(2);
-    let m = [
-        [s(&e2), s(&|r| r.2 * e2(r))],
-        [s(&|r| r.2 * e2(r)), s(&|r| r.2 * e2(r))],
-    ];
+    let m = [[s(&e2), s(&|r| r.2 * e2(r))], [s(&|r| r.2 * e2(r)), s(&|r| r.2 * e2(r))]];
     // V[1][1] = Σ_jk ainv[1][j] m[j][k] ainv[1][k].
     let mut v11 = 0.0;
     for j in 0..2 {
@@ -101,9 +83,7 @@ pub fn complier_average_effect(
     }
     let se = v11.max(0.0).sqrt();
     if se.is_nan() || se <= 0.0 || !all_finite(&[b1, se]) {
-        return Ok(Estimable::not_estimable(
-            "not estimable: the sandwich variance is zero",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: the sandwich variance is zero"));
     }
     let z = normal_quantile(0.5 + level / 2.0);
     Ok(Estimable::Value(ComplierEffect {
@@ -140,14 +120,7 @@ mod tests {
 
     #[test]
     fn full_compliance_equals_itt() {
-        let y = [
-            Some(true),
-            Some(false),
-            Some(true),
-            Some(false),
-            Some(false),
-            Some(true),
-        ];
+        let y = [Some(true), Some(false), Some(true), Some(false), Some(false), Some(true)];
         let t = [true, true, true, false, false, false];
         let d: Vec<Option<bool>> = t.iter().map(|&x| Some(x)).collect();
         let r = complier_average_effect(&y, &d, &t, 0.95).unwrap();

@@ -64,8 +64,7 @@ fn summarise(values: &[f64], missing: usize) -> Estimable<ArmSummary> {
     sorted.sort_by(f64::total_cmp);
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let sd = (values.len() >= 2)
-        .then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    let sd = (values.len() >= 2).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
     let q = |p| quantile_type7(&sorted, p).unwrap_or(f64::NAN);
     Estimable::Value(ArmSummary {
         n: values.len(),
@@ -97,30 +96,18 @@ fn split(outcome: &[Option<f64>], treated: &[bool]) -> (Vec<f64>, Vec<f64>, usiz
 pub fn describe(outcome: &[Option<f64>], treated: &[bool]) -> Result<ContinuousSummary> {
     check_len("outcome", treated.len(), outcome.len())?;
     let (t, c, mt, mc) = split(outcome, treated);
-    Ok(ContinuousSummary {
-        treated: summarise(&t, mt),
-        control: summarise(&c, mc),
-    })
+    Ok(ContinuousSummary { treated: summarise(&t, mt), control: summarise(&c, mc) })
 }
 
 /// Welch's unequal-variance t-test of the difference in means
 /// (intervention − control), as R's `t.test(x, y, var.equal = FALSE)`.
-pub fn welch_t_test(
-    outcome: &[Option<f64>],
-    treated: &[bool],
-    level: f64,
-) -> Result<Estimable<Estimate>> {
+pub fn welch_t_test(outcome: &[Option<f64>], treated: &[bool], level: f64) -> Result<Estimable<Estimate>> {
     let level = check_level(level)?;
     check_len("outcome", treated.len(), outcome.len())?;
     let (t, c, _, _) = split(outcome, treated);
-    let n = ArmCounts {
-        treated: t.len(),
-        control: c.len(),
-    };
+    let n = ArmCounts { treated: t.len(), control: c.len() };
     if t.len() < 2 || c.len() < 2 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: fewer than two values in an arm",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: fewer than two values in an arm"));
     }
     let moments = |v: &[f64]| {
         let m = v.iter().sum::<f64>() / v.len() as f64;
@@ -132,9 +119,7 @@ pub fn welch_t_test(
     let se = (s1 + s0).sqrt();
     // R: stop("data are essentially constant") below this threshold.
     if se < 10.0 * f64::EPSILON * m1.abs().max(m0.abs()) || se == 0.0 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: the outcome has zero variance",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: the outcome has zero variance"));
     }
     // Welch–Satterthwaite degrees of freedom.
     let df = (s1 + s0).powi(2) / (s1 * s1 / (t.len() - 1) as f64 + s0 * s0 / (c.len() - 1) as f64);

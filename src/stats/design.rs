@@ -32,33 +32,18 @@ impl Factor {
     /// orders character data (byte order; equal to R's for ASCII labels in
     /// one case).
     pub fn from_labels<S: AsRef<str>>(name: &str, labels: &[Option<S>]) -> Factor {
-        let mut levels: Vec<String> = labels
-            .iter()
-            .flatten()
-            .map(|s| s.as_ref().to_string())
-            .collect();
+        let mut levels: Vec<String> = labels.iter().flatten().map(|s| s.as_ref().to_string()).collect();
         levels.sort();
         levels.dedup();
         let codes = labels
             .iter()
-            .map(|l| {
-                l.as_ref()
-                    .map(|s| levels.binary_search(&s.as_ref().to_string()).unwrap_or(0))
-            })
+            .map(|l| l.as_ref().map(|s| levels.binary_search(&s.as_ref().to_string()).unwrap_or(0)))
             .collect();
-        Factor {
-            name: name.to_string(),
-            levels,
-            codes,
-        }
+        Factor { name: name.to_string(), levels, codes }
     }
 
     /// A factor with levels in a given order (the first is the reference).
-    pub fn with_levels<S: AsRef<str>>(
-        name: &str,
-        levels: &[&str],
-        labels: &[Option<S>],
-    ) -> Result<Factor> {
+    pub fn with_levels<S: AsRef<str>>(name: &str, levels: &[&str], labels: &[Option<S>]) -> Result<Factor> {
         let levels: Vec<String> = levels.iter().map(|s| s.to_string()).collect();
         let mut codes = Vec::with_capacity(labels.len());
         for l in labels {
@@ -72,11 +57,7 @@ impl Factor {
                 })?),
             });
         }
-        Ok(Factor {
-            name: name.to_string(),
-            levels,
-            codes,
-        })
+        Ok(Factor { name: name.to_string(), levels, codes })
     }
 
     /// The cross-classification of several factors (e.g. site × employment
@@ -122,10 +103,7 @@ pub struct Covariate {
 impl Covariate {
     /// A covariate from values.
     pub fn new(name: &str, values: Vec<Option<f64>>) -> Covariate {
-        Covariate {
-            name: name.to_string(),
-            values,
-        }
+        Covariate { name: name.to_string(), values }
     }
 }
 
@@ -157,10 +135,7 @@ impl Adjustment {
     /// True when participant `i` has every adjustment variable.
     pub(crate) fn complete(&self, i: usize) -> bool {
         self.factors.iter().all(|f| f.codes[i].is_some())
-            && self
-                .covariates
-                .iter()
-                .all(|c| c.values[i].is_some_and(f64::is_finite))
+            && self.covariates.iter().all(|c| c.values[i].is_some_and(f64::is_finite))
     }
 }
 
@@ -182,12 +157,7 @@ pub(crate) struct Design {
 /// Builds the design over `rows`: intercept, treated, factor dummies,
 /// covariates, and (if `interact` is given) `treated:<factor><level>`
 /// interaction columns, R's `treated * factor` coding.
-pub(crate) fn build(
-    treated: &[bool],
-    adj: &Adjustment,
-    interact: Option<&Factor>,
-    rows: &[usize],
-) -> Design {
+pub(crate) fn build(treated: &[bool], adj: &Adjustment, interact: Option<&Factor>, rows: &[usize]) -> Design {
     let n = rows.len();
     let mut cols: Vec<Vec<f64>> = Vec::new();
     let mut names: Vec<String> = Vec::new();
@@ -195,22 +165,14 @@ pub(crate) fn build(
     cols.push(vec![1.0; n]);
     names.push("(Intercept)".into());
     kinds.push(0);
-    cols.push(
-        rows.iter()
-            .map(|&i| f64::from(u8::from(treated[i])))
-            .collect(),
-    );
+    cols.push(rows.iter().map(|&i| f64::from(u8::from(treated[i]))).collect());
     names.push("treated".into());
     kinds.push(1);
     let push_factor = |f: &Factor, cols: &mut Vec<Vec<f64>>, names: &mut Vec<String>| {
         let observed = observed_levels(f, rows);
         let mut added = Vec::new();
         for &lev in observed.iter().skip(1) {
-            cols.push(
-                rows.iter()
-                    .map(|&i| f64::from(u8::from(f.codes[i] == Some(lev))))
-                    .collect(),
-            );
+            cols.push(rows.iter().map(|&i| f64::from(u8::from(f.codes[i] == Some(lev)))).collect());
             names.push(format!("{}{}", f.name, f.levels[lev]));
             added.push(lev);
         }
@@ -234,11 +196,7 @@ pub(crate) fn build(
     }
     if let Some(f) = interact {
         for &lev in observed_levels(f, rows).iter().skip(1) {
-            cols.push(
-                rows.iter()
-                    .map(|&i| f64::from(u8::from(treated[i] && f.codes[i] == Some(lev))))
-                    .collect(),
-            );
+            cols.push(rows.iter().map(|&i| f64::from(u8::from(treated[i] && f.codes[i] == Some(lev)))).collect());
             names.push(format!("treated:{}{}", f.name, f.levels[lev]));
             kinds.push(2);
         }
@@ -257,17 +215,8 @@ pub(crate) fn build(
             _ => {}
         }
     }
-    let aliased = (0..cols.len())
-        .filter(|c| !keep.contains(c))
-        .map(|c| names[c].clone())
-        .collect();
-    Design {
-        x,
-        names: kept_names,
-        aliased,
-        treatment,
-        interactions,
-    }
+    let aliased = (0..cols.len()).filter(|c| !keep.contains(c)).map(|c| names[c].clone()).collect();
+    Design { x, names: kept_names, aliased, treatment, interactions }
 }
 
 /// Levels of `f` present among `rows`, in level order.
@@ -318,14 +267,8 @@ mod tests {
     fn dummy_coding_and_aliasing() {
         let site = Factor::from_labels("site", &[Some("b"), Some("a"), Some("c"), Some("a")]);
         assert_eq!(site.levels, ["a", "b", "c"]);
-        let copy = Factor {
-            name: "copy".into(),
-            ..site.clone()
-        };
-        let adj = Adjustment {
-            factors: vec![site, copy],
-            covariates: vec![],
-        };
+        let copy = Factor { name: "copy".into(), ..site.clone() };
+        let adj = Adjustment { factors: vec![site, copy], covariates: vec![] };
         let d = build(&[true, true, false, false], &adj, None, &[0, 1, 2, 3]);
         assert_eq!(d.names, ["(Intercept)", "treated", "siteb", "sitec"]);
         assert_eq!(d.aliased, ["copyb", "copyc"]);
@@ -334,17 +277,8 @@ mod tests {
 
     #[test]
     fn unobserved_levels_are_dropped() {
-        let f =
-            Factor::with_levels("g", &["x", "y", "z"], &[Some("y"), Some("z"), Some("z")]).unwrap();
-        let d = build(
-            &[true, false, true],
-            &Adjustment {
-                factors: vec![f],
-                covariates: vec![],
-            },
-            None,
-            &[0, 1, 2],
-        );
+        let f = Factor::with_levels("g", &["x", "y", "z"], &[Some("y"), Some("z"), Some("z")]).unwrap();
+        let d = build(&[true, false, true], &Adjustment { factors: vec![f], covariates: vec![] }, None, &[0, 1, 2]);
         assert_eq!(d.names, ["(Intercept)", "treated", "gz"]);
     }
 }

@@ -110,12 +110,7 @@ pub fn normal_quantile(p: f64) -> f64 {
         4.374664141464968e+00,
         2.938163982698783e+00,
     ];
-    const D: [f64; 4] = [
-        7.784695709041462e-03,
-        3.224671290700398e-01,
-        2.445134137142996e+00,
-        3.754408661907416e+00,
-    ];
+    const D: [f64; 4] = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
     let plow = 0.02425;
     let mut x = if p < plow {
         let q = (-2.0 * p.ln()).sqrt();
@@ -133,11 +128,7 @@ pub fn normal_quantile(p: f64) -> f64 {
     };
     for _ in 0..2 {
         // Work in the smaller tail to avoid cancellation.
-        let e = if x <= 0.0 {
-            normal_cdf(x) - p
-        } else {
-            (1.0 - p) - normal_cdf(-x)
-        };
+        let e = if x <= 0.0 { normal_cdf(x) - p } else { (1.0 - p) - normal_cdf(-x) };
         let u = e / normal_pdf(x);
         x -= u / (1.0 + x * u / 2.0);
     }
@@ -345,11 +336,7 @@ mod tests {
             (-8.0, 6.2209605742717841e-16),
             (1.0, 0.84134474606854293),
         ] {
-            assert!(
-                (normal_cdf(x) / want - 1.0).abs() < 1e-14,
-                "{x}: {}",
-                normal_cdf(x)
-            );
+            assert!((normal_cdf(x) / want - 1.0).abs() < 1e-14, "{x}: {}", normal_cdf(x));
         }
     }
 

@@ -85,30 +85,19 @@ pub struct PooledEstimate {
 /// Pools per-imputation estimates and their variances (squared SEs) by
 /// Rubin's rules, as `mice::pool`. `dfcom` is the complete-data residual df
 /// (`None` for infinite, e.g. large-sample z statistics).
-pub fn pool(
-    estimates: &[f64],
-    variances: &[f64],
-    dfcom: Option<f64>,
-    level: f64,
-) -> Result<Estimable<PooledEstimate>> {
+pub fn pool(estimates: &[f64], variances: &[f64], dfcom: Option<f64>, level: f64) -> Result<Estimable<PooledEstimate>> {
     let level = check_level(level)?;
     check_len("variances", estimates.len(), variances.len())?;
     let m = estimates.len();
     if m < 2 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: need at least two imputations",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: need at least two imputations"));
     }
     if !all_finite(estimates) || !all_finite(variances) || variances.iter().any(|v| *v < 0.0) {
-        return Ok(Estimable::not_estimable(
-            "not estimable: an imputation gave a non-finite estimate or variance",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: an imputation gave a non-finite estimate or variance"));
     }
     if let Some(d) = dfcom {
         if d.is_nan() || d <= 0.0 {
-            return Err(StatsError::InvalidArgument(format!(
-                "dfcom must be positive, got {d}"
-            )));
+            return Err(StatsError::InvalidArgument(format!("dfcom must be positive, got {d}")));
         }
     }
     let mf = m as f64;
@@ -117,9 +106,7 @@ pub fn pool(
     let b = estimates.iter().map(|q| (q - qbar).powi(2)).sum::<f64>() / (mf - 1.0);
     let t = ubar + (1.0 + 1.0 / mf) * b;
     if t.is_nan() || t <= 0.0 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: total variance is zero",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: total variance is zero"));
     }
     // mice:::barnard.rubin
     let lambda_raw = (1.0 + 1.0 / mf) * b / t;
@@ -158,17 +145,8 @@ pub fn pool(
         level,
         p_value,
     };
-    if !all_finite(&[
-        out.estimate,
-        out.se,
-        out.df,
-        out.ci_low,
-        out.ci_high,
-        out.p_value,
-    ]) {
-        return Ok(Estimable::not_estimable(
-            "not estimable: non-finite pooled quantities",
-        ));
+    if !all_finite(&[out.estimate, out.se, out.df, out.ci_low, out.ci_high, out.p_value]) {
+        return Ok(Estimable::not_estimable("not estimable: non-finite pooled quantities"));
     }
     Ok(Estimable::Value(out))
 }
@@ -222,29 +200,20 @@ pub fn impute_binary(
         Ok(x) => x,
         Err(reason) => return Ok(Estimable::NotEstimable(reason)),
     };
-    let observed: Vec<usize> = (0..outcome.len())
-        .filter(|&i| outcome[i].is_some())
-        .collect();
-    let missing: Vec<usize> = (0..outcome.len())
-        .filter(|&i| outcome[i].is_none())
-        .collect();
+    let observed: Vec<usize> = (0..outcome.len()).filter(|&i| outcome[i].is_some()).collect();
+    let missing: Vec<usize> = (0..outcome.len()).filter(|&i| outcome[i].is_none()).collect();
     let complete: Vec<bool> = outcome.iter().map(|y| y.unwrap_or(false)).collect();
     if missing.is_empty() {
         return Ok(Estimable::Value(vec![complete; m]));
     }
-    let events = observed
-        .iter()
-        .filter(|&&i| outcome[i] == Some(true))
-        .count();
+    let events = observed.iter().filter(|&&i| outcome[i] == Some(true)).count();
     if events == 0 || events == observed.len() {
         return Ok(Estimable::not_estimable(
             "not estimable: the observed outcome does not vary, so it cannot be imputed",
         ));
     }
     // Keep predictor columns identified in the observed data.
-    let cols: Vec<Vec<f64>> = (0..x.ncols())
-        .map(|j| observed.iter().map(|&i| x[(i, j)]).collect())
-        .collect();
+    let cols: Vec<Vec<f64>> = (0..x.ncols()).map(|j| observed.iter().map(|&i| x[(i, j)]).collect()).collect();
     let keep = independent_columns(&cols);
     let x = x.select_columns(&keep);
     let p = x.ncols() - 1; // predictors without the intercept
@@ -280,14 +249,10 @@ pub fn impute_binary(
     let xa = DMatrix::from_fn(xa.len(), p + 1, |r, c| xa[r][c]);
     let fit = irls(&xa, &ya, &wa);
     if fit.separated || !fit.converged || !all_finite(fit.cov.as_slice()) {
-        return Ok(Estimable::not_estimable(
-            "not estimable: the imputation model could not be fitted",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: the imputation model could not be fitted"));
     }
     let Some(l) = cholesky_lower(&fit.cov) else {
-        return Ok(Estimable::not_estimable(
-            "not estimable: imputation model covariance is not positive definite",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: imputation model covariance is not positive definite"));
     };
     let mut out = Vec::with_capacity(m);
     for _ in 0..m {
@@ -320,16 +285,12 @@ pub fn impute_continuous(
     let value = |i: usize| outcome[i].filter(|v| v.is_finite());
     let observed: Vec<usize> = (0..outcome.len()).filter(|&i| value(i).is_some()).collect();
     let missing: Vec<usize> = (0..outcome.len()).filter(|&i| value(i).is_none()).collect();
-    let complete: Vec<f64> = (0..outcome.len())
-        .map(|i| value(i).unwrap_or(0.0))
-        .collect();
+    let complete: Vec<f64> = (0..outcome.len()).map(|i| value(i).unwrap_or(0.0)).collect();
     if missing.is_empty() {
         return Ok(Estimable::Value(vec![complete; m]));
     }
     if observed.len() < 2 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: fewer than two observed outcomes",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: fewer than two observed outcomes"));
     }
     let xo = x.select_rows(&observed);
     let yo = DVector::from_iterator(observed.len(), observed.iter().map(|&i| complete[i]));
@@ -344,17 +305,13 @@ pub fn impute_continuous(
         pen.cholesky().map(|c| c.inverse())
     });
     let Some(v) = v else {
-        return Ok(Estimable::not_estimable(
-            "not estimable: imputation model is singular",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: imputation model is singular"));
     };
     let coef = &v * (xo.transpose() * &yo);
     let rss = (&yo - &xo * &coef).norm_squared();
     let df = (observed.len() as f64 - p as f64).max(1.0);
     let Some(l) = cholesky_lower(&v) else {
-        return Ok(Estimable::not_estimable(
-            "not estimable: imputation model covariance is not positive definite",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: imputation model covariance is not positive definite"));
     };
     let mut out = Vec::with_capacity(m);
     for _ in 0..m {
@@ -395,11 +352,7 @@ pub fn impute_and_analyse_binary(
 ) -> Result<ImputedBinary> {
     let level = check_level(level)?;
     let all: Vec<usize> = (0..treated.len()).collect();
-    let missing: Vec<usize> = all
-        .iter()
-        .copied()
-        .filter(|&i| outcome.get(i).is_some_and(|y| y.is_none()))
-        .collect();
+    let missing: Vec<usize> = all.iter().copied().filter(|&i| outcome.get(i).is_some_and(|y| y.is_none())).collect();
     let imputed = impute_binary(outcome, treated, adj, m, words)?;
     let (n, n_imputed) = (arm_counts(treated, &all), arm_counts(treated, &missing));
     let datasets = match imputed {
@@ -413,23 +366,15 @@ pub fn impute_and_analyse_binary(
             });
         }
     };
-    let (mut rd, mut rd_var, mut lor, mut lor_var) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut rd, mut rd_var, mut lor, mut lor_var) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut dfcom = None;
     for y in &datasets {
         let y: Vec<Option<bool>> = y.iter().map(|&v| Some(v)).collect();
         let a = adjusted_binary(&y, treated, adj, level)?;
-        let (Some(r), Some(o), Some(fit)) = (
-            a.risk_difference.value(),
-            a.odds_ratio.value(),
-            a.fit.value(),
-        ) else {
+        let (Some(r), Some(o), Some(fit)) = (a.risk_difference.value(), a.odds_ratio.value(), a.fit.value()) else {
             let reason = format!(
                 "not estimable: an imputed dataset could not be analysed ({})",
-                a.fit
-                    .reason()
-                    .or(a.risk_difference.reason())
-                    .unwrap_or("unknown")
+                a.fit.reason().or(a.risk_difference.reason()).unwrap_or("unknown")
             );
             return Ok(ImputedBinary {
                 n,
@@ -476,24 +421,13 @@ pub fn impute_and_analyse_continuous(
 ) -> Result<ImputedContinuous> {
     let level = check_level(level)?;
     let all: Vec<usize> = (0..treated.len()).collect();
-    let missing: Vec<usize> = all
-        .iter()
-        .copied()
-        .filter(|&i| {
-            outcome
-                .get(i)
-                .is_some_and(|y| !y.is_some_and(f64::is_finite))
-        })
-        .collect();
+    let missing: Vec<usize> =
+        all.iter().copied().filter(|&i| outcome.get(i).is_some_and(|y| !y.is_some_and(f64::is_finite))).collect();
     let (n, n_imputed) = (arm_counts(treated, &all), arm_counts(treated, &missing));
     let datasets = match impute_continuous(outcome, treated, adj, m, words)? {
         Estimable::Value(d) => d,
         Estimable::NotEstimable(r) => {
-            return Ok(ImputedContinuous {
-                n,
-                n_imputed,
-                mean_difference: Estimable::NotEstimable(r),
-            });
+            return Ok(ImputedContinuous { n, n_imputed, mean_difference: Estimable::NotEstimable(r) });
         }
     };
     let (mut est, mut var) = (Vec::new(), Vec::new());
@@ -506,19 +440,11 @@ pub fn impute_and_analyse_continuous(
                 "not estimable: an imputed dataset could not be analysed ({})",
                 a.mean_difference.reason().unwrap_or("unknown")
             );
-            return Ok(ImputedContinuous {
-                n,
-                n_imputed,
-                mean_difference: Estimable::NotEstimable(reason),
-            });
+            return Ok(ImputedContinuous { n, n_imputed, mean_difference: Estimable::NotEstimable(reason) });
         };
         est.push(d.estimate);
         var.push(d.se.unwrap_or(f64::NAN).powi(2));
         dfcom = Some(fit.df_residual as f64);
     }
-    Ok(ImputedContinuous {
-        n,
-        n_imputed,
-        mean_difference: pool(&est, &var, dfcom, level)?,
-    })
+    Ok(ImputedContinuous { n, n_imputed, mean_difference: pool(&est, &var, dfcom, level)? })
 }

@@ -59,10 +59,7 @@ pub fn linear_regression(
     let level = check_level(level)?;
     check_len("outcome", treated.len(), outcome.len())?;
     adj.check(treated.len())?;
-    let finite: Vec<Option<f64>> = outcome
-        .iter()
-        .map(|v| v.filter(|x| x.is_finite()))
-        .collect();
+    let finite: Vec<Option<f64>> = outcome.iter().map(|v| v.filter(|x| x.is_finite())).collect();
     let rows = complete_rows(&finite, adj);
     let n = arm_counts(treated, &rows);
     let bail = |reason: &str| AdjustedContinuous {
@@ -72,15 +69,12 @@ pub fn linear_regression(
     let design = build(treated, adj, None, &rows);
     let p = design.x.ncols();
     if rows.len() <= p {
-        return Ok(bail(
-            "not estimable: no more participants than model parameters",
-        ));
+        return Ok(bail("not estimable: no more participants than model parameters"));
     }
     let y = DVector::from_iterator(rows.len(), rows.iter().map(|&i| finite[i].unwrap_or(0.0)));
-    let (Some(beta), Some(xtx_inv)) = (
-        qr_least_squares(design.x.clone(), y.clone()),
-        qr_inverse_crossprod(design.x.clone()),
-    ) else {
+    let (Some(beta), Some(xtx_inv)) =
+        (qr_least_squares(design.x.clone(), y.clone()), qr_inverse_crossprod(design.x.clone()))
+    else {
         return Ok(bail("not estimable: design matrix is singular"));
     };
     let resid = &y - &design.x * &beta;
@@ -91,9 +85,7 @@ pub fn linear_regression(
     // warns "essentially perfect fit") leaves no basis for inference.
     let scale = y.iter().map(|v| v * v).sum::<f64>() / rows.len() as f64;
     if sigma2.is_nan() || sigma2 <= 1e-20 * scale.max(f64::MIN_POSITIVE) {
-        return Ok(bail(
-            "not estimable: residual variance is zero (perfect fit)",
-        ));
+        return Ok(bail("not estimable: residual variance is zero (perfect fit)"));
     }
     let tq = t_quantile(0.5 + level / 2.0, df as f64);
     let coefficients: Vec<Coefficient> = design
@@ -114,16 +106,13 @@ pub fn linear_regression(
             }
         })
         .collect();
-    if !coefficients
-        .iter()
-        .all(|c| all_finite(&[c.estimate, c.se, c.ci_low, c.ci_high]))
-    {
+    if !coefficients.iter().all(|c| all_finite(&[c.estimate, c.se, c.ci_low, c.ci_high])) {
         return Ok(bail("not estimable: non-finite estimates"));
     }
     let mean_difference = match design.treatment {
-        None => Estimable::not_estimable(
-            "not estimable: allocation is collinear with the covariates (an arm is empty)",
-        ),
+        None => {
+            Estimable::not_estimable("not estimable: allocation is collinear with the covariates (an arm is empty)")
+        }
         Some(t) => {
             let c = &coefficients[t];
             Estimable::Value(Estimate {
@@ -168,7 +157,6 @@ pub fn ancova(
 ) -> Result<AdjustedContinuous> {
     check_len("baseline", treated.len(), baseline.len())?;
     let mut adj = adj.clone();
-    adj.covariates
-        .insert(0, Covariate::new(baseline_name, baseline.to_vec()));
+    adj.covariates.insert(0, Covariate::new(baseline_name, baseline.to_vec()));
     linear_regression(outcome, treated, &adj, level)
 }

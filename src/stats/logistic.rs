@@ -26,9 +26,7 @@
 
 use super::design::{Adjustment, Design, Factor, build};
 use super::dist::{normal_quantile, normal_two_sided_p};
-use super::{
-    ArmCounts, Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level,
-};
+use super::{ArmCounts, Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level};
 use nalgebra::{DMatrix, DVector};
 
 /// A fitted logistic regression.
@@ -120,12 +118,7 @@ fn mu_eta(eta: f64) -> f64 {
 fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
     // 2 Σ w [y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))], with 0 log 0 = 0.
     let ylogy = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
-    2.0 * y
-        .iter()
-        .zip(mu)
-        .zip(w)
-        .map(|((&y, &m), &w)| w * (ylogy(y, m) + ylogy(1.0 - y, 1.0 - m)))
-        .sum::<f64>()
+    2.0 * y.iter().zip(mu).zip(w).map(|((&y, &m), &w)| w * (ylogy(y, m) + ylogy(1.0 - y, 1.0 - m))).sum::<f64>()
 }
 
 /// Weighted logistic IRLS on a full-rank matrix (R `glm.fit`).
@@ -189,8 +182,8 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
         }
     }
     let eps = 10.0 * f64::EPSILON;
-    let separated = mu.iter().any(|&m| m > 1.0 - eps || m < eps)
-        || (converged && last_step > 1e-4 * (1.0 + beta.amax()));
+    let separated =
+        mu.iter().any(|&m| m > 1.0 - eps || m < eps) || (converged && last_step > 1e-4 * (1.0 + beta.amax()));
     // Inverse Fisher information at the estimate: (Xᵀ W X)⁻¹ via QR.
     let mut xw = x.clone();
     for i in 0..n {
@@ -200,14 +193,7 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
         }
     }
     let cov = qr_inverse_crossprod(xw).unwrap_or_else(|| DMatrix::from_element(p, p, f64::NAN));
-    IrlsFit {
-        beta,
-        cov,
-        deviance: dev_old,
-        iterations,
-        converged,
-        separated,
-    }
+    IrlsFit { beta, cov, deviance: dev_old, iterations, converged, separated }
 }
 
 /// Least squares `min ‖A b − z‖` by Householder QR (nalgebra).
@@ -237,17 +223,12 @@ pub(crate) fn qr_inverse_crossprod(a: DMatrix<f64>) -> Option<DMatrix<f64>> {
 
 /// Rows with an outcome and every adjustment variable.
 pub(crate) fn complete_rows<T>(outcome: &[Option<T>], adj: &Adjustment) -> Vec<usize> {
-    (0..outcome.len())
-        .filter(|&i| outcome[i].is_some() && adj.complete(i))
-        .collect()
+    (0..outcome.len()).filter(|&i| outcome[i].is_some() && adj.complete(i)).collect()
 }
 
 pub(crate) fn arm_counts(treated: &[bool], rows: &[usize]) -> ArmCounts {
     let t = rows.iter().filter(|&&i| treated[i]).count();
-    ArmCounts {
-        treated: t,
-        control: rows.len() - t,
-    }
+    ArmCounts { treated: t, control: rows.len() - t }
 }
 
 /// Fits the model over `rows` (internal; used by subgroups and imputation).
@@ -259,10 +240,7 @@ pub(crate) fn fit_design(
     rows: &[usize],
 ) -> (Design, IrlsFit) {
     let design = build(treated, adj, interact, rows);
-    let y: Vec<f64> = rows
-        .iter()
-        .map(|&i| f64::from(u8::from(outcome[i] == Some(true))))
-        .collect();
+    let y: Vec<f64> = rows.iter().map(|&i| f64::from(u8::from(outcome[i] == Some(true)))).collect();
     let w = vec![1.0; y.len()];
     let fit = irls(&design.x, &y, &w);
     (design, fit)
@@ -320,15 +298,11 @@ pub fn adjusted_binary(
         standardised_risk_control: None,
     };
     if rows.is_empty() {
-        return Ok(bail(
-            "not estimable: no participant has the outcome and all covariates",
-        ));
+        return Ok(bail("not estimable: no participant has the outcome and all covariates"));
     }
     let events = rows.iter().filter(|&&i| outcome[i] == Some(true)).count();
     if events == 0 || events == rows.len() {
-        return Ok(bail(
-            "not estimable: the outcome does not vary (perfect separation)",
-        ));
+        return Ok(bail("not estimable: the outcome does not vary (perfect separation)"));
     }
     let (design, fit) = fit_design(outcome, treated, adj, None, &rows);
     if let Some(reason) = fit_problem(&fit, &design) {
@@ -339,10 +313,7 @@ pub fn adjusted_binary(
     let p = design.x.ncols();
     let y_mean = events as f64 / rows.len() as f64;
     let null_deviance = binomial_deviance(
-        &rows
-            .iter()
-            .map(|&i| f64::from(u8::from(outcome[i] == Some(true))))
-            .collect::<Vec<_>>(),
+        &rows.iter().map(|&i| f64::from(u8::from(outcome[i] == Some(true)))).collect::<Vec<_>>(),
         &vec![y_mean; rows.len()],
         &vec![1.0; rows.len()],
     );
@@ -358,9 +329,7 @@ pub fn adjusted_binary(
         null_deviance,
         aic: fit.deviance + 2.0 * p as f64,
         level,
-        covariance: (0..p)
-            .map(|i| fit.cov.row(i).iter().copied().collect())
-            .collect(),
+        covariance: (0..p).map(|i| fit.cov.row(i).iter().copied().collect()).collect(),
     };
     let Some(t) = design.treatment else {
         let reason = "not estimable: allocation is collinear with the covariates (an arm is empty)";
@@ -397,12 +366,7 @@ pub fn adjusted_binary(
 }
 
 /// Wald coefficients with normal reference (`summary.glm`, `confint.default`).
-pub(crate) fn coefficients_z(
-    names: &[String],
-    beta: &DVector<f64>,
-    cov: &DMatrix<f64>,
-    z: f64,
-) -> Vec<Coefficient> {
+pub(crate) fn coefficients_z(names: &[String], beta: &DVector<f64>, cov: &DMatrix<f64>, z: f64) -> Vec<Coefficient> {
     names
         .iter()
         .enumerate()
@@ -435,10 +399,7 @@ fn standardised_rd(
     let mut grad = DVector::<f64>::zeros(p);
     for i in 0..rows {
         let xi = design.x.row(i);
-        let base: f64 = (0..p)
-            .filter(|&j| j != t)
-            .map(|j| xi[j] * fit.beta[j])
-            .sum();
+        let base: f64 = (0..p).filter(|&j| j != t).map(|j| xi[j] * fit.beta[j]).sum();
         let p1 = inv_logit(base + fit.beta[t]);
         let p0 = inv_logit(base);
         r1 += p1;
@@ -455,11 +416,7 @@ fn standardised_rd(
     let rd = r1 - r0;
     let se = var.max(0.0).sqrt();
     if se.is_nan() || se <= 0.0 || !all_finite(&[rd, se]) {
-        return (
-            Estimable::not_estimable("not estimable: delta-method variance is zero"),
-            Some(r1),
-            Some(r0),
-        );
+        return (Estimable::not_estimable("not estimable: delta-method variance is zero"), Some(r1), Some(r0));
     }
     (
         Estimable::Value(Estimate {

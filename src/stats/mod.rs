@@ -237,24 +237,12 @@ pub struct Coefficient {
 
 /// Checks a confidence level and returns it.
 pub(crate) fn check_level(level: f64) -> Result<f64> {
-    if level > 0.0 && level < 1.0 {
-        Ok(level)
-    } else {
-        Err(StatsError::InvalidLevel(level))
-    }
+    if level > 0.0 && level < 1.0 { Ok(level) } else { Err(StatsError::InvalidLevel(level)) }
 }
 
 /// Checks that a per-participant slice has one value per participant.
 pub(crate) fn check_len(what: &str, expected: usize, got: usize) -> Result<()> {
-    if expected == got {
-        Ok(())
-    } else {
-        Err(StatsError::LengthMismatch {
-            what: what.to_string(),
-            expected,
-            got,
-        })
-    }
+    if expected == got { Ok(()) } else { Err(StatsError::LengthMismatch { what: what.to_string(), expected, got }) }
 }
 
 /// True when every value is finite (the last guard before returning).
@@ -269,10 +257,7 @@ mod tests {
     #[test]
     fn estimable_serialises_with_a_status() {
         let v: Estimable<f64> = Estimable::Value(1.5);
-        assert_eq!(
-            serde_json::to_string(&v).unwrap(),
-            r#"{"status":"estimated","value":1.5}"#
-        );
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"status":"estimated","value":1.5}"#);
         let n: Estimable<f64> = Estimable::not_estimable("not estimable: no events");
         assert_eq!(
             serde_json::to_string(&n).unwrap(),

@@ -89,27 +89,19 @@ fn invalid(msg: impl Into<String>) -> StatsError {
 
 fn check_common(sig: f64, k: f64, attrition: f64, solve: Solve) -> Result<()> {
     if !(sig > 0.0 && sig < 1.0) {
-        return Err(invalid(format!(
-            "significance level must be in (0, 1), got {sig}"
-        )));
+        return Err(invalid(format!("significance level must be in (0, 1), got {sig}")));
     }
     if !(k > 0.0 && k.is_finite()) {
-        return Err(invalid(format!(
-            "allocation ratio must be positive, got {k}"
-        )));
+        return Err(invalid(format!("allocation ratio must be positive, got {k}")));
     }
     if !(0.0..1.0).contains(&attrition) {
-        return Err(invalid(format!(
-            "attrition must be in [0, 1), got {attrition}"
-        )));
+        return Err(invalid(format!("attrition must be in [0, 1), got {attrition}")));
     }
     match solve {
-        Solve::SampleSize { power } if !(power > sig / 2.0 && power < 1.0) => Err(invalid(
-            format!("target power must be in (α/2, 1), got {power}"),
-        )),
-        Solve::Power { n1 } if !(n1 > 0.0 && n1.is_finite()) => {
-            Err(invalid(format!("n1 must be positive, got {n1}")))
+        Solve::SampleSize { power } if !(power > sig / 2.0 && power < 1.0) => {
+            Err(invalid(format!("target power must be in (α/2, 1), got {power}")))
         }
+        Solve::Power { n1 } if !(n1 > 0.0 && n1.is_finite()) => Err(invalid(format!("n1 must be positive, got {n1}"))),
         _ => Ok(()),
     }
 }
@@ -120,11 +112,7 @@ fn finish(method: &str, n1: f64, k: f64, power: f64, sig: f64, attrition: f64) -
         let r = n / (1.0 - attrition);
         // Guard against 100.00000000001 rounding up to 101.
         let nearest = r.round();
-        if (r - nearest).abs() < 1e-9 * r.max(1.0) {
-            nearest as u64
-        } else {
-            r.ceil() as u64
-        }
+        if (r - nearest).abs() < 1e-9 * r.max(1.0) { nearest as u64 } else { r.ceil() as u64 }
     };
     PowerCalculation {
         method: method.into(),
@@ -139,13 +127,7 @@ fn finish(method: &str, n1: f64, k: f64, power: f64, sig: f64, attrition: f64) -
 
 /// Power or sample size for comparing two proportions (`power.prop.test`).
 pub fn two_proportions(design: &TwoProportions, solve: Solve) -> Result<PowerCalculation> {
-    let TwoProportions {
-        p1,
-        p2,
-        sig_level,
-        allocation_ratio: k,
-        attrition,
-    } = *design;
+    let TwoProportions { p1, p2, sig_level, allocation_ratio: k, attrition } = *design;
     check_common(sig_level, k, attrition, solve)?;
     if !(p1 > 0.0 && p1 < 1.0 && p2 > 0.0 && p2 < 1.0) {
         return Err(invalid("proportions must be strictly between 0 and 1"));
@@ -184,13 +166,7 @@ fn t_power(n1: f64, k: f64, delta: f64, sd: f64, sig: f64) -> f64 {
 /// Power or sample size for comparing two means with a t-test
 /// (`power.t.test(strict = TRUE)`).
 pub fn two_means(design: &TwoMeans, solve: Solve) -> Result<PowerCalculation> {
-    let TwoMeans {
-        delta,
-        sd,
-        sig_level,
-        allocation_ratio: k,
-        attrition,
-    } = *design;
+    let TwoMeans { delta, sd, sig_level, allocation_ratio: k, attrition } = *design;
     check_common(sig_level, k, attrition, solve)?;
     if !(sd > 0.0 && sd.is_finite() && delta.is_finite()) || delta == 0.0 {
         return Err(invalid("delta must be non-zero and sd positive"));
@@ -202,37 +178,17 @@ pub fn two_means(design: &TwoMeans, solve: Solve) -> Result<PowerCalculation> {
             if n1 * (1.0 + k) <= 2.0 {
                 return Err(invalid("need more than two participants in total"));
             }
-            finish(
-                method,
-                n1,
-                k,
-                t_power(n1, k, delta, sd, sig_level),
-                sig_level,
-                attrition,
-            )
+            finish(method, n1, k, t_power(n1, k, delta, sd, sig_level), sig_level, attrition)
         }
         Solve::SampleSize { power } => {
-            let lo = if (k - 1.0).abs() < 1e-12 {
-                2.0
-            } else {
-                lo.max(1.0)
-            };
+            let lo = if (k - 1.0).abs() < 1e-12 { 2.0 } else { lo.max(1.0) };
             let f = |n: f64| t_power(n, k, delta, sd, sig_level) - power;
             if f(lo) >= 0.0 {
-                return Ok(finish(
-                    method,
-                    lo,
-                    k,
-                    t_power(lo, k, delta, sd, sig_level),
-                    sig_level,
-                    attrition,
-                ));
+                return Ok(finish(method, lo, k, t_power(lo, k, delta, sd, sig_level), sig_level, attrition));
             }
             let mut hi = 1e7;
             if f(hi) < 0.0 {
-                return Err(invalid(
-                    "the target power needs more than 10 million per arm",
-                ));
+                return Err(invalid("the target power needs more than 10 million per arm"));
             }
             let mut a = lo;
             for _ in 0..200 {
@@ -247,14 +203,7 @@ pub fn two_means(design: &TwoMeans, solve: Solve) -> Result<PowerCalculation> {
                 }
             }
             let n1 = 0.5 * (a + hi);
-            finish(
-                method,
-                n1,
-                k,
-                t_power(n1, k, delta, sd, sig_level),
-                sig_level,
-                attrition,
-            )
+            finish(method, n1, k, t_power(n1, k, delta, sd, sig_level), sig_level, attrition)
         }
     })
 }
@@ -265,37 +214,20 @@ mod tests {
 
     #[test]
     fn attrition_and_allocation() {
-        let d = TwoProportions {
-            p1: 0.3,
-            p2: 0.36,
-            sig_level: 0.05,
-            allocation_ratio: 1.0,
-            attrition: 0.2,
-        };
+        let d = TwoProportions { p1: 0.3, p2: 0.36, sig_level: 0.05, allocation_ratio: 1.0, attrition: 0.2 };
         let r = two_proportions(&d, Solve::SampleSize { power: 0.9 }).unwrap();
         assert_eq!(r.recruit1, (r.n1 / 0.8).ceil() as u64);
         // Unequal allocation needs more participants in total.
-        let d2 = TwoProportions {
-            allocation_ratio: 2.0,
-            ..d
-        };
+        let d2 = TwoProportions { allocation_ratio: 2.0, ..d };
         let r2 = two_proportions(&d2, Solve::SampleSize { power: 0.9 }).unwrap();
         assert!(r2.n1 + r2.n2 > r.n1 + r.n2);
         // The solved n gives the target power back.
         let back = two_proportions(&d2, Solve::Power { n1: r2.n1 }).unwrap();
         assert!((back.power - 0.9).abs() < 1e-12);
-        let m = TwoMeans {
-            delta: 1.5,
-            sd: 6.0,
-            sig_level: 0.05,
-            allocation_ratio: 1.5,
-            attrition: 0.0,
-        };
+        let m = TwoMeans { delta: 1.5, sd: 6.0, sig_level: 0.05, allocation_ratio: 1.5, attrition: 0.0 };
         let r = two_means(&m, Solve::SampleSize { power: 0.8 }).unwrap();
         let back = two_means(&m, Solve::Power { n1: r.n1 }).unwrap();
         assert!((back.power - 0.8).abs() < 1e-9);
-        assert!(
-            two_proportions(&TwoProportions { p2: 0.3, ..d }, Solve::Power { n1: 10.0 }).is_err()
-        );
+        assert!(two_proportions(&TwoProportions { p2: 0.3, ..d }, Solve::Power { n1: 10.0 }).is_err());
     }
 }

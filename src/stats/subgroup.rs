@@ -49,27 +49,13 @@ pub fn subgroup_analysis(
 ) -> Result<SubgroupAnalysis> {
     let level = check_level(level)?;
     check_len("outcome", treated.len(), outcome.len())?;
-    check_len(
-        &format!("factor {}", subgroup.name),
-        treated.len(),
-        subgroup.len(),
-    )?;
-    let adj = Adjustment {
-        factors: vec![subgroup.clone()],
-        covariates: vec![],
-    };
+    check_len(&format!("factor {}", subgroup.name), treated.len(), subgroup.len())?;
+    let adj = Adjustment { factors: vec![subgroup.clone()], covariates: vec![] };
     let rows = complete_rows(outcome, &adj);
     let mut levels = Vec::new();
     for lev in observed_levels(subgroup, &rows) {
-        let in_level: Vec<Option<bool>> = (0..outcome.len())
-            .map(|i| {
-                if subgroup.codes[i] == Some(lev) {
-                    outcome[i]
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let in_level: Vec<Option<bool>> =
+            (0..outcome.len()).map(|i| if subgroup.codes[i] == Some(lev) { outcome[i] } else { None }).collect();
         let c = compare_proportions(TwoByTwo::from_outcomes(&in_level, treated)?, level)?;
         levels.push(SubgroupLevel {
             level: subgroup.levels[lev].clone(),
@@ -88,17 +74,13 @@ pub fn subgroup_analysis(
         fit_problem(&f0, &d0).or_else(|| fit_problem(&f1, &d1))
     };
     let (interaction_lr, interaction_wald) = match problem {
-        Some(reason) => (
-            Estimable::NotEstimable(reason.clone()),
-            Estimable::NotEstimable(reason),
-        ),
+        Some(reason) => (Estimable::NotEstimable(reason.clone()), Estimable::NotEstimable(reason)),
         None => {
             let df = (d1.x.ncols() - d0.x.ncols()) as f64;
             let lr = (f0.deviance - f1.deviance).max(0.0);
             let idx = &d1.interactions;
             let b = nalgebra::DVector::from_iterator(idx.len(), idx.iter().map(|&j| f1.beta[j]));
-            let v =
-                nalgebra::DMatrix::from_fn(idx.len(), idx.len(), |r, c| f1.cov[(idx[r], idx[c])]);
+            let v = nalgebra::DMatrix::from_fn(idx.len(), idx.len(), |r, c| f1.cov[(idx[r], idx[c])]);
             let wald = v.try_inverse().map(|vi| (b.transpose() * vi * &b)[(0, 0)]);
             let wald_df = idx.len() as f64;
             (
@@ -117,17 +99,10 @@ pub fn subgroup_analysis(
                         p_value: chisq_upper(w, wald_df),
                         n,
                     }),
-                    _ => Estimable::not_estimable(
-                        "not estimable: interaction covariance is singular",
-                    ),
+                    _ => Estimable::not_estimable("not estimable: interaction covariance is singular"),
                 },
             )
         }
     };
-    Ok(SubgroupAnalysis {
-        factor: subgroup.name.clone(),
-        levels,
-        interaction_lr,
-        interaction_wald,
-    })
+    Ok(SubgroupAnalysis { factor: subgroup.name.clone(), levels, interaction_lr, interaction_wald })
 }

@@ -18,8 +18,7 @@ use super::design::{Adjustment, Factor, build};
 use super::dist::{chisq_upper, normal_quantile, normal_two_sided_p};
 use super::logistic::arm_counts;
 use super::{
-    ArmCounts, Coefficient, Estimable, Estimate, Result, StatsError, TestResult, all_finite,
-    check_len, check_level,
+    ArmCounts, Coefficient, Estimable, Estimate, Result, StatsError, TestResult, all_finite, check_len, check_level,
 };
 use nalgebra::{DMatrix, DVector};
 
@@ -108,9 +107,7 @@ pub struct KaplanMeierByArm {
 fn check_times(time: &[f64], event: &[bool]) -> Result<()> {
     check_len("event", time.len(), event.len())?;
     if let Some(t) = time.iter().find(|t| !t.is_finite() || **t < 0.0) {
-        return Err(StatsError::InvalidArgument(format!(
-            "survival times must be finite and non-negative, got {t}"
-        )));
+        return Err(StatsError::InvalidArgument(format!("survival times must be finite and non-negative, got {t}")));
     }
     Ok(())
 }
@@ -142,11 +139,7 @@ pub fn kaplan_meier(time: &[f64], event: &[bool], level: f64) -> Result<Estimabl
         }
         if d > 0 {
             s *= 1.0 - d as f64 / at_risk as f64;
-            gw += if at_risk > d {
-                d as f64 / (at_risk as f64 * (at_risk - d) as f64)
-            } else {
-                f64::INFINITY
-            };
+            gw += if at_risk > d { d as f64 / (at_risk as f64 * (at_risk - d) as f64) } else { f64::INFINITY };
         }
         steps.push(km_step(t, at_risk, d, c, s, gw, z));
         at_risk -= d + c;
@@ -158,12 +151,7 @@ pub fn kaplan_meier(time: &[f64], event: &[bool], level: f64) -> Result<Estimabl
         events,
         level,
         steps,
-        median: SurvivalQuantile {
-            probability: 0.5,
-            time: None,
-            ci_low: None,
-            ci_high: None,
-        },
+        median: SurvivalQuantile { probability: 0.5, time: None, ci_low: None, ci_high: None },
     };
     km.median = km.quantile(0.5);
     Ok(Estimable::Value(km))
@@ -171,17 +159,7 @@ pub fn kaplan_meier(time: &[f64], event: &[bool], level: f64) -> Result<Estimabl
 
 fn km_step(t: f64, n: usize, d: usize, c: usize, s: f64, gw: f64, z: f64) -> KmStep {
     let (lo, hi, se) = log_ci(s, gw, z);
-    KmStep {
-        time: t,
-        n_risk: n,
-        n_event: d,
-        n_censor: c,
-        survival: s,
-        se,
-        ci_low: lo,
-        ci_high: hi,
-        greenwood: gw,
-    }
+    KmStep { time: t, n_risk: n, n_event: d, n_censor: c, survival: s, se, ci_low: lo, ci_high: hi, greenwood: gw }
 }
 
 /// `survfit`'s log-transformed interval and the SE of S.
@@ -200,30 +178,12 @@ impl KaplanMeier {
     /// extend = TRUE)`.
     pub fn at(&self, t: f64) -> SurvivalAt {
         let last = self.steps.iter().rposition(|s| s.time <= t);
-        let n_risk = self
-            .steps
-            .iter()
-            .find(|s| s.time >= t)
-            .map_or(0, |s| s.n_risk);
+        let n_risk = self.steps.iter().find(|s| s.time >= t).map_or(0, |s| s.n_risk);
         match last {
-            None => SurvivalAt {
-                time: t,
-                n_risk,
-                survival: 1.0,
-                se: 0.0,
-                ci_low: Some(1.0),
-                ci_high: Some(1.0),
-            },
+            None => SurvivalAt { time: t, n_risk, survival: 1.0, se: 0.0, ci_low: Some(1.0), ci_high: Some(1.0) },
             Some(k) => {
                 let s = &self.steps[k];
-                SurvivalAt {
-                    time: t,
-                    n_risk,
-                    survival: s.survival,
-                    se: s.se,
-                    ci_low: s.ci_low,
-                    ci_high: s.ci_high,
-                }
+                SurvivalAt { time: t, n_risk, survival: s.survival, se: s.se, ci_low: s.ci_low, ci_high: s.ci_high }
             }
         }
     }
@@ -251,11 +211,7 @@ impl KaplanMeier {
 
 /// `survival:::findq`: first x at which the cumulative curve y reaches p.
 fn findq(x: &[f64], y: &[Option<f64>], p: f64, tol: f64) -> Option<f64> {
-    let max = y
-        .iter()
-        .flatten()
-        .cloned()
-        .fold(f64::NEG_INFINITY, f64::max);
+    let max = y.iter().flatten().cloned().fold(f64::NEG_INFINITY, f64::max);
     if max < p {
         return None;
     }
@@ -272,11 +228,7 @@ fn findq(x: &[f64], y: &[Option<f64>], p: f64, tol: f64) -> Option<f64> {
     // approx(y ± tol, 1:n, p, method = "constant", f = 1): the first index
     // whose (shifted) value is ≥ p, NA outside the range.
     let index = |shift: f64| -> Option<usize> {
-        let vals: Vec<(usize, f64)> = ys
-            .iter()
-            .enumerate()
-            .filter_map(|(j, v)| v.map(|v| (j, v + shift)))
-            .collect();
+        let vals: Vec<(usize, f64)> = ys.iter().enumerate().filter_map(|(j, v)| v.map(|v| (j, v + shift))).collect();
         let (first, last) = (vals.first()?.1, vals.last()?.1);
         if p < first || p > last {
             return None;
@@ -298,26 +250,15 @@ fn findq(x: &[f64], y: &[Option<f64>], p: f64, tol: f64) -> Option<f64> {
 }
 
 /// Kaplan–Meier curves for both arms.
-pub fn kaplan_meier_by_arm(
-    time: &[f64],
-    event: &[bool],
-    treated: &[bool],
-    level: f64,
-) -> Result<KaplanMeierByArm> {
+pub fn kaplan_meier_by_arm(time: &[f64], event: &[bool], treated: &[bool], level: f64) -> Result<KaplanMeierByArm> {
     check_len("time", treated.len(), time.len())?;
     check_times(time, event)?;
     let pick = |arm: bool| -> (Vec<f64>, Vec<bool>) {
-        (0..time.len())
-            .filter(|&i| treated[i] == arm)
-            .map(|i| (time[i], event[i]))
-            .unzip()
+        (0..time.len()).filter(|&i| treated[i] == arm).map(|i| (time[i], event[i])).unzip()
     };
     let (t1, e1) = pick(true);
     let (t0, e0) = pick(false);
-    Ok(KaplanMeierByArm {
-        treated: kaplan_meier(&t1, &e1, level)?,
-        control: kaplan_meier(&t0, &e0, level)?,
-    })
+    Ok(KaplanMeierByArm { treated: kaplan_meier(&t1, &e1, level)?, control: kaplan_meier(&t0, &e0, level)? })
 }
 
 /// The log-rank test.
@@ -356,12 +297,7 @@ fn sorted_by_stratum(time: &[f64], codes: &[Option<usize>], rows: &[usize]) -> V
 }
 
 /// The (stratified) log-rank test of equal hazards, as R's `survdiff`.
-pub fn log_rank(
-    time: &[f64],
-    event: &[bool],
-    treated: &[bool],
-    strata: Option<&Factor>,
-) -> Result<Estimable<LogRank>> {
+pub fn log_rank(time: &[f64], event: &[bool], treated: &[bool], strata: Option<&Factor>) -> Result<Estimable<LogRank>> {
     check_len("time", treated.len(), time.len())?;
     check_times(time, event)?;
     let codes = stratum_codes(time.len(), strata)?;
@@ -413,16 +349,10 @@ pub fn log_rank(
         return Ok(Estimable::not_estimable("not estimable: no events"));
     }
     if v.is_nan() || v <= 0.0 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: no stratum has both arms at risk at an event time",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: no stratum has both arms at risk at an event time"));
     }
     let chisq = (o1 - e1).powi(2) / v;
-    let method = if strata.is_some() {
-        "stratified log-rank test"
-    } else {
-        "log-rank test"
-    };
+    let method = if strata.is_some() { "stratified log-rank test" } else { "log-rank test" };
     Ok(Estimable::Value(LogRank {
         test: TestResult {
             method: method.into(),
@@ -561,9 +491,7 @@ pub fn cox_regression(
     check_times(time, event)?;
     adj.check(treated.len())?;
     let codes = stratum_codes(time.len(), strata)?;
-    let rows: Vec<usize> = (0..time.len())
-        .filter(|&i| codes[i].is_some() && adj.complete(i))
-        .collect();
+    let rows: Vec<usize> = (0..time.len()).filter(|&i| codes[i].is_some() && adj.complete(i)).collect();
     let n = arm_counts(treated, &rows);
     let events = rows.iter().filter(|&&i| event[i]).count();
     if events == 0 {
@@ -580,9 +508,7 @@ pub fn cox_regression(
     }
     let p = x.ncols();
     if p == 0 {
-        return Ok(Estimable::not_estimable(
-            "not estimable: no covariate varies",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: no covariate varies"));
     }
     let mut pos = vec![0; time.len()];
     for (r, &i) in rows.iter().enumerate() {
@@ -643,23 +569,15 @@ pub fn cox_regression(
     }
     let _ = u;
     if !converged {
-        return Ok(Estimable::not_estimable(
-            "not estimable: Cox model did not converge",
-        ));
+        return Ok(Estimable::not_estimable("not estimable: Cox model did not converge"));
     }
     if last_step > 1e-4 * (1.0 + beta.amax()) {
         return Ok(Estimable::not_estimable(
             "not estimable: monotone likelihood (a coefficient is infinite, e.g. no events in an arm)",
         ));
     }
-    let Some(cov) = info
-        .clone()
-        .try_inverse()
-        .filter(|c| all_finite(c.as_slice()))
-    else {
-        return Ok(Estimable::not_estimable(
-            "not estimable: information matrix is singular",
-        ));
+    let Some(cov) = info.clone().try_inverse().filter(|c| all_finite(c.as_slice())) else {
+        return Ok(Estimable::not_estimable("not estimable: information matrix is singular"));
     };
     let z = normal_quantile(0.5 + level / 2.0);
     let coefficients: Vec<Coefficient> = names
@@ -684,9 +602,7 @@ pub fn cox_regression(
         "Cox proportional hazards, Efron ties, Wald CI"
     };
     let hazard_ratio = match design.treatment {
-        None => {
-            Estimable::not_estimable("not estimable: allocation is collinear with the covariates")
-        }
+        None => Estimable::not_estimable("not estimable: allocation is collinear with the covariates"),
         Some(t) => {
             let c = &coefficients[t - 1];
             Estimable::Value(Estimate {

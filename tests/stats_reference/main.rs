@@ -18,28 +18,18 @@ impl Expected {
         let mut map = HashMap::new();
         for rec in rdr.records() {
             let rec = rec.unwrap();
-            let v = if &rec[1] == "NA" {
-                None
-            } else {
-                Some(rec[1].parse::<f64>().unwrap())
-            };
+            let v = if &rec[1] == "NA" { None } else { Some(rec[1].parse::<f64>().unwrap()) };
             map.insert(rec[0].to_string(), v);
         }
         Expected(map)
     }
 
     fn get(&self, key: &str) -> f64 {
-        self.0
-            .get(key)
-            .unwrap_or_else(|| panic!("no expected value {key}"))
-            .unwrap_or_else(|| panic!("{key} is NA"))
+        self.0.get(key).unwrap_or_else(|| panic!("no expected value {key}")).unwrap_or_else(|| panic!("{key} is NA"))
     }
 
     fn opt(&self, key: &str) -> Option<f64> {
-        *self
-            .0
-            .get(key)
-            .unwrap_or_else(|| panic!("no expected value {key}"))
+        *self.0.get(key).unwrap_or_else(|| panic!("no expected value {key}"))
     }
 
     fn has(&self, key: &str) -> bool {
@@ -53,11 +43,7 @@ fn close(what: &str, got: f64, want: f64, tol: f64) {
     let err = (got - want).abs();
     let scale = want.abs().max(1e-12);
     assert!(got.is_finite(), "{what}: got non-finite {got}, want {want}");
-    assert!(
-        err <= tol * scale,
-        "{what}: got {got:.17}, want {want:.17} (rel err {:.3e}, tol {tol:e})",
-        err / scale
-    );
+    assert!(err <= tol * scale, "{what}: got {got:.17}, want {want:.17} (rel err {:.3e}, tol {tol:e})", err / scale);
 }
 
 const CLOSED: f64 = 1e-8;
@@ -84,17 +70,10 @@ struct Data {
 fn read_table(file: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut rdr = csv::ReaderBuilder::new()
         .comment(Some(b'#'))
-        .from_path(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/reference")
-                .join(file),
-        )
+        .from_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(file))
         .unwrap();
     let header = rdr.headers().unwrap().iter().map(String::from).collect();
-    let rows = rdr
-        .records()
-        .map(|r| r.unwrap().iter().map(String::from).collect())
-        .collect();
+    let rows = rdr.records().map(|r| r.unwrap().iter().map(String::from).collect()).collect();
     (header, rows)
 }
 
@@ -102,27 +81,13 @@ impl Data {
     fn load(file: &str) -> Data {
         let (h, rows) = read_table(file);
         let col = |name: &str| -> Vec<String> {
-            let j = h
-                .iter()
-                .position(|x| x == name)
-                .unwrap_or_else(|| panic!("{name}"));
+            let j = h.iter().position(|x| x == name).unwrap_or_else(|| panic!("{name}"));
             rows.iter().map(|r| r[j].clone()).collect()
         };
         let num = |name: &str| -> Vec<Option<f64>> {
-            col(name)
-                .iter()
-                .map(|s| {
-                    if s.is_empty() {
-                        None
-                    } else {
-                        Some(s.parse().unwrap())
-                    }
-                })
-                .collect()
+            col(name).iter().map(|s| if s.is_empty() { None } else { Some(s.parse().unwrap()) }).collect()
         };
-        let boolean = |name: &str| -> Vec<Option<bool>> {
-            num(name).iter().map(|v| v.map(|x| x == 1.0)).collect()
-        };
+        let boolean = |name: &str| -> Vec<Option<bool>> { num(name).iter().map(|v| v.map(|x| x == 1.0)).collect() };
         Data {
             treated: boolean("treated").into_iter().map(Option::unwrap).collect(),
             site: col("site"),
@@ -153,11 +118,7 @@ impl Data {
 
     fn strata(&self) -> Adjustment {
         Adjustment {
-            factors: vec![
-                self.factor("site"),
-                self.factor("employment"),
-                self.factor("condition"),
-            ],
+            factors: vec![self.factor("site"), self.factor("employment"), self.factor("condition")],
             covariates: vec![],
         }
     }

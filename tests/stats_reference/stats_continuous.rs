@@ -17,56 +17,21 @@ fn check(e: &Expected, key: &str, d: &Data, y: &[Option<f64>]) {
     }
     let w = welch_t_test(y, &d.treated, 0.95).unwrap();
     let w = w.value().unwrap();
-    close(
-        &k("welch.diff"),
-        w.estimate,
-        e.get(&k("welch.diff")),
-        CLOSED,
-    );
+    close(&k("welch.diff"), w.estimate, e.get(&k("welch.diff")), CLOSED);
     close(&k("welch.low"), w.ci_low, e.get(&k("welch.low")), CLOSED);
     close(&k("welch.high"), w.ci_high, e.get(&k("welch.high")), CLOSED);
-    close(
-        &k("welch.p"),
-        w.p_value.unwrap(),
-        e.get(&k("welch.p")),
-        CLOSED,
-    );
+    close(&k("welch.p"), w.p_value.unwrap(), e.get(&k("welch.p")), CLOSED);
     close(&k("welch.df"), w.df.unwrap(), e.get(&k("welch.df")), CLOSED);
     let base: Vec<Option<f64>> = d.phq9_0.iter().map(|&x| Some(x)).collect();
     let a = ancova(y, "phq9_0", &base, &d.treated, &d.strata(), 0.95).unwrap();
     let m = a.mean_difference.value().unwrap();
-    close(
-        &k("ancova.est"),
-        m.estimate,
-        e.get(&k("ancova.est")),
-        CLOSED,
-    );
-    close(
-        &k("ancova.se"),
-        m.se.unwrap(),
-        e.get(&k("ancova.se")),
-        CLOSED,
-    );
-    close(
-        &k("ancova.p"),
-        m.p_value.unwrap(),
-        e.get(&k("ancova.p")),
-        CLOSED,
-    );
+    close(&k("ancova.est"), m.estimate, e.get(&k("ancova.est")), CLOSED);
+    close(&k("ancova.se"), m.se.unwrap(), e.get(&k("ancova.se")), CLOSED);
+    close(&k("ancova.p"), m.p_value.unwrap(), e.get(&k("ancova.p")), CLOSED);
     close(&k("ancova.low"), m.ci_low, e.get(&k("ancova.low")), CLOSED);
-    close(
-        &k("ancova.high"),
-        m.ci_high,
-        e.get(&k("ancova.high")),
-        CLOSED,
-    );
+    close(&k("ancova.high"), m.ci_high, e.get(&k("ancova.high")), CLOSED);
     assert_eq!(m.df.unwrap(), e.get(&k("ancova.df")));
-    close(
-        &k("ancova.sigma"),
-        a.fit.value().unwrap().sigma,
-        e.get(&k("ancova.sigma")),
-        CLOSED,
-    );
+    close(&k("ancova.sigma"), a.fit.value().unwrap().sigma, e.get(&k("ancova.sigma")), CLOSED);
 }
 
 #[test]

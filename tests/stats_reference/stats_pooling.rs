@@ -12,9 +12,7 @@ fn pooling_matches_mice_pool() {
     let j = |n: &str| h.iter().position(|x| x == n).unwrap();
     let mut groups = Groups::new();
     for r in &rows {
-        let g = groups
-            .entry((r[j("model")].clone(), r[j("term")].clone()))
-            .or_default();
+        let g = groups.entry((r[j("model")].clone(), r[j("term")].clone())).or_default();
         g.0.push(r[j("estimate")].parse().unwrap());
         g.1.push(r[j("variance")].parse().unwrap());
         g.2 = r[j("dfcom")].parse().unwrap();

@@ -26,18 +26,8 @@ fn check(e: &Expected, key: &str, d: &Data) {
         let ak = |s: &str| format!("{key}.km{a}.{s}");
         assert_eq!(c.events as f64, e.get(&ak("events")));
         opt_close(&ak("median"), c.median.time, e.opt(&ak("median")), CLOSED);
-        opt_close(
-            &ak("median.low"),
-            c.median.ci_low,
-            e.opt(&ak("median.low")),
-            CLOSED,
-        );
-        opt_close(
-            &ak("median.high"),
-            c.median.ci_high,
-            e.opt(&ak("median.high")),
-            CLOSED,
-        );
+        opt_close(&ak("median.low"), c.median.ci_low, e.opt(&ak("median.low")), CLOSED);
+        opt_close(&ak("median.high"), c.median.ci_high, e.opt(&ak("median.high")), CLOSED);
         let q = c.quantile(0.25);
         opt_close(&ak("q25"), q.time, e.opt(&ak("q25")), CLOSED);
         opt_close(&ak("q25.low"), q.ci_low, e.opt(&ak("q25.low")), CLOSED);
@@ -45,53 +35,20 @@ fn check(e: &Expected, key: &str, d: &Data) {
     }
     let lr = log_rank(&d.days, &d.job, &d.treated, None).unwrap();
     let lr = lr.value().unwrap();
-    close(
-        &k("logrank.chisq"),
-        lr.test.statistic.unwrap(),
-        e.get(&k("logrank.chisq")),
-        CLOSED,
-    );
-    close(
-        &k("logrank.p"),
-        lr.test.p_value,
-        e.get(&k("logrank.p")),
-        CLOSED,
-    );
-    close(
-        &k("logrank.obs1"),
-        lr.observed_treated,
-        e.get(&k("logrank.obs1")),
-        CLOSED,
-    );
-    close(
-        &k("logrank.exp1"),
-        lr.expected_treated,
-        e.get(&k("logrank.exp1")),
-        CLOSED,
-    );
-    let strata =
-        Factor::interaction("strata", &[&d.factor("site"), &d.factor("employment")]).unwrap();
+    close(&k("logrank.chisq"), lr.test.statistic.unwrap(), e.get(&k("logrank.chisq")), CLOSED);
+    close(&k("logrank.p"), lr.test.p_value, e.get(&k("logrank.p")), CLOSED);
+    close(&k("logrank.obs1"), lr.observed_treated, e.get(&k("logrank.obs1")), CLOSED);
+    close(&k("logrank.exp1"), lr.expected_treated, e.get(&k("logrank.exp1")), CLOSED);
+    let strata = Factor::interaction("strata", &[&d.factor("site"), &d.factor("employment")]).unwrap();
     let lrs = log_rank(&d.days, &d.job, &d.treated, Some(&strata)).unwrap();
     let lrs = lrs.value().unwrap();
-    close(
-        &k("logrank_strat.chisq"),
-        lrs.test.statistic.unwrap(),
-        e.get(&k("logrank_strat.chisq")),
-        CLOSED,
-    );
-    close(
-        &k("logrank_strat.p"),
-        lrs.test.p_value,
-        e.get(&k("logrank_strat.p")),
-        CLOSED,
-    );
+    close(&k("logrank_strat.chisq"), lrs.test.statistic.unwrap(), e.get(&k("logrank_strat.chisq")), CLOSED);
+    close(&k("logrank_strat.p"), lrs.test.p_value, e.get(&k("logrank_strat.p")), CLOSED);
 
     let cox_check = |ck: &str, adj: &Adjustment, strata: Option<&Factor>| {
         let ck = |s: &str| format!("{key}.{ck}.{s}");
         let fit = cox_regression(&d.days, &d.job, &d.treated, adj, strata, 0.95).unwrap();
-        let fit = fit
-            .value()
-            .unwrap_or_else(|| panic!("{}: {:?}", ck(""), fit.reason()));
+        let fit = fit.value().unwrap_or_else(|| panic!("{}: {:?}", ck(""), fit.reason()));
         let c = fit.coefficient("treated").unwrap();
         close(&ck("coef"), c.estimate, e.get(&ck("coef")), ITERATIVE);
         close(&ck("se"), c.se, e.get(&ck("se")), ITERATIVE);
@@ -100,22 +57,14 @@ fn check(e: &Expected, key: &str, d: &Data) {
         close(&ck("hr"), hr.estimate, e.get(&ck("hr")), ITERATIVE);
         close(&ck("low"), hr.ci_low, e.get(&ck("low")), ITERATIVE);
         close(&ck("high"), hr.ci_high, e.get(&ck("high")), ITERATIVE);
-        close(
-            &ck("loglik0"),
-            fit.loglik_null,
-            e.get(&ck("loglik0")),
-            ITERATIVE,
-        );
+        close(&ck("loglik0"), fit.loglik_null, e.get(&ck("loglik0")), ITERATIVE);
         close(&ck("loglik"), fit.loglik, e.get(&ck("loglik")), ITERATIVE);
         assert_eq!(fit.n.total() as f64, e.get(&ck("n")));
         assert_eq!(fit.events as f64, e.get(&ck("events")));
     };
     cox_check("cox", &Adjustment::none(), None);
     cox_check("cox_strat", &Adjustment::none(), Some(&strata));
-    let adj = Adjustment {
-        factors: vec![d.factor("condition")],
-        covariates: vec![d.covariate("age")],
-    };
+    let adj = Adjustment { factors: vec![d.factor("condition")], covariates: vec![d.covariate("age")] };
     cox_check("cox_cov", &adj, Some(&d.factor("site")));
 }
 
