@@ -18,6 +18,7 @@
 
 pub mod allocation;
 pub mod clock;
+pub mod dataset;
 pub mod demo;
 pub mod error;
 pub mod event;
