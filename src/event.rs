@@ -21,6 +21,8 @@ pub enum Event {
     ReferralScreened(ReferralScreened),
     /// A participant allocated to an arm.
     ParticipantRandomised(Randomised),
+    /// The allocation seed, published when recruitment closed; no allocation follows it.
+    SeedRevealed(SeedRevealed),
 }
 
 impl Event {
@@ -30,6 +32,7 @@ impl Event {
             Event::TrialCreated(_) => "trial_created",
             Event::ReferralScreened(_) => "referral_screened",
             Event::ParticipantRandomised(_) => "participant_randomised",
+            Event::SeedRevealed(_) => "seed_revealed",
         }
     }
 
@@ -104,6 +107,16 @@ pub struct Randomised {
     pub arm: String,
     /// How the allocation was decided.
     pub allocation: AllocationRecord,
+}
+
+/// Data of `seed_revealed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedRevealed {
+    /// The allocation seed, 64 lowercase hex digits; it must open the trial's `seed_commitment`.
+    pub seed: String,
+    /// Why it was revealed (e.g. recruitment closed).
+    pub reason: String,
 }
 
 /// How an allocation was decided, as recorded.

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::allocation::{self, State};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::event::{AllocationRecord, Event, Randomised, ReferralScreened, TrialCreated};
+use crate::event::{AllocationRecord, Event, Randomised, ReferralScreened, SeedRevealed, TrialCreated};
 use crate::identity::IdentityHasher;
 use crate::keys::{self, KeyOrigin, TrialKey};
 use crate::log::{Entry, FORMAT_VERSION};
@@ -84,6 +84,19 @@ pub struct Confirmation {
     /// Log length after the transaction (a receipt for the site).
     pub log_length: u64,
     /// Log head after the transaction.
+    pub head: String,
+}
+
+/// What `reveal` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revealed {
+    /// Sequence number of the `seed_revealed` entry.
+    pub seq: u64,
+    /// Its hash.
+    pub entry_hash: String,
+    /// Log length after the reveal.
+    pub log_length: u64,
+    /// Log head after the reveal.
     pub head: String,
 }
 
@@ -280,6 +293,7 @@ pub(crate) fn apply(tx: &Tx, protocol: &Protocol, state: &mut State, seq: u64, t
             state.record(&a);
             Ok(())
         }
+        Event::SeedRevealed(_) => tx.set_revealed(seq, ts),
     }
 }
 
@@ -401,6 +415,7 @@ impl Trial {
         let mut out = Vec::with_capacity(referrals.len());
 
         let tx = self.store.transaction()?;
+        refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
         let mut state = load_state(&tx, protocol)?;
         for (origin, r) in referrals {
@@ -470,6 +485,28 @@ impl Trial {
         Ok(out)
     }
 
+    /// Reveals the seed: appends `seed_revealed` with the seed and the reason.
+    /// From then on anyone can re-derive every allocation from the log alone,
+    /// and [`Trial::randomise`] is refused.
+    pub fn reveal(&mut self, key: &TrialKey, reason: &str, user: &str, now: Timestamp) -> Result<Revealed> {
+        self.check_key(key)?;
+        check_user(user)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(|c| c.is_control()) {
+            return Err(Error::Input(
+                "--reason must be 1–500 printable characters, e.g. \"recruitment closed\"".to_string(),
+            ));
+        }
+        let tx = self.store.transaction()?;
+        refuse_if_revealed(&tx)?;
+        let mut head = tx.head()?;
+        let mut state = load_state(&tx, &self.protocol)?;
+        let event = Event::SeedRevealed(SeedRevealed { seed: hex::encode(key.seed), reason: reason.to_string() });
+        let (seq, hash) = append(&tx, &self.protocol, &mut state, &mut head, &event, user, now)?;
+        tx.commit()?;
+        Ok(Revealed { seq, entry_hash: hash, log_length: head.len, head: head.hash })
+    }
+
     /// Counts by status, arm, site and stratum, and the log head.
     pub fn status(&self) -> Result<Status> {
         let head = self.store.head()?;
@@ -510,6 +547,16 @@ impl Trial {
                 1;
         }
         Ok(s)
+    }
+}
+
+/// Refuses a write that would allocate after the seed was revealed.
+fn refuse_if_revealed(tx: &Tx) -> Result<()> {
+    match tx.revealed()? {
+        Some((seq, ts)) => Err(Error::Refused(format!(
+            "the allocation seed was revealed at {ts} (log entry {seq}), so randomisation is closed: allocations made now would be predictable"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod allocation;
+pub mod checkpoint;
 pub mod clock;
 pub mod dataset;
 pub mod demo;
@@ -32,5 +33,6 @@ pub mod random;
 pub mod referral;
 pub mod stats;
 pub mod store;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x4348_4E43;
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i32 = 1;
+/// Page cache of the connections verification uses (KiB): small and fixed, so
+/// memory does not grow with the log.
+const AUDIT_CACHE_KIB: i64 = 8_192;
 /// How long a writer waits for another coordinator's transaction.
 pub const BUSY_TIMEOUT_MS: u64 = 30_000;
 
@@ -41,7 +44,9 @@ CREATE TABLE trial (
     seed_commitment    TEXT NOT NULL,
     signing_public_key TEXT NOT NULL,
     key_origin         TEXT NOT NULL,
-    created_at         TEXT NOT NULL
+    created_at         TEXT NOT NULL,
+    revealed_seq       INTEGER,
+    revealed_at        TEXT
 );
 
 CREATE TABLE referrals (
@@ -98,6 +103,23 @@ pub struct Head {
     pub hash: String,
     /// Timestamp of the last entry, if any.
     pub ts: Option<String>,
+}
+
+/// Where a derived table and its replay from the log disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDiff {
+    /// The table.
+    pub table: String,
+    /// Key of the reported row.
+    pub key: String,
+    /// The log entry the reported row derives from, if the table has a `seq` column.
+    pub seq: Option<u64>,
+    /// The stored row (`None`: missing from the database).
+    pub stored: Option<String>,
+    /// The replayed row (`None`: the database has a row the log does not account for).
+    pub replayed: Option<String>,
+    /// How many rows differ in all.
+    pub rows: u64,
 }
 
 /// A stored log row.
@@ -235,6 +257,53 @@ impl Store {
         let store = Store { conn };
         store.install_schema(what)?;
         Ok(store)
+    }
+
+    /// A new scratch database with the schema, for replay during verification:
+    /// no journal and no fsync (it is thrown away), and a small page cache so
+    /// that replaying a long log does not grow memory.
+    pub fn scratch(path: &Path) -> Result<Store> {
+        let what = format!("creating the replay database {}", path.display());
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "journal_mode", "OFF").map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "synchronous", "OFF").map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "temp_store", "FILE").map_err(Error::sqlite(what.clone()))?;
+        let store = Store { conn };
+        store.install_schema(&what)?;
+        Ok(store)
+    }
+
+    /// Opens a chancery database read-only for an auditor, with a small page
+    /// cache: verification streams the file and never writes to it.
+    pub fn open_for_audit(path: &Path) -> Result<Store> {
+        let what = format!("opening database {} for verification", path.display());
+        if !path.exists() {
+            return Err(Error::Input(format!("database {} does not exist; check --db", path.display())));
+        }
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(Error::sqlite(what.clone()))?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).map_err(Error::sqlite(what.clone()))?;
+        let app: i32 =
+            conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
+        if app != APPLICATION_ID {
+            return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
+        }
+        let version: i32 =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
+        if version != SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} has schema {version}; this build verifies schema {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        Ok(Store { conn })
     }
 
     fn install_schema(&self, what: &str) -> Result<()> {
@@ -376,6 +445,160 @@ impl Store {
         .map_err(Error::sqlite(what))
     }
 
+    /// Calls `f` with each row of a derived table in key order, streaming: the
+    /// row's key and full text as in [`Store::table_rows`], and its `seq` column
+    /// if the table has one.
+    pub fn each_table_row(
+        &self,
+        table: &str,
+        mut f: impl FnMut(String, String, Option<u64>) -> Result<()>,
+    ) -> Result<()> {
+        let (name, key) = DERIVED_TABLES
+            .iter()
+            .find(|(t, _)| *t == table)
+            .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
+        let what = format!("reading table {name}");
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT * FROM {name} ORDER BY {key}")).map_err(Error::sqlite(what.clone()))?;
+        let cols = stmt.column_count();
+        let key_cols: Vec<usize> = key.split(',').map(|k| stmt.column_index(k.trim()).unwrap_or(0)).collect();
+        let seq_col = stmt.column_index("seq").ok();
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what.clone()))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what.clone()))? {
+            let mut all = Vec::with_capacity(cols);
+            let mut seq = None;
+            for i in 0..cols {
+                let v: rusqlite::types::Value = r.get(i).map_err(Error::sqlite(what.clone()))?;
+                if Some(i) == seq_col
+                    && let rusqlite::types::Value::Integer(n) = v
+                {
+                    seq = u64::try_from(n).ok();
+                }
+                all.push(match v {
+                    rusqlite::types::Value::Null => "NULL".to_string(),
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Real(f) => format!("{f:?}"),
+                    rusqlite::types::Value::Text(t) => format!("{t:?}"),
+                    rusqlite::types::Value::Blob(b) => format!("x'{}'", hex::encode(b)),
+                });
+            }
+            let k = key_cols.iter().map(|&i| all[i].clone()).collect::<Vec<_>>().join(",");
+            f(k, all.join("|"), seq)?;
+        }
+        Ok(())
+    }
+
+    /// Compares a derived table here with the same table in `replayed`, row by
+    /// row in key order with one cursor on each (constant memory). Returns the
+    /// number of differing rows and, of those, the one with the least `seq`
+    /// (rows without a `seq` column come last).
+    pub fn compare_table(&self, replayed: &Store, table: &str) -> Result<Option<TableDiff>> {
+        let (name, key) = DERIVED_TABLES
+            .iter()
+            .find(|(t, _)| *t == table)
+            .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
+        let what = format!("comparing table {name} with its replay");
+        let sql = format!("SELECT * FROM {name} ORDER BY {key}");
+        let mut a_stmt = self.conn.prepare(&sql).map_err(Error::sqlite(what.clone()))?;
+        let mut b_stmt = replayed.conn.prepare(&sql).map_err(Error::sqlite(what.clone()))?;
+        let names: Vec<String> = a_stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let b_names: Vec<String> = b_stmt.column_names().iter().map(|c| c.to_string()).collect();
+        if names != b_names {
+            return Ok(Some(TableDiff {
+                table: name.to_string(),
+                key: String::new(),
+                seq: None,
+                stored: Some(format!("columns {}", names.join(", "))),
+                replayed: Some(format!("columns {}", b_names.join(", "))),
+                rows: 1,
+            }));
+        }
+        let key_cols: Vec<usize> = key.split(',').map(|k| a_stmt.column_index(k.trim()).unwrap_or(0)).collect();
+        let seq_col = names.iter().position(|c| c == "seq");
+        let mut a_rows = a_stmt.query([]).map_err(Error::sqlite(what.clone()))?;
+        let mut b_rows = b_stmt.query([]).map_err(Error::sqlite(what.clone()))?;
+        let read = |r: Option<&rusqlite::Row>| -> rusqlite::Result<Option<Vec<rusqlite::types::Value>>> {
+            r.map(|r| (0..names.len()).map(|i| r.get(i)).collect()).transpose()
+        };
+        let mut a = read(a_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+        let mut b = read(b_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+        let mut diff: Option<TableDiff> = None;
+        let mut count = 0u64;
+        let seq_of = |row: &[rusqlite::types::Value]| match seq_col.map(|i| &row[i]) {
+            Some(rusqlite::types::Value::Integer(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        while a.is_some() || b.is_some() {
+            let order = match (&a, &b) {
+                (Some(x), Some(y)) => key_cols
+                    .iter()
+                    .map(|&i| sql_order(&x[i], &y[i]))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            let (stored, replay) = match order {
+                std::cmp::Ordering::Less => (a.take(), None),
+                std::cmp::Ordering::Greater => (None, b.take()),
+                std::cmp::Ordering::Equal => (a.take(), b.take()),
+            };
+            let differs = match (&stored, &replay) {
+                (Some(x), Some(y)) => row_text(x) != row_text(y),
+                _ => true,
+            };
+            if differs {
+                count += 1;
+                // The log's own seq (the replayed row's) names the entry; a stored row
+                // with no replayed twin names itself.
+                let seq = replay.as_deref().and_then(seq_of).or_else(|| stored.as_deref().and_then(seq_of));
+                let better = match &diff {
+                    None => true,
+                    Some(d) => matches!((seq, d.seq), (Some(s), Some(t)) if s < t) || (seq.is_some() && d.seq.is_none()),
+                };
+                if better {
+                    let row = stored.as_deref().or(replay.as_deref()).unwrap_or_default();
+                    diff = Some(TableDiff {
+                        table: name.to_string(),
+                        key: key_cols.iter().map(|&i| text_of(&row[i])).collect::<Vec<_>>().join(","),
+                        seq,
+                        stored: stored.as_deref().map(|r| row_text_named(&names, r)),
+                        replayed: replay.as_deref().map(|r| row_text_named(&names, r)),
+                        rows: 0,
+                    });
+                }
+            }
+            if a.is_none() && matches!(order, std::cmp::Ordering::Less | std::cmp::Ordering::Equal) {
+                a = read(a_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+            }
+            if b.is_none() && matches!(order, std::cmp::Ordering::Greater | std::cmp::Ordering::Equal) {
+                b = read(b_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+            }
+        }
+        Ok(diff.map(|d| TableDiff { rows: count, ..d }))
+    }
+
+    /// The first log row of an event type, if any (by the `type` column).
+    pub fn first_log_row_of_type(&self, kind: &str) -> Result<Option<LogRow>> {
+        self.conn
+            .query_row("SELECT seq, ts, type, hash, body FROM log WHERE type = ?1 ORDER BY seq LIMIT 1", [kind], |r| {
+                Ok(LogRow {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts: r.get(1)?,
+                    kind: r.get(2)?,
+                    hash: r.get(3)?,
+                    body: r.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(Error::sqlite("reading the log"))
+    }
+
+    /// When the seed was revealed: the entry's seq and time, if it has been.
+    pub fn revealed(&self) -> Result<Option<(u64, String)>> {
+        revealed(&self.conn)
+    }
+
     /// SQLite's own `PRAGMA integrity_check`: `ok`, or what it found.
     pub fn integrity_check(&self) -> Result<String> {
         let what = "running SQLite's integrity check";
@@ -428,6 +651,55 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
     .map_err(Error::sqlite("reading the trial"))
 }
 
+/// SQLite's sort order for the values of one column: NULL, numbers, text (by bytes), blobs.
+fn sql_order(a: &rusqlite::types::Value, b: &rusqlite::types::Value) -> std::cmp::Ordering {
+    use rusqlite::types::Value as V;
+    let class = |v: &V| match v {
+        V::Null => 0,
+        V::Integer(_) | V::Real(_) => 1,
+        V::Text(_) => 2,
+        V::Blob(_) => 3,
+    };
+    match (a, b) {
+        (V::Integer(x), V::Integer(y)) => x.cmp(y),
+        (V::Integer(x), V::Real(y)) => (*x as f64).total_cmp(y),
+        (V::Real(x), V::Integer(y)) => x.total_cmp(&(*y as f64)),
+        (V::Real(x), V::Real(y)) => x.total_cmp(y),
+        (V::Text(x), V::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (V::Blob(x), V::Blob(y)) => x.cmp(y),
+        _ => class(a).cmp(&class(b)),
+    }
+}
+
+fn text_of(v: &rusqlite::types::Value) -> String {
+    match v {
+        rusqlite::types::Value::Null => "NULL".to_string(),
+        rusqlite::types::Value::Integer(i) => i.to_string(),
+        rusqlite::types::Value::Real(f) => format!("{f:?}"),
+        rusqlite::types::Value::Text(t) => format!("{t:?}"),
+        rusqlite::types::Value::Blob(b) => format!("x'{}'", hex::encode(b)),
+    }
+}
+
+fn row_text(row: &[rusqlite::types::Value]) -> Vec<String> {
+    row.iter().map(text_of).collect()
+}
+
+fn row_text_named(names: &[String], row: &[rusqlite::types::Value]) -> String {
+    names.iter().zip(row).map(|(n, v)| format!("{n}={}", text_of(v))).collect::<Vec<_>>().join(" ")
+}
+
+fn revealed(c: &Connection) -> Result<Option<(u64, String)>> {
+    let row: Option<(Option<i64>, Option<String>)> = c
+        .query_row("SELECT revealed_seq, revealed_at FROM trial", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(Error::sqlite("reading the trial"))?;
+    Ok(match row {
+        Some((Some(seq), Some(ts))) => Some((seq as u64, ts)),
+        _ => None,
+    })
+}
+
 fn participants(c: &Connection) -> Result<Vec<ParticipantRow>> {
     let what = "reading participants";
     let mut stmt = c
@@ -457,6 +729,19 @@ impl Tx<'_> {
     /// The trial row.
     pub fn trial(&self) -> Result<Option<TrialRow>> {
         trial(&self.tx)
+    }
+
+    /// When the seed was revealed, if it has been.
+    pub fn revealed(&self) -> Result<Option<(u64, String)>> {
+        revealed(&self.tx)
+    }
+
+    /// Records the seed's reveal on the trial row.
+    pub fn set_revealed(&self, seq: u64, ts: &str) -> Result<()> {
+        self.tx
+            .execute("UPDATE trial SET revealed_seq = ?1, revealed_at = ?2", params![seq as i64, ts])
+            .map(drop)
+            .map_err(Error::sqlite("recording the seed's reveal"))
     }
 
     /// Appends a log row.
