@@ -63,6 +63,43 @@ CREATE TABLE participants (
     randomised_at TEXT NOT NULL
 );
 
+CREATE TABLE outcomes (
+    participant  TEXT NOT NULL,
+    timepoint    TEXT NOT NULL,
+    field        TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    collected_on TEXT NOT NULL,
+    recorded_at  TEXT NOT NULL,
+    user         TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (participant, timepoint, field)
+);
+
+CREATE TABLE outcome_history (
+    seq          INTEGER NOT NULL,
+    participant  TEXT NOT NULL,
+    timepoint    TEXT NOT NULL,
+    field        TEXT NOT NULL,
+    change       TEXT NOT NULL,
+    old_value    TEXT,
+    new_value    TEXT NOT NULL,
+    collected_on TEXT NOT NULL,
+    user         TEXT NOT NULL,
+    at           TEXT NOT NULL,
+    reason       TEXT,
+    PRIMARY KEY (seq, field)
+);
+
+CREATE TABLE participant_status (
+    participant        TEXT PRIMARY KEY,
+    status             TEXT NOT NULL,
+    reason             TEXT NOT NULL,
+    no_further_contact INTEGER NOT NULL,
+    on_date            TEXT NOT NULL,
+    seq                INTEGER NOT NULL
+);
+
 CREATE TABLE allocation_streams (
     stream     TEXT PRIMARY KEY,
     block      INTEGER NOT NULL,
@@ -85,6 +122,9 @@ pub const DERIVED_TABLES: &[(&str, &str)] = &[
     ("trial", "singleton"),
     ("referrals", "participant"),
     ("participants", "participant"),
+    ("outcomes", "participant, timepoint, field"),
+    ("outcome_history", "seq, field"),
+    ("participant_status", "participant"),
     ("allocation_streams", "stream"),
     ("allocation_counts", "factor, level, arm"),
 ];
@@ -149,6 +189,73 @@ pub struct ParticipantRow {
     pub identity: String,
     /// Timestamp of randomisation.
     pub randomised_at: String,
+}
+
+/// A current outcome value (`outcomes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRow {
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// Canonical value text.
+    pub value: String,
+    /// Date the value was collected (YYYY-MM-DD).
+    pub collected_on: String,
+    /// When it was recorded (log time).
+    pub recorded_at: String,
+    /// Who recorded it.
+    pub user: String,
+    /// 1 for the first value, +1 per correction.
+    pub version: u32,
+    /// Log entry of the latest change.
+    pub seq: u64,
+}
+
+/// One change to an outcome (`outcome_history`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// Log entry.
+    pub seq: u64,
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// `recorded` or `corrected`.
+    pub change: String,
+    /// Value before (corrections).
+    pub old_value: Option<String>,
+    /// Value after.
+    pub new_value: String,
+    /// Collection date.
+    pub collected_on: String,
+    /// Who.
+    pub user: String,
+    /// When (log time).
+    pub at: String,
+    /// Why (corrections).
+    pub reason: Option<String>,
+}
+
+/// A participant's follow-up status (`participant_status`); absent means active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRow {
+    /// Participant id.
+    pub participant: String,
+    /// `withdrawn`, `lost` or `died`.
+    pub status: String,
+    /// Why.
+    pub reason: String,
+    /// Withdrawn with no further contact.
+    pub no_further_contact: bool,
+    /// Date of the change.
+    pub on_date: String,
+    /// Log entry.
+    pub seq: u64,
 }
 
 /// A row of `allocation_streams`.
@@ -346,6 +453,55 @@ impl Store {
         participants(&self.conn)
     }
 
+    /// Every current outcome value, ordered by participant, timepoint, field.
+    pub fn outcomes(&self) -> Result<Vec<OutcomeRow>> {
+        outcome_rows(&self.conn, None)
+    }
+
+    /// Every outcome change, in log order.
+    pub fn outcome_history(&self) -> Result<Vec<HistoryRow>> {
+        let what = "reading outcome history";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, participant, timepoint, field, change, old_value, new_value, collected_on, user, at, reason
+                 FROM outcome_history ORDER BY seq, field",
+            )
+            .map_err(Error::sqlite(what))?;
+        stmt.query_map([], |r| {
+            Ok(HistoryRow {
+                seq: r.get::<_, i64>(0)? as u64,
+                participant: r.get(1)?,
+                timepoint: r.get(2)?,
+                field: r.get(3)?,
+                change: r.get(4)?,
+                old_value: r.get(5)?,
+                new_value: r.get(6)?,
+                collected_on: r.get(7)?,
+                user: r.get(8)?,
+                at: r.get(9)?,
+                reason: r.get(10)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sqlite(what))
+    }
+
+    /// Every non-active participant status.
+    pub fn statuses(&self) -> Result<Vec<StatusRow>> {
+        status_rows(&self.conn, None)
+    }
+
+    /// The bodies of the log entries of one type, in order.
+    pub fn log_bodies(&self, kind: &str) -> Result<Vec<(u64, String)>> {
+        let what = "reading the log";
+        let mut stmt =
+            self.conn.prepare("SELECT seq, body FROM log WHERE type = ?1 ORDER BY seq").map_err(Error::sqlite(what))?;
+        stmt.query_map([kind], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))
+    }
+
     /// Rows of a derived table as text, ordered by its key, for replay comparison.
     pub fn table_rows(&self, table: &str) -> Result<Vec<(String, String)>> {
         let (name, key) = DERIVED_TABLES
@@ -426,6 +582,47 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
     )
     .optional()
     .map_err(Error::sqlite("reading the trial"))
+}
+
+fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<OutcomeRow>> {
+    let what = "reading outcomes";
+    let sql = "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
+               WHERE ?1 IS NULL OR participant = ?1 ORDER BY participant, timepoint, field";
+    let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
+    stmt.query_map([participant], |r| {
+        Ok(OutcomeRow {
+            participant: r.get(0)?,
+            timepoint: r.get(1)?,
+            field: r.get(2)?,
+            value: r.get(3)?,
+            collected_on: r.get(4)?,
+            recorded_at: r.get(5)?,
+            user: r.get(6)?,
+            version: r.get::<_, i64>(7)? as u32,
+            seq: r.get::<_, i64>(8)? as u64,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(Error::sqlite(what))
+}
+
+fn status_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<StatusRow>> {
+    let what = "reading participant status";
+    let sql = "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
+               WHERE ?1 IS NULL OR participant = ?1 ORDER BY participant";
+    let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
+    stmt.query_map([participant], |r| {
+        Ok(StatusRow {
+            participant: r.get(0)?,
+            status: r.get(1)?,
+            reason: r.get(2)?,
+            no_further_contact: r.get::<_, i64>(3)? != 0,
+            on_date: r.get(4)?,
+            seq: r.get::<_, i64>(5)? as u64,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(Error::sqlite(what))
 }
 
 fn participants(c: &Connection) -> Result<Vec<ParticipantRow>> {
@@ -527,6 +724,113 @@ impl Tx<'_> {
             .prepare_cached("SELECT participant, site FROM participants WHERE identity = ?1")
             .and_then(|mut s| s.query_row([identity], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(Error::sqlite("checking for a duplicate identity"))
+    }
+
+    /// The randomised participant with this id, if any.
+    pub fn participant(&self, participant: &str) -> Result<Option<ParticipantRow>> {
+        self.tx
+            .prepare_cached(
+                "SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants WHERE participant = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([participant], |r| {
+                    Ok(ParticipantRow {
+                        participant: r.get(0)?,
+                        seq: r.get::<_, i64>(1)? as u64,
+                        site: r.get(2)?,
+                        stratum: r.get(3)?,
+                        arm: r.get(4)?,
+                        identity: r.get(5)?,
+                        randomised_at: r.get(6)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(Error::sqlite("reading a participant"))
+    }
+
+    /// A participant's current outcome values.
+    pub fn outcomes_of(&self, participant: &str) -> Result<Vec<OutcomeRow>> {
+        outcome_rows(&self.tx, Some(participant))
+    }
+
+    /// A participant's follow-up status, if not active.
+    pub fn status_of(&self, participant: &str) -> Result<Option<StatusRow>> {
+        Ok(status_rows(&self.tx, Some(participant))?.into_iter().next())
+    }
+
+    /// Sets a current outcome value.
+    pub fn put_outcome(&self, o: &OutcomeRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outcomes (participant, timepoint, field, value, collected_on, recorded_at, user, version, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (participant, timepoint, field) DO UPDATE SET
+                   value = ?4, collected_on = ?5, recorded_at = ?6, user = ?7, version = ?8, seq = ?9",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    o.participant,
+                    o.timepoint,
+                    o.field,
+                    o.value,
+                    o.collected_on,
+                    o.recorded_at,
+                    o.user,
+                    o.version as i64,
+                    o.seq as i64
+                ])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording an outcome"))
+    }
+
+    /// Appends an outcome history row.
+    pub fn insert_history(&self, h: &HistoryRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outcome_history (seq, participant, timepoint, field, change, old_value, new_value, collected_on, user, at, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    h.seq as i64,
+                    h.participant,
+                    h.timepoint,
+                    h.field,
+                    h.change,
+                    h.old_value,
+                    h.new_value,
+                    h.collected_on,
+                    h.user,
+                    h.at,
+                    h.reason
+                ])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording outcome history"))
+    }
+
+    /// Sets a participant's follow-up status.
+    pub fn put_status(&self, st: &StatusRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO participant_status (participant, status, reason, no_further_contact, on_date, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (participant) DO UPDATE SET status = ?2, reason = ?3, no_further_contact = ?4, on_date = ?5, seq = ?6",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    st.participant,
+                    st.status,
+                    st.reason,
+                    st.no_further_contact as i64,
+                    st.on_date,
+                    st.seq as i64
+                ])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording a status change"))
     }
 
     /// Every allocation stream's row.
