@@ -53,7 +53,10 @@ impl Table {
                 let mut w = csv::Writer::from_writer(out);
                 let err = |e: csv::Error| Error::Io {
                     context: "writing CSV".into(),
-                    source: std::io::Error::other(e.to_string()),
+                    source: match e.into_kind() {
+                        csv::ErrorKind::Io(io) => io,
+                        other => std::io::Error::other(format!("{other:?}")),
+                    },
                 };
                 w.write_record(&self.columns).map_err(err)?;
                 for row in &self.rows {

@@ -249,6 +249,9 @@ enum Command {
         /// Protocol file (default: the bundled work-health-ips protocol).
         #[arg(long, value_name = "FILE")]
         protocol: Option<PathBuf>,
+        /// The true effect of IPS on the primary outcome, in percentage points.
+        #[arg(long, value_name = "PP", default_value_t = 4.0, allow_negative_numbers = true)]
+        effect: f64,
     },
     /// Follow-up planning.
     #[command(subcommand)]
@@ -461,7 +464,10 @@ fn run(cli: Cli) -> Result<()> {
             table(&mut out, "stratum", &s.by_stratum)?;
             w(&mut out, format!("log: {} entries, head {}", s.log_entries, s.head))
         }
-        Command::Demo { dir, participants, seed, protocol } => {
+        Command::Demo { dir, participants, seed, protocol, effect } => {
+            if !(-50.0..=50.0).contains(&effect) {
+                return Err(Error::Input(format!("--effect {effect} must be between -50 and 50 percentage points")));
+            }
             let seed = keys::parse_seed(&seed)?;
             chancery::demo::prepare_dir(&dir)?;
             let protocol_path = match protocol {
@@ -480,8 +486,9 @@ fn run(cli: Cli) -> Result<()> {
                     protocol: protocol_path,
                     referrals: participants,
                     seed,
+                    effect_pp: effect,
                 },
-                |done, _| bar.set_position(done),
+                |_, done, _| bar.set_position(done),
             )?;
             bar.finish_and_clear();
             let s = &report.status;

@@ -586,8 +586,18 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
 
 fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<OutcomeRow>> {
     let what = "reading outcomes";
-    let sql = "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
-               WHERE ?1 IS NULL OR participant = ?1 ORDER BY participant, timepoint, field";
+    // Two statements, not `?1 IS NULL OR participant = ?1`: that form defeats the
+    // primary-key index and made every per-participant lookup a full scan.
+    let sql = match participant {
+        Some(_) => {
+            "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
+             WHERE participant = ?1 ORDER BY participant, timepoint, field"
+        }
+        None => {
+            "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
+             WHERE ?1 IS NULL ORDER BY participant, timepoint, field"
+        }
+    };
     let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
     stmt.query_map([participant], |r| {
         Ok(OutcomeRow {
@@ -608,8 +618,17 @@ fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<Outcome
 
 fn status_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<StatusRow>> {
     let what = "reading participant status";
-    let sql = "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
-               WHERE ?1 IS NULL OR participant = ?1 ORDER BY participant";
+    // Two statements so the per-participant lookup uses the primary key (see outcome_rows).
+    let sql = match participant {
+        Some(_) => {
+            "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
+             WHERE participant = ?1 ORDER BY participant"
+        }
+        None => {
+            "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
+             WHERE ?1 IS NULL ORDER BY participant"
+        }
+    };
     let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
     stmt.query_map([participant], |r| {
         Ok(StatusRow {
