@@ -219,8 +219,7 @@ pub fn outcomes(trial: &crate::ledger::Trial) -> Result<Table> {
 /// Every outcome change: old value, new value, who, when, why.
 pub fn history(trial: &crate::ledger::Trial) -> Result<Table> {
     let rows = trial
-        .store()
-        .outcome_history()?
+        .history()?
         .into_iter()
         .map(|h| {
             vec![

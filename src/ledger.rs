@@ -20,9 +20,7 @@ use crate::keys::{self, KeyOrigin, TrialKey};
 use crate::log::{Entry, FORMAT_VERSION};
 use crate::protocol::{Arm, Method, Protocol};
 use crate::referral::{self, Decision, Referral, Screened};
-use crate::store::{
-    Head, HistoryRow, LogRow, OutcomeRow, ParticipantRow, ReferralRow, StatusRow, Store, StreamRow, TrialRow, Tx,
-};
+use crate::store::{Head, LogRow, OutcomeRow, ParticipantRow, ReferralRow, StatusRow, Store, StreamRow, TrialRow, Tx};
 
 /// What `init` needs.
 #[derive(Debug, Clone)]
@@ -303,19 +301,6 @@ pub(crate) fn apply(
                     version: 1,
                     seq,
                 })?;
-                tx.insert_history(&HistoryRow {
-                    seq,
-                    participant: o.participant.clone(),
-                    timepoint: o.timepoint.clone(),
-                    field: field.clone(),
-                    change: "recorded".into(),
-                    old_value: None,
-                    new_value: value.clone(),
-                    collected_on: o.collected_on.clone(),
-                    user: user.to_string(),
-                    at: ts.to_string(),
-                    reason: None,
-                })?;
             }
             Ok(())
         }
@@ -336,20 +321,7 @@ pub(crate) fn apply(
                 user: user.to_string(),
                 version: current.version + 1,
                 seq,
-                ..current.clone()
-            })?;
-            tx.insert_history(&HistoryRow {
-                seq,
-                participant: c.participant.clone(),
-                timepoint: c.timepoint.clone(),
-                field: c.field.clone(),
-                change: "corrected".into(),
-                old_value: Some(c.old_value.clone()),
-                new_value: c.new_value.clone(),
-                collected_on: current.collected_on,
-                user: user.to_string(),
-                at: ts.to_string(),
-                reason: Some(c.reason.clone()),
+                ..current
             })
         }
         Event::StatusChanged(c) => tx.put_status(&StatusRow {

@@ -15,7 +15,7 @@ use crate::followup::{self, Correction, Due, OutcomeEntry, Subject};
 use crate::ledger::{Trial, append, batch_error, check_user, load_state};
 use crate::log::Entry;
 use crate::referral::truncate;
-use crate::store::Tx;
+use crate::store::{HistoryRow, Tx};
 
 /// What a write reports.
 #[derive(Debug, Clone, Serialize)]
@@ -69,7 +69,7 @@ fn subject(tx: &Tx, participant: &str) -> Result<std::result::Result<Subject, St
         };
         return Ok(Err(msg));
     };
-    let current = tx.outcomes_of(participant)?.into_iter().map(|o| ((o.timepoint, o.field), o.value)).collect();
+    let current = tx.current_values(participant)?;
     let no_further_contact = tx.status_of(participant)?.is_some_and(|s| s.no_further_contact);
     Ok(Ok(Subject { randomised_on: date_of(&p.randomised_at), no_further_contact, current }))
 }
@@ -247,6 +247,60 @@ impl Trial {
                 }
             })
             .collect()
+    }
+
+    /// Every outcome change in log order: each recorded value, then each
+    /// correction with its old value, who, when and why. Read from the log
+    /// itself, the one authority, so it cannot disagree with it.
+    pub fn history(&self) -> Result<Vec<HistoryRow>> {
+        let mut bodies = self.store.log_bodies("outcome_recorded")?;
+        bodies.extend(self.store.log_bodies("outcome_corrected")?);
+        bodies.sort_by_key(|(seq, _)| *seq);
+        let mut collected: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (seq, body) in bodies {
+            let bad = || Error::Integrity(format!("log entry {seq} does not decode; run `chancery verify`"));
+            let entry = Entry::decode(&body).map_err(|_| bad())?;
+            match Event::from_parts(&entry.kind, &entry.data).map_err(|_| bad())? {
+                Event::OutcomeRecorded(o) => {
+                    collected.insert((o.participant.clone(), o.timepoint.clone()), o.collected_on.clone());
+                    for (field, value) in o.values {
+                        out.push(HistoryRow {
+                            seq,
+                            participant: o.participant.clone(),
+                            timepoint: o.timepoint.clone(),
+                            field,
+                            change: "recorded".into(),
+                            old_value: None,
+                            new_value: value,
+                            collected_on: o.collected_on.clone(),
+                            user: entry.user.clone(),
+                            at: entry.ts.clone(),
+                            reason: None,
+                        });
+                    }
+                }
+                Event::OutcomeCorrected(c) => {
+                    let collected_on =
+                        collected.get(&(c.participant.clone(), c.timepoint.clone())).cloned().unwrap_or_default();
+                    out.push(HistoryRow {
+                        seq,
+                        participant: c.participant,
+                        timepoint: c.timepoint,
+                        field: c.field,
+                        change: "corrected".into(),
+                        old_value: Some(c.old_value),
+                        new_value: c.new_value,
+                        collected_on,
+                        user: entry.user.clone(),
+                        at: entry.ts.clone(),
+                        reason: Some(c.reason),
+                    });
+                }
+                _ => return Err(bad()),
+            }
+        }
+        Ok(out)
     }
 
     /// The analysis dataset as of `as_of`: values collected after it are left out.

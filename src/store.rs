@@ -6,6 +6,7 @@
 //! rather than fail. `application_id` and `user_version` identify the file and
 //! its schema; anything else is refused on open.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -74,22 +75,8 @@ CREATE TABLE outcomes (
     version      INTEGER NOT NULL,
     seq          INTEGER NOT NULL,
     PRIMARY KEY (participant, timepoint, field)
-);
+) WITHOUT ROWID;
 
-CREATE TABLE outcome_history (
-    seq          INTEGER NOT NULL,
-    participant  TEXT NOT NULL,
-    timepoint    TEXT NOT NULL,
-    field        TEXT NOT NULL,
-    change       TEXT NOT NULL,
-    old_value    TEXT,
-    new_value    TEXT NOT NULL,
-    collected_on TEXT NOT NULL,
-    user         TEXT NOT NULL,
-    at           TEXT NOT NULL,
-    reason       TEXT,
-    PRIMARY KEY (seq, field)
-);
 
 CREATE TABLE participant_status (
     participant        TEXT PRIMARY KEY,
@@ -123,7 +110,6 @@ pub const DERIVED_TABLES: &[(&str, &str)] = &[
     ("referrals", "participant"),
     ("participants", "participant"),
     ("outcomes", "participant, timepoint, field"),
-    ("outcome_history", "seq, field"),
     ("participant_status", "participant"),
     ("allocation_streams", "stream"),
     ("allocation_counts", "factor, level, arm"),
@@ -214,7 +200,7 @@ pub struct OutcomeRow {
     pub seq: u64,
 }
 
-/// One change to an outcome (`outcome_history`).
+/// One change to an outcome, as read from the log (`Trial::history`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {
     /// Log entry.
@@ -309,6 +295,11 @@ fn configure(conn: &Connection, what: &str) -> Result<()> {
     // spilling half-written pages to the WAL before commit.
     conn.pragma_update(None, "cache_size", -131_072).map_err(Error::sqlite(what.to_string()))?;
     conn.pragma_update(None, "temp_store", "MEMORY").map_err(Error::sqlite(what.to_string()))?;
+    // Query-planner stability: without it, SQLite may mark a cached statement
+    // for re-preparation whenever a new value is bound (STAT4 is compiled in),
+    // and re-parsing the per-participant lookups cost an outcome import ~12%.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(Error::sqlite(what.to_string()))?;
     Ok(())
 }
 
@@ -456,35 +447,6 @@ impl Store {
     /// Every current outcome value, ordered by participant, timepoint, field.
     pub fn outcomes(&self) -> Result<Vec<OutcomeRow>> {
         outcome_rows(&self.conn, None)
-    }
-
-    /// Every outcome change, in log order.
-    pub fn outcome_history(&self) -> Result<Vec<HistoryRow>> {
-        let what = "reading outcome history";
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT seq, participant, timepoint, field, change, old_value, new_value, collected_on, user, at, reason
-                 FROM outcome_history ORDER BY seq, field",
-            )
-            .map_err(Error::sqlite(what))?;
-        stmt.query_map([], |r| {
-            Ok(HistoryRow {
-                seq: r.get::<_, i64>(0)? as u64,
-                participant: r.get(1)?,
-                timepoint: r.get(2)?,
-                field: r.get(3)?,
-                change: r.get(4)?,
-                old_value: r.get(5)?,
-                new_value: r.get(6)?,
-                collected_on: r.get(7)?,
-                user: r.get(8)?,
-                at: r.get(9)?,
-                reason: r.get(10)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(Error::sqlite(what))
     }
 
     /// Every non-active participant status.
@@ -773,6 +735,19 @@ impl Tx<'_> {
         outcome_rows(&self.tx, Some(participant))
     }
 
+    /// A participant's current values by (timepoint, field): the narrow read the
+    /// validation rules need on every imported row.
+    pub fn current_values(&self, participant: &str) -> Result<BTreeMap<(String, String), String>> {
+        let what = "reading outcomes";
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT timepoint, field, value FROM outcomes WHERE participant = ?1")
+            .map_err(Error::sqlite(what))?;
+        stmt.query_map([participant], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))
+    }
+
     /// A participant's follow-up status, if not active.
     pub fn status_of(&self, participant: &str) -> Result<Option<StatusRow>> {
         Ok(status_rows(&self.tx, Some(participant))?.into_iter().next())
@@ -802,32 +777,6 @@ impl Tx<'_> {
             })
             .map(drop)
             .map_err(Error::sqlite("recording an outcome"))
-    }
-
-    /// Appends an outcome history row.
-    pub fn insert_history(&self, h: &HistoryRow) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO outcome_history (seq, participant, timepoint, field, change, old_value, new_value, collected_on, user, at, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    h.seq as i64,
-                    h.participant,
-                    h.timepoint,
-                    h.field,
-                    h.change,
-                    h.old_value,
-                    h.new_value,
-                    h.collected_on,
-                    h.user,
-                    h.at,
-                    h.reason
-                ])
-            })
-            .map(drop)
-            .map_err(Error::sqlite("recording outcome history"))
     }
 
     /// Sets a participant's follow-up status.
