@@ -546,15 +546,24 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
     .map_err(Error::sqlite("reading the trial"))
 }
 
+// The per-participant reads run once per imported row: each must be an index
+// search, never a scan (a test checks the query plans).
+const OUTCOMES_OF_SQL: &str =
+    "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq
+     FROM outcomes WHERE participant = ?1 ORDER BY participant, timepoint, field";
+const STATUS_OF_SQL: &str =
+    "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
+     WHERE participant = ?1 ORDER BY participant";
+const CURRENT_VALUES_SQL: &str = "SELECT timepoint, field, value FROM outcomes WHERE participant = ?1";
+const PARTICIPANT_SQL: &str =
+    "SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants WHERE participant = ?1";
+
 fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<OutcomeRow>> {
     let what = "reading outcomes";
     // Two statements, not `?1 IS NULL OR participant = ?1`: that form defeats the
     // primary-key index and made every per-participant lookup a full scan.
     let sql = match participant {
-        Some(_) => {
-            "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
-             WHERE participant = ?1 ORDER BY participant, timepoint, field"
-        }
+        Some(_) => OUTCOMES_OF_SQL,
         None => {
             "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
              WHERE ?1 IS NULL ORDER BY participant, timepoint, field"
@@ -582,10 +591,7 @@ fn status_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<StatusRo
     let what = "reading participant status";
     // Two statements so the per-participant lookup uses the primary key (see outcome_rows).
     let sql = match participant {
-        Some(_) => {
-            "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
-             WHERE participant = ?1 ORDER BY participant"
-        }
+        Some(_) => STATUS_OF_SQL,
         None => {
             "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
              WHERE ?1 IS NULL ORDER BY participant"
@@ -710,9 +716,7 @@ impl Tx<'_> {
     /// The randomised participant with this id, if any.
     pub fn participant(&self, participant: &str) -> Result<Option<ParticipantRow>> {
         self.tx
-            .prepare_cached(
-                "SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants WHERE participant = ?1",
-            )
+            .prepare_cached(PARTICIPANT_SQL)
             .and_then(|mut s| {
                 s.query_row([participant], |r| {
                     Ok(ParticipantRow {
@@ -739,10 +743,7 @@ impl Tx<'_> {
     /// validation rules need on every imported row.
     pub fn current_values(&self, participant: &str) -> Result<BTreeMap<(String, String), String>> {
         let what = "reading outcomes";
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT timepoint, field, value FROM outcomes WHERE participant = ?1")
-            .map_err(Error::sqlite(what))?;
+        let mut stmt = self.tx.prepare_cached(CURRENT_VALUES_SQL).map_err(Error::sqlite(what))?;
         stmt.query_map([participant], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
             .and_then(|rows| rows.collect())
             .map_err(Error::sqlite(what))
@@ -877,6 +878,24 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_participant_reads_search_an_index_and_never_scan() {
+        // Regression: `?1 IS NULL OR participant = ?1` made each of these a full
+        // table scan, so importing n rows cost O(n²).
+        let store = Store::in_memory().unwrap();
+        for sql in [OUTCOMES_OF_SQL, STATUS_OF_SQL, CURRENT_VALUES_SQL, PARTICIPANT_SQL] {
+            let plan: Vec<String> = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(["P1"], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert!(plan.iter().all(|step| step.starts_with("SEARCH")), "{sql}: {plan:?}");
+        }
+    }
 
     #[test]
     fn a_file_that_is_not_chancery_is_refused() {
