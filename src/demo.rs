@@ -233,7 +233,18 @@ fn simulate_course(s: &mut Stream, ips: bool, baseline: &BTreeMap<String, String
     } else {
         None
     };
-    Course { job_day, weeks_by_12m: weeks, contacts, respond: [unit(s) > 0.12, unit(s) > 0.2], status }
+    let respond = [unit(s) > 0.12, unit(s) > 0.2];
+    // Most who miss the 12-month follow-up are marked lost once its window has closed.
+    let status = match status {
+        None if !respond[1] && unit(s) < 0.6 => Some((
+            365 + 46 + s.below(14) as i64,
+            crate::outcome::StatusKind::Lost,
+            "no response after three contact attempts",
+            false,
+        )),
+        other => other,
+    };
+    Course { job_day, weeks_by_12m: weeks, contacts, respond, status }
 }
 
 fn score(s: &mut Stream, baseline: Option<&String>, change: f64, sd: f64, lo: f64, hi: f64) -> String {

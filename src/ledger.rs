@@ -112,6 +112,10 @@ pub struct Status {
     pub by_stratum: BTreeMap<String, BTreeMap<String, u64>>,
     /// Ineligible referrals per failed rule.
     pub ineligible_by_reason: BTreeMap<String, u64>,
+    /// Participants with follow-up data, per timepoint, in protocol order (every timepoint listed).
+    pub followed_up: Vec<(String, u64)>,
+    /// Participants withdrawn, lost to follow-up or died, per status.
+    pub not_active: BTreeMap<String, u64>,
     /// Log length.
     pub log_entries: u64,
     /// Log head hash.
@@ -537,6 +541,8 @@ impl Trial {
             by_site: BTreeMap::new(),
             by_stratum: BTreeMap::new(),
             ineligible_by_reason: BTreeMap::new(),
+            followed_up: Vec::new(),
+            not_active: BTreeMap::new(),
             log_entries: head.len,
             head: head.hash,
         };
@@ -560,6 +566,22 @@ impl Trial {
             *s.by_site.entry(p.site.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() += 1;
             *s.by_stratum.entry(p.stratum.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() +=
                 1;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut by_timepoint: BTreeMap<String, u64> = BTreeMap::new();
+        for o in self.store.outcomes()? {
+            if seen.insert((o.participant, o.timepoint.clone())) {
+                *by_timepoint.entry(o.timepoint).or_default() += 1;
+            }
+        }
+        s.followed_up = self
+            .protocol
+            .timepoints
+            .iter()
+            .map(|t| (t.id.clone(), by_timepoint.get(&t.id).copied().unwrap_or(0)))
+            .collect();
+        for st in self.store.statuses()? {
+            *s.not_active.entry(st.status).or_default() += 1;
         }
         Ok(s)
     }

@@ -462,6 +462,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             table(&mut out, "site", &s.by_site)?;
             table(&mut out, "stratum", &s.by_stratum)?;
+            w(&mut out, follow_up_line(&s))?;
             w(&mut out, format!("log: {} entries, head {}", s.log_entries, s.head))
         }
         Command::Demo { dir, participants, seed, protocol, effect } => {
@@ -517,6 +518,7 @@ fn run(cli: Cli) -> Result<()> {
                 .max()
                 .unwrap_or(0);
             println!("{} strata; largest difference between arms within a stratum: {worst}", s.by_stratum.len());
+            println!("{} (simulated through {})", follow_up_line(s), report.last_day);
             println!("log: {} entries, head {}", s.log_entries, s.head);
             println!("database {}; key {}", report.db.display(), report.key.display());
             println!("next: chancery status --db {}", report.db.display());
@@ -679,4 +681,15 @@ fn print_confirmation(out: &mut dyn Write, c: &Confirmation) -> std::io::Result<
         ),
         _ => writeln!(out, "{}: declined consent; recorded, log entry {}", c.participant, c.seq),
     }
+}
+
+/// `follow-up: m4 3901, m12 3529; withdrawn 96, lost 180, died 5`
+fn follow_up_line(s: &chancery::ledger::Status) -> String {
+    let tps: Vec<String> = s.followed_up.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    let mut line = format!("follow-up: {}", if tps.is_empty() { "none declared".to_string() } else { tps.join(", ") });
+    if !s.not_active.is_empty() {
+        let st: Vec<String> = s.not_active.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        line.push_str(&format!("; {}", st.join(", ")));
+    }
+    line
 }
