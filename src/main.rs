@@ -16,6 +16,7 @@ use chancery::error::{Error, Result};
 use chancery::export::{self, Format};
 use chancery::keys::{self, TrialKey};
 use chancery::ledger::{self, Confirmation, InitOptions, Trial};
+use chancery::outcome::StatusKind;
 use chancery::referral;
 
 #[derive(Parser)]
@@ -66,6 +67,111 @@ enum OutFormat {
 enum What {
     Allocations,
     Log,
+    Participants,
+    Outcomes,
+    History,
+    Codebook,
+}
+
+#[derive(Subcommand)]
+enum FollowupCommand {
+    /// Who is due, in window or overdue, at which timepoint: the day's work list.
+    Due {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The date to plan for (default: today).
+        #[arg(long, value_name = "DATE")]
+        on: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutcomeCommand {
+    /// Record follow-up values for one participant at one timepoint.
+    Record {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Participant id.
+        #[arg(long, value_name = "ID")]
+        participant: String,
+        /// Timepoint id (e.g. m4, m12).
+        #[arg(long, value_name = "T")]
+        timepoint: String,
+        /// An outcome value, FIELD=VALUE (repeat).
+        #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+        set: Vec<String>,
+        /// The date the values were collected (default: today).
+        #[arg(long, value_name = "DATE")]
+        on: Option<String>,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import outcomes from CSV (participant,timepoint[,collected_on],<outcome>…): all or nothing.
+    Import {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The CSV file.
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Correct a recorded value; the original stays in the log and the history.
+    Correct {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Participant id.
+        #[arg(long, value_name = "ID")]
+        participant: String,
+        /// Timepoint id.
+        #[arg(long, value_name = "T")]
+        timepoint: String,
+        /// The corrected value, FIELD=VALUE.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: String,
+        /// Why the value is corrected.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The trial database.
+    #[arg(long, value_name = "FILE")]
+    db: PathBuf,
+    /// Participant id.
+    #[arg(long, value_name = "ID")]
+    participant: String,
+    /// Why.
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    /// The date of the change (default: today).
+    #[arg(long, value_name = "DATE")]
+    on: Option<String>,
+    #[command(flatten)]
+    clock: Clock,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +249,33 @@ enum Command {
         /// Protocol file (default: the bundled work-health-ips protocol).
         #[arg(long, value_name = "FILE")]
         protocol: Option<PathBuf>,
+        /// The true effect of IPS on the primary outcome, in percentage points.
+        #[arg(long, value_name = "PP", default_value_t = 4.0, allow_negative_numbers = true)]
+        effect: f64,
+    },
+    /// Follow-up planning.
+    #[command(subcommand)]
+    Followup(FollowupCommand),
+    /// Record, import or correct follow-up outcomes.
+    #[command(subcommand)]
+    Outcome(OutcomeCommand),
+    /// Record that a participant withdrew (they stay in their arm for intention to treat).
+    Withdraw {
+        #[command(flatten)]
+        args: StatusArgs,
+        /// The participant asked for no further contact: no more data may be recorded.
+        #[arg(long)]
+        no_further_contact: bool,
+    },
+    /// Record that a participant was lost to follow-up.
+    Lost {
+        #[command(flatten)]
+        args: StatusArgs,
+    },
+    /// Record that a participant died.
+    Died {
+        #[command(flatten)]
+        args: StatusArgs,
     },
     /// Export a table.
     Export {
@@ -329,9 +462,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             table(&mut out, "site", &s.by_site)?;
             table(&mut out, "stratum", &s.by_stratum)?;
+            w(&mut out, follow_up_line(&s))?;
             w(&mut out, format!("log: {} entries, head {}", s.log_entries, s.head))
         }
-        Command::Demo { dir, participants, seed, protocol } => {
+        Command::Demo { dir, participants, seed, protocol, effect } => {
+            if !(-50.0..=50.0).contains(&effect) {
+                return Err(Error::Input(format!("--effect {effect} must be between -50 and 50 percentage points")));
+            }
             let seed = keys::parse_seed(&seed)?;
             chancery::demo::prepare_dir(&dir)?;
             let protocol_path = match protocol {
@@ -350,8 +487,9 @@ fn run(cli: Cli) -> Result<()> {
                     protocol: protocol_path,
                     referrals: participants,
                     seed,
+                    effect_pp: effect,
                 },
-                |done, _| bar.set_position(done),
+                |_, done, _| bar.set_position(done),
             )?;
             bar.finish_and_clear();
             let s = &report.status;
@@ -380,16 +518,98 @@ fn run(cli: Cli) -> Result<()> {
                 .max()
                 .unwrap_or(0);
             println!("{} strata; largest difference between arms within a stratum: {worst}", s.by_stratum.len());
+            println!("{} (simulated through {})", follow_up_line(s), report.last_day);
             println!("log: {} entries, head {}", s.log_entries, s.head);
             println!("database {}; key {}", report.db.display(), report.key.display());
             println!("next: chancery status --db {}", report.db.display());
             Ok(())
         }
+        Command::Followup(FollowupCommand::Due { db, on, json }) => {
+            let trial = Trial::open(&db)?;
+            let on = match on {
+                Some(d) => chancery::clock::parse_date(&d)?,
+                None => Timestamp::system().date(),
+            };
+            let due = trial.due(on)?;
+            if json {
+                return print_json(&due);
+            }
+            let mut out = std::io::stdout().lock();
+            let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+            w(&mut out, format!("follow-up due on {on}: {} (the arm is not shown)", due.len()))?;
+            for d in &due {
+                let extra =
+                    if d.state == "overdue" { format!(", {} days overdue", d.days_overdue) } else { String::new() };
+                w(
+                    &mut out,
+                    format!(
+                        "  {:<12} {:<14} {:<4} {:<9} window {} to {}{extra}",
+                        d.participant, d.site, d.timepoint, d.state, d.window_opens, d.window_closes
+                    ),
+                )?;
+            }
+            Ok(())
+        }
+        Command::Outcome(OutcomeCommand::Record { db, participant, timepoint, set, on, clock, json }) => {
+            let now = clock.now()?;
+            let collected_on = match on {
+                Some(d) => chancery::clock::parse_date(&d)?,
+                None => now.date(),
+            };
+            let values = set
+                .iter()
+                .map(|s| {
+                    s.split_once('=')
+                        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                        .ok_or_else(|| Error::Input(format!("--set {s:?} is not FIELD=VALUE")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let entry = chancery::followup::OutcomeEntry { participant, timepoint, collected_on, values };
+            let mut trial = Trial::open(&db)?;
+            let written = trial.record_outcomes(&[("outcome".to_string(), entry)], &clock.user(), now)?;
+            report_written(&written[0], "recorded", json)
+        }
+        Command::Outcome(OutcomeCommand::Import { db, csv, clock, json }) => {
+            let now = clock.now()?;
+            let bytes = std::fs::read(&csv).map_err(Error::io(format!("reading {}", csv.display())))?;
+            let entries = chancery::followup::parse_outcome_csv(&csv.display().to_string(), &bytes, now.date())
+                .map_err(Error::Input)?;
+            let mut trial = Trial::open(&db)?;
+            let written = trial.record_outcomes(&entries, &clock.user(), now)?;
+            if json {
+                return print_json(&written);
+            }
+            println!("imported {} follow-up records from {}", written.len(), csv.display());
+            Ok(())
+        }
+        Command::Outcome(OutcomeCommand::Correct { db, participant, timepoint, set, reason, clock, json }) => {
+            let (field, value) =
+                set.split_once('=').ok_or_else(|| Error::Input(format!("--set {set:?} is not FIELD=VALUE")))?;
+            let mut trial = Trial::open(&db)?;
+            let correction = chancery::followup::Correction {
+                participant,
+                timepoint,
+                field: field.trim().to_string(),
+                value: value.to_string(),
+                reason,
+            };
+            let w = trial.correct_outcome(&correction, &clock.user(), clock.now()?)?;
+            report_written(&w, "corrected", json)
+        }
+        Command::Withdraw { args, no_further_contact } => {
+            status_change(args, StatusKind::Withdrawn, no_further_contact)
+        }
+        Command::Lost { args } => status_change(args, StatusKind::Lost, false),
+        Command::Died { args } => status_change(args, StatusKind::Died, false),
         Command::Export { db, what, format, out } => {
             let trial = Trial::open(&db)?;
             let table = match what {
                 What::Allocations => export::allocations(&trial)?,
                 What::Log => export::log(&trial)?,
+                What::Participants => export::participants(&trial, Timestamp::system().date())?,
+                What::Outcomes => export::outcomes(&trial)?,
+                What::History => export::history(&trial)?,
+                What::Codebook => export::codebook(&trial)?,
             };
             let format = match format {
                 OutFormat::Csv => Format::Csv,
@@ -400,6 +620,29 @@ fn run(cli: Cli) -> Result<()> {
             w.flush().map_err(Error::io("writing the export"))
         }
     }
+}
+
+fn report_written(w: &chancery::outcome::Written, what: &str, json: bool) -> Result<()> {
+    if json {
+        return print_json(w);
+    }
+    println!("{}: {what}; log entry {} ({})", w.participant, w.seq, w.entry_hash);
+    Ok(())
+}
+
+fn status_change(args: StatusArgs, kind: StatusKind, no_further_contact: bool) -> Result<()> {
+    let on = args.on.as_deref().map(chancery::clock::parse_date).transpose()?;
+    let mut trial = Trial::open(&args.db)?;
+    let w = trial.change_status(
+        &args.participant,
+        kind,
+        &args.reason,
+        no_further_contact,
+        on,
+        &args.clock.user(),
+        args.clock.now()?,
+    )?;
+    report_written(&w, &format!("recorded as {}", kind.as_str()), args.json)
 }
 
 /// The default protocol, bundled so that `chancery demo` works from any folder.
@@ -438,4 +681,15 @@ fn print_confirmation(out: &mut dyn Write, c: &Confirmation) -> std::io::Result<
         ),
         _ => writeln!(out, "{}: declined consent; recorded, log entry {}", c.participant, c.seq),
     }
+}
+
+/// `follow-up: m4 3901, m12 3529; withdrawn 96, lost 180, died 5`
+fn follow_up_line(s: &chancery::ledger::Status) -> String {
+    let tps: Vec<String> = s.followed_up.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    let mut line = format!("follow-up: {}", if tps.is_empty() { "none declared".to_string() } else { tps.join(", ") });
+    if !s.not_active.is_empty() {
+        let st: Vec<String> = s.not_active.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        line.push_str(&format!("; {}", st.join(", ")));
+    }
+    line
 }

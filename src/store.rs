@@ -6,6 +6,7 @@
 //! rather than fail. `application_id` and `user_version` identify the file and
 //! its schema; anything else is refused on open.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -68,6 +69,29 @@ CREATE TABLE participants (
     randomised_at TEXT NOT NULL
 );
 
+CREATE TABLE outcomes (
+    participant  TEXT NOT NULL,
+    timepoint    TEXT NOT NULL,
+    field        TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    collected_on TEXT NOT NULL,
+    recorded_at  TEXT NOT NULL,
+    user         TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (participant, timepoint, field)
+) WITHOUT ROWID;
+
+
+CREATE TABLE participant_status (
+    participant        TEXT PRIMARY KEY,
+    status             TEXT NOT NULL,
+    reason             TEXT NOT NULL,
+    no_further_contact INTEGER NOT NULL,
+    on_date            TEXT NOT NULL,
+    seq                INTEGER NOT NULL
+);
+
 CREATE TABLE allocation_streams (
     stream     TEXT PRIMARY KEY,
     block      INTEGER NOT NULL,
@@ -90,6 +114,8 @@ pub const DERIVED_TABLES: &[(&str, &str)] = &[
     ("trial", "singleton"),
     ("referrals", "participant"),
     ("participants", "participant"),
+    ("outcomes", "participant, timepoint, field"),
+    ("participant_status", "participant"),
     ("allocation_streams", "stream"),
     ("allocation_counts", "factor, level, arm"),
 ];
@@ -173,6 +199,73 @@ pub struct ParticipantRow {
     pub randomised_at: String,
 }
 
+/// A current outcome value (`outcomes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRow {
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// Canonical value text.
+    pub value: String,
+    /// Date the value was collected (YYYY-MM-DD).
+    pub collected_on: String,
+    /// When it was recorded (log time).
+    pub recorded_at: String,
+    /// Who recorded it.
+    pub user: String,
+    /// 1 for the first value, +1 per correction.
+    pub version: u32,
+    /// Log entry of the latest change.
+    pub seq: u64,
+}
+
+/// One change to an outcome, as read from the log (`Trial::history`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// Log entry.
+    pub seq: u64,
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// `recorded` or `corrected`.
+    pub change: String,
+    /// Value before (corrections).
+    pub old_value: Option<String>,
+    /// Value after.
+    pub new_value: String,
+    /// Collection date.
+    pub collected_on: String,
+    /// Who.
+    pub user: String,
+    /// When (log time).
+    pub at: String,
+    /// Why (corrections).
+    pub reason: Option<String>,
+}
+
+/// A participant's follow-up status (`participant_status`); absent means active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRow {
+    /// Participant id.
+    pub participant: String,
+    /// `withdrawn`, `lost` or `died`.
+    pub status: String,
+    /// Why.
+    pub reason: String,
+    /// Withdrawn with no further contact.
+    pub no_further_contact: bool,
+    /// Date of the change.
+    pub on_date: String,
+    /// Log entry.
+    pub seq: u64,
+}
+
 /// A row of `allocation_streams`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamRow {
@@ -224,6 +317,11 @@ fn configure(conn: &Connection, what: &str) -> Result<()> {
     // spilling half-written pages to the WAL before commit.
     conn.pragma_update(None, "cache_size", -131_072).map_err(Error::sqlite(what.to_string()))?;
     conn.pragma_update(None, "temp_store", "MEMORY").map_err(Error::sqlite(what.to_string()))?;
+    // Query-planner stability: without it, SQLite may mark a cached statement
+    // for re-preparation whenever a new value is bound (STAT4 is compiled in),
+    // and re-parsing the per-participant lookups cost an outcome import ~12%.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(Error::sqlite(what.to_string()))?;
     Ok(())
 }
 
@@ -415,6 +513,26 @@ impl Store {
         participants(&self.conn)
     }
 
+    /// Every current outcome value, ordered by participant, timepoint, field.
+    pub fn outcomes(&self) -> Result<Vec<OutcomeRow>> {
+        outcome_rows(&self.conn, None)
+    }
+
+    /// Every non-active participant status.
+    pub fn statuses(&self) -> Result<Vec<StatusRow>> {
+        status_rows(&self.conn, None)
+    }
+
+    /// The bodies of the log entries of one type, in order.
+    pub fn log_bodies(&self, kind: &str) -> Result<Vec<(u64, String)>> {
+        let what = "reading the log";
+        let mut stmt =
+            self.conn.prepare("SELECT seq, body FROM log WHERE type = ?1 ORDER BY seq").map_err(Error::sqlite(what))?;
+        stmt.query_map([kind], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))
+    }
+
     /// Rows of a derived table as text, ordered by its key, for replay comparison.
     pub fn table_rows(&self, table: &str) -> Result<Vec<(String, String)>> {
         let (name, key) = DERIVED_TABLES
@@ -501,8 +619,8 @@ impl Store {
         let sql = format!("SELECT * FROM {name} ORDER BY {key}");
         let mut a_stmt = self.conn.prepare(&sql).map_err(Error::sqlite(what.clone()))?;
         let mut b_stmt = replayed.conn.prepare(&sql).map_err(Error::sqlite(what.clone()))?;
-        let names: Vec<String> = a_stmt.column_names().iter().map(|c| c.to_string()).collect();
-        let b_names: Vec<String> = b_stmt.column_names().iter().map(|c| c.to_string()).collect();
+        let names: Vec<String> = a_stmt.column_names().map(|c| c.to_string()).collect();
+        let b_names: Vec<String> = b_stmt.column_names().map(|c| c.to_string()).collect();
         if names != b_names {
             return Ok(Some(TableDiff {
                 table: name.to_string(),
@@ -700,6 +818,72 @@ fn revealed(c: &Connection) -> Result<Option<(u64, String)>> {
     })
 }
 
+// The per-participant reads run once per imported row: each must be an index
+// search, never a scan (a test checks the query plans).
+const OUTCOMES_OF_SQL: &str =
+    "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq
+     FROM outcomes WHERE participant = ?1 ORDER BY participant, timepoint, field";
+const STATUS_OF_SQL: &str =
+    "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
+     WHERE participant = ?1 ORDER BY participant";
+const CURRENT_VALUES_SQL: &str = "SELECT timepoint, field, value FROM outcomes WHERE participant = ?1";
+const PARTICIPANT_SQL: &str =
+    "SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants WHERE participant = ?1";
+
+fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<OutcomeRow>> {
+    let what = "reading outcomes";
+    // Two statements, not `?1 IS NULL OR participant = ?1`: that form defeats the
+    // primary-key index and made every per-participant lookup a full scan.
+    let sql = match participant {
+        Some(_) => OUTCOMES_OF_SQL,
+        None => {
+            "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
+             WHERE ?1 IS NULL ORDER BY participant, timepoint, field"
+        }
+    };
+    let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
+    stmt.query_map([participant], |r| {
+        Ok(OutcomeRow {
+            participant: r.get(0)?,
+            timepoint: r.get(1)?,
+            field: r.get(2)?,
+            value: r.get(3)?,
+            collected_on: r.get(4)?,
+            recorded_at: r.get(5)?,
+            user: r.get(6)?,
+            version: r.get::<_, i64>(7)? as u32,
+            seq: r.get::<_, i64>(8)? as u64,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(Error::sqlite(what))
+}
+
+fn status_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<StatusRow>> {
+    let what = "reading participant status";
+    // Two statements so the per-participant lookup uses the primary key (see outcome_rows).
+    let sql = match participant {
+        Some(_) => STATUS_OF_SQL,
+        None => {
+            "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
+             WHERE ?1 IS NULL ORDER BY participant"
+        }
+    };
+    let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
+    stmt.query_map([participant], |r| {
+        Ok(StatusRow {
+            participant: r.get(0)?,
+            status: r.get(1)?,
+            reason: r.get(2)?,
+            no_further_contact: r.get::<_, i64>(3)? != 0,
+            on_date: r.get(4)?,
+            seq: r.get::<_, i64>(5)? as u64,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(Error::sqlite(what))
+}
+
 fn participants(c: &Connection) -> Result<Vec<ParticipantRow>> {
     let what = "reading participants";
     let mut stmt = c
@@ -814,6 +998,95 @@ impl Tx<'_> {
             .map_err(Error::sqlite("checking for a duplicate identity"))
     }
 
+    /// The randomised participant with this id, if any.
+    pub fn participant(&self, participant: &str) -> Result<Option<ParticipantRow>> {
+        self.tx
+            .prepare_cached(PARTICIPANT_SQL)
+            .and_then(|mut s| {
+                s.query_row([participant], |r| {
+                    Ok(ParticipantRow {
+                        participant: r.get(0)?,
+                        seq: r.get::<_, i64>(1)? as u64,
+                        site: r.get(2)?,
+                        stratum: r.get(3)?,
+                        arm: r.get(4)?,
+                        identity: r.get(5)?,
+                        randomised_at: r.get(6)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(Error::sqlite("reading a participant"))
+    }
+
+    /// A participant's current outcome values.
+    pub fn outcomes_of(&self, participant: &str) -> Result<Vec<OutcomeRow>> {
+        outcome_rows(&self.tx, Some(participant))
+    }
+
+    /// A participant's current values by (timepoint, field): the narrow read the
+    /// validation rules need on every imported row.
+    pub fn current_values(&self, participant: &str) -> Result<BTreeMap<(String, String), String>> {
+        let what = "reading outcomes";
+        let mut stmt = self.tx.prepare_cached(CURRENT_VALUES_SQL).map_err(Error::sqlite(what))?;
+        stmt.query_map([participant], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))
+    }
+
+    /// A participant's follow-up status, if not active.
+    pub fn status_of(&self, participant: &str) -> Result<Option<StatusRow>> {
+        Ok(status_rows(&self.tx, Some(participant))?.into_iter().next())
+    }
+
+    /// Sets a current outcome value.
+    pub fn put_outcome(&self, o: &OutcomeRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outcomes (participant, timepoint, field, value, collected_on, recorded_at, user, version, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (participant, timepoint, field) DO UPDATE SET
+                   value = ?4, collected_on = ?5, recorded_at = ?6, user = ?7, version = ?8, seq = ?9",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    o.participant,
+                    o.timepoint,
+                    o.field,
+                    o.value,
+                    o.collected_on,
+                    o.recorded_at,
+                    o.user,
+                    o.version as i64,
+                    o.seq as i64
+                ])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording an outcome"))
+    }
+
+    /// Sets a participant's follow-up status.
+    pub fn put_status(&self, st: &StatusRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO participant_status (participant, status, reason, no_further_contact, on_date, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (participant) DO UPDATE SET status = ?2, reason = ?3, no_further_contact = ?4, on_date = ?5, seq = ?6",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    st.participant,
+                    st.status,
+                    st.reason,
+                    st.no_further_contact as i64,
+                    st.on_date,
+                    st.seq as i64
+                ])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording a status change"))
+    }
+
     /// Every allocation stream's row.
     pub fn streams(&self) -> Result<Vec<(String, StreamRow)>> {
         let what = "reading allocation state";
@@ -890,6 +1163,24 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_participant_reads_search_an_index_and_never_scan() {
+        // Regression: `?1 IS NULL OR participant = ?1` made each of these a full
+        // table scan, so importing n rows cost O(n²).
+        let store = Store::in_memory().unwrap();
+        for sql in [OUTCOMES_OF_SQL, STATUS_OF_SQL, CURRENT_VALUES_SQL, PARTICIPANT_SQL] {
+            let plan: Vec<String> = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(["P1"], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert!(plan.iter().all(|step| step.starts_with("SEARCH")), "{sql}: {plan:?}");
+        }
+    }
 
     #[test]
     fn a_file_that_is_not_chancery_is_refused() {

@@ -306,7 +306,15 @@ impl Pass<'_> {
             }
         }
         if self.stopped.is_none() {
-            self.derive(tx, seq, &entry.ts, event)?;
+            self.derive(tx, seq, &entry.ts, &entry.user, event)?;
+        }
+        Ok(())
+    }
+
+    /// Follow-up events are only ever recorded for randomised participants.
+    fn must_be_randomised(&mut self, tx: &Tx, seq: u64, participant: &str) -> Result<()> {
+        if tx.participant(participant)?.is_none() {
+            self.replay.fail(seq, format!("entry {seq}: follow-up for {participant:?}, who was never randomised"));
         }
         Ok(())
     }
@@ -385,15 +393,22 @@ impl Pass<'_> {
 
     /// Replays one event into the scratch tables, checking uniqueness, the
     /// stratum, the commitment and (with the seed) the allocation on the way.
-    fn derive(&mut self, tx: &Tx, seq: u64, ts: &str, event: Event) -> Result<()> {
+    fn derive(&mut self, tx: &Tx, seq: u64, ts: &str, user: &str, event: Event) -> Result<()> {
         let (Some(g), Some(mut state)) = (self.genesis.take(), self.state.take()) else { return Ok(()) };
-        let result = self.derive_with(tx, &g, &mut state, seq, ts, event);
+        let result = self.derive_with(tx, &g, &mut state, (seq, ts, user), event);
         self.genesis = Some(g);
         self.state = Some(state);
         result
     }
 
-    fn derive_with(&mut self, tx: &Tx, g: &Genesis, state: &mut State, seq: u64, ts: &str, event: Event) -> Result<()> {
+    fn derive_with(
+        &mut self,
+        tx: &Tx,
+        g: &Genesis,
+        state: &mut State,
+        (seq, ts, user): (u64, &str, &str),
+        event: Event,
+    ) -> Result<()> {
         if seq == 0
             && let Some(seed) = &self.seed
         {
@@ -465,9 +480,12 @@ impl Pass<'_> {
                 self.commitment_checked = true;
                 self.revealed = Some(seq);
             }
+            Event::OutcomeRecorded(o) => self.must_be_randomised(tx, seq, &o.participant)?,
+            Event::OutcomeCorrected(c) => self.must_be_randomised(tx, seq, &c.participant)?,
+            Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::TrialCreated(_) => {}
         }
-        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, &event) {
+        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, user, &event) {
             self.replay.fail(seq, format!("entry {seq} cannot be replayed: {e}"));
             self.stop(seq, "replay");
         }

@@ -3,4 +3,6 @@
 #[path = "util.rs"]
 mod util;
 
+mod demo;
 mod ledger;
+mod outcomes;
