@@ -541,6 +541,24 @@ impl Trial {
         Ok(out)
     }
 
+    /// Signs a checkpoint of the log as it stands: its length and head, now.
+    /// Refuses a signing key that is not the one whose public half is in the
+    /// trial's first log entry.
+    pub fn checkpoint(
+        &self,
+        signing: &ed25519_dalek::SigningKey,
+        now: Timestamp,
+    ) -> Result<crate::checkpoint::Checkpoint> {
+        if hex::encode(signing.verifying_key().to_bytes()) != self.row.signing_public_key {
+            return Err(Error::Key(format!(
+                "the signing key is not trial {:?}'s (its public key differs from the one in log entry 0); give the right --key",
+                self.row.trial_id
+            )));
+        }
+        let head = self.store.head()?;
+        Ok(crate::checkpoint::Checkpoint::sign(&self.row.trial_id, head.len, &head.hash, now, signing))
+    }
+
     /// Reveals the seed: appends `seed_revealed` with the seed and the reason.
     /// From then on anyone can re-derive every allocation from the log alone,
     /// and [`Trial::randomise`] is refused.

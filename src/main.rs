@@ -277,6 +277,59 @@ enum Command {
         #[command(flatten)]
         args: StatusArgs,
     },
+    /// Check the trial's records: the log's chain, the tables against a replay of
+    /// the log, unique participants, checkpoints, the seed commitment and (with
+    /// the seed, or after the reveal) every allocation; then SQLite's own check.
+    Verify {
+        /// The trial database (opened read-only).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The trial key file: re-derive every allocation from its seed.
+        #[arg(long, value_name = "FILE", conflicts_with = "seed")]
+        key: Option<PathBuf>,
+        /// The allocation seed (64 hex digits), if you hold it instead of the key file.
+        #[arg(long, value_name = "HEX")]
+        seed: Option<String>,
+        /// A signed checkpoint the log must extend (repeat).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a signed statement of the log's length and head, to hand to the data
+    /// monitoring committee, the registry or a site.
+    Checkpoint {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The trial key file (default: <db>.key); its signing key is <key>.signing.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Write the checkpoint here (never overwriting) instead of to standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        clock: Clock,
+    },
+    /// Publish the allocation seed in the log when recruitment closes: from then on
+    /// anyone can re-derive every allocation, and randomisation is refused.
+    Reveal {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The trial key file (default: <db>.key).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Why the seed is revealed now.
+        #[arg(long, value_name = "TEXT", default_value = "recruitment closed")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export a table.
     Export {
         /// The trial database.
@@ -601,6 +654,38 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Lost { args } => status_change(args, StatusKind::Lost, false),
         Command::Died { args } => status_change(args, StatusKind::Died, false),
+        Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
+        Command::Checkpoint { db, key, out, clock } => {
+            let trial = Trial::open(&db)?;
+            let key = key.unwrap_or_else(|| keys::default_key_path(&db));
+            let signing = keys::read_signing_key(&keys::signing_key_path(&key))?;
+            let c = trial.checkpoint(&signing, clock.now()?)?;
+            match out {
+                None => {
+                    print!("{}", c.to_text());
+                    Ok(())
+                }
+                Some(path) => {
+                    write_new_file(&path, c.to_text().as_bytes())?;
+                    println!("checkpoint of {} entries, head {}, written to {}", c.length, c.head, path.display());
+                    Ok(())
+                }
+            }
+        }
+        Command::Reveal { db, key, reason, clock, json } => {
+            let mut trial = Trial::open(&db)?;
+            let key = TrialKey::read(&key.unwrap_or_else(|| keys::default_key_path(&db)))?;
+            let r = trial.reveal(&key, &reason, &clock.user(), clock.now()?)?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "seed revealed in log entry {} ({}); randomisation is now closed. log: {} entries, head {}",
+                r.seq, r.entry_hash, r.log_length, r.head
+            );
+            println!("anyone can now re-derive every allocation: chancery verify --db {}", db.display());
+            Ok(())
+        }
         Command::Export { db, what, format, out } => {
             let trial = Trial::open(&db)?;
             let table = match what {
@@ -692,4 +777,79 @@ fn follow_up_line(s: &chancery::ledger::Status) -> String {
         line.push_str(&format!("; {}", st.join(", ")));
     }
     line
+}
+
+fn verify(
+    db: PathBuf,
+    key: Option<PathBuf>,
+    seed: Option<String>,
+    checkpoints: Vec<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    use chancery::verify::{Status, VerifyOptions};
+    let seed = match (key, seed) {
+        (Some(k), _) => Some(TrialKey::read(&k)?.seed),
+        (None, Some(s)) => Some(keys::parse_seed(&s)?),
+        (None, None) => None,
+    };
+    let mut given = Vec::new();
+    for path in checkpoints {
+        let text =
+            std::fs::read_to_string(&path).map_err(Error::io(format!("reading checkpoint {}", path.display())))?;
+        let c = chancery::checkpoint::Checkpoint::parse(&text)
+            .map_err(|m| Error::Input(format!("checkpoint {}: {m}", path.display())))?;
+        given.push((path.display().to_string(), c));
+    }
+    let report = chancery::verify::verify(&VerifyOptions {
+        db: db.clone(),
+        seed,
+        checkpoints: given,
+        scratch_dir: std::env::temp_dir(),
+    })?;
+    if json {
+        print_json(&report)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+        w(&mut out, format!("verifying {}: {} entries, head {}", db.display(), report.entries, report.head))?;
+        for c in &report.checks {
+            let mark = match c.status {
+                Status::Passed => "ok  ",
+                Status::Failed => "FAIL",
+                Status::Skipped => "skip",
+            };
+            w(&mut out, format!("  {mark} {:<20} {}", c.name, c.message))?;
+        }
+    }
+    match report.first_failure() {
+        None => {
+            if !json {
+                println!(
+                    "{}",
+                    if report.complete {
+                        "verified: every check passed"
+                    } else {
+                        "verified: every check that could run passed"
+                    }
+                );
+            }
+            Ok(())
+        }
+        Some(c) => Err(Error::Integrity(format!(
+            "verification failed at log entry {}: {} check: {}",
+            c.seq.map_or("?".to_string(), |s| s.to_string()),
+            c.name,
+            c.message
+        ))),
+    }
+}
+
+/// Writes a new file, refusing to replace one that exists.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(Error::io(format!("creating {} (chancery never overwrites a file)", path.display())))?;
+    f.write_all(bytes).map_err(Error::io(format!("writing {}", path.display())))
 }

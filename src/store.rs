@@ -672,7 +672,9 @@ impl Store {
                 let seq = replay.as_deref().and_then(seq_of).or_else(|| stored.as_deref().and_then(seq_of));
                 let better = match &diff {
                     None => true,
-                    Some(d) => matches!((seq, d.seq), (Some(s), Some(t)) if s < t) || (seq.is_some() && d.seq.is_none()),
+                    Some(d) => {
+                        matches!((seq, d.seq), (Some(s), Some(t)) if s < t) || (seq.is_some() && d.seq.is_none())
+                    }
                 };
                 if better {
                     let row = stored.as_deref().or(replay.as_deref()).unwrap_or_default();

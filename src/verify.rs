@@ -229,10 +229,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
 /// The seed in the log's first `seed_revealed` entry, if it reads as one.
 fn revealed_seed(live: &Store) -> Result<Option<[u8; 32]>> {
     let Some(row) = live.first_log_row_of_type("seed_revealed")? else { return Ok(None) };
-    let seed = Entry::decode(&row.body)
-        .ok()
-        .and_then(|e| Event::from_parts(&e.kind, &e.data).ok())
-        .and_then(|e| match e {
+    let seed =
+        Entry::decode(&row.body).ok().and_then(|e| Event::from_parts(&e.kind, &e.data).ok()).and_then(|e| match e {
             Event::SeedRevealed(r) => keys::parse_seed(&r.seed).ok(),
             _ => None,
         });
@@ -445,7 +443,10 @@ impl Pass<'_> {
                     Ok(label) if label == r.stratum => {}
                     Ok(label) => self.replay.fail(
                         seq,
-                        format!("entry {seq}: recorded stratum {:?}, but its recorded values give {label:?}", r.stratum),
+                        format!(
+                            "entry {seq}: recorded stratum {:?}, but its recorded values give {label:?}",
+                            r.stratum
+                        ),
                     ),
                     Err(m) => self.replay.fail(seq, format!("entry {seq}: {m}")),
                 }
@@ -454,7 +455,8 @@ impl Pass<'_> {
                     && !self.allocations.failed()
                 {
                     if let Some(at) = self.revealed {
-                        self.allocations.fail(seq, format!("entry {seq} allocates after the seed was revealed at entry {at}"));
+                        self.allocations
+                            .fail(seq, format!("entry {seq} allocates after the seed was revealed at entry {at}"));
                     } else {
                         check_allocation(&g.protocol, &seed, state, seq, r, &mut self.allocations);
                         self.allocations_checked += 1;
@@ -645,7 +647,10 @@ fn check_allocation(protocol: &Protocol, seed: &[u8; 32], state: &State, seq: u6
     let arm = &protocol.arms[derived.arm].id;
     let record = AllocationRecord::from_detail(protocol, &derived.detail);
     if *arm != r.arm {
-        f.fail(seq, format!("entry {seq}: participant {} is recorded in arm {} but the seed gives {arm}", r.participant, r.arm));
+        f.fail(
+            seq,
+            format!("entry {seq}: participant {} is recorded in arm {} but the seed gives {arm}", r.participant, r.arm),
+        );
     } else if record != r.allocation {
         f.fail(
             seq,

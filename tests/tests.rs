@@ -3,6 +3,7 @@
 #[path = "util.rs"]
 mod util;
 
+mod audit;
 mod demo;
 mod ledger;
 mod outcomes;
