@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod allocation;
+pub mod analysis;
 pub mod checkpoint;
 pub mod clock;
 pub mod dataset;

@@ -277,6 +277,22 @@ enum Command {
         #[command(flatten)]
         args: StatusArgs,
     },
+    /// The intention-to-treat analysis: CONSORT flow, baseline table, primary and
+    /// secondary outcomes, time to first job, subgroups, missing data, CACE.
+    Analyse {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Also write analysis.json, estimates.csv, consort.csv and baseline.csv here.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print the analysis as JSON instead of the Markdown summary.
+        #[arg(long)]
+        json: bool,
+        /// Analyse the data as they stood on this date (default: the date of the log's last entry).
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+    },
     /// Check the trial's records: the log's chain, the tables against a replay of
     /// the log, unique participants, checkpoints, the seed commitment and (with
     /// the seed, or after the reveal) every allocation; then SQLite's own check.
@@ -654,6 +670,24 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Lost { args } => status_change(args, StatusKind::Lost, false),
         Command::Died { args } => status_change(args, StatusKind::Died, false),
+        Command::Analyse { db, out, json, as_of } => {
+            let trial = Trial::open(&db)?;
+            let as_of = match as_of {
+                Some(d) => chancery::clock::parse_date(&d)?,
+                None => trial.last_entry_date()?,
+            };
+            let analysis = chancery::analysis::analyse(&trial.dataset(as_of)?)?;
+            if let Some(dir) = &out {
+                for path in chancery::analysis::write_tables(&analysis, dir)? {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            if json {
+                return print_json(&analysis);
+            }
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(chancery::analysis::markdown(&analysis).as_bytes()).map_err(Error::io("writing output"))
+        }
         Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
         Command::Checkpoint { db, key, out, clock } => {
             let trial = Trial::open(&db)?;
@@ -691,7 +725,7 @@ fn run(cli: Cli) -> Result<()> {
             let table = match what {
                 What::Allocations => export::allocations(&trial)?,
                 What::Log => export::log(&trial)?,
-                What::Participants => export::participants(&trial, Timestamp::system().date())?,
+                What::Participants => export::participants(&trial, trial.last_entry_date()?)?,
                 What::Outcomes => export::outcomes(&trial)?,
                 What::History => export::history(&trial)?,
                 What::Codebook => export::codebook(&trial)?,

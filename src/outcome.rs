@@ -303,6 +303,12 @@ impl Trial {
         Ok(out)
     }
 
+    /// The date of the log's last entry: the default "as of" date of exports and
+    /// the analysis (everything recorded so far).
+    pub fn last_entry_date(&self) -> Result<NaiveDate> {
+        Ok(self.store.head()?.ts.as_deref().map_or(NaiveDate::MIN, date_of))
+    }
+
     /// The analysis dataset as of `as_of`: values collected after it are left out.
     pub fn dataset(&self, as_of: NaiveDate) -> Result<Dataset> {
         let protocol = self.protocol.clone();

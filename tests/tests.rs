@@ -3,6 +3,7 @@
 #[path = "util.rs"]
 mod util;
 
+mod analysis;
 mod audit;
 mod demo;
 mod ledger;
