@@ -43,7 +43,8 @@ fn analyse(c: &mut Criterion) {
     group.finish();
 
     // R on the same data, same run (only under `cargo bench`, and only if R is installed).
-    if std::env::args().any(|a| a == "--bench") && std::process::Command::new("Rscript").arg("--version").output().is_ok()
+    if std::env::args().any(|a| a == "--bench")
+        && std::process::Command::new("Rscript").arg("--version").output().is_ok()
     {
         let participants = dir.path().join("participants.csv");
         let outcomes = dir.path().join("outcomes.csv");

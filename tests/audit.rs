@@ -57,14 +57,40 @@ struct Verdict {
     stderr: String,
 }
 
+/// Runs `chancery verify --json`, and the reference verifier written from
+/// docs/SPEC.md alone (tests/vectors/verify.py), and checks they agree.
 fn verify(db: &Path, extra: &[&str]) -> Verdict {
     let out = chancery().args(["verify", "--json", "--db"]).arg(db).args(extra).output().unwrap();
-    Verdict {
+    let v = Verdict {
         code: out.status.code().unwrap(),
         json: serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))),
         stderr: String::from_utf8(out.stderr).unwrap(),
+    };
+    let mut py = std::process::Command::new("python3");
+    py.arg(root().join("tests/vectors/verify.py")).arg(db);
+    let mut args = extra.iter();
+    while let Some(a) = args.next() {
+        let value = args.next().unwrap();
+        match *a {
+            "--key" => {
+                let text = std::fs::read_to_string(value).unwrap();
+                let seed = text.lines().find_map(|l| l.strip_prefix("seed = ")).unwrap();
+                py.args(["--seed", seed]);
+            }
+            other => {
+                py.args([other, value]);
+            }
+        }
     }
+    let out = py.output().expect("python3 runs the reference verifier");
+    let reference: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("reference verifier: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(reference["ok"], v.json["ok"], "chancery {:#} vs reference {reference:#}", v.json);
+    assert_eq!(reference["first_bad_seq"], v.json["first_bad_seq"], "chancery {:#} vs reference {reference:#}", v.json);
+    assert_eq!(reference["head"], v.json["head"]);
+    assert_eq!(out.status.code(), Some(v.code));
+    v
 }
 
 fn key_arg(db: &Path) -> String {

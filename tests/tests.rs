@@ -8,3 +8,4 @@ mod audit;
 mod demo;
 mod ledger;
 mod outcomes;
+mod vectors;
