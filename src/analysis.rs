@@ -1037,7 +1037,7 @@ fn num(x: f64) -> String {
 }
 
 /// "6.8 pp (95% CI 3.9 to 9.7), p < 0.001"; `unit` follows the estimate.
-fn fmt_ci(e: &Estimable<Estimate>, digits: usize, unit: &str) -> String {
+pub(crate) fn fmt_ci(e: &Estimable<Estimate>, digits: usize, unit: &str) -> String {
     match e {
         Estimable::Value(e) => format!(
             "{:.d$}{unit} ({:.0}% CI {:.d$} to {:.d$}){}",
@@ -1053,12 +1053,12 @@ fn fmt_ci(e: &Estimable<Estimate>, digits: usize, unit: &str) -> String {
 }
 
 /// "p = 0.123" or "p < 0.001".
-fn fmt_p(p: f64) -> String {
+pub(crate) fn fmt_p(p: f64) -> String {
     if p < 0.001 { "p < 0.001".into() } else { format!("p = {p:.3}") }
 }
 
 /// Decimals for a measure of this size: three for indices within ±2, else `default`.
-fn digits_for(x: f64, default: usize) -> usize {
+pub(crate) fn digits_for(x: f64, default: usize) -> usize {
     if x.abs() < 2.0 { 3 } else { default }
 }
 
@@ -1301,6 +1301,6 @@ pub fn markdown(a: &Analysis) -> String {
     s
 }
 
-fn opt(x: Option<f64>, digits: usize) -> String {
+pub(crate) fn opt(x: Option<f64>, digits: usize) -> String {
     x.map_or("—".into(), |v| format!("{v:.digits$}"))
 }

@@ -414,3 +414,38 @@ pub fn run(opts: &DemoOptions, mut progress: impl FnMut(&str, u64, u64)) -> Resu
     }
     Ok(DemoReport { db, key: key_path, status: trial.status()?, days, last_day: day.date_naive() })
 }
+
+/// What the demonstration hands out after the simulated trial: a signed
+/// checkpoint, the verification, the analysis tables and the report.
+pub struct Published {
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// Folder of the analysis tables.
+    pub tables: PathBuf,
+    /// The report.
+    pub report: PathBuf,
+    /// The report's contents' sources.
+    pub built: crate::report::Built,
+}
+
+/// Makes a checkpoint (dated the last simulated day), verifies the log against
+/// it, runs the analysis and writes the report, as a trial team would at the
+/// end of follow-up.
+pub fn publish(r: &DemoReport) -> Result<Published> {
+    let dir = r.db.parent().map(Path::to_path_buf).unwrap_or_default();
+    let trial = Trial::open(&r.db)?;
+    let signing = keys::read_signing_key(&keys::signing_key_path(&r.key))?;
+    let when =
+        Timestamp(Utc.from_utc_datetime(&r.last_day.and_hms_opt(18, 0, 0).expect("valid time")).max(
+            trial.store().head()?.ts.as_deref().and_then(|t| Timestamp::parse(t).ok()).map_or(Utc::now(), |t| t.0),
+        ));
+    let checkpoint = trial.checkpoint(&signing, when)?;
+    let cp_path = dir.join("checkpoint.txt");
+    std::fs::write(&cp_path, checkpoint.to_text()).map_err(Error::io(format!("writing {}", cp_path.display())))?;
+    let built = crate::report::for_trial(&r.db, vec![(cp_path.display().to_string(), checkpoint)], None)?;
+    let tables = dir.join("analysis");
+    crate::analysis::write_tables(&built.analysis, &tables)?;
+    let report = dir.join("report.html");
+    std::fs::write(&report, &built.html).map_err(Error::io(format!("writing {}", report.display())))?;
+    Ok(Published { checkpoint: cp_path, tables, report, built })
+}

@@ -34,8 +34,10 @@ pub mod outcome;
 pub mod protocol;
 pub mod random;
 pub mod referral;
+pub mod report;
 pub mod stats;
 pub mod store;
+pub mod svg;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -293,6 +293,22 @@ enum Command {
         #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
     },
+    /// Write the report: one self-contained HTML file with the CONSORT diagram,
+    /// tables, charts and the audit status.
+    Report {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Folder for report.html (created if needed; an existing report.html is refused).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A signed checkpoint to check and show (repeat).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+        /// Report the data as they stood on this date (default: the date of the log's last entry).
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+    },
     /// Check the trial's records: the log's chain, the tables against a replay of
     /// the log, unique participants, checkpoints, the seed commitment and (with
     /// the seed, or after the reveal) every allocation; then SQLite's own check.
@@ -589,7 +605,20 @@ fn run(cli: Cli) -> Result<()> {
             println!("{} strata; largest difference between arms within a stratum: {worst}", s.by_stratum.len());
             println!("{} (simulated through {})", follow_up_line(s), report.last_day);
             println!("log: {} entries, head {}", s.log_entries, s.head);
-            println!("database {}; key {}", report.db.display(), report.key.display());
+            let published = chancery::demo::publish(&report)?;
+            let v = &published.built.verification;
+            println!(
+                "verify (against the checkpoint): {}",
+                if v.ok { "every check that could run passed" } else { "FAILED" }
+            );
+            if let Some(p) = &published.built.analysis.primary {
+                println!("primary outcome ({}): {}  [true simulated effect {effect:+} pp]", p.outcome, p.headline);
+            }
+            println!("database   {}", report.db.display());
+            println!("key        {}", report.key.display());
+            println!("checkpoint {}", published.checkpoint.display());
+            println!("analysis   {}", published.tables.display());
+            println!("report     {}", published.report.display());
             println!("next: chancery status --db {}", report.db.display());
             Ok(())
         }
@@ -687,6 +716,24 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(chancery::analysis::markdown(&analysis).as_bytes()).map_err(Error::io("writing output"))
+        }
+        Command::Report { db, out, checkpoint, as_of } => {
+            let as_of = as_of.as_deref().map(chancery::clock::parse_date).transpose()?;
+            let built = chancery::report::for_trial(&db, read_checkpoints(checkpoint)?, as_of)?;
+            std::fs::create_dir_all(&out).map_err(Error::io(format!("creating {}", out.display())))?;
+            let path = out.join("report.html");
+            write_new_file(&path, built.html.as_bytes())?;
+            println!("report written to {}", path.display());
+            if !built.verification.ok {
+                println!(
+                    "WARNING: verification FAILED; the report says so. Run `chancery verify --db {}`",
+                    db.display()
+                );
+            }
+            if let Some(p) = &built.analysis.primary {
+                println!("{} at {}: {}", p.label, p.timepoint, p.headline);
+            }
+            Ok(())
         }
         Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
         Command::Checkpoint { db, key, out, clock } => {
@@ -886,4 +933,17 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .open(path)
         .map_err(Error::io(format!("creating {} (chancery never overwrites a file)", path.display())))?;
     f.write_all(bytes).map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// Reads and parses checkpoint files, each named by its path for messages.
+fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkpoint::Checkpoint)>> {
+    let mut given = Vec::new();
+    for path in paths {
+        let text =
+            std::fs::read_to_string(&path).map_err(Error::io(format!("reading checkpoint {}", path.display())))?;
+        let c = chancery::checkpoint::Checkpoint::parse(&text)
+            .map_err(|m| Error::Input(format!("checkpoint {}: {m}", path.display())))?;
+        given.push((path.display().to_string(), c));
+    }
+    Ok(given)
 }

@@ -8,4 +8,5 @@ mod audit;
 mod demo;
 mod ledger;
 mod outcomes;
+mod report;
 mod vectors;
