@@ -561,6 +561,7 @@ mod tests {
         assert_eq!(a, forest("Subgroups", &rows, 0.0, "risk difference (pp)"));
         assert!(a.contains("+12.9 (5.3 to 20.3)") && a.contains("risk difference (pp)"));
         assert_eq!(ticks(0.0, 10.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        assert_eq!(ticks(-3.0, 3.0), vec![-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(ticks(-3.0, 3.0), vec![-2.0, 0.0, 2.0]);
+        assert_eq!(ticks(0.0, 0.9).into_iter().map(tick_label).collect::<Vec<_>>(), ["0", "0.2", "0.4", "0.6", "0.8"]);
     }
 }
