@@ -74,6 +74,51 @@ enum What {
 }
 
 #[derive(Subcommand)]
+enum PowerDesign {
+    /// Two proportions (R's power.prop.test).
+    Proportions {
+        /// Expected proportion in the intervention arm, e.g. 0.29.
+        #[arg(long)]
+        p1: f64,
+        /// Expected proportion in the control arm, e.g. 0.25.
+        #[arg(long)]
+        p2: f64,
+        #[command(flatten)]
+        common: PowerArgs,
+    },
+    /// Two means (R's power.t.test, strict = TRUE).
+    Means {
+        /// Difference in means to detect.
+        #[arg(long)]
+        delta: f64,
+        /// Common standard deviation.
+        #[arg(long)]
+        sd: f64,
+        #[command(flatten)]
+        common: PowerArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct PowerArgs {
+    /// Target power: solve for the sample size.
+    #[arg(long, conflicts_with = "n")]
+    power: Option<f64>,
+    /// Participants analysed in the intervention arm: solve for the power.
+    #[arg(long)]
+    n: Option<f64>,
+    /// Two-sided significance level.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Control participants per intervention participant (allocation ratio).
+    #[arg(long, default_value_t = 1.0)]
+    ratio: f64,
+    /// Expected share without an outcome (lost, withdrawn), 0 ≤ a < 1.
+    #[arg(long, default_value_t = 0.0)]
+    attrition: f64,
+}
+
+#[derive(Subcommand)]
 enum FollowupCommand {
     /// Who is due, in window or overdue, at which timepoint: the day's work list.
     Due {
@@ -308,6 +353,18 @@ enum Command {
         /// Report the data as they stood on this date (default: the date of the log's last entry).
         #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
+    },
+    /// Sample size or power for two proportions or two means; with no design
+    /// given, the number to recruit under the protocol's [design] assumptions.
+    Power {
+        /// Protocol whose [design] table to use (default: the built-in work-health-ips protocol).
+        #[arg(long, value_name = "FILE")]
+        protocol: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        design: Option<PowerDesign>,
     },
     /// Check the trial's records: the log's chain, the tables against a replay of
     /// the log, unique participants, checkpoints, the seed commitment and (with
@@ -735,6 +792,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Power { protocol, json, design } => power(protocol, design, json),
         Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
         Command::Checkpoint { db, key, out, clock } => {
             let trial = Trial::open(&db)?;
@@ -946,4 +1004,98 @@ fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkp
         given.push((path.display().to_string(), c));
     }
     Ok(given)
+}
+
+fn power(protocol: Option<PathBuf>, design: Option<PowerDesign>, json: bool) -> Result<()> {
+    use chancery::stats::power::{Solve, TwoMeans, TwoProportions, two_means, two_proportions};
+    let stats = |e: chancery::stats::StatsError| Error::Input(format!("{e}"));
+    let solve = |c: &PowerArgs| match (c.power, c.n) {
+        (_, Some(n1)) => Solve::Power { n1 },
+        (Some(power), None) => Solve::SampleSize { power },
+        (None, None) => Solve::SampleSize { power: 0.9 },
+    };
+    let (what, calc) = match design {
+        Some(PowerDesign::Proportions { p1, p2, common }) => (
+            format!("two proportions: {p1} vs {p2}"),
+            two_proportions(
+                &TwoProportions {
+                    p1,
+                    p2,
+                    sig_level: common.alpha,
+                    allocation_ratio: common.ratio,
+                    attrition: common.attrition,
+                },
+                solve(&common),
+            )
+            .map_err(stats)?,
+        ),
+        Some(PowerDesign::Means { delta, sd, common }) => (
+            format!("two means: difference {delta}, SD {sd}"),
+            two_means(
+                &TwoMeans {
+                    delta,
+                    sd,
+                    sig_level: common.alpha,
+                    allocation_ratio: common.ratio,
+                    attrition: common.attrition,
+                },
+                solve(&common),
+            )
+            .map_err(stats)?,
+        ),
+        None => {
+            let (p, name) = match &protocol {
+                Some(path) => (chancery::protocol::Protocol::load(path)?, path.display().to_string()),
+                None => (
+                    chancery::protocol::Protocol::parse("the default protocol", DEFAULT_PROTOCOL)?,
+                    "the default protocol".to_string(),
+                ),
+            };
+            let d = p.design.as_ref().ok_or_else(|| {
+                Error::Input(format!("{name} has no [design] table; add one or give `proportions` or `means`"))
+            })?;
+            let intervention = if d.control_arm == 0 { 1 } else { 0 };
+            let k = f64::from(p.arms[d.control_arm].ratio) / f64::from(p.arms[intervention].ratio);
+            let outcome =
+                p.outcomes.iter().find(|o| o.primary).map_or("primary outcome".to_string(), |o| o.label.clone());
+            (
+                format!(
+                    "{}: {outcome}, {:.1}% under {} vs {:.1}% under {} ({:+} pp)",
+                    p.id,
+                    d.control_rate * 100.0,
+                    p.arms[d.control_arm].id,
+                    d.intervention_rate() * 100.0,
+                    p.arms[intervention].id,
+                    d.effect_pp
+                ),
+                two_proportions(
+                    &TwoProportions {
+                        p1: d.intervention_rate(),
+                        p2: d.control_rate,
+                        sig_level: d.alpha,
+                        allocation_ratio: k,
+                        attrition: d.attrition,
+                    },
+                    Solve::SampleSize { power: d.power },
+                )
+                .map_err(stats)?,
+            )
+        }
+    };
+    if json {
+        return print_json(&calc);
+    }
+    println!("{what}");
+    println!("method: {}", calc.method);
+    println!(
+        "analysed: {:.2} intervention + {:.2} control; power {:.4} at two-sided alpha {}",
+        calc.n1, calc.n2, calc.power, calc.sig_level
+    );
+    println!(
+        "recruit: {} intervention + {} control = {} in total",
+        calc.recruit1,
+        calc.recruit2,
+        calc.recruit1 + calc.recruit2
+    );
+    Ok(())
 }

@@ -1,0 +1,61 @@
+//! Trial design: `chancery power` against R's power.prop.test and
+//! power.t.test(strict = TRUE) (values from R 4.2.2, quoted below).
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn power_json(args: &[&str]) -> Value {
+    let out = chancery().arg("power").arg("--json").args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn close(got: &Value, want: f64) {
+    let got = got.as_f64().unwrap();
+    assert!((got - want).abs() <= 1e-6 * want.abs(), "got {got}, R says {want}");
+}
+
+#[test]
+fn the_default_protocol_states_the_number_to_recruit() {
+    // power.prop.test(p1 = 0.25, p2 = 0.29, power = 0.9)$n = 2586.6886342629;
+    // divided by 1 − 0.2 attrition and rounded up: 3234 per arm.
+    let v = power_json(&[]);
+    close(&v["n1"], 2586.6886342629);
+    assert_eq!(v["recruit1"], 3234);
+    assert_eq!(v["recruit2"], 3234);
+    let text = chancery().arg("power").output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("recruit: 3234 intervention + 3234 control = 6468 in total"), "{text}");
+}
+
+#[test]
+fn power_and_sample_size_match_r() {
+    let v = power_json(&["proportions", "--p1", "0.29", "--p2", "0.25", "--power", "0.9"]);
+    close(&v["n1"], 2586.6886342629);
+    // power.t.test(n = 200, delta = 1.5, sd = 6, strict = TRUE)$power
+    let v = power_json(&["means", "--delta", "1.5", "--sd", "6", "--n", "200"]);
+    close(&v["power"], 0.7033333029);
+    // power.t.test(delta = 1.5, sd = 6, power = 0.8, strict = TRUE)$n
+    let v = power_json(&["means", "--delta", "1.5", "--sd", "6", "--power", "0.8"]);
+    close(&v["n1"], 252.1275017564);
+    assert_eq!(v["recruit1"], 253);
+}
+
+#[test]
+fn impossible_designs_get_one_clear_error() {
+    for args in [
+        &["power", "proportions", "--p1", "0.3", "--p2", "0.3"][..],
+        &["power", "proportions", "--p1", "1.3", "--p2", "0.3"],
+        &["power", "means", "--delta", "1", "--sd", "0"],
+        &["power", "means", "--delta", "1", "--sd", "2", "--attrition", "1"],
+    ] {
+        let out = chancery().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    let out = chancery().args(["power", "--protocol"]).arg(protocol("example-minimisation.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [design] table"));
+}
