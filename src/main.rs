@@ -366,6 +366,25 @@ enum Command {
         #[command(subcommand)]
         design: Option<PowerDesign>,
     },
+    /// Assess a protocol's allocation method by simulation: balance and
+    /// predictability, against simple randomisation, fixed blocks and minimisation.
+    Simulate {
+        /// The protocol file.
+        #[arg(long, value_name = "FILE")]
+        protocol: PathBuf,
+        /// Simulated trials per method.
+        #[arg(long, default_value_t = 200)]
+        trials: u32,
+        /// Randomised participants per trial.
+        #[arg(long, default_value_t = 1000)]
+        participants: u32,
+        /// Seed of the simulation (64 hex digits).
+        #[arg(long, value_name = "HEX")]
+        seed: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the trial's records: the log's chain, the tables against a replay of
     /// the log, unique participants, checkpoints, the seed commitment and (with
     /// the seed, or after the reveal) every allocation; then SQLite's own check.
@@ -790,6 +809,53 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(p) = &built.analysis.primary {
                 println!("{} at {}: {}", p.label, p.timepoint, p.headline);
             }
+            Ok(())
+        }
+        Command::Simulate { protocol, trials, participants, seed, json } => {
+            if trials == 0 || participants == 0 || trials > 100_000 || participants > 1_000_000 {
+                return Err(Error::Input("--trials must be 1–100000 and --participants 1–1000000".into()));
+            }
+            let p = chancery::protocol::Protocol::load(&protocol)?;
+            let seed = match seed {
+                Some(s) => keys::parse_seed(&s)?,
+                None => [0x5e; 32],
+            };
+            let bar = progress_bar(0, "simulating trials");
+            let a = chancery::design::simulate(
+                &p,
+                &chancery::design::SimulateOptions { trials, participants, seed },
+                |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            );
+            bar.finish_and_clear();
+            if json {
+                return print_json(&a);
+            }
+            println!(
+                "{}: {} simulated trials of {} participants per method ({} strata seen)",
+                a.protocol, a.trials, a.participants, a.strata_seen
+            );
+            println!(
+                "{:<40} {:>9} {:>9} {:>11} {:>11} {:>11} {:>9}",
+                "method", "final", "final max", "running max", "stratum fin", "stratum max", "guessed"
+            );
+            for m in &a.methods {
+                println!(
+                    "{:<40} {:>9.2} {:>9.1} {:>11.2} {:>11.2} {:>11.1} {:>8.1}%",
+                    m.method,
+                    m.final_imbalance_mean,
+                    m.final_imbalance_max,
+                    m.max_running_imbalance_mean,
+                    m.stratum_final_imbalance_mean,
+                    m.stratum_max_running_imbalance,
+                    m.predictability * 100.0
+                );
+            }
+            println!(
+                "imbalance: sum over arms of |count - n x share| (the difference between arms for 1:1); guessed: share of allocations a recruiter who knows past allocations in the stratum predicts"
+            );
             Ok(())
         }
         Command::Power { protocol, json, design } => power(protocol, design, json),

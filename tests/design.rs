@@ -59,3 +59,38 @@ fn impossible_designs_get_one_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no [design] table"));
 }
+
+fn simulate(protocol_file: &str, seed: &str) -> Value {
+    let out = chancery()
+        .args(["simulate", "--json", "--trials", "20", "--participants", "300", "--seed", seed, "--protocol"])
+        .arg(protocol(protocol_file))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn method<'a>(a: &'a Value, starts: &str) -> &'a Value {
+    a["methods"].as_array().unwrap().iter().find(|m| m["method"].as_str().unwrap().starts_with(starts)).unwrap()
+}
+
+#[test]
+fn simulation_is_reproducible_and_shows_the_known_properties_of_each_method() {
+    let a = simulate("work-health-ips.toml", SEED);
+    assert_eq!(a, simulate("work-health-ips.toml", SEED), "same seed, same assessment");
+    assert_ne!(a, simulate("work-health-ips.toml", &"1".repeat(64)));
+    let own = method(&a, "permuted blocks 2/4/6 (this protocol)");
+    let simple = method(&a, "simple");
+    let fixed = method(&a, "fixed blocks of 4");
+    let minim = method(&a, "minimisation");
+    let p = |m: &Value| m["predictability"].as_f64().unwrap();
+    // Simple randomisation cannot be guessed better than a coin; blocks can.
+    assert!((p(simple) - 0.5).abs() < 0.05, "{simple}");
+    assert!(p(own) > 0.6 && p(fixed) > 0.6, "{own} {fixed}");
+    // Within a stratum, a block never lets the arms drift apart by more than half its size.
+    assert!(own["stratum_max_running_imbalance"].as_f64().unwrap() <= 3.0);
+    assert_eq!(fixed["stratum_max_running_imbalance"].as_f64().unwrap(), 2.0);
+    // Minimisation balances the margins best overall; simple randomisation worst.
+    let fin = |m: &Value| m["final_imbalance_mean"].as_f64().unwrap();
+    assert!(fin(minim) < fin(own) && fin(own) < fin(simple), "{a:#}");
+}
