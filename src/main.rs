@@ -385,6 +385,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a live trial database safely (SQLite's online backup), verify the
+    /// copy, and keep it only if it verifies. Never overwrites.
+    Backup {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The new copy.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Check the trial's records: the log's chain, the tables against a replay of
     /// the log, unique participants, checkpoints, the seed commitment and (with
     /// the seed, or after the reveal) every allocation; then SQLite's own check.
@@ -856,6 +866,11 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "imbalance: sum over arms of |count - n x share| (the difference between arms for 1:1); guessed: share of allocations a recruiter who knows past allocations in the stratum predicts"
             );
+            Ok(())
+        }
+        Command::Backup { db, to } => {
+            let b = chancery::verify::backup(&db, &to)?;
+            println!("backed up {} entries (head {}) to {}; the copy verifies", b.entries, b.head, b.path.display());
             Ok(())
         }
         Command::Power { protocol, json, design } => power(protocol, design, json),

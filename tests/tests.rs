@@ -7,6 +7,7 @@ mod analysis;
 mod audit;
 mod demo;
 mod design;
+mod hardening;
 mod ledger;
 mod outcomes;
 mod report;
