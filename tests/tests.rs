@@ -8,6 +8,7 @@ mod audit;
 mod demo;
 mod design;
 mod hardening;
+mod hostile;
 mod ledger;
 mod outcomes;
 mod report;
