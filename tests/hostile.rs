@@ -207,7 +207,7 @@ fn catalogue() -> Vec<Case> {
             "duplicate headers",
             &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
             "b.csv",
-            format!("participant,site,age,age\nN1,sheffield,30,31\n"),
+            "participant,site,age,age\nN1,sheffield,30,31\n",
         ),
         with_file(
             "a participant twice in one file",
