@@ -39,6 +39,14 @@ impl Timestamp {
     }
 }
 
+/// Parses a calendar date, `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .ok()
+        .filter(|_| s.trim().len() == 10)
+        .ok_or_else(|| Error::Input(format!("date {:?} is not YYYY-MM-DD", crate::referral::truncate(s, 40))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 //! the allocation stream), so a demonstration is reproducible for its seed.
 //! The data are simulated; every output of the demonstration says so.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Duration, TimeZone, Utc, Weekday};
@@ -29,6 +30,8 @@ pub struct DemoOptions {
     pub referrals: u32,
     /// Seed for the trial and the simulation.
     pub seed: [u8; 32],
+    /// True effect of IPS on the primary outcome, in percentage points.
+    pub effect_pp: f64,
 }
 
 /// What the demonstration produced.
@@ -42,6 +45,8 @@ pub struct DemoReport {
     pub status: Status,
     /// Working days over which referrals arrived.
     pub days: u32,
+    /// The last day of follow-up.
+    pub last_day: chrono::NaiveDate,
 }
 
 /// A uniform draw in `0..n` as f64 helper: a number in [0, 1) from two words (53 bits).
@@ -165,9 +170,143 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))
 }
 
-/// Runs the demonstration (in a folder made ready by [`prepare_dir`]): creates the trial and randomises the simulated
-/// referrals, a working day's batch per transaction, from 5 January 2026.
-pub fn run(opts: &DemoOptions, mut progress: impl FnMut(u64, u64)) -> Result<DemoReport> {
+/// One participant's planned follow-up contact.
+#[derive(Debug, Clone)]
+struct Planned {
+    participant: String,
+    timepoint: String,
+    values: Vec<(String, String)>,
+}
+
+/// A participant's simulated course after randomisation: whether and when
+/// they find paid work, take up IPS, and respond at each timepoint.
+struct Course {
+    job_day: Option<i64>,
+    weeks_by_12m: i64,
+    contacts: u32,
+    respond: [bool; 2],
+    status: Option<(i64, crate::outcome::StatusKind, &'static str, bool)>,
+}
+
+/// Simulates the follow-up of one randomised participant: attrition (about
+/// one in eight missing at 4 months and one in five at 12), a control-arm rate
+/// of paid work for 13+ weeks that depends on employment status and condition,
+/// and `effect_pp` percentage points more in the IPS arm.
+fn simulate_course(s: &mut Stream, ips: bool, baseline: &BTreeMap<String, String>, effect_pp: f64) -> Course {
+    let in_work = baseline.get("employment_status").is_some_and(|v| v == "in_work");
+    let base = match (in_work, baseline.get("condition").map(String::as_str)) {
+        (true, _) => 0.50,
+        (false, Some("msk")) => 0.27,
+        (false, Some("both")) => 0.18,
+        _ => 0.23,
+    };
+    let p = (base + if ips { effect_pp / 100.0 } else { 0.0 }).clamp(0.0, 1.0);
+    let works_13 = unit(s) < p;
+    let some_work = works_13 || unit(s) < 0.12;
+    let (job_day, weeks) = if works_13 {
+        let d = 10 + (unit(s) * 250.0) as i64;
+        (Some(d), 13 + ((365 - d) / 7 - 13).max(0) * (s.below(100) as i64) / 100)
+    } else if some_work {
+        let d = 20 + (unit(s) * 300.0) as i64;
+        (Some(d), 1 + s.below(12) as i64)
+    } else {
+        (None, 0)
+    };
+    let weeks = if let Some(d) = job_day { weeks.min((365 - d) / 7).max(1) } else { 0 };
+    let contacts = if ips {
+        if unit(s) < 0.85 { 1 + s.below(30) } else { 0 }
+    } else if unit(s) < 0.03 {
+        1 + s.below(4)
+    } else {
+        0
+    };
+    let r = unit(s);
+    let status = if r < 0.02 {
+        Some((
+            30 + s.below(300) as i64,
+            crate::outcome::StatusKind::Withdrawn,
+            "no longer wishes to take part",
+            unit(s) < 0.5,
+        ))
+    } else if r < 0.025 {
+        Some((60 + s.below(280) as i64, crate::outcome::StatusKind::Died, "notified by GP practice", false))
+    } else {
+        None
+    };
+    let respond = [unit(s) > 0.12, unit(s) > 0.2];
+    // Most who miss the 12-month follow-up are marked lost once its window has closed.
+    let status = match status {
+        None if !respond[1] && unit(s) < 0.6 => Some((
+            365 + 46 + s.below(14) as i64,
+            crate::outcome::StatusKind::Lost,
+            "no response after three contact attempts",
+            false,
+        )),
+        other => other,
+    };
+    Course { job_day, weeks_by_12m: weeks, contacts, respond, status }
+}
+
+fn score(s: &mut Stream, baseline: Option<&String>, change: f64, sd: f64, lo: f64, hi: f64) -> String {
+    let b = baseline.and_then(|v| v.parse::<f64>().ok()).unwrap_or((lo + hi) / 2.0);
+    normal(s, b + change, sd).round().clamp(lo, hi).to_string()
+}
+
+/// The values collected at one timepoint, consistent with the course.
+fn follow_up_values(
+    s: &mut Stream,
+    course: &Course,
+    tp: usize,
+    day: i64,
+    randomised_on: chrono::NaiveDate,
+    baseline: &BTreeMap<String, String>,
+    ips: bool,
+) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    let job_by = course.job_day.filter(|d| *d <= day);
+    let weeks = match job_by {
+        None => 0,
+        Some(d) => ((course.weeks_by_12m * (day - d)) / (365 - d).max(1)).clamp(1, (day - d) / 7 + 1),
+    };
+    let weeks = if tp == 1 { course.weeks_by_12m.min((day - course.job_day.unwrap_or(day)) / 7 + 1) } else { weeks };
+    let weeks = if job_by.is_some() { weeks.max(1) } else { 0 };
+    let working = job_by.is_some() && unit(s) < 0.8;
+    v.push(("in_paid_work".into(), if working { "yes" } else { "no" }.into()));
+    v.push(("weeks_in_paid_work".into(), weeks.to_string()));
+    if let Some(d) = job_by {
+        let first = randomised_on + Duration::days(d);
+        v.push(("first_job_date".into(), first.format("%Y-%m-%d").to_string()));
+    }
+    if tp == 1 {
+        v.push(("paid_work_13_weeks".into(), if weeks >= 13 { "yes" } else { "no" }.into()));
+    }
+    v.push((
+        "earnings_monthly".into(),
+        if working { format!("{:.2}", normal(s, 1350.0, 400.0).max(200.0)) } else { "0".into() },
+    ));
+    if baseline.get("employment_status").is_some_and(|x| x == "in_work") {
+        v.push(("sickness_absence_days".into(), s.below(12).to_string()));
+    }
+    let gain = if ips { 0.6 } else { 0.0 };
+    v.push(("phq9".into(), score(s, baseline.get("phq9"), -1.5 - gain, 4.0, 0.0, 27.0)));
+    v.push(("gad7".into(), score(s, baseline.get("gad7"), -1.2 - gain, 3.5, 0.0, 21.0)));
+    v.push(("swemwbs".into(), score(s, baseline.get("swemwbs"), 1.0 + gain, 3.5, 7.0, 35.0)));
+    let eq = baseline.get("eq5d").and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.6);
+    v.push(("eq5d".into(), format!("{:.3}", normal(s, eq + 0.02, 0.12).clamp(-0.285, 1.0))));
+    v.push((
+        "ips_contacts".into(),
+        (course.contacts * if tp == 0 { 1 } else { 2 } / 2 + course.contacts % 2).to_string(),
+    ));
+    v
+}
+
+/// Runs the demonstration (in a folder made ready by [`prepare_dir`]): creates
+/// the trial, randomises the simulated referrals a working day's batch per
+/// transaction from 5 January 2026, and follows every randomised participant up
+/// at each timepoint with realistic attrition, recording values and status
+/// changes through the same library calls a coordinator's commands use, in
+/// date order (the log cannot be back-dated).
+pub fn run(opts: &DemoOptions, mut progress: impl FnMut(&str, u64, u64)) -> Result<DemoReport> {
     std::fs::create_dir_all(&opts.dir).map_err(Error::io(format!("creating {}", opts.dir.display())))?;
     let db = opts.dir.join("trial.db");
     let key_path = keys::default_key_path(&db);
@@ -183,20 +322,130 @@ pub fn run(opts: &DemoOptions, mut progress: impl FnMut(u64, u64)) -> Result<Dem
     let mut trial = Trial::open(&db)?;
     let key = keys::TrialKey::read(&key_path)?;
     let referrals = simulate_referrals(trial.protocol(), &opts.seed, opts.referrals);
+    let follows_up = trial.protocol().timepoints.len() == 2 && trial.protocol().outcome("paid_work_13_weeks").is_some();
+    let mut s = Stream::open(&opts.seed, "demo/follow-up", 0);
+    // Follow-up contacts and status changes by date.
+    let mut contacts: BTreeMap<chrono::NaiveDate, Vec<Planned>> = BTreeMap::new();
+    let mut changes: BTreeMap<chrono::NaiveDate, Vec<(String, crate::outcome::StatusKind, &'static str, bool)>> =
+        BTreeMap::new();
     let per_day = 18usize;
     let mut day = start;
     let mut days = 0;
     let total = referrals.len() as u64;
-    for (i, chunk) in referrals.chunks(per_day).enumerate() {
+    let mut chunks = referrals.chunks(per_day);
+    let mut done = 0u64;
+    loop {
         day += Duration::days(1);
         while matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
             day += Duration::days(1);
         }
-        days += 1;
-        let batch: Vec<(String, Referral)> =
-            chunk.iter().map(|r| (format!("simulated referral {}", r.participant), r.clone())).collect();
-        trial.randomise(&key, &batch, "demo-coordinator", Timestamp(day))?;
-        progress(((i + 1) * per_day).min(referrals.len()) as u64, total);
+        let today = day.date_naive();
+        let at = |h: u32| Timestamp(day + Duration::hours(i64::from(h)));
+        let chunk = chunks.next();
+        if chunk.is_none() && contacts.is_empty() && changes.is_empty() {
+            break;
+        }
+        if let Some(chunk) = chunk {
+            days += 1;
+            let batch: Vec<(String, Referral)> =
+                chunk.iter().map(|r| (format!("simulated referral {}", r.participant), r.clone())).collect();
+            let confirmations = trial.randomise(&key, &batch, "demo-coordinator", at(0))?;
+            done += chunk.len() as u64;
+            progress("randomising referrals", done, total);
+            if follows_up {
+                for (c, (_, r)) in confirmations.iter().zip(&batch) {
+                    let Some(arm) = &c.arm else { continue };
+                    let baseline: BTreeMap<String, String> = r.values.iter().cloned().collect();
+                    let ips = arm == &trial.protocol().arms[0].id;
+                    let course = simulate_course(&mut s, ips, &baseline, opts.effect_pp);
+                    let stop = course.status.map(|(d, ..)| d).unwrap_or(i64::MAX);
+                    if let Some((d, kind, reason, nfc)) = course.status {
+                        changes.entry(today + Duration::days(d)).or_default().push((
+                            c.participant.clone(),
+                            kind,
+                            reason,
+                            nfc,
+                        ));
+                    }
+                    for (tp, t) in trial.protocol().timepoints.clone().iter().enumerate() {
+                        let d = i64::from(t.day) + (normal(&mut s, 0.0, 8.0).round() as i64).clamp(-20, 25);
+                        if !course.respond[tp] || d >= stop {
+                            continue;
+                        }
+                        let values = follow_up_values(&mut s, &course, tp, d, today, &baseline, ips);
+                        contacts.entry(today + Duration::days(d)).or_default().push(Planned {
+                            participant: c.participant.clone(),
+                            timepoint: t.id.clone(),
+                            values,
+                        });
+                    }
+                }
+            }
+        }
+        // Follow-up forms are entered once a week, on Fridays: the week's calls in one
+        // transaction, then any status changes.
+        if day.weekday() != Weekday::Fri && chunk.is_some() {
+            continue;
+        }
+        let due: Vec<chrono::NaiveDate> = contacts.range(..=today).map(|(d, _)| *d).collect();
+        let mut entries = Vec::new();
+        for d in due {
+            for p in contacts.remove(&d).unwrap_or_default() {
+                entries.push((
+                    format!("simulated follow-up {} {}", p.participant, p.timepoint),
+                    crate::followup::OutcomeEntry {
+                        participant: p.participant,
+                        timepoint: p.timepoint,
+                        collected_on: d,
+                        values: p.values,
+                    },
+                ));
+            }
+        }
+        if !entries.is_empty() {
+            trial.record_outcomes(&entries, "demo-researcher", at(4))?;
+        }
+        let due: Vec<chrono::NaiveDate> = changes.range(..=today).map(|(d, _)| *d).collect();
+        for d in due {
+            for (p, kind, reason, nfc) in changes.remove(&d).unwrap_or_default() {
+                trial.change_status(&p, kind, reason, nfc, Some(d), "demo-coordinator", at(6))?;
+            }
+        }
     }
-    Ok(DemoReport { db, key: key_path, status: trial.status()?, days })
+    Ok(DemoReport { db, key: key_path, status: trial.status()?, days, last_day: day.date_naive() })
+}
+
+/// What the demonstration hands out after the simulated trial: a signed
+/// checkpoint, the verification, the analysis tables and the report.
+pub struct Published {
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// Folder of the analysis tables.
+    pub tables: PathBuf,
+    /// The report.
+    pub report: PathBuf,
+    /// The report's contents' sources.
+    pub built: crate::report::Built,
+}
+
+/// Makes a checkpoint (dated the last simulated day), verifies the log against
+/// it, runs the analysis and writes the report, as a trial team would at the
+/// end of follow-up.
+pub fn publish(r: &DemoReport) -> Result<Published> {
+    let dir = r.db.parent().map(Path::to_path_buf).unwrap_or_default();
+    let trial = Trial::open(&r.db)?;
+    let signing = keys::read_signing_key(&keys::signing_key_path(&r.key))?;
+    let when =
+        Timestamp(Utc.from_utc_datetime(&r.last_day.and_hms_opt(18, 0, 0).expect("valid time")).max(
+            trial.store().head()?.ts.as_deref().and_then(|t| Timestamp::parse(t).ok()).map_or(Utc::now(), |t| t.0),
+        ));
+    let checkpoint = trial.checkpoint(&signing, when)?;
+    let cp_path = dir.join("checkpoint.txt");
+    std::fs::write(&cp_path, checkpoint.to_text()).map_err(Error::io(format!("writing {}", cp_path.display())))?;
+    let built = crate::report::for_trial(&r.db, vec![(cp_path.display().to_string(), checkpoint)], None)?;
+    let tables = dir.join("analysis");
+    crate::analysis::write_tables(&built.analysis, &tables)?;
+    let report = dir.join("report.html");
+    std::fs::write(&report, &built.html).map_err(Error::io(format!("writing {}", report.display())))?;
+    Ok(Published { checkpoint: cp_path, tables, report, built })
 }

@@ -21,6 +21,14 @@ pub enum Event {
     ReferralScreened(ReferralScreened),
     /// A participant allocated to an arm.
     ParticipantRandomised(Randomised),
+    /// The allocation seed, published when recruitment closed; no allocation follows it.
+    SeedRevealed(SeedRevealed),
+    /// Follow-up values collected for a participant at a timepoint.
+    OutcomeRecorded(OutcomeRecorded),
+    /// A recorded outcome value corrected; the original stays in the log.
+    OutcomeCorrected(OutcomeCorrected),
+    /// A participant withdrew, was lost to follow-up, or died.
+    StatusChanged(StatusChanged),
 }
 
 impl Event {
@@ -30,6 +38,10 @@ impl Event {
             Event::TrialCreated(_) => "trial_created",
             Event::ReferralScreened(_) => "referral_screened",
             Event::ParticipantRandomised(_) => "participant_randomised",
+            Event::SeedRevealed(_) => "seed_revealed",
+            Event::OutcomeRecorded(_) => "outcome_recorded",
+            Event::OutcomeCorrected(_) => "outcome_corrected",
+            Event::StatusChanged(_) => "status_changed",
         }
     }
 
@@ -104,6 +116,64 @@ pub struct Randomised {
     pub arm: String,
     /// How the allocation was decided.
     pub allocation: AllocationRecord,
+}
+
+/// Data of `seed_revealed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedRevealed {
+    /// The allocation seed, 64 lowercase hex digits; it must open the trial's `seed_commitment`.
+    pub seed: String,
+    /// Why it was revealed (e.g. recruitment closed).
+    pub reason: String,
+}
+
+/// Data of `outcome_recorded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeRecorded {
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Date the values were collected, YYYY-MM-DD.
+    pub collected_on: String,
+    /// Outcome values, canonical text, by outcome name.
+    pub values: BTreeMap<String, String>,
+}
+
+/// Data of `outcome_corrected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeCorrected {
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// The value being corrected.
+    pub old_value: String,
+    /// The corrected value.
+    pub new_value: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Data of `status_changed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChanged {
+    /// Participant id.
+    pub participant: String,
+    /// `withdrawn`, `lost` or `died`.
+    pub status: String,
+    /// Why.
+    pub reason: String,
+    /// Withdrawn and asked for no further contact or data collection.
+    pub no_further_contact: bool,
+    /// Date of the change, YYYY-MM-DD.
+    pub on: String,
 }
 
 /// How an allocation was decided, as recorded.

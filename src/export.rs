@@ -53,7 +53,10 @@ impl Table {
                 let mut w = csv::Writer::from_writer(out);
                 let err = |e: csv::Error| Error::Io {
                     context: "writing CSV".into(),
-                    source: std::io::Error::other(e.to_string()),
+                    source: match e.into_kind() {
+                        csv::ErrorKind::Io(io) => io,
+                        other => std::io::Error::other(format!("{other:?}")),
+                    },
                 };
                 w.write_record(&self.columns).map_err(err)?;
                 for row in &self.rows {
@@ -124,6 +127,239 @@ pub fn log(trial: &crate::ledger::Trial) -> Result<Table> {
         Ok(())
     })?;
     Ok(Table { columns: ["seq", "ts", "user", "type", "prev", "hash", "data"].map(String::from).to_vec(), rows })
+}
+
+/// One row per randomised participant: site, strata as used at randomisation,
+/// arm, randomisation date, baseline values, current status, and every outcome
+/// at every timepoint as its own column (`phq9_m12`, …).
+pub fn participants(trial: &crate::ledger::Trial, as_of: chrono::NaiveDate) -> Result<Table> {
+    let data = trial.dataset(as_of)?;
+    let p = &data.protocol;
+    let mut columns: Vec<String> = ["participant", "site", "region", "stratum"].map(String::from).to_vec();
+    columns.extend(p.factors.iter().map(|f| format!("strat_{}", f.name)));
+    columns.extend(["arm", "randomised_on"].map(String::from));
+    let fields: Vec<&str> =
+        p.fields.iter().enumerate().filter(|(i, _)| *i != p.identity).map(|(_, f)| f.name.as_str()).collect();
+    columns.extend(fields.iter().map(|f| f.to_string()));
+    columns.extend(["status", "status_reason", "status_on"].map(String::from));
+    let mut outcome_cols = Vec::new();
+    for o in &p.outcomes {
+        for t in &p.timepoints {
+            if o.timepoints.contains(&t.id) {
+                outcome_cols.push((t.id.clone(), o.name.clone()));
+                columns.push(format!("{}_{}", o.name, t.id));
+            }
+        }
+    }
+    let rows = data
+        .participants
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                Some(r.participant.clone()),
+                Some(r.site.clone()),
+                r.region.clone(),
+                Some(
+                    p.factors
+                        .iter()
+                        .map(|f| format!("{}={}", f.name, r.strata.get(&f.name).cloned().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                ),
+            ];
+            row.extend(p.factors.iter().map(|f| r.strata.get(&f.name).cloned()));
+            row.push(Some(r.arm.clone()));
+            row.push(Some(r.randomised_on.to_string()));
+            row.extend(fields.iter().map(|f| r.baseline.get(*f).cloned()));
+            let (reason, on) = match &r.status {
+                crate::dataset::ParticipantStatus::Active => (None, None),
+                crate::dataset::ParticipantStatus::Withdrawn { reason, on, .. }
+                | crate::dataset::ParticipantStatus::Lost { reason, on }
+                | crate::dataset::ParticipantStatus::Died { reason, on } => {
+                    (Some(reason.clone()), Some(on.to_string()))
+                }
+            };
+            row.push(Some(r.status.name().to_string()));
+            row.push(reason);
+            row.push(on);
+            row.extend(outcome_cols.iter().map(|k| r.outcomes.get(k).map(|v| v.value.clone())));
+            row
+        })
+        .collect();
+    Ok(Table { columns, rows })
+}
+
+/// Outcomes in long format: one row per current value.
+pub fn outcomes(trial: &crate::ledger::Trial) -> Result<Table> {
+    let rows = trial
+        .store()
+        .outcomes()?
+        .into_iter()
+        .map(|o| {
+            vec![
+                Some(o.participant),
+                Some(o.timepoint),
+                Some(o.field),
+                Some(o.value),
+                Some(o.collected_on),
+                Some(o.recorded_at),
+                Some(o.user),
+                Some(o.version.to_string()),
+            ]
+        })
+        .collect();
+    Ok(Table {
+        columns: ["participant", "timepoint", "field", "value", "collected_on", "recorded_at", "user", "version"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    })
+}
+
+/// Every outcome change: old value, new value, who, when, why.
+pub fn history(trial: &crate::ledger::Trial) -> Result<Table> {
+    let rows = trial
+        .history()?
+        .into_iter()
+        .map(|h| {
+            vec![
+                Some(h.seq.to_string()),
+                Some(h.participant),
+                Some(h.timepoint),
+                Some(h.field),
+                Some(h.change),
+                h.old_value,
+                Some(h.new_value),
+                Some(h.collected_on),
+                Some(h.user),
+                Some(h.at),
+                h.reason,
+            ]
+        })
+        .collect();
+    Ok(Table {
+        columns: [
+            "seq",
+            "participant",
+            "timepoint",
+            "field",
+            "change",
+            "old_value",
+            "new_value",
+            "collected_on",
+            "user",
+            "at",
+            "reason",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    })
+}
+
+/// Every column of every export with its type, unit, valid values and definition.
+pub fn codebook(trial: &crate::ledger::Trial) -> Result<Table> {
+    let p = trial.protocol();
+    let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+    let mut add = |export: &str, column: &str, kind: &str, unit: Option<&str>, valid: &str, definition: &str| {
+        rows.push(vec![
+            Some(export.into()),
+            Some(column.into()),
+            Some(kind.into()),
+            unit.map(str::to_string),
+            Some(valid.into()),
+            Some(definition.into()),
+        ]);
+    };
+    let ids = p.sites.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ");
+    let arms = p.arms.iter().map(|a| format!("{} ({})", a.id, a.label)).collect::<Vec<_>>().join(", ");
+    for export in ["allocations", "participants"] {
+        add(export, "participant", "text", None, "participant id", "Participant (referral) identifier");
+        add(export, "site", "category", None, &ids, "Recruiting site");
+        add(export, "stratum", "text", None, "factor=level|…", "Stratum as used at randomisation");
+        add(export, "arm", "category", None, &arms, "Allocated arm (analysed as allocated: intention to treat)");
+    }
+    add("allocations", "seq", "integer", None, "0 or more", "Sequence number of the allocation's log entry");
+    add("allocations", "randomised_at", "datetime", None, "RFC 3339 UTC", "When the allocation was committed");
+    add("participants", "region", "category", None, &p.regions().join(", "), "Region of the site");
+    for f in &p.factors {
+        add(
+            "participants",
+            &format!("strat_{}", f.name),
+            "category",
+            None,
+            &f.levels.join(", "),
+            &format!("Stratification factor {} as used at randomisation", f.name),
+        );
+    }
+    add("participants", "randomised_on", "date", None, "YYYY-MM-DD", "Date of randomisation (UTC)");
+    for (i, f) in p.fields.iter().enumerate() {
+        if i == p.identity {
+            continue;
+        }
+        let stage = match f.stage {
+            crate::protocol::Stage::Screening => "screening",
+            crate::protocol::Stage::Consent => "consent",
+            crate::protocol::Stage::Baseline => "baseline",
+        };
+        let def =
+            format!("{} ({stage}){}", f.label, f.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default());
+        add("participants", &f.name, f.kind.name(), f.unit.as_deref(), &f.kind.describe(), &def);
+    }
+    add("participants", "status", "category", None, "active, withdrawn, lost, died", "Follow-up status");
+    add("participants", "status_reason", "text", None, "free text", "Reason given for the status change");
+    add("participants", "status_on", "date", None, "YYYY-MM-DD", "Date of the status change");
+    for o in &p.outcomes {
+        for t in &p.timepoints {
+            if o.timepoints.contains(&t.id) {
+                let def = format!(
+                    "{} at {} (day {} ± {}){}{}",
+                    o.label,
+                    t.label,
+                    t.day,
+                    t.window,
+                    if o.primary { "; PRIMARY OUTCOME" } else { "" },
+                    o.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                );
+                add(
+                    "participants",
+                    &format!("{}_{}", o.name, t.id),
+                    o.kind.name(),
+                    o.unit.as_deref(),
+                    &o.kind.describe(),
+                    &def,
+                );
+            }
+        }
+    }
+    for (c, k, d) in [
+        ("participant", "text", "Participant identifier"),
+        ("timepoint", "category", "Follow-up timepoint"),
+        ("field", "category", "Outcome name (see the participants rows of this codebook)"),
+        ("value", "text", "Current value, as the outcome's type"),
+        ("collected_on", "date", "Date the value was collected"),
+        ("recorded_at", "datetime", "When the current value was recorded (UTC)"),
+        ("user", "text", "Who recorded the current value"),
+        ("version", "integer", "1 for the original value, +1 per correction"),
+    ] {
+        add("outcomes", c, k, None, "", d);
+    }
+    for (c, k, d) in [
+        ("seq", "integer", "Sequence number of the change's log entry"),
+        ("participant", "text", "Participant identifier"),
+        ("timepoint", "category", "Follow-up timepoint"),
+        ("field", "category", "Outcome name"),
+        ("change", "category", "recorded or corrected"),
+        ("old_value", "text", "Value before a correction (empty for the original record)"),
+        ("new_value", "text", "Value after the change"),
+        ("collected_on", "date", "Date the value was collected"),
+        ("user", "text", "Who made the change"),
+        ("at", "datetime", "When the change was made (UTC)"),
+        ("reason", "text", "Why a value was corrected"),
+    ] {
+        add("history", c, k, None, "", d);
+    }
+    Ok(Table { columns: ["export", "column", "type", "unit", "valid", "definition"].map(String::from).to_vec(), rows })
 }
 
 #[cfg(test)]

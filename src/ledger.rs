@@ -14,13 +14,13 @@ use serde::Serialize;
 use crate::allocation::{self, State};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::event::{AllocationRecord, Event, Randomised, ReferralScreened, TrialCreated};
+use crate::event::{AllocationRecord, Event, Randomised, ReferralScreened, SeedRevealed, TrialCreated};
 use crate::identity::IdentityHasher;
 use crate::keys::{self, KeyOrigin, TrialKey};
 use crate::log::{Entry, FORMAT_VERSION};
 use crate::protocol::{Arm, Method, Protocol};
 use crate::referral::{self, Decision, Referral, Screened};
-use crate::store::{Head, LogRow, ParticipantRow, ReferralRow, Store, StreamRow, TrialRow, Tx};
+use crate::store::{Head, LogRow, OutcomeRow, ParticipantRow, ReferralRow, StatusRow, Store, StreamRow, TrialRow, Tx};
 
 /// What `init` needs.
 #[derive(Debug, Clone)]
@@ -87,6 +87,19 @@ pub struct Confirmation {
     pub head: String,
 }
 
+/// What `reveal` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revealed {
+    /// Sequence number of the `seed_revealed` entry.
+    pub seq: u64,
+    /// Its hash.
+    pub entry_hash: String,
+    /// Log length after the reveal.
+    pub log_length: u64,
+    /// Log head after the reveal.
+    pub head: String,
+}
+
 /// Counts for `status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -112,6 +125,10 @@ pub struct Status {
     pub by_stratum: BTreeMap<String, BTreeMap<String, u64>>,
     /// Ineligible referrals per failed rule.
     pub ineligible_by_reason: BTreeMap<String, u64>,
+    /// Participants with follow-up data, per timepoint, in protocol order (every timepoint listed).
+    pub followed_up: Vec<(String, u64)>,
+    /// Participants withdrawn, lost to follow-up or died, per status.
+    pub not_active: BTreeMap<String, u64>,
     /// Log length.
     pub log_entries: u64,
     /// Log head hash.
@@ -120,9 +137,9 @@ pub struct Status {
 
 /// An open trial.
 pub struct Trial {
-    store: Store,
-    protocol: Protocol,
-    row: TrialRow,
+    pub(crate) store: Store,
+    pub(crate) protocol: Protocol,
+    pub(crate) row: TrialRow,
 }
 
 /// Creates a trial: refuses to overwrite anything, writes the key files
@@ -229,14 +246,22 @@ pub(crate) fn append(
     let body = entry.canonical();
     let hash = Entry::hash_of(&body);
     tx.append_log(&LogRow { seq: entry.seq, ts: ts.clone(), kind: entry.kind.clone(), hash: hash.clone(), body })?;
-    apply(tx, protocol, state, entry.seq, &ts, event)?;
+    apply(tx, protocol, state, entry.seq, &ts, user, event)?;
     *head = Head { len: entry.seq + 1, hash: hash.clone(), ts: Some(ts) };
     Ok((entry.seq, hash))
 }
 
 /// Derives the tables' rows from one event. Live writes and replay both come here,
 /// so the tables are by construction a function of the log.
-pub(crate) fn apply(tx: &Tx, protocol: &Protocol, state: &mut State, seq: u64, ts: &str, event: &Event) -> Result<()> {
+pub(crate) fn apply(
+    tx: &Tx,
+    protocol: &Protocol,
+    state: &mut State,
+    seq: u64,
+    ts: &str,
+    user: &str,
+    event: &Event,
+) -> Result<()> {
     match event {
         Event::TrialCreated(t) => tx.insert_trial(&TrialRow {
             trial_id: t.trial.clone(),
@@ -280,6 +305,51 @@ pub(crate) fn apply(tx: &Tx, protocol: &Protocol, state: &mut State, seq: u64, t
             state.record(&a);
             Ok(())
         }
+        Event::SeedRevealed(_) => tx.set_revealed(seq, ts),
+        Event::OutcomeRecorded(o) => {
+            for (field, value) in &o.values {
+                tx.put_outcome(&OutcomeRow {
+                    participant: o.participant.clone(),
+                    timepoint: o.timepoint.clone(),
+                    field: field.clone(),
+                    value: value.clone(),
+                    collected_on: o.collected_on.clone(),
+                    recorded_at: ts.to_string(),
+                    user: user.to_string(),
+                    version: 1,
+                    seq,
+                })?;
+            }
+            Ok(())
+        }
+        Event::OutcomeCorrected(c) => {
+            let current = tx
+                .outcomes_of(&c.participant)?
+                .into_iter()
+                .find(|r| r.timepoint == c.timepoint && r.field == c.field)
+                .ok_or_else(|| {
+                    Error::Integrity(format!(
+                        "log entry {seq}: corrects {} {} {}, which was never recorded",
+                        c.participant, c.timepoint, c.field
+                    ))
+                })?;
+            tx.put_outcome(&OutcomeRow {
+                value: c.new_value.clone(),
+                recorded_at: ts.to_string(),
+                user: user.to_string(),
+                version: current.version + 1,
+                seq,
+                ..current
+            })
+        }
+        Event::StatusChanged(c) => tx.put_status(&StatusRow {
+            participant: c.participant.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            no_further_contact: c.no_further_contact,
+            on_date: c.on.clone(),
+            seq,
+        }),
     }
 }
 
@@ -318,7 +388,7 @@ pub(crate) fn parse_stratum(protocol: &Protocol, label: &str) -> std::result::Re
 }
 
 /// Loads the allocation state from the derived tables.
-fn load_state(tx: &Tx, protocol: &Protocol) -> Result<State> {
+pub(crate) fn load_state(tx: &Tx, protocol: &Protocol) -> Result<State> {
     let mut state = State::new(protocol);
     for (stream, row) in tx.streams()? {
         if stream.starts_with("blocks/") {
@@ -401,6 +471,7 @@ impl Trial {
         let mut out = Vec::with_capacity(referrals.len());
 
         let tx = self.store.transaction()?;
+        refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
         let mut state = load_state(&tx, protocol)?;
         for (origin, r) in referrals {
@@ -470,6 +541,46 @@ impl Trial {
         Ok(out)
     }
 
+    /// Signs a checkpoint of the log as it stands: its length and head, now.
+    /// Refuses a signing key that is not the one whose public half is in the
+    /// trial's first log entry.
+    pub fn checkpoint(
+        &self,
+        signing: &ed25519_dalek::SigningKey,
+        now: Timestamp,
+    ) -> Result<crate::checkpoint::Checkpoint> {
+        if hex::encode(signing.verifying_key().to_bytes()) != self.row.signing_public_key {
+            return Err(Error::Key(format!(
+                "the signing key is not trial {:?}'s (its public key differs from the one in log entry 0); give the right --key",
+                self.row.trial_id
+            )));
+        }
+        let head = self.store.head()?;
+        Ok(crate::checkpoint::Checkpoint::sign(&self.row.trial_id, head.len, &head.hash, now, signing))
+    }
+
+    /// Reveals the seed: appends `seed_revealed` with the seed and the reason.
+    /// From then on anyone can re-derive every allocation from the log alone,
+    /// and [`Trial::randomise`] is refused.
+    pub fn reveal(&mut self, key: &TrialKey, reason: &str, user: &str, now: Timestamp) -> Result<Revealed> {
+        self.check_key(key)?;
+        check_user(user)?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(|c| c.is_control()) {
+            return Err(Error::Input(
+                "--reason must be 1–500 printable characters, e.g. \"recruitment closed\"".to_string(),
+            ));
+        }
+        let tx = self.store.transaction()?;
+        refuse_if_revealed(&tx)?;
+        let mut head = tx.head()?;
+        let mut state = load_state(&tx, &self.protocol)?;
+        let event = Event::SeedRevealed(SeedRevealed { seed: hex::encode(key.seed), reason: reason.to_string() });
+        let (seq, hash) = append(&tx, &self.protocol, &mut state, &mut head, &event, user, now)?;
+        tx.commit()?;
+        Ok(Revealed { seq, entry_hash: hash, log_length: head.len, head: head.hash })
+    }
+
     /// Counts by status, arm, site and stratum, and the log head.
     pub fn status(&self) -> Result<Status> {
         let head = self.store.head()?;
@@ -485,6 +596,8 @@ impl Trial {
             by_site: BTreeMap::new(),
             by_stratum: BTreeMap::new(),
             ineligible_by_reason: BTreeMap::new(),
+            followed_up: Vec::new(),
+            not_active: BTreeMap::new(),
             log_entries: head.len,
             head: head.hash,
         };
@@ -509,7 +622,33 @@ impl Trial {
             *s.by_stratum.entry(p.stratum.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() +=
                 1;
         }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut by_timepoint: BTreeMap<String, u64> = BTreeMap::new();
+        for o in self.store.outcomes()? {
+            if seen.insert((o.participant, o.timepoint.clone())) {
+                *by_timepoint.entry(o.timepoint).or_default() += 1;
+            }
+        }
+        s.followed_up = self
+            .protocol
+            .timepoints
+            .iter()
+            .map(|t| (t.id.clone(), by_timepoint.get(&t.id).copied().unwrap_or(0)))
+            .collect();
+        for st in self.store.statuses()? {
+            *s.not_active.entry(st.status).or_default() += 1;
+        }
         Ok(s)
+    }
+}
+
+/// Refuses a write that would allocate after the seed was revealed.
+fn refuse_if_revealed(tx: &Tx) -> Result<()> {
+    match tx.revealed()? {
+        Some((seq, ts)) => Err(Error::Refused(format!(
+            "the allocation seed was revealed at {ts} (log entry {seq}), so randomisation is closed: allocations made now would be predictable"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -640,7 +779,7 @@ pub(crate) fn flush_state(tx: &Tx, protocol: &Protocol, state: &State) -> Result
     Ok(())
 }
 
-fn batch_error(total: usize, problems: Vec<String>) -> Error {
+pub(crate) fn batch_error(total: usize, problems: Vec<String>) -> Error {
     if total == 1 && problems.len() == 1 {
         let only = problems.into_iter().next().unwrap_or_default();
         // A single referral: the origin prefix is noise.
@@ -651,7 +790,7 @@ fn batch_error(total: usize, problems: Vec<String>) -> Error {
     let mut seen = HashSet::new();
     let lines: Vec<String> = problems.into_iter().filter(|p| seen.insert(p.clone())).collect();
     Error::Input(format!(
-        "{n} of {total} referrals are invalid, so none was written; correct them and submit the file again:\n  {}",
+        "{n} of {total} records are invalid, so none was written; correct them and submit the file again:\n  {}",
         lines.join("\n  ")
     ))
 }

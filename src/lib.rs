@@ -17,20 +17,27 @@
 #![deny(missing_docs)]
 
 pub mod allocation;
+pub mod analysis;
+pub mod checkpoint;
 pub mod clock;
 pub mod dataset;
 pub mod demo;
 pub mod error;
 pub mod event;
 pub mod export;
+pub mod followup;
 pub mod identity;
 pub mod keys;
 pub mod ledger;
 pub mod log;
+pub mod outcome;
 pub mod protocol;
 pub mod random;
 pub mod referral;
+pub mod report;
 pub mod stats;
 pub mod store;
+pub mod svg;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -16,6 +16,7 @@ use chancery::error::{Error, Result};
 use chancery::export::{self, Format};
 use chancery::keys::{self, TrialKey};
 use chancery::ledger::{self, Confirmation, InitOptions, Trial};
+use chancery::outcome::StatusKind;
 use chancery::referral;
 
 #[derive(Parser)]
@@ -66,6 +67,111 @@ enum OutFormat {
 enum What {
     Allocations,
     Log,
+    Participants,
+    Outcomes,
+    History,
+    Codebook,
+}
+
+#[derive(Subcommand)]
+enum FollowupCommand {
+    /// Who is due, in window or overdue, at which timepoint: the day's work list.
+    Due {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The date to plan for (default: today).
+        #[arg(long, value_name = "DATE")]
+        on: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutcomeCommand {
+    /// Record follow-up values for one participant at one timepoint.
+    Record {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Participant id.
+        #[arg(long, value_name = "ID")]
+        participant: String,
+        /// Timepoint id (e.g. m4, m12).
+        #[arg(long, value_name = "T")]
+        timepoint: String,
+        /// An outcome value, FIELD=VALUE (repeat).
+        #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+        set: Vec<String>,
+        /// The date the values were collected (default: today).
+        #[arg(long, value_name = "DATE")]
+        on: Option<String>,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import outcomes from CSV (participant,timepoint[,collected_on],<outcome>…): all or nothing.
+    Import {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The CSV file.
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Correct a recorded value; the original stays in the log and the history.
+    Correct {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Participant id.
+        #[arg(long, value_name = "ID")]
+        participant: String,
+        /// Timepoint id.
+        #[arg(long, value_name = "T")]
+        timepoint: String,
+        /// The corrected value, FIELD=VALUE.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: String,
+        /// Why the value is corrected.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The trial database.
+    #[arg(long, value_name = "FILE")]
+    db: PathBuf,
+    /// Participant id.
+    #[arg(long, value_name = "ID")]
+    participant: String,
+    /// Why.
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    /// The date of the change (default: today).
+    #[arg(long, value_name = "DATE")]
+    on: Option<String>,
+    #[command(flatten)]
+    clock: Clock,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +249,118 @@ enum Command {
         /// Protocol file (default: the bundled work-health-ips protocol).
         #[arg(long, value_name = "FILE")]
         protocol: Option<PathBuf>,
+        /// The true effect of IPS on the primary outcome, in percentage points.
+        #[arg(long, value_name = "PP", default_value_t = 4.0, allow_negative_numbers = true)]
+        effect: f64,
+    },
+    /// Follow-up planning.
+    #[command(subcommand)]
+    Followup(FollowupCommand),
+    /// Record, import or correct follow-up outcomes.
+    #[command(subcommand)]
+    Outcome(OutcomeCommand),
+    /// Record that a participant withdrew (they stay in their arm for intention to treat).
+    Withdraw {
+        #[command(flatten)]
+        args: StatusArgs,
+        /// The participant asked for no further contact: no more data may be recorded.
+        #[arg(long)]
+        no_further_contact: bool,
+    },
+    /// Record that a participant was lost to follow-up.
+    Lost {
+        #[command(flatten)]
+        args: StatusArgs,
+    },
+    /// Record that a participant died.
+    Died {
+        #[command(flatten)]
+        args: StatusArgs,
+    },
+    /// The intention-to-treat analysis: CONSORT flow, baseline table, primary and
+    /// secondary outcomes, time to first job, subgroups, missing data, CACE.
+    Analyse {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Also write analysis.json, estimates.csv, consort.csv and baseline.csv here.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print the analysis as JSON instead of the Markdown summary.
+        #[arg(long)]
+        json: bool,
+        /// Analyse the data as they stood on this date (default: the date of the log's last entry).
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+    },
+    /// Write the report: one self-contained HTML file with the CONSORT diagram,
+    /// tables, charts and the audit status.
+    Report {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Folder for report.html (created if needed; an existing report.html is refused).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A signed checkpoint to check and show (repeat).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+        /// Report the data as they stood on this date (default: the date of the log's last entry).
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
+    },
+    /// Check the trial's records: the log's chain, the tables against a replay of
+    /// the log, unique participants, checkpoints, the seed commitment and (with
+    /// the seed, or after the reveal) every allocation; then SQLite's own check.
+    Verify {
+        /// The trial database (opened read-only).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The trial key file: re-derive every allocation from its seed.
+        #[arg(long, value_name = "FILE", conflicts_with = "seed")]
+        key: Option<PathBuf>,
+        /// The allocation seed (64 hex digits), if you hold it instead of the key file.
+        #[arg(long, value_name = "HEX")]
+        seed: Option<String>,
+        /// A signed checkpoint the log must extend (repeat).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a signed statement of the log's length and head, to hand to the data
+    /// monitoring committee, the registry or a site.
+    Checkpoint {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The trial key file (default: <db>.key); its signing key is <key>.signing.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Write the checkpoint here (never overwriting) instead of to standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        clock: Clock,
+    },
+    /// Publish the allocation seed in the log when recruitment closes: from then on
+    /// anyone can re-derive every allocation, and randomisation is refused.
+    Reveal {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The trial key file (default: <db>.key).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Why the seed is revealed now.
+        #[arg(long, value_name = "TEXT", default_value = "recruitment closed")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Export a table.
     Export {
@@ -329,9 +547,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             table(&mut out, "site", &s.by_site)?;
             table(&mut out, "stratum", &s.by_stratum)?;
+            w(&mut out, follow_up_line(&s))?;
             w(&mut out, format!("log: {} entries, head {}", s.log_entries, s.head))
         }
-        Command::Demo { dir, participants, seed, protocol } => {
+        Command::Demo { dir, participants, seed, protocol, effect } => {
+            if !(-50.0..=50.0).contains(&effect) {
+                return Err(Error::Input(format!("--effect {effect} must be between -50 and 50 percentage points")));
+            }
             let seed = keys::parse_seed(&seed)?;
             chancery::demo::prepare_dir(&dir)?;
             let protocol_path = match protocol {
@@ -350,8 +572,9 @@ fn run(cli: Cli) -> Result<()> {
                     protocol: protocol_path,
                     referrals: participants,
                     seed,
+                    effect_pp: effect,
                 },
-                |done, _| bar.set_position(done),
+                |_, done, _| bar.set_position(done),
             )?;
             bar.finish_and_clear();
             let s = &report.status;
@@ -380,9 +603,168 @@ fn run(cli: Cli) -> Result<()> {
                 .max()
                 .unwrap_or(0);
             println!("{} strata; largest difference between arms within a stratum: {worst}", s.by_stratum.len());
+            println!("{} (simulated through {})", follow_up_line(s), report.last_day);
             println!("log: {} entries, head {}", s.log_entries, s.head);
-            println!("database {}; key {}", report.db.display(), report.key.display());
+            let published = chancery::demo::publish(&report)?;
+            let v = &published.built.verification;
+            println!(
+                "verify (against the checkpoint): {}",
+                if v.ok { "every check that could run passed" } else { "FAILED" }
+            );
+            if let Some(p) = &published.built.analysis.primary {
+                println!("primary outcome ({}): {}  [true simulated effect {effect:+} pp]", p.outcome, p.headline);
+            }
+            println!("database   {}", report.db.display());
+            println!("key        {}", report.key.display());
+            println!("checkpoint {}", published.checkpoint.display());
+            println!("analysis   {}", published.tables.display());
+            println!("report     {}", published.report.display());
             println!("next: chancery status --db {}", report.db.display());
+            Ok(())
+        }
+        Command::Followup(FollowupCommand::Due { db, on, json }) => {
+            let trial = Trial::open(&db)?;
+            let on = match on {
+                Some(d) => chancery::clock::parse_date(&d)?,
+                None => Timestamp::system().date(),
+            };
+            let due = trial.due(on)?;
+            if json {
+                return print_json(&due);
+            }
+            let mut out = std::io::stdout().lock();
+            let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+            w(&mut out, format!("follow-up due on {on}: {} (the arm is not shown)", due.len()))?;
+            for d in &due {
+                let extra =
+                    if d.state == "overdue" { format!(", {} days overdue", d.days_overdue) } else { String::new() };
+                w(
+                    &mut out,
+                    format!(
+                        "  {:<12} {:<14} {:<4} {:<9} window {} to {}{extra}",
+                        d.participant, d.site, d.timepoint, d.state, d.window_opens, d.window_closes
+                    ),
+                )?;
+            }
+            Ok(())
+        }
+        Command::Outcome(OutcomeCommand::Record { db, participant, timepoint, set, on, clock, json }) => {
+            let now = clock.now()?;
+            let collected_on = match on {
+                Some(d) => chancery::clock::parse_date(&d)?,
+                None => now.date(),
+            };
+            let values = set
+                .iter()
+                .map(|s| {
+                    s.split_once('=')
+                        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                        .ok_or_else(|| Error::Input(format!("--set {s:?} is not FIELD=VALUE")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let entry = chancery::followup::OutcomeEntry { participant, timepoint, collected_on, values };
+            let mut trial = Trial::open(&db)?;
+            let written = trial.record_outcomes(&[("outcome".to_string(), entry)], &clock.user(), now)?;
+            report_written(&written[0], "recorded", json)
+        }
+        Command::Outcome(OutcomeCommand::Import { db, csv, clock, json }) => {
+            let now = clock.now()?;
+            let bytes = std::fs::read(&csv).map_err(Error::io(format!("reading {}", csv.display())))?;
+            let entries = chancery::followup::parse_outcome_csv(&csv.display().to_string(), &bytes, now.date())
+                .map_err(Error::Input)?;
+            let mut trial = Trial::open(&db)?;
+            let written = trial.record_outcomes(&entries, &clock.user(), now)?;
+            if json {
+                return print_json(&written);
+            }
+            println!("imported {} follow-up records from {}", written.len(), csv.display());
+            Ok(())
+        }
+        Command::Outcome(OutcomeCommand::Correct { db, participant, timepoint, set, reason, clock, json }) => {
+            let (field, value) =
+                set.split_once('=').ok_or_else(|| Error::Input(format!("--set {set:?} is not FIELD=VALUE")))?;
+            let mut trial = Trial::open(&db)?;
+            let correction = chancery::followup::Correction {
+                participant,
+                timepoint,
+                field: field.trim().to_string(),
+                value: value.to_string(),
+                reason,
+            };
+            let w = trial.correct_outcome(&correction, &clock.user(), clock.now()?)?;
+            report_written(&w, "corrected", json)
+        }
+        Command::Withdraw { args, no_further_contact } => {
+            status_change(args, StatusKind::Withdrawn, no_further_contact)
+        }
+        Command::Lost { args } => status_change(args, StatusKind::Lost, false),
+        Command::Died { args } => status_change(args, StatusKind::Died, false),
+        Command::Analyse { db, out, json, as_of } => {
+            let trial = Trial::open(&db)?;
+            let as_of = match as_of {
+                Some(d) => chancery::clock::parse_date(&d)?,
+                None => trial.last_entry_date()?,
+            };
+            let analysis = chancery::analysis::analyse(&trial.dataset(as_of)?)?;
+            if let Some(dir) = &out {
+                for path in chancery::analysis::write_tables(&analysis, dir)? {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            if json {
+                return print_json(&analysis);
+            }
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(chancery::analysis::markdown(&analysis).as_bytes()).map_err(Error::io("writing output"))
+        }
+        Command::Report { db, out, checkpoint, as_of } => {
+            let as_of = as_of.as_deref().map(chancery::clock::parse_date).transpose()?;
+            let built = chancery::report::for_trial(&db, read_checkpoints(checkpoint)?, as_of)?;
+            std::fs::create_dir_all(&out).map_err(Error::io(format!("creating {}", out.display())))?;
+            let path = out.join("report.html");
+            write_new_file(&path, built.html.as_bytes())?;
+            println!("report written to {}", path.display());
+            if !built.verification.ok {
+                println!(
+                    "WARNING: verification FAILED; the report says so. Run `chancery verify --db {}`",
+                    db.display()
+                );
+            }
+            if let Some(p) = &built.analysis.primary {
+                println!("{} at {}: {}", p.label, p.timepoint, p.headline);
+            }
+            Ok(())
+        }
+        Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
+        Command::Checkpoint { db, key, out, clock } => {
+            let trial = Trial::open(&db)?;
+            let key = key.unwrap_or_else(|| keys::default_key_path(&db));
+            let signing = keys::read_signing_key(&keys::signing_key_path(&key))?;
+            let c = trial.checkpoint(&signing, clock.now()?)?;
+            match out {
+                None => {
+                    print!("{}", c.to_text());
+                    Ok(())
+                }
+                Some(path) => {
+                    write_new_file(&path, c.to_text().as_bytes())?;
+                    println!("checkpoint of {} entries, head {}, written to {}", c.length, c.head, path.display());
+                    Ok(())
+                }
+            }
+        }
+        Command::Reveal { db, key, reason, clock, json } => {
+            let mut trial = Trial::open(&db)?;
+            let key = TrialKey::read(&key.unwrap_or_else(|| keys::default_key_path(&db)))?;
+            let r = trial.reveal(&key, &reason, &clock.user(), clock.now()?)?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "seed revealed in log entry {} ({}); randomisation is now closed. log: {} entries, head {}",
+                r.seq, r.entry_hash, r.log_length, r.head
+            );
+            println!("anyone can now re-derive every allocation: chancery verify --db {}", db.display());
             Ok(())
         }
         Command::Export { db, what, format, out } => {
@@ -390,6 +772,10 @@ fn run(cli: Cli) -> Result<()> {
             let table = match what {
                 What::Allocations => export::allocations(&trial)?,
                 What::Log => export::log(&trial)?,
+                What::Participants => export::participants(&trial, trial.last_entry_date()?)?,
+                What::Outcomes => export::outcomes(&trial)?,
+                What::History => export::history(&trial)?,
+                What::Codebook => export::codebook(&trial)?,
             };
             let format = match format {
                 OutFormat::Csv => Format::Csv,
@@ -400,6 +786,29 @@ fn run(cli: Cli) -> Result<()> {
             w.flush().map_err(Error::io("writing the export"))
         }
     }
+}
+
+fn report_written(w: &chancery::outcome::Written, what: &str, json: bool) -> Result<()> {
+    if json {
+        return print_json(w);
+    }
+    println!("{}: {what}; log entry {} ({})", w.participant, w.seq, w.entry_hash);
+    Ok(())
+}
+
+fn status_change(args: StatusArgs, kind: StatusKind, no_further_contact: bool) -> Result<()> {
+    let on = args.on.as_deref().map(chancery::clock::parse_date).transpose()?;
+    let mut trial = Trial::open(&args.db)?;
+    let w = trial.change_status(
+        &args.participant,
+        kind,
+        &args.reason,
+        no_further_contact,
+        on,
+        &args.clock.user(),
+        args.clock.now()?,
+    )?;
+    report_written(&w, &format!("recorded as {}", kind.as_str()), args.json)
 }
 
 /// The default protocol, bundled so that `chancery demo` works from any folder.
@@ -438,4 +847,103 @@ fn print_confirmation(out: &mut dyn Write, c: &Confirmation) -> std::io::Result<
         ),
         _ => writeln!(out, "{}: declined consent; recorded, log entry {}", c.participant, c.seq),
     }
+}
+
+/// `follow-up: m4 3901, m12 3529; withdrawn 96, lost 180, died 5`
+fn follow_up_line(s: &chancery::ledger::Status) -> String {
+    let tps: Vec<String> = s.followed_up.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    let mut line = format!("follow-up: {}", if tps.is_empty() { "none declared".to_string() } else { tps.join(", ") });
+    if !s.not_active.is_empty() {
+        let st: Vec<String> = s.not_active.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        line.push_str(&format!("; {}", st.join(", ")));
+    }
+    line
+}
+
+fn verify(
+    db: PathBuf,
+    key: Option<PathBuf>,
+    seed: Option<String>,
+    checkpoints: Vec<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    use chancery::verify::{Status, VerifyOptions};
+    let seed = match (key, seed) {
+        (Some(k), _) => Some(TrialKey::read(&k)?.seed),
+        (None, Some(s)) => Some(keys::parse_seed(&s)?),
+        (None, None) => None,
+    };
+    let mut given = Vec::new();
+    for path in checkpoints {
+        let text =
+            std::fs::read_to_string(&path).map_err(Error::io(format!("reading checkpoint {}", path.display())))?;
+        let c = chancery::checkpoint::Checkpoint::parse(&text)
+            .map_err(|m| Error::Input(format!("checkpoint {}: {m}", path.display())))?;
+        given.push((path.display().to_string(), c));
+    }
+    let report = chancery::verify::verify(&VerifyOptions {
+        db: db.clone(),
+        seed,
+        checkpoints: given,
+        scratch_dir: std::env::temp_dir(),
+    })?;
+    if json {
+        print_json(&report)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+        w(&mut out, format!("verifying {}: {} entries, head {}", db.display(), report.entries, report.head))?;
+        for c in &report.checks {
+            let mark = match c.status {
+                Status::Passed => "ok  ",
+                Status::Failed => "FAIL",
+                Status::Skipped => "skip",
+            };
+            w(&mut out, format!("  {mark} {:<20} {}", c.name, c.message))?;
+        }
+    }
+    match report.first_failure() {
+        None => {
+            if !json {
+                println!(
+                    "{}",
+                    if report.complete {
+                        "verified: every check passed"
+                    } else {
+                        "verified: every check that could run passed"
+                    }
+                );
+            }
+            Ok(())
+        }
+        Some(c) => Err(Error::Integrity(format!(
+            "verification failed at log entry {}: {} check: {}",
+            c.seq.map_or("?".to_string(), |s| s.to_string()),
+            c.name,
+            c.message
+        ))),
+    }
+}
+
+/// Writes a new file, refusing to replace one that exists.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(Error::io(format!("creating {} (chancery never overwrites a file)", path.display())))?;
+    f.write_all(bytes).map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// Reads and parses checkpoint files, each named by its path for messages.
+fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkpoint::Checkpoint)>> {
+    let mut given = Vec::new();
+    for path in paths {
+        let text =
+            std::fs::read_to_string(&path).map_err(Error::io(format!("reading checkpoint {}", path.display())))?;
+        let c = chancery::checkpoint::Checkpoint::parse(&text)
+            .map_err(|m| Error::Input(format!("checkpoint {}: {m}", path.display())))?;
+        given.push((path.display().to_string(), c));
+    }
+    Ok(given)
 }

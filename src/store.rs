@@ -6,6 +6,7 @@
 //! rather than fail. `application_id` and `user_version` identify the file and
 //! its schema; anything else is refused on open.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -16,6 +17,9 @@ use crate::error::{Error, Result};
 pub const APPLICATION_ID: i32 = 0x4348_4E43;
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i32 = 1;
+/// Page cache of the connections verification uses (KiB): small and fixed, so
+/// memory does not grow with the log.
+const AUDIT_CACHE_KIB: i64 = 8_192;
 /// How long a writer waits for another coordinator's transaction.
 pub const BUSY_TIMEOUT_MS: u64 = 30_000;
 
@@ -41,7 +45,9 @@ CREATE TABLE trial (
     seed_commitment    TEXT NOT NULL,
     signing_public_key TEXT NOT NULL,
     key_origin         TEXT NOT NULL,
-    created_at         TEXT NOT NULL
+    created_at         TEXT NOT NULL,
+    revealed_seq       INTEGER,
+    revealed_at        TEXT
 );
 
 CREATE TABLE referrals (
@@ -61,6 +67,29 @@ CREATE TABLE participants (
     arm           TEXT NOT NULL,
     identity      TEXT NOT NULL UNIQUE,
     randomised_at TEXT NOT NULL
+);
+
+CREATE TABLE outcomes (
+    participant  TEXT NOT NULL,
+    timepoint    TEXT NOT NULL,
+    field        TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    collected_on TEXT NOT NULL,
+    recorded_at  TEXT NOT NULL,
+    user         TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (participant, timepoint, field)
+) WITHOUT ROWID;
+
+
+CREATE TABLE participant_status (
+    participant        TEXT PRIMARY KEY,
+    status             TEXT NOT NULL,
+    reason             TEXT NOT NULL,
+    no_further_contact INTEGER NOT NULL,
+    on_date            TEXT NOT NULL,
+    seq                INTEGER NOT NULL
 );
 
 CREATE TABLE allocation_streams (
@@ -85,6 +114,8 @@ pub const DERIVED_TABLES: &[(&str, &str)] = &[
     ("trial", "singleton"),
     ("referrals", "participant"),
     ("participants", "participant"),
+    ("outcomes", "participant, timepoint, field"),
+    ("participant_status", "participant"),
     ("allocation_streams", "stream"),
     ("allocation_counts", "factor, level, arm"),
 ];
@@ -98,6 +129,23 @@ pub struct Head {
     pub hash: String,
     /// Timestamp of the last entry, if any.
     pub ts: Option<String>,
+}
+
+/// Where a derived table and its replay from the log disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDiff {
+    /// The table.
+    pub table: String,
+    /// Key of the reported row.
+    pub key: String,
+    /// The log entry the reported row derives from, if the table has a `seq` column.
+    pub seq: Option<u64>,
+    /// The stored row (`None`: missing from the database).
+    pub stored: Option<String>,
+    /// The replayed row (`None`: the database has a row the log does not account for).
+    pub replayed: Option<String>,
+    /// How many rows differ in all.
+    pub rows: u64,
 }
 
 /// A stored log row.
@@ -151,6 +199,73 @@ pub struct ParticipantRow {
     pub randomised_at: String,
 }
 
+/// A current outcome value (`outcomes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRow {
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// Canonical value text.
+    pub value: String,
+    /// Date the value was collected (YYYY-MM-DD).
+    pub collected_on: String,
+    /// When it was recorded (log time).
+    pub recorded_at: String,
+    /// Who recorded it.
+    pub user: String,
+    /// 1 for the first value, +1 per correction.
+    pub version: u32,
+    /// Log entry of the latest change.
+    pub seq: u64,
+}
+
+/// One change to an outcome, as read from the log (`Trial::history`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// Log entry.
+    pub seq: u64,
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// `recorded` or `corrected`.
+    pub change: String,
+    /// Value before (corrections).
+    pub old_value: Option<String>,
+    /// Value after.
+    pub new_value: String,
+    /// Collection date.
+    pub collected_on: String,
+    /// Who.
+    pub user: String,
+    /// When (log time).
+    pub at: String,
+    /// Why (corrections).
+    pub reason: Option<String>,
+}
+
+/// A participant's follow-up status (`participant_status`); absent means active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRow {
+    /// Participant id.
+    pub participant: String,
+    /// `withdrawn`, `lost` or `died`.
+    pub status: String,
+    /// Why.
+    pub reason: String,
+    /// Withdrawn with no further contact.
+    pub no_further_contact: bool,
+    /// Date of the change.
+    pub on_date: String,
+    /// Log entry.
+    pub seq: u64,
+}
+
 /// A row of `allocation_streams`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamRow {
@@ -202,6 +317,11 @@ fn configure(conn: &Connection, what: &str) -> Result<()> {
     // spilling half-written pages to the WAL before commit.
     conn.pragma_update(None, "cache_size", -131_072).map_err(Error::sqlite(what.to_string()))?;
     conn.pragma_update(None, "temp_store", "MEMORY").map_err(Error::sqlite(what.to_string()))?;
+    // Query-planner stability: without it, SQLite may mark a cached statement
+    // for re-preparation whenever a new value is bound (STAT4 is compiled in),
+    // and re-parsing the per-participant lookups cost an outcome import ~12%.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(Error::sqlite(what.to_string()))?;
     Ok(())
 }
 
@@ -235,6 +355,53 @@ impl Store {
         let store = Store { conn };
         store.install_schema(what)?;
         Ok(store)
+    }
+
+    /// A new scratch database with the schema, for replay during verification:
+    /// no journal and no fsync (it is thrown away), and a small page cache so
+    /// that replaying a long log does not grow memory.
+    pub fn scratch(path: &Path) -> Result<Store> {
+        let what = format!("creating the replay database {}", path.display());
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "journal_mode", "OFF").map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "synchronous", "OFF").map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "temp_store", "FILE").map_err(Error::sqlite(what.clone()))?;
+        let store = Store { conn };
+        store.install_schema(&what)?;
+        Ok(store)
+    }
+
+    /// Opens a chancery database read-only for an auditor, with a small page
+    /// cache: verification streams the file and never writes to it.
+    pub fn open_for_audit(path: &Path) -> Result<Store> {
+        let what = format!("opening database {} for verification", path.display());
+        if !path.exists() {
+            return Err(Error::Input(format!("database {} does not exist; check --db", path.display())));
+        }
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(Error::sqlite(what.clone()))?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(Error::sqlite(what.clone()))?;
+        conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).map_err(Error::sqlite(what.clone()))?;
+        let app: i32 =
+            conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
+        if app != APPLICATION_ID {
+            return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
+        }
+        let version: i32 =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
+        if version != SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} has schema {version}; this build verifies schema {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        Ok(Store { conn })
     }
 
     fn install_schema(&self, what: &str) -> Result<()> {
@@ -346,6 +513,26 @@ impl Store {
         participants(&self.conn)
     }
 
+    /// Every current outcome value, ordered by participant, timepoint, field.
+    pub fn outcomes(&self) -> Result<Vec<OutcomeRow>> {
+        outcome_rows(&self.conn, None)
+    }
+
+    /// Every non-active participant status.
+    pub fn statuses(&self) -> Result<Vec<StatusRow>> {
+        status_rows(&self.conn, None)
+    }
+
+    /// The bodies of the log entries of one type, in order.
+    pub fn log_bodies(&self, kind: &str) -> Result<Vec<(u64, String)>> {
+        let what = "reading the log";
+        let mut stmt =
+            self.conn.prepare("SELECT seq, body FROM log WHERE type = ?1 ORDER BY seq").map_err(Error::sqlite(what))?;
+        stmt.query_map([kind], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))
+    }
+
     /// Rows of a derived table as text, ordered by its key, for replay comparison.
     pub fn table_rows(&self, table: &str) -> Result<Vec<(String, String)>> {
         let (name, key) = DERIVED_TABLES
@@ -374,6 +561,162 @@ impl Store {
         })
         .and_then(|rows| rows.collect())
         .map_err(Error::sqlite(what))
+    }
+
+    /// Calls `f` with each row of a derived table in key order, streaming: the
+    /// row's key and full text as in [`Store::table_rows`], and its `seq` column
+    /// if the table has one.
+    pub fn each_table_row(
+        &self,
+        table: &str,
+        mut f: impl FnMut(String, String, Option<u64>) -> Result<()>,
+    ) -> Result<()> {
+        let (name, key) = DERIVED_TABLES
+            .iter()
+            .find(|(t, _)| *t == table)
+            .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
+        let what = format!("reading table {name}");
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT * FROM {name} ORDER BY {key}")).map_err(Error::sqlite(what.clone()))?;
+        let cols = stmt.column_count();
+        let key_cols: Vec<usize> = key.split(',').map(|k| stmt.column_index(k.trim()).unwrap_or(0)).collect();
+        let seq_col = stmt.column_index("seq").ok();
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what.clone()))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what.clone()))? {
+            let mut all = Vec::with_capacity(cols);
+            let mut seq = None;
+            for i in 0..cols {
+                let v: rusqlite::types::Value = r.get(i).map_err(Error::sqlite(what.clone()))?;
+                if Some(i) == seq_col
+                    && let rusqlite::types::Value::Integer(n) = v
+                {
+                    seq = u64::try_from(n).ok();
+                }
+                all.push(match v {
+                    rusqlite::types::Value::Null => "NULL".to_string(),
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Real(f) => format!("{f:?}"),
+                    rusqlite::types::Value::Text(t) => format!("{t:?}"),
+                    rusqlite::types::Value::Blob(b) => format!("x'{}'", hex::encode(b)),
+                });
+            }
+            let k = key_cols.iter().map(|&i| all[i].clone()).collect::<Vec<_>>().join(",");
+            f(k, all.join("|"), seq)?;
+        }
+        Ok(())
+    }
+
+    /// Compares a derived table here with the same table in `replayed`, row by
+    /// row in key order with one cursor on each (constant memory). Returns the
+    /// number of differing rows and, of those, the one with the least `seq`
+    /// (rows without a `seq` column come last).
+    pub fn compare_table(&self, replayed: &Store, table: &str) -> Result<Option<TableDiff>> {
+        let (name, key) = DERIVED_TABLES
+            .iter()
+            .find(|(t, _)| *t == table)
+            .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
+        let what = format!("comparing table {name} with its replay");
+        let sql = format!("SELECT * FROM {name} ORDER BY {key}");
+        let mut a_stmt = self.conn.prepare(&sql).map_err(Error::sqlite(what.clone()))?;
+        let mut b_stmt = replayed.conn.prepare(&sql).map_err(Error::sqlite(what.clone()))?;
+        let names: Vec<String> = a_stmt.column_names().map(|c| c.to_string()).collect();
+        let b_names: Vec<String> = b_stmt.column_names().map(|c| c.to_string()).collect();
+        if names != b_names {
+            return Ok(Some(TableDiff {
+                table: name.to_string(),
+                key: String::new(),
+                seq: None,
+                stored: Some(format!("columns {}", names.join(", "))),
+                replayed: Some(format!("columns {}", b_names.join(", "))),
+                rows: 1,
+            }));
+        }
+        let key_cols: Vec<usize> = key.split(',').map(|k| a_stmt.column_index(k.trim()).unwrap_or(0)).collect();
+        let seq_col = names.iter().position(|c| c == "seq");
+        let mut a_rows = a_stmt.query([]).map_err(Error::sqlite(what.clone()))?;
+        let mut b_rows = b_stmt.query([]).map_err(Error::sqlite(what.clone()))?;
+        let read = |r: Option<&rusqlite::Row>| -> rusqlite::Result<Option<Vec<rusqlite::types::Value>>> {
+            r.map(|r| (0..names.len()).map(|i| r.get(i)).collect()).transpose()
+        };
+        let mut a = read(a_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+        let mut b = read(b_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+        let mut diff: Option<TableDiff> = None;
+        let mut count = 0u64;
+        let seq_of = |row: &[rusqlite::types::Value]| match seq_col.map(|i| &row[i]) {
+            Some(rusqlite::types::Value::Integer(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        while a.is_some() || b.is_some() {
+            let order = match (&a, &b) {
+                (Some(x), Some(y)) => key_cols
+                    .iter()
+                    .map(|&i| sql_order(&x[i], &y[i]))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            let (stored, replay) = match order {
+                std::cmp::Ordering::Less => (a.take(), None),
+                std::cmp::Ordering::Greater => (None, b.take()),
+                std::cmp::Ordering::Equal => (a.take(), b.take()),
+            };
+            let differs = match (&stored, &replay) {
+                (Some(x), Some(y)) => row_text(x) != row_text(y),
+                _ => true,
+            };
+            if differs {
+                count += 1;
+                // The log's own seq (the replayed row's) names the entry; a stored row
+                // with no replayed twin names itself.
+                let seq = replay.as_deref().and_then(seq_of).or_else(|| stored.as_deref().and_then(seq_of));
+                let better = match &diff {
+                    None => true,
+                    Some(d) => {
+                        matches!((seq, d.seq), (Some(s), Some(t)) if s < t) || (seq.is_some() && d.seq.is_none())
+                    }
+                };
+                if better {
+                    let row = stored.as_deref().or(replay.as_deref()).unwrap_or_default();
+                    diff = Some(TableDiff {
+                        table: name.to_string(),
+                        key: key_cols.iter().map(|&i| text_of(&row[i])).collect::<Vec<_>>().join(","),
+                        seq,
+                        stored: stored.as_deref().map(|r| row_text_named(&names, r)),
+                        replayed: replay.as_deref().map(|r| row_text_named(&names, r)),
+                        rows: 0,
+                    });
+                }
+            }
+            if a.is_none() && matches!(order, std::cmp::Ordering::Less | std::cmp::Ordering::Equal) {
+                a = read(a_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+            }
+            if b.is_none() && matches!(order, std::cmp::Ordering::Greater | std::cmp::Ordering::Equal) {
+                b = read(b_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+            }
+        }
+        Ok(diff.map(|d| TableDiff { rows: count, ..d }))
+    }
+
+    /// The first log row of an event type, if any (by the `type` column).
+    pub fn first_log_row_of_type(&self, kind: &str) -> Result<Option<LogRow>> {
+        self.conn
+            .query_row("SELECT seq, ts, type, hash, body FROM log WHERE type = ?1 ORDER BY seq LIMIT 1", [kind], |r| {
+                Ok(LogRow {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts: r.get(1)?,
+                    kind: r.get(2)?,
+                    hash: r.get(3)?,
+                    body: r.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(Error::sqlite("reading the log"))
+    }
+
+    /// When the seed was revealed: the entry's seq and time, if it has been.
+    pub fn revealed(&self) -> Result<Option<(u64, String)>> {
+        revealed(&self.conn)
     }
 
     /// SQLite's own `PRAGMA integrity_check`: `ok`, or what it found.
@@ -428,6 +771,121 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
     .map_err(Error::sqlite("reading the trial"))
 }
 
+/// SQLite's sort order for the values of one column: NULL, numbers, text (by bytes), blobs.
+fn sql_order(a: &rusqlite::types::Value, b: &rusqlite::types::Value) -> std::cmp::Ordering {
+    use rusqlite::types::Value as V;
+    let class = |v: &V| match v {
+        V::Null => 0,
+        V::Integer(_) | V::Real(_) => 1,
+        V::Text(_) => 2,
+        V::Blob(_) => 3,
+    };
+    match (a, b) {
+        (V::Integer(x), V::Integer(y)) => x.cmp(y),
+        (V::Integer(x), V::Real(y)) => (*x as f64).total_cmp(y),
+        (V::Real(x), V::Integer(y)) => x.total_cmp(&(*y as f64)),
+        (V::Real(x), V::Real(y)) => x.total_cmp(y),
+        (V::Text(x), V::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (V::Blob(x), V::Blob(y)) => x.cmp(y),
+        _ => class(a).cmp(&class(b)),
+    }
+}
+
+fn text_of(v: &rusqlite::types::Value) -> String {
+    match v {
+        rusqlite::types::Value::Null => "NULL".to_string(),
+        rusqlite::types::Value::Integer(i) => i.to_string(),
+        rusqlite::types::Value::Real(f) => format!("{f:?}"),
+        rusqlite::types::Value::Text(t) => format!("{t:?}"),
+        rusqlite::types::Value::Blob(b) => format!("x'{}'", hex::encode(b)),
+    }
+}
+
+fn row_text(row: &[rusqlite::types::Value]) -> Vec<String> {
+    row.iter().map(text_of).collect()
+}
+
+fn row_text_named(names: &[String], row: &[rusqlite::types::Value]) -> String {
+    names.iter().zip(row).map(|(n, v)| format!("{n}={}", text_of(v))).collect::<Vec<_>>().join(" ")
+}
+
+fn revealed(c: &Connection) -> Result<Option<(u64, String)>> {
+    let row: Option<(Option<i64>, Option<String>)> = c
+        .query_row("SELECT revealed_seq, revealed_at FROM trial", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(Error::sqlite("reading the trial"))?;
+    Ok(match row {
+        Some((Some(seq), Some(ts))) => Some((seq as u64, ts)),
+        _ => None,
+    })
+}
+
+// The per-participant reads run once per imported row: each must be an index
+// search, never a scan (a test checks the query plans).
+const OUTCOMES_OF_SQL: &str =
+    "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq
+     FROM outcomes WHERE participant = ?1 ORDER BY participant, timepoint, field";
+const STATUS_OF_SQL: &str =
+    "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
+     WHERE participant = ?1 ORDER BY participant";
+const CURRENT_VALUES_SQL: &str = "SELECT timepoint, field, value FROM outcomes WHERE participant = ?1";
+const PARTICIPANT_SQL: &str =
+    "SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants WHERE participant = ?1";
+
+fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<OutcomeRow>> {
+    let what = "reading outcomes";
+    // Two statements, not `?1 IS NULL OR participant = ?1`: that form defeats the
+    // primary-key index and made every per-participant lookup a full scan.
+    let sql = match participant {
+        Some(_) => OUTCOMES_OF_SQL,
+        None => {
+            "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
+             WHERE ?1 IS NULL ORDER BY participant, timepoint, field"
+        }
+    };
+    let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
+    stmt.query_map([participant], |r| {
+        Ok(OutcomeRow {
+            participant: r.get(0)?,
+            timepoint: r.get(1)?,
+            field: r.get(2)?,
+            value: r.get(3)?,
+            collected_on: r.get(4)?,
+            recorded_at: r.get(5)?,
+            user: r.get(6)?,
+            version: r.get::<_, i64>(7)? as u32,
+            seq: r.get::<_, i64>(8)? as u64,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(Error::sqlite(what))
+}
+
+fn status_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<StatusRow>> {
+    let what = "reading participant status";
+    // Two statements so the per-participant lookup uses the primary key (see outcome_rows).
+    let sql = match participant {
+        Some(_) => STATUS_OF_SQL,
+        None => {
+            "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
+             WHERE ?1 IS NULL ORDER BY participant"
+        }
+    };
+    let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
+    stmt.query_map([participant], |r| {
+        Ok(StatusRow {
+            participant: r.get(0)?,
+            status: r.get(1)?,
+            reason: r.get(2)?,
+            no_further_contact: r.get::<_, i64>(3)? != 0,
+            on_date: r.get(4)?,
+            seq: r.get::<_, i64>(5)? as u64,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(Error::sqlite(what))
+}
+
 fn participants(c: &Connection) -> Result<Vec<ParticipantRow>> {
     let what = "reading participants";
     let mut stmt = c
@@ -457,6 +915,19 @@ impl Tx<'_> {
     /// The trial row.
     pub fn trial(&self) -> Result<Option<TrialRow>> {
         trial(&self.tx)
+    }
+
+    /// When the seed was revealed, if it has been.
+    pub fn revealed(&self) -> Result<Option<(u64, String)>> {
+        revealed(&self.tx)
+    }
+
+    /// Records the seed's reveal on the trial row.
+    pub fn set_revealed(&self, seq: u64, ts: &str) -> Result<()> {
+        self.tx
+            .execute("UPDATE trial SET revealed_seq = ?1, revealed_at = ?2", params![seq as i64, ts])
+            .map(drop)
+            .map_err(Error::sqlite("recording the seed's reveal"))
     }
 
     /// Appends a log row.
@@ -527,6 +998,95 @@ impl Tx<'_> {
             .prepare_cached("SELECT participant, site FROM participants WHERE identity = ?1")
             .and_then(|mut s| s.query_row([identity], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(Error::sqlite("checking for a duplicate identity"))
+    }
+
+    /// The randomised participant with this id, if any.
+    pub fn participant(&self, participant: &str) -> Result<Option<ParticipantRow>> {
+        self.tx
+            .prepare_cached(PARTICIPANT_SQL)
+            .and_then(|mut s| {
+                s.query_row([participant], |r| {
+                    Ok(ParticipantRow {
+                        participant: r.get(0)?,
+                        seq: r.get::<_, i64>(1)? as u64,
+                        site: r.get(2)?,
+                        stratum: r.get(3)?,
+                        arm: r.get(4)?,
+                        identity: r.get(5)?,
+                        randomised_at: r.get(6)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(Error::sqlite("reading a participant"))
+    }
+
+    /// A participant's current outcome values.
+    pub fn outcomes_of(&self, participant: &str) -> Result<Vec<OutcomeRow>> {
+        outcome_rows(&self.tx, Some(participant))
+    }
+
+    /// A participant's current values by (timepoint, field): the narrow read the
+    /// validation rules need on every imported row.
+    pub fn current_values(&self, participant: &str) -> Result<BTreeMap<(String, String), String>> {
+        let what = "reading outcomes";
+        let mut stmt = self.tx.prepare_cached(CURRENT_VALUES_SQL).map_err(Error::sqlite(what))?;
+        stmt.query_map([participant], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))
+    }
+
+    /// A participant's follow-up status, if not active.
+    pub fn status_of(&self, participant: &str) -> Result<Option<StatusRow>> {
+        Ok(status_rows(&self.tx, Some(participant))?.into_iter().next())
+    }
+
+    /// Sets a current outcome value.
+    pub fn put_outcome(&self, o: &OutcomeRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outcomes (participant, timepoint, field, value, collected_on, recorded_at, user, version, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (participant, timepoint, field) DO UPDATE SET
+                   value = ?4, collected_on = ?5, recorded_at = ?6, user = ?7, version = ?8, seq = ?9",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    o.participant,
+                    o.timepoint,
+                    o.field,
+                    o.value,
+                    o.collected_on,
+                    o.recorded_at,
+                    o.user,
+                    o.version as i64,
+                    o.seq as i64
+                ])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording an outcome"))
+    }
+
+    /// Sets a participant's follow-up status.
+    pub fn put_status(&self, st: &StatusRow) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO participant_status (participant, status, reason, no_further_contact, on_date, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (participant) DO UPDATE SET status = ?2, reason = ?3, no_further_contact = ?4, on_date = ?5, seq = ?6",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    st.participant,
+                    st.status,
+                    st.reason,
+                    st.no_further_contact as i64,
+                    st.on_date,
+                    st.seq as i64
+                ])
+            })
+            .map(drop)
+            .map_err(Error::sqlite("recording a status change"))
     }
 
     /// Every allocation stream's row.
@@ -605,6 +1165,24 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_participant_reads_search_an_index_and_never_scan() {
+        // Regression: `?1 IS NULL OR participant = ?1` made each of these a full
+        // table scan, so importing n rows cost O(n²).
+        let store = Store::in_memory().unwrap();
+        for sql in [OUTCOMES_OF_SQL, STATUS_OF_SQL, CURRENT_VALUES_SQL, PARTICIPANT_SQL] {
+            let plan: Vec<String> = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(["P1"], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert!(plan.iter().all(|step| step.starts_with("SEARCH")), "{sql}: {plan:?}");
+        }
+    }
 
     #[test]
     fn a_file_that_is_not_chancery_is_refused() {

@@ -3,4 +3,10 @@
 #[path = "util.rs"]
 mod util;
 
+mod analysis;
+mod audit;
+mod demo;
 mod ledger;
+mod outcomes;
+mod report;
+mod vectors;

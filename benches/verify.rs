@@ -1,0 +1,115 @@
+//! `chancery verify` against its physical floor, in the same run: a raw
+//! SHA-256 pass over the same log bytes (reading them from SQLite included).
+//! Criterion times a 100,000-entry log; a 1,000,000-entry log is verified once
+//! by the `chancery` binary as a child process, reporting wall time and peak
+//! memory (getrusage of the child). Figures: BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use sha2::{Digest, Sha256};
+
+use chancery::clock::Timestamp;
+use chancery::keys::{TrialKey, default_key_path};
+use chancery::ledger::{InitOptions, Trial, init};
+
+const SEED: [u8; 32] = [0x77; 32];
+
+fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A trial whose log has about `entries` entries: one per screened referral.
+fn trial_with(dir: &Path, entries: usize) -> PathBuf {
+    let db = dir.join(format!("trial-{entries}.db"));
+    init(&InitOptions {
+        protocol: Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/work-health-ips.toml"),
+        db: db.clone(),
+        key: default_key_path(&db),
+        seed: Some(SEED),
+        user: "bench".into(),
+        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+    })
+    .unwrap();
+    let mut trial = Trial::open(&db).unwrap();
+    let key = TrialKey::read(&default_key_path(&db)).unwrap();
+    let protocol = trial.protocol().clone();
+    let referrals: Vec<_> = chancery::demo::simulate_referrals(&protocol, &SEED, entries as u32)
+        .into_iter()
+        .map(|r| (r.participant.clone(), r))
+        .collect();
+    for (i, chunk) in referrals.chunks(100_000).enumerate() {
+        let at = Timestamp::parse(&format!("2026-01-{:02}T09:00:00Z", 2 + i)).unwrap();
+        trial.randomise(&key, chunk, "bench", at).unwrap();
+    }
+    db
+}
+
+/// The floor: read every log body from SQLite and SHA-256 it.
+fn sha_floor(db: &Path) -> usize {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn.prepare("SELECT body FROM log ORDER BY seq").unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut n = 0;
+    while let Some(r) = rows.next().unwrap() {
+        let body: &[u8] = r.get_ref(0).unwrap().as_bytes().unwrap();
+        std::hint::black_box(Sha256::digest(body));
+        n += 1;
+    }
+    n
+}
+
+fn verify_in_process(db: &Path) {
+    let report = chancery::verify::verify(&chancery::verify::VerifyOptions {
+        db: db.to_path_buf(),
+        seed: None,
+        checkpoints: Vec::new(),
+        scratch_dir: std::env::temp_dir(),
+    })
+    .unwrap();
+    assert!(report.ok);
+}
+
+fn verify(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let n = if bench_mode() { 100_000 } else { 1_000 };
+    let db = trial_with(dir.path(), n);
+    let mut group = c.benchmark_group("verify");
+    group.sample_size(10);
+    group.bench_function(format!("floor_read_and_sha256_{n}_entries"), |b| b.iter(|| assert!(sha_floor(&db) > n / 2)));
+    group.bench_function(format!("verify_{n}_entries"), |b| b.iter(|| verify_in_process(&db)));
+    group.finish();
+
+    if bench_mode() {
+        let big = trial_with(dir.path(), 1_000_000);
+        let t = Instant::now();
+        let entries = sha_floor(&big);
+        let floor = t.elapsed();
+        let t = Instant::now();
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_chancery"))
+            .args(["verify", "--db"])
+            .arg(&big)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        let wall = t.elapsed();
+        assert!(status.success());
+        // SAFETY: getrusage only writes the struct it is given.
+        let peak_kib = unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+            u.ru_maxrss
+        };
+        println!(
+            "verify {entries} entries: {:.2} s; floor (read + SHA-256) {:.2} s; ratio {:.1}x; peak memory {} MiB",
+            wall.as_secs_f64(),
+            floor.as_secs_f64(),
+            wall.as_secs_f64() / floor.as_secs_f64(),
+            peak_kib / 1024
+        );
+    }
+}
+
+criterion_group!(benches, verify);
+criterion_main!(benches);

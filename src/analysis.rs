@@ -1,0 +1,1306 @@
+//! The intention-to-treat analysis: the evaluators' tables, from a
+//! [`Dataset`] to an [`Analysis`], with no I/O and no SQL.
+//!
+//! Everyone randomised is analysed in the arm they were allocated to (ICH E9).
+//! The intervention is the protocol's first arm and the control its last;
+//! differences are intervention minus control. Adjusted models include the
+//! stratification factors as main effects (Kahan & Morris; EMA covariate
+//! guideline) and any baseline covariates the analysis plan names; ANCOVA adds
+//! the outcome's own baseline value. Every number comes from [`crate::stats`],
+//! whose estimators are checked against R.
+//!
+//! Outputs ([`write_tables`], [`markdown`]) are deterministic: the same
+//! dataset gives byte-identical files.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::dataset::{Dataset, ParticipantRecord, ParticipantStatus};
+use crate::error::{Error, Result};
+use crate::protocol::{Kind, Stage};
+use crate::random::Stream;
+use crate::stats::binary::{BinaryComparison, compare_outcomes};
+use crate::stats::cace::{ComplierEffect, complier_average_effect};
+use crate::stats::continuous::{ContinuousSummary, describe, welch_t_test};
+use crate::stats::design::{Adjustment, Covariate, Factor};
+use crate::stats::imputation::{ImputedBinary, impute_and_analyse_binary};
+use crate::stats::linear::{AdjustedContinuous, ancova, linear_regression};
+use crate::stats::logistic::{AdjustedBinary, adjusted_binary};
+use crate::stats::subgroup::{SubgroupAnalysis, subgroup_analysis};
+use crate::stats::survival::{
+    CoxFit, KaplanMeierByArm, LogRank, SurvivalAt, cox_regression, kaplan_meier_by_arm, log_rank,
+};
+use crate::stats::{Estimable, Estimate};
+
+/// Days after randomisation at which time to first job is censored.
+pub const FOLLOW_UP_DAYS: i64 = 365;
+
+/// The whole analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    /// Trial id.
+    pub trial: String,
+    /// Trial title.
+    pub title: String,
+    /// Data as of this date (values collected later are left out).
+    pub as_of: NaiveDate,
+    /// Confidence level of every interval.
+    pub level: f64,
+    /// The intervention arm (first declared) and the control arm (last declared).
+    pub arms: Arms,
+    /// Stratification factors every adjusted model includes.
+    pub adjusted_for: Vec<String>,
+    /// 1. CONSORT flow.
+    pub consort: Consort,
+    /// 2. Baseline characteristics by arm.
+    pub baseline: Vec<BaselineRow>,
+    /// 3. The primary outcome.
+    pub primary: Option<PrimaryOutcome>,
+    /// 4. Continuous secondary outcomes.
+    pub continuous: Vec<ContinuousOutcome>,
+    /// 5. Time to first job.
+    pub time_to_event: Option<TimeToEvent>,
+    /// 6. Pre-specified subgroups (secondary).
+    pub subgroups: Vec<SubgroupAnalysis>,
+    /// 7. Missing outcome data.
+    pub missing_data: Option<MissingData>,
+    /// 8. Complier average causal effect.
+    pub cace: Option<Cace>,
+}
+
+/// Which arm is which.
+#[derive(Debug, Clone, Serialize)]
+pub struct Arms {
+    /// Intervention arm id.
+    pub intervention: String,
+    /// Its label.
+    pub intervention_label: String,
+    /// Control arm id.
+    pub control: String,
+    /// Its label.
+    pub control_label: String,
+}
+
+/// The CONSORT flow.
+#[derive(Debug, Clone, Serialize)]
+pub struct Consort {
+    /// Referrals screened.
+    pub screened: usize,
+    /// Screened out.
+    pub ineligible: usize,
+    /// Screened out, per failed rule (a referral may fail several).
+    pub ineligible_by_reason: BTreeMap<String, usize>,
+    /// Declined consent.
+    pub declined: usize,
+    /// Randomised.
+    pub randomised: usize,
+    /// Per arm, in protocol order.
+    pub arms: Vec<ConsortArm>,
+}
+
+/// One arm's column of the CONSORT flow.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsortArm {
+    /// Arm id.
+    pub arm: String,
+    /// Allocated.
+    pub allocated: usize,
+    /// Received the intervention (take-up measure > 0), if the protocol has one.
+    pub received_intervention: Option<usize>,
+    /// Withdrew, with reasons.
+    pub withdrawn: usize,
+    /// Lost to follow-up.
+    pub lost: usize,
+    /// Died.
+    pub died: usize,
+    /// Reasons given for withdrawal, loss and death, with counts.
+    pub reasons: BTreeMap<String, usize>,
+    /// Participants with any data at each timepoint, in protocol order.
+    pub followed_up: Vec<(String, usize)>,
+    /// Participants analysed (outcome present) for each analysed outcome.
+    pub analysed: Vec<(String, usize)>,
+}
+
+/// One row of the baseline table.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineRow {
+    /// Field (or `site`, `region`).
+    pub field: String,
+    /// Label.
+    pub label: String,
+    /// Unit, if any.
+    pub unit: Option<String>,
+    /// The summary per arm, in protocol order.
+    pub arms: Vec<(String, BaselineCell)>,
+}
+
+/// One arm's summary of one baseline field.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BaselineCell {
+    /// A number: n, mean (SD), median (IQR), missing.
+    Continuous {
+        /// Non-missing values.
+        n: usize,
+        /// Missing values.
+        missing: usize,
+        /// Mean (absent when n = 0).
+        mean: Option<f64>,
+        /// Standard deviation (absent when n < 2).
+        sd: Option<f64>,
+        /// Median.
+        median: Option<f64>,
+        /// First quartile (type 7).
+        q1: Option<f64>,
+        /// Third quartile (type 7).
+        q3: Option<f64>,
+    },
+    /// Levels: n (%) of those with a value, and missing.
+    Categorical {
+        /// Count per level, in declaration order.
+        levels: Vec<(String, usize)>,
+        /// Participants with a value.
+        n: usize,
+        /// Missing values.
+        missing: usize,
+    },
+}
+
+/// The primary outcome's analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrimaryOutcome {
+    /// Outcome name.
+    pub outcome: String,
+    /// Label.
+    pub label: String,
+    /// Timepoint analysed.
+    pub timepoint: String,
+    /// Unadjusted: per-arm proportions, risk difference (Newcombe and Wald),
+    /// risk ratio, odds ratio, chi-square and Fisher's exact test.
+    pub unadjusted: BinaryComparison,
+    /// Adjusted for the stratification factors (the headline): adjusted odds
+    /// ratio and the standardised risk difference in percentage points.
+    pub adjusted: AdjustedBinary,
+    /// The headline in words, e.g. "+4.0 pp (95% CI 1.1 to 6.9)".
+    pub headline: String,
+}
+
+/// One continuous outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContinuousOutcome {
+    /// Outcome name.
+    pub outcome: String,
+    /// Label.
+    pub label: String,
+    /// Unit.
+    pub unit: Option<String>,
+    /// Timepoint analysed.
+    pub timepoint: String,
+    /// Mean (SD) and more per arm.
+    pub summary: ContinuousSummary,
+    /// Welch mean difference.
+    pub welch: Estimable<Estimate>,
+    /// Adjusted mean difference: ANCOVA on the baseline value (when the outcome has
+    /// one) and the stratification factors.
+    pub adjusted: AdjustedContinuous,
+}
+
+/// Time to first job.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeToEvent {
+    /// The date outcome used.
+    pub outcome: String,
+    /// Label.
+    pub label: String,
+    /// How times were formed.
+    pub definition: String,
+    /// Participants with any follow-up (the rest contribute nothing).
+    pub n: usize,
+    /// Kaplan–Meier per arm, with medians.
+    pub kaplan_meier: KaplanMeierByArm,
+    /// S(t) per arm at each timepoint's target day: (timepoint, intervention, control).
+    pub survival_at: Vec<(String, Option<SurvivalAt>, Option<SurvivalAt>)>,
+    /// Log-rank test, unstratified.
+    pub log_rank: Estimable<LogRank>,
+    /// Log-rank test stratified by the stratification factors.
+    pub log_rank_stratified: Estimable<LogRank>,
+    /// Cox model (Efron ties): hazard ratio of a first job, intervention vs control.
+    pub cox: Estimable<CoxFit>,
+}
+
+/// Missing outcome data for the primary outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingData {
+    /// The protocol's stated assumption for the primary analysis.
+    pub assumption: String,
+    /// Outcome present, per arm (analysed in the primary analysis).
+    pub observed: (usize, usize),
+    /// Outcome missing, per arm.
+    pub missing: (usize, usize),
+    /// Sensitivity analysis: multiple imputation (logistic imputation model with
+    /// arm, stratification factors and baseline measures; Rubin's rules).
+    pub imputation: ImputedBinary,
+    /// Number of imputations.
+    pub imputations: usize,
+    /// How the imputation's random stream is keyed (so anyone can reproduce it).
+    pub stream: String,
+}
+
+/// The complier average causal effect.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cace {
+    /// Outcome analysed.
+    pub outcome: String,
+    /// The take-up measure: received the intervention when its value is > 0 at any timepoint.
+    pub take_up: String,
+    /// Allocation as the instrument for receipt (Wald / two-stage least squares estimator).
+    pub effect: Estimable<ComplierEffect>,
+}
+
+/// Analyses a dataset. `Err` only for a dataset the analysis cannot describe
+/// (fewer than two arms); thin or degenerate data give labelled results.
+pub fn analyse(d: &Dataset) -> Result<Analysis> {
+    let p = &d.protocol;
+    if p.arms.len() < 2 {
+        return Err(Error::Input("the analysis compares two arms; this protocol has one".into()));
+    }
+    let level = p.analysis.confidence;
+    let (first, last) = (&p.arms[0], &p.arms[p.arms.len() - 1]);
+    let arms = Arms {
+        intervention: first.id.clone(),
+        intervention_label: first.label.clone(),
+        control: last.id.clone(),
+        control_label: last.label.clone(),
+    };
+    // The two arms compared; with more arms, the others are left out of comparisons.
+    let people: Vec<&ParticipantRecord> =
+        d.participants.iter().filter(|r| r.arm == arms.intervention || r.arm == arms.control).collect();
+    let treated: Vec<bool> = people.iter().map(|r| r.arm == arms.intervention).collect();
+    let strata: Vec<Factor> = p
+        .factors
+        .iter()
+        .map(|f| {
+            let labels: Vec<Option<&str>> = people.iter().map(|r| r.strata.get(&f.name).map(String::as_str)).collect();
+            Factor::from_labels(&f.name, &labels)
+        })
+        .collect();
+    let covariates: Vec<Covariate> = p
+        .analysis
+        .covariates
+        .iter()
+        .map(|c| Covariate::new(c, people.iter().map(|r| number(&r.baseline, c)).collect()))
+        .collect();
+    let adj = Adjustment { factors: strata.clone(), covariates };
+    let stats_err = |e: crate::stats::StatsError| Error::Integrity(format!("analysis: {e}"));
+
+    let take_up: Option<Vec<Option<bool>>> = p.analysis.take_up.as_ref().map(|name| {
+        people
+            .iter()
+            .map(|r| {
+                let values: Vec<f64> = r
+                    .outcomes
+                    .iter()
+                    .filter(|((_, f), _)| f == name)
+                    .filter_map(|(_, v)| v.value.parse().ok())
+                    .collect();
+                if values.is_empty() { None } else { Some(values.iter().any(|v| *v > 0.0)) }
+            })
+            .collect()
+    });
+
+    // 3. Primary outcome.
+    let primary_outcome = p.outcomes.iter().find(|o| o.primary);
+    let mut analysed: Vec<(String, Vec<bool>)> = Vec::new();
+    let mut primary = None;
+    let mut primary_values: Option<Vec<Option<bool>>> = None;
+    if let Some(o) = primary_outcome
+        && let Some(tp) = o.timepoints.last()
+    {
+        let y: Vec<Option<bool>> = people.iter().map(|r| yes_no(r, tp, &o.name)).collect();
+        let unadjusted = compare_outcomes(&y, &treated, level).map_err(stats_err)?;
+        let adjusted = adjusted_binary(&y, &treated, &adj, level).map_err(stats_err)?;
+        let headline = match &adjusted.risk_difference {
+            Estimable::Value(e) => {
+                format!("{:+.1} pp ({:.0}% CI {:.1} to {:.1})", e.estimate, level * 100.0, e.ci_low, e.ci_high)
+            }
+            Estimable::NotEstimable(r) => r.clone(),
+        };
+        analysed.push((format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()));
+        primary = Some(PrimaryOutcome {
+            outcome: o.name.clone(),
+            label: o.label.clone(),
+            timepoint: tp.clone(),
+            unadjusted,
+            adjusted,
+            headline,
+        });
+        primary_values = Some(y);
+    }
+
+    // 4. Continuous outcomes at their last timepoint (the take-up count is not an outcome).
+    let mut continuous = Vec::new();
+    for o in &p.outcomes {
+        if !matches!(o.kind, Kind::Integer { .. } | Kind::Number { .. }) || Some(&o.name) == p.analysis.take_up.as_ref()
+        {
+            continue;
+        }
+        let Some(tp) = o.timepoints.last() else { continue };
+        let y: Vec<Option<f64>> = people
+            .iter()
+            .map(|r| r.outcomes.get(&(tp.clone(), o.name.clone())).and_then(|v| v.value.parse().ok()))
+            .collect();
+        let summary = describe(&y, &treated).map_err(stats_err)?;
+        let welch = welch_t_test(&y, &treated, level).map_err(stats_err)?;
+        let adjusted = match &o.baseline {
+            Some(b) => {
+                let base: Vec<Option<f64>> = people.iter().map(|r| number(&r.baseline, b)).collect();
+                ancova(&y, &format!("baseline_{b}"), &base, &treated, &adj, level).map_err(stats_err)?
+            }
+            None => linear_regression(&y, &treated, &adj, level).map_err(stats_err)?,
+        };
+        analysed.push((format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()));
+        continuous.push(ContinuousOutcome {
+            outcome: o.name.clone(),
+            label: o.label.clone(),
+            unit: o.unit.clone(),
+            timepoint: tp.clone(),
+            summary,
+            welch,
+            adjusted,
+        });
+    }
+
+    // 5. Time to first job.
+    let time_to_event = match &p.analysis.time_to_event {
+        Some(name) => Some(time_to_event(d, name, &people, &treated, &strata, level).map_err(stats_err)?),
+        None => None,
+    };
+
+    // 6. Subgroups.
+    let mut subgroups = Vec::new();
+    if let Some(y) = &primary_values {
+        for name in &p.analysis.subgroups {
+            let labels: Vec<Option<String>> = people.iter().map(|r| subgroup_label(r, name)).collect();
+            let f = Factor::from_labels(name, &labels);
+            subgroups.push(subgroup_analysis(y, &treated, &f, level).map_err(stats_err)?);
+        }
+    }
+
+    // 7. Missing data: multiple imputation of the primary outcome.
+    let missing_data = match &primary_values {
+        Some(y) => {
+            let mut mi_adj = adj.clone();
+            for f in p.fields.iter().filter(|f| f.stage == Stage::Baseline) {
+                if matches!(f.kind, Kind::Integer { .. } | Kind::Number { .. })
+                    && !mi_adj.covariates.iter().any(|c| c.name == f.name)
+                {
+                    mi_adj
+                        .covariates
+                        .push(Covariate::new(&f.name, people.iter().map(|r| number(&r.baseline, &f.name)).collect()));
+                }
+            }
+            let key: [u8; 32] = Sha256::new()
+                .chain_update(b"chancery/v1/analysis/imputation/")
+                .chain_update(p.id.as_bytes())
+                .finalize()
+                .into();
+            let mut stream = Stream::open(&key, "imputation", 0);
+            let mut words = || stream.next_word();
+            let m = (p.analysis.imputations as usize).max(2);
+            let imputation =
+                impute_and_analyse_binary(y, &treated, &mi_adj, m, level, &mut words).map_err(stats_err)?;
+            let count = |arm: bool, present: bool| {
+                y.iter().zip(&treated).filter(|(v, t)| **t == arm && v.is_some() == present).count()
+            };
+            Some(MissingData {
+                assumption: p.analysis.missing_data.clone(),
+                observed: (count(true, true), count(false, true)),
+                missing: (count(true, false), count(false, false)),
+                imputation,
+                imputations: m,
+                stream: format!(
+                    "ChaCha20 keyed by SHA-256(\"chancery/v1/analysis/imputation/\" + trial id {:?}), stream \"imputation\"",
+                    p.id
+                ),
+            })
+        }
+        None => None,
+    };
+
+    // 8. CACE.
+    let cace = match (&primary_values, &take_up, &p.analysis.take_up) {
+        (Some(y), Some(received), Some(name)) => Some(Cace {
+            outcome: primary_outcome.map(|o| o.name.clone()).unwrap_or_default(),
+            take_up: name.clone(),
+            effect: complier_average_effect(y, received, &treated, level).map_err(stats_err)?,
+        }),
+        _ => None,
+    };
+
+    let consort = consort(d, &arms, take_up.as_deref(), &people, &analysed);
+    let baseline = baseline_table(d, &people);
+    Ok(Analysis {
+        trial: p.id.clone(),
+        title: p.title.clone(),
+        as_of: d.as_of,
+        level,
+        adjusted_for: p.factors.iter().map(|f| f.name.clone()).chain(p.analysis.covariates.iter().cloned()).collect(),
+        arms,
+        consort,
+        baseline,
+        primary,
+        continuous,
+        time_to_event,
+        subgroups,
+        missing_data,
+        cace,
+    })
+}
+
+fn number(values: &BTreeMap<String, String>, name: &str) -> Option<f64> {
+    values.get(name).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite())
+}
+
+fn yes_no(r: &ParticipantRecord, tp: &str, name: &str) -> Option<bool> {
+    match r.outcomes.get(&(tp.to_string(), name.to_string()))?.value.as_str() {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn subgroup_label(r: &ParticipantRecord, name: &str) -> Option<String> {
+    match name {
+        "site" => Some(r.site.clone()),
+        "region" => r.region.clone(),
+        _ => r.strata.get(name).or_else(|| r.baseline.get(name)).cloned(),
+    }
+}
+
+fn time_to_event(
+    d: &Dataset,
+    name: &str,
+    people: &[&ParticipantRecord],
+    treated: &[bool],
+    strata: &[Factor],
+    level: f64,
+) -> crate::stats::Result<TimeToEvent> {
+    let label = d.protocol.outcome(name).map(|o| o.label.clone()).unwrap_or_else(|| name.to_string());
+    let (mut time, mut event, mut arm, mut rows) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, r) in people.iter().enumerate() {
+        let mut last_contact: Option<i64> = None;
+        let mut first_job: Option<i64> = None;
+        for ((_, field), v) in &r.outcomes {
+            let day = (v.collected_on - r.randomised_on).num_days();
+            last_contact = Some(last_contact.map_or(day, |d| d.max(day)));
+            if field == name
+                && let Ok(date) = NaiveDate::parse_from_str(&v.value, "%Y-%m-%d")
+            {
+                let job = (date - r.randomised_on).num_days().max(0);
+                first_job = Some(first_job.map_or(job, |j| j.min(job)));
+            }
+        }
+        let Some(last) = last_contact else { continue };
+        let (t, e) = match first_job {
+            Some(j) if j <= FOLLOW_UP_DAYS => (j, true),
+            _ => (last.min(FOLLOW_UP_DAYS), false),
+        };
+        time.push(t as f64);
+        event.push(e);
+        arm.push(treated[i]);
+        rows.push(i);
+    }
+    let km = kaplan_meier_by_arm(&time, &event, &arm, level)?;
+    let survival_at = d
+        .protocol
+        .timepoints
+        .iter()
+        .map(|t| {
+            let at = |k: &Estimable<crate::stats::survival::KaplanMeier>| k.value().map(|k| k.at(f64::from(t.day)));
+            (t.id.clone(), at(&km.treated), at(&km.control))
+        })
+        .collect();
+    let sub_strata: Option<Factor> = if strata.is_empty() {
+        None
+    } else {
+        let picked: Vec<Factor> = strata
+            .iter()
+            .map(|f| Factor {
+                name: f.name.clone(),
+                levels: f.levels.clone(),
+                codes: rows.iter().map(|&i| f.codes[i]).collect(),
+            })
+            .collect();
+        let refs: Vec<&Factor> = picked.iter().collect();
+        Some(Factor::interaction("stratum", &refs)?)
+    };
+    let log_rank_unstratified = log_rank(&time, &event, &arm, None)?;
+    let log_rank_stratified = log_rank(&time, &event, &arm, sub_strata.as_ref())?;
+    let cox = cox_regression(&time, &event, &arm, &Adjustment::default(), None, level)?;
+    Ok(TimeToEvent {
+        outcome: name.to_string(),
+        label,
+        definition: format!(
+            "days from randomisation to the first job date recorded at any follow-up; censored at the last follow-up or at day {FOLLOW_UP_DAYS}, whichever is earlier; participants with no follow-up are left out"
+        ),
+        n: time.len(),
+        kaplan_meier: km,
+        survival_at,
+        log_rank: log_rank_unstratified,
+        log_rank_stratified,
+        cox,
+    })
+}
+
+fn consort(
+    d: &Dataset,
+    arms: &Arms,
+    take_up: Option<&[Option<bool>]>,
+    people: &[&ParticipantRecord],
+    analysed: &[(String, Vec<bool>)],
+) -> Consort {
+    let mut c = Consort {
+        screened: d.referrals.len(),
+        ineligible: 0,
+        ineligible_by_reason: BTreeMap::new(),
+        declined: 0,
+        randomised: d.participants.len(),
+        arms: Vec::new(),
+    };
+    for r in &d.referrals {
+        match r.status.as_str() {
+            "ineligible" => {
+                c.ineligible += 1;
+                for reason in &r.reasons {
+                    *c.ineligible_by_reason.entry(reason.clone()).or_default() += 1;
+                }
+            }
+            "declined" => c.declined += 1,
+            _ => {}
+        }
+    }
+    for arm in &d.protocol.arms {
+        let in_arm: Vec<usize> = (0..people.len()).filter(|&i| people[i].arm == arm.id).collect();
+        let mut a = ConsortArm {
+            arm: arm.id.clone(),
+            allocated: d.participants.iter().filter(|r| r.arm == arm.id).count(),
+            received_intervention: take_up
+                .filter(|_| arm.id == arms.intervention || arm.id == arms.control)
+                .map(|t| in_arm.iter().filter(|&&i| t[i] == Some(true)).count()),
+            withdrawn: 0,
+            lost: 0,
+            died: 0,
+            reasons: BTreeMap::new(),
+            followed_up: Vec::new(),
+            analysed: analysed
+                .iter()
+                .map(|(name, has)| (name.clone(), in_arm.iter().filter(|&&i| has[i]).count()))
+                .collect(),
+        };
+        for r in d.participants.iter().filter(|r| r.arm == arm.id) {
+            let reason = match &r.status {
+                ParticipantStatus::Active => continue,
+                ParticipantStatus::Withdrawn { reason, .. } => {
+                    a.withdrawn += 1;
+                    format!("withdrawn: {reason}")
+                }
+                ParticipantStatus::Lost { reason, .. } => {
+                    a.lost += 1;
+                    format!("lost: {reason}")
+                }
+                ParticipantStatus::Died { reason, .. } => {
+                    a.died += 1;
+                    format!("died: {reason}")
+                }
+            };
+            *a.reasons.entry(reason).or_default() += 1;
+        }
+        a.followed_up = d
+            .protocol
+            .timepoints
+            .iter()
+            .map(|t| {
+                let n = d
+                    .participants
+                    .iter()
+                    .filter(|r| r.arm == arm.id && r.outcomes.keys().any(|(tp, _)| *tp == t.id))
+                    .count();
+                (t.id.clone(), n)
+            })
+            .collect();
+        c.arms.push(a);
+    }
+    c
+}
+
+fn baseline_table(d: &Dataset, people: &[&ParticipantRecord]) -> Vec<BaselineRow> {
+    let p = &d.protocol;
+    let mut rows = Vec::new();
+    let arms: Vec<&str> = p.arms.iter().map(|a| a.id.as_str()).collect();
+    let categorical =
+        |field: &str, label: &str, levels: Vec<String>, get: &dyn Fn(&ParticipantRecord) -> Option<String>| {
+            BaselineRow {
+                field: field.to_string(),
+                label: label.to_string(),
+                unit: None,
+                arms: arms
+                    .iter()
+                    .map(|arm| {
+                        let vals: Vec<Option<String>> =
+                            people.iter().filter(|r| r.arm == *arm).map(|r| get(r)).collect();
+                        let n = vals.iter().flatten().count();
+                        let cell = BaselineCell::Categorical {
+                            levels: levels
+                                .iter()
+                                .map(|l| (l.clone(), vals.iter().flatten().filter(|v| *v == l).count()))
+                                .collect(),
+                            n,
+                            missing: vals.len() - n,
+                        };
+                        (arm.to_string(), cell)
+                    })
+                    .collect(),
+            }
+        };
+    rows.push(categorical("site", "Site", p.sites.iter().map(|s| s.id.clone()).collect(), &|r| Some(r.site.clone())));
+    let mut regions: Vec<String> = p.sites.iter().filter_map(|s| s.region.clone()).collect();
+    regions.dedup();
+    if !regions.is_empty() {
+        regions.sort();
+        regions.dedup();
+        rows.push(categorical("region", "Region", regions, &|r| r.region.clone()));
+    }
+    for (i, f) in p.fields.iter().enumerate() {
+        if i == p.identity || f.stage == Stage::Consent {
+            continue;
+        }
+        match &f.kind {
+            Kind::Integer { .. } | Kind::Number { .. } => rows.push(BaselineRow {
+                field: f.name.clone(),
+                label: f.label.clone(),
+                unit: f.unit.clone(),
+                arms: arms
+                    .iter()
+                    .map(|arm| {
+                        let vals: Vec<Option<f64>> =
+                            people.iter().filter(|r| r.arm == *arm).map(|r| number(&r.baseline, &f.name)).collect();
+                        (arm.to_string(), continuous_cell(&vals))
+                    })
+                    .collect(),
+            }),
+            Kind::Category { levels } => {
+                // A screening criterion every randomised participant shares says nothing.
+                let observed: std::collections::BTreeSet<&String> =
+                    people.iter().filter_map(|r| r.baseline.get(&f.name)).collect();
+                if observed.len() < 2 && f.stage == Stage::Screening {
+                    continue;
+                }
+                let name = f.name.clone();
+                rows.push(BaselineRow {
+                    unit: f.unit.clone(),
+                    ..categorical(&f.name, &f.label, levels.clone(), &move |r| r.baseline.get(&name).cloned())
+                });
+            }
+            _ => {}
+        }
+    }
+    rows
+}
+
+fn continuous_cell(vals: &[Option<f64>]) -> BaselineCell {
+    let mut xs: Vec<f64> = vals.iter().flatten().copied().collect();
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    let mean = (n > 0).then(|| xs.iter().sum::<f64>() / n as f64);
+    let sd = match (n, mean) {
+        (2.., Some(m)) => Some((xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()),
+        _ => None,
+    };
+    let q = |p: f64| crate::stats::continuous::quantile_type7(&xs, p);
+    BaselineCell::Continuous { n, missing: vals.len() - n, mean, sd, median: q(0.5), q1: q(0.25), q3: q(0.75) }
+}
+
+// ---------------------------------------------------------------------------
+// Output: tables (CSV and JSON) and a Markdown summary.
+
+/// A flat row of the estimates table: one effect estimate or test.
+#[derive(Debug, Clone, Serialize)]
+pub struct EstimateRow {
+    /// Report section, e.g. `primary`, `continuous`, `subgroup`.
+    pub section: String,
+    /// Outcome (with timepoint) or subgroup.
+    pub outcome: String,
+    /// What is estimated.
+    pub measure: String,
+    /// How.
+    pub method: String,
+    /// Point estimate, if estimated.
+    pub estimate: Option<f64>,
+    /// Lower confidence limit.
+    pub ci_low: Option<f64>,
+    /// Upper confidence limit.
+    pub ci_high: Option<f64>,
+    /// Confidence level.
+    pub level: f64,
+    /// Two-sided p-value, if any.
+    pub p_value: Option<f64>,
+    /// Analysed in the intervention arm.
+    pub n_intervention: Option<usize>,
+    /// Analysed in the control arm.
+    pub n_control: Option<usize>,
+    /// `estimated`, or why not.
+    pub status: String,
+}
+
+fn estimate_row(
+    section: &str,
+    outcome: &str,
+    fallback_measure: &str,
+    e: &Estimable<Estimate>,
+    level: f64,
+) -> EstimateRow {
+    match e {
+        Estimable::Value(e) => EstimateRow {
+            section: section.into(),
+            outcome: outcome.into(),
+            measure: e.measure.clone(),
+            method: e.method.clone(),
+            estimate: Some(e.estimate),
+            ci_low: Some(e.ci_low),
+            ci_high: Some(e.ci_high),
+            level: e.level,
+            p_value: e.p_value,
+            n_intervention: Some(e.n.treated),
+            n_control: Some(e.n.control),
+            status: match &e.note {
+                Some(n) => format!("estimated; {n}"),
+                None => "estimated".into(),
+            },
+        },
+        Estimable::NotEstimable(r) => EstimateRow {
+            section: section.into(),
+            outcome: outcome.into(),
+            measure: fallback_measure.into(),
+            method: String::new(),
+            estimate: None,
+            ci_low: None,
+            ci_high: None,
+            level,
+            p_value: None,
+            n_intervention: None,
+            n_control: None,
+            status: r.clone(),
+        },
+    }
+}
+
+fn test_row(
+    section: &str,
+    outcome: &str,
+    measure: &str,
+    t: &Estimable<crate::stats::TestResult>,
+    level: f64,
+) -> EstimateRow {
+    let mut row = estimate_row(section, outcome, measure, &Estimable::NotEstimable(String::new()), level);
+    match t {
+        Estimable::Value(t) => {
+            row.method = t.method.clone();
+            row.p_value = Some(t.p_value);
+            row.estimate = t.statistic;
+            row.n_intervention = Some(t.n.treated);
+            row.n_control = Some(t.n.control);
+            row.status = "estimated".into();
+        }
+        Estimable::NotEstimable(r) => row.status = r.clone(),
+    }
+    row
+}
+
+/// Every effect estimate and test, flat, in report order.
+pub fn estimates(a: &Analysis) -> Vec<EstimateRow> {
+    let l = a.level;
+    let mut rows = Vec::new();
+    if let Some(pr) = &a.primary {
+        let o = format!("{}_{}", pr.outcome, pr.timepoint);
+        let u = &pr.unadjusted;
+        rows.push(estimate_row(
+            "primary (adjusted)",
+            &o,
+            "standardised risk difference (percentage points)",
+            &pr.adjusted.risk_difference,
+            l,
+        ));
+        rows.push(estimate_row("primary (adjusted)", &o, "adjusted odds ratio", &pr.adjusted.odds_ratio, l));
+        rows.push(estimate_row("primary", &o, "risk difference (percentage points)", &u.risk_difference, l));
+        rows.push(estimate_row("primary", &o, "risk difference (percentage points)", &u.risk_difference_wald, l));
+        rows.push(estimate_row("primary", &o, "risk ratio", &u.risk_ratio, l));
+        rows.push(estimate_row("primary", &o, "odds ratio", &u.odds_ratio, l));
+        rows.push(test_row("primary", &o, "chi-square", &u.chi_square, l));
+        rows.push(test_row("primary", &o, "Fisher's exact test", &u.fisher_exact, l));
+    }
+    for c in &a.continuous {
+        let o = format!("{}_{}", c.outcome, c.timepoint);
+        rows.push(estimate_row("continuous", &o, "mean difference", &c.welch, l));
+        rows.push(estimate_row(
+            "continuous (adjusted)",
+            &o,
+            "adjusted mean difference",
+            &c.adjusted.mean_difference,
+            l,
+        ));
+    }
+    if let Some(t) = &a.time_to_event {
+        let hr = t.cox.as_ref().and_then(|c| c.hazard_ratio.clone());
+        rows.push(estimate_row("time to event", &t.outcome, "hazard ratio", &hr, l));
+        rows.push(test_row("time to event", &t.outcome, "log-rank", &t.log_rank.as_ref().map(|x| x.test.clone()), l));
+        rows.push(test_row(
+            "time to event",
+            &t.outcome,
+            "log-rank (stratified)",
+            &t.log_rank_stratified.as_ref().map(|x| x.test.clone()),
+            l,
+        ));
+    }
+    for s in &a.subgroups {
+        for lv in &s.levels {
+            rows.push(estimate_row(
+                "subgroup (secondary)",
+                &format!("{}={}", s.factor, lv.level),
+                "risk difference (percentage points)",
+                &lv.risk_difference,
+                l,
+            ));
+        }
+        rows.push(test_row("subgroup (secondary)", &s.factor, "interaction (likelihood ratio)", &s.interaction_lr, l));
+    }
+    if let Some(m) = &a.missing_data {
+        let pooled = |e: &Estimable<crate::stats::imputation::PooledEstimate>, measure: &str| match e {
+            Estimable::Value(p) => Estimable::Value(Estimate {
+                measure: measure.into(),
+                method: p.method.clone(),
+                estimate: p.estimate,
+                se: Some(p.se),
+                ci_low: p.ci_low,
+                ci_high: p.ci_high,
+                level: p.level,
+                p_value: Some(p.p_value),
+                df: Some(p.df),
+                n: m.imputation.n,
+                note: None,
+            }),
+            Estimable::NotEstimable(r) => Estimable::NotEstimable(r.clone()),
+        };
+        rows.push(estimate_row(
+            "missing data (multiple imputation)",
+            &a.primary.as_ref().map(|p| p.outcome.clone()).unwrap_or_default(),
+            "standardised risk difference (percentage points)",
+            &pooled(&m.imputation.risk_difference, "standardised risk difference (percentage points)"),
+            l,
+        ));
+    }
+    if let Some(c) = &a.cace {
+        rows.push(estimate_row(
+            "CACE",
+            &c.outcome,
+            "complier average causal effect",
+            &c.effect.as_ref().map(|e| e.cace.clone()),
+            l,
+        ));
+    }
+    rows
+}
+
+/// Writes `analysis.json`, `estimates.csv`, `consort.csv` and `baseline.csv` into `dir`.
+pub fn write_tables(a: &Analysis, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let mut written = Vec::new();
+    let mut put = |name: &str, bytes: Vec<u8>| -> Result<()> {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(Error::io(format!("writing {}", path.display())))?;
+        written.push(path);
+        Ok(())
+    };
+    let mut json = serde_json::to_vec_pretty(a).map_err(|e| Error::Integrity(format!("encoding the analysis: {e}")))?;
+    json.push(b'\n');
+    put("analysis.json", json)?;
+
+    let mut t = table(&[
+        "section",
+        "outcome",
+        "measure",
+        "method",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "level",
+        "p_value",
+        "n_intervention",
+        "n_control",
+        "status",
+    ]);
+    for r in estimates(a) {
+        t.rows.push(vec![
+            Some(r.section),
+            Some(r.outcome),
+            Some(r.measure),
+            Some(r.method),
+            r.estimate.map(num),
+            r.ci_low.map(num),
+            r.ci_high.map(num),
+            Some(num(r.level)),
+            r.p_value.map(num),
+            r.n_intervention.map(|n| n.to_string()),
+            r.n_control.map(|n| n.to_string()),
+            Some(r.status),
+        ]);
+    }
+    put("estimates.csv", csv_bytes(&t)?)?;
+
+    let mut t = table(&["stage", "arm", "detail", "n"]);
+    let row = |stage: &str, arm: &str, detail: &str, n: usize| {
+        vec![Some(stage.to_string()), Some(arm.to_string()), Some(detail.to_string()), Some(n.to_string())]
+    };
+    t.rows.push(row("screened", "", "", a.consort.screened));
+    t.rows.push(row("ineligible", "", "", a.consort.ineligible));
+    for (reason, n) in &a.consort.ineligible_by_reason {
+        t.rows.push(row("ineligible", "", reason, *n));
+    }
+    t.rows.push(row("declined", "", "", a.consort.declined));
+    t.rows.push(row("randomised", "", "", a.consort.randomised));
+    for arm in &a.consort.arms {
+        t.rows.push(row("allocated", &arm.arm, "", arm.allocated));
+        if let Some(n) = arm.received_intervention {
+            t.rows.push(row("received intervention", &arm.arm, "", n));
+        }
+        t.rows.push(row("withdrawn", &arm.arm, "", arm.withdrawn));
+        t.rows.push(row("lost to follow-up", &arm.arm, "", arm.lost));
+        t.rows.push(row("died", &arm.arm, "", arm.died));
+        for (reason, n) in &arm.reasons {
+            t.rows.push(row("reason", &arm.arm, reason, *n));
+        }
+        for (tp, n) in &arm.followed_up {
+            t.rows.push(row("followed up", &arm.arm, tp, *n));
+        }
+        for (o, n) in &arm.analysed {
+            t.rows.push(row("analysed", &arm.arm, o, *n));
+        }
+    }
+    put("consort.csv", csv_bytes(&t)?)?;
+
+    let mut t = table(&["field", "arm", "statistic", "value"]);
+    for r in &a.baseline {
+        for (arm, cell) in &r.arms {
+            let mut push = |stat: &str, v: Option<String>| {
+                t.rows.push(vec![Some(r.field.clone()), Some(arm.clone()), Some(stat.to_string()), v]);
+            };
+            match cell {
+                BaselineCell::Continuous { n, missing, mean, sd, median, q1, q3 } => {
+                    push("n", Some(n.to_string()));
+                    push("mean", mean.map(num));
+                    push("sd", sd.map(num));
+                    push("median", median.map(num));
+                    push("q1", q1.map(num));
+                    push("q3", q3.map(num));
+                    push("missing", Some(missing.to_string()));
+                }
+                BaselineCell::Categorical { levels, n, missing } => {
+                    for (l, k) in levels {
+                        push(&format!("n {l}"), Some(k.to_string()));
+                        push(&format!("% {l}"), (*n > 0).then(|| format!("{:.1}", 100.0 * *k as f64 / *n as f64)));
+                    }
+                    push("missing", Some(missing.to_string()));
+                }
+            }
+        }
+    }
+    put("baseline.csv", csv_bytes(&t)?)?;
+    Ok(written)
+}
+
+fn table(columns: &[&str]) -> crate::export::Table {
+    crate::export::Table { columns: columns.iter().map(|c| c.to_string()).collect(), rows: Vec::new() }
+}
+
+fn csv_bytes(t: &crate::export::Table) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    t.write(crate::export::Format::Csv, &mut out)?;
+    Ok(out)
+}
+
+/// A number as the tables print it: shortest round-trip decimal.
+fn num(x: f64) -> String {
+    if x.is_finite() { format!("{x}") } else { String::new() }
+}
+
+/// "6.8 pp (95% CI 3.9 to 9.7), p < 0.001"; `unit` follows the estimate.
+pub(crate) fn fmt_ci(e: &Estimable<Estimate>, digits: usize, unit: &str) -> String {
+    match e {
+        Estimable::Value(e) => format!(
+            "{:.d$}{unit} ({:.0}% CI {:.d$} to {:.d$}){}",
+            e.estimate,
+            e.level * 100.0,
+            e.ci_low,
+            e.ci_high,
+            e.p_value.map(|p| format!(", {}", fmt_p(p))).unwrap_or_default(),
+            d = digits
+        ),
+        Estimable::NotEstimable(r) => r.clone(),
+    }
+}
+
+/// "p = 0.123" or "p < 0.001".
+pub(crate) fn fmt_p(p: f64) -> String {
+    if p < 0.001 { "p < 0.001".into() } else { format!("p = {p:.3}") }
+}
+
+/// Decimals for a measure of this size: three for indices within ±2, else `default`.
+pub(crate) fn digits_for(x: f64, default: usize) -> usize {
+    if x.abs() < 2.0 { 3 } else { default }
+}
+
+/// The Markdown summary printed by `chancery analyse`.
+pub fn markdown(a: &Analysis) -> String {
+    let mut s = String::new();
+    let arms = &a.arms;
+    s += &format!("# Intention-to-treat analysis: {}\n\n", a.title);
+    s += &format!(
+        "Trial `{}`, data as of {}. {} vs {}; differences are {} minus {}. Adjusted models include {}. {:.0}% confidence intervals.\n\n",
+        a.trial,
+        a.as_of,
+        arms.intervention_label,
+        arms.control_label,
+        arms.intervention,
+        arms.control,
+        if a.adjusted_for.is_empty() { "no covariates".to_string() } else { a.adjusted_for.join(", ") },
+        a.level * 100.0
+    );
+    let c = &a.consort;
+    s += "## 1. CONSORT flow\n\n";
+    s += &format!(
+        "Screened {}; ineligible {}; declined {}; randomised {}.\n\n",
+        c.screened, c.ineligible, c.declined, c.randomised
+    );
+    s += "| | ";
+    s += &c.arms.iter().map(|x| x.arm.as_str()).collect::<Vec<_>>().join(" | ");
+    s += " |\n|---|";
+    s += &"---|".repeat(c.arms.len());
+    s += "\n";
+    let line = |label: &str, f: &dyn Fn(&ConsortArm) -> String| {
+        format!("| {label} | {} |\n", c.arms.iter().map(f).collect::<Vec<_>>().join(" | "))
+    };
+    s += &line("allocated", &|x| x.allocated.to_string());
+    s += &line("received the intervention", &|x| x.received_intervention.map_or("—".into(), |n| n.to_string()));
+    s += &line("withdrawn", &|x| x.withdrawn.to_string());
+    s += &line("lost to follow-up", &|x| x.lost.to_string());
+    s += &line("died", &|x| x.died.to_string());
+    if let Some(first) = c.arms.first() {
+        for (i, (tp, _)) in first.followed_up.iter().enumerate() {
+            s += &line(&format!("followed up at {tp}"), &|x| x.followed_up[i].1.to_string());
+        }
+        for (i, (o, _)) in first.analysed.iter().enumerate() {
+            s += &line(&format!("analysed: {o}"), &|x| x.analysed[i].1.to_string());
+        }
+    }
+    s += "\n## 2. Baseline characteristics\n\n";
+    s += &format!(
+        "| | {} |\n|---|{}\n",
+        c.arms.iter().map(|x| x.arm.as_str()).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(c.arms.len())
+    );
+    for r in &a.baseline {
+        match r.arms.first().map(|x| &x.1) {
+            Some(BaselineCell::Continuous { mean, .. }) => {
+                let d = digits_for(mean.unwrap_or(0.0), 1);
+                let cells: Vec<String> = r
+                    .arms
+                    .iter()
+                    .map(|(_, cell)| match cell {
+                        BaselineCell::Continuous { n, missing, mean, sd, median, q1, q3 } => format!(
+                            "{} ({}); {} [{}–{}]; n {n}{}",
+                            opt(*mean, d),
+                            opt(*sd, d),
+                            opt(*median, d),
+                            opt(*q1, d),
+                            opt(*q3, d),
+                            if *missing > 0 { format!(", missing {missing}") } else { String::new() }
+                        ),
+                        _ => String::new(),
+                    })
+                    .collect();
+                s += &format!("| {}, mean (SD); median [IQR] | {} |\n", r.label, cells.join(" | "));
+            }
+            Some(BaselineCell::Categorical { levels, .. }) => {
+                s += &format!("| {} | {} |\n", r.label, vec![""; r.arms.len()].join(" | "));
+                for (li, (l, _)) in levels.iter().enumerate() {
+                    let cells: Vec<String> = r
+                        .arms
+                        .iter()
+                        .map(|(_, cell)| match cell {
+                            BaselineCell::Categorical { levels, n, .. } => {
+                                let k = levels[li].1;
+                                if *n > 0 { format!("{k} ({:.1}%)", 100.0 * k as f64 / *n as f64) } else { "0".into() }
+                            }
+                            _ => String::new(),
+                        })
+                        .collect();
+                    s += &format!("| &nbsp;&nbsp;{l} | {} |\n", cells.join(" | "));
+                }
+            }
+            None => {}
+        }
+    }
+    s += "\n## 3. Primary outcome\n\n";
+    match &a.primary {
+        None => s += "The protocol names no primary outcome.\n",
+        Some(p) => {
+            s += &format!("**{}** at {}.\n\n", p.label, p.timepoint);
+            let prop = |e: &Estimable<crate::stats::binary::ArmProportion>| match e {
+                Estimable::Value(x) => format!("{}/{} ({:.1}%)", x.events, x.n, x.percent),
+                Estimable::NotEstimable(r) => r.clone(),
+            };
+            s += &format!(
+                "- {}: {}; {}: {}\n",
+                arms.intervention,
+                prop(&p.unadjusted.treated),
+                arms.control,
+                prop(&p.unadjusted.control)
+            );
+            s += &format!("- **Adjusted risk difference (headline): {}**\n", p.headline);
+            s += &format!("- Adjusted odds ratio: {}\n", fmt_ci(&p.adjusted.odds_ratio, 2, ""));
+            s += &format!(
+                "- Unadjusted risk difference, Newcombe: {}\n",
+                fmt_ci(&p.unadjusted.risk_difference, 1, " pp")
+            );
+            s += &format!(
+                "- Unadjusted risk difference, Wald: {}\n",
+                fmt_ci(&p.unadjusted.risk_difference_wald, 1, " pp")
+            );
+            s += &format!("- Risk ratio: {}\n", fmt_ci(&p.unadjusted.risk_ratio, 2, ""));
+            s += &format!("- Odds ratio: {}\n", fmt_ci(&p.unadjusted.odds_ratio, 2, ""));
+            let test = |t: &Estimable<crate::stats::TestResult>| match t {
+                Estimable::Value(t) => fmt_p(t.p_value),
+                Estimable::NotEstimable(r) => r.clone(),
+            };
+            s += &format!(
+                "- Chi-square: {}; Fisher's exact: {}\n",
+                test(&p.unadjusted.chi_square),
+                test(&p.unadjusted.fisher_exact)
+            );
+        }
+    }
+    s += "\n## 4. Continuous outcomes\n\n| outcome | mean difference (Welch) | adjusted (ANCOVA) |\n|---|---|---|\n";
+    for c in &a.continuous {
+        let d = c.summary.control.value().map_or(2, |x| digits_for(x.mean, 2));
+        let unit = c.unit.as_ref().map_or(String::new(), |u| format!(" {u}"));
+        s += &format!(
+            "| {} ({}) | {} | {} |\n",
+            c.label,
+            c.timepoint,
+            fmt_ci(&c.welch, d, &unit),
+            fmt_ci(&c.adjusted.mean_difference, d, &unit)
+        );
+    }
+    s += "\n## 5. Time to first job\n\n";
+    match &a.time_to_event {
+        None => s += "The protocol names no time-to-event outcome.\n",
+        Some(t) => {
+            s += &format!("{} ({} participants with follow-up).\n\n", t.definition, t.n);
+            let median = |k: &Estimable<crate::stats::survival::KaplanMeier>| match k {
+                Estimable::Value(k) => match k.median.time {
+                    Some(m) => format!(
+                        "median {m} days (CI {} to {})",
+                        k.median.ci_low.map_or("—".into(), |x| x.to_string()),
+                        k.median.ci_high.map_or("not reached".into(), |x| x.to_string())
+                    ),
+                    None => "median not reached".into(),
+                },
+                Estimable::NotEstimable(r) => r.clone(),
+            };
+            s += &format!("- {}: {}\n", arms.intervention, median(&t.kaplan_meier.treated));
+            s += &format!("- {}: {}\n", arms.control, median(&t.kaplan_meier.control));
+            for (tp, a1, a0) in &t.survival_at {
+                let f = |x: &Option<SurvivalAt>| {
+                    x.as_ref().map_or("—".into(), |x| format!("{:.3} (SE {:.3})", x.survival, x.se))
+                };
+                s += &format!(
+                    "- S(t) without a job at {tp}: {} {}, {} {}\n",
+                    arms.intervention,
+                    f(a1),
+                    arms.control,
+                    f(a0)
+                );
+            }
+            let lr = |x: &Estimable<LogRank>| match x {
+                Estimable::Value(x) => fmt_p(x.test.p_value),
+                Estimable::NotEstimable(r) => r.clone(),
+            };
+            s += &format!("- Log-rank: {}; stratified: {}\n", lr(&t.log_rank), lr(&t.log_rank_stratified));
+            let hr = t.cox.as_ref().and_then(|c| c.hazard_ratio.clone());
+            s += &format!("- Hazard ratio (Cox, Efron ties): {}\n", fmt_ci(&hr, 2, ""));
+        }
+    }
+    s += "\n## 6. Subgroups (secondary)\n\n";
+    for g in &a.subgroups {
+        let p = match &g.interaction_lr {
+            Estimable::Value(t) => format!("interaction {}", fmt_p(t.p_value)),
+            Estimable::NotEstimable(r) => r.clone(),
+        };
+        s += &format!("- **{}** ({p})\n", g.factor);
+        for lv in &g.levels {
+            s += &format!("  - {}: {} pp\n", lv.level, fmt_ci(&lv.risk_difference, 1, " pp"));
+        }
+    }
+    s += "\n## 7. Missing outcome data\n\n";
+    if let Some(m) = &a.missing_data {
+        s += &format!("Primary analysis assumption: {}.\n\n", m.assumption);
+        s += &format!(
+            "Primary outcome observed: {} {}, {} {}; missing: {} {}, {} {}.\n\n",
+            arms.intervention,
+            m.observed.0,
+            arms.control,
+            m.observed.1,
+            arms.intervention,
+            m.missing.0,
+            arms.control,
+            m.missing.1
+        );
+        let pooled = match &m.imputation.risk_difference {
+            Estimable::Value(p) => {
+                format!("{:+.1} pp ({:.0}% CI {:.1} to {:.1})", p.estimate, p.level * 100.0, p.ci_low, p.ci_high)
+            }
+            Estimable::NotEstimable(r) => r.clone(),
+        };
+        s += &format!(
+            "Sensitivity (multiple imputation, m = {}, Rubin's rules; {} analysed per arm: {} and {}): standardised risk difference {pooled}.\n",
+            m.imputations, "all randomised", m.imputation.n.treated, m.imputation.n.control
+        );
+    }
+    s += "\n## 8. Complier average causal effect\n\n";
+    match &a.cace {
+        None => s += "The protocol names no take-up measure.\n",
+        Some(c) => match &c.effect {
+            Estimable::Value(e) => {
+                s += &format!(
+                    "Receipt ({} > 0): {:.1}% of {} and {:.1}% of {}. CACE on {}: {}.\n",
+                    c.take_up,
+                    e.take_up_treated * 100.0,
+                    arms.intervention,
+                    e.take_up_control * 100.0,
+                    arms.control,
+                    c.outcome,
+                    fmt_ci(&Estimable::Value(e.cace.clone()), 1, " pp")
+                );
+            }
+            Estimable::NotEstimable(r) => s += &format!("{r}\n"),
+        },
+    }
+    s
+}
+
+pub(crate) fn opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or("—".into(), |v| format!("{v:.digits$}"))
+}

@@ -1,0 +1,387 @@
+//! Follow-up: which participants are due at which timepoint, and the rules an
+//! outcome value must satisfy before it is recorded.
+//!
+//! Pure: the ledger passes in the participant, their current values and the
+//! date; this module says what is due, or why a value cannot be recorded.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate};
+use serde::Serialize;
+
+use crate::protocol::{Kind, Protocol};
+use crate::referral::{canonical_value, truncate};
+
+/// Follow-up values for one participant at one timepoint, as entered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeEntry {
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Date the values were collected.
+    pub collected_on: NaiveDate,
+    /// `FIELD=VALUE` pairs as entered.
+    pub values: Vec<(String, String)>,
+}
+
+/// What the rules need to know about a participant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subject {
+    /// Date of randomisation.
+    pub randomised_on: NaiveDate,
+    /// Withdrawn with no further contact.
+    pub no_further_contact: bool,
+    /// Current values: (timepoint, outcome) → value.
+    pub current: BTreeMap<(String, String), String>,
+}
+
+/// Validates an entry against the protocol and the participant's record;
+/// returns the canonical values to record, or one message saying what is wrong.
+pub fn validate_entry(
+    protocol: &Protocol,
+    subject: &Subject,
+    entry: &OutcomeEntry,
+    today: NaiveDate,
+) -> Result<BTreeMap<String, String>, String> {
+    let p = &entry.participant;
+    let t = &entry.timepoint;
+    if subject.no_further_contact {
+        return Err(format!(
+            "participant {p} withdrew and asked for no further contact; no further data may be recorded"
+        ));
+    }
+    let tp = protocol.timepoint(t).ok_or_else(|| {
+        format!(
+            "unknown timepoint {:?}; the protocol's timepoints are {}",
+            truncate(t, 40),
+            protocol.timepoints.iter().map(|x| x.id.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    check_date(p, entry.collected_on, subject.randomised_on, today)?;
+    if entry.values.is_empty() {
+        return Err(format!("participant {p}, {t}: no values given; give --set FIELD=VALUE"));
+    }
+    let mut values = BTreeMap::new();
+    for (name, raw) in &entry.values {
+        let o = protocol.outcome(name).ok_or_else(|| {
+            format!(
+                "unknown outcome {:?}; the protocol's outcomes are {}",
+                truncate(name, 40),
+                protocol.outcomes.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        if !o.timepoints.iter().any(|x| x == &tp.id) {
+            return Err(format!(
+                "participant {p}: {name} is not collected at {t} (only at {})",
+                o.timepoints.join(", ")
+            ));
+        }
+        let v = canonical_value(&o.kind, raw).map_err(|m| format!("participant {p}, {t}: {name}: {m}"))?;
+        if values.insert(name.clone(), v).is_some() {
+            return Err(format!("participant {p}, {t}: {name} is given twice; give it once"));
+        }
+        if let Some(old) = subject.current.get(&(t.clone(), name.clone())) {
+            return Err(format!(
+                "participant {p}, {t}: {name} is already recorded ({old}); to change it use `chancery outcome correct` with a reason"
+            ));
+        }
+    }
+    if values.is_empty() {
+        return Err(format!("participant {p}, {t}: every value given is empty; nothing to record"));
+    }
+    let mut merged = subject.current.clone();
+    for (k, v) in &values {
+        merged.insert((t.clone(), k.clone()), v.clone());
+    }
+    consistency(protocol, subject.randomised_on, &merged, &[(t.clone(), entry.collected_on)])
+        .map_err(|m| format!("participant {p}, {t}: {m}"))?;
+    Ok(values)
+}
+
+/// A correction to one recorded value, as entered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Correction {
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// The corrected value as entered.
+    pub value: String,
+    /// Why the value is corrected.
+    pub reason: String,
+}
+
+/// Validates a correction of a value collected on `collected_on`; returns the
+/// old and the canonical new value.
+pub fn validate_correction(
+    protocol: &Protocol,
+    subject: &Subject,
+    c: &Correction,
+    collected_on: NaiveDate,
+) -> Result<(String, String), String> {
+    let (participant, timepoint, field) = (&c.participant, &c.timepoint, &c.field);
+    if c.reason.trim().is_empty() {
+        return Err("a correction needs a reason; give --reason TEXT".into());
+    }
+    let o = protocol.outcome(field).ok_or_else(|| format!("unknown outcome {:?}", truncate(field, 40)))?;
+    if protocol.timepoint(timepoint).is_none() {
+        return Err(format!("unknown timepoint {:?}", truncate(timepoint, 40)));
+    }
+    let old = subject.current.get(&(timepoint.to_string(), field.to_string())).cloned().ok_or_else(|| {
+        format!(
+            "participant {participant}, {timepoint}: {field} has no recorded value to correct; record it with `chancery outcome record`"
+        )
+    })?;
+    let new = canonical_value(&o.kind, &c.value)
+        .map_err(|m| format!("participant {participant}, {timepoint}: {field}: {m}"))?;
+    if new == old {
+        return Err(format!("participant {participant}, {timepoint}: {field} is already {old}; nothing to correct"));
+    }
+    let mut merged = subject.current.clone();
+    merged.insert((timepoint.to_string(), field.to_string()), new.clone());
+    consistency(protocol, subject.randomised_on, &merged, &[(timepoint.to_string(), collected_on)])
+        .map_err(|m| format!("participant {participant}, {timepoint}: {m}"))?;
+    Ok((old, new))
+}
+
+fn check_date(p: &str, on: NaiveDate, randomised_on: NaiveDate, today: NaiveDate) -> Result<(), String> {
+    if on < randomised_on {
+        return Err(format!(
+            "participant {p}: follow-up date {on} is before randomisation ({randomised_on}); check --on"
+        ));
+    }
+    if on > today {
+        return Err(format!("participant {p}: follow-up date {on} is in the future (today is {today}); check --on"));
+    }
+    Ok(())
+}
+
+/// Built-in consistency rules between the employment outcomes, applied when
+/// the protocol declares them (by these names): in paid work with 0 weeks
+/// worked; more weeks worked than have passed; a first job date before
+/// randomisation or after the follow-up date; paid work for 13+ weeks without
+/// any first job date; 13+ weeks worked by 12 months but the primary outcome no.
+fn consistency(
+    protocol: &Protocol,
+    randomised_on: NaiveDate,
+    values: &BTreeMap<(String, String), String>,
+    collected: &[(String, NaiveDate)],
+) -> Result<(), String> {
+    let has = |name: &str| protocol.outcome(name).is_some();
+    let get = |t: &str, name: &str| values.get(&(t.to_string(), name.to_string())).map(String::as_str);
+    for (t, on) in collected {
+        if has("in_paid_work")
+            && has("weeks_in_paid_work")
+            && get(t, "in_paid_work") == Some("yes")
+            && get(t, "weeks_in_paid_work") == Some("0")
+        {
+            return Err("in_paid_work is yes but weeks_in_paid_work is 0; one of them is wrong".into());
+        }
+        if let Some(w) = get(t, "weeks_in_paid_work").and_then(|w| w.parse::<i64>().ok()) {
+            let elapsed = (*on - randomised_on).num_days();
+            if w * 7 > elapsed + 6 {
+                return Err(format!(
+                    "weeks_in_paid_work is {w} but only {elapsed} days have passed since randomisation"
+                ));
+            }
+        }
+        if let Some(d) = get(t, "first_job_date").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()) {
+            if d > *on {
+                return Err(format!("first_job_date {d} is after the follow-up date {on}"));
+            }
+            if d < randomised_on {
+                return Err(format!(
+                    "first_job_date {d} is before randomisation ({randomised_on}); record only the first job after randomisation"
+                ));
+            }
+        }
+    }
+    if has("paid_work_13_weeks") && has("first_job_date") {
+        let primary_yes = values.iter().any(|((_, n), v)| n == "paid_work_13_weeks" && v == "yes");
+        let any_job = values.keys().any(|(_, n)| n == "first_job_date");
+        if primary_yes && !any_job {
+            return Err("paid_work_13_weeks is yes but no first_job_date is recorded at any timepoint; record the first job date".into());
+        }
+    }
+    if has("paid_work_13_weeks") && has("weeks_in_paid_work") {
+        for ((t, n), v) in values {
+            if n == "paid_work_13_weeks"
+                && v == "no"
+                && get(t, "weeks_in_paid_work").and_then(|w| w.parse::<i64>().ok()).is_some_and(|w| w >= 13)
+            {
+                return Err(
+                    "weeks_in_paid_work is 13 or more but paid_work_13_weeks is no; one of them is wrong".into()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a participant stands against one timepoint's window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Due {
+    /// Participant id.
+    pub participant: String,
+    /// Site.
+    pub site: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Target date (randomisation + day).
+    pub target: NaiveDate,
+    /// First day of the window.
+    pub window_opens: NaiveDate,
+    /// Last day of the window.
+    pub window_closes: NaiveDate,
+    /// `due soon` (window opens within 14 days), `in window`, or `overdue`.
+    pub state: String,
+    /// Days past the window's close (overdue only).
+    pub days_overdue: i64,
+}
+
+/// The follow-ups a coordinator should work on, as of `on`: every timepoint
+/// with nothing recorded whose window opens within 14 days, is open, or has
+/// closed. The arm is deliberately not shown: outcome assessors may be blinded.
+pub fn due(
+    protocol: &Protocol,
+    participant: &str,
+    site: &str,
+    randomised_on: NaiveDate,
+    recorded: &[String],
+    on: NaiveDate,
+) -> Vec<Due> {
+    protocol
+        .timepoints
+        .iter()
+        .filter(|t| !recorded.contains(&t.id))
+        .filter_map(|t| {
+            let target = randomised_on + Duration::days(i64::from(t.day));
+            let opens = target - Duration::days(i64::from(t.window));
+            let closes = target + Duration::days(i64::from(t.window));
+            let state = if on > closes {
+                "overdue"
+            } else if on >= opens {
+                "in window"
+            } else if (opens - on).num_days() <= 14 {
+                "due soon"
+            } else {
+                return None;
+            };
+            Some(Due {
+                participant: participant.to_string(),
+                site: site.to_string(),
+                timepoint: t.id.clone(),
+                target,
+                window_opens: opens,
+                window_closes: closes,
+                state: state.into(),
+                days_overdue: if state == "overdue" { (on - closes).num_days() } else { 0 },
+            })
+        })
+        .collect()
+}
+
+/// Whether a kind holds numbers (for exports and the codebook).
+pub fn is_numeric(kind: &Kind) -> bool {
+    matches!(kind, Kind::Integer { .. } | Kind::Number { .. })
+}
+
+/// Reads a batch of outcomes from CSV bytes with the header
+/// `participant,timepoint[,collected_on],<outcome>…`. Rows without a
+/// `collected_on` cell are dated `default_on`. Every malformed row is reported.
+pub fn parse_outcome_csv(
+    name: &str,
+    bytes: &[u8],
+    default_on: NaiveDate,
+) -> Result<Vec<(String, OutcomeEntry)>, String> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        format!("{name}:{line}: the file is not UTF-8 text; save it as UTF-8 CSV")
+    })?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| format!("{name}:1: cannot read the header row: {e}"))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if headers.len() < 3 || headers[0] != "participant" || headers[1] != "timepoint" {
+        return Err(format!(
+            "{name}:1: the header must start with participant,timepoint then outcome names (found {:?})",
+            truncate(&headers.join(","), 60)
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for h in &headers {
+        if !seen.insert(h) {
+            return Err(format!("{name}:1: column {:?} appears twice in the header", truncate(h, 40)));
+        }
+    }
+    let date_col = headers.iter().position(|h| h == "collected_on");
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                problems.push(format!("{name}:{line}: cannot read the row: {e}"));
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.len() != headers.len() {
+            problems.push(format!(
+                "{name}:{line}: the row has {} cells but the header has {}",
+                record.len(),
+                headers.len()
+            ));
+            continue;
+        }
+        let collected_on = match date_col.map(|i| record[i].trim()).filter(|d| !d.is_empty()) {
+            None => default_on,
+            Some(d) => match NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+                Ok(d) => d,
+                Err(_) => {
+                    problems
+                        .push(format!("{name}:{line}: collected_on {:?} is not a date YYYY-MM-DD", truncate(d, 20)));
+                    continue;
+                }
+            },
+        };
+        let values = headers
+            .iter()
+            .enumerate()
+            .skip(2)
+            .filter(|(i, _)| Some(*i) != date_col)
+            .map(|(i, h)| (h.clone(), record[i].to_string()))
+            .collect();
+        out.push((
+            format!("{name}:{line}"),
+            OutcomeEntry {
+                participant: record[0].trim().to_string(),
+                timepoint: record[1].trim().to_string(),
+                collected_on,
+                values,
+            },
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{} rows of {name} cannot be read, so nothing was written:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ));
+    }
+    if out.is_empty() {
+        return Err(format!("{name}: the file has a header but no rows"));
+    }
+    Ok(out)
+}

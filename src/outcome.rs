@@ -1,0 +1,381 @@
+//! The outcome store's operations: recording, importing and correcting
+//! follow-up values, status changes, the follow-up list, and the analysis
+//! dataset. Each write is one transaction of log events (see [`crate::ledger`]).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::dataset::{Dataset, OutcomeValue, ParticipantRecord, ParticipantStatus, ReferralRecord};
+use crate::error::{Error, Result};
+use crate::event::{Event, OutcomeCorrected, OutcomeRecorded, Randomised, StatusChanged};
+use crate::followup::{self, Correction, Due, OutcomeEntry, Subject};
+use crate::ledger::{Trial, append, batch_error, check_user, load_state};
+use crate::log::Entry;
+use crate::referral::truncate;
+use crate::store::{HistoryRow, Tx};
+
+/// What a write reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Written {
+    /// Participant id.
+    pub participant: String,
+    /// Log sequence number of the event.
+    pub seq: u64,
+    /// Hash of the event's entry.
+    pub entry_hash: String,
+}
+
+/// A participant's follow-up status change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    /// Withdrew from the trial.
+    Withdrawn,
+    /// Lost to follow-up.
+    Lost,
+    /// Died.
+    Died,
+}
+
+impl StatusKind {
+    /// `withdrawn`, `lost` or `died`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusKind::Withdrawn => "withdrawn",
+            StatusKind::Lost => "lost",
+            StatusKind::Died => "died",
+        }
+    }
+}
+
+fn date_of(ts: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(ts.get(..10).unwrap_or(""), "%Y-%m-%d").unwrap_or(NaiveDate::MIN)
+}
+
+/// The participant's record as the rules need it; `Err` if not randomised.
+fn subject(tx: &Tx, participant: &str) -> Result<std::result::Result<Subject, String>> {
+    let Some(p) = tx.participant(participant)? else {
+        let msg = if tx.referral_exists(participant)? {
+            format!(
+                "participant {participant} was screened but never randomised; outcomes are recorded only for randomised participants"
+            )
+        } else {
+            format!(
+                "unknown participant {:?}; check the id (see `chancery export --what allocations`)",
+                truncate(participant, 40)
+            )
+        };
+        return Ok(Err(msg));
+    };
+    let current = tx.current_values(participant)?;
+    let no_further_contact = tx.status_of(participant)?.is_some_and(|s| s.no_further_contact);
+    Ok(Ok(Subject { randomised_on: date_of(&p.randomised_at), no_further_contact, current }))
+}
+
+impl Trial {
+    /// Records follow-up values, one event per entry, all in one transaction.
+    /// If any entry is invalid nothing is written and every bad one is listed.
+    pub fn record_outcomes(
+        &mut self,
+        entries: &[(String, OutcomeEntry)],
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Written>> {
+        check_user(user)?;
+        let protocol = &self.protocol;
+        let tx = self.store.transaction()?;
+        let mut head = tx.head()?;
+        let mut state = load_state(&tx, protocol)?;
+        let mut problems = Vec::new();
+        let mut out = Vec::with_capacity(entries.len());
+        for (origin, e) in entries {
+            let subject = match subject(&tx, &e.participant)? {
+                Ok(s) => s,
+                Err(m) => {
+                    problems.push(format!("{origin}: {m}"));
+                    continue;
+                }
+            };
+            let values = match followup::validate_entry(protocol, &subject, e, now.date()) {
+                Ok(v) => v,
+                Err(m) => {
+                    problems.push(format!("{origin}: {m}"));
+                    continue;
+                }
+            };
+            if !problems.is_empty() {
+                continue;
+            }
+            let event = Event::OutcomeRecorded(OutcomeRecorded {
+                participant: e.participant.clone(),
+                timepoint: e.timepoint.clone(),
+                collected_on: e.collected_on.format("%Y-%m-%d").to_string(),
+                values,
+            });
+            let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
+            out.push(Written { participant: e.participant.clone(), seq, entry_hash });
+        }
+        if !problems.is_empty() {
+            return Err(batch_error(entries.len(), problems));
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Corrects one recorded value; the original stays in the log and the history.
+    pub fn correct_outcome(&mut self, c: &Correction, user: &str, now: Timestamp) -> Result<Written> {
+        check_user(user)?;
+        let protocol = &self.protocol;
+        let tx = self.store.transaction()?;
+        let subject = subject(&tx, &c.participant)?.map_err(Error::Input)?;
+        let collected_on = tx
+            .outcomes_of(&c.participant)?
+            .into_iter()
+            .find(|o| o.timepoint == c.timepoint && o.field == c.field)
+            .map(|o| date_of(&o.collected_on))
+            .unwrap_or(subject.randomised_on);
+        let (old, new) = followup::validate_correction(protocol, &subject, c, collected_on)
+            .map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
+        let mut head = tx.head()?;
+        let mut state = load_state(&tx, protocol)?;
+        let event = Event::OutcomeCorrected(OutcomeCorrected {
+            participant: c.participant.clone(),
+            timepoint: c.timepoint.clone(),
+            field: c.field.clone(),
+            old_value: old,
+            new_value: new,
+            reason: c.reason.trim().to_string(),
+        });
+        let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
+        tx.commit()?;
+        Ok(Written { participant: c.participant.clone(), seq, entry_hash })
+    }
+
+    /// Records that a participant withdrew, was lost to follow-up, or died.
+    /// They stay in their allocated arm for intention to treat.
+    #[allow(clippy::too_many_arguments)]
+    pub fn change_status(
+        &mut self,
+        participant: &str,
+        kind: StatusKind,
+        reason: &str,
+        no_further_contact: bool,
+        on: Option<NaiveDate>,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Written> {
+        check_user(user)?;
+        if reason.trim().is_empty() {
+            return Err(Error::Input("a status change needs a reason; give --reason TEXT".into()));
+        }
+        if no_further_contact && kind != StatusKind::Withdrawn {
+            return Err(Error::Input("--no-further-contact applies only to a withdrawal".into()));
+        }
+        let protocol = &self.protocol;
+        let tx = self.store.transaction()?;
+        let subject = subject(&tx, participant)?.map_err(Error::Input)?;
+        let on = on.unwrap_or(now.date());
+        if on < subject.randomised_on || on > now.date() {
+            return Err(Error::Input(format!(
+                "date {on} must be between randomisation ({}) and today ({}); check --on",
+                subject.randomised_on,
+                now.date()
+            )));
+        }
+        if let Some(current) = tx.status_of(participant)?
+            && current.status == "died"
+        {
+            return Err(Error::Refused(format!(
+                "participant {participant} is recorded as died on {}; no further status change is possible",
+                current.on_date
+            )));
+        }
+        let mut head = tx.head()?;
+        let mut state = load_state(&tx, protocol)?;
+        let event = Event::StatusChanged(StatusChanged {
+            participant: participant.to_string(),
+            status: kind.as_str().to_string(),
+            reason: reason.trim().to_string(),
+            no_further_contact,
+            on: on.format("%Y-%m-%d").to_string(),
+        });
+        let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
+        tx.commit()?;
+        Ok(Written { participant: participant.to_string(), seq, entry_hash })
+    }
+
+    /// The follow-ups due, in window or overdue on `on`, by window close date.
+    pub fn due(&self, on: NaiveDate) -> Result<Vec<Due>> {
+        let statuses: BTreeMap<String, (String, bool)> =
+            self.store.statuses()?.into_iter().map(|s| (s.participant, (s.status, s.no_further_contact))).collect();
+        let mut recorded: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for o in self.store.outcomes()? {
+            let tps = recorded.entry(o.participant).or_default();
+            if !tps.contains(&o.timepoint) {
+                tps.push(o.timepoint);
+            }
+        }
+        let mut out = Vec::new();
+        for p in self.store.participants()? {
+            match statuses.get(&p.participant) {
+                Some((s, _)) if s == "lost" || s == "died" => continue,
+                Some((_, true)) => continue,
+                _ => {}
+            }
+            let done = recorded.get(&p.participant).cloned().unwrap_or_default();
+            out.extend(followup::due(&self.protocol, &p.participant, &p.site, date_of(&p.randomised_at), &done, on));
+        }
+        out.sort_by(|a, b| (a.window_closes, &a.participant).cmp(&(b.window_closes, &b.participant)));
+        Ok(out)
+    }
+
+    /// Every randomisation event, decoded, in order.
+    pub fn randomisations(&self) -> Result<Vec<(u64, String, Randomised)>> {
+        self.store
+            .log_bodies("participant_randomised")?
+            .into_iter()
+            .map(|(seq, body)| {
+                let entry = Entry::decode(&body)
+                    .map_err(|m| Error::Integrity(format!("log entry {seq}: {m}; run `chancery verify`")))?;
+                match Event::from_parts(&entry.kind, &entry.data) {
+                    Ok(Event::ParticipantRandomised(r)) => Ok((seq, entry.ts, r)),
+                    Ok(_) | Err(_) => {
+                        Err(Error::Integrity(format!("log entry {seq} does not decode; run `chancery verify`")))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Every outcome change in log order: each recorded value, then each
+    /// correction with its old value, who, when and why. Read from the log
+    /// itself, the one authority, so it cannot disagree with it.
+    pub fn history(&self) -> Result<Vec<HistoryRow>> {
+        let mut bodies = self.store.log_bodies("outcome_recorded")?;
+        bodies.extend(self.store.log_bodies("outcome_corrected")?);
+        bodies.sort_by_key(|(seq, _)| *seq);
+        let mut collected: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (seq, body) in bodies {
+            let bad = || Error::Integrity(format!("log entry {seq} does not decode; run `chancery verify`"));
+            let entry = Entry::decode(&body).map_err(|_| bad())?;
+            match Event::from_parts(&entry.kind, &entry.data).map_err(|_| bad())? {
+                Event::OutcomeRecorded(o) => {
+                    collected.insert((o.participant.clone(), o.timepoint.clone()), o.collected_on.clone());
+                    for (field, value) in o.values {
+                        out.push(HistoryRow {
+                            seq,
+                            participant: o.participant.clone(),
+                            timepoint: o.timepoint.clone(),
+                            field,
+                            change: "recorded".into(),
+                            old_value: None,
+                            new_value: value,
+                            collected_on: o.collected_on.clone(),
+                            user: entry.user.clone(),
+                            at: entry.ts.clone(),
+                            reason: None,
+                        });
+                    }
+                }
+                Event::OutcomeCorrected(c) => {
+                    let collected_on =
+                        collected.get(&(c.participant.clone(), c.timepoint.clone())).cloned().unwrap_or_default();
+                    out.push(HistoryRow {
+                        seq,
+                        participant: c.participant,
+                        timepoint: c.timepoint,
+                        field: c.field,
+                        change: "corrected".into(),
+                        old_value: Some(c.old_value),
+                        new_value: c.new_value,
+                        collected_on,
+                        user: entry.user.clone(),
+                        at: entry.ts.clone(),
+                        reason: Some(c.reason),
+                    });
+                }
+                _ => return Err(bad()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The date of the log's last entry: the default "as of" date of exports and
+    /// the analysis (everything recorded so far).
+    pub fn last_entry_date(&self) -> Result<NaiveDate> {
+        Ok(self.store.head()?.ts.as_deref().map_or(NaiveDate::MIN, date_of))
+    }
+
+    /// The analysis dataset as of `as_of`: values collected after it are left out.
+    pub fn dataset(&self, as_of: NaiveDate) -> Result<Dataset> {
+        let protocol = self.protocol.clone();
+        let referrals = self
+            .store
+            .referrals()?
+            .into_iter()
+            .filter(|r| date_of(&r.screened_at) <= as_of)
+            .map(|r| ReferralRecord {
+                participant: r.participant,
+                site: r.site,
+                status: r.status,
+                reasons: r.reasons.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+            })
+            .collect();
+        let statuses: BTreeMap<String, ParticipantStatus> = self
+            .store
+            .statuses()?
+            .into_iter()
+            .filter(|s| date_of(&s.on_date) <= as_of)
+            .map(|s| {
+                let on = date_of(&s.on_date);
+                let st = match s.status.as_str() {
+                    "withdrawn" => {
+                        ParticipantStatus::Withdrawn { reason: s.reason, no_further_contact: s.no_further_contact, on }
+                    }
+                    "lost" => ParticipantStatus::Lost { reason: s.reason, on },
+                    _ => ParticipantStatus::Died { reason: s.reason, on },
+                };
+                (s.participant, st)
+            })
+            .collect();
+        let mut outcomes: BTreeMap<String, BTreeMap<(String, String), OutcomeValue>> = BTreeMap::new();
+        for o in self.store.outcomes()? {
+            let collected_on = date_of(&o.collected_on);
+            if collected_on > as_of {
+                continue;
+            }
+            outcomes
+                .entry(o.participant)
+                .or_default()
+                .insert((o.timepoint, o.field), OutcomeValue { value: o.value, collected_on });
+        }
+        let mut participants = Vec::new();
+        for (_, ts, r) in self.randomisations()? {
+            let randomised_on = date_of(&ts);
+            if randomised_on > as_of {
+                continue;
+            }
+            let strata = r
+                .stratum
+                .split('|')
+                .filter_map(|part| part.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            participants.push(ParticipantRecord {
+                region: protocol.site(&r.site).and_then(|s| s.region.clone()),
+                status: statuses.get(&r.participant).cloned().unwrap_or(ParticipantStatus::Active),
+                outcomes: outcomes.remove(&r.participant).unwrap_or_default(),
+                participant: r.participant,
+                site: r.site,
+                arm: r.arm,
+                strata,
+                randomised_on,
+                baseline: r.values,
+            });
+        }
+        Ok(Dataset { protocol, referrals, participants, as_of })
+    }
+}

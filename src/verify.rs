@@ -1,0 +1,687 @@
+//! Verification: what an auditor runs to show, without trusting chancery or
+//! the people running it, that the log is whole, that the tables follow from
+//! it, that it extends every checkpoint handed out, and that every allocation
+//! came from the committed seed.
+//!
+//! Checks, each reported by name (docs/SPEC.md §8):
+//! `chain` (every entry is canonical, contiguous, hashed and linked, with time
+//! never going backwards), `replay` (replaying the log through the same
+//! [`ledger::apply`] live writes use reproduces every derived table, and every
+//! recorded stratum follows from the recorded values), `unique_participants`
+//! (no participant id recorded twice, no identity randomised twice),
+//! `checkpoints`, `seed_commitment`, `allocations` (each re-derives exactly
+//! from the seed) and `sqlite_integrity`. A check that cannot run (no seed
+//! before the reveal, no checkpoint given) is reported as skipped, never as
+//! passed.
+//!
+//! Verification streams: one pass over the log in sequence order, with the
+//! replay written to a temporary SQLite file on disk (not in memory) with a
+//! small fixed page cache, and the tables compared row by row with one cursor
+//! on each side. Memory is therefore bounded by the protocol (strata, factor
+//! levels), never by the log's length.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::allocation::{self, State};
+use crate::checkpoint::Checkpoint;
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::event::{AllocationRecord, Event, Randomised};
+use crate::keys;
+use crate::ledger;
+use crate::log::{Entry, FORMAT_VERSION, GENESIS_PREV};
+use crate::protocol::{FieldRef, Protocol};
+use crate::store::{DERIVED_TABLES, LogRow, Store, Tx};
+
+/// What to verify, and with what.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The trial database (opened read-only).
+    pub db: PathBuf,
+    /// The allocation seed, if the auditor holds it (from `--key` or `--seed`);
+    /// otherwise the seed revealed in the log, if any, is used.
+    pub seed: Option<[u8; 32]>,
+    /// Checkpoints to check, each with where it came from (for messages).
+    pub checkpoints: Vec<(String, Checkpoint)>,
+    /// Folder for the temporary replay database.
+    pub scratch_dir: PathBuf,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Ran and found nothing wrong.
+    Passed,
+    /// Ran and found a problem.
+    Failed,
+    /// Could not run; `message` says why.
+    Skipped,
+}
+
+/// One named check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// The check's name.
+    pub name: &'static str,
+    /// `true` passed, `false` failed, `null` skipped.
+    pub ok: Option<bool>,
+    /// Passed, failed or skipped.
+    pub status: Status,
+    /// The first failing entry's sequence number, if it failed.
+    pub seq: Option<u64>,
+    /// What was checked, what failed, or why it was skipped.
+    pub message: String,
+}
+
+/// The verification report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// No check failed.
+    pub ok: bool,
+    /// Every check ran (none skipped).
+    pub complete: bool,
+    /// Entries in the log whose chain holds (the whole log when `chain` passed).
+    pub entries: u64,
+    /// Hash of the last entry of that chain.
+    pub head: String,
+    /// The least sequence number named by a failing check.
+    pub first_bad_seq: Option<u64>,
+    /// Where the seed for `allocations` came from: `given`, `revealed` or `none`.
+    pub seed: &'static str,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// The first failing check (the one naming `first_bad_seq`).
+    pub fn first_failure(&self) -> Option<&Check> {
+        self.checks.iter().filter(|c| c.status == Status::Failed).min_by_key(|c| c.seq.unwrap_or(u64::MAX))
+    }
+}
+
+/// The names of the checks, in report order.
+pub const CHECKS: [&str; 7] =
+    ["chain", "replay", "unique_participants", "checkpoints", "seed_commitment", "allocations", "sqlite_integrity"];
+
+/// A check's running result: nothing found yet, or the first failure.
+#[derive(Debug, Clone, Default)]
+struct Finding(Option<(u64, String)>);
+
+impl Finding {
+    fn fail(&mut self, seq: u64, msg: String) {
+        if self.0.is_none() {
+            self.0 = Some((seq, msg));
+        }
+    }
+    /// Records a failure if it is the first or names an earlier entry.
+    fn fail_min(&mut self, seq: u64, msg: String) {
+        if self.0.as_ref().is_none_or(|(s, _)| seq < *s) {
+            self.0 = Some((seq, msg));
+        }
+    }
+    fn failed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// What the first entry establishes.
+struct Genesis {
+    protocol: Protocol,
+    commitment: String,
+    public_key: String,
+    trial: String,
+}
+
+/// The single pass over the log.
+struct Pass<'a> {
+    expected_seq: u64,
+    prev: String,
+    last_ts: Option<String>,
+    genesis: Option<Genesis>,
+    seed: Option<[u8; 32]>,
+    seed_given: bool,
+    /// The seed opens the commitment (known after entry 0).
+    seed_opens: bool,
+    state: Option<State>,
+    revealed: Option<u64>,
+    /// Where derivation (replay, uniqueness, allocations) stopped, and why.
+    stopped: Option<(u64, &'static str)>,
+    chain: Finding,
+    replay: Finding,
+    unique: Finding,
+    commitment: Finding,
+    commitment_checked: bool,
+    allocations: Finding,
+    allocations_checked: u64,
+    /// Checkpoint indices by the seq of the entry their head names.
+    checkpoint_at: BTreeMap<u64, Vec<usize>>,
+    checkpoints: &'a [(String, Checkpoint)],
+    checkpoint_results: Vec<Option<Finding>>,
+}
+
+/// Verifies a trial database. An `Err` means verification could not be done
+/// at all (no such file, not a chancery database, no room for the replay);
+/// anything wrong with the trial's records is a failing check in the report.
+pub fn verify(opts: &VerifyOptions) -> Result<Report> {
+    let live = Store::open_for_audit(&opts.db)?;
+    let integrity = live.integrity_check()?;
+
+    // The seed: the auditor's, or the one revealed in the log. Reading the reveal
+    // ahead of the pass by its `type` column is safe: the pass checks that column
+    // against the hashed bytes, and that the seed opens the commitment.
+    let (seed, seed_given) = match opts.seed {
+        Some(s) => (Some(s), true),
+        None => (revealed_seed(&live)?, false),
+    };
+
+    let scratch_path = ScratchFile::new(&opts.scratch_dir)?;
+    let mut scratch = Store::scratch(&scratch_path.0)?;
+    let mut pass = Pass {
+        expected_seq: 0,
+        prev: GENESIS_PREV.to_string(),
+        last_ts: None,
+        genesis: None,
+        seed,
+        seed_given,
+        seed_opens: false,
+        state: None,
+        revealed: None,
+        stopped: None,
+        chain: Finding::default(),
+        replay: Finding::default(),
+        unique: Finding::default(),
+        commitment: Finding::default(),
+        commitment_checked: false,
+        allocations: Finding::default(),
+        allocations_checked: 0,
+        checkpoint_at: BTreeMap::new(),
+        checkpoints: &opts.checkpoints,
+        checkpoint_results: vec![None; opts.checkpoints.len()],
+    };
+    for (i, (_, c)) in opts.checkpoints.iter().enumerate() {
+        pass.checkpoint_at.entry(c.length - 1).or_default().push(i);
+    }
+    {
+        let tx = scratch.transaction()?;
+        live.each_log_row(|row| pass.entry(&tx, row))?;
+        if pass.stopped.is_none()
+            && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
+        {
+            ledger::flush_state(&tx, &g.protocol, state)?;
+        }
+        tx.commit()?;
+    }
+    if pass.expected_seq == 0 && !pass.chain.failed() {
+        pass.chain.fail(0, "the log is empty: it has no trial_created entry".into());
+    }
+    if !pass.chain.failed() && pass.stopped.is_none() {
+        compare_tables(&live, &scratch, &mut pass)?;
+    }
+    drop(scratch);
+    Ok(pass.report(&integrity))
+}
+
+/// The seed in the log's first `seed_revealed` entry, if it reads as one.
+fn revealed_seed(live: &Store) -> Result<Option<[u8; 32]>> {
+    let Some(row) = live.first_log_row_of_type("seed_revealed")? else { return Ok(None) };
+    let seed =
+        Entry::decode(&row.body).ok().and_then(|e| Event::from_parts(&e.kind, &e.data).ok()).and_then(|e| match e {
+            Event::SeedRevealed(r) => keys::parse_seed(&r.seed).ok(),
+            _ => None,
+        });
+    Ok(seed)
+}
+
+fn compare_tables(live: &Store, scratch: &Store, pass: &mut Pass) -> Result<()> {
+    let last = pass.expected_seq.saturating_sub(1);
+    for (table, _) in DERIVED_TABLES {
+        if let Some(d) = live.compare_table(scratch, table)? {
+            // Rows without a seq: the trial row derives from entry 0 (and the reveal);
+            // allocation state is the state after the last entry.
+            let seq = d.seq.unwrap_or(if *table == "trial" { 0 } else { last });
+            let what = match (&d.stored, &d.replayed) {
+                (Some(s), Some(r)) => format!("stored row {s} differs from the replayed row {r}"),
+                (Some(s), None) => format!("stored row {s} is not derived from any log entry"),
+                (None, Some(r)) => format!("the replayed row {r} is missing from the database"),
+                (None, None) => "differs".to_string(),
+            };
+            pass.replay.fail_min(
+                seq,
+                format!(
+                    "table {} row {} (entry {seq}): {what}; {} row(s) of {} differ from the log's replay",
+                    d.table, d.key, d.rows, d.table
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Pass<'_> {
+    fn stop(&mut self, seq: u64, why: &'static str) {
+        if self.stopped.is_none() {
+            self.stopped = Some((seq, why));
+        }
+    }
+
+    /// One log row: the chain checks, then (while the chain holds) replay,
+    /// uniqueness, the commitment and the allocation.
+    fn entry(&mut self, tx: &Tx, row: LogRow) -> Result<()> {
+        if self.chain.failed() {
+            return Ok(());
+        }
+        let seq = self.expected_seq;
+        let (entry, event) = match self.check_link(&row) {
+            Ok(x) => x,
+            Err(msg) => {
+                self.chain.fail(seq, msg);
+                self.stop(seq, "chain");
+                return Ok(());
+            }
+        };
+        self.prev = row.hash;
+        self.last_ts = Some(entry.ts.clone());
+        self.expected_seq += 1;
+        if let Some(idx) = self.checkpoint_at.get(&seq) {
+            for &i in idx {
+                let (origin, c) = &self.checkpoints[i];
+                let mut f = Finding::default();
+                if c.head != self.prev {
+                    f.fail(
+                        seq,
+                        format!(
+                            "checkpoint {origin}: entry {seq} has hash {} but the checkpoint says {}: the log was rewritten or forked at or before entry {seq}",
+                            self.prev, c.head
+                        ),
+                    );
+                }
+                self.checkpoint_results[i] = Some(f);
+            }
+        }
+        if self.stopped.is_none() {
+            self.derive(tx, seq, &entry.ts, &entry.user, event)?;
+        }
+        Ok(())
+    }
+
+    /// Follow-up events are only ever recorded for randomised participants.
+    fn must_be_randomised(&mut self, tx: &Tx, seq: u64, participant: &str) -> Result<()> {
+        if tx.participant(participant)?.is_none() {
+            self.replay.fail(seq, format!("entry {seq}: follow-up for {participant:?}, who was never randomised"));
+        }
+        Ok(())
+    }
+
+    /// The chain checks on one row; returns the decoded entry and event.
+    fn check_link(&mut self, row: &LogRow) -> std::result::Result<(Entry, Event), String> {
+        let seq = self.expected_seq;
+        if row.seq != seq {
+            return Err(if row.seq > seq {
+                format!("entry {seq} is missing: the next stored entry is {}", row.seq)
+            } else {
+                format!("entry {} is stored out of order (expected {seq})", row.seq)
+            });
+        }
+        let entry = Entry::decode(&row.body).map_err(|m| format!("entry {seq} does not decode: {m}"))?;
+        if entry.seq != seq {
+            return Err(format!("entry {seq}'s bytes say seq {}: entries were moved or swapped", entry.seq));
+        }
+        if entry.v != FORMAT_VERSION {
+            return Err(format!("entry {seq} has format version {}; this build verifies {FORMAT_VERSION}", entry.v));
+        }
+        let hash = Entry::hash_of(&row.body);
+        if hash != row.hash {
+            return Err(format!(
+                "entry {seq}'s stored hash {} is not the SHA-256 of its bytes ({hash}): the entry was altered",
+                row.hash
+            ));
+        }
+        if entry.prev != self.prev && seq == 0 {
+            return Err("entry 0's prev is not 64 zeros".into());
+        }
+        if entry.prev != self.prev {
+            return Err(format!(
+                "entry {seq}'s prev {} is not entry {}'s hash {}: the chain is broken",
+                entry.prev,
+                seq - 1,
+                self.prev
+            ));
+        }
+        if entry.ts != row.ts || entry.kind != row.kind {
+            return Err(format!("entry {seq}'s ts/type columns disagree with its hashed bytes"));
+        }
+        if Timestamp::parse(&entry.ts).map(|t| t.to_log_text()).ok().as_deref() != Some(entry.ts.as_str()) {
+            return Err(format!("entry {seq}'s time {:?} is not in the log's time format", entry.ts));
+        }
+        if let Some(last) = &self.last_ts
+            && entry.ts < *last
+        {
+            return Err(format!("entry {seq}'s time {} is earlier than entry {}'s ({last})", entry.ts, seq - 1));
+        }
+        let event = Event::from_parts(&entry.kind, &entry.data).map_err(|m| format!("entry {seq}: {m}"))?;
+        match (&event, seq) {
+            (Event::TrialCreated(t), 0) => {
+                if hex::encode(Sha256::digest(t.protocol.as_bytes())) != t.protocol_sha256 {
+                    return Err("entry 0's protocol_sha256 is not the SHA-256 of its protocol text".into());
+                }
+                let protocol = Protocol::parse("the protocol in log entry 0", &t.protocol)
+                    .map_err(|e| format!("entry 0's protocol does not parse: {e}"))?;
+                if protocol.id != t.trial {
+                    return Err(format!("entry 0 names trial {:?} but its protocol is {:?}", t.trial, protocol.id));
+                }
+                self.state = Some(State::new(&protocol));
+                self.genesis = Some(Genesis {
+                    protocol,
+                    commitment: t.seed_commitment.clone(),
+                    public_key: t.signing_public_key.clone(),
+                    trial: t.trial.clone(),
+                });
+            }
+            (_, 0) => return Err("entry 0 must be trial_created".into()),
+            (Event::TrialCreated(_), _) => return Err(format!("entry {seq} is a second trial_created")),
+            _ => {}
+        }
+        Ok((entry, event))
+    }
+
+    /// Replays one event into the scratch tables, checking uniqueness, the
+    /// stratum, the commitment and (with the seed) the allocation on the way.
+    fn derive(&mut self, tx: &Tx, seq: u64, ts: &str, user: &str, event: Event) -> Result<()> {
+        let (Some(g), Some(mut state)) = (self.genesis.take(), self.state.take()) else { return Ok(()) };
+        let result = self.derive_with(tx, &g, &mut state, (seq, ts, user), event);
+        self.genesis = Some(g);
+        self.state = Some(state);
+        result
+    }
+
+    fn derive_with(
+        &mut self,
+        tx: &Tx,
+        g: &Genesis,
+        state: &mut State,
+        (seq, ts, user): (u64, &str, &str),
+        event: Event,
+    ) -> Result<()> {
+        if seq == 0
+            && let Some(seed) = &self.seed
+        {
+            self.seed_opens = keys::seed_commitment(seed) == g.commitment;
+            if self.seed_given {
+                self.commitment_checked = true;
+                if !self.seed_opens {
+                    self.commitment.fail(
+                        0,
+                        "the given seed does not open the seed commitment in entry 0: it is not this trial's seed, or the log was rebuilt under another seed".into(),
+                    );
+                }
+            }
+        }
+        match &event {
+            Event::ParticipantRandomised(r) => {
+                if let Some((other, _)) = tx.participant_with_identity(&r.identity)? {
+                    self.unique.fail(
+                        seq,
+                        format!(
+                            "entry {seq}: participant {} has the identity already randomised as participant {other}",
+                            r.participant
+                        ),
+                    );
+                    self.stop(seq, "unique_participants");
+                    return Ok(());
+                }
+                if tx.referral_exists(&r.participant)? {
+                    self.unique.fail(seq, format!("entry {seq}: participant {} is recorded twice", r.participant));
+                    self.stop(seq, "unique_participants");
+                    return Ok(());
+                }
+                match stratum_of_values(&g.protocol, r) {
+                    Ok(label) if label == r.stratum => {}
+                    Ok(label) => self.replay.fail(
+                        seq,
+                        format!(
+                            "entry {seq}: recorded stratum {:?}, but its recorded values give {label:?}",
+                            r.stratum
+                        ),
+                    ),
+                    Err(m) => self.replay.fail(seq, format!("entry {seq}: {m}")),
+                }
+                if let Some(seed) = self.seed
+                    && self.seed_opens
+                    && !self.allocations.failed()
+                {
+                    if let Some(at) = self.revealed {
+                        self.allocations
+                            .fail(seq, format!("entry {seq} allocates after the seed was revealed at entry {at}"));
+                    } else {
+                        check_allocation(&g.protocol, &seed, state, seq, r, &mut self.allocations);
+                        self.allocations_checked += 1;
+                    }
+                }
+            }
+            Event::ReferralScreened(r) => {
+                if tx.referral_exists(&r.participant)? {
+                    self.unique.fail(seq, format!("entry {seq}: participant {} is recorded twice", r.participant));
+                    self.stop(seq, "unique_participants");
+                    return Ok(());
+                }
+            }
+            Event::SeedRevealed(r) => {
+                if self.revealed.is_some() {
+                    self.replay.fail(seq, format!("entry {seq} reveals the seed a second time"));
+                }
+                let opens = keys::parse_seed(&r.seed).is_ok_and(|s| keys::seed_commitment(&s) == g.commitment)
+                    && r.seed == r.seed.to_ascii_lowercase();
+                if !opens {
+                    self.commitment.fail(seq, format!("entry {seq}: the revealed seed does not open the commitment"));
+                }
+                self.commitment_checked = true;
+                self.revealed = Some(seq);
+            }
+            Event::OutcomeRecorded(o) => self.must_be_randomised(tx, seq, &o.participant)?,
+            Event::OutcomeCorrected(c) => self.must_be_randomised(tx, seq, &c.participant)?,
+            Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
+            Event::TrialCreated(_) => {}
+        }
+        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, user, &event) {
+            self.replay.fail(seq, format!("entry {seq} cannot be replayed: {e}"));
+            self.stop(seq, "replay");
+        }
+        Ok(())
+    }
+
+    fn report(self, integrity: &str) -> Report {
+        let entries = self.expected_seq;
+        let stopped_note = |name: &str| match self.stopped {
+            Some((seq, why)) if why != name => {
+                Some(format!("not completed: derivation stopped at entry {seq}, where `{why}` failed"))
+            }
+            _ => None,
+        };
+        let mut checks = Vec::new();
+        let make = |name: &'static str, f: &Finding, passed: String, skipped: Option<String>| match (&f.0, skipped) {
+            (Some((seq, m)), _) => {
+                Check { name, ok: Some(false), status: Status::Failed, seq: Some(*seq), message: m.clone() }
+            }
+            (None, Some(why)) => Check { name, ok: None, status: Status::Skipped, seq: None, message: why },
+            (None, None) => Check { name, ok: Some(true), status: Status::Passed, seq: None, message: passed },
+        };
+        checks.push(make(
+            "chain",
+            &self.chain,
+            format!("{entries} entries: canonical bytes, contiguous seq from 0, hashes, links and times hold"),
+            None,
+        ));
+        checks.push(make(
+            "replay",
+            &self.replay,
+            "replaying the log reproduces every derived table; every stratum follows from its recorded values".into(),
+            stopped_note("replay"),
+        ));
+        checks.push(make(
+            "unique_participants",
+            &self.unique,
+            "no participant id recorded twice and no identity randomised twice".into(),
+            stopped_note("unique_participants"),
+        ));
+        // Checkpoints.
+        let mut cp = Finding::default();
+        let mut unchecked = Vec::new();
+        for (i, (origin, c)) in self.checkpoints.iter().enumerate() {
+            if let Some(g) = &self.genesis {
+                if c.trial != g.trial {
+                    cp.fail_min(0, format!("checkpoint {origin} is for trial {:?}, not {:?}", c.trial, g.trial));
+                    continue;
+                }
+                if !c.signature_valid(&g.public_key) {
+                    cp.fail_min(
+                        0,
+                        format!(
+                            "checkpoint {origin}: its signature does not verify under the signing key in entry 0: it is not this trial's checkpoint, or entry 0 (and so the whole log) was replaced"
+                        ),
+                    );
+                    continue;
+                }
+            }
+            match &self.checkpoint_results[i] {
+                Some(Finding(Some((seq, m)))) => cp.fail_min(*seq, m.clone()),
+                Some(_) => {}
+                None if !self.chain.failed() => cp.fail_min(
+                    entries,
+                    format!(
+                        "checkpoint {origin} covers {} entries but the log has {entries}: entries {entries}–{} were removed (truncation)",
+                        c.length,
+                        c.length - 1
+                    ),
+                ),
+                None => unchecked.push(origin.clone()),
+            }
+        }
+        let cp_skip = if self.checkpoints.is_empty() {
+            Some("no --checkpoint given: truncation and a consistent rewrite are detectable only against a checkpoint held outside the database".to_string())
+        } else if !unchecked.is_empty() && !cp.failed() {
+            Some(format!("not checked beyond the chain's break: {}", unchecked.join(", ")))
+        } else {
+            None
+        };
+        checks.push(make(
+            "checkpoints",
+            &cp,
+            format!("the log extends all {} checkpoint(s) and their signatures verify", self.checkpoints.len()),
+            cp_skip,
+        ));
+        let no_seed = "no seed: give --key or --seed, or verify after `chancery reveal`".to_string();
+        checks.push(make(
+            "seed_commitment",
+            &self.commitment,
+            format!("the {} seed opens the commitment in entry 0", if self.seed_given { "given" } else { "revealed" }),
+            (!self.commitment_checked).then(|| no_seed.clone()),
+        ));
+        let alloc_skip = if self.seed.is_none() {
+            Some(no_seed)
+        } else if !self.seed_opens {
+            Some("the seed does not open the commitment, so allocations cannot be re-derived from it".into())
+        } else {
+            stopped_note("allocations")
+        };
+        checks.push(make(
+            "allocations",
+            &self.allocations,
+            format!("all {} allocations re-derive exactly from the seed", self.allocations_checked),
+            alloc_skip,
+        ));
+        let mut sqlite = Finding::default();
+        if integrity != "ok" {
+            sqlite.fail(0, format!("SQLite's integrity_check reports: {integrity}"));
+        }
+        checks.push(make("sqlite_integrity", &sqlite, "SQLite's integrity_check: ok".into(), None));
+        // A failed check with skipped dependants: the report's ok is the absence of failures.
+        let ok = checks.iter().all(|c| c.status != Status::Failed);
+        let complete = checks.iter().all(|c| c.status != Status::Skipped);
+        let first_bad_seq = checks.iter().filter_map(|c| c.seq).min();
+        Report {
+            ok,
+            complete,
+            entries,
+            head: self.prev,
+            first_bad_seq,
+            seed: match (self.seed, self.seed_given) {
+                (None, _) => "none",
+                (Some(_), true) => "given",
+                (Some(_), false) => "revealed",
+            },
+            checks,
+        }
+    }
+}
+
+/// The stratum label the recorded values give (docs/SPEC.md §6.1).
+fn stratum_of_values(protocol: &Protocol, r: &Randomised) -> std::result::Result<String, String> {
+    let mut levels = Vec::with_capacity(protocol.factors.len());
+    for f in &protocol.factors {
+        let value = match f.source {
+            FieldRef::Site => Some(r.site.clone()),
+            FieldRef::Region => protocol.site(&r.site).and_then(|s| s.region.clone()),
+            FieldRef::Field(i) => r.values.get(&protocol.fields[i].name).cloned(),
+        };
+        let level = value
+            .as_ref()
+            .and_then(|v| f.levels.iter().position(|l| l == v))
+            .ok_or_else(|| format!("the recorded values give no level of factor {} ({value:?})", f.name))?;
+        levels.push(level);
+    }
+    Ok(allocation::stratum_label(protocol, &levels))
+}
+
+/// Re-derives one allocation from the seed and the replayed state.
+fn check_allocation(protocol: &Protocol, seed: &[u8; 32], state: &State, seq: u64, r: &Randomised, f: &mut Finding) {
+    let levels = match ledger::parse_stratum(protocol, &r.stratum) {
+        Ok(l) => l,
+        Err(m) => return f.fail(seq, format!("entry {seq}: {m}")),
+    };
+    let derived = allocation::allocate(protocol, seed, state, &levels);
+    let arm = &protocol.arms[derived.arm].id;
+    let record = AllocationRecord::from_detail(protocol, &derived.detail);
+    if *arm != r.arm {
+        f.fail(
+            seq,
+            format!("entry {seq}: participant {} is recorded in arm {} but the seed gives {arm}", r.participant, r.arm),
+        );
+    } else if record != r.allocation {
+        f.fail(
+            seq,
+            format!(
+                "entry {seq}: participant {}'s allocation record {:?} differs from the one the seed gives {:?}",
+                r.participant, r.allocation, record
+            ),
+        );
+    }
+}
+
+/// A temporary file removed (with SQLite's side files) when dropped.
+struct ScratchFile(PathBuf);
+
+impl ScratchFile {
+    fn new(dir: &Path) -> Result<ScratchFile> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = dir.join(format!("chancery-verify-{}-{nanos}.db", std::process::id()));
+        if path.exists() {
+            return Err(Error::Refused(format!("{} already exists", path.display())));
+        }
+        Ok(ScratchFile(path))
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-journal", "-wal", "-shm"] {
+            let mut p = self.0.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The outcome store: follow-up due lists, recording, importing, correcting,
+//! status changes, validation (each refusal leaves the log unchanged), exports.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+const LATER: &str = "2026-07-10T10:00:00Z";
+const YEAR: &str = "2027-03-10T10:00:00Z";
+
+/// A trial with three randomised participants (P1–P3) and one screened out (X1).
+fn trial(dir: &Path) -> PathBuf {
+    let db = init(dir, "work-health-ips.toml");
+    for (i, p) in ["P1", "P2", "P3"].iter().enumerate() {
+        let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
+        args.extend(referral_args(p, "sheffield", &nhs(100 + i as u32), &[]));
+        chancery().args(&args).assert().success();
+    }
+    let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
+    args.extend(referral_args("X1", "sheffield", &nhs(200), &[("age", "17")]));
+    chancery().args(&args).assert().success();
+    db
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn record(db: &Path, now: &str, participant: &str, timepoint: &str, on: &str, sets: &[&str]) -> Vec<String> {
+    let mut a = s(&["outcome", "record", "--db"]);
+    a.push(db.display().to_string());
+    a.extend(s(&["--now", now, "--participant", participant, "--timepoint", timepoint, "--on", on]));
+    for x in sets {
+        a.push("--set".into());
+        a.push(x.to_string());
+    }
+    a
+}
+
+fn export(db: &Path, what: &str) -> String {
+    let out = chancery().args(["export", "--what", what, "--db"]).arg(db).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_due_list_follows_the_windows_and_hides_the_arm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    let due = |on: &str| -> serde_json::Value {
+        let out = chancery().args(["followup", "due", "--json", "--on", on, "--db"]).arg(&db).output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Randomised 2026-03-02: m4 target 2026-07-02, window 2026-06-02 to 2026-08-01.
+    assert_eq!(due("2026-04-01").as_array().unwrap().len(), 0);
+    let soon = due("2026-05-25");
+    assert_eq!(soon.as_array().unwrap().len(), 3);
+    assert_eq!(soon[0]["state"], "due soon");
+    let open = due("2026-07-02");
+    assert_eq!(open[0]["state"], "in window");
+    assert_eq!(open[0]["timepoint"], "m4");
+    assert_eq!(open[0]["window_opens"], "2026-06-02");
+    assert!(open[0].get("arm").is_none(), "outcome assessors are not shown the arm");
+    let late = due("2026-08-11");
+    assert_eq!(late[0]["state"], "overdue");
+    assert_eq!(late[0]["days_overdue"], 10);
+    // Recording m4 for P1 removes it; losing P2 removes P2.
+    chancery()
+        .args(record(&db, LATER, "P1", "m4", "2026-07-05", &["in_paid_work=no", "weeks_in_paid_work=0"]))
+        .assert()
+        .success();
+    chancery()
+        .args(["lost", "--db"])
+        .arg(&db)
+        .args(["--now", LATER, "--participant", "P2", "--reason", "moved away, no contact details"])
+        .assert()
+        .success();
+    let after = due("2026-07-20");
+    let ps: Vec<&str> = after.as_array().unwrap().iter().map(|d| d["participant"].as_str().unwrap()).collect();
+    assert_eq!(ps, ["P3"]);
+}
+
+#[test]
+fn record_import_correct_and_history_keep_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    chancery()
+        .args(record(
+            &db,
+            LATER,
+            "P1",
+            "m4",
+            "2026-07-05",
+            &["in_paid_work=yes", "weeks_in_paid_work=6", "first_job_date=2026-05-20", "phq9=9", "eq5d=-0.1"],
+        ))
+        .assert()
+        .success();
+    let csv = dir.path().join("m12.csv");
+    std::fs::write(
+        &csv,
+        "participant,timepoint,collected_on,in_paid_work,weeks_in_paid_work,paid_work_13_weeks,phq9\nP1,m12,2027-03-01,yes,30,yes,7\nP2,m12,2027-03-02,no,0,no,15\n",
+    )
+    .unwrap();
+    chancery().args(["outcome", "import", "--db"]).arg(&db).args(["--now", YEAR, "--csv"]).arg(&csv).assert().success();
+    chancery()
+        .args(["outcome", "correct", "--db"])
+        .arg(&db)
+        .args([
+            "--now",
+            YEAR,
+            "--participant",
+            "P2",
+            "--timepoint",
+            "m12",
+            "--set",
+            "phq9=14",
+            "--reason",
+            "transcription error on the paper form",
+        ])
+        .assert()
+        .success();
+    let history = export(&db, "history");
+    assert!(history.contains(",P2,m12,phq9,corrected,15,14,2027-03-02,tester,"), "{history}");
+    assert!(history.contains("transcription error on the paper form"));
+    assert!(history.contains(",P2,m12,phq9,recorded,,15,"), "the original stays: {history}");
+    let outcomes = export(&db, "outcomes");
+    assert!(outcomes.contains("P2,m12,phq9,14,2027-03-02,"), "{outcomes}");
+    assert!(outcomes.lines().any(|l| l.starts_with("P2,m12,phq9,14") && l.ends_with(",2")), "version 2: {outcomes}");
+    assert!(outcomes.contains("P1,m4,eq5d,-0.1,"), "a negative number is not escaped: {outcomes}");
+    let log = export(&db, "log");
+    assert!(log.contains("outcome_corrected"));
+}
+
+#[test]
+fn status_changes_keep_participants_in_their_arm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    chancery()
+        .args(["withdraw", "--db"])
+        .arg(&db)
+        .args([
+            "--now",
+            LATER,
+            "--participant",
+            "P1",
+            "--reason",
+            "no longer wishes to take part",
+            "--no-further-contact",
+        ])
+        .assert()
+        .success();
+    chancery()
+        .args(["died", "--db"])
+        .arg(&db)
+        .args(["--now", LATER, "--participant", "P3", "--reason", "notified by GP", "--on", "2026-06-30"])
+        .assert()
+        .success();
+    let participants = export(&db, "participants");
+    let header: Vec<&str> = participants.lines().next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = participants.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "everyone randomised stays in the analysis set");
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    assert_eq!(rows[0][col("status")], "withdrawn");
+    assert_eq!(rows[2][col("status")], "died");
+    assert_eq!(rows[2][col("status_on")], "2026-06-30");
+    assert!(["ips", "usual_care"].contains(&rows[0][col("arm")]));
+    // Died is final.
+    refused(
+        &db,
+        &s(&["lost", "--db", &db.display().to_string(), "--now", LATER, "--participant", "P3", "--reason", "x"]),
+        "recorded as died",
+    );
+    // No further contact: no more data.
+    refused(&db, &record(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=3"]), "asked for no further contact");
+}
+
+#[test]
+fn every_validation_case_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    chancery().args(record(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=9"])).assert().success();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (record(&db, LATER, "P2", "m4", "2026-07-05", &["phq9=28"]), "phq9: 28 is out of range"),
+        (record(&db, LATER, "P2", "m4", "2026-07-05", &["phq9=lots"]), "is not a whole number"),
+        (record(&db, LATER, "P2", "m4", "2026-07-05", &["earnings_monthly=-5"]), "out of range"),
+        (record(&db, LATER, "P2", "m4", "2026-07-05", &["mood=good"]), "unknown outcome \"mood\""),
+        (record(&db, LATER, "P2", "m6", "2026-07-05", &["phq9=3"]), "unknown timepoint \"m6\""),
+        (record(&db, LATER, "P9", "m4", "2026-07-05", &["phq9=3"]), "unknown participant \"P9\""),
+        (record(&db, LATER, "X1", "m4", "2026-07-05", &["phq9=3"]), "never randomised"),
+        (record(&db, LATER, "P2", "m4", "2026-02-01", &["phq9=3"]), "before randomisation"),
+        (record(&db, LATER, "P2", "m4", "2026-12-01", &["phq9=3"]), "in the future"),
+        (record(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=3"]), "already recorded (9)"),
+        (
+            record(&db, LATER, "P2", "m4", "2026-07-05", &["paid_work_13_weeks=yes"]),
+            "paid_work_13_weeks is not collected at m4",
+        ),
+        (
+            record(&db, LATER, "P2", "m4", "2026-07-05", &["in_paid_work=yes", "weeks_in_paid_work=0"]),
+            "in_paid_work is yes but weeks_in_paid_work is 0",
+        ),
+        (record(&db, LATER, "P2", "m4", "2026-07-05", &["first_job_date=2026-07-08"]), "is after the follow-up date"),
+        (record(&db, LATER, "P2", "m4", "2026-07-05", &["weeks_in_paid_work=40"]), "only 125 days have passed"),
+        (record(&db, YEAR, "P2", "m12", "2027-03-01", &["paid_work_13_weeks=yes"]), "no first_job_date is recorded"),
+        (
+            record(&db, YEAR, "P2", "m12", "2027-03-01", &["paid_work_13_weeks=no", "weeks_in_paid_work=20"]),
+            "13 or more but paid_work_13_weeks is no",
+        ),
+        (
+            s(&[
+                "outcome",
+                "correct",
+                "--db",
+                &db.display().to_string(),
+                "--now",
+                LATER,
+                "--participant",
+                "P1",
+                "--timepoint",
+                "m4",
+                "--set",
+                "phq9=8",
+                "--reason",
+                " ",
+            ]),
+            "needs a reason",
+        ),
+        (
+            s(&[
+                "outcome",
+                "correct",
+                "--db",
+                &db.display().to_string(),
+                "--now",
+                LATER,
+                "--participant",
+                "P2",
+                "--timepoint",
+                "m4",
+                "--set",
+                "phq9=8",
+                "--reason",
+                "typo",
+            ]),
+            "no recorded value to correct",
+        ),
+        (
+            s(&["withdraw", "--db", &db.display().to_string(), "--now", LATER, "--participant", "X1", "--reason", "x"]),
+            "never randomised",
+        ),
+    ];
+    for (args, needle) in cases {
+        refused(&db, &args, needle);
+    }
+}
+
+#[test]
+fn a_bad_import_is_refused_whole_listing_every_bad_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(&csv, "participant,timepoint,collected_on,phq9\nP1,m4,2026-07-01,5\nP2,m4,2026-07-01,99\nP7,m4,2026-07-01,3\nP3,m4,01/07/2026,3\n").unwrap();
+    let before = log_snapshot(&db);
+    let out = chancery()
+        .args(["outcome", "import", "--db"])
+        .arg(&db)
+        .args(["--now", LATER, "--csv"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv:5: collected_on \"01/07/2026\" is not a date"), "{err}");
+    std::fs::write(
+        &csv,
+        "participant,timepoint,collected_on,phq9\nP1,m4,2026-07-01,5\nP2,m4,2026-07-01,99\nP7,m4,2026-07-01,3\n",
+    )
+    .unwrap();
+    let out = chancery()
+        .args(["outcome", "import", "--db"])
+        .arg(&db)
+        .args(["--now", LATER, "--csv"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv:3: participant P2, m4: phq9: 99 is out of range"), "{err}");
+    assert!(err.contains("bad.csv:4: unknown participant \"P7\""), "{err}");
+    assert!(!err.contains("bad.csv:2"), "{err}");
+    assert_eq!(before, log_snapshot(&db));
+}
+
+#[test]
+fn exports_match_the_codebook_and_read_as_plain_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    chancery().args(record(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=9", "eq5d=0.5"])).assert().success();
+    let codebook = export(&db, "codebook");
+    let mut reader = csv::Reader::from_reader(codebook.as_bytes());
+    let documented: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_string(), r[1].to_string())
+        })
+        .collect();
+    for what in ["participants", "outcomes", "history", "allocations"] {
+        let text = export(&db, what);
+        let header = text.lines().next().unwrap();
+        for column in header.split(',') {
+            assert!(documented.iter().any(|(e, c)| e == what && c == column), "{what}.{column} is not in the codebook");
+        }
+    }
+    let participants = export(&db, "participants");
+    assert!(participants.lines().next().unwrap().contains("phq9_m12"));
+    assert!(participants.contains(",9,") && participants.contains("0.5"));
+    assert!(!participants.contains(&nhs(100)), "no identifier in exports");
+    // A formula-like text value is escaped.
+    chancery()
+        .args(["withdraw", "--db"])
+        .arg(&db)
+        .args(["--now", LATER, "--participant", "P2", "--reason", "=HYPERLINK(\"x\")"])
+        .assert()
+        .success();
+    assert!(export(&db, "participants").contains("'=HYPERLINK"));
+}

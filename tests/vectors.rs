@@ -1,0 +1,125 @@
+//! The test vectors of docs/SPEC.md §9 (tests/vectors/): chancery must still
+//! produce exactly them, and the reference verifier (tests/vectors/verify.py,
+//! written from the specification alone) must check them. Regenerate after a
+//! deliberate format change with `CHANCERY_REGENERATE_VECTORS=1 cargo test vectors`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+fn vectors() -> PathBuf {
+    root().join("tests/vectors")
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = vectors().join(name);
+    if std::env::var_os("CHANCERY_REGENERATE_VECTORS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        actual, want,
+        "{name} no longer matches: a format change needs a version bump (docs/SPEC.md); if a protocol file changed, regenerate"
+    );
+}
+
+fn seed_bytes() -> [u8; 32] {
+    chancery::keys::parse_seed(SEED).unwrap()
+}
+
+fn log_rows(db: &Path) -> Value {
+    let store = chancery::store::Store::open(db).unwrap();
+    let mut rows = Vec::new();
+    store
+        .each_log_row(|r| {
+            rows.push(json!({"seq": r.seq, "hash": r.hash, "body": r.body}));
+            Ok(())
+        })
+        .unwrap();
+    Value::Array(rows)
+}
+
+fn demo(dir: &Path, protocol_file: &str, n: &str) -> PathBuf {
+    chancery()
+        .args(["demo", "--participants", n, "--seed", SEED, "--protocol"])
+        .arg(protocol(protocol_file))
+        .arg("--dir")
+        .arg(dir)
+        .assert()
+        .success();
+    dir.join("trial.db")
+}
+
+#[test]
+fn stream_vectors() {
+    let seed = seed_bytes();
+    let names =
+        ["simple", "minimisation", "blocks/all", "blocks/site=sheffield|employment_status=out_of_work|condition=msk"];
+    let streams: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            let mut s = chancery::random::Stream::open(&seed, name, 0);
+            let words: Vec<u32> = (0..20).map(|_| s.next_word()).collect();
+            let mut s = chancery::random::Stream::open(&seed, name, 0);
+            let below: Vec<Value> = [2u32, 3, 6, 1_000_000, 4_000_000_000]
+                .iter()
+                .map(|&n| json!({"n": n, "value": s.below(n), "word_after": s.word_pos()}))
+                .collect();
+            json!({"name": name, "id": chancery::random::stream_id(name).to_string(), "first_words": words, "below_from_start": below})
+        })
+        .collect();
+    let v = json!({"seed": SEED, "streams": streams});
+    golden("streams.json", &(serde_json::to_string_pretty(&v).unwrap() + "\n"));
+}
+
+#[test]
+fn log_minimisation_and_checkpoint_vectors_and_the_reference_verifier_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo(&dir.path().join("blocks"), "work-health-ips.toml", "12");
+    let v = json!({"seed": SEED, "protocol": "protocol/work-health-ips.toml", "entries": log_rows(&db)});
+    golden("log.json", &(serde_json::to_string_pretty(&v).unwrap() + "\n"));
+
+    let mdb = demo(&dir.path().join("min"), "example-minimisation.toml", "12");
+    let v = json!({"seed": SEED, "protocol": "protocol/example-minimisation.toml", "entries": log_rows(&mdb)});
+    golden("minimisation.json", &(serde_json::to_string_pretty(&v).unwrap() + "\n"));
+
+    let out =
+        chancery().env("CHANCERY_NOW", "2027-01-01T00:00:00Z").args(["checkpoint", "--db"]).arg(&db).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    golden("checkpoint.txt", &text);
+    let trial = chancery::ledger::Trial::open(&db).unwrap();
+    let public = trial.store().trial().unwrap().unwrap().signing_public_key;
+    golden("checkpoint.json", &(serde_json::to_string_pretty(&json!({"signing_public_key": public})).unwrap() + "\n"));
+
+    let out = std::process::Command::new("python3")
+        .arg(vectors().join("verify.py"))
+        .args(["--vectors"])
+        .arg(vectors())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_reference_verifier_rederives_every_method_like_chancery() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, p) in ["work-health-ips.toml", "example-minimisation.toml", "example-simple-2to1.toml"].iter().enumerate() {
+        let db = demo(&dir.path().join(i.to_string()), p, "200");
+        let mine = chancery().args(["verify", "--json", "--seed", SEED, "--db"]).arg(&db).output().unwrap();
+        let mine: Value = serde_json::from_slice(&mine.stdout).unwrap();
+        let theirs = std::process::Command::new("python3")
+            .arg(vectors().join("verify.py"))
+            .arg(&db)
+            .args(["--seed", SEED])
+            .output()
+            .unwrap();
+        let theirs: Value = serde_json::from_slice(&theirs.stdout).unwrap();
+        assert_eq!(mine["ok"], true, "{p}: {mine:#}");
+        assert_eq!(theirs["ok"], true, "{p}: {theirs:#}");
+        assert_eq!(mine["head"], theirs["head"]);
+        let allocations = mine["checks"].as_array().unwrap().iter().find(|c| c["name"] == "allocations").unwrap();
+        assert_eq!(allocations["ok"], true, "{p}");
+    }
+}

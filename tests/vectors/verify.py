@@ -1,0 +1,504 @@
+#!/usr/bin/env python3
+"""Reference verifier for chancery trial databases, written from docs/SPEC.md.
+
+Independent of chancery's Rust code: Python 3.11+ standard library, plus the
+`cryptography` package for Ed25519 checkpoint signatures.
+
+    verify.py DB [--seed HEX] [--checkpoint FILE]...
+
+Prints one JSON object: {"ok", "entries", "head", "first_bad_seq", "failed"}
+where "failed" maps each failing check's name to the sequence number it
+names. Exit status 0 when every check that could run passed, else 1.
+"""
+
+import hashlib
+import hmac  # noqa: F401  (identity hashes need the identity key, which auditors do not hold)
+import json
+import sqlite3
+import struct
+import sys
+import tomllib
+
+GENESIS = "0" * 64
+
+
+# --- §2 canonical bytes -------------------------------------------------------
+
+def enc_str(s):
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif o == 8:
+            out.append("\\b")
+        elif o == 9:
+            out.append("\\t")
+        elif o == 10:
+            out.append("\\n")
+        elif o == 12:
+            out.append("\\f")
+        elif o == 13:
+            out.append("\\r")
+        elif o < 0x20:
+            out.append("\\u%04x" % o)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def canonical(v):
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, int):
+        if abs(v) > 2**53 - 1:
+            raise ValueError("integer out of range")
+        return str(v)
+    if isinstance(v, float):
+        raise ValueError("floats are not canonical")
+    if isinstance(v, str):
+        return enc_str(v)
+    if isinstance(v, list):
+        return "[" + ",".join(canonical(x) for x in v) + "]"
+    if isinstance(v, dict):
+        keys = sorted(v, key=lambda k: k.encode("utf-8"))
+        return "{" + ",".join(enc_str(k) + ":" + canonical(v[k]) for k in keys) + "}"
+    raise ValueError("not a JSON value")
+
+
+def sha256_hex(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+# --- §5 random streams ----------------------------------------------------------
+
+def _rotl(x, n):
+    return ((x << n) & 0xFFFFFFFF) | (x >> (32 - n))
+
+
+def _qr(s, a, b, c, d):
+    s[a] = (s[a] + s[b]) & 0xFFFFFFFF; s[d] = _rotl(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & 0xFFFFFFFF; s[b] = _rotl(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b]) & 0xFFFFFFFF; s[d] = _rotl(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & 0xFFFFFFFF; s[b] = _rotl(s[b] ^ s[c], 7)
+
+
+def chacha20_block(key, block, stream):
+    init = [0x61707865, 0x3320646E, 0x79622D32, 0x6B206574]
+    init += list(struct.unpack("<8I", key))
+    init += [block & 0xFFFFFFFF, block >> 32, stream & 0xFFFFFFFF, stream >> 32]
+    s = init[:]
+    for _ in range(10):
+        _qr(s, 0, 4, 8, 12); _qr(s, 1, 5, 9, 13); _qr(s, 2, 6, 10, 14); _qr(s, 3, 7, 11, 15)
+        _qr(s, 0, 5, 10, 15); _qr(s, 1, 6, 11, 12); _qr(s, 2, 7, 8, 13); _qr(s, 3, 4, 9, 14)
+    return [(s[i] + init[i]) & 0xFFFFFFFF for i in range(16)]
+
+
+def stream_id(name):
+    return int.from_bytes(hashlib.sha256(b"chancery/v1/stream/" + name.encode()).digest()[:8], "little")
+
+
+class Stream:
+    def __init__(self, seed, name, word):
+        self.seed, self.id, self.word, self._cache = seed, stream_id(name), word, (None, None)
+
+    def next_word(self):
+        b, i = divmod(self.word, 16)
+        if self._cache[0] != b:
+            self._cache = (b, chacha20_block(self.seed, b, self.id))
+        self.word += 1
+        return self._cache[1][i]
+
+    def below(self, n):
+        limit = 2**32 - (2**32 % n)
+        while True:
+            x = self.next_word()
+            if x < limit:
+                return x % n
+
+    def shuffle(self, a):
+        for i in range(len(a) - 1, 0, -1):
+            j = self.below(i + 1)
+            a[i], a[j] = a[j], a[i]
+
+
+# --- §6 allocation ----------------------------------------------------------------
+
+class Protocol:
+    def __init__(self, text):
+        t = tomllib.loads(text)
+        self.arms = [a["id"] for a in t["arms"]]
+        self.ratios = [int(a.get("ratio", 1)) for a in t["arms"]]
+        alloc = t["allocation"]
+        self.method = alloc["method"]
+        self.block_sizes = alloc.get("block_sizes", [])
+        self.sites = [(s["id"], s.get("region")) for s in t.get("sites", [])]
+        regions = []
+        for _, r in self.sites:
+            if r is not None and r not in regions:
+                regions.append(r)
+        fields = {}
+        for f in t.get("fields", []):
+            if f.get("type") == "yes_no":
+                fields[f["name"]] = ["yes", "no"]
+            elif f.get("type") == "category":
+                fields[f["name"]] = list(f["levels"])
+        raw = alloc.get("factors", []) if self.method == "minimisation" else alloc.get("strata", [])
+        self.factors = []  # (name, levels, weight_milli)
+        for item in raw:
+            name, weight = (item, 1.0) if isinstance(item, str) else (item["field"], float(item.get("weight", 1.0)))
+            levels = [s for s, _ in self.sites] if name == "site" else regions if name == "region" else fields[name]
+            self.factors.append((name, levels, round(weight * 1000)))
+        self.imbalance = alloc.get("imbalance", "range")
+        self.p_millionths = round(float(alloc.get("p", 0)) * 1_000_000)
+
+    def levels_of(self, site, values):
+        region = dict(self.sites).get(site)
+        out = []
+        for name, levels, _ in self.factors:
+            v = site if name == "site" else region if name == "region" else values.get(name)
+            if v not in levels:
+                return None
+            out.append(levels.index(v))
+        return out
+
+    def label(self, levels):
+        if not self.factors:
+            return "all"
+        return "|".join(f"{f[0]}={f[1][l]}" for f, l in zip(self.factors, levels))
+
+
+def block_at(p, seed, stream, start):
+    s = Stream(seed, stream, start)
+    size = p.block_sizes[s.below(len(p.block_sizes))]
+    total = sum(p.ratios)
+    block = [i for i, r in enumerate(p.ratios) for _ in range(r * size // total)]
+    s.shuffle(block)
+    return block, s.word
+
+
+def lcm(values):
+    out = 1
+    for v in values:
+        a, b = out, v
+        while b:
+            a, b = b, a % b
+        out = out // a * v
+    return out
+
+
+class Allocator:
+    def __init__(self, p, seed):
+        self.p, self.seed = p, seed
+        self.cursor = {}  # stream -> (block, start, used)
+        self.next_word = 0
+        self.counts = [[[0] * len(p.arms) for _ in f[1]] for f in p.factors]
+
+    def allocate(self, levels):
+        """Returns (arm index, record dict without 'method' differences resolved)."""
+        p = self.p
+        if p.method == "permuted_blocks":
+            stream = "blocks/" + p.label(levels)
+            c = self.cursor.get(stream)
+            if c is None:
+                blk, _ = block_at(p, self.seed, stream, 0)
+                no, start, used = 1, 0, 0
+            else:
+                blk, end = block_at(p, self.seed, stream, c[1])
+                if c[2] < len(blk):
+                    no, start, used = c
+                else:
+                    blk, _ = block_at(p, self.seed, stream, end)
+                    no, start, used = c[0] + 1, end, 0
+            self.cursor[stream] = (no, start, used + 1)
+            rec = {"method": "permuted_blocks", "stream": stream, "block": no, "start_word": start, "position": used + 1}
+            arm = blk[used]
+        elif p.method == "simple":
+            s = Stream(self.seed, "simple", self.next_word)
+            r = s.below(sum(p.ratios))
+            acc, arm = 0, 0
+            for i, w in enumerate(p.ratios):
+                acc += w
+                if r < acc:
+                    arm = i
+                    break
+            rec = {"method": "simple", "stream": "simple", "word_start": self.next_word, "word_end": s.word}
+            self.next_word = s.word
+        else:
+            k_arms = len(p.arms)
+            big = lcm(p.ratios)
+            scale = [big // r for r in p.ratios]
+            scores = []
+            for k in range(k_arms):
+                total = 0
+                for f, (_, _, wm) in enumerate(p.factors):
+                    cnt = self.counts[f][levels[f]]
+                    x = [(cnt[a] + (1 if a == k else 0)) * scale[a] for a in range(k_arms)]
+                    imb = max(x) - min(x) if p.imbalance == "range" else k_arms * sum(v * v for v in x) - sum(x) ** 2
+                    total += wm * imb
+                scores.append(total)
+            best = min(scores)
+            preferred = [k for k in range(k_arms) if scores[k] == best]
+            others = [k for k in range(k_arms) if scores[k] != best]
+            s = Stream(self.seed, "minimisation", self.next_word)
+            draw_p = draw_arm = None
+            chosen = preferred
+            if others:
+                draw_p = s.below(1_000_000)
+                chosen = preferred if draw_p < p.p_millionths else others
+            if len(chosen) == 1:
+                arm = chosen[0]
+            else:
+                weights = [p.ratios[k] for k in chosen]
+                draw_arm = s.below(sum(weights))
+                acc, arm = 0, chosen[-1]
+                for k, w in zip(chosen, weights):
+                    acc += w
+                    if draw_arm < acc:
+                        arm = k
+                        break
+            rec = {
+                "method": "minimisation", "stream": "minimisation", "word_start": self.next_word, "word_end": s.word,
+                "scores": {p.arms[k]: str(scores[k]) for k in range(k_arms)},
+                "preferred": [p.arms[k] for k in preferred], "draw_p": draw_p, "draw_arm": draw_arm,
+            }
+            self.next_word = s.word
+        for f, l in enumerate(levels):
+            self.counts[f][l][arm] += 1
+        return arm, rec
+
+    def record(self, levels, arm, rec):
+        """Advances the state from a recorded allocation (used when no seed is held)."""
+        if rec.get("method") == "permuted_blocks":
+            self.cursor[rec["stream"]] = (rec["block"], rec["start_word"], rec["position"])
+        elif "word_end" in rec:
+            self.next_word = rec["word_end"]
+        for f, l in enumerate(levels):
+            self.counts[f][l][arm] += 1
+
+
+# --- §7 checkpoints ------------------------------------------------------------------
+
+def read_checkpoint(text):
+    lines = text.split("\n")
+    if len(lines) != 7 or lines[6] != "" or lines[0] != "chancery-checkpoint/1":
+        raise ValueError("not a checkpoint")
+    get = lambda i, k: lines[i].split(": ", 1)[1] if lines[i].startswith(k + ": ") else None
+    c = {"trial": get(1, "trial"), "length": int(get(2, "log-length")), "head": get(3, "head"),
+         "signature": bytes.fromhex(get(5, "signature")), "statement": "\n".join(lines[:5]) + "\n"}
+    return c
+
+
+def signature_ok(c, public_hex):
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex)).verify(c["signature"], c["statement"].encode())
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+# --- §8 verification ---------------------------------------------------------------
+
+def verify(db, seed=None, checkpoints=()):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    failed = {}
+
+    def fail(check, seq):
+        if check not in failed or seq < failed[check]:
+            failed[check] = seq
+
+    rows = con.execute("SELECT seq, ts, type, hash, body FROM log ORDER BY seq").fetchall()
+    prev, last_ts, p, genesis = GENESIS, None, None, None
+    entries, hashes = [], []
+    for expect, (seq, ts, kind, h, body) in enumerate(rows):
+        ok = seq == expect
+        try:
+            e = json.loads(body)
+            ok = ok and sorted(e) == ["data", "prev", "seq", "ts", "type", "user", "v"] and canonical(e) == body
+            ok = ok and e["v"] == 1 and e["seq"] == expect and e["prev"] == prev and e["ts"] == ts and e["type"] == kind
+            ok = ok and sha256_hex(body.encode()) == h and (last_ts is None or e["ts"] >= last_ts)
+            if ok and expect == 0:
+                d = e["data"]
+                ok = e["type"] == "trial_created" and sha256_hex(d["protocol"].encode()) == d["protocol_sha256"]
+                p, genesis = Protocol(d["protocol"]), d
+            elif ok:
+                ok = e["type"] != "trial_created"
+        except (ValueError, KeyError, TypeError, tomllib.TOMLDecodeError):
+            ok = False
+        if not ok:
+            fail("chain", expect)
+            break
+        entries.append(e)
+        hashes.append(h)
+        prev, last_ts = h, e["ts"]
+    head = prev
+
+    if genesis is None:
+        return {"ok": False, "entries": 0, "head": head, "first_bad_seq": 0, "failed": {"chain": 0}}
+
+    # Seed: given, or revealed in the log; it must open the commitment.
+    revealed = next((e for e in entries if e["type"] == "seed_revealed"), None)
+    given = seed is not None
+    if seed is None and revealed is not None:
+        seed = bytes.fromhex(revealed["data"]["seed"])
+    if seed is not None and sha256_hex(b"chancery/v1/seed-commitment" + seed) != genesis["seed_commitment"]:
+        fail("seed_commitment", 0 if given else revealed["seq"])
+        seed = None
+
+    # Replay (derivation stops at a chain failure: entries after it are not trusted).
+    alloc = Allocator(p, seed)
+    participants, referrals, identities, outcomes, status = {}, {}, set(), {}, {}
+    for e in entries:
+        seq, d, kind = e["seq"], e["data"], e["type"]
+        if kind in ("participant_randomised", "referral_screened"):
+            if d["participant"] in referrals:
+                fail("unique_participants", seq)
+                break
+            referrals[d["participant"]] = "randomised" if kind == "participant_randomised" else d["status"]
+        if kind == "participant_randomised":
+            if d["identity"] in identities:
+                fail("unique_participants", seq)
+                break
+            identities.add(d["identity"])
+            levels = p.levels_of(d["site"], d["values"])
+            if levels is None or p.label(levels) != d["stratum"]:
+                fail("replay", seq)
+                break
+            rec = d["allocation"]
+            if seed is not None and revealed is not None and seq > revealed["seq"]:
+                fail("allocations", seq)
+            if seed is not None:
+                arm, want = alloc.allocate(levels)
+                if p.arms[arm] != d["arm"] or want != rec:
+                    fail("allocations", seq)
+            else:
+                alloc.record(levels, p.arms.index(d["arm"]) if d["arm"] in p.arms else 0, rec)
+            participants[d["participant"]] = (d["site"], d["stratum"], d["arm"], seq)
+        elif kind == "outcome_recorded":
+            if d["participant"] not in participants:
+                fail("replay", seq)
+            for field, value in d["values"].items():
+                outcomes[(d["participant"], d["timepoint"], field)] = (value, seq)
+        elif kind == "outcome_corrected":
+            key = (d["participant"], d["timepoint"], d["field"])
+            if key not in outcomes:
+                fail("replay", seq)
+            outcomes[key] = (d["new_value"], seq)
+        elif kind == "status_changed":
+            if d["participant"] not in participants:
+                fail("replay", seq)
+            status[d["participant"]] = (d["status"], seq)
+
+    # The derived tables must be exactly the replay's.
+    if "chain" not in failed and "unique_participants" not in failed:
+        def compare(stored, replayed, seq_of):
+            for key in stored.keys() | replayed.keys():
+                if stored.get(key) != replayed.get(key):
+                    fail("replay", min(seq_of(v) for v in (stored.get(key), replayed.get(key)) if v is not None))
+
+        stored_p = {r[0]: (r[1], r[2], r[3], r[4]) for r in
+                    con.execute("SELECT participant, site, stratum, arm, seq FROM participants")}
+        compare(stored_p, participants, lambda v: v[3])
+        stored_o = {(r[0], r[1], r[2]): (r[3], r[4]) for r in
+                    con.execute("SELECT participant, timepoint, field, value, seq FROM outcomes")}
+        compare(stored_o, outcomes, lambda v: v[1])
+        stored_s = {r[0]: (r[1], r[2]) for r in con.execute("SELECT participant, status, seq FROM participant_status")}
+        compare(stored_s, status, lambda v: v[1])
+        stored_r = {r[0]: r[1] for r in con.execute("SELECT participant, status FROM referrals")}
+        if stored_r != referrals:
+            fail("replay", len(entries))
+
+    for text in checkpoints:
+        try:
+            c = read_checkpoint(text)
+        except (ValueError, IndexError, AttributeError):
+            fail("checkpoints", 0)
+            continue
+        if c["trial"] != genesis["trial"] or not signature_ok(c, genesis["signing_public_key"]):
+            fail("checkpoints", 0)
+        elif c["length"] > len(entries):
+            if "chain" not in failed:
+                fail("checkpoints", len(entries))
+        elif hashes[c["length"] - 1] != c["head"]:
+            fail("checkpoints", c["length"] - 1)
+
+    if con.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+        fail("sqlite_integrity", 0)
+
+    first = min(failed.values()) if failed else None
+    return {"ok": not failed, "entries": len(entries), "head": head, "first_bad_seq": first, "failed": failed}
+
+
+def check_vectors(d):
+    """Checks the vectors in directory d against this implementation of the spec."""
+    import os
+    with open(os.path.join(d, "streams.json"), encoding="utf-8") as f:
+        v = json.load(f)
+    seed = bytes.fromhex(v["seed"])
+    for st in v["streams"]:
+        assert str(stream_id(st["name"])) == st["id"], st["name"]
+        s = Stream(seed, st["name"], 0)
+        assert [s.next_word() for _ in st["first_words"]] == st["first_words"], st["name"]
+        s = Stream(seed, st["name"], 0)
+        for b in st["below_from_start"]:
+            assert s.below(b["n"]) == b["value"] and s.word == b["word_after"], (st["name"], b)
+    for name in ("log.json", "minimisation.json"):
+        with open(os.path.join(d, name), encoding="utf-8") as f:
+            v = json.load(f)
+        seed = bytes.fromhex(v["seed"])
+        prev, alloc = GENESIS, None
+        for e in v["entries"]:
+            body = e["body"]
+            entry = json.loads(body)
+            assert canonical(entry) == body and sha256_hex(body.encode()) == e["hash"] and entry["prev"] == prev, name
+            prev = e["hash"]
+            if entry["type"] == "trial_created":
+                p = Protocol(entry["data"]["protocol"])
+                assert sha256_hex(b"chancery/v1/seed-commitment" + seed) == entry["data"]["seed_commitment"]
+                alloc = Allocator(p, seed)
+            elif entry["type"] == "participant_randomised":
+                data = entry["data"]
+                arm, rec = alloc.allocate(p.levels_of(data["site"], data["values"]))
+                assert p.arms[arm] == data["arm"] and rec == data["allocation"], (name, entry["seq"])
+    with open(os.path.join(d, "checkpoint.txt"), encoding="utf-8", newline="") as f:
+        c = read_checkpoint(f.read())
+    with open(os.path.join(d, "checkpoint.json"), encoding="utf-8") as f:
+        public = json.load(f)["signing_public_key"]
+    assert signature_ok(c, public), "checkpoint signature"
+    with open(os.path.join(d, "log.json"), encoding="utf-8") as f:
+        hashes = [e["hash"] for e in json.load(f)["entries"]]
+    assert c["length"] == len(hashes) and c["head"] == hashes[-1], "checkpoint head"
+    print("vectors ok")
+
+
+def main(argv):
+    if argv[:1] == ["--vectors"]:
+        check_vectors(argv[1])
+        return 0
+    db, seed, cps = None, None, []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--seed":
+            seed = bytes.fromhex(argv[i + 1]); i += 2
+        elif argv[i] == "--checkpoint":
+            with open(argv[i + 1], encoding="utf-8", newline="") as f:
+                cps.append(f.read())
+            i += 2
+        else:
+            db = argv[i]; i += 1
+    result = verify(db, seed, cps)
+    print(json.dumps(result, sort_keys=True))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
