@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod dataset;
 pub mod demo;
+pub mod design;
 pub mod error;
 pub mod event;
 pub mod export;

@@ -377,6 +377,35 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Sample size for a given power, or power for a given size: two proportions
+    /// (R's power.prop.test) or two means (power.t.test, strict). With no design
+    /// given, the number to recruit for a protocol's [design] assumptions.
+    Power(PowerArgs),
+    /// Properties of the protocol's allocation method by simulation: imbalance
+    /// overall and per stratum, and predictability, compared with simple
+    /// randomisation, fixed blocks and minimisation on the same referrals.
+    Simulate {
+        /// Protocol file (default: the bundled work-health-ips protocol).
+        #[arg(long, value_name = "FILE")]
+        protocol: Option<PathBuf>,
+        /// Number of simulated trials.
+        #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        trials: u32,
+        /// Participants randomised per trial (default: the number to recruit for
+        /// the protocol's [design], else 1000).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        participants: Option<u32>,
+        /// Seed of the simulation (64 hex digits); not a trial's seed.
+        #[arg(
+            long,
+            value_name = "HEX",
+            default_value = "5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a"
+        )]
+        seed: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -785,6 +814,10 @@ fn run(cli: Cli) -> Result<()> {
             table.write(format, &mut w)?;
             w.flush().map_err(Error::io("writing the export"))
         }
+        Command::Power(args) => power(args),
+        Command::Simulate { protocol, trials, participants, seed, json } => {
+            simulate(protocol, trials, participants, &seed, json)
+        }
     }
 }
 
@@ -946,4 +979,231 @@ fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkp
         given.push((path.display().to_string(), c));
     }
     Ok(given)
+}
+
+#[derive(clap::Args)]
+struct PowerArgs {
+    /// Protocol whose [design] states the assumptions (default: the bundled
+    /// work-health-ips protocol, when no --p1/--p2 or --delta/--sd is given).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["p1", "p2", "delta", "sd", "ratio"])]
+    protocol: Option<PathBuf>,
+    /// Two proportions: the expected proportion in arm 1 (e.g. the intervention).
+    #[arg(long, value_name = "P", requires = "p2", conflicts_with_all = ["delta", "sd"])]
+    p1: Option<f64>,
+    /// Two proportions: the expected proportion in arm 2 (e.g. the control).
+    #[arg(long, value_name = "P", requires = "p1")]
+    p2: Option<f64>,
+    /// Two means: the difference to detect.
+    #[arg(long, value_name = "D", requires = "sd", allow_negative_numbers = true)]
+    delta: Option<f64>,
+    /// Two means: the common standard deviation.
+    #[arg(long, value_name = "SD", requires = "delta")]
+    sd: Option<f64>,
+    /// Target power: solve for the sample size.
+    #[arg(long, value_name = "POWER", conflicts_with = "n")]
+    power: Option<f64>,
+    /// Participants analysed in arm 1 (the intervention, with a protocol): solve for the power.
+    #[arg(long, value_name = "N")]
+    n: Option<f64>,
+    /// Two-sided significance level (default 0.05, or the protocol's).
+    #[arg(long, value_name = "ALPHA")]
+    alpha: Option<f64>,
+    /// Allocation ratio: participants in arm 2 per participant in arm 1 (default 1).
+    #[arg(long, value_name = "K")]
+    ratio: Option<f64>,
+    /// Expected share without an outcome, 0 ≤ a < 1 (default 0, or the protocol's).
+    #[arg(long, value_name = "A")]
+    attrition: Option<f64>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Reads a protocol file, or the bundled default.
+fn load_protocol(path: &Option<PathBuf>) -> Result<chancery::protocol::Protocol> {
+    match path {
+        Some(p) => chancery::protocol::Protocol::load(p),
+        None => chancery::protocol::Protocol::parse("work-health-ips.toml (bundled)", DEFAULT_PROTOCOL),
+    }
+}
+
+fn fmt_n(n: f64) -> String {
+    format!("{n:.2}")
+}
+
+fn power(a: PowerArgs) -> Result<()> {
+    use chancery::stats::power::{self as pw, Solve, TwoMeans, TwoProportions};
+    let mut out = std::io::stdout().lock();
+    let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+    if a.p1.is_none() && a.delta.is_none() {
+        let protocol = load_protocol(&a.protocol)?;
+        let s = chancery::design::sample_size(
+            &protocol,
+            &chancery::design::DesignOverrides {
+                power: a.power,
+                alpha: a.alpha,
+                attrition: a.attrition,
+                n_intervention: a.n,
+            },
+        )?;
+        if a.json {
+            return print_json(&s);
+        }
+        let c = &s.calculation;
+        w(&mut out, format!("trial {}: the [design] assumptions for the primary outcome", s.trial))?;
+        w(
+            &mut out,
+            format!(
+                "  {} {:.1}% vs {} {:.1}% ({:+.1} percentage points), two-sided alpha {}, allocation {}:{}",
+                s.intervention,
+                s.intervention_rate * 100.0,
+                s.control,
+                s.control_rate * 100.0,
+                (s.intervention_rate - s.control_rate) * 100.0,
+                c.sig_level,
+                s.ratio.0,
+                s.ratio.1
+            ),
+        )?;
+        w(&mut out, format!("  {}", c.method))?;
+        w(&mut out, format!("  power {:.4}", c.power))?;
+        w(&mut out, format!("  analysed: {} {}, {} {}", s.intervention, fmt_n(c.n1), s.control, fmt_n(c.n2)))?;
+        return w(
+            &mut out,
+            format!(
+                "number to recruit: {} ({} {}, {} {}; expected attrition {}%)",
+                s.recruit_total,
+                s.intervention,
+                c.recruit1,
+                s.control,
+                c.recruit2,
+                s.attrition * 100.0
+            ),
+        );
+    }
+    let solve = match (a.power, a.n) {
+        (Some(power), None) => Solve::SampleSize { power },
+        (None, Some(n1)) => Solve::Power { n1 },
+        _ => {
+            return Err(Error::Input(
+                "give --power (to solve for the sample size) or --n (to solve for the power)".into(),
+            ));
+        }
+    };
+    let (sig_level, allocation_ratio, attrition) =
+        (a.alpha.unwrap_or(0.05), a.ratio.unwrap_or(1.0), a.attrition.unwrap_or(0.0));
+    let (c, what) = match (a.p1, a.p2, a.delta, a.sd) {
+        (Some(p1), Some(p2), _, _) => (
+            pw::two_proportions(&TwoProportions { p1, p2, sig_level, allocation_ratio, attrition }, solve),
+            format!("p1 {p1}, p2 {p2}"),
+        ),
+        (_, _, Some(delta), Some(sd)) => (
+            pw::two_means(&TwoMeans { delta, sd, sig_level, allocation_ratio, attrition }, solve),
+            format!("delta {delta}, sd {sd}"),
+        ),
+        _ => unreachable!("clap requires p1 with p2 and delta with sd"),
+    };
+    let c = c.map_err(|e| Error::Input(format!("power: {e}")))?;
+    if a.json {
+        return print_json(&c);
+    }
+    w(&mut out, c.method.clone())?;
+    w(&mut out, format!("  {what}, two-sided alpha {sig_level}, allocation 1:{allocation_ratio}"))?;
+    w(&mut out, format!("  power {:.4}", c.power))?;
+    w(&mut out, format!("  analysed: arm 1 {}, arm 2 {}", fmt_n(c.n1), fmt_n(c.n2)))?;
+    w(
+        &mut out,
+        format!(
+            "number to recruit: {} (arm 1 {}, arm 2 {}; expected attrition {}%)",
+            c.recruit1 + c.recruit2,
+            c.recruit1,
+            c.recruit2,
+            attrition * 100.0
+        ),
+    )
+}
+
+fn simulate(protocol: Option<PathBuf>, trials: u32, participants: Option<u32>, seed: &str, json: bool) -> Result<()> {
+    let seed = keys::parse_seed(seed)?;
+    let p = load_protocol(&protocol)?;
+    let participants = match participants {
+        Some(n) => n,
+        None => match &p.design {
+            Some(_) => {
+                let s = chancery::design::sample_size(&p, &Default::default())?;
+                u32::try_from(s.recruit_total).unwrap_or(u32::MAX).min(1_000_000)
+            }
+            None => 1000,
+        },
+    };
+    let bar = progress_bar(u64::from(trials), "simulating trials");
+    let a = chancery::design::simulate(
+        &p,
+        &chancery::design::SimulationOptions { trials, participants, seed },
+        |done, _| bar.set_position(done),
+    )?;
+    bar.finish_and_clear();
+    if json {
+        return print_json(&a);
+    }
+    let mut out = std::io::stdout().lock();
+    let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+    w(
+        &mut out,
+        format!(
+            "trial {}: {} simulated trials of {} participants; arms {}",
+            a.trial,
+            a.trials,
+            a.participants,
+            a.arms.iter().map(|(id, r)| format!("{id} ({r})")).collect::<Vec<_>>().join(", ")
+        ),
+    )?;
+    w(&mut out, format!("referrals: {}; {} strata", a.referral_mix, a.strata.len()))?;
+    w(&mut out, format!("imbalance: {}", a.imbalance_measure))?;
+    w(&mut out, "predictability: share of allocations guessed right by a recruiter who knows past allocations in the stratum and guesses the arm that is behind".into())?;
+    w(&mut out, String::new())?;
+    w(
+        &mut out,
+        format!(
+            "{:<20} {:>14} {:>22} {:>22} {:>14}  method",
+            "", "predictability", "final imbalance", "max running imbalance", "worst stratum"
+        ),
+    )?;
+    w(&mut out, format!("{:<20} {:>14} {:>22} {:>22} {:>14}", "", "", "mean / p95 / max", "mean / p95 / max", "max"))?;
+    let sp = |s: &chancery::design::Spread| format!("{:.1} / {:.0} / {:.0}", s.mean, s.p95, s.max);
+    for m in &a.methods {
+        w(
+            &mut out,
+            format!(
+                "{:<20} {:>13.1}% {:>22} {:>22} {:>14}  {}",
+                m.name,
+                m.predictability * 100.0,
+                sp(&m.final_imbalance),
+                sp(&m.max_imbalance),
+                format!("{:.0}", m.worst_stratum_imbalance),
+                m.description
+            ),
+        )?;
+    }
+    w(&mut out, String::new())?;
+    w(
+        &mut out,
+        "by stratum: mean participants, then mean final imbalance / worst running imbalance per method".into(),
+    )?;
+    let header: Vec<String> = a.methods.iter().map(|m| format!("{:>20}", m.name)).collect();
+    let width = a.strata.iter().map(|s| s.stratum.chars().count()).max().unwrap_or(0).max(7);
+    w(&mut out, format!("{:<width$} {:>8} {}", "stratum", "n", header.join(" ")))?;
+    for (i, st) in a.strata.iter().enumerate() {
+        let cells: Vec<String> = a
+            .methods
+            .iter()
+            .map(|m| {
+                let s = &m.strata[i];
+                format!("{:>20}", format!("{:.1} / {:.0}", s.final_imbalance.mean, s.max_imbalance.max))
+            })
+            .collect();
+        let n = a.methods.first().map_or(0.0, |m| m.strata[i].participants);
+        w(&mut out, format!("{:<width$} {:>8.1} {}", st.stratum, n, cells.join(" ")))?;
+    }
+    Ok(())
 }

@@ -1241,10 +1241,19 @@ impl Protocol {
                 };
                 let alpha = r.alpha.unwrap_or(0.05);
                 let attrition = r.attrition.unwrap_or(0.0);
-                let design =
-                    Design { control_arm, control_rate: r.control_rate, effect_pp: r.effect_pp, power: r.power, alpha, attrition };
+                let design = Design {
+                    control_arm,
+                    control_rate: r.control_rate,
+                    effect_pp: r.effect_pp,
+                    power: r.power,
+                    alpha,
+                    attrition,
+                };
                 if !(design.control_rate > 0.0 && design.control_rate < 1.0) {
-                    return Err(w.at(d, format!("control_rate = {}; give a proportion between 0 and 1, e.g. 0.25", r.control_rate)));
+                    return Err(w.at(
+                        d,
+                        format!("control_rate = {}; give a proportion between 0 and 1, e.g. 0.25", r.control_rate),
+                    ));
                 }
                 let p2 = design.intervention_rate();
                 if !(design.effect_pp.is_finite() && design.effect_pp != 0.0 && p2 > 0.0 && p2 < 1.0) {
@@ -1257,13 +1266,21 @@ impl Protocol {
                     ));
                 }
                 if !(alpha > 0.0 && alpha <= 0.5) {
-                    return Err(w.at(d, format!("alpha = {alpha}; give a two-sided significance level between 0 and 0.5, e.g. 0.05")));
+                    return Err(w.at(
+                        d,
+                        format!("alpha = {alpha}; give a two-sided significance level between 0 and 0.5, e.g. 0.05"),
+                    ));
                 }
                 if !(design.power > alpha / 2.0 && design.power < 1.0) {
                     return Err(w.at(d, format!("power = {}; give a power between alpha/2 and 1, e.g. 0.9", r.power)));
                 }
                 if !(0.0..1.0).contains(&attrition) {
-                    return Err(w.at(d, format!("attrition = {attrition}; give the expected proportion lost, from 0 up to (not including) 1")));
+                    return Err(w.at(
+                        d,
+                        format!(
+                            "attrition = {attrition}; give the expected proportion lost, from 0 up to (not including) 1"
+                        ),
+                    ));
                 }
                 Some(design)
             }
