@@ -6,6 +6,7 @@ mod util;
 mod analysis;
 mod audit;
 mod demo;
+mod design;
 mod ledger;
 mod outcomes;
 mod report;
