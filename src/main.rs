@@ -74,6 +74,51 @@ enum What {
 }
 
 #[derive(Subcommand)]
+enum PowerDesign {
+    /// Two proportions (R's power.prop.test).
+    Proportions {
+        /// Expected proportion in the intervention arm, e.g. 0.29.
+        #[arg(long)]
+        p1: f64,
+        /// Expected proportion in the control arm, e.g. 0.25.
+        #[arg(long)]
+        p2: f64,
+        #[command(flatten)]
+        common: PowerArgs,
+    },
+    /// Two means (R's power.t.test, strict = TRUE).
+    Means {
+        /// Difference in means to detect.
+        #[arg(long)]
+        delta: f64,
+        /// Common standard deviation.
+        #[arg(long)]
+        sd: f64,
+        #[command(flatten)]
+        common: PowerArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct PowerArgs {
+    /// Target power: solve for the sample size.
+    #[arg(long, conflicts_with = "n")]
+    power: Option<f64>,
+    /// Participants analysed in the intervention arm: solve for the power.
+    #[arg(long)]
+    n: Option<f64>,
+    /// Two-sided significance level.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Control participants per intervention participant (allocation ratio).
+    #[arg(long, default_value_t = 1.0)]
+    ratio: f64,
+    /// Expected share without an outcome (lost, withdrawn), 0 ≤ a < 1.
+    #[arg(long, default_value_t = 0.0)]
+    attrition: f64,
+}
+
+#[derive(Subcommand)]
 enum FollowupCommand {
     /// Who is due, in window or overdue, at which timepoint: the day's work list.
     Due {
@@ -309,6 +354,53 @@ enum Command {
         #[arg(long, value_name = "DATE")]
         as_of: Option<String>,
     },
+    /// Sample size or power for two proportions or two means; with no design
+    /// given, the number to recruit under the protocol's [design] assumptions.
+    Power {
+        /// Protocol whose [design] table to use (default: the built-in work-health-ips protocol).
+        #[arg(long, value_name = "FILE")]
+        protocol: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        design: Option<PowerDesign>,
+    },
+    /// Properties of the protocol's allocation method by simulation: imbalance
+    /// overall and per stratum, and predictability, compared with simple
+    /// randomisation, fixed blocks and minimisation on the same referrals.
+    Simulate {
+        /// Protocol file (default: the bundled work-health-ips protocol).
+        #[arg(long, value_name = "FILE")]
+        protocol: Option<PathBuf>,
+        /// Number of simulated trials.
+        #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        trials: u32,
+        /// Participants randomised per trial (default: the number to recruit for
+        /// the protocol's [design], else 1000).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        participants: Option<u32>,
+        /// Seed of the simulation (64 hex digits); not a trial's seed.
+        #[arg(
+            long,
+            value_name = "HEX",
+            default_value = "5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a"
+        )]
+        seed: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a live trial database safely (SQLite's online backup), verify the
+    /// copy, and keep it only if it verifies. Never overwrites.
+    Backup {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The new copy.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Check the trial's records: the log's chain, the tables against a replay of
     /// the log, unique participants, checkpoints, the seed commitment and (with
     /// the seed, or after the reveal) every allocation; then SQLite's own check.
@@ -376,35 +468,6 @@ enum Command {
         /// Output file (default: standard output); never overwritten.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-    },
-    /// Sample size for a given power, or power for a given size: two proportions
-    /// (R's power.prop.test) or two means (power.t.test, strict). With no design
-    /// given, the number to recruit for a protocol's [design] assumptions.
-    Power(PowerArgs),
-    /// Properties of the protocol's allocation method by simulation: imbalance
-    /// overall and per stratum, and predictability, compared with simple
-    /// randomisation, fixed blocks and minimisation on the same referrals.
-    Simulate {
-        /// Protocol file (default: the bundled work-health-ips protocol).
-        #[arg(long, value_name = "FILE")]
-        protocol: Option<PathBuf>,
-        /// Number of simulated trials.
-        #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        trials: u32,
-        /// Participants randomised per trial (default: the number to recruit for
-        /// the protocol's [design], else 1000).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        participants: Option<u32>,
-        /// Seed of the simulation (64 hex digits); not a trial's seed.
-        #[arg(
-            long,
-            value_name = "HEX",
-            default_value = "5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a"
-        )]
-        seed: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -764,6 +827,15 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Simulate { protocol, trials, participants, seed, json } => {
+            simulate(protocol, trials, participants, &seed, json)
+        }
+        Command::Backup { db, to } => {
+            let b = chancery::verify::backup(&db, &to)?;
+            println!("backed up {} entries (head {}) to {}; the copy verifies", b.entries, b.head, b.path.display());
+            Ok(())
+        }
+        Command::Power { protocol, json, design } => power(protocol, design, json),
         Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
         Command::Checkpoint { db, key, out, clock } => {
             let trial = Trial::open(&db)?;
@@ -813,10 +885,6 @@ fn run(cli: Cli) -> Result<()> {
             let mut w = output(&out)?;
             table.write(format, &mut w)?;
             w.flush().map_err(Error::io("writing the export"))
-        }
-        Command::Power(args) => power(args),
-        Command::Simulate { protocol, trials, participants, seed, json } => {
-            simulate(protocol, trials, participants, &seed, json)
         }
     }
 }
@@ -981,42 +1049,89 @@ fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkp
     Ok(given)
 }
 
-#[derive(clap::Args)]
-struct PowerArgs {
-    /// Protocol whose [design] states the assumptions (default: the bundled
-    /// work-health-ips protocol, when no --p1/--p2 or --delta/--sd is given).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["p1", "p2", "delta", "sd", "ratio"])]
-    protocol: Option<PathBuf>,
-    /// Two proportions: the expected proportion in arm 1 (e.g. the intervention).
-    #[arg(long, value_name = "P", requires = "p2", conflicts_with_all = ["delta", "sd"])]
-    p1: Option<f64>,
-    /// Two proportions: the expected proportion in arm 2 (e.g. the control).
-    #[arg(long, value_name = "P", requires = "p1")]
-    p2: Option<f64>,
-    /// Two means: the difference to detect.
-    #[arg(long, value_name = "D", requires = "sd", allow_negative_numbers = true)]
-    delta: Option<f64>,
-    /// Two means: the common standard deviation.
-    #[arg(long, value_name = "SD", requires = "delta")]
-    sd: Option<f64>,
-    /// Target power: solve for the sample size.
-    #[arg(long, value_name = "POWER", conflicts_with = "n")]
-    power: Option<f64>,
-    /// Participants analysed in arm 1 (the intervention, with a protocol): solve for the power.
-    #[arg(long, value_name = "N")]
-    n: Option<f64>,
-    /// Two-sided significance level (default 0.05, or the protocol's).
-    #[arg(long, value_name = "ALPHA")]
-    alpha: Option<f64>,
-    /// Allocation ratio: participants in arm 2 per participant in arm 1 (default 1).
-    #[arg(long, value_name = "K")]
-    ratio: Option<f64>,
-    /// Expected share without an outcome, 0 ≤ a < 1 (default 0, or the protocol's).
-    #[arg(long, value_name = "A")]
-    attrition: Option<f64>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+fn power(protocol: Option<PathBuf>, design: Option<PowerDesign>, json: bool) -> Result<()> {
+    use chancery::stats::power::{Solve, TwoMeans, TwoProportions, two_means, two_proportions};
+    let stats = |e: chancery::stats::StatsError| Error::Input(format!("{e}"));
+    let solve = |c: &PowerArgs| match (c.power, c.n) {
+        (_, Some(n1)) => Solve::Power { n1 },
+        (Some(power), None) => Solve::SampleSize { power },
+        (None, None) => Solve::SampleSize { power: 0.9 },
+    };
+    let (what, calc) = match design {
+        Some(PowerDesign::Proportions { p1, p2, common }) => (
+            format!("two proportions: {p1} vs {p2}"),
+            two_proportions(
+                &TwoProportions {
+                    p1,
+                    p2,
+                    sig_level: common.alpha,
+                    allocation_ratio: common.ratio,
+                    attrition: common.attrition,
+                },
+                solve(&common),
+            )
+            .map_err(stats)?,
+        ),
+        Some(PowerDesign::Means { delta, sd, common }) => (
+            format!("two means: difference {delta}, SD {sd}"),
+            two_means(
+                &TwoMeans {
+                    delta,
+                    sd,
+                    sig_level: common.alpha,
+                    allocation_ratio: common.ratio,
+                    attrition: common.attrition,
+                },
+                solve(&common),
+            )
+            .map_err(stats)?,
+        ),
+        None => {
+            let (p, name) = match &protocol {
+                Some(path) => (chancery::protocol::Protocol::load(path)?, path.display().to_string()),
+                None => (
+                    chancery::protocol::Protocol::parse("the default protocol", DEFAULT_PROTOCOL)?,
+                    "the default protocol".to_string(),
+                ),
+            };
+            if p.design.is_none() {
+                return Err(Error::Input(format!(
+                    "{name} has no [design] table; add one or give `proportions` or `means`"
+                )));
+            }
+            let s = chancery::design::sample_size(&p, &Default::default())?;
+            let outcome =
+                p.outcomes.iter().find(|o| o.primary).map_or("primary outcome".to_string(), |o| o.label.clone());
+            (
+                format!(
+                    "{}: {outcome}, {:.1}% under {} vs {:.1}% under {} ({:+} pp)",
+                    p.id,
+                    s.control_rate * 100.0,
+                    s.control,
+                    s.intervention_rate * 100.0,
+                    s.intervention,
+                    p.design.as_ref().map_or(0.0, |d| d.effect_pp)
+                ),
+                s.calculation,
+            )
+        }
+    };
+    if json {
+        return print_json(&calc);
+    }
+    println!("{what}");
+    println!("method: {}", calc.method);
+    println!(
+        "analysed: {:.2} intervention + {:.2} control; power {:.4} at two-sided alpha {}",
+        calc.n1, calc.n2, calc.power, calc.sig_level
+    );
+    println!(
+        "recruit: {} intervention + {} control = {} in total",
+        calc.recruit1,
+        calc.recruit2,
+        calc.recruit1 + calc.recruit2
+    );
+    Ok(())
 }
 
 /// Reads a protocol file, or the bundled default.
@@ -1025,102 +1140,6 @@ fn load_protocol(path: &Option<PathBuf>) -> Result<chancery::protocol::Protocol>
         Some(p) => chancery::protocol::Protocol::load(p),
         None => chancery::protocol::Protocol::parse("work-health-ips.toml (bundled)", DEFAULT_PROTOCOL),
     }
-}
-
-fn fmt_n(n: f64) -> String {
-    format!("{n:.2}")
-}
-
-fn power(a: PowerArgs) -> Result<()> {
-    use chancery::stats::power::{self as pw, Solve, TwoMeans, TwoProportions};
-    let mut out = std::io::stdout().lock();
-    let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
-    if a.p1.is_none() && a.delta.is_none() {
-        let protocol = load_protocol(&a.protocol)?;
-        let s = chancery::design::sample_size(
-            &protocol,
-            &chancery::design::DesignOverrides {
-                power: a.power,
-                alpha: a.alpha,
-                attrition: a.attrition,
-                n_intervention: a.n,
-            },
-        )?;
-        if a.json {
-            return print_json(&s);
-        }
-        let c = &s.calculation;
-        w(&mut out, format!("trial {}: the [design] assumptions for the primary outcome", s.trial))?;
-        w(
-            &mut out,
-            format!(
-                "  {} {:.1}% vs {} {:.1}% ({:+.1} percentage points), two-sided alpha {}, allocation {}:{}",
-                s.intervention,
-                s.intervention_rate * 100.0,
-                s.control,
-                s.control_rate * 100.0,
-                (s.intervention_rate - s.control_rate) * 100.0,
-                c.sig_level,
-                s.ratio.0,
-                s.ratio.1
-            ),
-        )?;
-        w(&mut out, format!("  {}", c.method))?;
-        w(&mut out, format!("  power {:.4}", c.power))?;
-        w(&mut out, format!("  analysed: {} {}, {} {}", s.intervention, fmt_n(c.n1), s.control, fmt_n(c.n2)))?;
-        return w(
-            &mut out,
-            format!(
-                "number to recruit: {} ({} {}, {} {}; expected attrition {}%)",
-                s.recruit_total,
-                s.intervention,
-                c.recruit1,
-                s.control,
-                c.recruit2,
-                s.attrition * 100.0
-            ),
-        );
-    }
-    let solve = match (a.power, a.n) {
-        (Some(power), None) => Solve::SampleSize { power },
-        (None, Some(n1)) => Solve::Power { n1 },
-        _ => {
-            return Err(Error::Input(
-                "give --power (to solve for the sample size) or --n (to solve for the power)".into(),
-            ));
-        }
-    };
-    let (sig_level, allocation_ratio, attrition) =
-        (a.alpha.unwrap_or(0.05), a.ratio.unwrap_or(1.0), a.attrition.unwrap_or(0.0));
-    let (c, what) = match (a.p1, a.p2, a.delta, a.sd) {
-        (Some(p1), Some(p2), _, _) => (
-            pw::two_proportions(&TwoProportions { p1, p2, sig_level, allocation_ratio, attrition }, solve),
-            format!("p1 {p1}, p2 {p2}"),
-        ),
-        (_, _, Some(delta), Some(sd)) => (
-            pw::two_means(&TwoMeans { delta, sd, sig_level, allocation_ratio, attrition }, solve),
-            format!("delta {delta}, sd {sd}"),
-        ),
-        _ => unreachable!("clap requires p1 with p2 and delta with sd"),
-    };
-    let c = c.map_err(|e| Error::Input(format!("power: {e}")))?;
-    if a.json {
-        return print_json(&c);
-    }
-    w(&mut out, c.method.clone())?;
-    w(&mut out, format!("  {what}, two-sided alpha {sig_level}, allocation 1:{allocation_ratio}"))?;
-    w(&mut out, format!("  power {:.4}", c.power))?;
-    w(&mut out, format!("  analysed: arm 1 {}, arm 2 {}", fmt_n(c.n1), fmt_n(c.n2)))?;
-    w(
-        &mut out,
-        format!(
-            "number to recruit: {} (arm 1 {}, arm 2 {}; expected attrition {}%)",
-            c.recruit1 + c.recruit2,
-            c.recruit1,
-            c.recruit2,
-            attrition * 100.0
-        ),
-    )
 }
 
 fn simulate(protocol: Option<PathBuf>, trials: u32, participants: Option<u32>, seed: &str, json: bool) -> Result<()> {

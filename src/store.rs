@@ -7,7 +7,7 @@
 //! its schema; anything else is refused on open.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
@@ -310,6 +310,58 @@ pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
 }
 
+/// The kind of network filesystem a `statfs` magic number names, if any.
+/// SQLite's locking, and so its transactions' isolation and durability, is
+/// unreliable on these (<https://www.sqlite.org/howtocorrupt.html> §2).
+pub fn network_filesystem(magic: i64) -> Option<&'static str> {
+    match magic {
+        0x6969 => Some("NFS"),
+        0x517B => Some("SMB"),
+        0xFF53_4D42 => Some("CIFS"),
+        0xFE53_4D42 => Some("SMB2"),
+        0x5346_414F => Some("AFS"),
+        0x0102_1997 => Some("9P"),
+        0x00C3_6400 => Some("CephFS"),
+        0x0BD0_0BD0 => Some("Lustre"),
+        _ => None,
+    }
+}
+
+/// Refuses a database on a network filesystem, unless the operator has
+/// accepted the risk with `CHANCERY_ALLOW_NETWORK_FS=1`.
+fn check_local_filesystem(path: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        if std::env::var_os("CHANCERY_ALLOW_NETWORK_FS").is_some_and(|v| v == "1") {
+            return Ok(());
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return Ok(()) };
+        // SAFETY: `c` is a valid NUL-terminated path and `buf` a zeroed statfs
+        // that the call only writes into.
+        let magic = unsafe {
+            let mut buf: libc::statfs = std::mem::zeroed();
+            if libc::statfs(c.as_ptr(), &mut buf) != 0 {
+                return Ok(());
+            }
+            buf.f_type as i64
+        };
+        if let Some(kind) = network_filesystem(magic) {
+            return Err(Error::Refused(format!(
+                "{} is on a network filesystem ({kind}), where SQLite's locking cannot keep a trial's log safe; \
+                 keep the database on a local disk (set CHANCERY_ALLOW_NETWORK_FS=1 to accept the risk)",
+                path.display()
+            )));
+        }
+    }
+    let _ = path;
+    Ok(())
+}
+
 fn configure(conn: &Connection, what: &str) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(Error::sqlite(what.to_string()))?;
     conn.pragma_update(None, "foreign_keys", true).map_err(Error::sqlite(what.to_string()))?;
@@ -335,6 +387,7 @@ impl Store {
             )));
         }
         let what = format!("creating database {}", path.display());
+        check_local_filesystem(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -421,6 +474,7 @@ impl Store {
                 path.display()
             )));
         }
+        check_local_filesystem(path)?;
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(Error::sqlite(what.clone()))?;
@@ -1165,6 +1219,15 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_filesystems_are_recognised_and_local_disks_pass() {
+        assert_eq!(network_filesystem(0x6969), Some("NFS"));
+        assert_eq!(network_filesystem(0xFF53_4D42), Some("CIFS"));
+        assert_eq!(network_filesystem(0xEF53), None, "ext4");
+        let dir = tempfile::tempdir().unwrap();
+        check_local_filesystem(&dir.path().join("t.db")).unwrap();
+    }
 
     #[test]
     fn per_participant_reads_search_an_index_and_never_scan() {

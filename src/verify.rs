@@ -685,3 +685,59 @@ impl Drop for ScratchFile {
         }
     }
 }
+
+/// What `backup` made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backup {
+    /// The copy.
+    pub path: PathBuf,
+    /// Entries in the copied log.
+    pub entries: u64,
+    /// Its head.
+    pub head: String,
+}
+
+/// Copies a live trial database with SQLite's online backup API (consistent
+/// even while coordinators write), verifies the copy — chain, replay and
+/// SQLite integrity — and only then gives it its name. Never overwrites.
+pub fn backup(db: &Path, to: &Path) -> Result<Backup> {
+    if to.exists() || to.is_symlink() {
+        return Err(Error::Refused(format!(
+            "{} already exists; chancery never overwrites a file (choose another --to)",
+            to.display()
+        )));
+    }
+    let partial = to.with_extension("partial");
+    if partial.exists() || partial.is_symlink() {
+        return Err(Error::Refused(format!(
+            "{} exists (an interrupted backup?); remove it or choose another --to",
+            partial.display()
+        )));
+    }
+    let live = Store::open_for_audit(db)?;
+    let cleanup = |e: Error| {
+        let _ = std::fs::remove_file(&partial);
+        e
+    };
+    live.backup_to(&partial).map_err(cleanup)?;
+    drop(live);
+    let scratch_dir = partial.parent().map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let report = verify(&VerifyOptions { db: partial.clone(), seed: None, checkpoints: Vec::new(), scratch_dir })
+        .map_err(cleanup)?;
+    if !report.ok {
+        let _ = std::fs::remove_file(&partial);
+        let why = report.first_failure().map_or(String::new(), |c| format!("{}: {}", c.name, c.message));
+        return Err(Error::Integrity(format!(
+            "the copy does not verify ({why}); nothing was kept. Run `chancery verify --db {}`",
+            db.display()
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))
+            .map_err(Error::io(format!("restricting {}", partial.display())))?;
+    }
+    std::fs::rename(&partial, to).map_err(Error::io(format!("naming the backup {}", to.display())))?;
+    Ok(Backup { path: to.to_path_buf(), entries: report.entries, head: report.head })
+}

@@ -7,6 +7,8 @@ mod analysis;
 mod audit;
 mod demo;
 mod design;
+mod hardening;
+mod hostile;
 mod ledger;
 mod outcomes;
 mod report;

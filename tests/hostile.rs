@@ -1,0 +1,435 @@
+//! The hostile-input catalogue: careless or malicious input, each case run
+//! against a fresh copy of a small trial. Every case must end with exit code
+//! 1, one error line (a batch may list its bad rows beneath, indented), no
+//! panic, and the database exactly as it was.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::util::*;
+
+/// A trial with P1–P3 randomised and P1 followed up at m4, built once.
+fn fixture() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("chancery-hostile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = init(&dir, "work-health-ips.toml");
+        for (i, p) in ["P1", "P2", "P3"].iter().enumerate() {
+            let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
+            args.extend(referral_args(p, "sheffield", &nhs(700 + i as u32), &[]));
+            chancery().args(&args).assert().success();
+        }
+        chancery()
+            .env("CHANCERY_NOW", "2026-07-10T10:00:00Z")
+            .args(["outcome", "record", "--db"])
+            .arg(&db)
+            .args(["--participant", "P1", "--timepoint", "m4", "--on", "2026-07-01", "--set", "phq9=10"])
+            .assert()
+            .success();
+        dir
+    })
+}
+
+/// What the database holds, for "unchanged": the log and every table's rows.
+fn snapshot(db: &Path) -> Vec<u8> {
+    match rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Ok(c) => {
+            let mut out = Vec::new();
+            for table in
+                ["log", "referrals", "participants", "outcomes", "participant_status", "allocation_streams", "trial"]
+            {
+                let rows: Result<Vec<String>, _> = c.prepare(&format!("SELECT * FROM {table}")).and_then(|mut s| {
+                    let n = s.column_count();
+                    s.query_map([], |r| {
+                        Ok((0..n)
+                            .map(|i| format!("{:?}", r.get_ref(i).map(|v| format!("{v:?}"))))
+                            .collect::<Vec<_>>()
+                            .join("|"))
+                    })
+                    .and_then(|rows| rows.collect())
+                });
+                match rows {
+                    Ok(rows) => out.extend(rows.join("\n").into_bytes()),
+                    Err(_) => out.extend(std::fs::read(db).unwrap_or_default()),
+                }
+            }
+            out
+        }
+        Err(_) => std::fs::read(db).unwrap_or_default(),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    /// Arguments; `{db}` and `{dir}` are replaced.
+    args: Vec<&'static str>,
+    /// Files written into the case's folder first.
+    files: Vec<(&'static str, Vec<u8>)>,
+    /// A change to the database file made first (an insider or a disk).
+    damage: Option<fn(&Path)>,
+}
+
+fn case(name: &'static str, args: &[&'static str]) -> Case {
+    Case { name, args: args.to_vec(), files: vec![], damage: None }
+}
+
+fn with_file(name: &'static str, args: &[&'static str], file: &'static str, bytes: impl Into<Vec<u8>>) -> Case {
+    Case { name, args: args.to_vec(), files: vec![(file, bytes.into())], damage: None }
+}
+
+const GOOD_PROTOCOL: &str = include_str!("../protocol/work-health-ips.toml");
+
+fn protocol_with(from: &str, to: &str) -> Vec<u8> {
+    assert!(GOOD_PROTOCOL.contains(from), "{from}");
+    GOOD_PROTOCOL.replacen(from, to, 1).into_bytes()
+}
+
+const REFERRAL_HEADER: &str = "participant,site,nhs_number,age,sex,employment_status,condition,referral_source,weeks_out_of_work,gp_in_area,wants_work,receiving_ips,consent,phq9,gad7,swemwbs,eq5d\n";
+
+fn referral_row(id: &str, nhs_number: &str) -> String {
+    format!("{id},sheffield,{nhs_number},34,female,out_of_work,mental_health,gp,10,yes,yes,no,yes,12,9,21,0.731\n")
+}
+
+fn catalogue() -> Vec<Case> {
+    let n1 = nhs(800);
+    let n2 = nhs(801);
+    let good_row = referral_row("N1", &n1);
+    let init = ["init", "--protocol", "{dir}/p.toml", "--db", "{dir}/new.db"];
+    let single = |field: &'static str, value: &'static str| -> Vec<&'static str> {
+        let owned: Vec<String> = {
+            let mut a = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
+            a.extend(referral_args("N9", "sheffield", &nhs(900), &[(field, value)]));
+            a
+        };
+        owned.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect()
+    };
+    let mut c = vec![
+        // Protocol files refused at init (nothing is created).
+        with_file("malformed TOML", &init, "p.toml", "format = 1\n[trial\nid = \"x\""),
+        with_file(
+            "wrong type for arms",
+            &init,
+            "p.toml",
+            protocol_with("[[arms]]\nid = \"ips\"", "arms_typo = 3\n[[arms]]\nid = \"ips\""),
+        ),
+        with_file(
+            "unknown allocation method",
+            &init,
+            "p.toml",
+            protocol_with("method = \"permuted_blocks\"", "method = \"coin_toss\""),
+        ),
+        with_file("a ratio of zero", &init, "p.toml", protocol_with("ratio = 1", "ratio = 0")),
+        with_file("a huge ratio", &init, "p.toml", protocol_with("ratio = 1", "ratio = 99999999999999999999")),
+        with_file("NaN as a bound", &init, "p.toml", protocol_with("min = 0\nmax = 27", "min = nan\nmax = 27")),
+        with_file("infinity as a bound", &init, "p.toml", protocol_with("min = 0\nmax = 27", "min = 0\nmax = inf")),
+        with_file(
+            "a range with min above max",
+            &init,
+            "p.toml",
+            protocol_with("min = 0\nmax = 27", "min = 27\nmax = 0"),
+        ),
+        with_file(
+            "a stratum naming no field",
+            &init,
+            "p.toml",
+            protocol_with("strata = [\"site\",", "strata = [\"postcode\","),
+        ),
+        with_file("non-UTF-8 protocol bytes", &init, "p.toml", {
+            let mut b = GOOD_PROTOCOL.as_bytes().to_vec();
+            b.splice(20..20, [0xff, 0xfe, 0x80]);
+            b
+        }),
+        case("a protocol file that does not exist", &["init", "--protocol", "{dir}/nope.toml", "--db", "{dir}/new.db"]),
+        // One referral.
+        Case { name: "age NaN", args: single("age", "NaN"), files: vec![], damage: None },
+        Case { name: "age infinity", args: single("age", "inf"), files: vec![], damage: None },
+        Case { name: "age 1e400", args: single("age", "1e400"), files: vec![], damage: None },
+        Case {
+            name: "age beyond 64 bits",
+            args: single("age", "99999999999999999999999"),
+            files: vec![],
+            damage: None,
+        },
+        Case { name: "PHQ-9 out of range", args: single("phq9", "28"), files: vec![], damage: None },
+        Case { name: "EQ-5D below its floor", args: single("eq5d", "-0.3"), files: vec![], damage: None },
+        Case { name: "a level that does not exist", args: single("sex", "robot"), files: vec![], damage: None },
+        Case {
+            name: "SQL in a category value",
+            args: single("sex", "female'; DROP TABLE log; --"),
+            files: vec![],
+            damage: None,
+        },
+        Case { name: "a newline inside a value", args: single("sex", "female\nmale"), files: vec![], damage: None },
+        Case { name: "an unknown field", args: single("favourite_colour", "blue"), files: vec![], damage: None },
+        Case { name: "an invalid NHS number", args: single("nhs_number", "1234567890"), files: vec![], damage: None },
+        case(
+            "SQL in a participant id",
+            &[
+                "randomise",
+                "--db",
+                "{db}",
+                "--participant",
+                "x'); DROP TABLE log;--",
+                "--site",
+                "sheffield",
+                "--set",
+                "age=30",
+            ],
+        ),
+        case(
+            "a formula as participant id",
+            &["randomise", "--db", "{db}", "--participant", "=HYPERLINK(\"http://x\")", "--site", "sheffield"],
+        ),
+        case("SQL in a site", &["randomise", "--db", "{db}", "--participant", "N8", "--site", "sheffield' OR '1'='1"]),
+        case(
+            "a participant id used before",
+            &["randomise", "--db", "{db}", "--participant", "P1", "--site", "sheffield", "--set", "age=30"],
+        ),
+        case("control characters in the user", &["status", "--db", "{db}"]), // replaced below
+        case(
+            "a time before the log's last entry",
+            &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "moved", "--now", "2026-01-01T00:00:00Z"],
+        ),
+        case(
+            "a time that is not a time",
+            &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "moved", "--now", "yesterday"],
+        ),
+        // Batch CSV files.
+        with_file(
+            "ragged rows",
+            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            "b.csv",
+            format!("{REFERRAL_HEADER}{good_row}N2,sheffield\n"),
+        ),
+        with_file(
+            "duplicate headers",
+            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            "b.csv",
+            "participant,site,age,age\nN1,sheffield,30,31\n",
+        ),
+        with_file(
+            "a participant twice in one file",
+            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            "b.csv",
+            format!("{REFERRAL_HEADER}{good_row}{}", referral_row("N1", &n2)),
+        ),
+        with_file(
+            "an NHS number twice in one file",
+            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            "b.csv",
+            format!("{REFERRAL_HEADER}{good_row}{}", referral_row("N2", &n1)),
+        ),
+        with_file(
+            "embedded quotes and newlines",
+            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            "b.csv",
+            format!("{REFERRAL_HEADER}{}", good_row.replace(",female,", ",\"fe\"\"male\nx\",")),
+        ),
+        with_file(
+            "a formula-injection cell",
+            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            "b.csv",
+            format!("{REFERRAL_HEADER}{}", good_row.replace("N1,", "=cmd|'/c calc'!A1,")),
+        ),
+        with_file("non-UTF-8 CSV", &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"], "b.csv", {
+            let mut b = format!("{REFERRAL_HEADER}{good_row}").into_bytes();
+            b.splice(REFERRAL_HEADER.len() + 1..REFERRAL_HEADER.len() + 1, [0xc3, 0x28]);
+            b
+        }),
+        with_file("an empty file", &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"], "b.csv", ""),
+        with_file(
+            "a BOM and a bad row",
+            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            "b.csv",
+            format!("\u{feff}{REFERRAL_HEADER}{}", good_row.replace(",34,", ",17x,")),
+        ),
+        // Outcomes.
+        with_file(
+            "outcome CSV with NaN",
+            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            "o.csv",
+            "participant,timepoint,collected_on,phq9\nP2,m4,2026-07-01,NaN\n",
+        ),
+        with_file(
+            "outcome for an unknown participant with SQL",
+            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            "o.csv",
+            "participant,timepoint,collected_on,phq9\n\"P2' OR 1=1 --\",m4,2026-07-01,5\n",
+        ),
+        with_file(
+            "outcome dated in the future",
+            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            "o.csv",
+            "participant,timepoint,collected_on,phq9\nP2,m4,2027-07-01,5\n",
+        ),
+        with_file(
+            "outcome dated before the trial",
+            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            "o.csv",
+            "participant,timepoint,collected_on,phq9\nP2,m4,2020-01-01,5\n",
+        ),
+        with_file(
+            "the same outcome row twice",
+            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            "o.csv",
+            "participant,timepoint,collected_on,phq9\nP2,m4,2026-07-01,5\nP2,m4,2026-07-01,6\n",
+        ),
+        case(
+            "a correction without a reason",
+            &[
+                "outcome",
+                "correct",
+                "--db",
+                "{db}",
+                "--participant",
+                "P1",
+                "--timepoint",
+                "m4",
+                "--set",
+                "phq9=11",
+                "--reason",
+                "  ",
+                "--now",
+                "2026-07-11T10:00:00Z",
+            ],
+        ),
+        case(
+            "a withdrawal with no reason",
+            &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "", "--now", "2026-07-11T10:00:00Z"],
+        ),
+        case("a due list on no date", &["followup", "due", "--db", "{db}", "--on", "31/02/2026"]),
+        // Paths.
+        case(
+            "an export into a folder that does not exist",
+            &["export", "--db", "{db}", "--what", "log", "--out", "{dir}/../../no/such/dir/x.csv"],
+        ),
+        case("an export over an existing file", &["export", "--db", "{db}", "--what", "log", "--out", "{db}"]),
+        case(
+            "a missing key file",
+            &["randomise", "--db", "{db}", "--key", "{dir}/none.key", "--participant", "N7", "--site", "sheffield"],
+        ),
+        // Damaged databases.
+        Case {
+            name: "a database from a newer chancery",
+            args: vec!["status", "--db", "{db}"],
+            files: vec![],
+            damage: Some(|db| {
+                rusqlite::Connection::open(db).unwrap().pragma_update(None, "user_version", 99).unwrap();
+            }),
+        },
+        Case {
+            name: "a truncated database file",
+            args: vec!["status", "--db", "{db}"],
+            files: vec![],
+            damage: Some(|db| {
+                let b = std::fs::read(db).unwrap();
+                std::fs::write(db, &b[..b.len() / 3]).unwrap();
+            }),
+        },
+        Case {
+            name: "a database with corrupted pages",
+            args: vec!["export", "--db", "{db}", "--what", "log"],
+            files: vec![],
+            damage: Some(|db| {
+                let mut b = std::fs::read(db).unwrap();
+                let len = b.len();
+                for (i, x) in b[4096..len].iter_mut().enumerate() {
+                    if i % 7 == 0 {
+                        *x ^= 0x5a;
+                    }
+                }
+                std::fs::write(db, b).unwrap();
+            }),
+        },
+        Case {
+            name: "a file that is not a database",
+            args: vec!["status", "--db", "{db}"],
+            files: vec![],
+            damage: Some(|db| std::fs::write(db, "just some text, not SQLite\n").unwrap()),
+        },
+    ];
+    // Control characters in the acting user.
+    if let Some(x) = c.iter_mut().find(|x| x.name == "control characters in the user") {
+        x.args = vec![
+            "withdraw",
+            "--db",
+            "{db}",
+            "--participant",
+            "P2",
+            "--reason",
+            "moved",
+            "--user",
+            "eve\u{1b}[2J",
+            "--now",
+            "2026-07-11T10:00:00Z",
+        ];
+    }
+    c
+}
+
+#[test]
+fn every_hostile_input_gets_one_clear_error_and_changes_nothing() {
+    let cases = catalogue();
+    assert!(cases.len() >= 40, "the catalogue has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["trial.db", "trial.db.key", "trial.db.key.signing"] {
+            std::fs::copy(fixture().join(f), dir.path().join(f)).unwrap();
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for f in ["trial.db.key", "trial.db.key.signing"] {
+                std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+        let db = dir.path().join("trial.db");
+        if let Some(damage) = case.damage {
+            damage(&db);
+        }
+        for (name, bytes) in &case.files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let before = snapshot(&db);
+        let args: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| a.replace("{db}", &db.display().to_string()).replace("{dir}", &dir.path().display().to_string()))
+            .collect();
+        let out = chancery().args(&args).env("RUST_BACKTRACE", "1").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let problem = if out.status.code() != Some(1) {
+            Some(format!("exit code {:?}", out.status.code()))
+        } else if stderr.contains("panicked") || stderr.contains("RUST_BACKTRACE") {
+            Some("panicked".into())
+        } else if lines.is_empty()
+            || !lines[0].starts_with("error: ")
+            || lines[1..].iter().any(|l| !l.starts_with("  "))
+        {
+            Some("not one error line (with indented details)".into())
+        } else if snapshot(&db) != before {
+            Some("the database changed".into())
+        } else if dir.path().join("new.db").exists() {
+            Some("init created a database".into())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            failures.push(format!("{}: {p}\n{stderr}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn a_csv_with_a_byte_order_mark_is_read_as_plain_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = init(dir.path(), "work-health-ips.toml");
+    let csv = dir.path().join("b.csv");
+    std::fs::write(&csv, format!("\u{feff}{REFERRAL_HEADER}{}", referral_row("B1", &nhs(850)))).unwrap();
+    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&csv).assert().success();
+}
