@@ -360,6 +360,12 @@ enum Command {
         /// Protocol whose [design] table to use (default: the built-in work-health-ips protocol).
         #[arg(long, value_name = "FILE")]
         protocol: Option<PathBuf>,
+        /// With the protocol's [design]: participants analysed in the intervention arm; solve for the power.
+        #[arg(long, value_name = "N")]
+        n: Option<f64>,
+        /// With the protocol's [design]: expected attrition instead of the protocol's.
+        #[arg(long, value_name = "A")]
+        attrition: Option<f64>,
         /// Print JSON.
         #[arg(long, global = true)]
         json: bool,
@@ -835,7 +841,15 @@ fn run(cli: Cli) -> Result<()> {
             println!("backed up {} entries (head {}) to {}; the copy verifies", b.entries, b.head, b.path.display());
             Ok(())
         }
-        Command::Power { protocol, json, design } => power(protocol, design, json),
+        Command::Power { protocol, n, attrition, json, design } => {
+            if design.is_some() && (n.is_some() || attrition.is_some() || protocol.is_some()) {
+                return Err(Error::Input(
+                    "--protocol, --n and --attrition before `proportions` or `means` apply to the protocol's [design]; give the design's own options after the subcommand".into(),
+                ));
+            }
+            let overrides = chancery::design::DesignOverrides { n_intervention: n, attrition, ..Default::default() };
+            power(protocol, overrides, design, json)
+        }
         Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
         Command::Checkpoint { db, key, out, clock } => {
             let trial = Trial::open(&db)?;
@@ -1049,7 +1063,12 @@ fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkp
     Ok(given)
 }
 
-fn power(protocol: Option<PathBuf>, design: Option<PowerDesign>, json: bool) -> Result<()> {
+fn power(
+    protocol: Option<PathBuf>,
+    overrides: chancery::design::DesignOverrides,
+    design: Option<PowerDesign>,
+    json: bool,
+) -> Result<()> {
     use chancery::stats::power::{Solve, TwoMeans, TwoProportions, two_means, two_proportions};
     let stats = |e: chancery::stats::StatsError| Error::Input(format!("{e}"));
     let solve = |c: &PowerArgs| match (c.power, c.n) {
@@ -1099,7 +1118,7 @@ fn power(protocol: Option<PathBuf>, design: Option<PowerDesign>, json: bool) -> 
                     "{name} has no [design] table; add one or give `proportions` or `means`"
                 )));
             }
-            let s = chancery::design::sample_size(&p, &Default::default())?;
+            let s = chancery::design::sample_size(&p, &overrides)?;
             let outcome =
                 p.outcomes.iter().find(|o| o.primary).map_or("primary outcome".to_string(), |o| o.label.clone());
             (

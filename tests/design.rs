@@ -72,6 +72,11 @@ fn unequal_allocation_and_attrition_match_r() {
     let v = power_json(&["--protocol", protocol("work-health-ips.toml").to_str().unwrap()]);
     close(&v["n1"], r_value("protocol.n"));
     assert_eq!(v["recruit1"].as_u64().unwrap() + v["recruit2"].as_u64().unwrap(), 6468);
+    // The protocol's assumptions at a given size: power.prop.test(n = 2000, p1 = 0.29, p2 = 0.25)$power.
+    let v = power_json(&["--n", "2000", "--attrition", "0"]);
+    close(&v["power"], r_value("protocol.power.n2000"));
+    assert_eq!((v["recruit1"].as_u64(), v["recruit2"].as_u64()), (Some(2000), Some(2000)));
+    one_line_error(&["power", "--n", "2000", "proportions", "--p1", "0.3", "--p2", "0.4"], "protocol's [design]");
     let v = power_json(&["proportions", "--p1", "0.29", "--p2", "0.25", "--power", "0.9", "--ratio", "2"]);
     close(&v["n1"], r_value("prop.k2.n"));
     assert_eq!(v["recruit2"].as_u64().unwrap(), (2.0 * v["n1"].as_f64().unwrap()).ceil() as u64);
