@@ -254,16 +254,22 @@ fn describe(protocol: &Protocol) -> String {
 }
 
 /// The methods compared: the protocol's own, then simple randomisation,
-/// fixed blocks and minimisation (range, p = 0.8) with the protocol's factors.
+/// fixed blocks and minimisation (range, p = 0.8) with the protocol's
+/// factors, each left out where it is the protocol's own method.
 fn methods(protocol: &Protocol) -> Vec<(String, Protocol)> {
-    let with = |method: Method| Protocol { method, ..protocol.clone() };
     let b = fixed_block_size(protocol);
-    vec![
-        ("protocol".to_string(), protocol.clone()),
-        ("simple".to_string(), with(Method::Simple)),
-        (format!("fixed blocks of {b}"), with(Method::PermutedBlocks { block_sizes: vec![b] })),
-        ("minimisation".to_string(), with(Method::Minimisation { imbalance: Imbalance::Range, p_millionths: 800_000 })),
-    ]
+    let comparators = [
+        ("simple".to_string(), Method::Simple),
+        (format!("fixed blocks of {b}"), Method::PermutedBlocks { block_sizes: vec![b] }),
+        ("minimisation".to_string(), Method::Minimisation { imbalance: Imbalance::Range, p_millionths: 800_000 }),
+    ];
+    let mut out = vec![("protocol".to_string(), protocol.clone())];
+    for (name, method) in comparators {
+        if method != protocol.method {
+            out.push((name, Protocol { method, ..protocol.clone() }));
+        }
+    }
+    out
 }
 
 /// Distance from the target allocation, Σₐ |nₐ − n·rₐ/R|, scaled by R so it
@@ -548,6 +554,18 @@ mod tests {
         let total: f64 = a.strata.iter().map(|s| s.share).sum();
         assert!((total - 1.0).abs() < 1e-9);
         assert!(a.strata.iter().all(|s| !s.stratum.contains("in_work") || !s.stratum.contains("site=birmingham")));
+    }
+
+    #[test]
+    fn a_comparator_that_is_the_protocols_own_method_is_not_repeated() {
+        let mut p = default_protocol();
+        p.method = Method::Minimisation { imbalance: Imbalance::Range, p_millionths: 800_000 };
+        let names: Vec<String> = run(&p, 1, 50, 1).methods.into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["protocol", "simple", "fixed blocks of 4"]);
+        p.arms[0].ratio = 2;
+        p.method = Method::Simple;
+        let names: Vec<String> = run(&p, 1, 50, 1).methods.into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["protocol", "fixed blocks of 6", "minimisation"]);
     }
 
     #[test]
