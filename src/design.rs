@@ -557,6 +557,19 @@ mod tests {
     }
 
     #[test]
+    fn with_no_eligible_referral_the_strata_are_spread_evenly() {
+        let text = default_protocol().text
+            + "\n[[eligibility]]\nid = \"nobody\"\nreason = \"closed\"\nrequire = { field = \"age\", op = \"gt\", value = 100 }\n";
+        let p = Protocol::parse("closed.toml", &text).unwrap();
+        let a = run(&p, 2, 540, 1);
+        assert!(a.referral_mix.starts_with("no simulated referral"), "{}", a.referral_mix);
+        // 9 sites × 2 employment statuses × 3 conditions, each equally likely.
+        assert_eq!(a.strata.len(), 54);
+        assert!(a.strata.iter().all(|s| (s.share - 1.0 / 54.0).abs() < 1e-12));
+        assert!(a.methods[0].strata.iter().all(|s| s.participants > 0.0));
+    }
+
+    #[test]
     fn a_comparator_that_is_the_protocols_own_method_is_not_repeated() {
         let mut p = default_protocol();
         p.method = Method::Minimisation { imbalance: Imbalance::Range, p_millionths: 800_000 };
