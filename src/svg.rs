@@ -480,8 +480,53 @@ pub fn lines(title: &str, series: &[Series], x_labels: &[(f64, String)], y_label
 /// Horizontal bars: one per row, `value` from zero, labelled and with the
 /// value written beside the bar; for balance by stratum (difference between arms).
 pub fn bars(title: &str, rows: &[(String, f64)], x_label: &str) -> String {
+    let rows: Vec<(String, f64, String)> = rows.iter().map(|(l, v)| (l.clone(), *v, signed(*v))).collect();
+    bars_with_notes(title, &rows, x_label)
+}
+
+/// One stratum's participants per arm, in arm order.
+#[derive(Debug, Clone)]
+pub struct BalanceRow {
+    /// Stratum label, e.g. `site=sheffield|employment_status=in_work|condition=msk`.
+    pub stratum: String,
+    /// Participants per arm.
+    pub counts: Vec<u64>,
+}
+
+/// Balance by stratum: per stratum a bar of the first arm's count minus the
+/// second's (with more arms, the largest minus the smallest), and beside it
+/// the difference and every arm's count, e.g. `+1 (45 vs 44)`; the title
+/// should name the arms in `counts` order.
+pub fn balance(title: &str, rows: &[BalanceRow], x_label: &str) -> String {
+    let rows: Vec<(String, f64, String)> = rows
+        .iter()
+        .map(|r| {
+            let d = match r.counts.as_slice() {
+                [a, b] => *a as f64 - *b as f64,
+                c => (c.iter().max().copied().unwrap_or(0) - c.iter().min().copied().unwrap_or(0)) as f64,
+            };
+            let counts: Vec<String> = r.counts.iter().map(u64::to_string).collect();
+            (r.stratum.clone(), d, format!("{} ({})", signed(d), counts.join(" vs ")))
+        })
+        .collect();
+    bars_with_notes(title, &rows, x_label)
+}
+
+/// `+3`, `0`, `-2`.
+fn signed(v: f64) -> String {
+    if !v.is_finite() {
+        String::new()
+    } else if v > 0.0 {
+        format!("+{}", tick_label(v))
+    } else {
+        tick_label(v)
+    }
+}
+
+fn bars_with_notes(title: &str, rows: &[(String, f64, String)], x_label: &str) -> String {
     let (label_w, plot_w, row_h) = (330.0, 300.0, 14.0);
-    let width = label_w + plot_w + 70.0;
+    let note_w = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0) as f64 * 5.5;
+    let width = label_w + plot_w + 20.0 + note_w.max(50.0);
     let height = 50.0 + row_h * rows.len().max(1) as f64 + 45.0;
     let mut s = open(width, height, title);
     text(&mut s, 10.0, 20.0, "start", 13, "bold", title);
@@ -491,7 +536,7 @@ pub fn bars(title: &str, rows: &[(String, f64)], x_label: &str) -> String {
     if rows.is_empty() {
         text(&mut s, label_w + plot_w / 2.0, top + 12.0, "middle", 11, "normal", "no strata yet");
     }
-    for (i, (label, v)) in rows.iter().enumerate() {
+    for (i, (label, v, note)) in rows.iter().enumerate() {
         let yy = top + row_h * i as f64;
         text(&mut s, label_w - 6.0, yy + 10.0, "end", 9, "normal", label);
         let (a, b) = (x(0.0).min(x(*v)), x(0.0).max(x(*v)));
@@ -503,9 +548,8 @@ pub fn bars(title: &str, rows: &[(String, f64)], x_label: &str) -> String {
             c((b - a).max(0.5)),
             c(row_h - 4.0)
         );
-        if v.is_finite() {
-            let value = if *v > 0.0 { format!("+{}", tick_label(*v)) } else { tick_label(*v) };
-            text(&mut s, label_w + plot_w + 8.0, yy + 10.0, "start", 9, "normal", &value);
+        if !note.is_empty() {
+            text(&mut s, label_w + plot_w + 8.0, yy + 10.0, "start", 9, "normal", note);
         }
     }
     let bottom = top + row_h * rows.len().max(1) as f64;
@@ -691,6 +735,30 @@ mod tests {
         for needle in ["site=sheffield|condition=msk", "+2", "-1", "difference in participants"] {
             assert!(t.iter().any(|x| x == needle), "{needle}");
         }
+    }
+
+    #[test]
+    fn balance_shows_each_strata_counts_and_difference() {
+        let rows = vec![
+            BalanceRow { stratum: "site=sheffield".into(), counts: vec![45, 44] },
+            BalanceRow { stratum: "site=dudley".into(), counts: vec![20, 22] },
+            BalanceRow { stratum: "three arms".into(), counts: vec![5, 7, 6] },
+            BalanceRow { stratum: "empty".into(), counts: vec![] },
+        ];
+        let svg = balance("Balance by stratum: ips minus usual_care", &rows, "difference in participants");
+        assert_eq!(svg, balance("Balance by stratum: ips minus usual_care", &rows, "difference in participants"));
+        let t = texts(&svg);
+        for needle in [
+            "site=sheffield",
+            "+1 (45 vs 44)",
+            "-2 (20 vs 22)",
+            "+2 (5 vs 7 vs 6)",
+            "0 ()",
+            "difference in participants",
+        ] {
+            assert!(t.iter().any(|x| x == needle), "{needle}: {t:?}");
+        }
+        well_formed(&balance("b", &[], "d"));
     }
 
     #[test]
