@@ -27,6 +27,7 @@ use crate::stats::binary::{BinaryComparison, compare_outcomes};
 use crate::stats::cace::{ComplierEffect, complier_average_effect};
 use crate::stats::continuous::{ContinuousSummary, describe, welch_t_test};
 use crate::stats::design::{Adjustment, Covariate, Factor};
+use crate::stats::imputation::RECOMMENDED_IMPUTATIONS;
 use crate::stats::imputation::{ImputedBinary, impute_and_analyse_binary};
 use crate::stats::linear::{AdjustedContinuous, ancova, linear_regression};
 use crate::stats::logistic::{AdjustedBinary, adjusted_binary};
@@ -34,7 +35,7 @@ use crate::stats::subgroup::{SubgroupAnalysis, subgroup_analysis};
 use crate::stats::survival::{
     CoxFit, KaplanMeierByArm, LogRank, SurvivalAt, cox_regression, kaplan_meier_by_arm, log_rank,
 };
-use crate::stats::{Estimable, Estimate};
+use crate::stats::{ArmCounts, Estimable, Estimate};
 
 /// Days after randomisation at which time to first job is censored.
 pub const FOLLOW_UP_DAYS: i64 = 365;
@@ -120,9 +121,28 @@ pub struct ConsortArm {
     /// Reasons given for withdrawal, loss and death, with counts.
     pub reasons: BTreeMap<String, usize>,
     /// Participants with any data at each timepoint, in protocol order.
-    pub followed_up: Vec<(String, usize)>,
-    /// Participants analysed (outcome present) for each analysed outcome.
-    pub analysed: Vec<(String, usize)>,
+    pub followed_up: Vec<TimepointCount>,
+    /// Participants analysed (outcome present) for each analysed outcome, in
+    /// report order (the primary outcome first).
+    pub analysed: Vec<OutcomeCount>,
+}
+
+/// Participants followed up at one timepoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimepointCount {
+    /// Timepoint id, e.g. `m12`.
+    pub timepoint: String,
+    /// Participants with any value recorded at it.
+    pub n: usize,
+}
+
+/// Participants analysed for one outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutcomeCount {
+    /// Outcome and timepoint, e.g. `paid_work_13_weeks_m12`.
+    pub outcome: String,
+    /// Participants with the outcome present.
+    pub n: usize,
 }
 
 /// One row of the baseline table.
@@ -135,7 +155,16 @@ pub struct BaselineRow {
     /// Unit, if any.
     pub unit: Option<String>,
     /// The summary per arm, in protocol order.
-    pub arms: Vec<(String, BaselineCell)>,
+    pub arms: Vec<BaselineArm>,
+}
+
+/// One arm's column of a baseline row.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineArm {
+    /// Arm id.
+    pub arm: String,
+    /// The summary.
+    pub cell: BaselineCell,
 }
 
 /// One arm's summary of one baseline field.
@@ -222,14 +251,31 @@ pub struct TimeToEvent {
     pub n: usize,
     /// Kaplan–Meier per arm, with medians.
     pub kaplan_meier: KaplanMeierByArm,
-    /// S(t) per arm at each timepoint's target day: (timepoint, intervention, control).
-    pub survival_at: Vec<(String, Option<SurvivalAt>, Option<SurvivalAt>)>,
+    /// S(t), the probability of no job yet, per arm at each timepoint's target
+    /// day (4 and 12 months), with Greenwood standard errors.
+    pub survival_at: Vec<SurvivalAtTimepoint>,
     /// Log-rank test, unstratified.
     pub log_rank: Estimable<LogRank>,
     /// Log-rank test stratified by the stratification factors.
     pub log_rank_stratified: Estimable<LogRank>,
     /// Cox model (Efron ties): hazard ratio of a first job, intervention vs control.
     pub cox: Estimable<CoxFit>,
+    /// Cox model stratified by the randomisation strata (a baseline hazard per
+    /// stratum), the adjusted counterpart of the stratified log-rank test.
+    pub cox_stratified: Estimable<CoxFit>,
+}
+
+/// Kaplan–Meier S(t) in both arms at one timepoint's target day.
+#[derive(Debug, Clone, Serialize)]
+pub struct SurvivalAtTimepoint {
+    /// Timepoint id, e.g. `m4`.
+    pub timepoint: String,
+    /// Days after randomisation.
+    pub day: u32,
+    /// Intervention arm (absent when its curve is not estimable).
+    pub intervention: Option<SurvivalAt>,
+    /// Control arm (absent when its curve is not estimable).
+    pub control: Option<SurvivalAt>,
 }
 
 /// Missing outcome data for the primary outcome.
@@ -237,14 +283,16 @@ pub struct TimeToEvent {
 pub struct MissingData {
     /// The protocol's stated assumption for the primary analysis.
     pub assumption: String,
-    /// Outcome present, per arm (analysed in the primary analysis).
-    pub observed: (usize, usize),
+    /// Outcome present, per arm: the numbers analysed in the primary analysis
+    /// (complete cases, valid under the stated assumption given the strata).
+    pub observed: ArmCounts,
     /// Outcome missing, per arm.
-    pub missing: (usize, usize),
+    pub missing: ArmCounts,
     /// Sensitivity analysis: multiple imputation (logistic imputation model with
     /// arm, stratification factors and baseline measures; Rubin's rules).
     pub imputation: ImputedBinary,
-    /// Number of imputations.
+    /// Number of imputations: the protocol's, and never fewer than 20
+    /// ([`RECOMMENDED_IMPUTATIONS`]).
     pub imputations: usize,
     /// How the imputation's random stream is keyed (so anyone can reproduce it).
     pub stream: String,
@@ -410,16 +458,20 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
                 .into();
             let mut stream = Stream::open(&key, "imputation", 0);
             let mut words = || stream.next_word();
-            let m = (p.analysis.imputations as usize).max(2);
+            // White, Royston & Wood (2011): at least as many imputations as the
+            // percentage of incomplete cases; the floor is 20.
+            let m = (p.analysis.imputations as usize).max(RECOMMENDED_IMPUTATIONS);
             let imputation =
                 impute_and_analyse_binary(y, &treated, &mi_adj, m, level, &mut words).map_err(stats_err)?;
-            let count = |arm: bool, present: bool| {
-                y.iter().zip(&treated).filter(|(v, t)| **t == arm && v.is_some() == present).count()
+            let count = |present: bool| {
+                let n =
+                    |arm: bool| y.iter().zip(&treated).filter(|(v, t)| **t == arm && v.is_some() == present).count();
+                ArmCounts { treated: n(true), control: n(false) }
             };
             Some(MissingData {
                 assumption: p.analysis.missing_data.clone(),
-                observed: (count(true, true), count(false, true)),
-                missing: (count(true, false), count(false, false)),
+                observed: count(true),
+                missing: count(false),
                 imputation,
                 imputations: m,
                 stream: format!(
@@ -521,7 +573,12 @@ fn time_to_event(
         .iter()
         .map(|t| {
             let at = |k: &Estimable<crate::stats::survival::KaplanMeier>| k.value().map(|k| k.at(f64::from(t.day)));
-            (t.id.clone(), at(&km.treated), at(&km.control))
+            SurvivalAtTimepoint {
+                timepoint: t.id.clone(),
+                day: t.day,
+                intervention: at(&km.treated),
+                control: at(&km.control),
+            }
         })
         .collect();
     let sub_strata: Option<Factor> = if strata.is_empty() {
@@ -541,6 +598,7 @@ fn time_to_event(
     let log_rank_unstratified = log_rank(&time, &event, &arm, None)?;
     let log_rank_stratified = log_rank(&time, &event, &arm, sub_strata.as_ref())?;
     let cox = cox_regression(&time, &event, &arm, &Adjustment::default(), None, level)?;
+    let cox_stratified = cox_regression(&time, &event, &arm, &Adjustment::default(), sub_strata.as_ref(), level)?;
     Ok(TimeToEvent {
         outcome: name.to_string(),
         label,
@@ -553,6 +611,7 @@ fn time_to_event(
         log_rank: log_rank_unstratified,
         log_rank_stratified,
         cox,
+        cox_stratified,
     })
 }
 
@@ -598,7 +657,10 @@ fn consort(
             followed_up: Vec::new(),
             analysed: analysed
                 .iter()
-                .map(|(name, has)| (name.clone(), in_arm.iter().filter(|&&i| has[i]).count()))
+                .map(|(name, has)| OutcomeCount {
+                    outcome: name.clone(),
+                    n: in_arm.iter().filter(|&&i| has[i]).count(),
+                })
                 .collect(),
         };
         for r in d.participants.iter().filter(|r| r.arm == arm.id) {
@@ -629,7 +691,7 @@ fn consort(
                     .iter()
                     .filter(|r| r.arm == arm.id && r.outcomes.keys().any(|(tp, _)| *tp == t.id))
                     .count();
-                (t.id.clone(), n)
+                TimepointCount { timepoint: t.id.clone(), n }
             })
             .collect();
         c.arms.push(a);
@@ -661,7 +723,7 @@ fn baseline_table(d: &Dataset, people: &[&ParticipantRecord]) -> Vec<BaselineRow
                             n,
                             missing: vals.len() - n,
                         };
-                        (arm.to_string(), cell)
+                        BaselineArm { arm: arm.to_string(), cell }
                     })
                     .collect(),
             }
@@ -688,7 +750,7 @@ fn baseline_table(d: &Dataset, people: &[&ParticipantRecord]) -> Vec<BaselineRow
                     .map(|arm| {
                         let vals: Vec<Option<f64>> =
                             people.iter().filter(|r| r.arm == *arm).map(|r| number(&r.baseline, &f.name)).collect();
-                        (arm.to_string(), continuous_cell(&vals))
+                        BaselineArm { arm: arm.to_string(), cell: continuous_cell(&vals) }
                     })
                     .collect(),
             }),
@@ -856,6 +918,40 @@ pub fn estimates(a: &Analysis) -> Vec<EstimateRow> {
     if let Some(t) = &a.time_to_event {
         let hr = t.cox.as_ref().and_then(|c| c.hazard_ratio.clone());
         rows.push(estimate_row("time to event", &t.outcome, "hazard ratio", &hr, l));
+        let hr = t.cox_stratified.as_ref().and_then(|c| c.hazard_ratio.clone());
+        rows.push(estimate_row("time to event (stratified)", &t.outcome, "hazard ratio", &hr, l));
+        let arms =
+            [(&a.arms.intervention, &t.kaplan_meier.treated, true), (&a.arms.control, &t.kaplan_meier.control, false)];
+        for (arm, km, intervention) in arms {
+            let Estimable::Value(km) = km else { continue };
+            let row = |measure: String, estimate: Option<f64>, ci: (Option<f64>, Option<f64>), se: &str| EstimateRow {
+                section: "time to event".into(),
+                outcome: t.outcome.clone(),
+                measure,
+                method: km.method.clone(),
+                estimate,
+                ci_low: ci.0,
+                ci_high: ci.1,
+                level: km.level,
+                p_value: None,
+                n_intervention: intervention.then_some(km.n),
+                n_control: (!intervention).then_some(km.n),
+                status: if estimate.is_some() { format!("estimated{se}") } else { "not reached".into() },
+            };
+            let m = &km.median;
+            rows.push(row(format!("median days to first job ({arm})"), m.time, (m.ci_low, m.ci_high), ""));
+            for at in &t.survival_at {
+                let x = if intervention { &at.intervention } else { &at.control };
+                if let Some(x) = x {
+                    rows.push(row(
+                        format!("S(day {}) without a job, {} ({arm})", at.day, at.timepoint),
+                        Some(x.survival),
+                        (x.ci_low, x.ci_high),
+                        &format!("; Greenwood SE {}", num(x.se)),
+                    ));
+                }
+            }
+        }
         rows.push(test_row("time to event", &t.outcome, "log-rank", &t.log_rank.as_ref().map(|x| x.test.clone()), l));
         rows.push(test_row(
             "time to event",
@@ -901,6 +997,18 @@ pub fn estimates(a: &Analysis) -> Vec<EstimateRow> {
             &pooled(&m.imputation.risk_difference, "standardised risk difference (percentage points)"),
             l,
         ));
+        // Rubin's rules pool the log odds ratio; report it on the odds-ratio scale.
+        let or = pooled(&m.imputation.log_odds_ratio, "adjusted odds ratio").map(|mut e| {
+            (e.estimate, e.ci_low, e.ci_high) = (e.estimate.exp(), e.ci_low.exp(), e.ci_high.exp());
+            e
+        });
+        rows.push(estimate_row(
+            "missing data (multiple imputation)",
+            &a.primary.as_ref().map(|p| p.outcome.clone()).unwrap_or_default(),
+            "adjusted odds ratio",
+            &or,
+            l,
+        ));
     }
     if let Some(c) = &a.cace {
         rows.push(estimate_row(
@@ -914,7 +1022,12 @@ pub fn estimates(a: &Analysis) -> Vec<EstimateRow> {
     rows
 }
 
-/// Writes `analysis.json`, `estimates.csv`, `consort.csv` and `baseline.csv` into `dir`.
+/// Writes into `dir`: `analysis.json` (the whole [`Analysis`]), `estimates.csv`
+/// (every estimate and test, flat: [`estimates`]), `consort.csv` (the flow),
+/// `baseline.csv` (one statistic per row) and `survival.csv` (the
+/// Kaplan–Meier curves, one step per row). Numbers are written as the shortest
+/// decimal that reads back to the same value, so the files are byte-identical
+/// for the same dataset.
 pub fn write_tables(a: &Analysis, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     let mut written = Vec::new();
@@ -982,18 +1095,18 @@ pub fn write_tables(a: &Analysis, dir: &Path) -> Result<Vec<std::path::PathBuf>>
         for (reason, n) in &arm.reasons {
             t.rows.push(row("reason", &arm.arm, reason, *n));
         }
-        for (tp, n) in &arm.followed_up {
-            t.rows.push(row("followed up", &arm.arm, tp, *n));
+        for f in &arm.followed_up {
+            t.rows.push(row("followed up", &arm.arm, &f.timepoint, f.n));
         }
-        for (o, n) in &arm.analysed {
-            t.rows.push(row("analysed", &arm.arm, o, *n));
+        for o in &arm.analysed {
+            t.rows.push(row("analysed", &arm.arm, &o.outcome, o.n));
         }
     }
     put("consort.csv", csv_bytes(&t)?)?;
 
     let mut t = table(&["field", "arm", "statistic", "value"]);
     for r in &a.baseline {
-        for (arm, cell) in &r.arms {
+        for BaselineArm { arm, cell } in &r.arms {
             let mut push = |stat: &str, v: Option<String>| {
                 t.rows.push(vec![Some(r.field.clone()), Some(arm.clone()), Some(stat.to_string()), v]);
             };
@@ -1018,6 +1131,26 @@ pub fn write_tables(a: &Analysis, dir: &Path) -> Result<Vec<std::path::PathBuf>>
         }
     }
     put("baseline.csv", csv_bytes(&t)?)?;
+
+    let mut t = table(&["arm", "day", "n_risk", "n_event", "n_censor", "survival", "se"]);
+    if let Some(tte) = &a.time_to_event {
+        for (arm, km) in
+            [(&a.arms.intervention, &tte.kaplan_meier.treated), (&a.arms.control, &tte.kaplan_meier.control)]
+        {
+            for st in km.value().map(|k| k.steps.as_slice()).unwrap_or_default() {
+                t.rows.push(vec![
+                    Some(arm.clone()),
+                    Some(num(st.time)),
+                    Some(st.n_risk.to_string()),
+                    Some(st.n_event.to_string()),
+                    Some(st.n_censor.to_string()),
+                    Some(num(st.survival)),
+                    Some(num(st.se)),
+                ]);
+            }
+        }
+    }
+    put("survival.csv", csv_bytes(&t)?)?;
     Ok(written)
 }
 
@@ -1098,11 +1231,11 @@ pub fn markdown(a: &Analysis) -> String {
     s += &line("lost to follow-up", &|x| x.lost.to_string());
     s += &line("died", &|x| x.died.to_string());
     if let Some(first) = c.arms.first() {
-        for (i, (tp, _)) in first.followed_up.iter().enumerate() {
-            s += &line(&format!("followed up at {tp}"), &|x| x.followed_up[i].1.to_string());
+        for (i, f) in first.followed_up.iter().enumerate() {
+            s += &line(&format!("followed up at {}", f.timepoint), &|x| x.followed_up[i].n.to_string());
         }
-        for (i, (o, _)) in first.analysed.iter().enumerate() {
-            s += &line(&format!("analysed: {o}"), &|x| x.analysed[i].1.to_string());
+        for (i, o) in first.analysed.iter().enumerate() {
+            s += &line(&format!("analysed: {}", o.outcome), &|x| x.analysed[i].n.to_string());
         }
     }
     s += "\n## 2. Baseline characteristics\n\n";
@@ -1112,13 +1245,13 @@ pub fn markdown(a: &Analysis) -> String {
         "---|".repeat(c.arms.len())
     );
     for r in &a.baseline {
-        match r.arms.first().map(|x| &x.1) {
+        match r.arms.first().map(|x| &x.cell) {
             Some(BaselineCell::Continuous { mean, .. }) => {
                 let d = digits_for(mean.unwrap_or(0.0), 1);
                 let cells: Vec<String> = r
                     .arms
                     .iter()
-                    .map(|(_, cell)| match cell {
+                    .map(|x| match &x.cell {
                         BaselineCell::Continuous { n, missing, mean, sd, median, q1, q3 } => format!(
                             "{} ({}); {} [{}–{}]; n {n}{}",
                             opt(*mean, d),
@@ -1139,7 +1272,7 @@ pub fn markdown(a: &Analysis) -> String {
                     let cells: Vec<String> = r
                         .arms
                         .iter()
-                        .map(|(_, cell)| match cell {
+                        .map(|x| match &x.cell {
                             BaselineCell::Categorical { levels, n, .. } => {
                                 let k = levels[li].1;
                                 if *n > 0 { format!("{k} ({:.1}%)", 100.0 * k as f64 / *n as f64) } else { "0".into() }
@@ -1222,16 +1355,18 @@ pub fn markdown(a: &Analysis) -> String {
             };
             s += &format!("- {}: {}\n", arms.intervention, median(&t.kaplan_meier.treated));
             s += &format!("- {}: {}\n", arms.control, median(&t.kaplan_meier.control));
-            for (tp, a1, a0) in &t.survival_at {
+            for at in &t.survival_at {
                 let f = |x: &Option<SurvivalAt>| {
                     x.as_ref().map_or("—".into(), |x| format!("{:.3} (SE {:.3})", x.survival, x.se))
                 };
                 s += &format!(
-                    "- S(t) without a job at {tp}: {} {}, {} {}\n",
+                    "- S(t) without a job at {} (day {}): {} {}, {} {}\n",
+                    at.timepoint,
+                    at.day,
                     arms.intervention,
-                    f(a1),
+                    f(&at.intervention),
                     arms.control,
-                    f(a0)
+                    f(&at.control)
                 );
             }
             let lr = |x: &Estimable<LogRank>| match x {
@@ -1241,6 +1376,8 @@ pub fn markdown(a: &Analysis) -> String {
             s += &format!("- Log-rank: {}; stratified: {}\n", lr(&t.log_rank), lr(&t.log_rank_stratified));
             let hr = t.cox.as_ref().and_then(|c| c.hazard_ratio.clone());
             s += &format!("- Hazard ratio (Cox, Efron ties): {}\n", fmt_ci(&hr, 2, ""));
+            let hr = t.cox_stratified.as_ref().and_then(|c| c.hazard_ratio.clone());
+            s += &format!("- Hazard ratio, stratified by the randomisation strata: {}\n", fmt_ci(&hr, 2, ""));
         }
     }
     s += "\n## 6. Subgroups (secondary)\n\n";
@@ -1251,7 +1388,7 @@ pub fn markdown(a: &Analysis) -> String {
         };
         s += &format!("- **{}** ({p})\n", g.factor);
         for lv in &g.levels {
-            s += &format!("  - {}: {} pp\n", lv.level, fmt_ci(&lv.risk_difference, 1, " pp"));
+            s += &format!("  - {}: {}\n", lv.level, fmt_ci(&lv.risk_difference, 1, " pp"));
         }
     }
     s += "\n## 7. Missing outcome data\n\n";
@@ -1260,13 +1397,13 @@ pub fn markdown(a: &Analysis) -> String {
         s += &format!(
             "Primary outcome observed: {} {}, {} {}; missing: {} {}, {} {}.\n\n",
             arms.intervention,
-            m.observed.0,
+            m.observed.treated,
             arms.control,
-            m.observed.1,
+            m.observed.control,
             arms.intervention,
-            m.missing.0,
+            m.missing.treated,
             arms.control,
-            m.missing.1
+            m.missing.control
         );
         let pooled = match &m.imputation.risk_difference {
             Estimable::Value(p) => {

@@ -328,7 +328,7 @@ enum Command {
         /// The trial database.
         #[arg(long, value_name = "FILE")]
         db: PathBuf,
-        /// Also write analysis.json, estimates.csv, consort.csv and baseline.csv here.
+        /// Also write analysis.json, estimates.csv, consort.csv, baseline.csv and survival.csv here.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Print the analysis as JSON instead of the Markdown summary.

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use chrono::NaiveDate;
 
-use crate::analysis::{Analysis, BaselineCell, digits_for, fmt_ci, fmt_p, opt};
+use crate::analysis::{Analysis, BaselineArm, BaselineCell, digits_for, fmt_ci, fmt_p, opt};
 use crate::stats::Estimable;
 use crate::svg::{self, FlowBox, ForestRow, Series, esc};
 
@@ -97,8 +97,8 @@ pub fn html(a: &Analysis, recruitment: &Recruitment, audit: &AuditStatus) -> Str
                     format!("Lost to follow-up: {}", arm.lost),
                     format!("Died: {}", arm.died),
                 ];
-                follow.extend(arm.followed_up.iter().map(|(tp, n)| format!("Followed up at {tp}: {n}")));
-                let analysed = arm.analysed.iter().take(1).map(|(o, n)| format!("{o}: {n}")).collect();
+                follow.extend(arm.followed_up.iter().map(|f| format!("Followed up at {}: {}", f.timepoint, f.n)));
+                let analysed = arm.analysed.iter().take(1).map(|o| format!("{}: {}", o.outcome, o.n)).collect();
                 vec![
                     FlowBox { heading: format!("Allocated to {} (n = {})", arm.arm, arm.allocated), lines: alloc },
                     FlowBox { heading: "Follow-up".into(), lines: follow },
@@ -156,11 +156,11 @@ pub fn html(a: &Analysis, recruitment: &Recruitment, audit: &AuditStatus) -> Str
     }
     s.push_str("</tr>\n");
     for r in &a.baseline {
-        match r.arms.first().map(|x| &x.1) {
+        match r.arms.first().map(|x| &x.cell) {
             Some(BaselineCell::Continuous { mean, .. }) => {
                 let d = digits_for(mean.unwrap_or(0.0), 1);
                 let _ = write!(s, "<tr><td>{}, mean (SD); median [IQR]</td>", esc(&r.label));
-                for (_, cell) in &r.arms {
+                for BaselineArm { cell, .. } in &r.arms {
                     if let BaselineCell::Continuous { mean, sd, median, q1, q3, missing, .. } = cell {
                         let _ = write!(
                             s,
@@ -180,7 +180,7 @@ pub fn html(a: &Analysis, recruitment: &Recruitment, audit: &AuditStatus) -> Str
                 let _ = writeln!(s, "<tr><th colspan=\"{}\">{}</th></tr>", r.arms.len() + 1, esc(&r.label));
                 for (li, (l, _)) in levels.iter().enumerate() {
                     let _ = write!(s, "<tr><td>&nbsp;&nbsp;{}</td>", esc(l));
-                    for (_, cell) in &r.arms {
+                    for BaselineArm { cell, .. } in &r.arms {
                         if let BaselineCell::Categorical { levels, n, .. } = cell {
                             let k = levels[li].1;
                             let pct =
@@ -371,13 +371,13 @@ pub fn html(a: &Analysis, recruitment: &Recruitment, audit: &AuditStatus) -> Str
              Multiple imputation (m = {}, Rubin's rules): {}.</p>",
             esc(&m.assumption),
             esc(&arms.intervention),
-            m.observed.0,
+            m.observed.treated,
             esc(&arms.control),
-            m.observed.1,
+            m.observed.control,
             esc(&arms.intervention),
-            m.missing.0,
+            m.missing.treated,
             esc(&arms.control),
-            m.missing.1,
+            m.missing.control,
             m.imputations,
             esc(&pooled)
         );

@@ -5,6 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use chancery::analysis::{Analysis, analyse, markdown, write_tables};
+use chancery::dataset::{Dataset, OutcomeValue, ParticipantRecord, ParticipantStatus, ReferralRecord};
+use chancery::stats::Estimable;
+use chrono::{Duration, NaiveDate};
 use serde_json::Value;
 
 use crate::util::*;
@@ -95,6 +99,73 @@ fn the_analysis_agrees_with_r_on_the_same_trial() {
     close("hazard ratio low", &hr["ci_low"], r["tte.hr.low"], 1e-6);
     close("hazard ratio high", &hr["ci_high"], r["tte.hr.high"], 1e-6);
     close("log-rank p", &t["log_rank"]["value"]["test"]["p_value"], r["tte.logrank.p"], 1e-6);
+
+    // Unadjusted effects of the primary outcome (closed forms: 1e-8).
+    for (json, key) in
+        [("risk_difference", "primary.newcombe"), ("risk_ratio", "primary.rr"), ("odds_ratio", "primary.or")]
+    {
+        let e = &u[json]["value"];
+        close(key, &e["estimate"], r[key], 1e-8);
+        close(key, &e["ci_low"], r[&format!("{key}.low")], 1e-8);
+        close(key, &e["ci_high"], r[&format!("{key}.high")], 1e-8);
+    }
+    close("Wald low", &u["risk_difference_wald"]["value"]["ci_low"], r["primary.wald.low"], 1e-8);
+    close("Wald high", &u["risk_difference_wald"]["value"]["ci_high"], r["primary.wald.high"], 1e-8);
+
+    // Every continuous outcome: Welch and the adjusted (ANCOVA) mean difference.
+    let continuous = a["continuous"].as_array().unwrap();
+    let names: Vec<&str> = continuous.iter().map(|c| c["outcome"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["weeks_in_paid_work", "earnings_monthly", "sickness_absence_days", "phq9", "gad7", "swemwbs", "eq5d"]
+    );
+    for c in continuous {
+        let o = c["outcome"].as_str().unwrap();
+        for (json, key) in [
+            (&c["welch"]["value"], format!("{o}.welch")),
+            (&c["adjusted"]["mean_difference"]["value"], format!("{o}.adjusted")),
+        ] {
+            close(&key, &json["estimate"], r[&key], 1e-8);
+            close(&key, &json["ci_low"], r[&format!("{key}.low")], 1e-8);
+            close(&key, &json["ci_high"], r[&format!("{key}.high")], 1e-8);
+        }
+    }
+
+    // Time to first job: S(t) at 4 and 12 months with Greenwood SE; the
+    // stratified log-rank test and Cox model.
+    let at = t["survival_at"].as_array().unwrap();
+    assert_eq!(at.len(), 2);
+    for s in at {
+        let day = s["day"].as_u64().unwrap();
+        for (arm, key) in [("intervention", "ips"), ("control", "usual_care")] {
+            let k = format!("tte.{key}.s{day}");
+            close(&k, &s[arm]["survival"], r[&k], 1e-8);
+            close(&k, &s[arm]["se"], r[&format!("{k}.se")], 1e-8);
+        }
+    }
+    close(
+        "stratified log-rank p",
+        &t["log_rank_stratified"]["value"]["test"]["p_value"],
+        r["tte.logrank_strat.p"],
+        1e-8,
+    );
+    let hr = &t["cox_stratified"]["value"]["hazard_ratio"]["value"];
+    close("stratified HR", &hr["estimate"], r["tte.strat.hr"], 1e-6);
+    close("stratified HR low", &hr["ci_low"], r["tte.strat.hr.low"], 1e-6);
+    close("stratified HR high", &hr["ci_high"], r["tte.strat.hr.high"], 1e-6);
+
+    // Subgroups: the likelihood-ratio interaction test (logistic fits: 1e-6).
+    for g in a["subgroups"].as_array().unwrap() {
+        let f = g["factor"].as_str().unwrap();
+        let key = format!("subgroup.{}.lr.p", f.replace("employment_status", "employment"));
+        close(&key, &g["interaction_lr"]["value"]["p_value"], r[&key], 1e-6);
+    }
+
+    // CACE: allocation as the instrument for receiving IPS.
+    let cace = &a["cace"]["effect"]["value"]["cace"];
+    close("CACE", &cace["estimate"], r["cace"], 1e-8);
+    close("CACE low", &cace["ci_low"], r["cace.low"], 1e-8);
+    close("CACE high", &cace["ci_high"], r["cace.high"], 1e-8);
 }
 
 #[test]
@@ -137,7 +208,7 @@ fn every_section_is_present_and_the_output_is_byte_identical_run_to_run() {
     let out2 = dir.path().join("o2");
     chancery().args(["analyse", "--db"]).arg(&db).arg("--out").arg(&out1).assert().success();
     chancery().args(["analyse", "--db"]).arg(&db).arg("--out").arg(&out2).assert().success();
-    for f in ["analysis.json", "estimates.csv", "consort.csv", "baseline.csv"] {
+    for f in ["analysis.json", "estimates.csv", "consort.csv", "baseline.csv", "survival.csv"] {
         let a = std::fs::read(out1.join(f)).unwrap();
         assert!(!a.is_empty(), "{f}");
         assert_eq!(a, std::fs::read(out2.join(f)).unwrap(), "{f} differs between runs");
@@ -199,4 +270,310 @@ fn swapping_the_arms_negates_the_risk_difference_and_inverts_the_odds_ratio() {
     let adj = a["primary"]["adjusted"]["risk_difference"]["value"]["estimate"].as_f64().unwrap();
     let adj2 = b["primary"]["adjusted"]["risk_difference"]["value"]["estimate"].as_f64().unwrap();
     assert!((adj + adj2).abs() < 1e-6, "{adj} vs {adj2}");
+}
+
+// ---------------------------------------------------------------------------
+// Degenerate data, through the pure library: a dataset built value by value.
+
+/// One simulated participant of a hand-built dataset.
+#[derive(Clone)]
+struct Person {
+    arm: &'static str,
+    site: &'static str,
+    employment: &'static str,
+    condition: &'static str,
+    /// Primary outcome at 12 months; `None` is missing.
+    work13: Option<bool>,
+    /// 12-month follow-up day (no follow-up at all when `None`).
+    follow_up: Option<i64>,
+    /// Day of the first job, if any.
+    job: Option<i64>,
+    /// PHQ-9 at baseline and at 12 months.
+    phq9: (f64, Option<f64>),
+    /// IPS contacts recorded at 12 months.
+    contacts: u32,
+}
+
+/// A uniform number in [0, 1) for participant `i`, draw `k` (SplitMix64: test data only).
+fn u(i: usize, k: u64) -> f64 {
+    let mut z = (i as u64).wrapping_mul(1_000).wrapping_add(k).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `n` participants alternating between the arms, with a 10-point effect on
+/// the primary outcome and realistic variation everywhere else.
+fn people(n: usize) -> Vec<Person> {
+    (0..n)
+        .map(|i| {
+            let ips = i % 2 == 0;
+            let work13 = u(i, 1) < if ips { 0.35 } else { 0.25 };
+            let job = if work13 {
+                Some(10 + (u(i, 2) * 250.0) as i64)
+            } else {
+                (u(i, 3) < 0.15).then(|| 20 + (u(i, 4) * 300.0) as i64)
+            };
+            let phq0 = (4.0 + u(i, 6) * 18.0).round();
+            let phq12 = (phq0 - 1.0 - f64::from(u8::from(ips)) + (u(i, 7) - 0.5) * 8.0).round().clamp(0.0, 27.0);
+            Person {
+                arm: if ips { "ips" } else { "usual_care" },
+                site: ["sheffield", "birmingham", "doncaster"][(u(i, 9) * 3.0) as usize],
+                employment: if u(i, 10) < 0.3 { "in_work" } else { "out_of_work" },
+                condition: ["mental_health", "msk", "both"][(u(i, 11) * 3.0) as usize],
+                work13: Some(work13),
+                follow_up: Some(330 + (u(i, 5) * 40.0) as i64),
+                job,
+                phq9: (phq0, Some(phq12)),
+                contacts: match (ips, u(i, 8)) {
+                    (true, x) if x < 0.85 => 1 + (x * 20.0) as u32,
+                    (false, x) if x < 0.05 => 1,
+                    _ => 0,
+                },
+            }
+        })
+        .collect()
+}
+
+fn dataset(people: &[Person]) -> Dataset {
+    let protocol = chancery::protocol::Protocol::load(&root().join("protocol/work-health-ips.toml")).unwrap();
+    let start = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+    let mut referrals = Vec::new();
+    let mut participants = Vec::new();
+    for (i, p) in people.iter().enumerate() {
+        let id = format!("P{i:04}");
+        referrals.push(ReferralRecord {
+            participant: id.clone(),
+            site: p.site.into(),
+            status: "randomised".into(),
+            reasons: vec![],
+        });
+        let strata: BTreeMap<String, String> =
+            [("site", p.site), ("employment_status", p.employment), ("condition", p.condition)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let mut baseline = strata.clone();
+        baseline.remove("site");
+        for (k, v) in [("age", "40"), ("sex", "female"), ("gad7", "9"), ("swemwbs", "20"), ("eq5d", "0.6")] {
+            baseline.insert(k.into(), v.into());
+        }
+        baseline.insert("phq9".into(), p.phq9.0.to_string());
+        let mut outcomes = BTreeMap::new();
+        if let Some(day) = p.follow_up {
+            let on = start + Duration::days(day);
+            let mut put = |name: &str, value: String| {
+                outcomes.insert(("m12".to_string(), name.to_string()), OutcomeValue { value, collected_on: on });
+            };
+            if let Some(y) = p.work13 {
+                put("paid_work_13_weeks", if y { "yes" } else { "no" }.into());
+            }
+            if let Some(v) = p.phq9.1 {
+                put("phq9", v.to_string());
+            }
+            if let Some(j) = p.job.filter(|j| *j <= day) {
+                put("first_job_date", (start + Duration::days(j)).format("%Y-%m-%d").to_string());
+            }
+            put("ips_contacts", p.contacts.to_string());
+        }
+        participants.push(ParticipantRecord {
+            participant: id,
+            site: p.site.into(),
+            region: protocol.site(p.site).and_then(|s| s.region.clone()),
+            arm: p.arm.into(),
+            strata,
+            randomised_on: start,
+            baseline,
+            status: ParticipantStatus::Active,
+            outcomes,
+        });
+    }
+    referrals.push(ReferralRecord {
+        participant: "X0001".into(),
+        site: "sheffield".into(),
+        status: "ineligible".into(),
+        reasons: vec!["adult".into()],
+    });
+    Dataset { protocol, referrals, participants, as_of: NaiveDate::from_ymd_opt(2027, 6, 1).unwrap() }
+}
+
+/// Every float anywhere in the analysis is finite (serde_json would write NaN
+/// as `null`, so walk a TOML value, which keeps NaN and infinity as floats),
+/// every not-estimable result says why, and every output renders.
+fn assert_labelled(a: &Analysis) {
+    fn walk(v: &toml::Value, path: &str) {
+        match v {
+            toml::Value::Float(x) => assert!(x.is_finite(), "{path} = {x}"),
+            toml::Value::Array(xs) => xs.iter().enumerate().for_each(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            toml::Value::Table(t) => {
+                if t.get("status").and_then(|s| s.as_str()) == Some("not_estimable") {
+                    let reason = t.get("reason").and_then(|r| r.as_str()).unwrap_or_default();
+                    assert!(reason.starts_with("not estimable: "), "{path}: reason {reason:?}");
+                }
+                t.iter().for_each(|(k, x)| walk(x, &format!("{path}.{k}")));
+            }
+            _ => {}
+        }
+    }
+    walk(&toml::Value::try_from(a).unwrap(), "analysis");
+    // Rust prints non-finite floats as `NaN`, `inf` and `-inf`.
+    let non_finite = |text: &str| text.split(|c: char| !c.is_alphanumeric()).any(|w| w == "NaN" || w == "inf");
+    let md = markdown(a);
+    assert!(!non_finite(&md), "a non-finite number in the summary:\n{md}");
+    let dir = tempfile::tempdir().unwrap();
+    for path in write_tables(a, dir.path()).unwrap() {
+        assert!(!non_finite(&std::fs::read_to_string(&path).unwrap()), "{}", path.display());
+    }
+    for section in [a.primary.is_some(), a.time_to_event.is_some(), a.missing_data.is_some(), a.cace.is_some()] {
+        assert!(section, "a section is missing");
+    }
+    assert_eq!(a.subgroups.len(), 3);
+    assert!(!a.continuous.is_empty() && !a.baseline.is_empty());
+}
+
+fn reason<T>(e: &Estimable<T>) -> &str {
+    e.reason().unwrap_or_else(|| panic!("expected not estimable"))
+}
+
+#[test]
+fn a_balanced_hand_built_dataset_is_estimable_throughout() {
+    let a = analyse(&dataset(&people(240))).unwrap();
+    assert_labelled(&a);
+    let p = a.primary.as_ref().unwrap();
+    assert!(p.adjusted.risk_difference.is_value() && p.unadjusted.fisher_exact.is_value());
+    let t = a.time_to_event.as_ref().unwrap();
+    assert!(t.cox.is_value() && t.cox_stratified.is_value() && t.log_rank_stratified.is_value());
+    assert_eq!(a.missing_data.as_ref().unwrap().imputations, 20, "m is at least 20 whatever the protocol says");
+    assert_eq!(a.consort.screened, 241);
+    assert_eq!(a.consort.ineligible_by_reason.get("adult"), Some(&1));
+}
+
+#[test]
+fn zero_events_in_an_arm_gives_exact_and_corrected_methods_and_labels_the_rest() {
+    let mut ps = people(200);
+    for p in ps.iter_mut().filter(|p| p.arm == "usual_care") {
+        p.work13 = Some(false);
+        p.job = None;
+    }
+    let a = analyse(&dataset(&ps)).unwrap();
+    assert_labelled(&a);
+    let u = &a.primary.as_ref().unwrap().unadjusted;
+    assert!(u.fisher_exact.is_value(), "Fisher's exact test is exact with a zero cell");
+    assert!(u.risk_difference.is_value(), "Newcombe's interval is defined with a zero cell");
+    let rr = u.risk_ratio.value().expect("Haldane-corrected risk ratio");
+    assert!(rr.note.as_deref().unwrap_or_default().contains("0.5"), "{:?}", rr.note);
+    let adjusted = &a.primary.as_ref().unwrap().adjusted;
+    reason(&adjusted.odds_ratio);
+    assert!(a.primary.as_ref().unwrap().headline.starts_with("not estimable"));
+    reason(&a.time_to_event.as_ref().unwrap().cox);
+}
+
+#[test]
+fn a_stratum_with_one_arm_only_still_gives_the_adjusted_and_stratified_analyses() {
+    let mut ps = people(240);
+    for p in ps.iter_mut().filter(|p| p.site == "doncaster") {
+        p.arm = "ips";
+    }
+    let a = analyse(&dataset(&ps)).unwrap();
+    assert_labelled(&a);
+    assert!(a.primary.as_ref().unwrap().adjusted.risk_difference.is_value());
+    let t = a.time_to_event.as_ref().unwrap();
+    assert!(t.log_rank_stratified.is_value() && t.cox_stratified.is_value());
+}
+
+#[test]
+fn all_outcomes_missing_gives_labelled_results_in_every_section() {
+    let mut ps = people(60);
+    for p in &mut ps {
+        p.follow_up = None;
+    }
+    let a = analyse(&dataset(&ps)).unwrap();
+    assert_labelled(&a);
+    let p = a.primary.as_ref().unwrap();
+    reason(&p.unadjusted.treated);
+    reason(&p.unadjusted.risk_difference);
+    reason(&p.adjusted.risk_difference);
+    reason(&a.continuous[0].welch);
+    let t = a.time_to_event.as_ref().unwrap();
+    assert_eq!(t.n, 0);
+    reason(&t.kaplan_meier.treated);
+    reason(&t.log_rank);
+    reason(&t.cox);
+    let m = a.missing_data.as_ref().unwrap();
+    assert_eq!((m.observed.treated, m.observed.control, m.missing.treated, m.missing.control), (0, 0, 30, 30));
+    reason(&m.imputation.risk_difference);
+    reason(&a.cace.as_ref().unwrap().effect);
+    assert!(a.consort.arms.iter().all(|arm| arm.analysed.iter().all(|o| o.n == 0)));
+}
+
+#[test]
+fn fewer_than_two_per_arm_and_an_empty_trial_give_labelled_results() {
+    for n in [0, 1, 2, 3] {
+        let a = analyse(&dataset(&people(n))).unwrap();
+        assert_labelled(&a);
+        reason(&a.continuous.iter().find(|c| c.outcome == "phq9").unwrap().welch);
+        reason(&a.primary.as_ref().unwrap().adjusted.risk_difference);
+    }
+}
+
+#[test]
+fn a_single_level_factor_drops_out_of_the_models_and_its_subgroup_test_is_labelled() {
+    let mut ps = people(240);
+    for p in &mut ps {
+        p.site = "sheffield";
+        p.employment = "out_of_work";
+    }
+    let a = analyse(&dataset(&ps)).unwrap();
+    assert_labelled(&a);
+    assert!(a.primary.as_ref().unwrap().adjusted.risk_difference.is_value());
+    let employment = a.subgroups.iter().find(|g| g.factor == "employment_status").unwrap();
+    assert_eq!(employment.levels.len(), 1);
+    reason(&employment.interaction_lr);
+    let region = a.subgroups.iter().find(|g| g.factor == "region").unwrap();
+    reason(&region.interaction_lr);
+}
+
+#[test]
+fn the_library_outputs_are_byte_identical_for_the_same_dataset() {
+    let d = dataset(&people(300));
+    let (a, b) = (analyse(&d).unwrap(), analyse(&d).unwrap());
+    assert_eq!(markdown(&a), markdown(&b));
+    let (x, y) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (fx, fy) = (write_tables(&a, x.path()).unwrap(), write_tables(&b, y.path()).unwrap());
+    assert_eq!(fx.len(), 5);
+    for (p, q) in fx.iter().zip(&fy) {
+        assert_eq!(std::fs::read(p).unwrap(), std::fs::read(q).unwrap(), "{}", p.display());
+    }
+}
+
+#[test]
+fn swapping_the_arm_labels_negates_differences_and_inverts_ratios() {
+    let d = dataset(&people(400));
+    let mut swapped = d.clone();
+    swapped.protocol.arms.reverse();
+    let (a, b) = (analyse(&d).unwrap(), analyse(&swapped).unwrap());
+    let est = |e: &Estimable<chancery::stats::Estimate>| e.value().cloned().expect("estimated");
+    let neg = |x: chancery::stats::Estimate, y: chancery::stats::Estimate, tol: f64| {
+        assert!((x.estimate + y.estimate).abs() < tol, "{} vs {}", x.estimate, y.estimate);
+        assert!((x.ci_low + y.ci_high).abs() < tol && (x.ci_high + y.ci_low).abs() < tol, "{x:?} vs {y:?}");
+    };
+    let inv = |x: chancery::stats::Estimate, y: chancery::stats::Estimate, tol: f64| {
+        assert!((x.estimate * y.estimate - 1.0).abs() < tol, "{} vs {}", x.estimate, y.estimate);
+        assert!((x.ci_low * y.ci_high - 1.0).abs() < tol, "{x:?} vs {y:?}");
+    };
+    let (pa, pb) = (a.primary.as_ref().unwrap(), b.primary.as_ref().unwrap());
+    neg(est(&pa.unadjusted.risk_difference), est(&pb.unadjusted.risk_difference), 1e-9);
+    neg(est(&pa.unadjusted.risk_difference_wald), est(&pb.unadjusted.risk_difference_wald), 1e-9);
+    inv(est(&pa.unadjusted.risk_ratio), est(&pb.unadjusted.risk_ratio), 1e-9);
+    inv(est(&pa.unadjusted.odds_ratio), est(&pb.unadjusted.odds_ratio), 1e-9);
+    neg(est(&pa.adjusted.risk_difference), est(&pb.adjusted.risk_difference), 1e-6);
+    inv(est(&pa.adjusted.odds_ratio), est(&pb.adjusted.odds_ratio), 1e-6);
+    let phq = |a: &Analysis| a.continuous.iter().find(|c| c.outcome == "phq9").unwrap().clone();
+    neg(est(&phq(&a).welch), est(&phq(&b).welch), 1e-9);
+    neg(est(&phq(&a).adjusted.mean_difference), est(&phq(&b).adjusted.mean_difference), 1e-9);
+    let hr = |a: &Analysis| est(&a.time_to_event.as_ref().unwrap().cox.as_ref().and_then(|c| c.hazard_ratio.clone()));
+    inv(hr(&a), hr(&b), 1e-6);
+    // The CACE is a ratio of two differences that both change sign: it is unchanged.
+    let cace = |a: &Analysis| a.cace.as_ref().unwrap().effect.value().unwrap().cace.estimate;
+    assert!((cace(&a) - cace(&b)).abs() < 1e-9, "{} vs {}", cace(&a), cace(&b));
 }
