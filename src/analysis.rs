@@ -11,6 +11,35 @@
 //!
 //! Outputs ([`write_tables`], [`markdown`]) are deterministic: the same
 //! dataset gives byte-identical files.
+//!
+//! # Shape of an [`Analysis`] (for renderers)
+//!
+//! Plain public fields, serialisable with serde, no tuples: the header (trial,
+//! `as_of`, confidence `level`, [`Arms`], `adjusted_for`) and one field per
+//! section, in report order:
+//!
+//! 1. `consort`: [`Consort`] (screened, ineligible by reason, declined,
+//!    randomised) with one [`ConsortArm`] per arm (allocated, received the
+//!    intervention, withdrawn/lost/died with reasons, [`TimepointCount`]s
+//!    followed up, [`OutcomeCount`]s analysed);
+//! 2. `baseline`: [`BaselineRow`]s, each with one [`BaselineArm`] per arm
+//!    holding a [`BaselineCell`] (continuous or categorical);
+//! 3. `primary`: [`PrimaryOutcome`] (unadjusted comparison, adjusted
+//!    analysis, the headline sentence);
+//! 4. `continuous`: [`ContinuousOutcome`]s (summaries, Welch, ANCOVA);
+//! 5. `time_to_event`: [`TimeToEvent`] (Kaplan–Meier per arm,
+//!    [`SurvivalAtTimepoint`]s, log-rank unstratified and stratified, Cox
+//!    unstratified and stratified);
+//! 6. `subgroups`: secondary, one [`SubgroupAnalysis`] per pre-specified factor;
+//! 7. `missing_data`: [`MissingData`] (assumption, numbers observed and
+//!    missing per arm, the pooled multiple-imputation analysis);
+//! 8. `cace`: [`Cace`].
+//!
+//! A section the protocol does not call for is `None` (or empty). Every
+//! estimate is an [`Estimable`]: a value carrying its n per arm, method and
+//! confidence level, or "not estimable: why". In JSON an `Estimable` is
+//! `{"status": "estimated", "value": …}` or `{"status": "not_estimable",
+//! "reason": …}`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
