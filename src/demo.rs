@@ -72,7 +72,12 @@ fn normal(s: &mut Stream, mean: f64, sd: f64) -> f64 {
 /// protocol's fields (about one in ten ineligible, one in twelve declining),
 /// and plausible values by type for any other field.
 pub fn simulate_referrals(protocol: &Protocol, seed: &[u8; 32], n: u32) -> Vec<Referral> {
-    let mut s = Stream::open(seed, "demo/referrals", 0);
+    simulate_referrals_from(protocol, &mut Stream::open(seed, "demo/referrals", 0), n)
+}
+
+/// [`simulate_referrals`] drawing from a given stream (the design assessment
+/// uses its own stream, so its referral mix never shares draws with a demo).
+pub fn simulate_referrals_from(protocol: &Protocol, s: &mut Stream, n: u32) -> Vec<Referral> {
     let mut out = Vec::with_capacity(n as usize);
     let mut stem = 400_000_000u32;
     let site_weights: Vec<u32> = protocol
@@ -88,8 +93,8 @@ pub fn simulate_referrals(protocol: &Protocol, seed: &[u8; 32], n: u32) -> Vec<R
         let site = &protocol.sites[s.weighted(&site_weights)];
         let scr = site.region.as_deref() == Some("sheffield_city_region");
         let mut values = Vec::new();
-        let in_work = scr && unit(&mut s) < 0.3;
-        let severity = normal(&mut s, 0.0, 1.0);
+        let in_work = scr && unit(s) < 0.3;
+        let severity = normal(s, 0.0, 1.0);
         for f in &protocol.fields {
             let v: String = match (f.name.as_str(), &f.kind) {
                 (_, Kind::NhsNumber) => loop {
@@ -99,43 +104,43 @@ pub fn simulate_referrals(protocol: &Protocol, seed: &[u8; 32], n: u32) -> Vec<R
                     }
                 },
                 ("age", _) => {
-                    if unit(&mut s) < 0.02 {
+                    if unit(s) < 0.02 {
                         "17".into()
                     } else {
-                        (18.0 + 45.0 * unit(&mut s)).floor().to_string()
+                        (18.0 + 45.0 * unit(s)).floor().to_string()
                     }
                 }
-                ("sex", _) => pick(&mut s, &[("female", 55), ("male", 43), ("other", 1), ("not_stated", 1)]).into(),
+                ("sex", _) => pick(s, &[("female", 55), ("male", 43), ("other", 1), ("not_stated", 1)]).into(),
                 ("employment_status", _) => {
-                    if in_work || (!scr && unit(&mut s) < 0.04) {
+                    if in_work || (!scr && unit(s) < 0.04) {
                         "in_work".into()
                     } else {
                         "out_of_work".into()
                     }
                 }
-                ("condition", _) => pick(&mut s, &[("mental_health", 55), ("msk", 20), ("both", 25)]).into(),
+                ("condition", _) => pick(s, &[("mental_health", 55), ("msk", 20), ("both", 25)]).into(),
                 ("referral_source", _) => {
-                    pick(&mut s, &[("gp", 35), ("iapt", 25), ("msk_service", 12), ("community_hub", 10), ("self", 18)])
+                    pick(s, &[("gp", 35), ("iapt", 25), ("msk_service", 12), ("community_hub", 10), ("self", 18)])
                         .into()
                 }
                 ("weeks_out_of_work", _) => {
                     if in_work {
                         String::new()
                     } else {
-                        ((unit(&mut s) * 150.0).floor() as i64 + 1).to_string()
+                        ((unit(s) * 150.0).floor() as i64 + 1).to_string()
                     }
                 }
-                ("gp_in_area", _) => if unit(&mut s) < 0.03 { "no" } else { "yes" }.into(),
-                ("wants_work", _) => if unit(&mut s) < 0.03 { "no" } else { "yes" }.into(),
-                ("receiving_ips", _) => if unit(&mut s) < 0.02 { "yes" } else { "no" }.into(),
+                ("gp_in_area", _) => if unit(s) < 0.03 { "no" } else { "yes" }.into(),
+                ("wants_work", _) => if unit(s) < 0.03 { "no" } else { "yes" }.into(),
+                ("receiving_ips", _) => if unit(s) < 0.02 { "yes" } else { "no" }.into(),
                 (_, Kind::Category { levels }) if f.stage == Stage::Consent => {
                     let _ = levels;
-                    if unit(&mut s) < 0.08 { "no" } else { "yes" }.into()
+                    if unit(s) < 0.08 { "no" } else { "yes" }.into()
                 }
-                ("phq9", _) => normal(&mut s, 12.0 + 3.0 * severity, 4.0).round().clamp(0.0, 27.0).to_string(),
-                ("gad7", _) => normal(&mut s, 10.0 + 3.0 * severity, 3.5).round().clamp(0.0, 21.0).to_string(),
-                ("swemwbs", _) => normal(&mut s, 19.0 - 2.5 * severity, 4.0).round().clamp(7.0, 35.0).to_string(),
-                ("eq5d", _) => format!("{:.3}", normal(&mut s, 0.62 - 0.08 * severity, 0.18).clamp(-0.285, 1.0)),
+                ("phq9", _) => normal(s, 12.0 + 3.0 * severity, 4.0).round().clamp(0.0, 27.0).to_string(),
+                ("gad7", _) => normal(s, 10.0 + 3.0 * severity, 3.5).round().clamp(0.0, 21.0).to_string(),
+                ("swemwbs", _) => normal(s, 19.0 - 2.5 * severity, 4.0).round().clamp(7.0, 35.0).to_string(),
+                ("eq5d", _) => format!("{:.3}", normal(s, 0.62 - 0.08 * severity, 0.18).clamp(-0.285, 1.0)),
                 (_, Kind::Category { levels }) => levels[s.below(levels.len() as u32) as usize].clone(),
                 (_, Kind::Integer { min, max }) => {
                     let lo = min.unwrap_or(0);
@@ -145,7 +150,7 @@ pub fn simulate_referrals(protocol: &Protocol, seed: &[u8; 32], n: u32) -> Vec<R
                 (_, Kind::Number { min, max }) => {
                     let lo = min.unwrap_or(0.0);
                     let hi = max.unwrap_or(lo + 1.0);
-                    format!("{:.3}", lo + (hi - lo) * unit(&mut s))
+                    format!("{:.3}", lo + (hi - lo) * unit(s))
                 }
                 (_, Kind::Date) => String::new(),
             };

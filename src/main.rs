@@ -360,27 +360,39 @@ enum Command {
         /// Protocol whose [design] table to use (default: the built-in work-health-ips protocol).
         #[arg(long, value_name = "FILE")]
         protocol: Option<PathBuf>,
+        /// With the protocol's [design]: participants analysed in the intervention arm; solve for the power.
+        #[arg(long, value_name = "N")]
+        n: Option<f64>,
+        /// With the protocol's [design]: expected attrition instead of the protocol's.
+        #[arg(long, value_name = "A")]
+        attrition: Option<f64>,
         /// Print JSON.
         #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         design: Option<PowerDesign>,
     },
-    /// Assess a protocol's allocation method by simulation: balance and
-    /// predictability, against simple randomisation, fixed blocks and minimisation.
+    /// Properties of the protocol's allocation method by simulation: imbalance
+    /// overall and per stratum, and predictability, compared with simple
+    /// randomisation, fixed blocks and minimisation on the same referrals.
     Simulate {
-        /// The protocol file.
+        /// Protocol file (default: the bundled work-health-ips protocol).
         #[arg(long, value_name = "FILE")]
-        protocol: PathBuf,
-        /// Simulated trials per method.
-        #[arg(long, default_value_t = 200)]
+        protocol: Option<PathBuf>,
+        /// Number of simulated trials.
+        #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         trials: u32,
-        /// Randomised participants per trial.
-        #[arg(long, default_value_t = 1000)]
-        participants: u32,
-        /// Seed of the simulation (64 hex digits).
-        #[arg(long, value_name = "HEX")]
-        seed: Option<String>,
+        /// Participants randomised per trial (default: the number to recruit for
+        /// the protocol's [design], else 1000).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        participants: Option<u32>,
+        /// Seed of the simulation (64 hex digits); not a trial's seed.
+        #[arg(
+            long,
+            value_name = "HEX",
+            default_value = "5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a"
+        )]
+        seed: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -822,58 +834,22 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Simulate { protocol, trials, participants, seed, json } => {
-            if trials == 0 || participants == 0 || trials > 100_000 || participants > 1_000_000 {
-                return Err(Error::Input("--trials must be 1–100000 and --participants 1–1000000".into()));
-            }
-            let p = chancery::protocol::Protocol::load(&protocol)?;
-            let seed = match seed {
-                Some(s) => keys::parse_seed(&s)?,
-                None => [0x5e; 32],
-            };
-            let bar = progress_bar(0, "simulating trials");
-            let a = chancery::design::simulate(
-                &p,
-                &chancery::design::SimulateOptions { trials, participants, seed },
-                |done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                },
-            );
-            bar.finish_and_clear();
-            if json {
-                return print_json(&a);
-            }
-            println!(
-                "{}: {} simulated trials of {} participants per method ({} strata seen)",
-                a.protocol, a.trials, a.participants, a.strata_seen
-            );
-            println!(
-                "{:<40} {:>9} {:>9} {:>11} {:>11} {:>11} {:>9}",
-                "method", "final", "final max", "running max", "stratum fin", "stratum max", "guessed"
-            );
-            for m in &a.methods {
-                println!(
-                    "{:<40} {:>9.2} {:>9.1} {:>11.2} {:>11.2} {:>11.1} {:>8.1}%",
-                    m.method,
-                    m.final_imbalance_mean,
-                    m.final_imbalance_max,
-                    m.max_running_imbalance_mean,
-                    m.stratum_final_imbalance_mean,
-                    m.stratum_max_running_imbalance,
-                    m.predictability * 100.0
-                );
-            }
-            println!(
-                "imbalance: sum over arms of |count - n x share| (the difference between arms for 1:1); guessed: share of allocations a recruiter who knows past allocations in the stratum predicts"
-            );
-            Ok(())
+            simulate(protocol, trials, participants, &seed, json)
         }
         Command::Backup { db, to } => {
             let b = chancery::verify::backup(&db, &to)?;
             println!("backed up {} entries (head {}) to {}; the copy verifies", b.entries, b.head, b.path.display());
             Ok(())
         }
-        Command::Power { protocol, json, design } => power(protocol, design, json),
+        Command::Power { protocol, n, attrition, json, design } => {
+            if design.is_some() && (n.is_some() || attrition.is_some() || protocol.is_some()) {
+                return Err(Error::Input(
+                    "--protocol, --n and --attrition before `proportions` or `means` apply to the protocol's [design]; give the design's own options after the subcommand".into(),
+                ));
+            }
+            let overrides = chancery::design::DesignOverrides { n_intervention: n, attrition, ..Default::default() };
+            power(protocol, overrides, design, json)
+        }
         Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
         Command::Checkpoint { db, key, out, clock } => {
             let trial = Trial::open(&db)?;
@@ -1087,7 +1063,12 @@ fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkp
     Ok(given)
 }
 
-fn power(protocol: Option<PathBuf>, design: Option<PowerDesign>, json: bool) -> Result<()> {
+fn power(
+    protocol: Option<PathBuf>,
+    overrides: chancery::design::DesignOverrides,
+    design: Option<PowerDesign>,
+    json: bool,
+) -> Result<()> {
     use chancery::stats::power::{Solve, TwoMeans, TwoProportions, two_means, two_proportions};
     let stats = |e: chancery::stats::StatsError| Error::Input(format!("{e}"));
     let solve = |c: &PowerArgs| match (c.power, c.n) {
@@ -1132,34 +1113,25 @@ fn power(protocol: Option<PathBuf>, design: Option<PowerDesign>, json: bool) -> 
                     "the default protocol".to_string(),
                 ),
             };
-            let d = p.design.as_ref().ok_or_else(|| {
-                Error::Input(format!("{name} has no [design] table; add one or give `proportions` or `means`"))
-            })?;
-            let intervention = if d.control_arm == 0 { 1 } else { 0 };
-            let k = f64::from(p.arms[d.control_arm].ratio) / f64::from(p.arms[intervention].ratio);
+            if p.design.is_none() {
+                return Err(Error::Input(format!(
+                    "{name} has no [design] table; add one or give `proportions` or `means`"
+                )));
+            }
+            let s = chancery::design::sample_size(&p, &overrides)?;
             let outcome =
                 p.outcomes.iter().find(|o| o.primary).map_or("primary outcome".to_string(), |o| o.label.clone());
             (
                 format!(
                     "{}: {outcome}, {:.1}% under {} vs {:.1}% under {} ({:+} pp)",
                     p.id,
-                    d.control_rate * 100.0,
-                    p.arms[d.control_arm].id,
-                    d.intervention_rate() * 100.0,
-                    p.arms[intervention].id,
-                    d.effect_pp
+                    s.control_rate * 100.0,
+                    s.control,
+                    s.intervention_rate * 100.0,
+                    s.intervention,
+                    p.design.as_ref().map_or(0.0, |d| d.effect_pp)
                 ),
-                two_proportions(
-                    &TwoProportions {
-                        p1: d.intervention_rate(),
-                        p2: d.control_rate,
-                        sig_level: d.alpha,
-                        allocation_ratio: k,
-                        attrition: d.attrition,
-                    },
-                    Solve::SampleSize { power: d.power },
-                )
-                .map_err(stats)?,
+                s.calculation,
             )
         }
     };
@@ -1178,5 +1150,98 @@ fn power(protocol: Option<PathBuf>, design: Option<PowerDesign>, json: bool) -> 
         calc.recruit2,
         calc.recruit1 + calc.recruit2
     );
+    Ok(())
+}
+
+/// Reads a protocol file, or the bundled default.
+fn load_protocol(path: &Option<PathBuf>) -> Result<chancery::protocol::Protocol> {
+    match path {
+        Some(p) => chancery::protocol::Protocol::load(p),
+        None => chancery::protocol::Protocol::parse("work-health-ips.toml (bundled)", DEFAULT_PROTOCOL),
+    }
+}
+
+fn simulate(protocol: Option<PathBuf>, trials: u32, participants: Option<u32>, seed: &str, json: bool) -> Result<()> {
+    let seed = keys::parse_seed(seed)?;
+    let p = load_protocol(&protocol)?;
+    let participants = match participants {
+        Some(n) => n,
+        None => match &p.design {
+            Some(_) => {
+                let s = chancery::design::sample_size(&p, &Default::default())?;
+                u32::try_from(s.recruit_total).unwrap_or(u32::MAX).min(1_000_000)
+            }
+            None => 1000,
+        },
+    };
+    let bar = progress_bar(u64::from(trials), "simulating trials");
+    let a = chancery::design::simulate(
+        &p,
+        &chancery::design::SimulationOptions { trials, participants, seed },
+        |done, _| bar.set_position(done),
+    )?;
+    bar.finish_and_clear();
+    if json {
+        return print_json(&a);
+    }
+    let mut out = std::io::stdout().lock();
+    let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+    w(
+        &mut out,
+        format!(
+            "trial {}: {} simulated trials of {} participants; arms {}",
+            a.trial,
+            a.trials,
+            a.participants,
+            a.arms.iter().map(|(id, r)| format!("{id} ({r})")).collect::<Vec<_>>().join(", ")
+        ),
+    )?;
+    w(&mut out, format!("referrals: {}; {} strata", a.referral_mix, a.strata.len()))?;
+    w(&mut out, format!("imbalance: {}", a.imbalance_measure))?;
+    w(&mut out, "predictability: share of allocations guessed right by a recruiter who knows past allocations in the stratum and guesses the arm that is behind".into())?;
+    w(&mut out, String::new())?;
+    w(
+        &mut out,
+        format!(
+            "{:<20} {:>14} {:>22} {:>22} {:>14}  method",
+            "", "predictability", "final imbalance", "max running imbalance", "worst stratum"
+        ),
+    )?;
+    w(&mut out, format!("{:<20} {:>14} {:>22} {:>22} {:>14}", "", "", "mean / p95 / max", "mean / p95 / max", "max"))?;
+    let sp = |s: &chancery::design::Spread| format!("{:.1} / {:.0} / {:.0}", s.mean, s.p95, s.max);
+    for m in &a.methods {
+        w(
+            &mut out,
+            format!(
+                "{:<20} {:>13.1}% {:>22} {:>22} {:>14}  {}",
+                m.name,
+                m.predictability * 100.0,
+                sp(&m.final_imbalance),
+                sp(&m.max_imbalance),
+                format!("{:.0}", m.worst_stratum_imbalance),
+                m.description
+            ),
+        )?;
+    }
+    w(&mut out, String::new())?;
+    w(
+        &mut out,
+        "by stratum: mean participants, then mean final imbalance / worst running imbalance per method".into(),
+    )?;
+    let header: Vec<String> = a.methods.iter().map(|m| format!("{:>20}", m.name)).collect();
+    let width = a.strata.iter().map(|s| s.stratum.chars().count()).max().unwrap_or(0).max(7);
+    w(&mut out, format!("{:<width$} {:>8} {}", "stratum", "n", header.join(" ")))?;
+    for (i, st) in a.strata.iter().enumerate() {
+        let cells: Vec<String> = a
+            .methods
+            .iter()
+            .map(|m| {
+                let s = &m.strata[i];
+                format!("{:>20}", format!("{:.1} / {:.0}", s.final_imbalance.mean, s.max_imbalance.max))
+            })
+            .collect();
+        let n = a.methods.first().map_or(0.0, |m| m.strata[i].participants);
+        w(&mut out, format!("{:<width$} {:>8.1} {}", st.stratum, n, cells.join(" ")))?;
+    }
     Ok(())
 }

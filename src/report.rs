@@ -131,16 +131,19 @@ pub fn html(a: &Analysis, recruitment: &Recruitment, audit: &AuditStatus) -> Str
         _ => Vec::new(),
     };
     s.push_str(&svg::lines("Cumulative randomisations by arm", &series, &x_labels, "participants"));
-    let bal: Vec<(String, f64)> = recruitment
+    let bal: Vec<svg::BalanceRow> = recruitment
         .by_stratum
         .iter()
         .map(|(k, counts)| {
-            let n = |id: &str| counts.get(id).copied().unwrap_or(0) as f64;
-            (k.clone(), n(&arms.intervention) - n(&arms.control))
+            let n = |id: &str| counts.get(id).copied().unwrap_or(0);
+            svg::BalanceRow { stratum: k.clone(), counts: vec![n(&arms.intervention), n(&arms.control)] }
         })
         .collect();
-    s.push_str(&svg::bars(
-        &format!("Balance by stratum: {} minus {}", arms.intervention, arms.control),
+    s.push_str(&svg::balance(
+        &format!(
+            "Balance by stratum: {} minus {} (counts {} vs {})",
+            arms.intervention, arms.control, arms.intervention, arms.control
+        ),
         &bal,
         "difference in participants",
     ));

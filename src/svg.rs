@@ -1,11 +1,15 @@
 //! Charts for the report, as inline SVG text.
 //!
 //! Written by hand: the charts are five fixed shapes (a flow diagram, a
-//! forest plot, step curves, a line chart and bars), and what matters is
-//! that the bytes are deterministic, self-contained and readable in print.
-//! Plotting crates either render through font and raster stacks or emit
-//! SVG whose text depends on the build; a few hundred lines of string
-//! formatting do exactly what the report needs.
+//! forest plot, step curves with a numbers-at-risk table, a line chart and
+//! bars), and what matters is that the bytes are deterministic,
+//! self-contained and readable in print. The maintained Rust plotting crate,
+//! plotters, lays text out through its `ttf` feature (font-kit, ttf-parser,
+//! the system's fontconfig) or a font file registered at run time, so its
+//! SVG would depend on the fonts of the machine that drew it; and it has no
+//! flow diagram or at-risk table, which would be drawn by hand anyway. A
+//! few hundred lines of string formatting do exactly what the report needs,
+//! leaving text to the viewer's fonts.
 //!
 //! Every function takes plain values and never panics: empty or degenerate
 //! input draws an empty frame with a note, and every coordinate written is
@@ -17,7 +21,9 @@ const FONT: &str = "font-family=\"Helvetica, Arial, sans-serif\"";
 /// Colours for arms, in arm order (colour-blind safe, and distinct in greyscale).
 pub const ARM_COLOURS: [&str; 4] = ["#0072B2", "#D55E00", "#009E73", "#555555"];
 
-/// Escapes text for SVG and HTML.
+/// Escapes text for SVG and HTML. Characters XML 1.0 does not allow at all
+/// (control characters other than tab and newlines, U+FFFE, U+FFFF) are
+/// dropped, since no escape can carry them.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -27,6 +33,8 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
             c => out.push(c),
         }
     }
@@ -208,7 +216,11 @@ pub fn forest(title: &str, rows: &[ForestRow], reference: f64, unit: &str) -> St
         let yc = top + row_h * (i as f64 + 0.5);
         text(&mut s, 10.0, yc + 4.0, "start", 11, "normal", &r.label);
         text(&mut s, label_w + plot_w + 10.0, yc + 4.0, "start", 11, "normal", &r.note);
-        if let Some((e, l, h)) = r.estimate {
+        if let Some((e, l, h)) = r.estimate
+            && e.is_finite()
+            && l.is_finite()
+            && h.is_finite()
+        {
             let _ = writeln!(
                 s,
                 "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
@@ -450,7 +462,7 @@ pub fn lines(title: &str, series: &[Series], x_labels: &[(f64, String)], y_label
                 pts.join(" ")
             );
         }
-        let last = se.points.last().map_or(0.0, |p| p.1);
+        let last = se.points.iter().rev().map(|p| p.1).find(|v| v.is_finite()).unwrap_or(0.0);
         text(
             &mut s,
             left + plot_w + 10.0,
@@ -458,18 +470,63 @@ pub fn lines(title: &str, series: &[Series], x_labels: &[(f64, String)], y_label
             "start",
             11,
             "normal",
-            &format!("{} ({})", se.label, last),
+            &format!("{} ({})", se.label, tick_label(last)),
         );
     }
     s.push_str("</svg>\n");
     s
 }
 
-/// Horizontal bars: one per row, `value` from zero, labelled; for balance by
-/// stratum (difference between arms).
+/// Horizontal bars: one per row, `value` from zero, labelled and with the
+/// value written beside the bar; for balance by stratum (difference between arms).
 pub fn bars(title: &str, rows: &[(String, f64)], x_label: &str) -> String {
+    let rows: Vec<(String, f64, String)> = rows.iter().map(|(l, v)| (l.clone(), *v, signed(*v))).collect();
+    bars_with_notes(title, &rows, x_label)
+}
+
+/// One stratum's participants per arm, in arm order.
+#[derive(Debug, Clone)]
+pub struct BalanceRow {
+    /// Stratum label, e.g. `site=sheffield|employment_status=in_work|condition=msk`.
+    pub stratum: String,
+    /// Participants per arm.
+    pub counts: Vec<u64>,
+}
+
+/// Balance by stratum: per stratum a bar of the first arm's count minus the
+/// second's (with more arms, the largest minus the smallest), and beside it
+/// the difference and every arm's count, e.g. `+1 (45 vs 44)`; the title
+/// should name the arms in `counts` order.
+pub fn balance(title: &str, rows: &[BalanceRow], x_label: &str) -> String {
+    let rows: Vec<(String, f64, String)> = rows
+        .iter()
+        .map(|r| {
+            let d = match r.counts.as_slice() {
+                [a, b] => *a as f64 - *b as f64,
+                c => (c.iter().max().copied().unwrap_or(0) - c.iter().min().copied().unwrap_or(0)) as f64,
+            };
+            let counts: Vec<String> = r.counts.iter().map(u64::to_string).collect();
+            (r.stratum.clone(), d, format!("{} ({})", signed(d), counts.join(" vs ")))
+        })
+        .collect();
+    bars_with_notes(title, &rows, x_label)
+}
+
+/// `+3`, `0`, `-2`.
+fn signed(v: f64) -> String {
+    if !v.is_finite() {
+        String::new()
+    } else if v > 0.0 {
+        format!("+{}", tick_label(v))
+    } else {
+        tick_label(v)
+    }
+}
+
+fn bars_with_notes(title: &str, rows: &[(String, f64, String)], x_label: &str) -> String {
     let (label_w, plot_w, row_h) = (330.0, 300.0, 14.0);
-    let width = label_w + plot_w + 60.0;
+    let note_w = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0) as f64 * 5.5;
+    let width = label_w + plot_w + 20.0 + note_w.max(50.0);
     let height = 50.0 + row_h * rows.len().max(1) as f64 + 45.0;
     let mut s = open(width, height, title);
     text(&mut s, 10.0, 20.0, "start", 13, "bold", title);
@@ -479,7 +536,7 @@ pub fn bars(title: &str, rows: &[(String, f64)], x_label: &str) -> String {
     if rows.is_empty() {
         text(&mut s, label_w + plot_w / 2.0, top + 12.0, "middle", 11, "normal", "no strata yet");
     }
-    for (i, (label, v)) in rows.iter().enumerate() {
+    for (i, (label, v, note)) in rows.iter().enumerate() {
         let yy = top + row_h * i as f64;
         text(&mut s, label_w - 6.0, yy + 10.0, "end", 9, "normal", label);
         let (a, b) = (x(0.0).min(x(*v)), x(0.0).max(x(*v)));
@@ -491,6 +548,9 @@ pub fn bars(title: &str, rows: &[(String, f64)], x_label: &str) -> String {
             c((b - a).max(0.5)),
             c(row_h - 4.0)
         );
+        if !note.is_empty() {
+            text(&mut s, label_w + plot_w + 8.0, yy + 10.0, "start", 9, "normal", note);
+        }
     }
     let bottom = top + row_h * rows.len().max(1) as f64;
     let _ = writeln!(
@@ -510,58 +570,270 @@ pub fn bars(title: &str, rows: &[(String, f64)], x_label: &str) -> String {
 mod tests {
     use super::*;
 
-    fn well_formed(svg: &str) {
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
-        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
-        let opens = svg.matches("<text").count();
-        assert_eq!(opens, svg.matches("</text>").count());
+    /// Parses the SVG as XML (roxmltree refuses anything not well-formed)
+    /// and checks that every coordinate attribute is a finite number list.
+    fn well_formed(svg: &str) -> roxmltree::Document<'_> {
+        let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("not well-formed XML: {e}\n{svg}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        for node in doc.descendants().filter(|n| n.is_element()) {
+            for a in node.attributes() {
+                if ["x", "y", "x1", "y1", "x2", "y2", "width", "height", "points", "d", "transform", "viewBox"]
+                    .contains(&a.name())
+                {
+                    let v = a.value();
+                    assert!(!v.contains("NaN") && !v.contains("inf"), "{} = {v:?}", a.name());
+                    let numbers = v
+                        .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+                        .filter(|t| !t.is_empty() && *t != "-");
+                    for n in numbers {
+                        assert!(n.parse::<f64>().is_ok_and(f64::is_finite), "{} = {v:?}", a.name());
+                    }
+                }
+            }
+        }
+        doc
     }
 
-    #[test]
-    fn charts_escape_text_and_stay_finite_on_degenerate_input() {
-        let f = forest(
-            "t <&>",
-            &[ForestRow { label: "a<b".into(), estimate: Some((f64::NAN, 1.0, f64::INFINITY)), note: "x".into() }],
-            0.0,
-            "pp",
-        );
-        well_formed(&f);
-        assert!(f.contains("a&lt;b") && f.contains("t &lt;&amp;&gt;"));
-        well_formed(&forest("empty", &[], 0.0, "pp"));
-        well_formed(&kaplan_meier("km", &[], 0.0, &[], &[], "days", "S"));
-        well_formed(&kaplan_meier(
-            "km",
-            &[Series { label: "x".into(), points: vec![(5.0, 0.5)] }],
-            365.0,
-            &[0.0, 365.0],
-            &[vec![3, 1]],
-            "days",
-            "S",
-        ));
-        well_formed(&lines("l", &[Series { label: "x".into(), points: vec![] }], &[], "n"));
-        well_formed(&bars("b", &[], "d"));
-        well_formed(&bars("b", &[("s".into(), 0.0)], "d"));
-        let flow = Flow {
-            assessed: FlowBox { heading: "A".into(), lines: vec![] },
-            excluded: FlowBox { heading: "E".into(), lines: vec!["r".into()] },
-            randomised: FlowBox { heading: "R".into(), lines: vec![] },
-            arms: vec![],
+    /// All the text a reader sees, joined by newlines.
+    fn texts(svg: &str) -> Vec<String> {
+        let doc = well_formed(svg);
+        doc.descendants().filter(|n| n.has_tag_name("text")).map(|n| n.text().unwrap_or("").to_string()).collect()
+    }
+
+    fn flow() -> Flow {
+        let b = |h: &str, lines: &[&str]| FlowBox {
+            heading: h.into(),
+            lines: lines.iter().map(|l| l.to_string()).collect(),
         };
-        well_formed(&consort(&flow));
+        Flow {
+            assessed: b("Assessed for eligibility (n = 6000)", &[]),
+            excluded: b("Excluded (n = 1090)", &["Ineligible (n = 600)", "Declined (n = 490)"]),
+            randomised: b("Randomised (n = 4910)", &[]),
+            arms: vec![
+                vec![
+                    b("Allocated to IPS (n = 2455)", &["Received IPS (n = 2100)"]),
+                    b("Lost to follow-up (n = 90)", &["Withdrew (n = 30)", "Died (n = 2)"]),
+                    b("Analysed (n = 2455)", &[]),
+                ],
+                vec![
+                    b("Allocated to usual care (n = 2455)", &[]),
+                    b("Lost to follow-up (n = 85)", &[]),
+                    b("Analysed (n = 2455)", &[]),
+                ],
+            ],
+        }
     }
 
     #[test]
-    fn charts_are_deterministic_and_carry_their_numbers() {
-        let rows = vec![ForestRow {
-            label: "in work".into(),
-            estimate: Some((12.9, 5.3, 20.3)),
-            note: "+12.9 (5.3 to 20.3)".into(),
-        }];
-        let a = forest("Subgroups", &rows, 0.0, "risk difference (pp)");
-        assert_eq!(a, forest("Subgroups", &rows, 0.0, "risk difference (pp)"));
-        assert!(a.contains("+12.9 (5.3 to 20.3)") && a.contains("risk difference (pp)"));
+    fn the_consort_diagram_has_every_box_and_an_arrow_between_steps() {
+        let f = flow();
+        let svg = consort(&f);
+        assert_eq!(svg, consort(&f));
+        let t = texts(&svg);
+        for needle in [
+            "Assessed for eligibility (n = 6000)",
+            "Ineligible (n = 600)",
+            "Randomised (n = 4910)",
+            "Allocated to IPS (n = 2455)",
+            "Received IPS (n = 2100)",
+            "Died (n = 2)",
+            "Allocated to usual care (n = 2455)",
+        ] {
+            assert!(t.iter().any(|x| x == needle), "{needle}");
+        }
+        // Assessed → excluded, assessed → randomised, randomised → each arm, and two per arm column.
+        assert_eq!(svg.matches("marker-end=\"url(#arrow)\"").count(), 2 + 2 + 2 * 2);
+        assert_eq!(svg.matches("<rect").count(), 3 + 6);
+    }
+
+    #[test]
+    fn the_forest_plot_shows_rows_whiskers_reference_and_axis() {
+        let rows = vec![
+            ForestRow {
+                label: "in work".into(),
+                estimate: Some((12.9, 5.3, 20.3)),
+                note: "+12.9 (5.3 to 20.3)".into(),
+            },
+            ForestRow {
+                label: "out of work".into(),
+                estimate: Some((2.1, -1.0, 5.2)),
+                note: "+2.1 (-1.0 to 5.2)".into(),
+            },
+            ForestRow { label: "both".into(), estimate: None, note: "not estimable".into() },
+        ];
+        let a = forest("Subgroups", &rows, 0.0, "risk difference (percentage points)");
+        assert_eq!(a, forest("Subgroups", &rows, 0.0, "risk difference (percentage points)"));
+        let t = texts(&a);
+        for needle in
+            ["in work", "+12.9 (5.3 to 20.3)", "not estimable", "risk difference (percentage points)", "0", "10", "20"]
+        {
+            assert!(t.iter().any(|x| x == needle), "{needle}: {t:?}");
+        }
+        // Two estimable rows: a square each; the reference line is dashed.
+        assert_eq!(a.matches("width=\"8\" height=\"8\"").count(), 2);
+        assert_eq!(a.matches("stroke-dasharray").count(), 1);
         assert_eq!(ticks(0.0, 10.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
         assert_eq!(ticks(-3.0, 3.0), vec![-2.0, 0.0, 2.0]);
         assert_eq!(ticks(0.0, 0.9).into_iter().map(tick_label).collect::<Vec<_>>(), ["0", "0.2", "0.4", "0.6", "0.8"]);
+    }
+
+    #[test]
+    fn kaplan_meier_steps_with_numbers_at_risk_and_axis_labels() {
+        let series = vec![
+            Series { label: "IPS".into(), points: vec![(30.0, 0.9), (120.0, 0.7), (300.0, 0.55)] },
+            Series { label: "usual care".into(), points: vec![(60.0, 0.85), (200.0, 0.75)] },
+        ];
+        let risk = [0.0, 90.0, 180.0, 270.0, 365.0];
+        let at_risk = vec![vec![2455, 2101, 1702, 1433, 1350], vec![2455, 2290, 2011, 1876, 1801]];
+        let svg = kaplan_meier(
+            "Time to first job",
+            &series,
+            365.0,
+            &risk,
+            &at_risk,
+            "days since randomisation",
+            "without a job",
+        );
+        assert_eq!(
+            svg,
+            kaplan_meier(
+                "Time to first job",
+                &series,
+                365.0,
+                &risk,
+                &at_risk,
+                "days since randomisation",
+                "without a job"
+            )
+        );
+        let t = texts(&svg);
+        for needle in
+            ["Number at risk", "IPS", "usual care", "2455", "1350", "1801", "days since randomisation", "without a job"]
+        {
+            assert!(t.iter().any(|x| x == needle), "{needle}");
+        }
+        assert_eq!(svg.matches("<path").count(), 2);
+    }
+
+    #[test]
+    fn recruitment_lines_and_balance_bars_carry_their_numbers() {
+        let series = vec![
+            Series { label: "ips".into(), points: vec![(0.0, 1.0), (10.0, 40.0), (300.0, 2455.0)] },
+            Series { label: "usual_care".into(), points: vec![(0.0, 1.0), (300.0, 2455.0)] },
+        ];
+        let labels = vec![(0.0, "2018-05-01".to_string()), (300.0, "2019-10-31".to_string())];
+        let svg = lines("Cumulative randomisations", &series, &labels, "participants");
+        assert_eq!(svg, lines("Cumulative randomisations", &series, &labels, "participants"));
+        let t = texts(&svg);
+        for needle in ["ips (2455)", "usual_care (2455)", "2018-05-01", "2019-10-31", "participants"] {
+            assert!(t.iter().any(|x| x == needle), "{needle}");
+        }
+        let rows =
+            vec![("site=sheffield|condition=msk".to_string(), 2.0), ("site=dudley|condition=both".to_string(), -1.0)];
+        let svg = bars("Balance by stratum", &rows, "difference in participants");
+        let t = texts(&svg);
+        for needle in ["site=sheffield|condition=msk", "+2", "-1", "difference in participants"] {
+            assert!(t.iter().any(|x| x == needle), "{needle}");
+        }
+    }
+
+    #[test]
+    fn balance_shows_each_strata_counts_and_difference() {
+        let rows = vec![
+            BalanceRow { stratum: "site=sheffield".into(), counts: vec![45, 44] },
+            BalanceRow { stratum: "site=dudley".into(), counts: vec![20, 22] },
+            BalanceRow { stratum: "three arms".into(), counts: vec![5, 7, 6] },
+            BalanceRow { stratum: "empty".into(), counts: vec![] },
+        ];
+        let svg = balance("Balance by stratum: ips minus usual_care", &rows, "difference in participants");
+        assert_eq!(svg, balance("Balance by stratum: ips minus usual_care", &rows, "difference in participants"));
+        let t = texts(&svg);
+        for needle in [
+            "site=sheffield",
+            "+1 (45 vs 44)",
+            "-2 (20 vs 22)",
+            "+2 (5 vs 7 vs 6)",
+            "0 ()",
+            "difference in participants",
+        ] {
+            assert!(t.iter().any(|x| x == needle), "{needle}: {t:?}");
+        }
+        well_formed(&balance("b", &[], "d"));
+    }
+
+    #[test]
+    fn degenerate_input_draws_a_finite_frame() {
+        let empty = Series { label: "x".into(), points: vec![] };
+        let one = Series { label: "y".into(), points: vec![(5.0, 0.5)] };
+        let bad = Series { label: "z".into(), points: vec![(f64::NAN, 0.5), (3.0, f64::INFINITY)] };
+        let zero_width = ForestRow { label: "a".into(), estimate: Some((0.0, 0.0, 0.0)), note: "0 (0 to 0)".into() };
+        let nan = ForestRow { label: "b".into(), estimate: Some((f64::NAN, 1.0, f64::INFINITY)), note: "x".into() };
+        let outputs = [
+            forest("empty", &[], 0.0, "pp"),
+            forest("zero-width CI at the reference", std::slice::from_ref(&zero_width), 0.0, "pp"),
+            forest(
+                "one row away from the reference",
+                &[ForestRow { estimate: Some((3.0, 3.0, 3.0)), ..zero_width }],
+                0.0,
+                "pp",
+            ),
+            forest("nan", &[nan], 0.0, "pp"),
+            kaplan_meier("km", &[], 0.0, &[], &[], "days", "S"),
+            kaplan_meier(
+                "km",
+                &[empty.clone(), one.clone(), bad.clone()],
+                365.0,
+                &[0.0, 365.0],
+                &[vec![3, 1]],
+                "days",
+                "S",
+            ),
+            kaplan_meier("km", std::slice::from_ref(&one), f64::NAN, &[f64::NAN], &[vec![1]], "days", "S"),
+            lines("l", std::slice::from_ref(&empty), &[], "n"),
+            lines("l", &[one.clone(), bad.clone()], &[(f64::NAN, "d".into())], "n"),
+            lines("l", &[Series { label: "zeros".into(), points: vec![(0.0, 0.0), (0.0, 0.0)] }], &[], "n"),
+            bars("b", &[], "d"),
+            bars("b", &[("s".into(), 0.0), ("t".into(), f64::NAN)], "d"),
+            consort(&Flow { arms: vec![], ..flow() }),
+            consort(&Flow { arms: vec![vec![], vec![FlowBox { heading: "only".into(), lines: vec![] }]], ..flow() }),
+        ];
+        for svg in &outputs {
+            well_formed(svg);
+        }
+        assert!(texts(&outputs[7]).iter().any(|t| t == "x (0)"));
+    }
+
+    #[test]
+    fn text_is_escaped_and_never_breaks_the_xml() {
+        let label = "a<b & \"c\" 'd' \u{1}\u{7}e\u{FFFF}";
+        let svg = forest(
+            label,
+            &[ForestRow { label: label.into(), estimate: None, note: "</text><script>".into() }],
+            0.0,
+            label,
+        );
+        let t = texts(&svg);
+        assert!(t.iter().any(|x| x == "a<b & \"c\" 'd' e"), "{t:?}");
+        assert!(t.iter().any(|x| x == "</text><script>"));
+        assert!(!svg.contains("<script"));
+        let mut f = flow();
+        f.assessed.heading = label.into();
+        well_formed(&consort(&f));
+        well_formed(&bars(label, &[(label.into(), 1.0)], label));
+        well_formed(&lines(
+            label,
+            &[Series { label: label.into(), points: vec![(1.0, 1.0)] }],
+            &[(1.0, label.into())],
+            label,
+        ));
+        well_formed(&kaplan_meier(
+            label,
+            &[Series { label: label.into(), points: vec![] }],
+            1.0,
+            &[0.0],
+            &[vec![1]],
+            label,
+            label,
+        ));
     }
 }

@@ -11,10 +11,15 @@ struct Expected(HashMap<String, Option<f64>>);
 
 impl Expected {
     fn load() -> Expected {
+        Expected::load_file("tests/reference/expected.csv")
+    }
+
+    /// Loads a key,value file of expected values (path from the repository root).
+    fn load_file(file: &str) -> Expected {
         let mut rdr = csv::ReaderBuilder::new()
             .comment(Some(b'#'))
-            .from_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/expected.csv"))
-            .expect("expected.csv");
+            .from_path(Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+            .expect(file);
         let mut map = HashMap::new();
         for rec in rdr.records() {
             let rec = rec.unwrap();
@@ -138,4 +143,5 @@ mod stats_continuous;
 mod stats_logistic;
 mod stats_other;
 mod stats_pooling;
+mod stats_power;
 mod stats_survival;
