@@ -45,20 +45,25 @@ impl Entry {
         let mut out = String::with_capacity(256);
         out.push_str("{\"data\":");
         write_canonical(&self.data, &mut out).expect("event data is built from canonical-safe values");
+        self.write_after_data(&mut out);
+        out
+    }
+
+    /// The canonical bytes after the data member (members are in key order).
+    fn write_after_data(&self, out: &mut String) {
         out.push_str(",\"prev\":");
-        write_string(&self.prev, &mut out);
+        write_string(&self.prev, out);
         out.push_str(",\"seq\":");
         out.push_str(&self.seq.to_string());
         out.push_str(",\"ts\":");
-        write_string(&self.ts, &mut out);
+        write_string(&self.ts, out);
         out.push_str(",\"type\":");
-        write_string(&self.kind, &mut out);
+        write_string(&self.kind, out);
         out.push_str(",\"user\":");
-        write_string(&self.user, &mut out);
+        write_string(&self.user, out);
         out.push_str(",\"v\":");
         out.push_str(&self.v.to_string());
         out.push('}');
-        out
     }
 
     /// Lowercase hex SHA-256 of the canonical bytes.
@@ -70,7 +75,7 @@ impl Entry {
     /// encoding of what they decode to.
     pub fn decode(body: &str) -> Result<Entry, String> {
         let value: Value = serde_json::from_str(body).map_err(|e| format!("not valid JSON: {e}"))?;
-        let Value::Object(map) = &value else {
+        let Value::Object(mut map) = value else {
             return Err("an entry must be a JSON object".into());
         };
         let keys: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
@@ -84,18 +89,22 @@ impl Entry {
         }
         let text = |k: &str| map[k].as_str().map(str::to_string).ok_or_else(|| format!("`{k}` must be a string"));
         let int = |k: &str| map[k].as_u64().ok_or_else(|| format!("`{k}` must be a non-negative integer"));
-        let entry = Entry {
+        let mut entry = Entry {
             v: int("v")?,
             seq: int("seq")?,
             ts: text("ts")?,
             user: text("user")?,
             kind: text("type")?,
-            data: map["data"].clone(),
+            data: Value::Null,
             prev: text("prev")?,
         };
-        let mut check = String::new();
+        entry.data = map.remove("data").unwrap_or_default();
+        // Re-encode (refusing floats and unsafe integers) and compare.
+        let mut check = String::with_capacity(body.len());
+        check.push_str("{\"data\":");
         write_canonical(&entry.data, &mut check)?;
-        if entry.canonical() != body {
+        entry.write_after_data(&mut check);
+        if check != body {
             return Err("the stored bytes are not the canonical encoding of the entry".into());
         }
         Ok(entry)

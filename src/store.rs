@@ -716,7 +716,7 @@ impl Store {
                 std::cmp::Ordering::Equal => (a.take(), b.take()),
             };
             let differs = match (&stored, &replay) {
-                (Some(x), Some(y)) => row_text(x) != row_text(y),
+                (Some(x), Some(y)) => x.len() != y.len() || x.iter().zip(y).any(|(a, b)| !same_value(a, b)),
                 _ => true,
             };
             if differs {
@@ -855,8 +855,14 @@ fn text_of(v: &rusqlite::types::Value) -> String {
     }
 }
 
-fn row_text(row: &[rusqlite::types::Value]) -> Vec<String> {
-    row.iter().map(text_of).collect()
+/// Exact equality of two stored values (reals by their bits, so the comparison
+/// is a total one: what is stored is what was written).
+fn same_value(a: &rusqlite::types::Value, b: &rusqlite::types::Value) -> bool {
+    use rusqlite::types::Value as V;
+    match (a, b) {
+        (V::Real(x), V::Real(y)) => x.to_bits() == y.to_bits(),
+        _ => a == b,
+    }
 }
 
 fn row_text_named(names: &[String], row: &[rusqlite::types::Value]) -> String {

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Reference verifier for chancery trial databases, written from docs/SPEC.md.
 
-Independent of chancery's Rust code: Python 3.11+ standard library, plus the
-`cryptography` package for Ed25519 checkpoint signatures.
+Independent of chancery's Rust code: Python 3.11+ standard library only.
+Ed25519 verification (RFC 8032) is written out below from the RFC's
+reference code, so the verifier needs nothing installed.
 
     verify.py DB [--seed HEX] [--checkpoint FILE]...
 
@@ -296,14 +297,89 @@ def read_checkpoint(text):
     return c
 
 
-def signature_ok(c, public_hex):
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex)).verify(c["signature"], c["statement"].encode())
-        return True
-    except (InvalidSignature, ValueError):
+# Ed25519 verification, from RFC 8032 §5.1 and its §6 reference code. Only
+# verification is needed, and speed does not matter (one per checkpoint).
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _add(a, b):
+    x1, y1, z1, t1 = a
+    x2, y2, z2, t2 = b
+    e, f = (y1 - x1) * (y2 - x2) % _P, (y1 + x1) * (y2 + x2) % _P
+    g, h = t1 * 2 * _D * t2 % _P, z1 * 2 * z2 % _P
+    e, f, g, h = f - e, h - g, h + g, f + e
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _mul(k, pt):
+    q = (0, 1, 1, 0)
+    while k:
+        if k & 1:
+            q = _add(q, pt)
+        pt, k = _add(pt, pt), k >> 1
+    return q
+
+
+def _encode(pt):
+    x, y, z, _ = pt
+    zi = pow(z, _P - 2, _P)
+    x, y = x * zi % _P, y * zi % _P
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+def _decode(b):
+    """A point from its 32-byte encoding, or None (RFC 8032 §5.1.3, y ≥ p refused)."""
+    if len(b) != 32:
+        return None
+    y = int.from_bytes(b, "little")
+    sign, y = y >> 255, y & ((1 << 255) - 1)
+    if y >= _P:
+        return None
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    if x2 == 0:
+        if sign:
+            return None
+        x = 0
+    else:
+        x = pow(x2, (_P + 3) // 8, _P)
+        if (x * x - x2) % _P:
+            x = x * _SQRT_M1 % _P
+        if (x * x - x2) % _P:
+            return None
+        if x & 1 != sign:
+            x = _P - x
+    return (x, y, 1, x * y % _P)
+
+
+_B = _decode((4 * pow(5, _P - 2, _P) % _P).to_bytes(32, "little"))
+_IDENTITY = _encode((0, 1, 1, 0))
+
+
+def ed25519_verify(public, message, signature):
+    """Strict verification: s < L, both points decode and are not of small
+    order, and [s]B − [k]A encodes exactly as the signature's R."""
+    if len(public) != 32 or len(signature) != 64:
         return False
+    a, r = _decode(public), _decode(signature[:32])
+    s = int.from_bytes(signature[32:], "little")
+    if a is None or r is None or s >= _L:
+        return False
+    if _encode(_mul(8, a)) == _IDENTITY or _encode(_mul(8, r)) == _IDENTITY:
+        return False
+    k = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % _L
+    neg_a = ((_P - a[0]) % _P, a[1], a[2], (_P - a[3]) % _P)
+    return _encode(_add(_mul(s, _B), _mul(k, neg_a))) == signature[:32]
+
+
+def signature_ok(c, public_hex):
+    try:
+        public = bytes.fromhex(public_hex)
+    except ValueError:
+        return False
+    return ed25519_verify(public, c["statement"].encode(), c["signature"])
 
 
 # --- §8 verification ---------------------------------------------------------------
@@ -469,6 +545,16 @@ def check_vectors(d):
                 data = entry["data"]
                 arm, rec = alloc.allocate(p.levels_of(data["site"], data["values"]))
                 assert p.arms[arm] == data["arm"] and rec == data["allocation"], (name, entry["seq"])
+    # RFC 8032 §7.1, TEST 1 and TEST 2: the Ed25519 code above against the RFC.
+    for public, message, signature in (
+        ("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+         "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+        ("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+         "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ):
+        public, message, signature = bytes.fromhex(public), bytes.fromhex(message), bytes.fromhex(signature)
+        assert ed25519_verify(public, message, signature), "RFC 8032 vector"
+        assert not ed25519_verify(public, message + b"!", signature), "RFC 8032 vector, altered message"
     with open(os.path.join(d, "checkpoint.txt"), encoding="utf-8", newline="") as f:
         c = read_checkpoint(f.read())
     with open(os.path.join(d, "checkpoint.json"), encoding="utf-8") as f:
