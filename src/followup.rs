@@ -93,11 +93,11 @@ pub fn validate_entry(
     if values.is_empty() {
         return Err(format!("participant {p}, {t}: every value given is empty; nothing to record"));
     }
-    let mut merged = subject.current.clone();
+    let mut merged = view(&subject.current);
     for (k, v) in &values {
-        merged.insert((t.clone(), k.clone()), v.clone());
+        merged.insert((t.as_str(), k.as_str()), v.as_str());
     }
-    consistency(protocol, subject.randomised_on, &merged, &[(t.clone(), entry.collected_on)])
+    consistency(protocol, subject.randomised_on, &merged, &[(t.as_str(), entry.collected_on)])
         .map_err(|m| format!("participant {p}, {t}: {m}"))?;
     Ok(values)
 }
@@ -143,11 +143,17 @@ pub fn validate_correction(
     if new == old {
         return Err(format!("participant {participant}, {timepoint}: {field} is already {old}; nothing to correct"));
     }
-    let mut merged = subject.current.clone();
-    merged.insert((timepoint.to_string(), field.to_string()), new.clone());
-    consistency(protocol, subject.randomised_on, &merged, &[(timepoint.to_string(), collected_on)])
+    let mut merged = view(&subject.current);
+    merged.insert((timepoint.as_str(), field.as_str()), new.as_str());
+    consistency(protocol, subject.randomised_on, &merged, &[(timepoint.as_str(), collected_on)])
         .map_err(|m| format!("participant {participant}, {timepoint}: {m}"))?;
     Ok((old, new))
+}
+
+/// The values as borrowed (timepoint, outcome) → value, for the rules below
+/// (which look values up many times per entry, and must not copy keys to do so).
+fn view(values: &BTreeMap<(String, String), String>) -> BTreeMap<(&str, &str), &str> {
+    values.iter().map(|((t, n), v)| ((t.as_str(), n.as_str()), v.as_str())).collect()
 }
 
 fn check_date(p: &str, on: NaiveDate, randomised_on: NaiveDate, today: NaiveDate) -> Result<(), String> {
@@ -170,11 +176,11 @@ fn check_date(p: &str, on: NaiveDate, randomised_on: NaiveDate, today: NaiveDate
 fn consistency(
     protocol: &Protocol,
     randomised_on: NaiveDate,
-    values: &BTreeMap<(String, String), String>,
-    collected: &[(String, NaiveDate)],
+    values: &BTreeMap<(&str, &str), &str>,
+    collected: &[(&str, NaiveDate)],
 ) -> Result<(), String> {
     let has = |name: &str| protocol.outcome(name).is_some();
-    let get = |t: &str, name: &str| values.get(&(t.to_string(), name.to_string())).map(String::as_str);
+    let get = |t: &str, name: &str| values.get(&(t, name)).copied();
     for (t, on) in collected {
         if has("in_paid_work")
             && has("weeks_in_paid_work")
@@ -203,16 +209,16 @@ fn consistency(
         }
     }
     if has("paid_work_13_weeks") && has("first_job_date") {
-        let primary_yes = values.iter().any(|((_, n), v)| n == "paid_work_13_weeks" && v == "yes");
-        let any_job = values.keys().any(|(_, n)| n == "first_job_date");
+        let primary_yes = values.iter().any(|((_, n), v)| *n == "paid_work_13_weeks" && *v == "yes");
+        let any_job = values.keys().any(|(_, n)| *n == "first_job_date");
         if primary_yes && !any_job {
             return Err("paid_work_13_weeks is yes but no first_job_date is recorded at any timepoint; record the first job date".into());
         }
     }
     if has("paid_work_13_weeks") && has("weeks_in_paid_work") {
         for ((t, n), v) in values {
-            if n == "paid_work_13_weeks"
-                && v == "no"
+            if *n == "paid_work_13_weeks"
+                && *v == "no"
                 && get(t, "weeks_in_paid_work").and_then(|w| w.parse::<i64>().ok()).is_some_and(|w| w >= 13)
             {
                 return Err(

@@ -20,7 +20,7 @@ use crate::keys::{self, KeyOrigin, TrialKey};
 use crate::log::{Entry, FORMAT_VERSION};
 use crate::protocol::{Arm, Method, Protocol};
 use crate::referral::{self, Decision, Referral, Screened};
-use crate::store::{Head, LogRow, OutcomeRow, ParticipantRow, ReferralRow, StatusRow, Store, StreamRow, TrialRow, Tx};
+use crate::store::{Head, LogRow, NewOutcome, ParticipantRow, ReferralRow, StatusRow, Store, StreamRow, TrialRow, Tx};
 
 /// What `init` needs.
 #[derive(Debug, Clone)]
@@ -203,6 +203,12 @@ pub fn init(opts: &InitOptions) -> Result<InitReport> {
     result
 }
 
+/// Migrates a database written by an older chancery to this build's schema
+/// ([`Store::migrate`]): the derived tables only, never the log.
+pub fn migrate(db: &Path) -> Result<(i32, i32)> {
+    Store::migrate(db)
+}
+
 /// Checks a user name for the log.
 pub fn check_user(user: &str) -> Result<()> {
     if user.is_empty() || user.chars().count() > 64 || user.chars().any(|c| c.is_control()) {
@@ -259,7 +265,7 @@ pub(crate) fn apply(
     state: &mut State,
     seq: u64,
     ts: &str,
-    user: &str,
+    _user: &str,
     event: &Event,
 ) -> Result<()> {
     match event {
@@ -307,39 +313,36 @@ pub(crate) fn apply(
         }
         Event::SeedRevealed(_) => tx.set_revealed(seq, ts),
         Event::OutcomeRecorded(o) => {
-            for (field, value) in &o.values {
-                tx.put_outcome(&OutcomeRow {
-                    participant: o.participant.clone(),
-                    timepoint: o.timepoint.clone(),
-                    field: field.clone(),
-                    value: value.clone(),
-                    collected_on: o.collected_on.clone(),
-                    recorded_at: ts.to_string(),
-                    user: user.to_string(),
+            let rows: Vec<NewOutcome> = o
+                .values
+                .iter()
+                .map(|(field, value)| NewOutcome {
+                    participant: &o.participant,
+                    timepoint: &o.timepoint,
+                    field,
+                    value,
+                    collected_on: &o.collected_on,
                     version: 1,
                     seq,
-                })?;
-            }
-            Ok(())
+                })
+                .collect();
+            tx.insert_outcomes(&rows)
         }
         Event::OutcomeCorrected(c) => {
-            let current = tx
-                .outcomes_of(&c.participant)?
-                .into_iter()
-                .find(|r| r.timepoint == c.timepoint && r.field == c.field)
-                .ok_or_else(|| {
-                    Error::Integrity(format!(
-                        "log entry {seq}: corrects {} {} {}, which was never recorded",
-                        c.participant, c.timepoint, c.field
-                    ))
-                })?;
-            tx.put_outcome(&OutcomeRow {
-                value: c.new_value.clone(),
-                recorded_at: ts.to_string(),
-                user: user.to_string(),
-                version: current.version + 1,
+            let (_, collected_on, version) = tx.outcome(&c.participant, &c.timepoint, &c.field)?.ok_or_else(|| {
+                Error::Integrity(format!(
+                    "log entry {seq}: corrects {} {} {}, which was never recorded",
+                    c.participant, c.timepoint, c.field
+                ))
+            })?;
+            tx.update_outcome(&NewOutcome {
+                participant: &c.participant,
+                timepoint: &c.timepoint,
+                field: &c.field,
+                value: &c.new_value,
+                collected_on: &collected_on,
+                version: version + 1,
                 seq,
-                ..current
             })
         }
         Event::StatusChanged(c) => tx.put_status(&StatusRow {
@@ -474,6 +477,7 @@ impl Trial {
         refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
         let mut state = load_state(&tx, protocol)?;
+        let before = state.clone();
         for (origin, r) in referrals {
             let s = match referral::screen(protocol, r) {
                 Ok(s) => s,
@@ -532,7 +536,7 @@ impl Trial {
         if !problems.is_empty() {
             return Err(batch_error(referrals.len(), problems));
         }
-        flush_state(&tx, protocol, &state)?;
+        flush_state_changes(&tx, protocol, &state, &before)?;
         tx.commit()?;
         for c in &mut out {
             c.log_length = head.len;
@@ -757,10 +761,20 @@ fn confirmation(
 /// Writes the allocation state to its tables: once per transaction, after the
 /// transaction's events, both live and in replay.
 pub(crate) fn flush_state(tx: &Tx, protocol: &Protocol, state: &State) -> Result<()> {
+    flush_state_changes(tx, protocol, state, &State::new(protocol))
+}
+
+/// Writes what differs between `state` and `before` (the state the
+/// transaction loaded): a coordinator's single randomisation touches one
+/// stream, and rewriting every stratum's row made each commit write pages it
+/// did not change. The tables end as [`flush_state`] would leave them.
+pub(crate) fn flush_state_changes(tx: &Tx, protocol: &Protocol, state: &State, before: &State) -> Result<()> {
     for (stream, c) in &state.blocks {
-        tx.put_stream(stream, StreamRow { block: c.block, start_word: c.start_word, used: c.used, next_word: 0 })?;
+        if before.blocks.get(stream) != Some(c) {
+            tx.put_stream(stream, StreamRow { block: c.block, start_word: c.start_word, used: c.used, next_word: 0 })?;
+        }
     }
-    if !matches!(protocol.method, Method::PermutedBlocks { .. }) && state.next_word > 0 {
+    if !matches!(protocol.method, Method::PermutedBlocks { .. }) && state.next_word != before.next_word {
         let stream = if matches!(protocol.method, Method::Simple) { "simple" } else { "minimisation" };
         tx.put_stream(stream, StreamRow { block: 0, start_word: 0, used: 0, next_word: state.next_word })?;
     }
@@ -769,7 +783,8 @@ pub(crate) fn flush_state(tx: &Tx, protocol: &Protocol, state: &State) -> Result
         for (f, levels) in state.counts.iter().enumerate() {
             for (l, arms) in levels.iter().enumerate() {
                 for (a, &n) in arms.iter().enumerate() {
-                    if n > 0 {
+                    let was = before.counts.get(f).and_then(|x| x.get(l)).and_then(|x| x.get(a)).copied();
+                    if n > 0 && was != Some(n) {
                         tx.put_count(f, l, a, n)?;
                     }
                 }

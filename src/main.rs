@@ -397,6 +397,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bring a database written by an older chancery to this build's schema:
+    /// one transaction that rebuilds the tables derived from the log and
+    /// leaves the log itself, and so every hash, untouched. Back up first.
+    Migrate {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
     /// Copy a live trial database safely (SQLite's online backup), verify the
     /// copy, and keep it only if it verifies. Never overwrites.
     Backup {
@@ -835,6 +843,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Simulate { protocol, trials, participants, seed, json } => {
             simulate(protocol, trials, participants, &seed, json)
+        }
+        Command::Migrate { db } => {
+            let (from, to) = chancery::ledger::migrate(&db)?;
+            println!(
+                "migrated {} from schema {from} to {to}; the log is unchanged (check with `chancery verify`)",
+                db.display()
+            );
+            Ok(())
         }
         Command::Backup { db, to } => {
             let b = chancery::verify::backup(&db, &to)?;

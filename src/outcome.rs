@@ -56,7 +56,7 @@ fn date_of(ts: &str) -> NaiveDate {
 
 /// The participant's record as the rules need it; `Err` if not randomised.
 fn subject(tx: &Tx, participant: &str) -> Result<std::result::Result<Subject, String>> {
-    let Some(p) = tx.participant(participant)? else {
+    let Some(p) = tx.subject(participant)? else {
         let msg = if tx.referral_exists(participant)? {
             format!(
                 "participant {participant} was screened but never randomised; outcomes are recorded only for randomised participants"
@@ -69,9 +69,11 @@ fn subject(tx: &Tx, participant: &str) -> Result<std::result::Result<Subject, St
         };
         return Ok(Err(msg));
     };
-    let current = tx.current_values(participant)?;
-    let no_further_contact = tx.status_of(participant)?.is_some_and(|s| s.no_further_contact);
-    Ok(Ok(Subject { randomised_on: date_of(&p.randomised_at), no_further_contact, current }))
+    Ok(Ok(Subject {
+        randomised_on: date_of(&p.randomised_at),
+        no_further_contact: p.no_further_contact,
+        current: p.current.into_iter().map(|(t, f, v)| ((t, f), v)).collect(),
+    }))
 }
 
 impl Trial {
@@ -131,10 +133,8 @@ impl Trial {
         let tx = self.store.transaction()?;
         let subject = subject(&tx, &c.participant)?.map_err(Error::Input)?;
         let collected_on = tx
-            .outcomes_of(&c.participant)?
-            .into_iter()
-            .find(|o| o.timepoint == c.timepoint && o.field == c.field)
-            .map(|o| date_of(&o.collected_on))
+            .outcome(&c.participant, &c.timepoint, &c.field)?
+            .map(|(_, on, _)| date_of(&on))
             .unwrap_or(subject.randomised_on);
         let (old, new) = followup::validate_correction(protocol, &subject, c, collected_on)
             .map_err(|m| Error::Input(format!("{m}; nothing was written")))?;

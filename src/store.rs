@@ -15,8 +15,12 @@ use crate::error::{Error, Result};
 
 /// `application_id` of a chancery database: "CHNC".
 pub const APPLICATION_ID: i32 = 0x4348_4E43;
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema version this build writes and reads. Version 2 keeps the
+/// derived tables in their primary keys' B-trees (`WITHOUT ROWID`) and leaves
+/// an outcome's recording time and user in its log entry (they were copied
+/// into every `outcomes` row in version 1); [`Store::open`] migrates a
+/// version 1 file.
+pub const SCHEMA_VERSION: i32 = 2;
 /// Page cache of the connections verification uses (KiB): small and fixed, so
 /// memory does not grow with the log.
 const AUDIT_CACHE_KIB: i64 = 8_192;
@@ -50,6 +54,10 @@ CREATE TABLE trial (
     revealed_at        TEXT
 );
 
+";
+
+/// The tables derived from the log other than `trial`: what a migration rebuilds.
+const DERIVED_SCHEMA: &str = "
 CREATE TABLE referrals (
     participant TEXT PRIMARY KEY,
     seq         INTEGER NOT NULL,
@@ -57,7 +65,8 @@ CREATE TABLE referrals (
     status      TEXT NOT NULL,
     reasons     TEXT NOT NULL,
     screened_at TEXT NOT NULL
-);
+
+) WITHOUT ROWID;
 
 CREATE TABLE participants (
     participant   TEXT PRIMARY KEY,
@@ -67,7 +76,8 @@ CREATE TABLE participants (
     arm           TEXT NOT NULL,
     identity      TEXT NOT NULL UNIQUE,
     randomised_at TEXT NOT NULL
-);
+
+) WITHOUT ROWID;
 
 CREATE TABLE outcomes (
     participant  TEXT NOT NULL,
@@ -75,8 +85,6 @@ CREATE TABLE outcomes (
     field        TEXT NOT NULL,
     value        TEXT NOT NULL,
     collected_on TEXT NOT NULL,
-    recorded_at  TEXT NOT NULL,
-    user         TEXT NOT NULL,
     version      INTEGER NOT NULL,
     seq          INTEGER NOT NULL,
     PRIMARY KEY (participant, timepoint, field)
@@ -90,7 +98,8 @@ CREATE TABLE participant_status (
     no_further_contact INTEGER NOT NULL,
     on_date            TEXT NOT NULL,
     seq                INTEGER NOT NULL
-);
+
+) WITHOUT ROWID;
 
 CREATE TABLE allocation_streams (
     stream     TEXT PRIMARY KEY,
@@ -98,7 +107,8 @@ CREATE TABLE allocation_streams (
     start_word INTEGER NOT NULL,
     used       INTEGER NOT NULL,
     next_word  INTEGER NOT NULL
-);
+
+) WITHOUT ROWID;
 
 CREATE TABLE allocation_counts (
     factor INTEGER NOT NULL,
@@ -106,7 +116,8 @@ CREATE TABLE allocation_counts (
     arm    INTEGER NOT NULL,
     n      INTEGER NOT NULL,
     PRIMARY KEY (factor, level, arm)
-);
+
+) WITHOUT ROWID;
 ";
 
 /// The derived tables, in the order replay compares them, with their key column.
@@ -222,6 +233,25 @@ pub struct OutcomeRow {
     pub seq: u64,
 }
 
+/// A current outcome value as written to `outcomes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewOutcome<'a> {
+    /// Participant id.
+    pub participant: &'a str,
+    /// Timepoint id.
+    pub timepoint: &'a str,
+    /// Outcome name.
+    pub field: &'a str,
+    /// Canonical value text.
+    pub value: &'a str,
+    /// Date the value was collected (YYYY-MM-DD).
+    pub collected_on: &'a str,
+    /// 1 for the first value, +1 per correction.
+    pub version: u32,
+    /// Log entry of the latest change.
+    pub seq: u64,
+}
+
 /// One change to an outcome, as read from the log (`Trial::history`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {
@@ -247,6 +277,17 @@ pub struct HistoryRow {
     pub at: String,
     /// Why (corrections).
     pub reason: Option<String>,
+}
+
+/// A randomised participant as the follow-up rules see them ([`Tx::subject`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectRow {
+    /// Timestamp of randomisation.
+    pub randomised_at: String,
+    /// Withdrawn with no further contact.
+    pub no_further_contact: bool,
+    /// Current values: (timepoint, field, value).
+    pub current: Vec<(String, String, String)>,
 }
 
 /// A participant's follow-up status (`participant_status`); absent means active.
@@ -365,6 +406,9 @@ fn check_local_filesystem(path: &Path) -> Result<()> {
 fn configure(conn: &Connection, what: &str) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(Error::sqlite(what.to_string()))?;
     conn.pragma_update(None, "foreign_keys", true).map_err(Error::sqlite(what.to_string()))?;
+    // Room for every statement a batch uses, the multi-row outcome inserts of
+    // each size among them, so none is re-prepared within a batch.
+    conn.set_prepared_statement_cache_capacity(64);
     // A day's batch is one transaction; a page cache that holds it avoids
     // spilling half-written pages to the WAL before commit.
     conn.pragma_update(None, "cache_size", -131_072).map_err(Error::sqlite(what.to_string()))?;
@@ -448,6 +492,13 @@ impl Store {
         }
         let version: i32 =
             conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
+        if version < SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} has schema {version}, older than this build's {SCHEMA_VERSION}; run `chancery migrate --db {}` first (it rebuilds only the tables derived from the log, in one transaction)",
+                path.display(),
+                path.display()
+            )));
+        }
         if version != SCHEMA_VERSION {
             return Err(Error::Refused(format!(
                 "{} has schema {version}; this build verifies schema {SCHEMA_VERSION}",
@@ -460,7 +511,7 @@ impl Store {
     fn install_schema(&self, what: &str) -> Result<()> {
         self.conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA} {DERIVED_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(Error::sqlite(what.to_string()))
     }
@@ -494,12 +545,81 @@ impl Store {
         }
         if version < SCHEMA_VERSION {
             return Err(Error::Refused(format!(
-                "{} has schema {version}, older than this build's {SCHEMA_VERSION}, and no migration exists",
+                "{} has schema {version}, older than this build's {SCHEMA_VERSION}; back it up, then run `chancery migrate --db {}`",
+                path.display(),
                 path.display()
             )));
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
         Ok(Store { conn })
+    }
+
+    /// Brings a database written by an older chancery to this build's schema,
+    /// in one transaction: the log and the trial row are untouched (so every
+    /// hash, and what `verify` checks, stays as it was); the derived tables are
+    /// rebuilt in the new layout from their old rows. Returns the schema
+    /// versions before and after. Refuses a file that is not a chancery
+    /// database, one from a newer chancery, and one already current.
+    pub fn migrate(path: &Path) -> Result<(i32, i32)> {
+        let what = format!("migrating database {}", path.display());
+        if !path.exists() {
+            return Err(Error::Input(format!("database {} does not exist; check --db", path.display())));
+        }
+        check_local_filesystem(path)?;
+        let mut conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(Error::sqlite(what.clone()))?;
+        configure(&conn, &what)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(Error::sqlite(what.clone()))?;
+        let app: i32 =
+            tx.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
+        if app != APPLICATION_ID {
+            return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
+        }
+        let version: i32 =
+            tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} was written by a newer chancery (schema {version}, this build reads {SCHEMA_VERSION}); upgrade chancery",
+                path.display()
+            )));
+        }
+        if version == SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} already has this build's schema ({SCHEMA_VERSION}); nothing to migrate",
+                path.display()
+            )));
+        }
+        if version != 1 {
+            return Err(Error::Refused(format!(
+                "{} has schema {version}, which no chancery release wrote; restore it from a backup",
+                path.display()
+            )));
+        }
+        // Version 1 → 2: the same rows in WITHOUT ROWID tables; `outcomes`
+        // loses its copies of the log entry's time and user.
+        let mut sql = String::new();
+        for (table, _) in DERIVED_TABLES.iter().filter(|(t, _)| *t != "trial") {
+            sql.push_str(&format!("ALTER TABLE {table} RENAME TO v1_{table};\n"));
+        }
+        sql.push_str(DERIVED_SCHEMA);
+        for (table, columns) in [
+            ("referrals", "participant, seq, site, status, reasons, screened_at"),
+            ("participants", "participant, seq, site, stratum, arm, identity, randomised_at"),
+            ("outcomes", "participant, timepoint, field, value, collected_on, version, seq"),
+            ("participant_status", "participant, status, reason, no_further_contact, on_date, seq"),
+            ("allocation_streams", "stream, block, start_word, used, next_word"),
+            ("allocation_counts", "factor, level, arm, n"),
+        ] {
+            sql.push_str(&format!(
+                "INSERT INTO {table} ({columns}) SELECT {columns} FROM v1_{table};\nDROP TABLE v1_{table};\n"
+            ));
+        }
+        sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
+        tx.execute_batch(&sql).map_err(Error::sqlite(what.clone()))?;
+        tx.commit().map_err(Error::sqlite(what))?;
+        Ok((version, SCHEMA_VERSION))
     }
 
     /// Begins a write transaction.
@@ -882,13 +1002,33 @@ fn revealed(c: &Connection) -> Result<Option<(u64, String)>> {
 
 // The per-participant reads run once per imported row: each must be an index
 // search, never a scan (a test checks the query plans).
+// An outcome row's recording time and user are its log entry's (`ts`, `user`),
+// read through the entry's `seq`; a LEFT JOIN, so that a value whose entry is
+// missing still shows (verification names the damage).
+macro_rules! select_outcomes {
+    () => {
+        "SELECT o.participant, o.timepoint, o.field, o.value, o.collected_on,
+                COALESCE(l.ts, ''), COALESCE(json_extract(l.body, '$.user'), ''), o.version, o.seq
+         FROM outcomes AS o LEFT JOIN log AS l ON l.seq = o.seq"
+    };
+}
 const OUTCOMES_OF_SQL: &str =
-    "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq
-     FROM outcomes WHERE participant = ?1 ORDER BY participant, timepoint, field";
+    concat!(select_outcomes!(), " WHERE o.participant = ?1 ORDER BY o.participant, o.timepoint, o.field");
+const ALL_OUTCOMES_SQL: &str =
+    concat!(select_outcomes!(), " WHERE ?1 IS NULL ORDER BY o.participant, o.timepoint, o.field");
+const OUTCOME_SQL: &str =
+    "SELECT value, collected_on, version FROM outcomes WHERE participant = ?1 AND timepoint = ?2 AND field = ?3";
 const STATUS_OF_SQL: &str =
     "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
      WHERE participant = ?1 ORDER BY participant";
 const CURRENT_VALUES_SQL: &str = "SELECT timepoint, field, value FROM outcomes WHERE participant = ?1";
+// What the follow-up rules need of a participant, in one search: the
+// randomisation time, a no-further-contact withdrawal, and the current values.
+const SUBJECT_SQL: &str = "SELECT p.randomised_at, COALESCE(s.no_further_contact, 0), o.timepoint, o.field, o.value
+     FROM participants AS p
+     LEFT JOIN participant_status AS s ON s.participant = p.participant
+     LEFT JOIN outcomes AS o ON o.participant = p.participant
+     WHERE p.participant = ?1";
 const PARTICIPANT_SQL: &str =
     "SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants WHERE participant = ?1";
 
@@ -896,13 +1036,7 @@ fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<Outcome
     let what = "reading outcomes";
     // Two statements, not `?1 IS NULL OR participant = ?1`: that form defeats the
     // primary-key index and made every per-participant lookup a full scan.
-    let sql = match participant {
-        Some(_) => OUTCOMES_OF_SQL,
-        None => {
-            "SELECT participant, timepoint, field, value, collected_on, recorded_at, user, version, seq FROM outcomes
-             WHERE ?1 IS NULL ORDER BY participant, timepoint, field"
-        }
-    };
+    let sql = if participant.is_some() { OUTCOMES_OF_SQL } else { ALL_OUTCOMES_SQL };
     let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
     stmt.query_map([participant], |r| {
         Ok(OutcomeRow {
@@ -1096,19 +1230,98 @@ impl Tx<'_> {
             .map_err(Error::sqlite(what))
     }
 
+    /// A randomised participant as the follow-up rules see them, if randomised:
+    /// randomisation time, whether they withdrew with no further contact, and
+    /// their current values as (timepoint, field, value). One index search per call.
+    pub fn subject(&self, participant: &str) -> Result<Option<SubjectRow>> {
+        let what = "reading a participant's follow-up";
+        let mut stmt = self.tx.prepare_cached(SUBJECT_SQL).map_err(Error::sqlite(what))?;
+        let mut rows = stmt.query([participant]).map_err(Error::sqlite(what))?;
+        let mut out: Option<SubjectRow> = None;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            let s = match &mut out {
+                Some(s) => s,
+                None => out.insert(SubjectRow {
+                    randomised_at: r.get(0).map_err(Error::sqlite(what))?,
+                    no_further_contact: r.get::<_, i64>(1).map_err(Error::sqlite(what))? != 0,
+                    current: Vec::new(),
+                }),
+            };
+            let timepoint: Option<String> = r.get(2).map_err(Error::sqlite(what))?;
+            if let Some(timepoint) = timepoint {
+                s.current.push((
+                    timepoint,
+                    r.get(3).map_err(Error::sqlite(what))?,
+                    r.get(4).map_err(Error::sqlite(what))?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// A participant's follow-up status, if not active.
     pub fn status_of(&self, participant: &str) -> Result<Option<StatusRow>> {
         Ok(status_rows(&self.tx, Some(participant))?.into_iter().next())
     }
 
-    /// Sets a current outcome value.
-    pub fn put_outcome(&self, o: &OutcomeRow) -> Result<()> {
+    /// One current outcome value: (value, collected on, version), if recorded.
+    /// Reads the derived table alone, so replay can use it before the log is complete.
+    pub fn outcome(&self, participant: &str, timepoint: &str, field: &str) -> Result<Option<(String, String, u32)>> {
         self.tx
+            .prepare_cached(OUTCOME_SQL)
+            .and_then(|mut s| {
+                s.query_row([participant, timepoint, field], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u32)))
+                    .optional()
+            })
+            .map_err(Error::sqlite("reading an outcome"))
+    }
+
+    /// Records first values (their recording time and user are their log
+    /// entry's). A value already there is a constraint error: recording never
+    /// overwrites. An event's values go in as one multi-row statement (one
+    /// statement execution per value cost an import a quarter of its time).
+    /// `OR FAIL`, not the default `ABORT`: a failure fails the whole
+    /// transaction anyway, and ABORT would make SQLite keep a statement journal
+    /// of every multi-row insert in case it had to undo just that statement.
+    pub fn insert_outcomes(&self, rows: &[NewOutcome]) -> Result<()> {
+        const MAX_ROWS: usize = 32;
+        for chunk in rows.chunks(MAX_ROWS) {
+            let mut sql = String::from(
+                "INSERT OR FAIL INTO outcomes (participant, timepoint, field, value, collected_on, version, seq) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?,?,?,?,?,?,?)");
+            }
+            let mut stmt = self.tx.prepare_cached(&sql).map_err(Error::sqlite("recording an outcome"))?;
+            for (i, o) in chunk.iter().enumerate() {
+                let at = i * 7;
+                let bind = |stmt: &mut rusqlite::CachedStatement| -> rusqlite::Result<()> {
+                    stmt.raw_bind_parameter(at + 1, o.participant)?;
+                    stmt.raw_bind_parameter(at + 2, o.timepoint)?;
+                    stmt.raw_bind_parameter(at + 3, o.field)?;
+                    stmt.raw_bind_parameter(at + 4, o.value)?;
+                    stmt.raw_bind_parameter(at + 5, o.collected_on)?;
+                    stmt.raw_bind_parameter(at + 6, o.version as i64)?;
+                    stmt.raw_bind_parameter(at + 7, o.seq as i64)
+                };
+                bind(&mut stmt).map_err(Error::sqlite("recording an outcome"))?;
+            }
+            stmt.raw_execute().map(drop).map_err(Error::sqlite("recording an outcome"))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a recorded value with its correction.
+    pub fn update_outcome(&self, o: &NewOutcome) -> Result<()> {
+        let what = "recording a correction";
+        let n = self
+            .tx
             .prepare_cached(
-                "INSERT INTO outcomes (participant, timepoint, field, value, collected_on, recorded_at, user, version, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (participant, timepoint, field) DO UPDATE SET
-                   value = ?4, collected_on = ?5, recorded_at = ?6, user = ?7, version = ?8, seq = ?9",
+                "UPDATE outcomes SET value = ?4, collected_on = ?5, version = ?6, seq = ?7
+                 WHERE participant = ?1 AND timepoint = ?2 AND field = ?3",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1117,14 +1330,18 @@ impl Tx<'_> {
                     o.field,
                     o.value,
                     o.collected_on,
-                    o.recorded_at,
-                    o.user,
                     o.version as i64,
                     o.seq as i64
                 ])
             })
-            .map(drop)
-            .map_err(Error::sqlite("recording an outcome"))
+            .map_err(Error::sqlite(what))?;
+        if n != 1 {
+            return Err(Error::Integrity(format!(
+                "{what}: {} {} {} is not recorded",
+                o.participant, o.timepoint, o.field
+            )));
+        }
+        Ok(())
     }
 
     /// Sets a participant's follow-up status.
@@ -1240,12 +1457,11 @@ mod tests {
         // Regression: `?1 IS NULL OR participant = ?1` made each of these a full
         // table scan, so importing n rows cost O(n²).
         let store = Store::in_memory().unwrap();
-        for sql in [OUTCOMES_OF_SQL, STATUS_OF_SQL, CURRENT_VALUES_SQL, PARTICIPANT_SQL] {
-            let plan: Vec<String> = store
-                .conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap()
-                .query_map(["P1"], |r| r.get::<_, String>(3))
+        for sql in [OUTCOMES_OF_SQL, OUTCOME_SQL, STATUS_OF_SQL, CURRENT_VALUES_SQL, PARTICIPANT_SQL, SUBJECT_SQL] {
+            let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let args = vec!["P1"; stmt.parameter_count()];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
                 .unwrap()
                 .map(|r| r.unwrap())
                 .collect();

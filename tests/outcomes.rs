@@ -324,3 +324,97 @@ fn exports_match_the_codebook_and_read_as_plain_csv() {
         .success();
     assert!(export(&db, "participants").contains("'=HYPERLINK"));
 }
+
+/// The derived tables as schema 1 laid them out (chancery 0.1 before the
+/// `WITHOUT ROWID` tables): what `chancery migrate` starts from.
+const SCHEMA_1_DERIVED: &str = "
+CREATE TABLE referrals (participant TEXT PRIMARY KEY, seq INTEGER NOT NULL, site TEXT NOT NULL,
+    status TEXT NOT NULL, reasons TEXT NOT NULL, screened_at TEXT NOT NULL);
+CREATE TABLE participants (participant TEXT PRIMARY KEY, seq INTEGER NOT NULL, site TEXT NOT NULL,
+    stratum TEXT NOT NULL, arm TEXT NOT NULL, identity TEXT NOT NULL UNIQUE, randomised_at TEXT NOT NULL);
+CREATE TABLE outcomes (participant TEXT NOT NULL, timepoint TEXT NOT NULL, field TEXT NOT NULL,
+    value TEXT NOT NULL, collected_on TEXT NOT NULL, recorded_at TEXT NOT NULL, user TEXT NOT NULL,
+    version INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (participant, timepoint, field)) WITHOUT ROWID;
+CREATE TABLE participant_status (participant TEXT PRIMARY KEY, status TEXT NOT NULL, reason TEXT NOT NULL,
+    no_further_contact INTEGER NOT NULL, on_date TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE allocation_streams (stream TEXT PRIMARY KEY, block INTEGER NOT NULL, start_word INTEGER NOT NULL,
+    used INTEGER NOT NULL, next_word INTEGER NOT NULL);
+CREATE TABLE allocation_counts (factor INTEGER NOT NULL, level INTEGER NOT NULL, arm INTEGER NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (factor, level, arm));
+";
+
+/// Rewrites a current database's derived tables in schema 1's layout, as a
+/// file written by the earlier release would hold them.
+fn downgrade_to_schema_1(db: &Path) {
+    let mut c = rusqlite::Connection::open(db).unwrap();
+    let tx = c.transaction().unwrap();
+    let tables =
+        ["referrals", "participants", "outcomes", "participant_status", "allocation_streams", "allocation_counts"];
+    for t in tables {
+        tx.execute_batch(&format!("ALTER TABLE {t} RENAME TO v2_{t};")).unwrap();
+    }
+    tx.execute_batch(SCHEMA_1_DERIVED).unwrap();
+    for t in tables.iter().filter(|t| **t != "outcomes") {
+        tx.execute_batch(&format!("INSERT INTO {t} SELECT * FROM v2_{t};")).unwrap();
+    }
+    tx.execute_batch(
+        "INSERT INTO outcomes SELECT o.participant, o.timepoint, o.field, o.value, o.collected_on,
+                l.ts, json_extract(l.body, '$.user'), o.version, o.seq
+         FROM v2_outcomes AS o JOIN log AS l ON l.seq = o.seq;",
+    )
+    .unwrap();
+    for t in tables {
+        tx.execute_batch(&format!("DROP TABLE v2_{t};")).unwrap();
+    }
+    tx.pragma_update(None, "user_version", 1).unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_schema_1_database_is_refused_until_migrated_and_then_reads_and_verifies_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    chancery()
+        .args(record(&db, LATER, "P1", "m4", "2026-07-05", &["in_paid_work=no", "weeks_in_paid_work=0", "phq9=9"]))
+        .assert()
+        .success();
+    chancery()
+        .args(["outcome", "correct", "--db"])
+        .arg(&db)
+        .args(["--now", LATER, "--participant", "P1", "--timepoint", "m4", "--set", "phq9=8", "--reason", "typo"])
+        .assert()
+        .success();
+    chancery()
+        .args(["withdraw", "--db"])
+        .arg(&db)
+        .args(["--now", LATER, "--participant", "P2", "--reason", "moved away"])
+        .assert()
+        .success();
+    let whats = ["allocations", "participants", "outcomes", "history"];
+    let before: Vec<String> = whats.iter().map(|w| export(&db, w)).collect();
+    let status = |db: &Path| chancery().args(["status", "--json", "--db"]).arg(db).output().unwrap();
+    let status_before = status(&db).stdout;
+
+    downgrade_to_schema_1(&db);
+    let bytes_v1 = std::fs::read(&db).unwrap();
+    let refused = status(&db);
+    assert_eq!(refused.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(msg.contains("schema 1") && msg.contains("chancery migrate --db"), "{msg}");
+    let audit = chancery().args(["verify", "--db"]).arg(&db).output().unwrap();
+    assert_eq!(audit.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&audit.stderr).contains("chancery migrate"));
+    assert_eq!(std::fs::read(&db).unwrap(), bytes_v1, "refusing writes nothing");
+
+    let out = chancery().args(["migrate", "--db"]).arg(&db).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("from schema 1 to 2"));
+    let after: Vec<String> = whats.iter().map(|w| export(&db, w)).collect();
+    assert_eq!(after, before, "every export reads as it did before the downgrade");
+    assert_eq!(status(&db).stdout, status_before);
+    chancery().args(["verify", "--db"]).arg(&db).assert().success();
+
+    let again = chancery().args(["migrate", "--db"]).arg(&db).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to migrate"));
+}
