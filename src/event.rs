@@ -47,10 +47,18 @@ impl Event {
 
     /// The event's data object.
     pub fn data(&self) -> Value {
-        match serde_json::to_value(self).expect("events serialise") {
-            Value::Object(mut m) => m.remove("data").unwrap_or(Value::Null),
-            _ => unreachable!("events serialise as objects"),
-        }
+        // Each variant's data directly: serialising the tagged enum and taking
+        // its `data` member built and dropped an outer object per event.
+        let v = match self {
+            Event::TrialCreated(d) => serde_json::to_value(d),
+            Event::ReferralScreened(d) => serde_json::to_value(d),
+            Event::ParticipantRandomised(d) => serde_json::to_value(d),
+            Event::SeedRevealed(d) => serde_json::to_value(d),
+            Event::OutcomeRecorded(d) => serde_json::to_value(d),
+            Event::OutcomeCorrected(d) => serde_json::to_value(d),
+            Event::StatusChanged(d) => serde_json::to_value(d),
+        };
+        v.expect("event data are strings, integers, lists and maps with string keys")
     }
 
     /// Rebuilds an event from a log entry's type and data.

@@ -628,7 +628,7 @@ impl Trial {
         }
         let mut seen = std::collections::BTreeSet::new();
         let mut by_timepoint: BTreeMap<String, u64> = BTreeMap::new();
-        for o in self.store.outcomes()? {
+        for o in self.store.outcome_values()? {
             if seen.insert((o.participant, o.timepoint.clone())) {
                 *by_timepoint.entry(o.timepoint).or_default() += 1;
             }

@@ -211,7 +211,7 @@ impl Trial {
         let statuses: BTreeMap<String, (String, bool)> =
             self.store.statuses()?.into_iter().map(|s| (s.participant, (s.status, s.no_further_contact))).collect();
         let mut recorded: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for o in self.store.outcomes()? {
+        for o in self.store.outcome_values()? {
             let tps = recorded.entry(o.participant).or_default();
             if !tps.contains(&o.timepoint) {
                 tps.push(o.timepoint);

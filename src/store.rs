@@ -233,6 +233,21 @@ pub struct OutcomeRow {
     pub seq: u64,
 }
 
+/// A current outcome value alone ([`Store::outcome_values`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueRow {
+    /// Participant id.
+    pub participant: String,
+    /// Timepoint id.
+    pub timepoint: String,
+    /// Outcome name.
+    pub field: String,
+    /// Canonical value text.
+    pub value: String,
+    /// Date the value was collected (YYYY-MM-DD).
+    pub collected_on: String,
+}
+
 /// A current outcome value as written to `outcomes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewOutcome<'a> {
@@ -690,6 +705,31 @@ impl Store {
     /// Every current outcome value, ordered by participant, timepoint, field.
     pub fn outcomes(&self) -> Result<Vec<OutcomeRow>> {
         outcome_rows(&self.conn, None)
+    }
+
+    /// Every current outcome value without its recording time and user (no
+    /// join with the log), ordered by participant, timepoint, field: what the
+    /// due list, the status counts and the analysis dataset read.
+    pub fn outcome_values(&self) -> Result<Vec<ValueRow>> {
+        let what = "reading outcomes";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
+                 ORDER BY participant, timepoint, field",
+            )
+            .map_err(Error::sqlite(what))?;
+        stmt.query_map([], |r| {
+            Ok(ValueRow {
+                participant: r.get(0)?,
+                timepoint: r.get(1)?,
+                field: r.get(2)?,
+                value: r.get(3)?,
+                collected_on: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sqlite(what))
     }
 
     /// Every non-active participant status.
