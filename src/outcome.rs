@@ -92,15 +92,22 @@ impl Trial {
         let mut state = load_state(&tx, protocol)?;
         let mut problems = Vec::new();
         let mut out = Vec::with_capacity(entries.len());
+        // The last participant read, with the values this transaction has added
+        // since: a file lists a participant's timepoints together, so each is
+        // read from the database once (bounded memory, whatever the file's order).
+        let mut last: Option<(&str, Subject)> = None;
         for (origin, e) in entries {
-            let subject = match subject(&tx, &e.participant)? {
-                Ok(s) => s,
-                Err(m) => {
-                    problems.push(format!("{origin}: {m}"));
-                    continue;
-                }
+            let subject = match last.take() {
+                Some((p, s)) if p == e.participant => &mut last.insert((p, s)).1,
+                _ => match subject(&tx, &e.participant)? {
+                    Ok(s) => &mut last.insert((e.participant.as_str(), s)).1,
+                    Err(m) => {
+                        problems.push(format!("{origin}: {m}"));
+                        continue;
+                    }
+                },
             };
-            let values = match followup::validate_entry(protocol, &subject, e, now.date()) {
+            let values = match followup::validate_entry(protocol, subject, e, now.date()) {
                 Ok(v) => v,
                 Err(m) => {
                     problems.push(format!("{origin}: {m}"));
@@ -117,6 +124,11 @@ impl Trial {
                 values,
             });
             let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
+            if let Event::OutcomeRecorded(o) = event {
+                for (field, value) in o.values {
+                    subject.current.insert((o.timepoint.clone(), field), value);
+                }
+            }
             out.push(Written { participant: e.participant.clone(), seq, entry_hash });
         }
         if !problems.is_empty() {

@@ -418,3 +418,38 @@ fn a_schema_1_database_is_refused_until_migrated_and_then_reads_and_verifies_as_
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to migrate"));
 }
+
+#[test]
+fn rows_of_one_import_see_the_values_recorded_by_earlier_rows() {
+    // An import reads each participant once and carries the values its own
+    // earlier rows recorded: a later row must be judged against them exactly
+    // as if they had been committed first.
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    let csv = dir.path().join("f.csv");
+    let import = |rows: &str| {
+        std::fs::write(&csv, format!("participant,timepoint,collected_on,in_paid_work,weeks_in_paid_work,first_job_date,paid_work_13_weeks,phq9\n{rows}")).unwrap();
+        chancery()
+            .args(["outcome", "import", "--db"])
+            .arg(&db)
+            .args(["--now", YEAR, "--csv"])
+            .arg(&csv)
+            .output()
+            .unwrap()
+    };
+    let before = log_snapshot(&db);
+    // The same value twice, on two rows: the second is refused, and with it the file.
+    let out = import("P1,m4,2026-07-01,,,,,5\nP2,m4,2026-07-01,,,,,6\nP1,m4,2026-07-02,,,,,7\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("f.csv:4: participant P1, m4: phq9 is already recorded (5)"), "{err}");
+    assert_eq!(before, log_snapshot(&db));
+    // 13+ weeks at m12 needs a first job date at some timepoint: an earlier row's counts.
+    let out = import("P1,m4,2026-07-01,yes,4,2026-06-01,,5\nP1,m12,2027-03-01,yes,30,,yes,4\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Without it, the m12 row contradicts itself and is refused.
+    let out = import("P2,m4,2026-07-01,no,0,,,5\nP2,m12,2027-03-01,yes,30,,yes,4\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("f.csv:3: participant P2, m12: paid_work_13_weeks is yes but no first_job_date"), "{err}");
+}
