@@ -140,6 +140,11 @@ pub struct Trial {
     pub(crate) store: Store,
     pub(crate) protocol: Protocol,
     pub(crate) row: TrialRow,
+    /// The allocation state as this handle's last randomisation left it, with
+    /// the log head it belongs to. The state is a function of the log, so it is
+    /// reused only while the head read inside a new transaction is that same
+    /// head (nobody else has written since); otherwise it is loaded afresh.
+    cached_state: Option<(Head, State)>,
 }
 
 /// Creates a trial: refuses to overwrite anything, writes the key files
@@ -419,7 +424,7 @@ impl Trial {
             Error::Integrity(format!("{} has no trial record; it was not created by `chancery init`", db.display()))
         })?;
         let protocol = Protocol::parse(&format!("{} (stored protocol)", db.display()), &row.protocol)?;
-        Ok(Trial { store, protocol, row })
+        Ok(Trial { store, protocol, row, cached_state: None })
     }
 
     /// The trial's protocol, as stored at `init`.
@@ -476,7 +481,10 @@ impl Trial {
         let tx = self.store.transaction()?;
         refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
-        let mut state = load_state(&tx, protocol)?;
+        let mut state = match self.cached_state.take() {
+            Some((at, state)) if at == head => state,
+            _ => load_state(&tx, protocol)?,
+        };
         let before = state.clone();
         for (origin, r) in referrals {
             let s = match referral::screen(protocol, r) {
@@ -538,6 +546,7 @@ impl Trial {
         }
         flush_state_changes(&tx, protocol, &state, &before)?;
         tx.commit()?;
+        self.cached_state = Some((head.clone(), state));
         for c in &mut out {
             c.log_length = head.len;
             c.head = head.hash.clone();

@@ -469,3 +469,48 @@ fn a_file_that_is_not_a_chancery_database_is_refused() {
     let out = chancery().args(["status", "--db"]).arg(dir.path().join("missing.db")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn handles_that_take_turns_allocate_exactly_as_one_handle_would() {
+    // A trial handle keeps its allocation state between randomisations, but
+    // only while the log head is the one that state belongs to: after another
+    // handle (another coordinator) writes, it must load the state afresh.
+    use chancery::clock::Timestamp;
+    use chancery::keys::{TrialKey, default_key_path};
+    use chancery::ledger::Trial;
+    for name in ["work-health-ips.toml", "example-simple-2to1.toml", "example-minimisation.toml"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        std::fs::create_dir_all(&one).unwrap();
+        std::fs::create_dir_all(&two).unwrap();
+        let (db1, db2) = (init(&one, name), init(&two, name));
+        let key = TrialKey::read(&default_key_path(&db1)).unwrap();
+        let mut single = Trial::open(&db1).unwrap();
+        let p = single.protocol().clone();
+        let referrals: Vec<_> = chancery::demo::simulate_referrals(&p, &seed(), 400)
+            .into_iter()
+            .filter(|r| {
+                chancery::referral::screen(&p, r).is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
+            })
+            .take(80)
+            .map(|r| (r.participant.clone(), r))
+            .collect();
+        assert_eq!(referrals.len(), 80, "{name}");
+        let now = Timestamp::parse(NOW).unwrap();
+        let mut handles = [Trial::open(&db2).unwrap(), Trial::open(&db2).unwrap()];
+        for (i, r) in referrals.iter().enumerate() {
+            single.randomise(&key, std::slice::from_ref(r), "tester", now).unwrap();
+            // Runs of one, two and three calls on each handle in turn.
+            let h = (i / (1 + i % 3)) % 2;
+            handles[h].randomise(&key, std::slice::from_ref(r), "tester", now).unwrap();
+        }
+        let alloc = |db: &Path| {
+            let out = chancery().args(["export", "--what", "allocations", "--db"]).arg(db).output().unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(alloc(&db1), alloc(&db2), "{name}");
+        for db in [&db1, &db2] {
+            chancery().args(["verify", "--db"]).arg(db).arg("--key").arg(default_key_path(&db1)).assert().success();
+        }
+    }
+}
