@@ -1,0 +1,156 @@
+//! Quick timing probes beside the criterion benches, printing wall and CPU
+//! time (CPU time is the steadier figure on a shared machine):
+//!
+//! - `batch [N]`: one N-referral batch (100,000) in one transaction;
+//! - `one [N]`: N durable single randomisations (2,000), each its own
+//!   transaction, against as many raw SQLite insert + commits with the same
+//!   durability, alternating in runs of 100 so both see the same disk;
+//! - `import [N] [TEMPLATE]`: importing 2 × N outcome rows (N = 50,000
+//!   randomised participants, m4 and m12, ten values each), the CSV that
+//!   `benches/outcomes.rs` builds; with TEMPLATE the randomised trial is kept
+//!   there and reused, so a profiler can watch the import alone.
+//!
+//! `cargo run --release --example timing -- batch 100000`. The system
+//! allocator, as the `chancery` binary uses.
+use std::path::Path;
+use std::time::Instant;
+
+use chancery::clock::Timestamp;
+use chancery::followup::parse_outcome_csv;
+use chancery::keys::{TrialKey, default_key_path};
+use chancery::ledger::{InitOptions, Trial, init};
+use chancery::referral::Referral;
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = stat.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(13) + ticks(14)) / 100.0
+}
+
+/// A new trial of the default protocol at `db`, and `n` eligible consenting referrals for it.
+fn trial(db: &Path, seed: [u8; 32], n: usize) -> (Trial, TrialKey, Vec<(String, Referral)>) {
+    init(&InitOptions {
+        protocol: concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/work-health-ips.toml").into(),
+        db: db.to_path_buf(),
+        key: default_key_path(db),
+        seed: Some(seed),
+        user: "probe".into(),
+        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+    })
+    .unwrap();
+    let trial = Trial::open(db).unwrap();
+    let key = TrialKey::read(&default_key_path(db)).unwrap();
+    let refs = chancery::demo::simulate_referrals(trial.protocol(), &seed, (n * 2) as u32)
+        .into_iter()
+        .filter(|r| {
+            chancery::referral::screen(trial.protocol(), r)
+                .is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
+        })
+        .take(n)
+        .map(|r| (r.participant.clone(), r))
+        .collect();
+    (trial, key, refs)
+}
+
+fn batch(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trial, key, refs) = trial(&dir.path().join("t.db"), [0x5a; 32], n);
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let out = trial.randomise(&key, &refs, "probe", Timestamp::parse("2026-01-02T00:00:00Z").unwrap()).unwrap();
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    println!("batch of {}: wall {wall:.3} s, cpu {cpu:.3} s", out.len());
+}
+
+fn one(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trial, key, refs) = trial(&dir.path().join("t.db"), [0x5a; 32], n);
+    let conn = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)").unwrap();
+    let body = "x".repeat(700);
+    let now = Timestamp::parse("2026-01-02T00:00:00Z").unwrap();
+    let (mut wall, mut cpu) = ([0.0f64; 2], [0.0f64; 2]);
+    for chunk in refs.chunks(100) {
+        let (t, c) = (Instant::now(), cpu_seconds());
+        for _ in chunk {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.execute("INSERT INTO t (body) VALUES (?1)", [&body]).unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        }
+        wall[0] += t.elapsed().as_secs_f64();
+        cpu[0] += cpu_seconds() - c;
+        let (t, c) = (Instant::now(), cpu_seconds());
+        for r in chunk {
+            let out = trial.randomise(&key, std::slice::from_ref(r), "probe", now).unwrap();
+            assert_eq!(out[0].status, "randomised");
+        }
+        wall[1] += t.elapsed().as_secs_f64();
+        cpu[1] += cpu_seconds() - c;
+    }
+    let per = |x: f64| x / refs.len() as f64 * 1e6;
+    println!(
+        "floor: wall {:.0} µs, cpu {:.0} µs; randomise one: wall {:.0} µs, cpu {:.0} µs; ratio {:.2}",
+        per(wall[0]),
+        per(cpu[0]),
+        per(wall[1]),
+        per(cpu[1]),
+        wall[1] / wall[0]
+    );
+}
+
+fn import(n: usize, template: Option<&Path>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    if let Some(t) = template.filter(|t| t.exists()) {
+        std::fs::copy(t, &db).unwrap();
+        std::fs::copy(default_key_path(t), default_key_path(&db)).unwrap();
+    } else {
+        let (mut trial, key, refs) = trial(&db, [0x5b; 32], n);
+        trial.randomise(&key, &refs, "probe", Timestamp::parse("2026-01-02T09:00:00Z").unwrap()).unwrap();
+        drop(trial);
+        if let Some(t) = template {
+            std::fs::copy(&db, t).unwrap();
+            std::fs::copy(default_key_path(&db), default_key_path(t)).unwrap();
+        }
+    }
+    let ids: Vec<String> =
+        Trial::open(&db).unwrap().store().participants().unwrap().into_iter().map(|p| p.participant).collect();
+    let mut csv = String::from(
+        "participant,timepoint,collected_on,in_paid_work,weeks_in_paid_work,first_job_date,paid_work_13_weeks,\
+         earnings_monthly,sickness_absence_days,phq9,gad7,swemwbs,eq5d,ips_contacts\n",
+    );
+    for (i, p) in ids.iter().enumerate() {
+        let (phq, gad, swe, eq) = (i % 28, i % 22, 7 + i % 29, i % 1000);
+        csv.push_str(&format!("{p},m4,2026-05-04,no,0,,,0,0,{phq},{gad},{swe},0.{eq:03},{}\n", i % 40));
+        if i % 3 == 0 {
+            csv.push_str(&format!(
+                "{p},m12,2027-01-04,yes,20,2026-08-03,yes,1250.50,2,{phq},{gad},{swe},0.{eq:03},{}\n",
+                i % 60
+            ));
+        } else {
+            csv.push_str(&format!("{p},m12,2027-01-04,no,0,,no,0,0,{phq},{gad},{swe},0.{eq:03},{}\n", i % 60));
+        }
+    }
+    let now = Timestamp::parse("2027-01-10T12:00:00Z").unwrap();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let mut trial = Trial::open(&db).unwrap();
+    let entries = parse_outcome_csv("outcomes.csv", csv.as_bytes(), now.date()).unwrap();
+    let parsed = t.elapsed().as_secs_f64();
+    let written = trial.record_outcomes(&entries, "probe", now).unwrap();
+    drop(trial);
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    println!("import of {} rows: wall {wall:.3} s (parsing {parsed:.3} s), cpu {cpu:.3} s", written.len());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n = |default: usize| args.get(1).and_then(|a| a.parse().ok()).unwrap_or(default);
+    match args.first().map(String::as_str) {
+        Some("batch") => batch(n(100_000)),
+        Some("one") => one(n(2_000)),
+        Some("import") => import(n(50_000), args.get(2).map(Path::new)),
+        _ => eprintln!("usage: timing batch [N] | one [N] | import [N] [TEMPLATE]"),
+    }
+}
