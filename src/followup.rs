@@ -32,8 +32,8 @@ pub struct Subject {
     pub randomised_on: NaiveDate,
     /// Withdrawn with no further contact.
     pub no_further_contact: bool,
-    /// Current values: (timepoint, outcome) → value.
-    pub current: BTreeMap<(String, String), String>,
+    /// Current values: timepoint → outcome → value.
+    pub current: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Validates an entry against the protocol and the participant's record;
@@ -62,6 +62,7 @@ pub fn validate_entry(
     if entry.values.is_empty() {
         return Err(format!("participant {p}, {t}: no values given; give --set FIELD=VALUE"));
     }
+    let recorded = subject.current.get(t.as_str());
     let mut values = BTreeMap::new();
     for (name, raw) in &entry.values {
         let o = protocol.outcome(name).ok_or_else(|| {
@@ -84,7 +85,7 @@ pub fn validate_entry(
         if values.insert(name.clone(), v).is_some() {
             return Err(format!("participant {p}, {t}: {name} is given twice; give it once"));
         }
-        if let Some(old) = subject.current.get(&(t.clone(), name.clone())) {
+        if let Some(old) = recorded.and_then(|r| r.get(name)) {
             return Err(format!(
                 "participant {p}, {t}: {name} is already recorded ({old}); to change it use `chancery outcome correct` with a reason"
             ));
@@ -93,10 +94,7 @@ pub fn validate_entry(
     if values.is_empty() {
         return Err(format!("participant {p}, {t}: every value given is empty; nothing to record"));
     }
-    let mut merged = view(&subject.current);
-    for (k, v) in &values {
-        merged.insert((t.as_str(), k.as_str()), v.as_str());
-    }
+    let merged = Values { current: &subject.current, timepoint: t, new: &values };
     consistency(protocol, subject.randomised_on, &merged, &[(t.as_str(), entry.collected_on)])
         .map_err(|m| format!("participant {p}, {t}: {m}"))?;
     Ok(values)
@@ -133,7 +131,7 @@ pub fn validate_correction(
     if protocol.timepoint(timepoint).is_none() {
         return Err(format!("unknown timepoint {:?}", truncate(timepoint, 40)));
     }
-    let old = subject.current.get(&(timepoint.to_string(), field.to_string())).cloned().ok_or_else(|| {
+    let old = subject.current.get(timepoint.as_str()).and_then(|r| r.get(field)).cloned().ok_or_else(|| {
         format!(
             "participant {participant}, {timepoint}: {field} has no recorded value to correct; record it with `chancery outcome record`"
         )
@@ -143,17 +141,43 @@ pub fn validate_correction(
     if new == old {
         return Err(format!("participant {participant}, {timepoint}: {field} is already {old}; nothing to correct"));
     }
-    let mut merged = view(&subject.current);
-    merged.insert((timepoint.as_str(), field.as_str()), new.as_str());
+    let corrected = BTreeMap::from([(field.clone(), new.clone())]);
+    let merged = Values { current: &subject.current, timepoint, new: &corrected };
     consistency(protocol, subject.randomised_on, &merged, &[(timepoint.as_str(), collected_on)])
         .map_err(|m| format!("participant {participant}, {timepoint}: {m}"))?;
     Ok((old, new))
 }
 
-/// The values as borrowed (timepoint, outcome) → value, for the rules below
-/// (which look values up many times per entry, and must not copy keys to do so).
-fn view(values: &BTreeMap<(String, String), String>) -> BTreeMap<(&str, &str), &str> {
-    values.iter().map(|((t, n), v)| ((t.as_str(), n.as_str()), v.as_str())).collect()
+/// A participant's values as the rules below see them: those recorded, with
+/// an entry's (or a correction's) values at its timepoint laid over them,
+/// looked up in place rather than merged into a copy.
+struct Values<'a> {
+    current: &'a BTreeMap<String, BTreeMap<String, String>>,
+    timepoint: &'a str,
+    new: &'a BTreeMap<String, String>,
+}
+
+impl Values<'_> {
+    fn get(&self, timepoint: &str, name: &str) -> Option<&str> {
+        if timepoint == self.timepoint
+            && let Some(v) = self.new.get(name)
+        {
+            return Some(v);
+        }
+        self.current.get(timepoint)?.get(name).map(String::as_str)
+    }
+
+    /// Every (timepoint, outcome, value), each (timepoint, outcome) once.
+    fn all(&self) -> Vec<(&str, &str, &str)> {
+        let mut out: Vec<(&str, &str, &str)> = self
+            .current
+            .iter()
+            .flat_map(|(t, m)| m.iter().map(move |(n, v)| (t.as_str(), n.as_str(), v.as_str())))
+            .filter(|(t, n, _)| *t != self.timepoint || !self.new.contains_key(*n))
+            .collect();
+        out.extend(self.new.iter().map(|(n, v)| (self.timepoint, n.as_str(), v.as_str())));
+        out
+    }
 }
 
 fn check_date(p: &str, on: NaiveDate, randomised_on: NaiveDate, today: NaiveDate) -> Result<(), String> {
@@ -176,11 +200,11 @@ fn check_date(p: &str, on: NaiveDate, randomised_on: NaiveDate, today: NaiveDate
 fn consistency(
     protocol: &Protocol,
     randomised_on: NaiveDate,
-    values: &BTreeMap<(&str, &str), &str>,
+    values: &Values,
     collected: &[(&str, NaiveDate)],
 ) -> Result<(), String> {
     let has = |name: &str| protocol.outcome(name).is_some();
-    let get = |t: &str, name: &str| values.get(&(t, name)).copied();
+    let get = |t: &str, name: &str| values.get(t, name);
     for (t, on) in collected {
         if has("in_paid_work")
             && has("weeks_in_paid_work")
@@ -209,16 +233,17 @@ fn consistency(
         }
     }
     if has("paid_work_13_weeks") && has("first_job_date") {
-        let primary_yes = values.iter().any(|((_, n), v)| *n == "paid_work_13_weeks" && *v == "yes");
-        let any_job = values.keys().any(|(_, n)| *n == "first_job_date");
+        let all = values.all();
+        let primary_yes = all.iter().any(|(_, n, v)| *n == "paid_work_13_weeks" && *v == "yes");
+        let any_job = all.iter().any(|(_, n, _)| *n == "first_job_date");
         if primary_yes && !any_job {
             return Err("paid_work_13_weeks is yes but no first_job_date is recorded at any timepoint; record the first job date".into());
         }
     }
     if has("paid_work_13_weeks") && has("weeks_in_paid_work") {
-        for ((t, n), v) in values {
-            if *n == "paid_work_13_weeks"
-                && *v == "no"
+        for (t, n, v) in values.all() {
+            if n == "paid_work_13_weeks"
+                && v == "no"
                 && get(t, "weeks_in_paid_work").and_then(|w| w.parse::<i64>().ok()).is_some_and(|w| w >= 13)
             {
                 return Err(

@@ -251,10 +251,10 @@ pub(crate) fn append(
         ts: ts.clone(),
         user: user.to_string(),
         kind: event.kind().to_string(),
-        data: event.data(),
+        data: serde_json::Value::Null,
         prev: head.hash.clone(),
     };
-    let body = entry.canonical();
+    let body = entry.canonical_with(|out| event.write_canonical_data(out));
     let hash = Entry::hash_of(&body);
     tx.append_log(&LogRow { seq: entry.seq, ts: ts.clone(), kind: entry.kind.clone(), hash: hash.clone(), body })?;
     apply(tx, protocol, state, entry.seq, &ts, user, event)?;
@@ -318,20 +318,8 @@ pub(crate) fn apply(
         }
         Event::SeedRevealed(_) => tx.set_revealed(seq, ts),
         Event::OutcomeRecorded(o) => {
-            let rows: Vec<NewOutcome> = o
-                .values
-                .iter()
-                .map(|(field, value)| NewOutcome {
-                    participant: &o.participant,
-                    timepoint: &o.timepoint,
-                    field,
-                    value,
-                    collected_on: &o.collected_on,
-                    version: 1,
-                    seq,
-                })
-                .collect();
-            tx.insert_outcomes(&rows)
+            let values: Vec<(&str, &str)> = o.values.iter().map(|(f, v)| (f.as_str(), v.as_str())).collect();
+            tx.insert_outcomes(&o.participant, &o.timepoint, &o.collected_on, seq, &values)
         }
         Event::OutcomeCorrected(c) => {
             let (_, collected_on, version) = tx.outcome(&c.participant, &c.timepoint, &c.field)?.ok_or_else(|| {

@@ -49,6 +49,17 @@ impl Entry {
         out
     }
 
+    /// The canonical bytes with the data member written by `data`, which must
+    /// append the canonical encoding of this entry's data (the `data` field
+    /// itself is not read): how the ledger writes events it encodes directly.
+    pub fn canonical_with(&self, data: impl FnOnce(&mut String)) -> String {
+        let mut out = String::with_capacity(512);
+        out.push_str("{\"data\":");
+        data(&mut out);
+        self.write_after_data(&mut out);
+        out
+    }
+
     /// The canonical bytes after the data member (members are in key order).
     fn write_after_data(&self, out: &mut String) {
         out.push_str(",\"prev\":");
@@ -162,7 +173,7 @@ pub fn write_canonical(v: &Value, out: &mut String) -> Result<(), String> {
 
 /// Appends a JSON string: `"` and `\` escaped, U+0008/09/0A/0C/0D as \b \t \n \f \r,
 /// other controls below U+0020 as \u00xx (lowercase hex), everything else as UTF-8.
-fn write_string(s: &str, out: &mut String) {
+pub(crate) fn write_string(s: &str, out: &mut String) {
     out.push('"');
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {

@@ -72,7 +72,13 @@ fn subject(tx: &Tx, participant: &str) -> Result<std::result::Result<Subject, St
     Ok(Ok(Subject {
         randomised_on: date_of(&p.randomised_at),
         no_further_contact: p.no_further_contact,
-        current: p.current.into_iter().map(|(t, f, v)| ((t, f), v)).collect(),
+        current: p.current.into_iter().fold(
+            BTreeMap::new(),
+            |mut m: BTreeMap<String, BTreeMap<String, String>>, (t, f, v)| {
+                m.entry(t).or_default().insert(f, v);
+                m
+            },
+        ),
     }))
 }
 
@@ -120,14 +126,12 @@ impl Trial {
             let event = Event::OutcomeRecorded(OutcomeRecorded {
                 participant: e.participant.clone(),
                 timepoint: e.timepoint.clone(),
-                collected_on: e.collected_on.format("%Y-%m-%d").to_string(),
+                collected_on: e.collected_on.to_string(), // ISO 8601, YYYY-MM-DD: validated to lie between randomisation and today
                 values,
             });
             let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
             if let Event::OutcomeRecorded(o) = event {
-                for (field, value) in o.values {
-                    subject.current.insert((o.timepoint.clone(), field), value);
-                }
+                subject.current.entry(o.timepoint).or_default().extend(o.values);
             }
             out.push(Written { participant: e.participant.clone(), seq, entry_hash });
         }

@@ -1316,16 +1316,26 @@ impl Tx<'_> {
             .map_err(Error::sqlite("reading an outcome"))
     }
 
-    /// Records first values (their recording time and user are their log
-    /// entry's). A value already there is a constraint error: recording never
-    /// overwrites. An event's values go in as one multi-row statement (one
-    /// statement execution per value cost an import a quarter of its time).
-    /// `OR FAIL`, not the default `ABORT`: a failure fails the whole
-    /// transaction anyway, and ABORT would make SQLite keep a statement journal
-    /// of every multi-row insert in case it had to undo just that statement.
-    pub fn insert_outcomes(&self, rows: &[NewOutcome]) -> Result<()> {
+    /// Records the first values of one participant at one timepoint, collected
+    /// on one date, from log entry `seq` (their recording time and user are
+    /// that entry's). A value already there is a constraint error: recording
+    /// never overwrites. The values go in as multi-row statements whose
+    /// shared columns are bound once (a statement per value cost an import a
+    /// quarter of its time). `OR FAIL`, not the default `ABORT`: a failure
+    /// fails the whole transaction anyway, and ABORT would make SQLite keep a
+    /// statement journal of every multi-row insert in case it had to undo just
+    /// that statement.
+    pub fn insert_outcomes(
+        &self,
+        participant: &str,
+        timepoint: &str,
+        collected_on: &str,
+        seq: u64,
+        values: &[(&str, &str)],
+    ) -> Result<()> {
         const MAX_ROWS: usize = 32;
-        for chunk in rows.chunks(MAX_ROWS) {
+        let what = "recording an outcome";
+        for chunk in values.chunks(MAX_ROWS) {
             let mut sql = String::from(
                 "INSERT OR FAIL INTO outcomes (participant, timepoint, field, value, collected_on, version, seq) VALUES ",
             );
@@ -1333,23 +1343,21 @@ impl Tx<'_> {
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str("(?,?,?,?,?,?,?)");
+                sql.push_str(&format!("(?1,?2,?{},?{},?3,1,?4)", 5 + 2 * i, 6 + 2 * i));
             }
-            let mut stmt = self.tx.prepare_cached(&sql).map_err(Error::sqlite("recording an outcome"))?;
-            for (i, o) in chunk.iter().enumerate() {
-                let at = i * 7;
-                let bind = |stmt: &mut rusqlite::CachedStatement| -> rusqlite::Result<()> {
-                    stmt.raw_bind_parameter(at + 1, o.participant)?;
-                    stmt.raw_bind_parameter(at + 2, o.timepoint)?;
-                    stmt.raw_bind_parameter(at + 3, o.field)?;
-                    stmt.raw_bind_parameter(at + 4, o.value)?;
-                    stmt.raw_bind_parameter(at + 5, o.collected_on)?;
-                    stmt.raw_bind_parameter(at + 6, o.version as i64)?;
-                    stmt.raw_bind_parameter(at + 7, o.seq as i64)
-                };
-                bind(&mut stmt).map_err(Error::sqlite("recording an outcome"))?;
-            }
-            stmt.raw_execute().map(drop).map_err(Error::sqlite("recording an outcome"))?;
+            let mut stmt = self.tx.prepare_cached(&sql).map_err(Error::sqlite(what))?;
+            let mut bind = || -> rusqlite::Result<()> {
+                stmt.raw_bind_parameter(1, participant)?;
+                stmt.raw_bind_parameter(2, timepoint)?;
+                stmt.raw_bind_parameter(3, collected_on)?;
+                stmt.raw_bind_parameter(4, seq as i64)?;
+                for (i, (field, value)) in chunk.iter().enumerate() {
+                    stmt.raw_bind_parameter(5 + 2 * i, field)?;
+                    stmt.raw_bind_parameter(6 + 2 * i, value)?;
+                }
+                stmt.raw_execute().map(drop)
+            };
+            bind().map_err(Error::sqlite(what))?;
         }
         Ok(())
     }
