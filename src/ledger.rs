@@ -6,7 +6,7 @@
 //! the hash-chained log ([`crate::log`]) and derives the tables from them in
 //! the same transaction ([`apply`], which replay during verification reuses).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -473,7 +473,7 @@ impl Trial {
             Some((at, state)) if at == head => state,
             _ => load_state(&tx, protocol)?,
         };
-        let before = state.clone();
+        let mut touched = Touched::default();
         for (origin, r) in referrals {
             let s = match referral::screen(protocol, r) {
                 Ok(s) => s,
@@ -510,9 +510,14 @@ impl Trial {
                 }
                 continue;
             }
-            let (event, arm, stratum) = referral_event(protocol, &key.seed, &state, &s, hash.clone());
+            let (event, arm, stratum, allocated) = referral_event(protocol, &key.seed, &state, &s, hash.clone());
             match append(&tx, protocol, &mut state, &mut head, &event, user, now) {
-                Ok((seq, entry_hash)) => out.push(confirmation(protocol, &s, arm, stratum, seq, entry_hash)),
+                Ok((seq, entry_hash)) => {
+                    if let Some(a) = &allocated {
+                        touched.note(a);
+                    }
+                    out.push(confirmation(protocol, &s, arm, stratum, seq, entry_hash))
+                }
                 Err(e) if is_constraint(&e) => {
                     // A unique key caught a participant id or identity recorded before this batch
                     // (the failed event's own rows are rolled back with the transaction).
@@ -532,7 +537,7 @@ impl Trial {
         if !problems.is_empty() {
             return Err(batch_error(referrals.len(), problems));
         }
-        flush_state_changes(&tx, protocol, &state, &before)?;
+        flush_touched(&tx, protocol, &state, &touched)?;
         tx.commit()?;
         self.cached_state = Some((head.clone(), state));
         for c in &mut out {
@@ -676,7 +681,7 @@ fn referral_event<'p>(
     state: &State,
     s: &Screened,
     identity: String,
-) -> (Event, Option<&'p Arm>, Option<String>) {
+) -> (Event, Option<&'p Arm>, Option<String>, Option<allocation::Allocation>) {
     match &s.decision {
         Decision::Ineligible(reasons) => (
             Event::ReferralScreened(ReferralScreened {
@@ -688,6 +693,7 @@ fn referral_event<'p>(
             }),
             None,
             None,
+            None,
         ),
         Decision::Declined => (
             Event::ReferralScreened(ReferralScreened {
@@ -697,6 +703,7 @@ fn referral_event<'p>(
                 reasons: vec![],
                 values: s.values.clone(),
             }),
+            None,
             None,
             None,
         ),
@@ -717,6 +724,7 @@ fn referral_event<'p>(
                 }),
                 Some(arm),
                 Some(stratum),
+                Some(a),
             )
         }
     }
@@ -758,33 +766,70 @@ fn confirmation(
 /// Writes the allocation state to its tables: once per transaction, after the
 /// transaction's events, both live and in replay.
 pub(crate) fn flush_state(tx: &Tx, protocol: &Protocol, state: &State) -> Result<()> {
-    flush_state_changes(tx, protocol, state, &State::new(protocol))
-}
-
-/// Writes what differs between `state` and `before` (the state the
-/// transaction loaded): a coordinator's single randomisation touches one
-/// stream, and rewriting every stratum's row made each commit write pages it
-/// did not change. The tables end as [`flush_state`] would leave them.
-pub(crate) fn flush_state_changes(tx: &Tx, protocol: &Protocol, state: &State, before: &State) -> Result<()> {
     for (stream, c) in &state.blocks {
-        if before.blocks.get(stream) != Some(c) {
-            tx.put_stream(stream, StreamRow { block: c.block, start_word: c.start_word, used: c.used, next_word: 0 })?;
-        }
+        tx.put_stream(stream, StreamRow { block: c.block, start_word: c.start_word, used: c.used, next_word: 0 })?;
     }
-    if !matches!(protocol.method, Method::PermutedBlocks { .. }) && state.next_word != before.next_word {
-        let stream = if matches!(protocol.method, Method::Simple) { "simple" } else { "minimisation" };
-        tx.put_stream(stream, StreamRow { block: 0, start_word: 0, used: 0, next_word: state.next_word })?;
+    if !matches!(protocol.method, Method::PermutedBlocks { .. }) && state.next_word > 0 {
+        put_next_word(tx, protocol, state)?;
     }
     // Only minimisation reads the counts; other methods need not keep them.
     if matches!(protocol.method, Method::Minimisation { .. }) {
         for (f, levels) in state.counts.iter().enumerate() {
             for (l, arms) in levels.iter().enumerate() {
                 for (a, &n) in arms.iter().enumerate() {
-                    let was = before.counts.get(f).and_then(|x| x.get(l)).and_then(|x| x.get(a)).copied();
-                    if n > 0 && was != Some(n) {
+                    if n > 0 {
                         tx.put_count(f, l, a, n)?;
                     }
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put_next_word(tx: &Tx, protocol: &Protocol, state: &State) -> Result<()> {
+    let stream = if matches!(protocol.method, Method::Simple) { "simple" } else { "minimisation" };
+    tx.put_stream(stream, StreamRow { block: 0, start_word: 0, used: 0, next_word: state.next_word })
+}
+
+/// The allocation-state rows a transaction's allocations changed: a
+/// coordinator's single randomisation changes one stratum's stream, and
+/// rewriting every stratum's row made each commit write pages it did not change.
+#[derive(Debug, Default)]
+struct Touched {
+    streams: BTreeSet<String>,
+    next_word: bool,
+    counts: BTreeSet<(usize, usize, usize)>,
+}
+
+impl Touched {
+    fn note(&mut self, a: &allocation::Allocation) {
+        match &a.detail {
+            allocation::Detail::Blocks { stream, .. } => {
+                self.streams.insert(stream.clone());
+            }
+            allocation::Detail::Simple { .. } | allocation::Detail::Minimisation { .. } => self.next_word = true,
+        }
+        self.counts.extend(a.levels.iter().enumerate().map(|(f, &l)| (f, l, a.arm)));
+    }
+}
+
+/// Writes the rows `touched` names, leaving the tables as [`flush_state`] would.
+fn flush_touched(tx: &Tx, protocol: &Protocol, state: &State, touched: &Touched) -> Result<()> {
+    for stream in &touched.streams {
+        if let Some(c) = state.blocks.get(stream) {
+            tx.put_stream(stream, StreamRow { block: c.block, start_word: c.start_word, used: c.used, next_word: 0 })?;
+        }
+    }
+    if !matches!(protocol.method, Method::PermutedBlocks { .. }) && touched.next_word && state.next_word > 0 {
+        put_next_word(tx, protocol, state)?;
+    }
+    if matches!(protocol.method, Method::Minimisation { .. }) {
+        for &(f, l, a) in &touched.counts {
+            if let Some(&n) = state.counts.get(f).and_then(|x| x.get(l)).and_then(|x| x.get(a))
+                && n > 0
+            {
+                tx.put_count(f, l, a, n)?;
             }
         }
     }
