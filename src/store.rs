@@ -1293,3 +1293,50 @@ mod tests {
         assert!(Store::create(&path).err().unwrap().to_string().contains("already exists"));
     }
 }
+
+/// A stored log row borrowed from SQLite's row buffer (see [`Store::each_log_row_ref`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRowRef<'a> {
+    /// Sequence number (the row key).
+    pub seq: u64,
+    /// Timestamp column.
+    pub ts: &'a str,
+    /// Type column.
+    pub kind: &'a str,
+    /// Stored hash.
+    pub hash: &'a str,
+    /// Stored canonical bytes.
+    pub body: &'a str,
+}
+
+// Verification's reads, kept apart from the write path.
+impl Store {
+    /// Calls `f` on every log row in sequence order, streaming, with the row's
+    /// text borrowed rather than copied. The same rows, in the same order, as
+    /// [`Store::each_log_row`], and the same errors for a row that is not text.
+    pub fn each_log_row_ref(&self, mut f: impl FnMut(LogRowRef<'_>) -> Result<()>) -> Result<()> {
+        let what = "reading the log";
+        let mut stmt =
+            self.conn.prepare("SELECT seq, ts, type, hash, body FROM log ORDER BY seq").map_err(Error::sqlite(what))?;
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            let text = |i: usize| -> rusqlite::Result<&str> {
+                r.get_ref(i)?.as_str().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(i, r.get_ref_unwrap(i).data_type(), Box::new(e))
+                })
+            };
+            let row = (|| {
+                Ok::<_, rusqlite::Error>(LogRowRef {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts: text(1)?,
+                    kind: text(2)?,
+                    hash: text(3)?,
+                    body: text(4)?,
+                })
+            })()
+            .map_err(Error::sqlite(what))?;
+            f(row)?;
+        }
+        Ok(())
+    }
+}

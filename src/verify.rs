@@ -33,9 +33,9 @@ use crate::error::{Error, Result};
 use crate::event::{AllocationRecord, Event, Randomised};
 use crate::keys;
 use crate::ledger;
-use crate::log::{Entry, FORMAT_VERSION, GENESIS_PREV};
+use crate::log::{Entry, EntryRef, FORMAT_VERSION, GENESIS_PREV};
 use crate::protocol::{FieldRef, Protocol};
-use crate::store::{DERIVED_TABLES, LogRow, Store, Tx};
+use crate::store::{DERIVED_TABLES, LogRowRef, Store, Tx};
 
 /// What to verify, and with what.
 #[derive(Debug, Clone)]
@@ -208,7 +208,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
     }
     {
         let tx = scratch.transaction()?;
-        live.each_log_row(|row| pass.entry(&tx, row))?;
+        live.each_log_row_ref(|row| pass.entry(&tx, row))?;
         if pass.stopped.is_none()
             && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
         {
@@ -229,11 +229,10 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
 /// The seed in the log's first `seed_revealed` entry, if it reads as one.
 fn revealed_seed(live: &Store) -> Result<Option<[u8; 32]>> {
     let Some(row) = live.first_log_row_of_type("seed_revealed")? else { return Ok(None) };
-    let seed =
-        Entry::decode(&row.body).ok().and_then(|e| Event::from_parts(&e.kind, &e.data).ok()).and_then(|e| match e {
-            Event::SeedRevealed(r) => keys::parse_seed(&r.seed).ok(),
-            _ => None,
-        });
+    let seed = Entry::check(&row.body).ok().and_then(|e| e.event().ok()).and_then(|e| match e {
+        Event::SeedRevealed(r) => keys::parse_seed(&r.seed).ok(),
+        _ => None,
+    });
     Ok(seed)
 }
 
@@ -271,7 +270,7 @@ impl Pass<'_> {
 
     /// One log row: the chain checks, then (while the chain holds) replay,
     /// uniqueness, the commitment and the allocation.
-    fn entry(&mut self, tx: &Tx, row: LogRow) -> Result<()> {
+    fn entry(&mut self, tx: &Tx, row: LogRowRef) -> Result<()> {
         if self.chain.failed() {
             return Ok(());
         }
@@ -284,8 +283,15 @@ impl Pass<'_> {
                 return Ok(());
             }
         };
-        self.prev = row.hash;
-        self.last_ts = Some(entry.ts.clone());
+        self.prev.clear();
+        self.prev.push_str(row.hash);
+        match &mut self.last_ts {
+            Some(t) => {
+                t.clear();
+                t.push_str(&entry.ts);
+            }
+            None => self.last_ts = Some(entry.ts.to_string()),
+        }
         self.expected_seq += 1;
         if let Some(idx) = self.checkpoint_at.get(&seq) {
             for &i in idx {
@@ -318,7 +324,7 @@ impl Pass<'_> {
     }
 
     /// The chain checks on one row; returns the decoded entry and event.
-    fn check_link(&mut self, row: &LogRow) -> std::result::Result<(Entry, Event), String> {
+    fn check_link<'r>(&mut self, row: &LogRowRef<'r>) -> std::result::Result<(EntryRef<'r>, Event), String> {
         let seq = self.expected_seq;
         if row.seq != seq {
             return Err(if row.seq > seq {
@@ -327,14 +333,14 @@ impl Pass<'_> {
                 format!("entry {} is stored out of order (expected {seq})", row.seq)
             });
         }
-        let entry = Entry::decode(&row.body).map_err(|m| format!("entry {seq} does not decode: {m}"))?;
+        let entry = Entry::check(row.body).map_err(|m| format!("entry {seq} does not decode: {m}"))?;
         if entry.seq != seq {
             return Err(format!("entry {seq}'s bytes say seq {}: entries were moved or swapped", entry.seq));
         }
         if entry.v != FORMAT_VERSION {
             return Err(format!("entry {seq} has format version {}; this build verifies {FORMAT_VERSION}", entry.v));
         }
-        let hash = Entry::hash_of(&row.body);
+        let hash = Entry::hash_of(row.body);
         if hash != row.hash {
             return Err(format!(
                 "entry {seq}'s stored hash {} is not the SHA-256 of its bytes ({hash}): the entry was altered",
@@ -355,15 +361,15 @@ impl Pass<'_> {
         if entry.ts != row.ts || entry.kind != row.kind {
             return Err(format!("entry {seq}'s ts/type columns disagree with its hashed bytes"));
         }
-        if Timestamp::parse(&entry.ts).map(|t| t.to_log_text()).ok().as_deref() != Some(entry.ts.as_str()) {
+        if Timestamp::parse(&entry.ts).map(|t| t.to_log_text()).ok().as_deref() != Some(&*entry.ts) {
             return Err(format!("entry {seq}'s time {:?} is not in the log's time format", entry.ts));
         }
         if let Some(last) = &self.last_ts
-            && entry.ts < *last
+            && *entry.ts < **last
         {
             return Err(format!("entry {seq}'s time {} is earlier than entry {}'s ({last})", entry.ts, seq - 1));
         }
-        let event = Event::from_parts(&entry.kind, &entry.data).map_err(|m| format!("entry {seq}: {m}"))?;
+        let event = entry.event().map_err(|m| format!("entry {seq}: {m}"))?;
         match (&event, seq) {
             (Event::TrialCreated(t), 0) => {
                 if hex::encode(Sha256::digest(t.protocol.as_bytes())) != t.protocol_sha256 {
