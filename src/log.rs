@@ -209,6 +209,19 @@ mod canonical {
     /// serde_json's recursion limit: the 128th nested array or object is refused.
     const DEPTH: u32 = 128;
 
+    /// 1 for a byte a string holds as itself; 0 for `"`, `\\` and controls below U+0020.
+    static PLAIN: [u8; 256] = {
+        let mut t = [1u8; 256];
+        let mut c = 0;
+        while c < 0x20 {
+            t[c] = 0;
+            c += 1;
+        }
+        t[b'"' as usize] = 0;
+        t[b'\\' as usize] = 0;
+        t
+    };
+
     struct Cursor<'a> {
         s: &'a str,
         b: &'a [u8],
@@ -351,9 +364,12 @@ mod canonical {
             let start = self.i;
             let mut escaped = false;
             loop {
-                match *self.b.get(self.i)? {
+                // Plain bytes in a run, then the one that ends it.
+                let run = self.b.get(self.i..)?.iter().position(|&c| PLAIN[c as usize] == 0)?;
+                self.i += run;
+                match self.b[self.i] {
                     b'"' => {
-                        let text = &self.s[start..self.i];
+                        let text = self.s.get(start..self.i)?;
                         self.i += 1;
                         return Some((text, escaped));
                     }

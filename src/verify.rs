@@ -130,6 +130,7 @@ impl Finding {
 }
 
 /// What the first entry establishes.
+#[derive(Clone)]
 struct Genesis {
     protocol: Protocol,
     commitment: String,
@@ -151,6 +152,9 @@ struct Pass<'a> {
     revealed: Option<u64>,
     /// Where derivation (replay, uniqueness, allocations) stopped, and why.
     stopped: Option<(u64, &'static str)>,
+    /// The replay database refuses a second row with the same identity or
+    /// participant id, so duplicates need looking up only when an insert fails.
+    unique_by_constraint: bool,
     chain: Finding,
     replay: Finding,
     unique: Finding,
@@ -169,7 +173,6 @@ struct Pass<'a> {
 /// anything wrong with the trial's records is a failing check in the report.
 pub fn verify(opts: &VerifyOptions) -> Result<Report> {
     let live = Store::open_for_audit(&opts.db)?;
-    let integrity = live.integrity_check()?;
 
     // The seed: the auditor's, or the one revealed in the log. Reading the reveal
     // ahead of the pass by its `type` column is safe: the pass checks that column
@@ -181,7 +184,9 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
 
     let scratch_path = ScratchFile::new(&opts.scratch_dir)?;
     let mut scratch = Store::scratch(&scratch_path.0)?;
-    let mut pass = Pass {
+    let unique_by_constraint =
+        scratch.enforces_unique("participants", "identity")? && scratch.enforces_unique("referrals", "participant")?;
+    let new_pass = || Pass {
         expected_seq: 0,
         prev: GENESIS_PREV.to_string(),
         last_ts: None,
@@ -192,6 +197,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
         state: None,
         revealed: None,
         stopped: None,
+        unique_by_constraint,
         chain: Finding::default(),
         replay: Finding::default(),
         unique: Finding::default(),
@@ -203,19 +209,58 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
         checkpoints: &opts.checkpoints,
         checkpoint_results: vec![None; opts.checkpoints.len()],
     };
+    let mut links = new_pass();
     for (i, (_, c)) in opts.checkpoints.iter().enumerate() {
-        pass.checkpoint_at.entry(c.length - 1).or_default().push(i);
+        links.checkpoint_at.entry(c.length - 1).or_default().push(i);
     }
-    {
-        let tx = scratch.transaction()?;
-        live.each_log_row_ref(|row| pass.entry(&tx, row))?;
-        if pass.stopped.is_none()
-            && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
-        {
-            ledger::flush_state(&tx, &g.protocol, state)?;
-        }
-        tx.commit()?;
-    }
+    let mut pass = new_pass();
+    // Three threads, each over its own connection: SQLite's integrity check of
+    // the file; the chain (reading, hashing and decoding each entry in order);
+    // and the derivation, which replays the decoded events in the same order
+    // through a bounded queue, so that memory stays bounded and every finding
+    // (and so every reported seq) is what one thread doing both would find.
+    let (integrity, links, live) = std::thread::scope(|s| -> Result<(String, Pass, Store)> {
+        let integrity = s.spawn(|| Store::open_for_audit(&opts.db)?.integrity_check());
+        let (steps, queue) = std::sync::mpsc::sync_channel::<Vec<Step>>(QUEUE / BATCH);
+        let chain = s.spawn(move || -> Result<(Pass, Store)> {
+            let mut batch = Vec::with_capacity(BATCH);
+            live.each_log_row_ref(|row| {
+                links.link(row, &mut batch);
+                if batch.len() >= BATCH {
+                    // A failed send means derivation has already ended with an error, which verify reports.
+                    let _ = steps.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+                Ok(())
+            })?;
+            let _ = steps.send(batch);
+            Ok((links, live))
+        });
+        let derived = (|| {
+            let tx = scratch.transaction()?;
+            for step in queue.into_iter().flatten() {
+                pass.step(&tx, step)?;
+            }
+            if pass.stopped.is_none()
+                && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
+            {
+                ledger::flush_state(&tx, &g.protocol, state)?;
+            }
+            tx.commit()
+        })();
+        // The chain thread stops sending if derivation ended early with an error.
+        let (links, live) =
+            chain.join().map_err(|_| Error::Integrity("the chain check stopped unexpectedly".into()))??;
+        derived?;
+        let integrity = integrity
+            .join()
+            .map_err(|_| Error::Integrity("SQLite's integrity check stopped unexpectedly".into()))??;
+        Ok((integrity, links, live))
+    })?;
+    pass.expected_seq = links.expected_seq;
+    pass.prev = links.prev;
+    pass.last_ts = links.last_ts;
+    pass.chain = links.chain;
+    pass.checkpoint_results = links.checkpoint_results;
     if pass.expected_seq == 0 && !pass.chain.failed() {
         pass.chain.fail(0, "the log is empty: it has no trial_created entry".into());
     }
@@ -224,6 +269,24 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
     }
     drop(scratch);
     Ok(pass.report(&integrity))
+}
+
+/// Decoded entries waiting for derivation: enough to keep both threads busy,
+/// few enough that memory does not depend on the log.
+const QUEUE: usize = 512;
+/// Entries handed over at a time (one wake-up per batch, not per entry).
+const BATCH: usize = 64;
+
+/// What the chain thread hands the derivation, in log order.
+// Nearly every step is a `Derive`: boxing it would cost an allocation per entry.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// Entry 0 established the trial.
+    Genesis(Box<Genesis>),
+    /// An entry whose chain checks hold, to derive.
+    Derive { seq: u64, ts: String, user: String, event: Event },
+    /// The chain broke at this entry: derivation stops there.
+    Broken(u64),
 }
 
 /// The seed in the log's first `seed_revealed` entry, if it reads as one.
@@ -268,19 +331,19 @@ impl Pass<'_> {
         }
     }
 
-    /// One log row: the chain checks, then (while the chain holds) replay,
-    /// uniqueness, the commitment and the allocation.
-    fn entry(&mut self, tx: &Tx, row: LogRowRef) -> Result<()> {
+    /// One log row, on the chain thread: the chain checks, then (while the chain
+    /// holds) the decoded event is handed on for derivation.
+    fn link(&mut self, row: LogRowRef, steps: &mut Vec<Step>) {
         if self.chain.failed() {
-            return Ok(());
+            return;
         }
         let seq = self.expected_seq;
         let (entry, event) = match self.check_link(&row) {
             Ok(x) => x,
             Err(msg) => {
                 self.chain.fail(seq, msg);
-                self.stop(seq, "chain");
-                return Ok(());
+                steps.push(Step::Broken(seq));
+                return;
             }
         };
         self.prev.clear();
@@ -309,8 +372,27 @@ impl Pass<'_> {
                 self.checkpoint_results[i] = Some(f);
             }
         }
-        if self.stopped.is_none() {
-            self.derive(tx, seq, &entry.ts, &entry.user, event)?;
+        if seq == 0
+            && let Some(g) = &self.genesis
+        {
+            steps.push(Step::Genesis(Box::new(g.clone())));
+        }
+        steps.push(Step::Derive { seq, ts: entry.ts.into_owned(), user: entry.user.into_owned(), event });
+    }
+
+    /// One step on the derivation thread, in log order.
+    fn step(&mut self, tx: &Tx, step: Step) -> Result<()> {
+        match step {
+            Step::Genesis(g) => {
+                self.state = Some(State::new(&g.protocol));
+                self.genesis = Some(*g);
+            }
+            Step::Broken(seq) => self.stop(seq, "chain"),
+            Step::Derive { seq, ts, user, event } => {
+                if self.stopped.is_none() {
+                    self.derive(tx, seq, &ts, &user, event)?;
+                }
+            }
         }
         Ok(())
     }
@@ -340,8 +422,11 @@ impl Pass<'_> {
         if entry.v != FORMAT_VERSION {
             return Err(format!("entry {seq} has format version {}; this build verifies {FORMAT_VERSION}", entry.v));
         }
-        let hash = Entry::hash_of(row.body);
-        if hash != row.hash {
+        // The hash as Entry::hash_of writes it (lowercase hex), on the stack.
+        let mut hex_hash = [0u8; 64];
+        hex::encode_to_slice(Sha256::digest(row.body.as_bytes()), &mut hex_hash).map_err(|e| e.to_string())?;
+        if hex_hash[..] != *row.hash.as_bytes() {
+            let hash = String::from_utf8_lossy(&hex_hash);
             return Err(format!(
                 "entry {seq}'s stored hash {} is not the SHA-256 of its bytes ({hash}): the entry was altered",
                 row.hash
@@ -427,21 +512,13 @@ impl Pass<'_> {
                 }
             }
         }
+        let before = (self.replay.clone(), self.allocations.clone(), self.allocations_checked);
         match &event {
             Event::ParticipantRandomised(r) => {
-                if let Some((other, _)) = tx.participant_with_identity(&r.identity)? {
-                    self.unique.fail(
-                        seq,
-                        format!(
-                            "entry {seq}: participant {} has the identity already randomised as participant {other}",
-                            r.participant
-                        ),
-                    );
-                    self.stop(seq, "unique_participants");
-                    return Ok(());
-                }
-                if tx.referral_exists(&r.participant)? {
-                    self.unique.fail(seq, format!("entry {seq}: participant {} is recorded twice", r.participant));
+                if !self.unique_by_constraint
+                    && let Some(msg) = self.duplicate(tx, seq, &event)?
+                {
+                    self.unique.fail(seq, msg);
                     self.stop(seq, "unique_participants");
                     return Ok(());
                 }
@@ -469,9 +546,11 @@ impl Pass<'_> {
                     }
                 }
             }
-            Event::ReferralScreened(r) => {
-                if tx.referral_exists(&r.participant)? {
-                    self.unique.fail(seq, format!("entry {seq}: participant {} is recorded twice", r.participant));
+            Event::ReferralScreened(_) => {
+                if !self.unique_by_constraint
+                    && let Some(msg) = self.duplicate(tx, seq, &event)?
+                {
+                    self.unique.fail(seq, msg);
                     self.stop(seq, "unique_participants");
                     return Ok(());
                 }
@@ -494,10 +573,44 @@ impl Pass<'_> {
             Event::TrialCreated(_) => {}
         }
         if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, user, &event) {
+            // With the replay database's unique indexes, a duplicate is what makes
+            // the insert fail: the look-ups run only then, and the entry is judged
+            // as if they had run first (what it found before them is forgotten).
+            if self.unique_by_constraint
+                && let Some(msg) = self.duplicate(tx, seq, &event)?
+            {
+                self.replay = before.0;
+                self.allocations = before.1;
+                self.allocations_checked = before.2;
+                self.unique.fail(seq, msg);
+                self.stop(seq, "unique_participants");
+                return Ok(());
+            }
             self.replay.fail(seq, format!("entry {seq} cannot be replayed: {e}"));
             self.stop(seq, "replay");
         }
         Ok(())
+    }
+
+    /// Why a referral or randomisation event duplicates an earlier entry, if it does:
+    /// an identity already randomised, or a participant id already recorded.
+    fn duplicate(&self, tx: &Tx, seq: u64, event: &Event) -> Result<Option<String>> {
+        let (participant, identity) = match event {
+            Event::ParticipantRandomised(r) => (&r.participant, Some(&r.identity)),
+            Event::ReferralScreened(r) => (&r.participant, None),
+            _ => return Ok(None),
+        };
+        if let Some(identity) = identity
+            && let Some(other) = tx.identity_before(identity, seq)?
+        {
+            return Ok(Some(format!(
+                "entry {seq}: participant {participant} has the identity already randomised as participant {other}"
+            )));
+        }
+        if tx.referral_before(participant, seq)? {
+            return Ok(Some(format!("entry {seq}: participant {participant} is recorded twice")));
+        }
+        Ok(None)
     }
 
     fn report(self, integrity: &str) -> Report {
