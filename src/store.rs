@@ -1412,3 +1412,41 @@ impl Tx<'_> {
             .map_err(Error::sqlite("checking for a duplicate participant id"))
     }
 }
+
+// Where verification finds the seed's reveal without scanning the log.
+impl Store {
+    /// The trial row's `revealed_seq`, if it is an integer (`Ok(None)`: no reveal
+    /// recorded). A hint only: verification checks it against the log.
+    pub fn revealed_seq_hint(&self) -> Result<Option<u64>> {
+        self.conn
+            .query_row(
+                "SELECT CASE WHEN typeof(revealed_seq) = 'integer' AND revealed_seq >= 0 THEN revealed_seq END,
+                        typeof(revealed_seq) = 'null'
+                 FROM trial",
+                [],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, bool>(1)?)),
+            )
+            .map_err(Error::sqlite("reading the trial"))
+            .and_then(|(seq, null)| match (seq, null) {
+                (Some(seq), _) => Ok(Some(seq as u64)),
+                (None, true) => Ok(None),
+                (None, false) => Err(Error::Integrity("the trial row's revealed_seq is not an entry".into())),
+            })
+    }
+
+    /// The log row with this seq, if there is one.
+    pub fn log_row_at(&self, seq: u64) -> Result<Option<LogRow>> {
+        self.conn
+            .query_row("SELECT seq, ts, type, hash, body FROM log WHERE seq = ?1", [seq as i64], |r| {
+                Ok(LogRow {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts: r.get(1)?,
+                    kind: r.get(2)?,
+                    hash: r.get(3)?,
+                    body: r.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(Error::sqlite("reading the log"))
+    }
+}

@@ -35,7 +35,7 @@ use crate::keys;
 use crate::ledger;
 use crate::log::{Entry, EntryRef, FORMAT_VERSION, GENESIS_PREV};
 use crate::protocol::{FieldRef, Protocol};
-use crate::store::{DERIVED_TABLES, LogRowRef, Store, Tx};
+use crate::store::{DERIVED_TABLES, LogRow, LogRowRef, Store, Tx};
 
 /// What to verify, and with what.
 #[derive(Debug, Clone)]
@@ -155,6 +155,8 @@ struct Pass<'a> {
     /// The replay database refuses a second row with the same identity or
     /// participant id, so duplicates need looking up only when an insert fails.
     unique_by_constraint: bool,
+    /// The first row whose `type` column is `seed_revealed` (chain thread).
+    first_reveal: Option<u64>,
     chain: Finding,
     replay: Finding,
     unique: Finding,
@@ -172,14 +174,36 @@ struct Pass<'a> {
 /// at all (no such file, not a chancery database, no room for the replay);
 /// anything wrong with the trial's records is a failing check in the report.
 pub fn verify(opts: &VerifyOptions) -> Result<Report> {
+    match verify_with(opts, true)? {
+        Ok(report) => Ok(report),
+        // The trial row pointed at the wrong reveal: find it by scanning the log.
+        // (Without the hint there is nothing to rerun for.)
+        Err(Rerun) => verify_with(opts, false)?.map_err(|_| Error::Integrity("verification was rerun twice".into())),
+    }
+}
+
+/// The first pass named the wrong entry as the log's first reveal.
+struct Rerun;
+
+fn verify_with(opts: &VerifyOptions, reveal_from_trial_row: bool) -> Result<std::result::Result<Report, Rerun>> {
     let live = Store::open_for_audit(&opts.db)?;
 
-    // The seed: the auditor's, or the one revealed in the log. Reading the reveal
-    // ahead of the pass by its `type` column is safe: the pass checks that column
-    // against the hashed bytes, and that the seed opens the commitment.
-    let (seed, seed_given) = match opts.seed {
-        Some(s) => (Some(s), true),
-        None => (revealed_seed(&live)?, false),
+    // The seed: the auditor's, or the one revealed in the log's first
+    // `seed_revealed` entry. Reading the reveal ahead of the pass by its `type`
+    // column is safe: the pass checks that column against the hashed bytes, and
+    // that the seed opens the commitment. To find that entry without a scan of
+    // the whole log, the trial row's `revealed_seq` is taken as a hint (it is not
+    // trusted: the pass notes where the first `seed_revealed` row really is, and
+    // if the hint was wrong verification runs again with the scan).
+    let (seed, seed_given, assumed_reveal) = match opts.seed {
+        Some(s) => (Some(s), true, None),
+        None => {
+            let hinted = if reveal_from_trial_row { hinted_reveal(&live) } else { None };
+            match hinted {
+                Some(row) => (row.as_ref().and_then(seed_in), false, Some(row.map(|r| r.seq))),
+                None => (live.first_log_row_of_type("seed_revealed")?.as_ref().and_then(seed_in), false, None),
+            }
+        }
     };
 
     let scratch_path = ScratchFile::new(&opts.scratch_dir)?;
@@ -198,6 +222,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
         revealed: None,
         stopped: None,
         unique_by_constraint,
+        first_reveal: None,
         chain: Finding::default(),
         replay: Finding::default(),
         unique: Finding::default(),
@@ -256,6 +281,9 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
             .map_err(|_| Error::Integrity("SQLite's integrity check stopped unexpectedly".into()))??;
         Ok((integrity, links, live))
     })?;
+    if assumed_reveal.is_some_and(|seq| seq != links.first_reveal) {
+        return Ok(Err(Rerun));
+    }
     pass.expected_seq = links.expected_seq;
     pass.prev = links.prev;
     pass.last_ts = links.last_ts;
@@ -268,7 +296,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
         compare_tables(&live, &scratch, &mut pass)?;
     }
     drop(scratch);
-    Ok(pass.report(&integrity))
+    Ok(Ok(pass.report(&integrity)))
 }
 
 /// Decoded entries waiting for derivation: enough to keep both threads busy,
@@ -289,14 +317,21 @@ enum Step {
     Broken(u64),
 }
 
-/// The seed in the log's first `seed_revealed` entry, if it reads as one.
-fn revealed_seed(live: &Store) -> Result<Option<[u8; 32]>> {
-    let Some(row) = live.first_log_row_of_type("seed_revealed")? else { return Ok(None) };
-    let seed = Entry::check(&row.body).ok().and_then(|e| e.event().ok()).and_then(|e| match e {
+/// The seed in a `seed_revealed` entry, if it reads as one.
+fn seed_in(row: &LogRow) -> Option<[u8; 32]> {
+    Entry::check(&row.body).ok().and_then(|e| e.event().ok()).and_then(|e| match e {
         Event::SeedRevealed(r) => keys::parse_seed(&r.seed).ok(),
         _ => None,
-    });
-    Ok(seed)
+    })
+}
+
+/// The log's first `seed_revealed` row as the trial row names it: `Some(None)`
+/// if it records no reveal, `None` if it cannot serve as a hint.
+fn hinted_reveal(live: &Store) -> Option<Option<LogRow>> {
+    match live.revealed_seq_hint().ok()? {
+        None => Some(None),
+        Some(seq) => live.log_row_at(seq).ok()?.filter(|r| r.kind == "seed_revealed").map(Some),
+    }
 }
 
 fn compare_tables(live: &Store, scratch: &Store, pass: &mut Pass) -> Result<()> {
@@ -334,6 +369,9 @@ impl Pass<'_> {
     /// One log row, on the chain thread: the chain checks, then (while the chain
     /// holds) the decoded event is handed on for derivation.
     fn link(&mut self, row: LogRowRef, steps: &mut Vec<Step>) {
+        if self.first_reveal.is_none() && row.kind == "seed_revealed" {
+            self.first_reveal = Some(row.seq);
+        }
         if self.chain.failed() {
             return;
         }

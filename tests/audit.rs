@@ -431,3 +431,39 @@ fn recording_a_participant_id_twice_is_caught_at_the_second_entry() {
     assert_fails(&v, seq, "unique_participants");
     assert!(check(&v, "unique_participants")["message"].as_str().unwrap().contains("P00 is recorded twice"));
 }
+
+#[test]
+fn a_trial_row_that_hides_or_misplaces_the_reveal_does_not_hide_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = build(&dir.path().join("t"), SEED);
+    chancery()
+        .env("CHANCERY_NOW", "2026-08-01T09:00:00Z")
+        .args(["reveal", "--db"])
+        .arg(&db)
+        .args(["--reason", "recruitment closed"])
+        .assert()
+        .success();
+    // Verification looks for the reveal where the trial row says it is, but
+    // finds the seed in the log whatever that row says.
+    for edit in [
+        "UPDATE trial SET revealed_seq = NULL, revealed_at = NULL",
+        "UPDATE trial SET revealed_seq = 1",
+        "UPDATE trial SET revealed_seq = 'x'",
+        "UPDATE trial SET revealed_seq = 1000000",
+    ] {
+        let copy = copy_trial(&db, &dir.path().join(format!("c{}", edit.len())));
+        Connection::open(&copy).unwrap().execute(edit, []).unwrap();
+        // (The reference verifier does not compare the trial row, so only chancery runs here.)
+        let out = chancery().args(["verify", "--json", "--db"]).arg(&copy).output().unwrap();
+        let v = Verdict {
+            code: out.status.code().unwrap(),
+            json: serde_json::from_slice(&out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        assert_fails(&v, 0, "replay");
+        assert!(check(&v, "replay")["message"].as_str().unwrap().contains("table trial"), "{:#}", v.json);
+        assert_eq!(v.json["seed"], "revealed", "{edit}: {:#}", v.json);
+        assert_eq!(check(&v, "allocations")["ok"], true, "{edit}: {:#}", v.json);
+        assert_eq!(check(&v, "seed_commitment")["ok"], true, "{edit}: {:#}", v.json);
+    }
+}
