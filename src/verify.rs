@@ -19,6 +19,14 @@
 //! small fixed page cache, and the tables compared row by row with one cursor
 //! on each side. Memory is therefore bounded by the protocol (strata, factor
 //! levels), never by the log's length.
+//!
+//! The work is spread over threads without changing what is found: one thread
+//! reads, hashes and checks each entry's canonical bytes ([`Entry::check`]) and
+//! decodes its event; another replays the events, in log order through a
+//! bounded queue, and makes every derivation check; SQLite's integrity check
+//! runs beside them on its own connection; and the tables are compared half on
+//! each of two threads, the findings taken in table order. Every finding, and
+//! so every reported seq, is what one thread doing it all would report.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
