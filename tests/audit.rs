@@ -467,3 +467,26 @@ fn a_trial_row_that_hides_or_misplaces_the_reveal_does_not_hide_the_seed() {
         assert_eq!(check(&v, "seed_commitment")["ok"], true, "{edit}: {:#}", v.json);
     }
 }
+
+#[test]
+fn a_duplicate_before_a_broken_link_is_reported_first_and_each_check_names_its_own_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = build(&dir.path().join("t"), SEED);
+    let dup = append_forged(&db, "participant_randomised", "P09", |d| {
+        d["participant"] = Value::String("AGAIN".into());
+    });
+    // (append_forged already dropped the append-only triggers.)
+    let c = Connection::open(&db).unwrap();
+    c.execute(
+        "INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, '2026-07-11T10:00:00.000000Z', 'status_changed', 'ab', 'not json')",
+        [dup as i64 + 1],
+    )
+    .unwrap();
+    drop(c);
+    let v = verify(&db, &[]);
+    assert_fails(&v, dup, "unique_participants");
+    assert_eq!(check(&v, "chain")["ok"], false, "{:#}", v.json);
+    assert_eq!(check(&v, "chain")["seq"], dup + 1, "{:#}", v.json);
+    assert_eq!(v.json["entries"], dup + 1, "the chain holds up to the duplicate");
+    assert_eq!(check(&v, "replay")["status"], "skipped");
+}
