@@ -257,22 +257,14 @@ pub(crate) fn append(
     let body = entry.canonical_with(|out| event.write_canonical_data(out));
     let hash = Entry::hash_of(&body);
     tx.append_log(&LogRow { seq: entry.seq, ts: ts.clone(), kind: entry.kind.clone(), hash: hash.clone(), body })?;
-    apply(tx, protocol, state, entry.seq, &ts, user, event)?;
+    apply(tx, protocol, state, entry.seq, &ts, event)?;
     *head = Head { len: entry.seq + 1, hash: hash.clone(), ts: Some(ts) };
     Ok((entry.seq, hash))
 }
 
 /// Derives the tables' rows from one event. Live writes and replay both come here,
 /// so the tables are by construction a function of the log.
-pub(crate) fn apply(
-    tx: &Tx,
-    protocol: &Protocol,
-    state: &mut State,
-    seq: u64,
-    ts: &str,
-    _user: &str,
-    event: &Event,
-) -> Result<()> {
+pub(crate) fn apply(tx: &Tx, protocol: &Protocol, state: &mut State, seq: u64, ts: &str, event: &Event) -> Result<()> {
     match event {
         Event::TrialCreated(t) => tx.insert_trial(&TrialRow {
             trial_id: t.trial.clone(),

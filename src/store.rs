@@ -847,39 +847,58 @@ impl Store {
         }
         let key_cols: Vec<usize> = key.split(',').map(|k| a_stmt.column_index(k.trim()).unwrap_or(0)).collect();
         let seq_col = names.iter().position(|c| c == "seq");
+        let ncols = names.len();
         let mut a_rows = a_stmt.query([]).map_err(Error::sqlite(what.clone()))?;
         let mut b_rows = b_stmt.query([]).map_err(Error::sqlite(what.clone()))?;
-        let read = |r: Option<&rusqlite::Row>| -> rusqlite::Result<Option<Vec<rusqlite::types::Value>>> {
-            r.map(|r| (0..names.len()).map(|i| r.get(i)).collect()).transpose()
+        // Rows are compared where SQLite holds them (borrowed values, no copy);
+        // only a differing row is copied out, for the report.
+        let owned = |r: &rusqlite::Row| -> rusqlite::Result<Vec<rusqlite::types::Value>> {
+            (0..ncols).map(|i| r.get::<_, rusqlite::types::Value>(i)).collect()
         };
-        let mut a = read(a_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
-        let mut b = read(b_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+        let mut a = a_rows.next().map_err(Error::sqlite(what.clone()))?;
+        let mut b = b_rows.next().map_err(Error::sqlite(what.clone()))?;
         let mut diff: Option<TableDiff> = None;
         let mut count = 0u64;
         let seq_of = |row: &[rusqlite::types::Value]| match seq_col.map(|i| &row[i]) {
             Some(rusqlite::types::Value::Integer(n)) => u64::try_from(*n).ok(),
             _ => None,
         };
+        fn cell<'r>(r: &'r rusqlite::Row<'_>, i: usize, what: &str) -> Result<rusqlite::types::ValueRef<'r>> {
+            r.get_ref(i).map_err(Error::sqlite(what.to_string()))
+        }
         while a.is_some() || b.is_some() {
-            let order = match (&a, &b) {
-                (Some(x), Some(y)) => key_cols
-                    .iter()
-                    .map(|&i| sql_order(&x[i], &y[i]))
-                    .find(|o| o.is_ne())
-                    .unwrap_or(std::cmp::Ordering::Equal),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                _ => std::cmp::Ordering::Greater,
-            };
-            let (stored, replay) = match order {
-                std::cmp::Ordering::Less => (a.take(), None),
-                std::cmp::Ordering::Greater => (None, b.take()),
-                std::cmp::Ordering::Equal => (a.take(), b.take()),
-            };
-            let differs = match (&stored, &replay) {
-                (Some(x), Some(y)) => x.len() != y.len() || x.iter().zip(y).any(|(a, b)| !same_value(a, b)),
-                _ => true,
-            };
+            let mut order = std::cmp::Ordering::Equal;
+            let mut differs = true;
+            match (a, b) {
+                (Some(x), Some(y)) => {
+                    for &i in &key_cols {
+                        order = sql_order_ref(cell(x, i, &what)?, cell(y, i, &what)?);
+                        if order.is_ne() {
+                            break;
+                        }
+                    }
+                    if order.is_eq() {
+                        differs = false;
+                        for i in 0..ncols {
+                            if !same_value_ref(cell(x, i, &what)?, cell(y, i, &what)?) {
+                                differs = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                (Some(_), None) => order = std::cmp::Ordering::Less,
+                _ => order = std::cmp::Ordering::Greater,
+            }
             if differs {
+                let stored = match order {
+                    std::cmp::Ordering::Greater => None,
+                    _ => a.map(owned).transpose().map_err(Error::sqlite(what.clone()))?,
+                };
+                let replay = match order {
+                    std::cmp::Ordering::Less => None,
+                    _ => b.map(owned).transpose().map_err(Error::sqlite(what.clone()))?,
+                };
                 count += 1;
                 // The log's own seq (the replayed row's) names the entry; a stored row
                 // with no replayed twin names itself.
@@ -902,11 +921,11 @@ impl Store {
                     });
                 }
             }
-            if a.is_none() && matches!(order, std::cmp::Ordering::Less | std::cmp::Ordering::Equal) {
-                a = read(a_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+            if order.is_le() {
+                a = a_rows.next().map_err(Error::sqlite(what.clone()))?;
             }
-            if b.is_none() && matches!(order, std::cmp::Ordering::Greater | std::cmp::Ordering::Equal) {
-                b = read(b_rows.next().map_err(Error::sqlite(what.clone()))?).map_err(Error::sqlite(what.clone()))?;
+            if order.is_ge() {
+                b = b_rows.next().map_err(Error::sqlite(what.clone()))?;
             }
         }
         Ok(diff.map(|d| TableDiff { rows: count, ..d }))
@@ -986,8 +1005,8 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
 }
 
 /// SQLite's sort order for the values of one column: NULL, numbers, text (by bytes), blobs.
-fn sql_order(a: &rusqlite::types::Value, b: &rusqlite::types::Value) -> std::cmp::Ordering {
-    use rusqlite::types::Value as V;
+fn sql_order_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::ValueRef) -> std::cmp::Ordering {
+    use rusqlite::types::ValueRef as V;
     let class = |v: &V| match v {
         V::Null => 0,
         V::Integer(_) | V::Real(_) => 1,
@@ -995,13 +1014,13 @@ fn sql_order(a: &rusqlite::types::Value, b: &rusqlite::types::Value) -> std::cmp
         V::Blob(_) => 3,
     };
     match (a, b) {
-        (V::Integer(x), V::Integer(y)) => x.cmp(y),
-        (V::Integer(x), V::Real(y)) => (*x as f64).total_cmp(y),
-        (V::Real(x), V::Integer(y)) => x.total_cmp(&(*y as f64)),
-        (V::Real(x), V::Real(y)) => x.total_cmp(y),
-        (V::Text(x), V::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (V::Integer(x), V::Integer(y)) => x.cmp(&y),
+        (V::Integer(x), V::Real(y)) => (x as f64).total_cmp(&y),
+        (V::Real(x), V::Integer(y)) => x.total_cmp(&(y as f64)),
+        (V::Real(x), V::Real(y)) => x.total_cmp(&y),
+        (V::Text(x), V::Text(y)) => x.cmp(y),
         (V::Blob(x), V::Blob(y)) => x.cmp(y),
-        _ => class(a).cmp(&class(b)),
+        _ => class(&a).cmp(&class(&b)),
     }
 }
 
@@ -1017,8 +1036,8 @@ fn text_of(v: &rusqlite::types::Value) -> String {
 
 /// Exact equality of two stored values (reals by their bits, so the comparison
 /// is a total one: what is stored is what was written).
-fn same_value(a: &rusqlite::types::Value, b: &rusqlite::types::Value) -> bool {
-    use rusqlite::types::Value as V;
+fn same_value_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::ValueRef) -> bool {
+    use rusqlite::types::ValueRef as V;
     match (a, b) {
         (V::Real(x), V::Real(y)) => x.to_bits() == y.to_bits(),
         _ => a == b,
@@ -1555,5 +1574,143 @@ mod tests {
         let path = dir.path().join("t.db");
         drop(Store::create(&path).unwrap());
         assert!(Store::create(&path).err().unwrap().to_string().contains("already exists"));
+    }
+}
+
+/// A stored log row borrowed from SQLite's row buffer (see [`Store::each_log_row_ref`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRowRef<'a> {
+    /// Sequence number (the row key).
+    pub seq: u64,
+    /// Timestamp column.
+    pub ts: &'a str,
+    /// Type column.
+    pub kind: &'a str,
+    /// Stored hash.
+    pub hash: &'a str,
+    /// Stored canonical bytes.
+    pub body: &'a str,
+}
+
+// Verification's reads, kept apart from the write path.
+impl Store {
+    /// Calls `f` on every log row in sequence order, streaming, with the row's
+    /// text borrowed rather than copied. The same rows, in the same order, as
+    /// [`Store::each_log_row`], and the same errors for a row that is not text.
+    pub fn each_log_row_ref(&self, mut f: impl FnMut(LogRowRef<'_>) -> Result<()>) -> Result<()> {
+        let what = "reading the log";
+        let mut stmt =
+            self.conn.prepare("SELECT seq, ts, type, hash, body FROM log ORDER BY seq").map_err(Error::sqlite(what))?;
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            let text = |i: usize| -> rusqlite::Result<&str> {
+                r.get_ref(i)?.as_str().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(i, r.get_ref_unwrap(i).data_type(), Box::new(e))
+                })
+            };
+            let row = (|| {
+                Ok::<_, rusqlite::Error>(LogRowRef {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts: text(1)?,
+                    kind: text(2)?,
+                    hash: text(3)?,
+                    body: text(4)?,
+                })
+            })()
+            .map_err(Error::sqlite(what))?;
+            f(row)?;
+        }
+        Ok(())
+    }
+}
+
+// Verification's uniqueness checks on the replay database.
+impl Store {
+    /// Whether `table` has a unique index on exactly `column` that covers every
+    /// row (not partial): then a second row with the same value cannot be inserted.
+    pub fn enforces_unique(&self, table: &str, column: &str) -> Result<bool> {
+        let what = format!("reading the indexes of {table}");
+        let mut list = self
+            .conn
+            .prepare("SELECT name, \"unique\", partial FROM pragma_index_list(?1)")
+            .map_err(Error::sqlite(what.clone()))?;
+        let indexes: Vec<(String, bool, bool)> = list
+            .query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what.clone()))?;
+        let mut info =
+            self.conn.prepare("SELECT name FROM pragma_index_info(?1)").map_err(Error::sqlite(what.clone()))?;
+        for (name, unique, partial) in indexes {
+            if !unique || partial {
+                continue;
+            }
+            let cols: Vec<Option<String>> = info
+                .query_map([&name], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(Error::sqlite(what.clone()))?;
+            if cols.len() == 1 && cols[0].as_deref() == Some(column) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+// Verification's look-ups during replay.
+impl Tx<'_> {
+    /// The participant randomised with this identity hash by an entry before `seq`, if any.
+    pub fn identity_before(&self, identity: &str, seq: u64) -> Result<Option<String>> {
+        self.tx
+            .prepare_cached(
+                "SELECT participant FROM participants WHERE identity = ?1 AND seq < ?2 ORDER BY seq LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![identity, seq as i64], |r| r.get(0)).optional())
+            .map_err(Error::sqlite("checking for a duplicate identity"))
+    }
+
+    /// Whether an entry before `seq` recorded a referral with this participant id.
+    pub fn referral_before(&self, participant: &str, seq: u64) -> Result<bool> {
+        self.tx
+            .prepare_cached("SELECT 1 FROM referrals WHERE participant = ?1 AND seq < ?2")
+            .and_then(|mut s| s.exists(params![participant, seq as i64]))
+            .map_err(Error::sqlite("checking for a duplicate participant id"))
+    }
+}
+
+// Where verification finds the seed's reveal without scanning the log.
+impl Store {
+    /// The trial row's `revealed_seq`, if it is an integer (`Ok(None)`: no reveal
+    /// recorded). A hint only: verification checks it against the log.
+    pub fn revealed_seq_hint(&self) -> Result<Option<u64>> {
+        self.conn
+            .query_row(
+                "SELECT CASE WHEN typeof(revealed_seq) = 'integer' AND revealed_seq >= 0 THEN revealed_seq END,
+                        typeof(revealed_seq) = 'null'
+                 FROM trial",
+                [],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, bool>(1)?)),
+            )
+            .map_err(Error::sqlite("reading the trial"))
+            .and_then(|(seq, null)| match (seq, null) {
+                (Some(seq), _) => Ok(Some(seq as u64)),
+                (None, true) => Ok(None),
+                (None, false) => Err(Error::Integrity("the trial row's revealed_seq is not an entry".into())),
+            })
+    }
+
+    /// The log row with this seq, if there is one.
+    pub fn log_row_at(&self, seq: u64) -> Result<Option<LogRow>> {
+        self.conn
+            .query_row("SELECT seq, ts, type, hash, body FROM log WHERE seq = ?1", [seq as i64], |r| {
+                Ok(LogRow {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts: r.get(1)?,
+                    kind: r.get(2)?,
+                    hash: r.get(3)?,
+                    body: r.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(Error::sqlite("reading the log"))
     }
 }

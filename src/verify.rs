@@ -19,6 +19,14 @@
 //! small fixed page cache, and the tables compared row by row with one cursor
 //! on each side. Memory is therefore bounded by the protocol (strata, factor
 //! levels), never by the log's length.
+//!
+//! The work is spread over threads without changing what is found: one thread
+//! reads, hashes and checks each entry's canonical bytes ([`Entry::check`]) and
+//! decodes its event; another replays the events, in log order through a
+//! bounded queue, and makes every derivation check; SQLite's integrity check
+//! runs beside them on its own connection; and the tables are compared half on
+//! each of two threads, the findings taken in table order. Every finding, and
+//! so every reported seq, is what one thread doing it all would report.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,9 +41,9 @@ use crate::error::{Error, Result};
 use crate::event::{AllocationRecord, Event, Randomised};
 use crate::keys;
 use crate::ledger;
-use crate::log::{Entry, FORMAT_VERSION, GENESIS_PREV};
+use crate::log::{Entry, EntryRef, FORMAT_VERSION, GENESIS_PREV};
 use crate::protocol::{FieldRef, Protocol};
-use crate::store::{DERIVED_TABLES, LogRow, Store, Tx};
+use crate::store::{DERIVED_TABLES, LogRow, LogRowRef, Store, TableDiff, Tx};
 
 /// What to verify, and with what.
 #[derive(Debug, Clone)]
@@ -130,6 +138,7 @@ impl Finding {
 }
 
 /// What the first entry establishes.
+#[derive(Clone)]
 struct Genesis {
     protocol: Protocol,
     commitment: String,
@@ -151,6 +160,11 @@ struct Pass<'a> {
     revealed: Option<u64>,
     /// Where derivation (replay, uniqueness, allocations) stopped, and why.
     stopped: Option<(u64, &'static str)>,
+    /// The replay database refuses a second row with the same identity or
+    /// participant id, so duplicates need looking up only when an insert fails.
+    unique_by_constraint: bool,
+    /// The first row whose `type` column is `seed_revealed` (chain thread).
+    first_reveal: Option<u64>,
     chain: Finding,
     replay: Finding,
     unique: Finding,
@@ -168,20 +182,43 @@ struct Pass<'a> {
 /// at all (no such file, not a chancery database, no room for the replay);
 /// anything wrong with the trial's records is a failing check in the report.
 pub fn verify(opts: &VerifyOptions) -> Result<Report> {
-    let live = Store::open_for_audit(&opts.db)?;
-    let integrity = live.integrity_check()?;
+    match verify_with(opts, true)? {
+        Ok(report) => Ok(report),
+        // The trial row pointed at the wrong reveal: find it by scanning the log.
+        // (Without the hint there is nothing to rerun for.)
+        Err(Rerun) => verify_with(opts, false)?.map_err(|_| Error::Integrity("verification was rerun twice".into())),
+    }
+}
 
-    // The seed: the auditor's, or the one revealed in the log. Reading the reveal
-    // ahead of the pass by its `type` column is safe: the pass checks that column
-    // against the hashed bytes, and that the seed opens the commitment.
-    let (seed, seed_given) = match opts.seed {
-        Some(s) => (Some(s), true),
-        None => (revealed_seed(&live)?, false),
+/// The first pass named the wrong entry as the log's first reveal.
+struct Rerun;
+
+fn verify_with(opts: &VerifyOptions, reveal_from_trial_row: bool) -> Result<std::result::Result<Report, Rerun>> {
+    let live = Store::open_for_audit(&opts.db)?;
+
+    // The seed: the auditor's, or the one revealed in the log's first
+    // `seed_revealed` entry. Reading the reveal ahead of the pass by its `type`
+    // column is safe: the pass checks that column against the hashed bytes, and
+    // that the seed opens the commitment. To find that entry without a scan of
+    // the whole log, the trial row's `revealed_seq` is taken as a hint (it is not
+    // trusted: the pass notes where the first `seed_revealed` row really is, and
+    // if the hint was wrong verification runs again with the scan).
+    let (seed, seed_given, assumed_reveal) = match opts.seed {
+        Some(s) => (Some(s), true, None),
+        None => {
+            let hinted = if reveal_from_trial_row { hinted_reveal(&live) } else { None };
+            match hinted {
+                Some(row) => (row.as_ref().and_then(seed_in), false, Some(row.map(|r| r.seq))),
+                None => (live.first_log_row_of_type("seed_revealed")?.as_ref().and_then(seed_in), false, None),
+            }
+        }
     };
 
     let scratch_path = ScratchFile::new(&opts.scratch_dir)?;
     let mut scratch = Store::scratch(&scratch_path.0)?;
-    let mut pass = Pass {
+    let unique_by_constraint =
+        scratch.enforces_unique("participants", "identity")? && scratch.enforces_unique("referrals", "participant")?;
+    let new_pass = || Pass {
         expected_seq: 0,
         prev: GENESIS_PREV.to_string(),
         last_ts: None,
@@ -192,6 +229,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
         state: None,
         revealed: None,
         stopped: None,
+        unique_by_constraint,
+        first_reveal: None,
         chain: Finding::default(),
         replay: Finding::default(),
         unique: Finding::default(),
@@ -203,47 +242,137 @@ pub fn verify(opts: &VerifyOptions) -> Result<Report> {
         checkpoints: &opts.checkpoints,
         checkpoint_results: vec![None; opts.checkpoints.len()],
     };
+    let mut links = new_pass();
     for (i, (_, c)) in opts.checkpoints.iter().enumerate() {
-        pass.checkpoint_at.entry(c.length - 1).or_default().push(i);
+        links.checkpoint_at.entry(c.length - 1).or_default().push(i);
     }
-    {
-        let tx = scratch.transaction()?;
-        live.each_log_row(|row| pass.entry(&tx, row))?;
-        if pass.stopped.is_none()
-            && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
-        {
-            ledger::flush_state(&tx, &g.protocol, state)?;
-        }
-        tx.commit()?;
+    let mut pass = new_pass();
+    // Three threads, each over its own connection: SQLite's integrity check of
+    // the file; the chain (reading, hashing and decoding each entry in order);
+    // and the derivation, which replays the decoded events in the same order
+    // through a bounded queue, so that memory stays bounded and every finding
+    // (and so every reported seq) is what one thread doing both would find.
+    let (integrity, links, live) = std::thread::scope(|s| -> Result<(String, Pass, Store)> {
+        let integrity = s.spawn(|| Store::open_for_audit(&opts.db)?.integrity_check());
+        let (steps, queue) = std::sync::mpsc::sync_channel::<Vec<Step>>(QUEUE / BATCH);
+        let chain = s.spawn(move || -> Result<(Pass, Store)> {
+            let mut batch = Vec::with_capacity(BATCH);
+            live.each_log_row_ref(|row| {
+                links.link(row, &mut batch);
+                if batch.len() >= BATCH {
+                    // A failed send means derivation has already ended with an error, which verify reports.
+                    let _ = steps.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+                Ok(())
+            })?;
+            let _ = steps.send(batch);
+            Ok((links, live))
+        });
+        let derived = (|| {
+            let tx = scratch.transaction()?;
+            for step in queue.into_iter().flatten() {
+                pass.step(&tx, step)?;
+            }
+            if pass.stopped.is_none()
+                && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
+            {
+                ledger::flush_state(&tx, &g.protocol, state)?;
+            }
+            tx.commit()
+        })();
+        // The chain thread stops sending if derivation ended early with an error.
+        let (links, live) =
+            chain.join().map_err(|_| Error::Integrity("the chain check stopped unexpectedly".into()))??;
+        derived?;
+        let integrity = integrity
+            .join()
+            .map_err(|_| Error::Integrity("SQLite's integrity check stopped unexpectedly".into()))??;
+        Ok((integrity, links, live))
+    })?;
+    if assumed_reveal.is_some_and(|seq| seq != links.first_reveal) {
+        return Ok(Err(Rerun));
     }
+    pass.expected_seq = links.expected_seq;
+    pass.prev = links.prev;
+    pass.last_ts = links.last_ts;
+    pass.chain = links.chain;
+    pass.checkpoint_results = links.checkpoint_results;
     if pass.expected_seq == 0 && !pass.chain.failed() {
         pass.chain.fail(0, "the log is empty: it has no trial_created entry".into());
     }
     if !pass.chain.failed() && pass.stopped.is_none() {
-        compare_tables(&live, &scratch, &mut pass)?;
+        compare_tables((&live, &opts.db), (&scratch, &scratch_path.0), &mut pass)?;
     }
     drop(scratch);
-    Ok(pass.report(&integrity))
+    Ok(Ok(pass.report(&integrity)))
 }
 
-/// The seed in the log's first `seed_revealed` entry, if it reads as one.
-fn revealed_seed(live: &Store) -> Result<Option<[u8; 32]>> {
-    let Some(row) = live.first_log_row_of_type("seed_revealed")? else { return Ok(None) };
-    let seed =
-        Entry::decode(&row.body).ok().and_then(|e| Event::from_parts(&e.kind, &e.data).ok()).and_then(|e| match e {
-            Event::SeedRevealed(r) => keys::parse_seed(&r.seed).ok(),
-            _ => None,
-        });
-    Ok(seed)
+/// Decoded entries waiting for derivation: enough to keep both threads busy,
+/// few enough that memory does not depend on the log.
+const QUEUE: usize = 512;
+/// Entries handed over at a time (one wake-up per batch, not per entry).
+const BATCH: usize = 64;
+
+/// What the chain thread hands the derivation, in log order.
+// Nearly every step is a `Derive`: boxing it would cost an allocation per entry.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// Entry 0 established the trial.
+    Genesis(Box<Genesis>),
+    /// An entry whose chain checks hold, to derive.
+    Derive { seq: u64, ts: String, event: Event },
+    /// The chain broke at this entry: derivation stops there.
+    Broken(u64),
 }
 
-fn compare_tables(live: &Store, scratch: &Store, pass: &mut Pass) -> Result<()> {
+/// The seed in a `seed_revealed` entry, if it reads as one.
+fn seed_in(row: &LogRow) -> Option<[u8; 32]> {
+    Entry::check(&row.body).ok().and_then(|e| e.event().ok()).and_then(|e| match e {
+        Event::SeedRevealed(r) => keys::parse_seed(&r.seed).ok(),
+        _ => None,
+    })
+}
+
+/// The log's first `seed_revealed` row as the trial row names it: `Some(None)`
+/// if it records no reveal, `None` if it cannot serve as a hint.
+fn hinted_reveal(live: &Store) -> Option<Option<LogRow>> {
+    match live.revealed_seq_hint().ok()? {
+        None => Some(None),
+        Some(seq) => live.log_row_at(seq).ok()?.filter(|r| r.kind == "seed_revealed").map(Some),
+    }
+}
+
+/// Compares every derived table with its replay: half the tables on a second
+/// pair of connections in another thread. The findings are then taken in
+/// `DERIVED_TABLES` order, as one thread comparing them all would.
+fn compare_tables(
+    (live, live_path): (&Store, &Path),
+    (scratch, scratch_path): (&Store, &Path),
+    pass: &mut Pass,
+) -> Result<()> {
     let last = pass.expected_seq.saturating_sub(1);
-    for (table, _) in DERIVED_TABLES {
-        if let Some(d) = live.compare_table(scratch, table)? {
+    let compare = |live: &Store, scratch: &Store, part: usize| -> Result<Vec<(usize, Option<TableDiff>)>> {
+        let mut out = Vec::new();
+        for (i, (table, _)) in DERIVED_TABLES.iter().enumerate().filter(|(i, _)| i % 2 == part) {
+            out.push((i, live.compare_table(scratch, table)?));
+        }
+        Ok(out)
+    };
+    let (mine, other) = std::thread::scope(|s| {
+        let other = s.spawn(|| compare(&Store::open_for_audit(live_path)?, &Store::open_for_audit(scratch_path)?, 1));
+        let mine = compare(live, scratch, 0);
+        (mine, other.join())
+    });
+    let other = other.map_err(|_| Error::Integrity("a table comparison stopped unexpectedly".into()))??;
+    let mut diffs = mine?;
+    diffs.extend(other);
+    diffs.sort_by_key(|(i, _)| *i);
+    for (i, diff) in diffs {
+        let table = DERIVED_TABLES[i].0;
+        if let Some(d) = diff {
             // Rows without a seq: the trial row derives from entry 0 (and the reveal);
             // allocation state is the state after the last entry.
-            let seq = d.seq.unwrap_or(if *table == "trial" { 0 } else { last });
+            let seq = d.seq.unwrap_or(if table == "trial" { 0 } else { last });
             let what = match (&d.stored, &d.replayed) {
                 (Some(s), Some(r)) => format!("stored row {s} differs from the replayed row {r}"),
                 (Some(s), None) => format!("stored row {s} is not derived from any log entry"),
@@ -269,23 +398,33 @@ impl Pass<'_> {
         }
     }
 
-    /// One log row: the chain checks, then (while the chain holds) replay,
-    /// uniqueness, the commitment and the allocation.
-    fn entry(&mut self, tx: &Tx, row: LogRow) -> Result<()> {
+    /// One log row, on the chain thread: the chain checks, then (while the chain
+    /// holds) the decoded event is handed on for derivation.
+    fn link(&mut self, row: LogRowRef, steps: &mut Vec<Step>) {
+        if self.first_reveal.is_none() && row.kind == "seed_revealed" {
+            self.first_reveal = Some(row.seq);
+        }
         if self.chain.failed() {
-            return Ok(());
+            return;
         }
         let seq = self.expected_seq;
         let (entry, event) = match self.check_link(&row) {
             Ok(x) => x,
             Err(msg) => {
                 self.chain.fail(seq, msg);
-                self.stop(seq, "chain");
-                return Ok(());
+                steps.push(Step::Broken(seq));
+                return;
             }
         };
-        self.prev = row.hash;
-        self.last_ts = Some(entry.ts.clone());
+        self.prev.clear();
+        self.prev.push_str(row.hash);
+        match &mut self.last_ts {
+            Some(t) => {
+                t.clear();
+                t.push_str(&entry.ts);
+            }
+            None => self.last_ts = Some(entry.ts.to_string()),
+        }
         self.expected_seq += 1;
         if let Some(idx) = self.checkpoint_at.get(&seq) {
             for &i in idx {
@@ -303,8 +442,27 @@ impl Pass<'_> {
                 self.checkpoint_results[i] = Some(f);
             }
         }
-        if self.stopped.is_none() {
-            self.derive(tx, seq, &entry.ts, &entry.user, event)?;
+        if seq == 0
+            && let Some(g) = &self.genesis
+        {
+            steps.push(Step::Genesis(Box::new(g.clone())));
+        }
+        steps.push(Step::Derive { seq, ts: entry.ts.into_owned(), event });
+    }
+
+    /// One step on the derivation thread, in log order.
+    fn step(&mut self, tx: &Tx, step: Step) -> Result<()> {
+        match step {
+            Step::Genesis(g) => {
+                self.state = Some(State::new(&g.protocol));
+                self.genesis = Some(*g);
+            }
+            Step::Broken(seq) => self.stop(seq, "chain"),
+            Step::Derive { seq, ts, event } => {
+                if self.stopped.is_none() {
+                    self.derive(tx, seq, &ts, event)?;
+                }
+            }
         }
         Ok(())
     }
@@ -318,7 +476,7 @@ impl Pass<'_> {
     }
 
     /// The chain checks on one row; returns the decoded entry and event.
-    fn check_link(&mut self, row: &LogRow) -> std::result::Result<(Entry, Event), String> {
+    fn check_link<'r>(&mut self, row: &LogRowRef<'r>) -> std::result::Result<(EntryRef<'r>, Event), String> {
         let seq = self.expected_seq;
         if row.seq != seq {
             return Err(if row.seq > seq {
@@ -327,15 +485,18 @@ impl Pass<'_> {
                 format!("entry {} is stored out of order (expected {seq})", row.seq)
             });
         }
-        let entry = Entry::decode(&row.body).map_err(|m| format!("entry {seq} does not decode: {m}"))?;
+        let entry = Entry::check(row.body).map_err(|m| format!("entry {seq} does not decode: {m}"))?;
         if entry.seq != seq {
             return Err(format!("entry {seq}'s bytes say seq {}: entries were moved or swapped", entry.seq));
         }
         if entry.v != FORMAT_VERSION {
             return Err(format!("entry {seq} has format version {}; this build verifies {FORMAT_VERSION}", entry.v));
         }
-        let hash = Entry::hash_of(&row.body);
-        if hash != row.hash {
+        // The hash as Entry::hash_of writes it (lowercase hex), on the stack.
+        let mut hex_hash = [0u8; 64];
+        hex::encode_to_slice(Sha256::digest(row.body.as_bytes()), &mut hex_hash).map_err(|e| e.to_string())?;
+        if hex_hash[..] != *row.hash.as_bytes() {
+            let hash = String::from_utf8_lossy(&hex_hash);
             return Err(format!(
                 "entry {seq}'s stored hash {} is not the SHA-256 of its bytes ({hash}): the entry was altered",
                 row.hash
@@ -355,15 +516,15 @@ impl Pass<'_> {
         if entry.ts != row.ts || entry.kind != row.kind {
             return Err(format!("entry {seq}'s ts/type columns disagree with its hashed bytes"));
         }
-        if Timestamp::parse(&entry.ts).map(|t| t.to_log_text()).ok().as_deref() != Some(entry.ts.as_str()) {
+        if Timestamp::parse(&entry.ts).map(|t| t.to_log_text()).ok().as_deref() != Some(&*entry.ts) {
             return Err(format!("entry {seq}'s time {:?} is not in the log's time format", entry.ts));
         }
         if let Some(last) = &self.last_ts
-            && entry.ts < *last
+            && *entry.ts < **last
         {
             return Err(format!("entry {seq}'s time {} is earlier than entry {}'s ({last})", entry.ts, seq - 1));
         }
-        let event = Event::from_parts(&entry.kind, &entry.data).map_err(|m| format!("entry {seq}: {m}"))?;
+        let event = entry.event().map_err(|m| format!("entry {seq}: {m}"))?;
         match (&event, seq) {
             (Event::TrialCreated(t), 0) => {
                 if hex::encode(Sha256::digest(t.protocol.as_bytes())) != t.protocol_sha256 {
@@ -391,9 +552,9 @@ impl Pass<'_> {
 
     /// Replays one event into the scratch tables, checking uniqueness, the
     /// stratum, the commitment and (with the seed) the allocation on the way.
-    fn derive(&mut self, tx: &Tx, seq: u64, ts: &str, user: &str, event: Event) -> Result<()> {
+    fn derive(&mut self, tx: &Tx, seq: u64, ts: &str, event: Event) -> Result<()> {
         let (Some(g), Some(mut state)) = (self.genesis.take(), self.state.take()) else { return Ok(()) };
-        let result = self.derive_with(tx, &g, &mut state, (seq, ts, user), event);
+        let result = self.derive_with(tx, &g, &mut state, (seq, ts), event);
         self.genesis = Some(g);
         self.state = Some(state);
         result
@@ -404,7 +565,7 @@ impl Pass<'_> {
         tx: &Tx,
         g: &Genesis,
         state: &mut State,
-        (seq, ts, user): (u64, &str, &str),
+        (seq, ts): (u64, &str),
         event: Event,
     ) -> Result<()> {
         if seq == 0
@@ -421,21 +582,13 @@ impl Pass<'_> {
                 }
             }
         }
+        let before = (self.replay.clone(), self.allocations.clone(), self.allocations_checked);
         match &event {
             Event::ParticipantRandomised(r) => {
-                if let Some((other, _)) = tx.participant_with_identity(&r.identity)? {
-                    self.unique.fail(
-                        seq,
-                        format!(
-                            "entry {seq}: participant {} has the identity already randomised as participant {other}",
-                            r.participant
-                        ),
-                    );
-                    self.stop(seq, "unique_participants");
-                    return Ok(());
-                }
-                if tx.referral_exists(&r.participant)? {
-                    self.unique.fail(seq, format!("entry {seq}: participant {} is recorded twice", r.participant));
+                if !self.unique_by_constraint
+                    && let Some(msg) = self.duplicate(tx, seq, &event)?
+                {
+                    self.unique.fail(seq, msg);
                     self.stop(seq, "unique_participants");
                     return Ok(());
                 }
@@ -463,9 +616,11 @@ impl Pass<'_> {
                     }
                 }
             }
-            Event::ReferralScreened(r) => {
-                if tx.referral_exists(&r.participant)? {
-                    self.unique.fail(seq, format!("entry {seq}: participant {} is recorded twice", r.participant));
+            Event::ReferralScreened(_) => {
+                if !self.unique_by_constraint
+                    && let Some(msg) = self.duplicate(tx, seq, &event)?
+                {
+                    self.unique.fail(seq, msg);
                     self.stop(seq, "unique_participants");
                     return Ok(());
                 }
@@ -487,11 +642,45 @@ impl Pass<'_> {
             Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::TrialCreated(_) => {}
         }
-        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, user, &event) {
+        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, &event) {
+            // With the replay database's unique indexes, a duplicate is what makes
+            // the insert fail: the look-ups run only then, and the entry is judged
+            // as if they had run first (what it found before them is forgotten).
+            if self.unique_by_constraint
+                && let Some(msg) = self.duplicate(tx, seq, &event)?
+            {
+                self.replay = before.0;
+                self.allocations = before.1;
+                self.allocations_checked = before.2;
+                self.unique.fail(seq, msg);
+                self.stop(seq, "unique_participants");
+                return Ok(());
+            }
             self.replay.fail(seq, format!("entry {seq} cannot be replayed: {e}"));
             self.stop(seq, "replay");
         }
         Ok(())
+    }
+
+    /// Why a referral or randomisation event duplicates an earlier entry, if it does:
+    /// an identity already randomised, or a participant id already recorded.
+    fn duplicate(&self, tx: &Tx, seq: u64, event: &Event) -> Result<Option<String>> {
+        let (participant, identity) = match event {
+            Event::ParticipantRandomised(r) => (&r.participant, Some(&r.identity)),
+            Event::ReferralScreened(r) => (&r.participant, None),
+            _ => return Ok(None),
+        };
+        if let Some(identity) = identity
+            && let Some(other) = tx.identity_before(identity, seq)?
+        {
+            return Ok(Some(format!(
+                "entry {seq}: participant {participant} has the identity already randomised as participant {other}"
+            )));
+        }
+        if tx.referral_before(participant, seq)? {
+            return Ok(Some(format!("entry {seq}: participant {participant} is recorded twice")));
+        }
+        Ok(None)
     }
 
     fn report(self, integrity: &str) -> Report {

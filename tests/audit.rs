@@ -368,3 +368,125 @@ fn editing_a_derived_table_behind_the_log_is_caught_by_replay() {
     drop(c);
     assert_fails(&verify(&db, &[]), seq as u64, "replay");
 }
+
+/// Appends, as an insider, a copy of `participant`'s `kind` entry with its data
+/// edited, chained correctly after the last entry; returns its seq.
+fn append_forged(db: &Path, kind: &str, participant: &str, edit: impl FnOnce(&mut Value)) -> u64 {
+    let c = insider(db);
+    let (seq, body, hash): (i64, String, String) = c
+        .query_row("SELECT seq, body, hash FROM log ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let last = chancery::log::Entry::decode(&body).unwrap();
+    let template_seq = seq_of(&c, kind, participant);
+    let template: String = c.query_row("SELECT body FROM log WHERE seq = ?1", [template_seq], |r| r.get(0)).unwrap();
+    let mut forged = chancery::log::Entry::decode(&template).unwrap();
+    forged.seq = seq as u64 + 1;
+    forged.prev = hash;
+    forged.ts = last.ts.clone();
+    edit(&mut forged.data);
+    let text = forged.canonical();
+    c.execute(
+        "INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![forged.seq as i64, forged.ts, forged.kind, chancery::log::Entry::hash_of(&text), text],
+    )
+    .unwrap();
+    forged.seq
+}
+
+#[test]
+fn randomising_an_identity_twice_is_caught_at_the_second_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = build(&dir.path().join("t"), SEED);
+    let seq = append_forged(&db, "participant_randomised", "P09", |d| {
+        d["participant"] = Value::String("AGAIN".into());
+    });
+    let v = verify(&db, &[]);
+    assert_fails(&v, seq, "unique_participants");
+    let msg = check(&v, "unique_participants")["message"].as_str().unwrap();
+    assert!(msg.contains("AGAIN has the identity already randomised as participant P09"), "{msg}");
+    assert_eq!(check(&v, "chain")["ok"], true, "the forgery is chained correctly");
+    assert_eq!(check(&v, "replay")["status"], "skipped", "derivation stops at the duplicate");
+}
+
+#[test]
+fn recording_a_participant_id_twice_is_caught_at_the_second_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = build(&dir.path().join("t"), SEED);
+    // Randomised twice under one id, with another identity.
+    let seq = append_forged(&db, "participant_randomised", "P09", |d| {
+        d["identity"] = Value::String("cd".repeat(32));
+    });
+    let v = verify(&db, &[]);
+    assert_fails(&v, seq, "unique_participants");
+    assert!(check(&v, "unique_participants")["message"].as_str().unwrap().contains("P09 is recorded twice"));
+
+    // A screened-out referral reusing a randomised participant's id.
+    let db = build(&dir.path().join("u"), SEED);
+    let seq = append_forged(&db, "referral_screened", "P04", |d| {
+        d["participant"] = Value::String("P00".into());
+    });
+    let v = verify(&db, &[]);
+    assert_fails(&v, seq, "unique_participants");
+    assert!(check(&v, "unique_participants")["message"].as_str().unwrap().contains("P00 is recorded twice"));
+}
+
+#[test]
+fn a_trial_row_that_hides_or_misplaces_the_reveal_does_not_hide_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = build(&dir.path().join("t"), SEED);
+    chancery()
+        .env("CHANCERY_NOW", "2026-08-01T09:00:00Z")
+        .args(["reveal", "--db"])
+        .arg(&db)
+        .args(["--reason", "recruitment closed"])
+        .assert()
+        .success();
+    // Verification looks for the reveal where the trial row says it is, but
+    // finds the seed in the log whatever that row says.
+    for edit in [
+        "UPDATE trial SET revealed_seq = NULL, revealed_at = NULL",
+        "UPDATE trial SET revealed_seq = 1",
+        "UPDATE trial SET revealed_seq = 'x'",
+        "UPDATE trial SET revealed_seq = 1000000",
+    ] {
+        let copy = copy_trial(&db, &dir.path().join(format!("c{}", edit.len())));
+        Connection::open(&copy).unwrap().execute(edit, []).unwrap();
+        // (The reference verifier does not compare the trial row, so only chancery runs here.)
+        let out = chancery().args(["verify", "--json", "--db"]).arg(&copy).output().unwrap();
+        let v = Verdict {
+            code: out.status.code().unwrap(),
+            json: serde_json::from_slice(&out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        assert_fails(&v, 0, "replay");
+        assert!(check(&v, "replay")["message"].as_str().unwrap().contains("table trial"), "{:#}", v.json);
+        assert_eq!(v.json["seed"], "revealed", "{edit}: {:#}", v.json);
+        assert_eq!(check(&v, "allocations")["ok"], true, "{edit}: {:#}", v.json);
+        assert_eq!(check(&v, "seed_commitment")["ok"], true, "{edit}: {:#}", v.json);
+    }
+}
+
+#[test]
+fn a_duplicate_before_a_broken_link_is_reported_first_and_each_check_names_its_own_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = build(&dir.path().join("t"), SEED);
+    let dup = append_forged(&db, "participant_randomised", "P09", |d| {
+        d["participant"] = Value::String("AGAIN".into());
+    });
+    // (append_forged already dropped the append-only triggers.)
+    let c = Connection::open(&db).unwrap();
+    c.execute(
+        "INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, '2026-07-11T10:00:00.000000Z', 'status_changed', 'ab', 'not json')",
+        [dup as i64 + 1],
+    )
+    .unwrap();
+    drop(c);
+    let v = verify(&db, &[]);
+    assert_fails(&v, dup, "unique_participants");
+    assert_eq!(check(&v, "chain")["ok"], false, "{:#}", v.json);
+    assert_eq!(check(&v, "chain")["seq"], dup + 1, "{:#}", v.json);
+    assert_eq!(v.json["entries"], dup + 1, "the chain holds up to the duplicate");
+    assert_eq!(check(&v, "replay")["status"], "skipped");
+}
