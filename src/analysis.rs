@@ -555,6 +555,8 @@ struct Columns<'a> {
     people: &'a [&'a ParticipantRecord],
     baseline_index: BTreeMap<&'a str, usize>,
     baseline: Vec<Vec<Option<&'a str>>>,
+    /// The baseline columns parsed as numbers, when first asked for.
+    numbers: Vec<std::cell::OnceCell<Vec<Option<f64>>>>,
     strata_index: BTreeMap<&'a str, usize>,
     strata: Vec<Vec<Option<&'a str>>>,
     outcome_index: BTreeMap<(&'a str, &'a str), usize>,
@@ -625,7 +627,8 @@ impl<'a> Columns<'a> {
                 |c, v| outcome[c][i] = Some(v),
             );
         }
-        Columns { people, baseline_index, baseline, strata_index, strata, outcome_index, outcome }
+        let numbers = baseline.iter().map(|_| std::cell::OnceCell::new()).collect();
+        Columns { people, baseline_index, baseline, numbers, strata_index, strata, outcome_index, outcome }
     }
 
     /// A baseline field's text per participant.
@@ -638,7 +641,11 @@ impl<'a> Columns<'a> {
 
     /// A baseline field as a finite number per participant.
     fn number(&self, name: &str) -> Vec<Option<f64>> {
-        self.baseline(name).into_iter().map(|v| v.and_then(parse_number)).collect()
+        let parse = |col: &[Option<&str>]| col.iter().map(|v| v.and_then(parse_number)).collect();
+        match self.baseline_index.get(name) {
+            Some(&c) => self.numbers[c].get_or_init(|| parse(&self.baseline[c])).clone(),
+            None => parse(&self.baseline(name)),
+        }
     }
 
     /// A stratification factor's level per participant.

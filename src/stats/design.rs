@@ -317,6 +317,31 @@ mod tests {
     }
 
     #[test]
+    fn the_cross_product_check_agrees_with_gram_schmidt() {
+        let n = 500;
+        let base: Vec<Vec<f64>> = vec![
+            vec![1.0; n],
+            (0..n).map(|i| f64::from(u8::from(i % 2 == 0))).collect(),
+            (0..n).map(|i| f64::from(u8::from(i % 3 == 1))).collect(),
+            (0..n).map(|i| (i % 17) as f64 + 0.5).collect(),
+        ];
+        // Clearly independent: decided from the cross-product alone.
+        let (g, _) = gram_of_columns(&base.iter().map(Vec::as_slice).collect::<Vec<_>>(), n, None, None);
+        assert_eq!(clearly_independent(&g), Some(vec![0, 1, 2, 3]));
+        assert_eq!(independent_columns(&base), gram_schmidt(&base));
+        // An exact combination, a zero column and a column close to a
+        // combination (kept: 5e-6 of its norm, above the 1e-7 tolerance) go to Gram–Schmidt.
+        let mut cols = base.clone();
+        cols.push((0..n).map(|i| base[0][i] - base[1][i]).collect());
+        cols.push(vec![0.0; n]);
+        cols.push((0..n).map(|i| base[3][i] + if i == 7 { 1e-3 } else { 0.0 }).collect());
+        let (g, _) = gram_of_columns(&cols.iter().map(Vec::as_slice).collect::<Vec<_>>(), n, None, None);
+        assert_eq!(clearly_independent(&g), None);
+        assert_eq!(independent_columns(&cols), vec![0, 1, 2, 3, 6]);
+        assert_eq!(independent_columns(&cols), gram_schmidt(&cols));
+    }
+
+    #[test]
     fn unobserved_levels_are_dropped() {
         let f = Factor::with_levels("g", &["x", "y", "z"], &[Some("y"), Some("z"), Some("z")]).unwrap();
         let d = build(&[true, false, true], &Adjustment { factors: vec![f], covariates: vec![] }, None, &[0, 1, 2]);

@@ -35,6 +35,7 @@
 
 use super::design::{Adjustment, build, independent_columns};
 use super::dist::{t_quantile, t_two_sided_p};
+use super::gram::Rows;
 use super::linear::linear_regression;
 use super::logistic::{adjusted_binary_on, arm_counts, complete_rows, irls};
 use super::rng::{WordSource, chi_square, normal, uniform};
@@ -372,9 +373,10 @@ pub fn impute_and_analyse_binary(
     // taken in imputation order, so they do not depend on the thread count.
     let rows = complete_rows(&vec![Some(()); treated.len()], adj);
     let design = build(treated, adj, None, &rows);
+    let prepared = Rows::new(&design.x);
     let analyses = parallel_map(&datasets, |y| {
         let y: Vec<Option<bool>> = y.iter().map(|&v| Some(v)).collect();
-        adjusted_binary_on(&y, treated, adj, level, &rows, Some(&design))
+        adjusted_binary_on(&y, treated, adj, level, &rows, Some((&design, &prepared)))
     });
     let (mut rd, mut rd_var, mut lor, mut lor_var) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut dfcom = None;

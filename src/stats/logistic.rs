@@ -26,7 +26,7 @@
 
 use super::design::{Adjustment, Design, Factor, build};
 use super::dist::{normal_quantile, normal_two_sided_p};
-use super::gram::{inverse_spd, solve_spd, weighted_gram};
+use super::gram::{Rows, inverse_spd, solve_spd};
 use super::{ArmCounts, Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level};
 use nalgebra::{DMatrix, DVector};
 
@@ -114,6 +114,11 @@ fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
 
 /// Weighted logistic IRLS on a full-rank matrix (R `glm.fit`).
 pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
+    irls_on(x, &Rows::new(x), y, w)
+}
+
+/// [`irls`] with the matrix's rows already prepared for cross-products.
+pub(crate) fn irls_on(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64]) -> IrlsFit {
     let (n, p) = x.shape();
     let mut eta: Vec<f64> = y
         .iter()
@@ -161,7 +166,7 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
         }
         // The weighted least-squares step by the normal equations (one pass
         // over the rows); Householder QR of W^½X when they are ill-conditioned.
-        let (a, xtz) = weighted_gram(x, Some(&wt), Some(&z));
+        let (a, xtz) = rows.gram(Some(&wt), Some(&z));
         let b = match solve_spd(&a, &xtz) {
             Some(b) => b,
             None => {
@@ -182,9 +187,7 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
         };
         let step = (&b - &beta).amax();
         beta = b;
-        let e = x * &beta;
-        eta.clear();
-        eta.extend(e.iter().copied());
+        eta = rows.mul(&beta);
         link(&eta, &mut mu, &mut me);
         let dev = binomial_deviance(y, &mu, w);
         let rel = (dev - dev_old).abs() / (dev.abs() + 0.1);
@@ -209,7 +212,7 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
     // Inverse Fisher information at the estimate: (Xᵀ W X)⁻¹, by Cholesky,
     // or by QR of W^½X when ill-conditioned.
     let info: Vec<f64> = (0..n).map(|i| w[i] * mu[i] * (1.0 - mu[i])).collect();
-    let cov = inverse_spd(&weighted_gram(x, Some(&info), None).0)
+    let cov = inverse_spd(&rows.gram(Some(&info), None).0)
         .or_else(|| {
             let mut xw = x.clone();
             for i in 0..n {
@@ -268,15 +271,15 @@ pub(crate) fn fit_design(
     rows: &[usize],
 ) -> (Design, IrlsFit) {
     let design = build(treated, adj, interact, rows);
-    let fit = fit_on(outcome, &design, rows);
+    let fit = fit_on(outcome, &design, &Rows::new(&design.x), rows);
     (design, fit)
 }
 
-/// Fits the model of a built design over `rows`.
-pub(crate) fn fit_on(outcome: &[Option<bool>], design: &Design, rows: &[usize]) -> IrlsFit {
+/// Fits the model of a built design (its rows prepared as `prepared`) over `rows`.
+pub(crate) fn fit_on(outcome: &[Option<bool>], design: &Design, prepared: &Rows<'_>, rows: &[usize]) -> IrlsFit {
     let y: Vec<f64> = rows.iter().map(|&i| f64::from(u8::from(outcome[i] == Some(true)))).collect();
     let w = vec![1.0; y.len()];
-    irls(&design.x, &y, &w)
+    irls_on(&design.x, prepared, &y, &w)
 }
 
 /// Why a fit is not estimable, if it is not.
@@ -325,15 +328,16 @@ pub fn adjusted_binary(
     Ok(adjusted_binary_on(outcome, treated, adj, level, &rows, None))
 }
 
-/// [`adjusted_binary`] over `rows` (the complete cases), on `design` if it
-/// was already built for them (the imputed datasets share one design).
+/// [`adjusted_binary`] over `rows` (the complete cases), on `design` (with
+/// its rows prepared) if it was already built for them (the imputed datasets
+/// share one design).
 pub(crate) fn adjusted_binary_on(
     outcome: &[Option<bool>],
     treated: &[bool],
     adj: &Adjustment,
     level: f64,
     rows: &[usize],
-    design: Option<&Design>,
+    design: Option<(&Design, &Rows<'_>)>,
 ) -> AdjustedBinary {
     let n = arm_counts(treated, rows);
     let bail = |reason: &str| AdjustedBinary {
@@ -350,15 +354,19 @@ pub(crate) fn adjusted_binary_on(
     if events == 0 || events == rows.len() {
         return bail("not estimable: the outcome does not vary (perfect separation)");
     }
+    let fit;
     let built;
     let design = match design {
-        Some(d) => d,
+        Some((d, prepared)) => {
+            fit = fit_on(outcome, d, prepared, rows);
+            d
+        }
         None => {
             built = build(treated, adj, None, rows);
+            fit = fit_on(outcome, &built, &Rows::new(&built.x), rows);
             &built
         }
     };
-    let fit = fit_on(outcome, design, rows);
     if let Some(reason) = fit_problem(&fit, design) {
         return bail(&reason);
     }
