@@ -361,9 +361,13 @@ impl Trial {
         };
         let (randomisations, outcomes) = std::thread::scope(|scope| {
             let decoded = scope.spawn(move || decode(bodies));
-            // Rows come ordered by participant: one map per participant, kept
-            // in that (byte) order for binary search.
+            // Rows come ordered by participant, then timepoint and field: each
+            // participant's run of rows is gathered and its map built in bulk
+            // from the sorted run; the maps are kept in participant (byte)
+            // order for binary search.
             let mut outcomes: Vec<(String, Outcomes)> = Vec::new();
+            let mut run_of = String::new();
+            let mut run: Vec<((String, String), OutcomeValue)> = Vec::new();
             let mut last_date: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
             let read = self.store.for_each_outcome_value(|participant, timepoint, field, value, collected_on| {
                 if last_date.0 != collected_on {
@@ -373,16 +377,20 @@ impl Trial {
                 if collected_on > as_of {
                     return;
                 }
-                if outcomes.last().is_none_or(|(p, _)| p != participant) {
-                    outcomes.push((participant.to_string(), BTreeMap::new()));
+                if run_of != participant {
+                    if !run.is_empty() {
+                        outcomes.push((std::mem::take(&mut run_of), run.drain(..).collect()));
+                    }
+                    run_of = participant.to_string();
                 }
-                if let Some((_, map)) = outcomes.last_mut() {
-                    map.insert(
-                        (timepoint.to_string(), field.to_string()),
-                        OutcomeValue { value: value.to_string(), collected_on },
-                    );
-                }
+                run.push((
+                    (timepoint.to_string(), field.to_string()),
+                    OutcomeValue { value: value.to_string(), collected_on },
+                ));
             });
+            if !run.is_empty() {
+                outcomes.push((run_of, run.into_iter().collect()));
+            }
             let decoded = decoded.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             read.and(decoded).map(|r| (r, outcomes))
         })?;

@@ -29,7 +29,8 @@
 //! difference), [`linear`] (ANCOVA), [`continuous`] (summaries, Welch),
 //! [`survival`] (Kaplan–Meier, log-rank, Cox), [`imputation`] (Rubin's rules,
 //! logreg/norm imputation), [`rng`] (variates from caller-supplied words),
-//! [`cace`], [`subgroup`], [`power`]; `dist` holds distribution functions.
+//! [`cace`], [`subgroup`], [`power`]; `dist` holds distribution functions,
+//! `gram` the regression cross-products and their Cholesky solve.
 
 #![deny(missing_docs)]
 
@@ -280,6 +281,14 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_map_keeps_the_order_of_its_items() {
+        let items: Vec<u64> = (0..37).collect();
+        let out = parallel_map(&items, |&i| i * i + 1);
+        assert_eq!(out, items.iter().map(|&i| i * i + 1).collect::<Vec<_>>());
+        assert!(parallel_map(&[] as &[u64], |&i| i).is_empty());
+    }
 
     #[test]
     fn estimable_serialises_with_a_status() {
