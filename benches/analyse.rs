@@ -42,6 +42,21 @@ fn analyse(c: &mut Criterion) {
     });
     group.finish();
 
+    // CPU time (user + sys, all threads) beside wall time for a few runs: the
+    // machine is often shared, and the analysis uses every core it has.
+    if let Some(cpu0) = cpu_seconds() {
+        let runs = 3;
+        let t0 = std::time::Instant::now();
+        for _ in 0..runs {
+            let a = chancery::analysis::analyse(&trial.dataset(as_of).unwrap()).unwrap();
+            assert!(a.primary.is_some());
+        }
+        let wall = t0.elapsed().as_secs_f64() / f64::from(runs);
+        let cpu = (cpu_seconds().unwrap_or(cpu0) - cpu0) / f64::from(runs);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!("analyse_{n}_participants: wall {wall:.3} s, CPU {cpu:.3} s per run ({threads} threads available)");
+    }
+
     // R on the same data, same run (only under `cargo bench`, and only if R is installed).
     if std::env::args().any(|a| a == "--bench")
         && std::process::Command::new("Rscript").arg("--version").output().is_ok()
@@ -64,6 +79,16 @@ fn analyse(c: &mut Criterion) {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+}
+
+/// This process's user + system CPU time in seconds, from /proc (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 criterion_group!(benches, analyse);

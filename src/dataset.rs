@@ -74,6 +74,9 @@ pub struct OutcomeValue {
     pub collected_on: NaiveDate,
 }
 
+/// A participant's current outcome values by (timepoint id, outcome name).
+pub type Outcomes = BTreeMap<(String, String), OutcomeValue>;
+
 /// One randomised participant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParticipantRecord {
@@ -94,7 +97,7 @@ pub struct ParticipantRecord {
     /// Follow-up status.
     pub status: ParticipantStatus,
     /// Current outcome values by (timepoint id, outcome name), corrections applied.
-    pub outcomes: BTreeMap<(String, String), OutcomeValue>,
+    pub outcomes: Outcomes,
 }
 
 /// Everything the analysis reads.

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
-use crate::dataset::{Dataset, OutcomeValue, ParticipantRecord, ParticipantStatus, ReferralRecord};
+use crate::dataset::{Dataset, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus, ReferralRecord};
 use crate::error::{Error, Result};
 use crate::event::{Event, OutcomeCorrected, OutcomeRecorded, Randomised, StatusChanged};
 use crate::followup::{self, Correction, Due, OutcomeEntry, Subject};
@@ -357,19 +357,62 @@ impl Trial {
                 (s.participant, st)
             })
             .collect();
-        let mut outcomes: BTreeMap<String, BTreeMap<(String, String), OutcomeValue>> = BTreeMap::new();
-        for o in self.store.outcomes()? {
-            let collected_on = date_of(&o.collected_on);
-            if collected_on > as_of {
-                continue;
+        // Decode the randomisation events on a second thread while this one
+        // reads the outcomes (the same decoding as `Trial::randomisations`).
+        let bodies = self.store.log_bodies("participant_randomised")?;
+        let decode = |bodies: Vec<(u64, String)>| -> Result<Vec<(String, Randomised)>> {
+            bodies
+                .into_iter()
+                .map(|(seq, body)| {
+                    let entry = Entry::decode(&body)
+                        .map_err(|m| Error::Integrity(format!("log entry {seq}: {m}; run `chancery verify`")))?;
+                    match Event::from_parts(&entry.kind, &entry.data) {
+                        Ok(Event::ParticipantRandomised(r)) => Ok((entry.ts, r)),
+                        Ok(_) | Err(_) => {
+                            Err(Error::Integrity(format!("log entry {seq} does not decode; run `chancery verify`")))
+                        }
+                    }
+                })
+                .collect()
+        };
+        let (randomisations, outcomes) = std::thread::scope(|scope| {
+            let decoded = scope.spawn(move || decode(bodies));
+            // Rows come ordered by participant, then timepoint and field: each
+            // participant's run of rows is gathered and its map built in bulk
+            // from the sorted run; the maps are kept in participant (byte)
+            // order for binary search.
+            let mut outcomes: Vec<(String, Outcomes)> = Vec::new();
+            let mut run_of = String::new();
+            let mut run: Vec<((String, String), OutcomeValue)> = Vec::new();
+            let mut last_date: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
+            let read = self.store.for_each_outcome_value(|participant, timepoint, field, value, collected_on| {
+                if last_date.0 != collected_on {
+                    last_date = (collected_on.to_string(), date_of(collected_on));
+                }
+                let collected_on = last_date.1;
+                if collected_on > as_of {
+                    return;
+                }
+                if run_of != participant {
+                    if !run.is_empty() {
+                        outcomes.push((std::mem::take(&mut run_of), run.drain(..).collect()));
+                    }
+                    run_of = participant.to_string();
+                }
+                run.push((
+                    (timepoint.to_string(), field.to_string()),
+                    OutcomeValue { value: value.to_string(), collected_on },
+                ));
+            });
+            if !run.is_empty() {
+                outcomes.push((run_of, run.into_iter().collect()));
             }
-            outcomes
-                .entry(o.participant)
-                .or_default()
-                .insert((o.timepoint, o.field), OutcomeValue { value: o.value, collected_on });
-        }
+            let decoded = decoded.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            read.and(decoded).map(|r| (r, outcomes))
+        })?;
+        let mut outcomes = outcomes;
         let mut participants = Vec::new();
-        for (_, ts, r) in self.randomisations()? {
+        for (ts, r) in randomisations {
             let randomised_on = date_of(&ts);
             if randomised_on > as_of {
                 continue;
@@ -380,10 +423,14 @@ impl Trial {
                 .filter_map(|part| part.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
+            let own_outcomes = match outcomes.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)) {
+                Ok(k) => std::mem::take(&mut outcomes[k].1),
+                Err(_) => BTreeMap::new(),
+            };
             participants.push(ParticipantRecord {
                 region: protocol.site(&r.site).and_then(|s| s.region.clone()),
                 status: statuses.get(&r.participant).cloned().unwrap_or(ParticipantStatus::Active),
-                outcomes: outcomes.remove(&r.participant).unwrap_or_default(),
+                outcomes: own_outcomes,
                 participant: r.participant,
                 site: r.site,
                 arm: r.arm,

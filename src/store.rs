@@ -1506,6 +1506,35 @@ impl Tx<'_> {
     }
 }
 
+impl Store {
+    /// Every current outcome value, ordered by participant, timepoint and
+    /// field, passed to `f` as `(participant, timepoint, field, value,
+    /// collected_on)` borrowed from the row: the analysis dataset's read, with
+    /// no allocation per row and only the columns it needs.
+    pub fn for_each_outcome_value(&self, mut f: impl FnMut(&str, &str, &str, &str, &str)) -> Result<()> {
+        let what = "reading outcomes";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
+                 ORDER BY participant, timepoint, field",
+            )
+            .map_err(Error::sqlite(what))?;
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            let mut cols: [&str; 5] = [""; 5];
+            for (i, c) in cols.iter_mut().enumerate() {
+                *c =
+                    r.get_ref(i).map_err(Error::sqlite(what))?.as_str().map_err(|_| {
+                        Error::Integrity(format!("{what}: column {i} of the outcomes table is not text"))
+                    })?;
+            }
+            f(cols[0], cols[1], cols[2], cols[3], cols[4]);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -577,3 +577,45 @@ fn swapping_the_arm_labels_negates_differences_and_inverts_ratios() {
     let cace = |a: &Analysis| a.cace.as_ref().unwrap().effect.value().unwrap().cace.estimate;
     assert!((cace(&a) - cace(&b)).abs() < 1e-9, "{} vs {}", cace(&a), cace(&b));
 }
+
+#[test]
+fn the_dataset_holds_exactly_the_stored_values_as_of_its_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_trial(dir.path());
+    let trial = chancery::ledger::Trial::open(&db).unwrap();
+    let last = trial.last_entry_date().unwrap();
+    let stored = trial.store().outcomes().unwrap();
+    let table = trial.store().participants().unwrap();
+    for as_of in [last, last - Duration::days(90)] {
+        let d = trial.dataset(as_of).unwrap();
+        let on = |s: &str| NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").unwrap();
+        // Every stored value collected by `as_of`, and nothing else, under its keys.
+        let want: BTreeMap<(String, String, String), (String, NaiveDate)> = stored
+            .iter()
+            .filter(|o| on(&o.collected_on) <= as_of)
+            .filter(|o| table.iter().any(|p| p.participant == o.participant && on(&p.randomised_at) <= as_of))
+            .map(|o| {
+                ((o.participant.clone(), o.timepoint.clone(), o.field.clone()), (o.value.clone(), on(&o.collected_on)))
+            })
+            .collect();
+        let got: BTreeMap<(String, String, String), (String, NaiveDate)> = d
+            .participants
+            .iter()
+            .flat_map(|r| {
+                r.outcomes.iter().map(|((tp, f), v)| {
+                    ((r.participant.clone(), tp.clone(), f.clone()), (v.value.clone(), v.collected_on))
+                })
+            })
+            .collect();
+        assert_eq!(got.len(), d.participants.iter().map(|r| r.outcomes.len()).sum::<usize>());
+        assert_eq!(got, want, "as of {as_of}");
+        // Everyone randomised by `as_of`, in randomisation order, in their arm.
+        let mut randomised: Vec<&chancery::store::ParticipantRow> =
+            table.iter().filter(|p| on(&p.randomised_at) <= as_of).collect();
+        randomised.sort_by_key(|p| p.seq);
+        let ids: Vec<(&str, &str)> = randomised.iter().map(|p| (p.participant.as_str(), p.arm.as_str())).collect();
+        let got: Vec<(&str, &str)> = d.participants.iter().map(|r| (r.participant.as_str(), r.arm.as_str())).collect();
+        assert_eq!(got, ids, "as of {as_of}");
+        assert!(d.participants.iter().all(|r| !r.baseline.is_empty() && !r.strata.is_empty()));
+    }
+}

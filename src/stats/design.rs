@@ -13,6 +13,7 @@
 //! EMA (2015) and Kahan & Morris (2012): adjust for the stratification
 //! factors as used at randomisation. Never pass post-randomisation variables.
 
+use super::gram::gram_of_columns;
 use super::{Result, StatsError, check_len};
 use nalgebra::{DMatrix, DVector};
 
@@ -32,14 +33,11 @@ impl Factor {
     /// orders character data (byte order; equal to R's for ASCII labels in
     /// one case).
     pub fn from_labels<S: AsRef<str>>(name: &str, labels: &[Option<S>]) -> Factor {
-        let mut levels: Vec<String> = labels.iter().flatten().map(|s| s.as_ref().to_string()).collect();
-        levels.sort();
+        let mut levels: Vec<&str> = labels.iter().flatten().map(|s| s.as_ref()).collect();
+        levels.sort_unstable();
         levels.dedup();
-        let codes = labels
-            .iter()
-            .map(|l| l.as_ref().map(|s| levels.binary_search(&s.as_ref().to_string()).unwrap_or(0)))
-            .collect();
-        Factor { name: name.to_string(), levels, codes }
+        let codes = labels.iter().map(|l| l.as_ref().map(|s| levels.binary_search(&s.as_ref()).unwrap_or(0))).collect();
+        Factor { name: name.to_string(), levels: levels.into_iter().map(str::to_string).collect(), codes }
     }
 
     /// A factor with levels in a given order (the first is the reference).
@@ -235,6 +233,49 @@ pub(crate) fn observed_levels(f: &Factor, rows: &[usize]) -> Vec<usize> {
 /// aliased when its residual norm is below 1e-7 of its norm (the tolerance
 /// R's `lm.fit`/`glm.fit` pass to LINPACK `dqrdc2`).
 pub(crate) fn independent_columns(cols: &[Vec<f64>]) -> Vec<usize> {
+    let n = cols.first().map_or(0, Vec::len);
+    let slices: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+    let (g, _) = gram_of_columns(&slices, n, None, None);
+    clearly_independent(&g).unwrap_or_else(|| gram_schmidt(cols))
+}
+
+/// The same decision from the cross-product `G = XᵀX` alone (one pass over
+/// the data instead of Gram–Schmidt's 2p): column j's squared residual
+/// against the kept earlier columns is `G_jj − vᵀv` with `L v = G_Kj`, L the
+/// Cholesky factor of the kept block. Returns the kept columns only when every
+/// non-zero column is clearly independent (residual above 1e-4 of its norm,
+/// far above both the 1e-7 tolerance and the rounding error of forming G);
+/// otherwise `None`, and the caller decides by Gram–Schmidt on the columns.
+fn clearly_independent(g: &DMatrix<f64>) -> Option<Vec<usize>> {
+    let c = g.nrows();
+    let mut keep: Vec<usize> = Vec::new();
+    let mut l: Vec<Vec<f64>> = Vec::new(); // rows of the Cholesky factor of the kept block
+    for j in 0..c {
+        let gjj = g[(j, j)];
+        if !gjj.is_finite() {
+            return None;
+        }
+        if gjj == 0.0 {
+            continue;
+        }
+        let mut v = Vec::with_capacity(keep.len());
+        for (t, &kt) in keep.iter().enumerate() {
+            let s: f64 = (0..t).map(|s| l[t][s] * v[s]).sum();
+            v.push((g[(kt, j)] - s) / l[t][t]);
+        }
+        let r2 = gjj - v.iter().map(|x| x * x).sum::<f64>();
+        if r2.is_nan() || r2 <= 1e-8 * gjj {
+            return None;
+        }
+        v.push(r2.sqrt());
+        l.push(v);
+        keep.push(j);
+    }
+    Some(keep)
+}
+
+/// [`independent_columns`] by Gram–Schmidt over the full columns.
+fn gram_schmidt(cols: &[Vec<f64>]) -> Vec<usize> {
     let mut basis: Vec<Vec<f64>> = Vec::new();
     let mut keep = Vec::new();
     for (j, c) in cols.iter().enumerate() {
@@ -273,6 +314,31 @@ mod tests {
         assert_eq!(d.names, ["(Intercept)", "treated", "siteb", "sitec"]);
         assert_eq!(d.aliased, ["copyb", "copyc"]);
         assert_eq!(d.treatment, Some(1));
+    }
+
+    #[test]
+    fn the_cross_product_check_agrees_with_gram_schmidt() {
+        let n = 500;
+        let base: Vec<Vec<f64>> = vec![
+            vec![1.0; n],
+            (0..n).map(|i| f64::from(u8::from(i % 2 == 0))).collect(),
+            (0..n).map(|i| f64::from(u8::from(i % 3 == 1))).collect(),
+            (0..n).map(|i| (i % 17) as f64 + 0.5).collect(),
+        ];
+        // Clearly independent: decided from the cross-product alone.
+        let (g, _) = gram_of_columns(&base.iter().map(Vec::as_slice).collect::<Vec<_>>(), n, None, None);
+        assert_eq!(clearly_independent(&g), Some(vec![0, 1, 2, 3]));
+        assert_eq!(independent_columns(&base), gram_schmidt(&base));
+        // An exact combination, a zero column and a column close to a
+        // combination (kept: 5e-6 of its norm, above the 1e-7 tolerance) go to Gram–Schmidt.
+        let mut cols = base.clone();
+        cols.push((0..n).map(|i| base[0][i] - base[1][i]).collect());
+        cols.push(vec![0.0; n]);
+        cols.push((0..n).map(|i| base[3][i] + if i == 7 { 1e-3 } else { 0.0 }).collect());
+        let (g, _) = gram_of_columns(&cols.iter().map(Vec::as_slice).collect::<Vec<_>>(), n, None, None);
+        assert_eq!(clearly_independent(&g), None);
+        assert_eq!(independent_columns(&cols), vec![0, 1, 2, 3, 6]);
+        assert_eq!(independent_columns(&cols), gram_schmidt(&cols));
     }
 
     #[test]

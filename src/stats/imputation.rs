@@ -35,10 +35,11 @@
 
 use super::design::{Adjustment, build, independent_columns};
 use super::dist::{t_quantile, t_two_sided_p};
+use super::gram::Rows;
 use super::linear::linear_regression;
-use super::logistic::{adjusted_binary, arm_counts, irls};
+use super::logistic::{adjusted_binary_on, arm_counts, complete_rows, irls};
 use super::rng::{WordSource, chi_square, normal, uniform};
-use super::{ArmCounts, Estimable, Result, StatsError, all_finite, check_len, check_level};
+use super::{ArmCounts, Estimable, Result, StatsError, all_finite, check_len, check_level, parallel_map};
 use nalgebra::{DMatrix, DVector};
 
 /// The number of imputations we recommend (at least the percentage of
@@ -340,7 +341,7 @@ pub struct ImputedBinary {
 }
 
 /// Imputes a binary outcome `m` times and pools the adjusted analysis
-/// ([`adjusted_binary`]: standardised risk difference and log odds ratio),
+/// ([`adjusted_binary`](super::logistic::adjusted_binary): standardised risk difference and log odds ratio),
 /// with `dfcom` the residual df of the complete-data model, as mice.
 pub fn impute_and_analyse_binary(
     outcome: &[Option<bool>],
@@ -366,11 +367,20 @@ pub fn impute_and_analyse_binary(
             });
         }
     };
+    // Every completed dataset has the same rows (all of them: the imputation
+    // model needs complete baseline data), so one design serves all m fits,
+    // which are independent and run on the available cores; the results are
+    // taken in imputation order, so they do not depend on the thread count.
+    let rows = complete_rows(&vec![Some(()); treated.len()], adj);
+    let design = build(treated, adj, None, &rows);
+    let prepared = Rows::new(&design.x);
+    let analyses = parallel_map(&datasets, |y| {
+        let y: Vec<Option<bool>> = y.iter().map(|&v| Some(v)).collect();
+        adjusted_binary_on(&y, treated, adj, level, &rows, Some((&design, &prepared)))
+    });
     let (mut rd, mut rd_var, mut lor, mut lor_var) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut dfcom = None;
-    for y in &datasets {
-        let y: Vec<Option<bool>> = y.iter().map(|&v| Some(v)).collect();
-        let a = adjusted_binary(&y, treated, adj, level)?;
+    for a in analyses {
         let (Some(r), Some(o), Some(fit)) = (a.risk_difference.value(), a.odds_ratio.value(), a.fit.value()) else {
             let reason = format!(
                 "not estimable: an imputed dataset could not be analysed ({})",

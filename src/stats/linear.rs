@@ -9,6 +9,7 @@
 
 use super::design::{Adjustment, Covariate, build};
 use super::dist::{t_quantile, t_two_sided_p};
+use super::gram::{inverse_spd, solve_spd, weighted_gram};
 use super::logistic::{arm_counts, complete_rows, qr_inverse_crossprod, qr_least_squares};
 use super::{Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level};
 use nalgebra::DVector;
@@ -72,9 +73,14 @@ pub fn linear_regression(
         return Ok(bail("not estimable: no more participants than model parameters"));
     }
     let y = DVector::from_iterator(rows.len(), rows.iter().map(|&i| finite[i].unwrap_or(0.0)));
-    let (Some(beta), Some(xtx_inv)) =
-        (qr_least_squares(design.x.clone(), y.clone()), qr_inverse_crossprod(design.x.clone()))
-    else {
+    // Normal equations by Cholesky in one pass over the rows; Householder QR
+    // (as R's `lm.fit`) when they are too ill-conditioned.
+    let (xtx, xty) = weighted_gram(&design.x, None, Some(y.as_slice()));
+    let normal = solve_spd(&xtx, &xty).zip(inverse_spd(&xtx));
+    let (Some(beta), Some(xtx_inv)) = (match normal {
+        Some((b, v)) => (Some(b), Some(v)),
+        None => (qr_least_squares(design.x.clone(), y.clone()), qr_inverse_crossprod(design.x.clone())),
+    }) else {
         return Ok(bail("not estimable: design matrix is singular"));
     };
     let resid = &y - &design.x * &beta;

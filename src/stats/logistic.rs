@@ -26,6 +26,7 @@
 
 use super::design::{Adjustment, Design, Factor, build};
 use super::dist::{normal_quantile, normal_two_sided_p};
+use super::gram::{Rows, inverse_spd, solve_spd};
 use super::{ArmCounts, Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level};
 use nalgebra::{DMatrix, DVector};
 
@@ -105,16 +106,6 @@ fn inv_logit(eta: f64) -> f64 {
     t / (1.0 + t)
 }
 
-/// R's `binomial()$mu.eta`.
-fn mu_eta(eta: f64) -> f64 {
-    if !(-THRESH..=THRESH).contains(&eta) {
-        f64::EPSILON
-    } else {
-        let e = eta.exp();
-        e / ((1.0 + e) * (1.0 + e))
-    }
-}
-
 fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
     // 2 Σ w [y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))], with 0 log 0 = 0.
     let ylogy = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
@@ -123,6 +114,11 @@ fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
 
 /// Weighted logistic IRLS on a full-rank matrix (R `glm.fit`).
 pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
+    irls_on(x, &Rows::new(x), y, w)
+}
+
+/// [`irls`] with the matrix's rows already prepared for cross-products.
+pub(crate) fn irls_on(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64]) -> IrlsFit {
     let (n, p) = x.shape();
     let mut eta: Vec<f64> = y
         .iter()
@@ -132,7 +128,24 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
             (m / (1.0 - m)).ln()
         })
         .collect();
-    let mut mu: Vec<f64> = eta.iter().map(|&e| inv_logit(e)).collect();
+    // μ and dμ/dη (R's `binomial()$linkinv` and `$mu.eta`, with their
+    // clamping at |η| > 30) from one exp per row.
+    let link = |eta: &[f64], mu: &mut Vec<f64>, me: &mut Vec<f64>| {
+        mu.clear();
+        me.clear();
+        for &e in eta {
+            if (-THRESH..=THRESH).contains(&e) {
+                let t = e.exp();
+                mu.push(t / (1.0 + t));
+                me.push(t / ((1.0 + t) * (1.0 + t)));
+            } else {
+                mu.push(inv_logit(e));
+                me.push(f64::EPSILON);
+            }
+        }
+    };
+    let (mut mu, mut me) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    link(&eta, &mut mu, &mut me);
     let mut dev_old = binomial_deviance(y, &mu, w);
     let mut beta = DVector::zeros(p);
     let mut converged = false;
@@ -143,27 +156,39 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
     // unit per step while the deviance creeps towards its infimum.
     let mut extra = 0;
     let mut last_step = f64::INFINITY;
+    let (mut wt, mut z) = (vec![0.0; n], vec![0.0; n]);
     for iter in 1..=80 {
         iterations = iter;
-        let mut xw = x.clone();
-        let mut zw = DVector::zeros(n);
         for i in 0..n {
-            let me = mu_eta(eta[i]);
             let var = mu[i] * (1.0 - mu[i]);
-            let wi = (w[i] * me * me / var).sqrt();
-            zw[i] = (eta[i] + (y[i] - mu[i]) / me) * wi;
-            for j in 0..p {
-                xw[(i, j)] *= wi;
-            }
+            wt[i] = w[i] * me[i] * me[i] / var;
+            z[i] = eta[i] + (y[i] - mu[i]) / me[i];
         }
-        let Some(b) = qr_least_squares(xw, zw) else {
-            break;
+        // The weighted least-squares step by the normal equations (one pass
+        // over the rows); Householder QR of W^½X when they are ill-conditioned.
+        let (a, xtz) = rows.gram(Some(&wt), Some(&z));
+        let b = match solve_spd(&a, &xtz) {
+            Some(b) => b,
+            None => {
+                let mut xw = x.clone();
+                let mut zw = DVector::zeros(n);
+                for i in 0..n {
+                    let wi = wt[i].sqrt();
+                    zw[i] = z[i] * wi;
+                    for j in 0..p {
+                        xw[(i, j)] *= wi;
+                    }
+                }
+                let Some(b) = qr_least_squares(xw, zw) else {
+                    break;
+                };
+                b
+            }
         };
         let step = (&b - &beta).amax();
         beta = b;
-        let e = x * &beta;
-        eta = e.iter().copied().collect();
-        mu = eta.iter().map(|&e| inv_logit(e)).collect();
+        eta = rows.mul(&beta);
+        link(&eta, &mut mu, &mut me);
         let dev = binomial_deviance(y, &mu, w);
         let rel = (dev - dev_old).abs() / (dev.abs() + 0.1);
         dev_old = dev;
@@ -184,15 +209,21 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
     let eps = 10.0 * f64::EPSILON;
     let separated =
         mu.iter().any(|&m| m > 1.0 - eps || m < eps) || (converged && last_step > 1e-4 * (1.0 + beta.amax()));
-    // Inverse Fisher information at the estimate: (Xᵀ W X)⁻¹ via QR.
-    let mut xw = x.clone();
-    for i in 0..n {
-        let wi = (w[i] * mu[i] * (1.0 - mu[i])).sqrt();
-        for j in 0..p {
-            xw[(i, j)] *= wi;
-        }
-    }
-    let cov = qr_inverse_crossprod(xw).unwrap_or_else(|| DMatrix::from_element(p, p, f64::NAN));
+    // Inverse Fisher information at the estimate: (Xᵀ W X)⁻¹, by Cholesky,
+    // or by QR of W^½X when ill-conditioned.
+    let info: Vec<f64> = (0..n).map(|i| w[i] * mu[i] * (1.0 - mu[i])).collect();
+    let cov = inverse_spd(&rows.gram(Some(&info), None).0)
+        .or_else(|| {
+            let mut xw = x.clone();
+            for i in 0..n {
+                let wi = info[i].sqrt();
+                for j in 0..p {
+                    xw[(i, j)] *= wi;
+                }
+            }
+            qr_inverse_crossprod(xw)
+        })
+        .unwrap_or_else(|| DMatrix::from_element(p, p, f64::NAN));
     IrlsFit { beta, cov, deviance: dev_old, iterations, converged, separated }
 }
 
@@ -240,10 +271,15 @@ pub(crate) fn fit_design(
     rows: &[usize],
 ) -> (Design, IrlsFit) {
     let design = build(treated, adj, interact, rows);
+    let fit = fit_on(outcome, &design, &Rows::new(&design.x), rows);
+    (design, fit)
+}
+
+/// Fits the model of a built design (its rows prepared as `prepared`) over `rows`.
+pub(crate) fn fit_on(outcome: &[Option<bool>], design: &Design, prepared: &Rows<'_>, rows: &[usize]) -> IrlsFit {
     let y: Vec<f64> = rows.iter().map(|&i| f64::from(u8::from(outcome[i] == Some(true)))).collect();
     let w = vec![1.0; y.len()];
-    let fit = irls(&design.x, &y, &w);
-    (design, fit)
+    irls_on(&design.x, prepared, &y, &w)
 }
 
 /// Why a fit is not estimable, if it is not.
@@ -289,7 +325,21 @@ pub fn adjusted_binary(
     check_len("outcome", treated.len(), outcome.len())?;
     adj.check(treated.len())?;
     let rows = complete_rows(outcome, adj);
-    let n = arm_counts(treated, &rows);
+    Ok(adjusted_binary_on(outcome, treated, adj, level, &rows, None))
+}
+
+/// [`adjusted_binary`] over `rows` (the complete cases), on `design` (with
+/// its rows prepared) if it was already built for them (the imputed datasets
+/// share one design).
+pub(crate) fn adjusted_binary_on(
+    outcome: &[Option<bool>],
+    treated: &[bool],
+    adj: &Adjustment,
+    level: f64,
+    rows: &[usize],
+    design: Option<(&Design, &Rows<'_>)>,
+) -> AdjustedBinary {
+    let n = arm_counts(treated, rows);
     let bail = |reason: &str| AdjustedBinary {
         fit: Estimable::not_estimable(reason),
         odds_ratio: Estimable::not_estimable(reason),
@@ -298,15 +348,27 @@ pub fn adjusted_binary(
         standardised_risk_control: None,
     };
     if rows.is_empty() {
-        return Ok(bail("not estimable: no participant has the outcome and all covariates"));
+        return bail("not estimable: no participant has the outcome and all covariates");
     }
     let events = rows.iter().filter(|&&i| outcome[i] == Some(true)).count();
     if events == 0 || events == rows.len() {
-        return Ok(bail("not estimable: the outcome does not vary (perfect separation)"));
+        return bail("not estimable: the outcome does not vary (perfect separation)");
     }
-    let (design, fit) = fit_design(outcome, treated, adj, None, &rows);
-    if let Some(reason) = fit_problem(&fit, &design) {
-        return Ok(bail(&reason));
+    let fit;
+    let built;
+    let design = match design {
+        Some((d, prepared)) => {
+            fit = fit_on(outcome, d, prepared, rows);
+            d
+        }
+        None => {
+            built = build(treated, adj, None, rows);
+            fit = fit_on(outcome, &built, &Rows::new(&built.x), rows);
+            &built
+        }
+    };
+    if let Some(reason) = fit_problem(&fit, design) {
+        return bail(&reason);
     }
     let z = normal_quantile(0.5 + level / 2.0);
     let coefficients = coefficients_z(&design.names, &fit.beta, &fit.cov, z);
@@ -333,13 +395,13 @@ pub fn adjusted_binary(
     };
     let Some(t) = design.treatment else {
         let reason = "not estimable: allocation is collinear with the covariates (an arm is empty)";
-        return Ok(AdjustedBinary {
+        return AdjustedBinary {
             fit: Estimable::Value(logistic),
             odds_ratio: Estimable::not_estimable(reason),
             risk_difference: Estimable::not_estimable(reason),
             standardised_risk_treated: None,
             standardised_risk_control: None,
-        });
+        };
     };
     let c = &logistic.coefficients[t];
     let odds_ratio = Estimable::Value(Estimate {
@@ -355,14 +417,14 @@ pub fn adjusted_binary(
         n,
         note: None,
     });
-    let (risk_difference, r1, r0) = standardised_rd(&design, &fit, t, z, level, n);
-    Ok(AdjustedBinary {
+    let (risk_difference, r1, r0) = standardised_rd(design, &fit, t, z, level, n);
+    AdjustedBinary {
         fit: Estimable::Value(logistic),
         odds_ratio,
         risk_difference,
         standardised_risk_treated: r1,
         standardised_risk_control: r0,
-    })
+    }
 }
 
 /// Wald coefficients with normal reference (`summary.glm`, `confint.default`).

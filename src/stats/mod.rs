@@ -29,7 +29,8 @@
 //! difference), [`linear`] (ANCOVA), [`continuous`] (summaries, Welch),
 //! [`survival`] (Kaplan–Meier, log-rank, Cox), [`imputation`] (Rubin's rules,
 //! logreg/norm imputation), [`rng`] (variates from caller-supplied words),
-//! [`cace`], [`subgroup`], [`power`]; `dist` holds distribution functions.
+//! [`cace`], [`subgroup`], [`power`]; `dist` holds distribution functions,
+//! `gram` the regression cross-products and their Cholesky solve.
 
 #![deny(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod cace;
 pub mod continuous;
 pub mod design;
 mod dist;
+mod gram;
 pub mod imputation;
 pub mod linear;
 pub mod logistic;
@@ -250,9 +252,43 @@ pub(crate) fn all_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite())
 }
 
+/// `f` over `items` on up to as many threads as there are cores, results in
+/// the order of `items`.
+pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..items.len()).step_by(threads).map(|i| (i, f(&items[i]))).collect::<Vec<(usize, R)>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for (i, r) in h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)) {
+                out[i] = Some(r);
+            }
+        }
+    });
+    out.into_iter().map(|r| r.expect("every item was analysed")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_map_keeps_the_order_of_its_items() {
+        let items: Vec<u64> = (0..37).collect();
+        let out = parallel_map(&items, |&i| i * i + 1);
+        assert_eq!(out, items.iter().map(|&i| i * i + 1).collect::<Vec<_>>());
+        assert!(parallel_map(&[] as &[u64], |&i| i).is_empty());
+    }
 
     #[test]
     fn estimable_serialises_with_a_status() {

@@ -14,7 +14,7 @@ use super::binary::{TwoByTwo, compare_proportions};
 use super::design::{Adjustment, Factor, observed_levels};
 use super::dist::chisq_upper;
 use super::logistic::{arm_counts, complete_rows, fit_design, fit_problem};
-use super::{Estimable, Estimate, Result, TestResult, check_len, check_level};
+use super::{Estimable, Estimate, Result, TestResult, check_len, check_level, parallel_map};
 
 /// The effect within one level of the subgroup factor.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -64,8 +64,10 @@ pub fn subgroup_analysis(
         });
     }
     let n = arm_counts(treated, &rows);
-    let (d0, f0) = fit_design(outcome, treated, &adj, None, &rows);
-    let (d1, f1) = fit_design(outcome, treated, &adj, Some(subgroup), &rows);
+    // The two nested models are independent fits: one per core.
+    let mut fits = parallel_map(&[None, Some(subgroup)], |f| fit_design(outcome, treated, &adj, *f, &rows));
+    let (d1, f1) = fits.pop().expect("two fits");
+    let (d0, f0) = fits.pop().expect("two fits");
     let problem = if rows.is_empty() {
         Some("not estimable: no participant has the outcome and the subgroup".to_string())
     } else if d1.interactions.is_empty() {

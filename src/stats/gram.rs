@@ -1,0 +1,326 @@
+//! Weighted cross-products `XᵀWX` and `XᵀWz` in one blocked pass over the
+//! rows, and their Cholesky solve with a conditioning guard.
+//!
+//! Written by hand because nalgebra's `tr_mul` on a tall n × p matrix walks
+//! each pair of full columns separately (p² passes over memory) and computes
+//! both triangles, and the Householder QR R's `glm.fit`/`lm.fit` use costs a
+//! full n × p copy and two passes per column per iteration. Here the rows are
+//! taken in blocks small enough to stay in cache, only the upper triangle is
+//! summed (four accumulators per dot product, so the compiler vectorises it),
+//! and the p × p system is solved by Cholesky. The block size and summation
+//! order are fixed, so the result does not depend on the machine or thread
+//! count. Callers fall back to QR when [`solve_spd`] reports the system is
+//! too ill-conditioned for the normal equations.
+
+use nalgebra::{DMatrix, DVector};
+
+/// Rows per block: a block of a 20-column design is 40 KiB.
+const BLOCK: usize = 256;
+
+/// Lanes per accumulator: two f64 fill the baseline x86-64 (SSE2) register.
+const LANES: usize = 2;
+
+/// `acc[j][k] += Σ_i a[j][i] b[k][i]` for two `a` columns and four `b`
+/// columns over one block: eight sums kept in registers, six loads per eight
+/// multiply-adds (a dot product at a time needs two per one). The lanes are
+/// added in a fixed order at the end.
+#[inline]
+fn tile(a: [&[f64]; 2], b: [&[f64]; 4]) -> [[f64; 4]; 2] {
+    let len = a[0].len();
+    let mut acc = [[[0.0f64; LANES]; 4]; 2];
+    let whole = len / LANES * LANES;
+    let mut i = 0;
+    while i < whole {
+        for (jj, aj) in a.iter().enumerate() {
+            let wa = &aj[i..i + LANES];
+            for (kk, bk) in b.iter().enumerate() {
+                let xb = &bk[i..i + LANES];
+                for l in 0..LANES {
+                    acc[jj][kk][l] += wa[l] * xb[l];
+                }
+            }
+        }
+        i += LANES;
+    }
+    let mut out = [[0.0f64; 4]; 2];
+    for jj in 0..2 {
+        for kk in 0..4 {
+            let mut s = acc[jj][kk].iter().sum::<f64>();
+            for t in whole..len {
+                s += a[jj][t] * b[kk][t];
+            }
+            out[jj][kk] = s;
+        }
+    }
+    out
+}
+
+/// `XᵀWX` and, if `z` is given, `XᵀWz`, with `W = diag(w)` (all ones when
+/// `w` is `None`).
+pub(crate) fn weighted_gram(x: &DMatrix<f64>, w: Option<&[f64]>, z: Option<&[f64]>) -> (DMatrix<f64>, DVector<f64>) {
+    Rows::new(x).gram(w, z)
+}
+
+/// A design prepared for repeated cross-products with changing weights (one
+/// per IRLS step). Designs of treatment and factor dummies are mostly zeros
+/// (a participant has one level of each factor), so when fewer than half the
+/// entries are non-zero the rows are kept as their non-zero entries and each
+/// row adds only the products of those; otherwise the dense blocked pass is
+/// used. Either way each entry is summed over the rows in row order.
+pub(crate) enum Rows<'a> {
+    /// Compressed rows: entries `start[i]..start[i + 1]` of `col`/`val` are
+    /// row i's non-zeros, in column order.
+    Sparse { p: usize, start: Vec<usize>, col: Vec<usize>, val: Vec<f64> },
+    /// The matrix itself.
+    Dense(&'a DMatrix<f64>),
+}
+
+impl<'a> Rows<'a> {
+    pub(crate) fn new(x: &'a DMatrix<f64>) -> Rows<'a> {
+        let (n, p) = x.shape();
+        let nonzero = x.iter().filter(|v| **v != 0.0).count();
+        if 2 * nonzero >= n * p || !super::all_finite(x.as_slice()) {
+            return Rows::Dense(x);
+        }
+        // Two passes down the columns (contiguous in memory): count each row's
+        // non-zeros, then place them; columns are visited in order, so each
+        // row's entries come out in column order.
+        let data = x.as_slice();
+        let mut start = vec![0usize; n + 1];
+        for j in 0..p {
+            for (i, v) in data[j * n..(j + 1) * n].iter().enumerate() {
+                start[i + 1] += usize::from(*v != 0.0);
+            }
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let (mut col, mut val) = (vec![0usize; nonzero], vec![0.0f64; nonzero]);
+        let mut next = start.clone();
+        for j in 0..p {
+            for (i, &v) in data[j * n..(j + 1) * n].iter().enumerate() {
+                if v != 0.0 {
+                    col[next[i]] = j;
+                    val[next[i]] = v;
+                    next[i] += 1;
+                }
+            }
+        }
+        Rows::Sparse { p, start, col, val }
+    }
+
+    /// `X β`, each row summed in column order.
+    pub(crate) fn mul(&self, beta: &DVector<f64>) -> Vec<f64> {
+        match self {
+            Rows::Dense(x) => (*x * beta).as_slice().to_vec(),
+            Rows::Sparse { start, col, val, .. } => (0..start.len() - 1)
+                .map(|i| (start[i]..start[i + 1]).fold(0.0, |acc, e| acc + val[e] * beta[col[e]]))
+                .collect(),
+        }
+    }
+
+    /// `XᵀWX` and, if `z` is given, `XᵀWz`.
+    pub(crate) fn gram(&self, w: Option<&[f64]>, z: Option<&[f64]>) -> (DMatrix<f64>, DVector<f64>) {
+        match self {
+            Rows::Dense(x) => {
+                let n = x.nrows();
+                let data = x.as_slice();
+                let cols: Vec<&[f64]> = (0..x.ncols()).map(|j| &data[j * n..(j + 1) * n]).collect();
+                gram_of_columns(&cols, n, w, z)
+            }
+            Rows::Sparse { p, start, col, val } => {
+                let p = *p;
+                let mut a = vec![0.0f64; p * p];
+                let mut b = vec![0.0f64; p];
+                for i in 0..start.len() - 1 {
+                    let (lo, hi) = (start[i], start[i + 1]);
+                    let wi = w.map_or(1.0, |w| w[i]);
+                    for e in lo..hi {
+                        let (ce, ve) = (col[e], val[e] * wi);
+                        let row = &mut a[ce * p..ce * p + p];
+                        for f in e..hi {
+                            row[col[f]] += ve * val[f];
+                        }
+                        if let Some(z) = z {
+                            b[ce] += ve * z[i];
+                        }
+                    }
+                }
+                let mut g = DMatrix::zeros(p, p);
+                for j in 0..p {
+                    for k in j..p {
+                        g[(j, k)] = a[j * p + k];
+                        g[(k, j)] = a[j * p + k];
+                    }
+                }
+                (g, DVector::from_vec(b))
+            }
+        }
+    }
+}
+
+/// [`weighted_gram`] of columns given as slices of length `n`.
+pub(crate) fn gram_of_columns(
+    cols: &[&[f64]],
+    n: usize,
+    w: Option<&[f64]>,
+    z: Option<&[f64]>,
+) -> (DMatrix<f64>, DVector<f64>) {
+    let p = cols.len();
+    let mut a = vec![0.0f64; p * p];
+    let mut b = vec![0.0f64; p];
+    let mut wx = vec![0.0f64; BLOCK * p];
+    let zeros = vec![0.0f64; BLOCK];
+    let mut start = 0;
+    while start < n {
+        let len = BLOCK.min(n - start);
+        let col = |j: usize| &cols[j][start..start + len];
+        for j in 0..p {
+            let dst = &mut wx[j * BLOCK..j * BLOCK + len];
+            match w {
+                Some(w) => {
+                    for ((d, &v), &wi) in dst.iter_mut().zip(col(j)).zip(&w[start..start + len]) {
+                        *d = v * wi;
+                    }
+                }
+                None => dst.copy_from_slice(col(j)),
+            }
+        }
+        // The right-hand columns: X's, then z.
+        let right = |k: usize| -> &[f64] {
+            match z {
+                _ if k < p => col(k),
+                Some(z) if k == p => &z[start..start + len],
+                _ => &zeros[..len],
+            }
+        };
+        let q = if z.is_some() { p + 1 } else { p };
+        let left = |j: usize| if j < p { &wx[j * BLOCK..j * BLOCK + len] } else { &zeros[..len] };
+        for j0 in (0..p).step_by(2) {
+            for k0 in (j0..q).step_by(4) {
+                let b4 = [right(k0), right(k0 + 1), right(k0 + 2), right(k0 + 3)];
+                let out = tile([left(j0), left(j0 + 1)], b4);
+                for (jj, row) in out.iter().enumerate() {
+                    let j = j0 + jj;
+                    for (kk, &v) in row.iter().enumerate() {
+                        let k = k0 + kk;
+                        if j < p && k >= j && k < q {
+                            if k < p {
+                                a[j * p + k] += v;
+                            } else {
+                                b[j] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        start += len;
+    }
+    let mut g = DMatrix::zeros(p, p);
+    for j in 0..p {
+        for k in j..p {
+            g[(j, k)] = a[j * p + k];
+            g[(k, j)] = a[j * p + k];
+        }
+    }
+    (g, DVector::from_vec(b))
+}
+
+/// Largest condition number (of the unit-diagonal scaling of the system,
+/// estimated from its Cholesky factor) at which the normal equations are
+/// used; beyond it callers use QR on the full matrix, as R does.
+const MAX_CONDITION: f64 = 1e8;
+
+/// Cholesky factor of `a` after scaling it to unit diagonal, with the
+/// scaling, or `None` if `a` is not positive definite or looks too
+/// ill-conditioned for the normal equations.
+fn factor(a: &DMatrix<f64>) -> Option<(nalgebra::Cholesky<f64, nalgebra::Dyn>, DVector<f64>)> {
+    let p = a.nrows();
+    let d = DVector::from_iterator(p, (0..p).map(|j| a[(j, j)]));
+    if d.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return None;
+    }
+    let s = d.map(|v| 1.0 / v.sqrt());
+    let scaled = DMatrix::from_fn(p, p, |i, j| a[(i, j)] * s[i] * s[j]);
+    let c = scaled.cholesky()?;
+    let l = c.l_dirty();
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for j in 0..p {
+        let v = l[(j, j)];
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let cond = (hi / lo).powi(2);
+    (cond.is_finite() && cond <= MAX_CONDITION).then_some((c, s))
+}
+
+/// Solves `A x = b` for a symmetric positive definite `A`, or `None` (not
+/// positive definite, or too ill-conditioned: use QR instead).
+pub(crate) fn solve_spd(a: &DMatrix<f64>, b: &DVector<f64>) -> Option<DVector<f64>> {
+    let (c, s) = factor(a)?;
+    let rhs = b.component_mul(&s);
+    let y = c.solve(&rhs);
+    let x = y.component_mul(&s);
+    super::all_finite(x.as_slice()).then_some(x)
+}
+
+/// `A⁻¹` for a symmetric positive definite `A`, or `None` as [`solve_spd`].
+pub(crate) fn inverse_spd(a: &DMatrix<f64>) -> Option<DMatrix<f64>> {
+    let (c, s) = factor(a)?;
+    let inv = c.inverse();
+    let p = a.nrows();
+    let out = DMatrix::from_fn(p, p, |i, j| inv[(i, j)] * s[i] * s[j]);
+    super::all_finite(out.as_slice()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gram_matches_the_dense_product() {
+        let n = 1000;
+        let x = DMatrix::from_fn(n, 5, |i, j| ((i * 7 + j * 13) % 11) as f64 - 3.0 + j as f64 * 0.25);
+        let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
+        let z: Vec<f64> = (0..n).map(|i| (i % 5) as f64).collect();
+        let (g, b) = weighted_gram(&x, Some(&w), Some(&z));
+        let wm = DMatrix::from_diagonal(&DVector::from_vec(w.clone()));
+        let g0 = x.transpose() * &wm * &x;
+        let b0 = x.transpose() * &wm * DVector::from_vec(z);
+        assert!((g - g0).amax() < 1e-9);
+        assert!((b - b0).amax() < 1e-9);
+    }
+
+    #[test]
+    fn sparse_rows_match_the_dense_product() {
+        let n = 700;
+        let x = DMatrix::from_fn(n, 6, |i, j| match j {
+            0 => 1.0,
+            1..=3 => f64::from(u8::from(i % 4 == j)),
+            4 => f64::from(u8::from(i % 3 == 0)),
+            _ => (i % 7) as f64 * 0.5,
+        });
+        assert!(matches!(Rows::new(&x), Rows::Sparse { .. }));
+        let w: Vec<f64> = (0..n).map(|i| 0.25 + (i % 5) as f64).collect();
+        let z: Vec<f64> = (0..n).map(|i| (i % 9) as f64 - 4.0).collect();
+        let (g, b) = Rows::new(&x).gram(Some(&w), Some(&z));
+        let wm = DMatrix::from_diagonal(&DVector::from_vec(w.clone()));
+        assert!((g - x.transpose() * &wm * &x).amax() < 1e-9);
+        assert!((b - x.transpose() * &wm * DVector::from_vec(z)).amax() < 1e-9);
+        let beta = DVector::from_fn(6, |j, _| j as f64 - 2.5);
+        let eta = Rows::new(&x).mul(&beta);
+        assert!((DVector::from_vec(eta) - &x * &beta).amax() < 1e-12);
+    }
+
+    #[test]
+    fn ill_conditioned_systems_are_refused() {
+        let a = DMatrix::from_row_slice(2, 2, &[1.0, 1.0 - 1e-12, 1.0 - 1e-12, 1.0]);
+        assert!(solve_spd(&a, &DVector::from_vec(vec![1.0, 1.0])).is_none());
+        let a = DMatrix::from_row_slice(2, 2, &[4.0, 1.0, 1.0, 3.0]);
+        let x = solve_spd(&a, &DVector::from_vec(vec![1.0, 2.0])).unwrap();
+        assert!((&a * &x - DVector::from_vec(vec![1.0, 2.0])).amax() < 1e-12);
+        let inv = inverse_spd(&a).unwrap();
+        assert!((&a * inv - DMatrix::identity(2, 2)).amax() < 1e-12);
+    }
+}
