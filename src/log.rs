@@ -512,6 +512,12 @@ pub fn write_canonical(v: &Value, out: &mut String) -> Result<(), String> {
 /// other controls below U+0020 as \u00xx (lowercase hex), everything else as UTF-8.
 pub(crate) fn write_string(s: &str, out: &mut String) {
     out.push('"');
+    // Most strings need no escape: one pass that the compiler vectorises finds that.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let escape = match b {

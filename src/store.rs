@@ -1353,18 +1353,23 @@ impl Tx<'_> {
         values: &[(&str, &str)],
     ) -> Result<()> {
         const MAX_ROWS: usize = 32;
+        // The statement text for each number of rows, made once per process.
+        static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            (1..=MAX_ROWS)
+                .map(|n| {
+                    let rows: Vec<String> =
+                        (0..n).map(|i| format!("(?1,?2,?{},?{},?3,1,?4)", 5 + 2 * i, 6 + 2 * i)).collect();
+                    format!(
+                        "INSERT OR FAIL INTO outcomes (participant, timepoint, field, value, collected_on, version, seq) VALUES {}",
+                        rows.join(",")
+                    )
+                })
+                .collect()
+        });
         let what = "recording an outcome";
         for chunk in values.chunks(MAX_ROWS) {
-            let mut sql = String::from(
-                "INSERT OR FAIL INTO outcomes (participant, timepoint, field, value, collected_on, version, seq) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(?1,?2,?{},?{},?3,1,?4)", 5 + 2 * i, 6 + 2 * i));
-            }
-            let mut stmt = self.tx.prepare_cached(&sql).map_err(Error::sqlite(what))?;
+            let mut stmt = self.tx.prepare_cached(&sql[chunk.len() - 1]).map_err(Error::sqlite(what))?;
             let mut bind = || -> rusqlite::Result<()> {
                 stmt.raw_bind_parameter(1, participant)?;
                 stmt.raw_bind_parameter(2, timepoint)?;
