@@ -204,13 +204,11 @@ fn consistency(
     collected: &[(&str, NaiveDate)],
 ) -> Result<(), String> {
     let has = |name: &str| protocol.outcome(name).is_some();
+    let (in_paid_work, weeks, first_job, primary) =
+        (has("in_paid_work"), has("weeks_in_paid_work"), has("first_job_date"), has("paid_work_13_weeks"));
     let get = |t: &str, name: &str| values.get(t, name);
     for (t, on) in collected {
-        if has("in_paid_work")
-            && has("weeks_in_paid_work")
-            && get(t, "in_paid_work") == Some("yes")
-            && get(t, "weeks_in_paid_work") == Some("0")
-        {
+        if in_paid_work && weeks && get(t, "in_paid_work") == Some("yes") && get(t, "weeks_in_paid_work") == Some("0") {
             return Err("in_paid_work is yes but weeks_in_paid_work is 0; one of them is wrong".into());
         }
         if let Some(w) = get(t, "weeks_in_paid_work").and_then(|w| w.parse::<i64>().ok()) {
@@ -232,16 +230,16 @@ fn consistency(
             }
         }
     }
-    if has("paid_work_13_weeks") && has("first_job_date") {
-        let all = values.all();
+    let all = if primary { values.all() } else { Vec::new() };
+    if primary && first_job {
         let primary_yes = all.iter().any(|(_, n, v)| *n == "paid_work_13_weeks" && *v == "yes");
         let any_job = all.iter().any(|(_, n, _)| *n == "first_job_date");
         if primary_yes && !any_job {
             return Err("paid_work_13_weeks is yes but no first_job_date is recorded at any timepoint; record the first job date".into());
         }
     }
-    if has("paid_work_13_weeks") && has("weeks_in_paid_work") {
-        for (t, n, v) in values.all() {
+    if primary && weeks {
+        for &(t, n, v) in &all {
             if n == "paid_work_13_weeks"
                 && v == "no"
                 && get(t, "weeks_in_paid_work").and_then(|w| w.parse::<i64>().ok()).is_some_and(|w| w >= 13)
