@@ -417,6 +417,19 @@ fn a_schema_1_database_is_refused_until_migrated_and_then_reads_and_verifies_as_
     let again = chancery().args(["migrate", "--db"]).arg(&db).output().unwrap();
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to migrate"));
+
+    // Files that are not chancery databases are refused and left as they were.
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE referrals (x);").unwrap();
+    let bytes = std::fs::read(&other).unwrap();
+    let out = chancery().args(["migrate", "--db"]).arg(&other).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a chancery database"));
+    assert_eq!(std::fs::read(&other).unwrap(), bytes);
+    let out = chancery().args(["migrate", "--db"]).arg(dir.path().join("missing.db")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(!dir.path().join("missing.db").exists());
 }
 
 #[test]
