@@ -6,7 +6,6 @@
 //! rather than fail. `application_id` and `user_version` identify the file and
 //! its schema; anything else is refused on open.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -1080,7 +1079,6 @@ const OUTCOME_SQL: &str =
 const STATUS_OF_SQL: &str =
     "SELECT participant, status, reason, no_further_contact, on_date, seq FROM participant_status
      WHERE participant = ?1 ORDER BY participant";
-const CURRENT_VALUES_SQL: &str = "SELECT timepoint, field, value FROM outcomes WHERE participant = ?1";
 // What the follow-up rules need of a participant, in one search: the
 // randomisation time, a no-further-contact withdrawal, and the current values.
 const SUBJECT_SQL: &str = "SELECT p.randomised_at, COALESCE(s.no_further_contact, 0), o.timepoint, o.field, o.value
@@ -1277,16 +1275,6 @@ impl Tx<'_> {
     /// A participant's current outcome values.
     pub fn outcomes_of(&self, participant: &str) -> Result<Vec<OutcomeRow>> {
         outcome_rows(&self.tx, Some(participant))
-    }
-
-    /// A participant's current values by (timepoint, field): the narrow read the
-    /// validation rules need on every imported row.
-    pub fn current_values(&self, participant: &str) -> Result<BTreeMap<(String, String), String>> {
-        let what = "reading outcomes";
-        let mut stmt = self.tx.prepare_cached(CURRENT_VALUES_SQL).map_err(Error::sqlite(what))?;
-        stmt.query_map([participant], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(Error::sqlite(what))
     }
 
     /// A randomised participant as the follow-up rules see them, if randomised:
@@ -1558,7 +1546,7 @@ mod tests {
         // Regression: `?1 IS NULL OR participant = ?1` made each of these a full
         // table scan, so importing n rows cost O(n²).
         let store = Store::in_memory().unwrap();
-        for sql in [OUTCOMES_OF_SQL, OUTCOME_SQL, STATUS_OF_SQL, CURRENT_VALUES_SQL, PARTICIPANT_SQL, SUBJECT_SQL] {
+        for sql in [OUTCOMES_OF_SQL, OUTCOME_SQL, STATUS_OF_SQL, PARTICIPANT_SQL, SUBJECT_SQL] {
             let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let args = vec!["P1"; stmt.parameter_count()];
             let plan: Vec<String> = stmt
