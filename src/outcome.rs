@@ -357,26 +357,12 @@ impl Trial {
                 (s.participant, st)
             })
             .collect();
-        // Decode the randomisation events on a second thread while this one
-        // reads the outcomes (the same decoding as `Trial::randomisations`).
-        let bodies = self.store.log_bodies("participant_randomised")?;
-        let decode = |bodies: Vec<(u64, String)>| -> Result<Vec<(String, Randomised)>> {
-            bodies
-                .into_iter()
-                .map(|(seq, body)| {
-                    let entry = Entry::decode(&body)
-                        .map_err(|m| Error::Integrity(format!("log entry {seq}: {m}; run `chancery verify`")))?;
-                    match Event::from_parts(&entry.kind, &entry.data) {
-                        Ok(Event::ParticipantRandomised(r)) => Ok((entry.ts, r)),
-                        Ok(_) | Err(_) => {
-                            Err(Error::Integrity(format!("log entry {seq} does not decode; run `chancery verify`")))
-                        }
-                    }
-                })
-                .collect()
-        };
+        // The randomising entries, read by key through the participants table,
+        // their bodies copied into one buffer; decoded on a second thread while
+        // this one reads the outcomes.
+        let entries = self.randomising_entries()?;
         let (randomisations, outcomes) = std::thread::scope(|scope| {
-            let decoded = scope.spawn(move || decode(bodies));
+            let decoded = scope.spawn(move || entries.decode());
             // Rows come ordered by participant, then timepoint and field: each
             // participant's run of rows is gathered and its map built in bulk
             // from the sorted run; the maps are kept in participant (byte)
@@ -412,8 +398,7 @@ impl Trial {
         })?;
         let mut outcomes = outcomes;
         let mut participants = Vec::new();
-        for (ts, r) in randomisations {
-            let randomised_on = date_of(&ts);
+        for (randomised_on, r) in randomisations {
             if randomised_on > as_of {
                 continue;
             }
@@ -440,5 +425,82 @@ impl Trial {
             });
         }
         Ok(Dataset { protocol, referrals, participants, as_of })
+    }
+
+    /// Every participant's randomising log entry, found by the seq its
+    /// participants row records. A row whose seq names no entry, or an entry
+    /// of another type, is an integrity error.
+    fn randomising_entries(&self) -> Result<RandomisingEntries> {
+        let mut out = RandomisingEntries { text: String::new(), rows: Vec::new() };
+        self.store.for_each_randomising_entry(|row| {
+            let Some((kind, body)) = row.entry else {
+                return Err(Error::Integrity(format!(
+                    "participant {} was randomised by log entry {}, which is not in the log; run `chancery verify`",
+                    row.participant, row.seq
+                )));
+            };
+            if kind != "participant_randomised" {
+                return Err(Error::Integrity(format!(
+                    "participant {} was randomised by log entry {}, which is a {kind} entry; run `chancery verify`",
+                    row.participant, row.seq
+                )));
+            }
+            let start = out.text.len();
+            out.text.push_str(row.participant);
+            let split = out.text.len();
+            out.text.push_str(body);
+            out.rows.push(RandomisingSpan { seq: row.seq, start, split, end: out.text.len() });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// The participants' randomising entries as read: each participant id and
+/// entry body, one after the other in `text`.
+struct RandomisingEntries {
+    text: String,
+    rows: Vec<RandomisingSpan>,
+}
+
+/// Where one participant's id (`start..split`) and entry body (`split..end`)
+/// lie in [`RandomisingEntries::text`], and the seq its row records.
+struct RandomisingSpan {
+    seq: u64,
+    start: usize,
+    split: usize,
+    end: usize,
+}
+
+impl RandomisingEntries {
+    /// The randomisation events in log order, with their dates: each entry
+    /// checked to be canonical, of its seq, and a randomisation of the
+    /// participant whose row names it.
+    fn decode(mut self) -> Result<Vec<(NaiveDate, Randomised)>> {
+        self.rows.sort_by_key(|r| r.seq);
+        self.rows
+            .iter()
+            .map(|row| {
+                let seq = row.seq;
+                let (participant, body) = (&self.text[row.start..row.split], &self.text[row.split..row.end]);
+                let entry = Entry::check(body)
+                    .map_err(|m| Error::Integrity(format!("log entry {seq}: {m}; run `chancery verify`")))?;
+                let r = match entry.event() {
+                    Ok(Event::ParticipantRandomised(r)) => r,
+                    Ok(_) | Err(_) => {
+                        return Err(Error::Integrity(format!(
+                            "log entry {seq} does not decode; run `chancery verify`"
+                        )));
+                    }
+                };
+                if entry.seq != seq || r.participant != participant {
+                    return Err(Error::Integrity(format!(
+                        "log entry {seq} is not the randomisation of participant {participant}, whose row names it; \
+                         run `chancery verify`"
+                    )));
+                }
+                Ok((date_of(&entry.ts), r))
+            })
+            .collect()
     }
 }

@@ -1526,6 +1526,62 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Each randomised participant's randomising log entry, read by primary
+    /// key through the `seq` the participants table records for it (no scan
+    /// of the log), passed to `f` borrowed from the row, in no particular
+    /// order. A participant whose seq names no log entry is passed with
+    /// `entry: None`, so that the caller can refuse it rather than skip it.
+    pub fn for_each_randomising_entry(&self, mut f: impl FnMut(RandomisingRow<'_>) -> Result<()>) -> Result<()> {
+        let what = "reading the randomisations";
+        // Unordered: ordering by participants.seq here would sort the entry
+        // bodies through a temporary b-tree, slower than the log scan it
+        // replaces; callers sort the decoded entries by seq instead.
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT participants.participant, participants.seq, log.type, log.body
+                 FROM participants LEFT JOIN log ON log.seq = participants.seq",
+            )
+            .map_err(Error::sqlite(what))?;
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
+        let not_text = |table: &str, column: &str| {
+            Error::Integrity(format!("{what}: a {column} in the {table} table is not text; run `chancery verify`"))
+        };
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            let col = |i: usize| r.get_ref(i).map_err(Error::sqlite(what));
+            let participant = col(0)?.as_str().map_err(|_| not_text("participants", "participant"))?;
+            let seq = match col(1)? {
+                rusqlite::types::ValueRef::Integer(seq) if seq >= 0 => seq as u64,
+                _ => {
+                    return Err(Error::Integrity(format!(
+                        "{what}: participant {participant}'s seq is not a log entry number; run `chancery verify`"
+                    )));
+                }
+            };
+            let entry = match (col(2)?, col(3)?) {
+                (rusqlite::types::ValueRef::Null, _) => None,
+                (kind, body) => Some((
+                    kind.as_str().map_err(|_| not_text("log", "type"))?,
+                    body.as_str().map_err(|_| not_text("log", "body"))?,
+                )),
+            };
+            f(RandomisingRow { participant, seq, entry })?;
+        }
+        Ok(())
+    }
+}
+
+/// A participants row and the log entry its seq names (see
+/// [`Store::for_each_randomising_entry`]), borrowed from SQLite's row buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomisingRow<'a> {
+    /// Participant id, from the participants table.
+    pub participant: &'a str,
+    /// The seq the participants table records for the randomising entry.
+    pub seq: u64,
+    /// That log entry's type column and stored body; `None` if there is no entry with that seq.
+    pub entry: Option<(&'a str, &'a str)>,
 }
 
 #[cfg(test)]

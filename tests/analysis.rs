@@ -619,3 +619,68 @@ fn the_dataset_holds_exactly_the_stored_values_as_of_its_date() {
         assert!(d.participants.iter().all(|r| !r.baseline.is_empty() && !r.strata.is_empty()));
     }
 }
+
+#[test]
+fn a_participant_row_naming_a_missing_or_wrong_log_entry_is_an_integrity_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = demo_trial(dir.path());
+    let sql = |db: &Path, q: &str| rusqlite::Connection::open(db).unwrap().execute_batch(q).unwrap();
+    let seq_of = |db: &Path, p: &str| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT seq FROM participants WHERE participant = ?1", [p], |r| r.get(0))
+            .unwrap()
+    };
+    let first: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT participant FROM participants ORDER BY seq LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let second: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT participant FROM participants ORDER BY seq LIMIT 1 OFFSET 1", [], |r| r.get(0))
+        .unwrap();
+    let other_kind: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT seq FROM log WHERE type <> 'participant_randomised' ORDER BY seq LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let (s1, s2) = (seq_of(&db, &first), seq_of(&db, &second));
+    let cases = [
+        ("missing", format!("UPDATE participants SET seq = 999999999 WHERE participant = '{first}'"), "not in the log"),
+        (
+            "wrong type",
+            format!("UPDATE participants SET seq = {other_kind} WHERE participant = '{first}'"),
+            "which is a ",
+        ),
+        (
+            "swapped",
+            format!(
+                "UPDATE participants SET seq = {s2} WHERE participant = '{first}';
+                 UPDATE participants SET seq = {s1} WHERE participant = '{second}'"
+            ),
+            "not the randomisation of participant",
+        ),
+        ("not a number", format!("UPDATE participants SET seq = 'x' WHERE participant = '{first}'"), "seq"),
+    ];
+    let trial = chancery::ledger::Trial::open(&db).unwrap();
+    let as_of = trial.last_entry_date().unwrap();
+    let whole = trial.dataset(as_of).unwrap();
+    drop(trial);
+    for (what, edit, needle) in cases {
+        let copy = dir.path().join(format!("{}.db", what.replace(' ', "-")));
+        std::fs::copy(&db, &copy).unwrap();
+        sql(&copy, &edit);
+        let trial = chancery::ledger::Trial::open(&copy).unwrap();
+        match trial.dataset(as_of) {
+            Err(chancery::error::Error::Integrity(m)) => {
+                assert!(m.contains(needle) && m.contains("chancery verify") && !m.contains('\n'), "{what}: {m}");
+            }
+            Err(e) => panic!("{what}: not an integrity error: {e}"),
+            Ok(d) => panic!("{what}: read {} of {} participants", d.participants.len(), whole.participants.len()),
+        }
+        // The command says so in one line and fails.
+        let out = chancery().args(["analyse", "--db"]).arg(&copy).output().unwrap();
+        assert!(!out.status.success(), "{what}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("chancery verify") && err.trim().lines().count() == 1, "{what}: {err}");
+    }
+}
