@@ -620,13 +620,15 @@ impl Trial {
             *s.by_stratum.entry(p.stratum.clone()).or_insert_with(|| zero.clone()).entry(p.arm.clone()).or_default() +=
                 1;
         }
-        let mut seen = std::collections::BTreeSet::new();
+        // Rows come ordered by participant and timepoint: count each pair once.
+        let mut last = (String::new(), String::new());
         let mut by_timepoint: BTreeMap<String, u64> = BTreeMap::new();
-        for o in self.store.outcome_values()? {
-            if seen.insert((o.participant, o.timepoint.clone())) {
-                *by_timepoint.entry(o.timepoint).or_default() += 1;
+        self.store.for_each_outcome_value(|participant, timepoint, _, _, _| {
+            if (last.0.as_str(), last.1.as_str()) != (participant, timepoint) {
+                last = (participant.to_string(), timepoint.to_string());
+                *by_timepoint.entry(last.1.clone()).or_default() += 1;
             }
-        }
+        })?;
         s.followed_up = self
             .protocol
             .timepoints

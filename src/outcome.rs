@@ -227,12 +227,12 @@ impl Trial {
         let statuses: BTreeMap<String, (String, bool)> =
             self.store.statuses()?.into_iter().map(|s| (s.participant, (s.status, s.no_further_contact))).collect();
         let mut recorded: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for o in self.store.outcome_values()? {
-            let tps = recorded.entry(o.participant).or_default();
-            if !tps.contains(&o.timepoint) {
-                tps.push(o.timepoint);
+        self.store.for_each_outcome_value(|participant, timepoint, _, _, _| {
+            let tps = recorded.entry(participant.to_string()).or_default();
+            if !tps.iter().any(|t| t == timepoint) {
+                tps.push(timepoint.to_string());
             }
-        }
+        })?;
         let mut out = Vec::new();
         for p in self.store.participants()? {
             match statuses.get(&p.participant) {

@@ -232,21 +232,6 @@ pub struct OutcomeRow {
     pub seq: u64,
 }
 
-/// A current outcome value alone ([`Store::outcome_values`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValueRow {
-    /// Participant id.
-    pub participant: String,
-    /// Timepoint id.
-    pub timepoint: String,
-    /// Outcome name.
-    pub field: String,
-    /// Canonical value text.
-    pub value: String,
-    /// Date the value was collected (YYYY-MM-DD).
-    pub collected_on: String,
-}
-
 /// A current outcome value as written to `outcomes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewOutcome<'a> {
@@ -435,6 +420,39 @@ fn configure(conn: &Connection, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Opens an existing database file for writing, configured as every writer
+/// is (`synchronous=FULL`); `missing` says what to do when there is no file.
+fn open_read_write(path: &Path, what: &str, missing: &str) -> Result<Connection> {
+    if !path.exists() {
+        return Err(Error::Input(format!("database {} does not exist; {missing}", path.display())));
+    }
+    check_local_filesystem(path)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(Error::sqlite(what.to_string()))?;
+    configure(&conn, what)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.to_string()))?;
+    Ok(conn)
+}
+
+/// The schema version of a chancery database; refuses any other file, and one
+/// written by a newer chancery.
+fn schema_of(conn: &Connection, path: &Path, what: &str) -> Result<i32> {
+    let app: i32 =
+        conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.to_string()))?;
+    if app != APPLICATION_ID {
+        return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
+    }
+    let version: i32 =
+        conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.to_string()))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Refused(format!(
+            "{} was written by a newer chancery (schema {version}, this build reads {SCHEMA_VERSION}); upgrade chancery",
+            path.display()
+        )));
+    }
+    Ok(version)
+}
+
 impl Store {
     /// Creates a new database; refuses if the file exists.
     pub fn create(path: &Path) -> Result<Store> {
@@ -533,30 +551,8 @@ impl Store {
     /// Opens an existing chancery database, checking what it is.
     pub fn open(path: &Path) -> Result<Store> {
         let what = format!("opening database {}", path.display());
-        if !path.exists() {
-            return Err(Error::Input(format!(
-                "database {} does not exist; create it with `chancery init` or check --db",
-                path.display()
-            )));
-        }
-        check_local_filesystem(path)?;
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(Error::sqlite(what.clone()))?;
-        configure(&conn, &what)?;
-        let app: i32 =
-            conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
-        if app != APPLICATION_ID {
-            return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
-        }
-        let version: i32 =
-            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::Refused(format!(
-                "{} was written by a newer chancery (schema {version}, this build reads {SCHEMA_VERSION}); upgrade chancery",
-                path.display()
-            )));
-        }
+        let conn = open_read_write(path, &what, "create it with `chancery init` or check --db")?;
+        let version = schema_of(&conn, path, &what)?;
         if version < SCHEMA_VERSION {
             return Err(Error::Refused(format!(
                 "{} has schema {version}, older than this build's {SCHEMA_VERSION}; back it up, then run `chancery migrate --db {}`",
@@ -564,7 +560,6 @@ impl Store {
                 path.display()
             )));
         }
-        conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
         Ok(Store { conn })
     }
 
@@ -576,29 +571,10 @@ impl Store {
     /// database, one from a newer chancery, and one already current.
     pub fn migrate(path: &Path) -> Result<(i32, i32)> {
         let what = format!("migrating database {}", path.display());
-        if !path.exists() {
-            return Err(Error::Input(format!("database {} does not exist; check --db", path.display())));
-        }
-        check_local_filesystem(path)?;
-        let mut conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(Error::sqlite(what.clone()))?;
-        configure(&conn, &what)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
+        let mut conn = open_read_write(path, &what, "check --db")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(Error::sqlite(what.clone()))?;
-        let app: i32 =
-            tx.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
-        if app != APPLICATION_ID {
-            return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
-        }
-        let version: i32 =
-            tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::Refused(format!(
-                "{} was written by a newer chancery (schema {version}, this build reads {SCHEMA_VERSION}); upgrade chancery",
-                path.display()
-            )));
-        }
+        // Read inside the write transaction, so no other migration can run between.
+        let version = schema_of(&tx, path, &what)?;
         if version == SCHEMA_VERSION {
             return Err(Error::Refused(format!(
                 "{} already has this build's schema ({SCHEMA_VERSION}); nothing to migrate",
@@ -703,32 +679,7 @@ impl Store {
 
     /// Every current outcome value, ordered by participant, timepoint, field.
     pub fn outcomes(&self) -> Result<Vec<OutcomeRow>> {
-        outcome_rows(&self.conn, None)
-    }
-
-    /// Every current outcome value without its recording time and user (no
-    /// join with the log), ordered by participant, timepoint, field: what the
-    /// due list, the status counts and the analysis dataset read.
-    pub fn outcome_values(&self) -> Result<Vec<ValueRow>> {
-        let what = "reading outcomes";
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
-                 ORDER BY participant, timepoint, field",
-            )
-            .map_err(Error::sqlite(what))?;
-        stmt.query_map([], |r| {
-            Ok(ValueRow {
-                participant: r.get(0)?,
-                timepoint: r.get(1)?,
-                field: r.get(2)?,
-                value: r.get(3)?,
-                collected_on: r.get(4)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(Error::sqlite(what))
+        outcome_rows(&self.conn)
     }
 
     /// Every non-active participant status.
@@ -1063,17 +1014,10 @@ fn revealed(c: &Connection) -> Result<Option<(u64, String)>> {
 // An outcome row's recording time and user are its log entry's (`ts`, `user`),
 // read through the entry's `seq`; a LEFT JOIN, so that a value whose entry is
 // missing still shows (verification names the damage).
-macro_rules! select_outcomes {
-    () => {
-        "SELECT o.participant, o.timepoint, o.field, o.value, o.collected_on,
-                COALESCE(l.ts, ''), COALESCE(json_extract(l.body, '$.user'), ''), o.version, o.seq
-         FROM outcomes AS o LEFT JOIN log AS l ON l.seq = o.seq"
-    };
-}
-const OUTCOMES_OF_SQL: &str =
-    concat!(select_outcomes!(), " WHERE o.participant = ?1 ORDER BY o.participant, o.timepoint, o.field");
-const ALL_OUTCOMES_SQL: &str =
-    concat!(select_outcomes!(), " WHERE ?1 IS NULL ORDER BY o.participant, o.timepoint, o.field");
+const ALL_OUTCOMES_SQL: &str = "SELECT o.participant, o.timepoint, o.field, o.value, o.collected_on,
+            COALESCE(l.ts, ''), COALESCE(json_extract(l.body, '$.user'), ''), o.version, o.seq
+     FROM outcomes AS o LEFT JOIN log AS l ON l.seq = o.seq
+     ORDER BY o.participant, o.timepoint, o.field";
 const OUTCOME_SQL: &str =
     "SELECT value, collected_on, version FROM outcomes WHERE participant = ?1 AND timepoint = ?2 AND field = ?3";
 const STATUS_OF_SQL: &str =
@@ -1089,13 +1033,10 @@ const SUBJECT_SQL: &str = "SELECT p.randomised_at, COALESCE(s.no_further_contact
 const PARTICIPANT_SQL: &str =
     "SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants WHERE participant = ?1";
 
-fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<OutcomeRow>> {
+fn outcome_rows(c: &Connection) -> Result<Vec<OutcomeRow>> {
     let what = "reading outcomes";
-    // Two statements, not `?1 IS NULL OR participant = ?1`: that form defeats the
-    // primary-key index and made every per-participant lookup a full scan.
-    let sql = if participant.is_some() { OUTCOMES_OF_SQL } else { ALL_OUTCOMES_SQL };
-    let mut stmt = c.prepare_cached(sql).map_err(Error::sqlite(what))?;
-    stmt.query_map([participant], |r| {
+    let mut stmt = c.prepare_cached(ALL_OUTCOMES_SQL).map_err(Error::sqlite(what))?;
+    stmt.query_map([], |r| {
         Ok(OutcomeRow {
             participant: r.get(0)?,
             timepoint: r.get(1)?,
@@ -1114,7 +1055,8 @@ fn outcome_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<Outcome
 
 fn status_rows(c: &Connection, participant: Option<&str>) -> Result<Vec<StatusRow>> {
     let what = "reading participant status";
-    // Two statements so the per-participant lookup uses the primary key (see outcome_rows).
+    // Two statements, not `?1 IS NULL OR participant = ?1`: that form defeats the
+    // primary-key index and made every per-participant lookup a full scan.
     let sql = match participant {
         Some(_) => STATUS_OF_SQL,
         None => {
@@ -1270,11 +1212,6 @@ impl Tx<'_> {
                 .optional()
             })
             .map_err(Error::sqlite("reading a participant"))
-    }
-
-    /// A participant's current outcome values.
-    pub fn outcomes_of(&self, participant: &str) -> Result<Vec<OutcomeRow>> {
-        outcome_rows(&self.tx, Some(participant))
     }
 
     /// A randomised participant as the follow-up rules see them, if randomised:
@@ -1602,7 +1539,7 @@ mod tests {
         // Regression: `?1 IS NULL OR participant = ?1` made each of these a full
         // table scan, so importing n rows cost O(n²).
         let store = Store::in_memory().unwrap();
-        for sql in [OUTCOMES_OF_SQL, OUTCOME_SQL, STATUS_OF_SQL, PARTICIPANT_SQL, SUBJECT_SQL] {
+        for sql in [OUTCOME_SQL, STATUS_OF_SQL, PARTICIPANT_SQL, SUBJECT_SQL] {
             let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let args = vec!["P1"; stmt.parameter_count()];
             let plan: Vec<String> = stmt

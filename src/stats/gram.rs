@@ -146,14 +146,7 @@ impl<'a> Rows<'a> {
                         }
                     }
                 }
-                let mut g = DMatrix::zeros(p, p);
-                for j in 0..p {
-                    for k in j..p {
-                        g[(j, k)] = a[j * p + k];
-                        g[(k, j)] = a[j * p + k];
-                    }
-                }
-                (g, DVector::from_vec(b))
+                symmetric(p, &a, b)
             }
         }
     }
@@ -217,6 +210,12 @@ pub(crate) fn gram_of_columns(
         }
         start += len;
     }
+    symmetric(p, &a, b)
+}
+
+/// The full symmetric matrix from the upper triangle accumulated row-major in
+/// `a` (p × p), with the right-hand side `b`.
+fn symmetric(p: usize, a: &[f64], b: Vec<f64>) -> (DMatrix<f64>, DVector<f64>) {
     let mut g = DMatrix::zeros(p, p);
     for j in 0..p {
         for k in j..p {
