@@ -3,6 +3,12 @@
 //! a checkpoint, verification, the full analysis and the report (target: under
 //! 5 s for a release build). Figures: BENCHMARKS.md.
 
+/// mimalloc: the workloads make millions of small short-lived strings and maps
+/// (CSV cells, canonical values, dataset rows), where glibc's allocator spent
+/// a quarter of a batch's time; the benches use the binary's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};

@@ -7,6 +7,12 @@
 //! durability, plus a SHA-256 of each.
 //! Figures and how to reproduce them: BENCHMARKS.md.
 
+/// mimalloc: the workloads make millions of small short-lived strings and maps
+/// (CSV cells, canonical values, dataset rows), where glibc's allocator spent
+/// a quarter of a batch's time; the benches use the binary's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};

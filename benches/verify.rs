@@ -4,6 +4,12 @@
 //! by the `chancery` binary as a child process, reporting wall and CPU time
 //! and its peak memory. Figures: BENCHMARKS.md.
 
+/// mimalloc: the workloads make millions of small short-lived strings and maps
+/// (CSV cells, canonical values, dataset rows), where glibc's allocator spent
+/// a quarter of a batch's time; the benches use the binary's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -10,8 +10,14 @@
 //!   `benches/outcomes.rs` builds; with TEMPLATE the randomised trial is kept
 //!   there and reused, so a profiler can watch the import alone.
 //!
-//! `cargo run --release --example timing -- batch 100000`. The system
-//! allocator, as the `chancery` binary uses.
+//! `cargo run --release --example timing -- batch 100000`. The allocator
+//! is the `chancery` binary's (mimalloc).
+/// mimalloc: the workloads make millions of small short-lived strings and maps
+/// (CSV cells, canonical values, dataset rows), where glibc's allocator spent
+/// a quarter of a batch's time; the benches use the binary's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::time::Instant;
 
