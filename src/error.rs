@@ -42,7 +42,20 @@ impl Error {
     /// Wraps a SQLite error with what was being done.
     pub fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
         let context = context.into();
-        move |source| Error::Sqlite { context, source }
+        // A value of the wrong type in one of chancery's own tables: only an
+        // edit outside chancery (or a damaged file) puts one there.
+        let tampered = |context: &str, column: &str| {
+            Error::Integrity(format!(
+                "{context}: {column} holds a value of the wrong type, so the database was changed outside chancery; run `chancery verify`"
+            ))
+        };
+        move |source| match &source {
+            rusqlite::Error::InvalidColumnType(_, column, _) => tampered(&context, &format!("column {column}")),
+            rusqlite::Error::IntegralValueOutOfRange(..) | rusqlite::Error::FromSqlConversionFailure(..) => {
+                tampered(&context, "a column")
+            }
+            _ => Error::Sqlite { context, source },
+        }
     }
 
     /// Wraps an I/O error with what was being done.

@@ -20,7 +20,7 @@ use crate::keys::{self, KeyOrigin, TrialKey};
 use crate::log::{Entry, FORMAT_VERSION};
 use crate::protocol::{Arm, Method, Protocol};
 use crate::referral::{self, Decision, Referral, Screened};
-use crate::store::{Head, LogRow, NewOutcome, ParticipantRow, ReferralRow, StatusRow, Store, StreamRow, TrialRow, Tx};
+use crate::store::{Head, LogRow, NewOutcome, NewReferral, StatusRow, Store, StreamRow, TrialRow, Tx};
 
 /// What `init` needs.
 #[derive(Debug, Clone)]
@@ -276,31 +276,24 @@ pub(crate) fn apply(tx: &Tx, protocol: &Protocol, state: &mut State, seq: u64, t
             key_origin: t.key_origin.clone(),
             created_at: ts.to_string(),
         }),
-        Event::ReferralScreened(r) => tx.insert_referral(&ReferralRow {
-            participant: r.participant.clone(),
+        Event::ReferralScreened(r) => tx.insert_referral(&NewReferral {
+            participant: &r.participant,
             seq,
-            site: r.site.clone(),
-            status: r.status.clone(),
-            reasons: r.reasons.join(","),
-            screened_at: ts.to_string(),
+            site: &r.site,
+            status: &r.status,
+            reasons: &r.reasons.join(","),
+            screened_at: ts,
+            randomised: None,
         }),
         Event::ParticipantRandomised(r) => {
-            tx.insert_referral(&ReferralRow {
-                participant: r.participant.clone(),
+            tx.insert_referral(&NewReferral {
+                participant: &r.participant,
                 seq,
-                site: r.site.clone(),
-                status: "randomised".into(),
-                reasons: String::new(),
-                screened_at: ts.to_string(),
-            })?;
-            tx.insert_participant(&ParticipantRow {
-                participant: r.participant.clone(),
-                seq,
-                site: r.site.clone(),
-                stratum: r.stratum.clone(),
-                arm: r.arm.clone(),
-                identity: r.identity.clone(),
-                randomised_at: ts.to_string(),
+                site: &r.site,
+                status: "randomised",
+                reasons: "",
+                screened_at: ts,
+                randomised: Some((&r.stratum, &r.arm, &r.identity)),
             })?;
             let a = recorded_allocation(protocol, r).map_err(|m| {
                 Error::Integrity(format!("log entry {seq}: the allocation record does not fit the protocol: {m}"))

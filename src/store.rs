@@ -19,7 +19,7 @@ pub const APPLICATION_ID: i32 = 0x4348_4E43;
 /// an outcome's recording time and user in its log entry (they were copied
 /// into every `outcomes` row in version 1); [`Store::open`] migrates a
 /// version 1 file.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// Page cache of the connections verification uses (KiB): small and fixed, so
 /// memory does not grow with the log.
 const AUDIT_CACHE_KIB: i64 = 8_192;
@@ -63,20 +63,17 @@ CREATE TABLE referrals (
     site        TEXT NOT NULL,
     status      TEXT NOT NULL,
     reasons     TEXT NOT NULL,
-    screened_at TEXT NOT NULL
-
+    screened_at TEXT NOT NULL,
+    stratum     TEXT,
+    arm         TEXT,
+    identity    TEXT UNIQUE,
+    CHECK ((status = 'randomised') = (stratum IS NOT NULL AND arm IS NOT NULL AND identity IS NOT NULL))
 ) WITHOUT ROWID;
 
-CREATE TABLE participants (
-    participant   TEXT PRIMARY KEY,
-    seq           INTEGER NOT NULL,
-    site          TEXT NOT NULL,
-    stratum       TEXT NOT NULL,
-    arm           TEXT NOT NULL,
-    identity      TEXT NOT NULL UNIQUE,
-    randomised_at TEXT NOT NULL
-
-) WITHOUT ROWID;
+-- A randomised referral is a participant: one row, one B-tree, one page less
+-- for each randomisation to write than a table of its own.
+CREATE VIEW participants (participant, seq, site, stratum, arm, identity, randomised_at) AS
+    SELECT participant, seq, site, stratum, arm, identity, screened_at FROM referrals WHERE status = 'randomised';
 
 CREATE TABLE outcomes (
     participant  TEXT NOT NULL,
@@ -123,7 +120,6 @@ CREATE TABLE allocation_counts (
 pub const DERIVED_TABLES: &[(&str, &str)] = &[
     ("trial", "singleton"),
     ("referrals", "participant"),
-    ("participants", "participant"),
     ("outcomes", "participant, timepoint, field"),
     ("participant_status", "participant"),
     ("allocation_streams", "stream"),
@@ -230,6 +226,25 @@ pub struct OutcomeRow {
     pub version: u32,
     /// Log entry of the latest change.
     pub seq: u64,
+}
+
+/// A referral as written to `referrals`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewReferral<'a> {
+    /// Participant id.
+    pub participant: &'a str,
+    /// Log entry.
+    pub seq: u64,
+    /// Site.
+    pub site: &'a str,
+    /// `randomised`, `ineligible` or `declined`.
+    pub status: &'a str,
+    /// Failed rule ids, comma-separated.
+    pub reasons: &'a str,
+    /// Timestamp.
+    pub screened_at: &'a str,
+    /// A randomised referral's stratum, arm and keyed identity hash.
+    pub randomised: Option<(&'a str, &'a str, &'a str)>,
 }
 
 /// A current outcome value as written to `outcomes`.
@@ -581,29 +596,39 @@ impl Store {
                 path.display()
             )));
         }
-        if version != 1 {
+        if !(1..SCHEMA_VERSION).contains(&version) {
             return Err(Error::Refused(format!(
                 "{} has schema {version}, which no chancery release wrote; restore it from a backup",
                 path.display()
             )));
         }
-        // Version 1 → 2: the same rows in WITHOUT ROWID tables; `outcomes`
-        // loses its copies of the log entry's time and user.
+        // Schema 1 → 2: the same rows in WITHOUT ROWID tables; `outcomes`
+        // loses its copies of the log entry's time and user. Schema 2 → 3:
+        // `participants` becomes a view of the randomised referrals, whose
+        // rows take its stratum, arm and identity. Both read the columns
+        // schemas 1 and 2 share.
         let mut sql = String::new();
-        for (table, _) in DERIVED_TABLES.iter().filter(|(t, _)| *t != "trial") {
-            sql.push_str(&format!("ALTER TABLE {table} RENAME TO v1_{table};\n"));
+        for table in
+            ["referrals", "participants", "outcomes", "participant_status", "allocation_streams", "allocation_counts"]
+        {
+            sql.push_str(&format!("ALTER TABLE {table} RENAME TO old_{table};\n"));
         }
         sql.push_str(DERIVED_SCHEMA);
+        sql.push_str(
+            "INSERT INTO referrals (participant, seq, site, status, reasons, screened_at, stratum, arm, identity)
+             SELECT r.participant, r.seq, r.site, r.status, r.reasons, r.screened_at, p.stratum, p.arm, p.identity
+             FROM old_referrals AS r LEFT JOIN old_participants AS p ON p.participant = r.participant;
+             DROP TABLE old_referrals;
+             DROP TABLE old_participants;\n",
+        );
         for (table, columns) in [
-            ("referrals", "participant, seq, site, status, reasons, screened_at"),
-            ("participants", "participant, seq, site, stratum, arm, identity, randomised_at"),
             ("outcomes", "participant, timepoint, field, value, collected_on, version, seq"),
             ("participant_status", "participant, status, reason, no_further_contact, on_date, seq"),
             ("allocation_streams", "stream, block, start_word, used, next_word"),
             ("allocation_counts", "factor, level, arm, n"),
         ] {
             sql.push_str(&format!(
-                "INSERT INTO {table} ({columns}) SELECT {columns} FROM v1_{table};\nDROP TABLE v1_{table};\n"
+                "INSERT INTO {table} ({columns}) SELECT {columns} FROM old_{table};\nDROP TABLE old_{table};\n"
             ));
         }
         sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
@@ -1143,38 +1168,33 @@ impl Tx<'_> {
             .map_err(Error::sqlite("recording the trial"))
     }
 
-    /// Inserts a referral row.
-    pub fn insert_referral(&self, r: &ReferralRow) -> Result<()> {
+    /// Inserts a referral's row: a randomised one carries its stratum, arm
+    /// and identity hash.
+    pub fn insert_referral(&self, r: &NewReferral) -> Result<()> {
+        let (stratum, arm, identity) = match r.randomised {
+            Some((stratum, arm, identity)) => (Some(stratum), Some(arm), Some(identity)),
+            None => (None, None, None),
+        };
         self.tx
             .prepare_cached(
-                "INSERT INTO referrals (participant, seq, site, status, reasons, screened_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![r.participant, r.seq as i64, r.site, r.status, r.reasons, r.screened_at])
-            })
-            .map(drop)
-            .map_err(Error::sqlite("recording a referral"))
-    }
-
-    /// Inserts a participant row.
-    pub fn insert_participant(&self, p: &ParticipantRow) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO participants (participant, seq, site, stratum, arm, identity, randomised_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO referrals (participant, seq, site, status, reasons, screened_at, stratum, arm, identity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    p.participant,
-                    p.seq as i64,
-                    p.site,
-                    p.stratum,
-                    p.arm,
-                    p.identity,
-                    p.randomised_at,
+                    r.participant,
+                    r.seq as i64,
+                    r.site,
+                    r.status,
+                    r.reasons,
+                    r.screened_at,
+                    stratum,
+                    arm,
+                    identity
                 ])
             })
             .map(drop)
-            .map_err(Error::sqlite("recording a participant"))
+            .map_err(Error::sqlite("recording a referral"))
     }
 
     /// Whether a referral with this participant id exists.

@@ -217,7 +217,7 @@ fn verify_with(opts: &VerifyOptions, reveal_from_trial_row: bool) -> Result<std:
     let scratch_path = ScratchFile::new(&opts.scratch_dir)?;
     let mut scratch = Store::scratch(&scratch_path.0)?;
     let unique_by_constraint =
-        scratch.enforces_unique("participants", "identity")? && scratch.enforces_unique("referrals", "participant")?;
+        scratch.enforces_unique("referrals", "identity")? && scratch.enforces_unique("referrals", "participant")?;
     let new_pass = || Pass {
         expected_seq: 0,
         prev: GENESIS_PREV.to_string(),

@@ -645,21 +645,17 @@ fn a_participant_row_naming_a_missing_or_wrong_log_entry_is_an_integrity_error()
         .unwrap();
     let (s1, s2) = (seq_of(&db, &first), seq_of(&db, &second));
     let cases = [
-        ("missing", format!("UPDATE participants SET seq = 999999999 WHERE participant = '{first}'"), "not in the log"),
-        (
-            "wrong type",
-            format!("UPDATE participants SET seq = {other_kind} WHERE participant = '{first}'"),
-            "which is a ",
-        ),
+        ("missing", format!("UPDATE referrals SET seq = 999999999 WHERE participant = '{first}'"), "not in the log"),
+        ("wrong type", format!("UPDATE referrals SET seq = {other_kind} WHERE participant = '{first}'"), "which is a "),
         (
             "swapped",
             format!(
-                "UPDATE participants SET seq = {s2} WHERE participant = '{first}';
-                 UPDATE participants SET seq = {s1} WHERE participant = '{second}'"
+                "UPDATE referrals SET seq = {s2} WHERE participant = '{first}';
+                 UPDATE referrals SET seq = {s1} WHERE participant = '{second}'"
             ),
             "not the randomisation of participant",
         ),
-        ("not a number", format!("UPDATE participants SET seq = 'x' WHERE participant = '{first}'"), "seq"),
+        ("not a number", format!("UPDATE referrals SET seq = 'x' WHERE participant = '{first}'"), "seq"),
     ];
     let trial = chancery::ledger::Trial::open(&db).unwrap();
     let as_of = trial.last_entry_date().unwrap();

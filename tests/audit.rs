@@ -353,7 +353,7 @@ fn editing_a_derived_table_behind_the_log_is_caught_by_replay() {
     let c = Connection::open(&db).unwrap();
     let seq = seq_of(&c, "participant_randomised", "P06");
     c.execute(
-        "UPDATE participants SET arm = CASE arm WHEN 'ips' THEN 'usual_care' ELSE 'ips' END WHERE participant = 'P06'",
+        "UPDATE referrals SET arm = CASE arm WHEN 'ips' THEN 'usual_care' ELSE 'ips' END WHERE participant = 'P06'",
         [],
     )
     .unwrap();

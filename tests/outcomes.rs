@@ -343,35 +343,68 @@ CREATE TABLE allocation_counts (factor INTEGER NOT NULL, level INTEGER NOT NULL,
     n INTEGER NOT NULL, PRIMARY KEY (factor, level, arm));
 ";
 
-/// Rewrites a current database's derived tables in schema 1's layout, as a
-/// file written by the earlier release would hold them.
-fn downgrade_to_schema_1(db: &Path) {
+/// The derived tables as schema 2 laid them out (`WITHOUT ROWID`, before
+/// `participants` became a view of the randomised referrals).
+const SCHEMA_2_DERIVED: &str = "
+CREATE TABLE referrals (participant TEXT PRIMARY KEY, seq INTEGER NOT NULL, site TEXT NOT NULL,
+    status TEXT NOT NULL, reasons TEXT NOT NULL, screened_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE participants (participant TEXT PRIMARY KEY, seq INTEGER NOT NULL, site TEXT NOT NULL,
+    stratum TEXT NOT NULL, arm TEXT NOT NULL, identity TEXT NOT NULL UNIQUE, randomised_at TEXT NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE outcomes (participant TEXT NOT NULL, timepoint TEXT NOT NULL, field TEXT NOT NULL,
+    value TEXT NOT NULL, collected_on TEXT NOT NULL, version INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (participant, timepoint, field)) WITHOUT ROWID;
+CREATE TABLE participant_status (participant TEXT PRIMARY KEY, status TEXT NOT NULL, reason TEXT NOT NULL,
+    no_further_contact INTEGER NOT NULL, on_date TEXT NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE allocation_streams (stream TEXT PRIMARY KEY, block INTEGER NOT NULL, start_word INTEGER NOT NULL,
+    used INTEGER NOT NULL, next_word INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE allocation_counts (factor INTEGER NOT NULL, level INTEGER NOT NULL, arm INTEGER NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (factor, level, arm)) WITHOUT ROWID;
+";
+
+/// Rewrites a current database's derived tables in the layout of an earlier
+/// schema (1 or 2), as a file written by that release would hold them.
+fn downgrade(db: &Path, schema: i32) {
     let mut c = rusqlite::Connection::open(db).unwrap();
     let tx = c.transaction().unwrap();
-    let tables =
-        ["referrals", "participants", "outcomes", "participant_status", "allocation_streams", "allocation_counts"];
+    let tables = ["referrals", "outcomes", "participant_status", "allocation_streams", "allocation_counts"];
+    tx.execute_batch("DROP VIEW participants;").unwrap();
     for t in tables {
-        tx.execute_batch(&format!("ALTER TABLE {t} RENAME TO v2_{t};")).unwrap();
+        tx.execute_batch(&format!("ALTER TABLE {t} RENAME TO cur_{t};")).unwrap();
     }
-    tx.execute_batch(SCHEMA_1_DERIVED).unwrap();
-    for t in tables.iter().filter(|t| **t != "outcomes") {
-        tx.execute_batch(&format!("INSERT INTO {t} SELECT * FROM v2_{t};")).unwrap();
-    }
+    tx.execute_batch(if schema == 1 { SCHEMA_1_DERIVED } else { SCHEMA_2_DERIVED }).unwrap();
     tx.execute_batch(
-        "INSERT INTO outcomes SELECT o.participant, o.timepoint, o.field, o.value, o.collected_on,
-                l.ts, json_extract(l.body, '$.user'), o.version, o.seq
-         FROM v2_outcomes AS o JOIN log AS l ON l.seq = o.seq;",
+        "INSERT INTO referrals SELECT participant, seq, site, status, reasons, screened_at FROM cur_referrals;
+         INSERT INTO participants SELECT participant, seq, site, stratum, arm, identity, screened_at
+             FROM cur_referrals WHERE status = 'randomised';",
     )
     .unwrap();
-    for t in tables {
-        tx.execute_batch(&format!("DROP TABLE v2_{t};")).unwrap();
+    for t in ["participant_status", "allocation_streams", "allocation_counts"] {
+        tx.execute_batch(&format!("INSERT INTO {t} SELECT * FROM cur_{t};")).unwrap();
     }
-    tx.pragma_update(None, "user_version", 1).unwrap();
+    tx.execute_batch(if schema == 1 {
+        "INSERT INTO outcomes SELECT o.participant, o.timepoint, o.field, o.value, o.collected_on,
+                l.ts, json_extract(l.body, '$.user'), o.version, o.seq
+         FROM cur_outcomes AS o JOIN log AS l ON l.seq = o.seq;"
+    } else {
+        "INSERT INTO outcomes SELECT * FROM cur_outcomes;"
+    })
+    .unwrap();
+    for t in tables {
+        tx.execute_batch(&format!("DROP TABLE cur_{t};")).unwrap();
+    }
+    tx.pragma_update(None, "user_version", schema).unwrap();
     tx.commit().unwrap();
 }
 
 #[test]
-fn a_schema_1_database_is_refused_until_migrated_and_then_reads_and_verifies_as_before() {
+fn an_older_schema_is_refused_until_migrated_and_then_reads_and_verifies_as_before() {
+    for schema in [1, 2] {
+        older_schema_migrates(schema);
+    }
+}
+
+fn older_schema_migrates(schema: i32) {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
     chancery()
@@ -395,12 +428,12 @@ fn a_schema_1_database_is_refused_until_migrated_and_then_reads_and_verifies_as_
     let status = |db: &Path| chancery().args(["status", "--json", "--db"]).arg(db).output().unwrap();
     let status_before = status(&db).stdout;
 
-    downgrade_to_schema_1(&db);
+    downgrade(&db, schema);
     let bytes_v1 = std::fs::read(&db).unwrap();
     let refused = status(&db);
     assert_eq!(refused.status.code(), Some(1));
     let msg = String::from_utf8_lossy(&refused.stderr);
-    assert!(msg.contains("schema 1") && msg.contains("chancery migrate --db"), "{msg}");
+    assert!(msg.contains(&format!("schema {schema}")) && msg.contains("chancery migrate --db"), "{msg}");
     let audit = chancery().args(["verify", "--db"]).arg(&db).output().unwrap();
     assert_eq!(audit.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&audit.stderr).contains("chancery migrate"));
@@ -408,7 +441,7 @@ fn a_schema_1_database_is_refused_until_migrated_and_then_reads_and_verifies_as_
 
     let out = chancery().args(["migrate", "--db"]).arg(&db).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("from schema 1 to 2"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("from schema {schema} to 3")));
     let after: Vec<String> = whats.iter().map(|w| export(&db, w)).collect();
     assert_eq!(after, before, "every export reads as it did before the downgrade");
     assert_eq!(status(&db).stdout, status_before);
