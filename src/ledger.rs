@@ -495,24 +495,31 @@ impl Trial {
                 }
                 continue;
             }
-            let (event, arm, stratum, allocated) = referral_event(protocol, &key.seed, &state, &s, hash.clone());
+            let mut confirmed = confirmation(protocol, &s);
+            let participant = s.participant.clone();
+            let (event, arm, allocated) = referral_event(protocol, &key.seed, &state, s, hash.clone());
             match append(&tx, protocol, &mut state, &mut head, &event, user, now) {
                 Ok((seq, entry_hash)) => {
                     if let Some(a) = &allocated {
                         touched.note(a);
                     }
-                    out.push(confirmation(protocol, &s, arm, stratum, seq, entry_hash))
+                    if let (Some(arm), Event::ParticipantRandomised(r)) = (arm, event) {
+                        confirmed.arm = Some(arm.id.clone());
+                        confirmed.arm_label = Some(arm.label.clone());
+                        confirmed.stratum = Some(r.stratum);
+                    }
+                    confirmed.seq = seq;
+                    confirmed.entry_hash = entry_hash;
+                    out.push(confirmed)
                 }
                 Err(e) if is_constraint(&e) => {
                     // A unique key caught a participant id or identity recorded before this batch
                     // (the failed event's own rows are rolled back with the transaction).
                     match tx.participant_with_identity(&hash)? {
-                        Some((other, site)) if other != s.participant => {
-                            problems.push(already_randomised(origin, &s.participant, &other, &site))
+                        Some((other, site)) if other != participant => {
+                            problems.push(already_randomised(origin, &participant, &other, &site))
                         }
-                        _ if tx.referral_exists(&s.participant)? => {
-                            problems.push(already_recorded(origin, &s.participant))
-                        }
+                        _ if tx.referral_exists(&participant)? => problems.push(already_recorded(origin, &participant)),
                         _ => return Err(e),
                     }
                 }
@@ -661,70 +668,63 @@ fn is_constraint(e: &Error) -> bool {
     matches!(e, Error::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. } if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-/// The event recording a screened referral, allocating it if it is to be randomised.
+/// The event recording a screened referral, allocating it if it is to be
+/// randomised; its values move into the event.
 fn referral_event<'p>(
     protocol: &'p Protocol,
     seed: &[u8; 32],
     state: &State,
-    s: &Screened,
+    s: Screened,
     identity: String,
-) -> (Event, Option<&'p Arm>, Option<String>, Option<allocation::Allocation>) {
-    match &s.decision {
+) -> (Event, Option<&'p Arm>, Option<allocation::Allocation>) {
+    match s.decision {
         Decision::Ineligible(reasons) => (
             Event::ReferralScreened(ReferralScreened {
-                participant: s.participant.clone(),
-                site: s.site.clone(),
+                participant: s.participant,
+                site: s.site,
                 status: "ineligible".into(),
-                reasons: reasons.clone(),
-                values: s.values.clone(),
+                reasons,
+                values: s.values,
             }),
-            None,
             None,
             None,
         ),
         Decision::Declined => (
             Event::ReferralScreened(ReferralScreened {
-                participant: s.participant.clone(),
-                site: s.site.clone(),
+                participant: s.participant,
+                site: s.site,
                 status: "declined".into(),
                 reasons: vec![],
-                values: s.values.clone(),
+                values: s.values,
             }),
-            None,
             None,
             None,
         ),
         Decision::Randomise => {
-            let levels = referral::factor_levels(protocol, s);
+            let levels = referral::factor_levels(protocol, &s);
             let a = allocation::allocate(protocol, seed, state, &levels);
             let stratum = allocation::stratum_label(protocol, &levels);
             let arm = &protocol.arms[a.arm];
             (
                 Event::ParticipantRandomised(Randomised {
-                    participant: s.participant.clone(),
-                    site: s.site.clone(),
+                    participant: s.participant,
+                    site: s.site,
                     identity,
-                    values: s.values.clone(),
-                    stratum: stratum.clone(),
+                    values: s.values,
+                    stratum,
                     arm: arm.id.clone(),
                     allocation: AllocationRecord::from_detail(protocol, &a.detail),
                 }),
                 Some(arm),
-                Some(stratum),
                 Some(a),
             )
         }
     }
 }
 
-fn confirmation(
-    protocol: &Protocol,
-    s: &Screened,
-    arm: Option<&Arm>,
-    stratum: Option<String>,
-    seq: u64,
-    entry_hash: String,
-) -> Confirmation {
+/// What a randomise call reports of a screened referral; the arm, stratum,
+/// entry and head are filled in once it is written.
+fn confirmation(protocol: &Protocol, s: &Screened) -> Confirmation {
     let reasons = match &s.decision {
         Decision::Ineligible(ids) => ids
             .iter()
@@ -739,12 +739,12 @@ fn confirmation(
         participant: s.participant.clone(),
         site: s.site.clone(),
         status: s.decision.status().into(),
-        arm: arm.map(|a| a.id.clone()),
-        arm_label: arm.map(|a| a.label.clone()),
-        stratum,
+        arm: None,
+        arm_label: None,
+        stratum: None,
         reasons,
-        seq,
-        entry_hash,
+        seq: 0,
+        entry_hash: String::new(),
         log_length: 0,
         head: String::new(),
     }

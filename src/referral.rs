@@ -171,8 +171,9 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
         )
     })?;
 
-    // Parse every given value; an empty value means missing.
-    let mut given: BTreeMap<usize, String> = BTreeMap::new();
+    // Parse every given value; an empty value means missing. Indexed by
+    // field: a protocol has tens of fields, and screening runs per referral.
+    let mut given: Vec<Option<String>> = vec![None; protocol.fields.len()];
     for (name, raw) in &referral.values {
         let i = protocol.fields.iter().position(|f| &f.name == name).ok_or_else(|| {
             format!(
@@ -181,7 +182,7 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
                 protocol.field_names()
             )
         })?;
-        if given.contains_key(&i) {
+        if given[i].is_some() {
             return Err(format!("participant {p}: field {name} is given twice; give it once"));
         }
         if raw.trim().is_empty() {
@@ -189,12 +190,10 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
         }
         let value = canonical_value(&protocol.fields[i].kind, raw)
             .map_err(|m| format!("participant {p}: field {name}: {m}"))?;
-        given.insert(i, value);
+        given[i] = Some(value);
     }
-    let missing = |i: usize| !given.contains_key(&i);
-
     for (i, f) in protocol.fields.iter().enumerate() {
-        if f.stage == Stage::Screening && f.required && missing(i) {
+        if f.stage == Stage::Screening && f.required && given[i].is_none() {
             return Err(format!(
                 "participant {p}: screening field {} is missing; every referral needs it to decide eligibility",
                 f.name
@@ -203,19 +202,18 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
     }
 
     // Eligibility.
-    let region = site.region.clone();
-    let read = |r: FieldRef| -> Option<String> {
+    let read = |r: FieldRef| -> Option<&str> {
         match r {
-            FieldRef::Site => Some(site.id.clone()),
-            FieldRef::Region => region.clone(),
-            FieldRef::Field(i) => given.get(&i).cloned(),
+            FieldRef::Site => Some(site.id.as_str()),
+            FieldRef::Region => site.region.as_deref(),
+            FieldRef::Field(i) => given[i].as_deref(),
         }
     };
-    let name_of = |r: FieldRef| -> String {
+    let name_of = |r: FieldRef| -> &str {
         match r {
-            FieldRef::Site => "site".into(),
-            FieldRef::Region => "region".into(),
-            FieldRef::Field(i) => protocol.fields[i].name.clone(),
+            FieldRef::Site => "site",
+            FieldRef::Region => "region",
+            FieldRef::Field(i) => &protocol.fields[i].name,
         }
     };
     let holds = |c: &Condition, rule: &str| -> Result<bool, String> {
@@ -225,7 +223,7 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
                 name_of(c.field)
             )
         })?;
-        Ok(evaluate(c, &v))
+        Ok(evaluate(c, v))
     };
     let mut failed = Vec::new();
     for rule in &protocol.eligibility {
@@ -241,40 +239,34 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
         }
     }
 
-    let identity = given.get(&protocol.identity).cloned().unwrap_or_default();
-    let record = |stages: &[Stage]| -> BTreeMap<String, String> {
+    // The values to record move out of `given`; the identity is never among them.
+    let identity = given[protocol.identity].clone().unwrap_or_default();
+    let record = |given: Vec<Option<String>>, stages: &[Stage]| -> BTreeMap<String, String> {
         given
-            .iter()
-            .filter(|(i, _)| **i != protocol.identity && stages.contains(&protocol.fields[**i].stage))
-            .map(|(i, v)| (protocol.fields[*i].name.clone(), v.clone()))
+            .into_iter()
+            .zip(&protocol.fields)
+            .enumerate()
+            .filter_map(|(i, (v, f))| if i == protocol.identity { None } else { Some((f, v?)) })
+            .filter(|(f, _)| stages.contains(&f.stage))
+            .map(|(f, v)| (f.name.clone(), v))
             .collect()
     };
+    let screened =
+        |values, decision| Screened { participant: p.clone(), site: site.id.clone(), identity, values, decision };
     if !failed.is_empty() {
-        return Ok(Screened {
-            participant: p.clone(),
-            site: site.id.clone(),
-            identity,
-            values: record(&[Stage::Screening]),
-            decision: Decision::Ineligible(failed),
-        });
+        return Ok(screened(record(given, &[Stage::Screening]), Decision::Ineligible(failed)));
     }
-    let consent = given.get(&protocol.consent).ok_or_else(|| {
-        format!(
+    let Some(consent) = given[protocol.consent].as_deref() else {
+        return Err(format!(
             "participant {p}: the referral is eligible but {} is missing; record yes or no",
             protocol.fields[protocol.consent].name
-        )
-    })?;
+        ));
+    };
     if consent == "no" {
-        return Ok(Screened {
-            participant: p.clone(),
-            site: site.id.clone(),
-            identity,
-            values: record(&[Stage::Screening, Stage::Consent]),
-            decision: Decision::Declined,
-        });
+        return Ok(screened(record(given, &[Stage::Screening, Stage::Consent]), Decision::Declined));
     }
     for (i, f) in protocol.fields.iter().enumerate() {
-        if f.stage == Stage::Baseline && f.required && missing(i) {
+        if f.stage == Stage::Baseline && f.required && given[i].is_none() {
             return Err(format!(
                 "participant {p}: baseline field {} is missing; complete the baseline questionnaire before randomising ({})",
                 f.name,
@@ -282,13 +274,7 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
             ));
         }
     }
-    Ok(Screened {
-        participant: p.clone(),
-        site: site.id.clone(),
-        identity,
-        values: record(&[Stage::Screening, Stage::Consent, Stage::Baseline]),
-        decision: Decision::Randomise,
-    })
+    Ok(screened(record(given, &[Stage::Screening, Stage::Consent, Stage::Baseline]), Decision::Randomise))
 }
 
 /// Evaluates a condition on a canonical value.
@@ -323,11 +309,11 @@ pub fn factor_levels(protocol: &Protocol, s: &Screened) -> Vec<usize> {
         .iter()
         .map(|f| {
             let v = match f.source {
-                FieldRef::Site => Some(s.site.clone()),
-                FieldRef::Region => protocol.site(&s.site).and_then(|x| x.region.clone()),
-                FieldRef::Field(i) => s.values.get(&protocol.fields[i].name).cloned(),
+                FieldRef::Site => Some(s.site.as_str()),
+                FieldRef::Region => protocol.site(&s.site).and_then(|x| x.region.as_deref()),
+                FieldRef::Field(i) => s.values.get(&protocol.fields[i].name).map(String::as_str),
             };
-            v.and_then(|v| f.levels.iter().position(|l| *l == v))
+            v.and_then(|v| f.levels.iter().position(|l| l == v))
                 .expect("factors are required category fields validated by screen")
         })
         .collect()
