@@ -446,9 +446,10 @@ impl Trial {
         let protocol = &self.protocol;
         let hasher = IdentityHasher::new(&key.identity_key());
 
-        let mut problems: Vec<String> = Vec::new();
+        // Problems with the index of the referral they are about, reported in input order.
+        let mut problems: Vec<(usize, String)> = Vec::new();
         let mut ids: HashMap<&str, &str> = HashMap::with_capacity(referrals.len());
-        let mut identities: HashMap<String, &str> = HashMap::with_capacity(referrals.len());
+        let mut identities: HashMap<String, (usize, &str)> = HashMap::with_capacity(referrals.len());
         let mut out = Vec::with_capacity(referrals.len());
 
         let tx = self.store.transaction()?;
@@ -458,46 +459,65 @@ impl Trial {
             Some((at, state)) if at == head => state,
             _ => load_state(&tx, protocol)?,
         };
+        // The batch's identity rows are written in key order at the end, and
+        // an identity randomised before this batch is found there.
+        tx.defer_identities();
+        let refused = |tx: &Tx, identities: &HashMap<String, (usize, &str)>, problems: &mut Vec<(usize, String)>| {
+            for (identity, participant) in tx.flush_identities()? {
+                let (i, origin) = identities.get(&identity).copied().unwrap_or((usize::MAX, ""));
+                let (other, site) = tx.participant_with_identity(&identity)?.unwrap_or_default();
+                problems.push((i, already_randomised(origin, &participant, &other, &site)));
+            }
+            Result::Ok(())
+        };
         let mut touched = Touched::default();
-        for (origin, r) in referrals {
+        for (i, (origin, r)) in referrals.iter().enumerate() {
             let s = match referral::screen(protocol, r) {
                 Ok(s) => s,
                 Err(m) => {
-                    problems.push(format!("{origin}: {m}"));
+                    problems.push((i, format!("{origin}: {m}")));
                     continue;
                 }
             };
             if let Some(first) = ids.insert(r.participant.as_str(), origin.as_str()) {
-                problems.push(format!(
-                    "{origin}: participant {} appears twice in this batch (also at {first}); each referral needs its own id",
-                    r.participant
+                problems.push((
+                    i,
+                    format!(
+                        "{origin}: participant {} appears twice in this batch (also at {first}); each referral needs its own id",
+                        r.participant
+                    ),
                 ));
                 continue;
             }
             let hash = hasher.hash(&s.identity);
             if s.decision == Decision::Randomise
-                && let Some(first) = identities.insert(hash.clone(), origin.as_str())
+                && let Some((_, first)) = identities.insert(hash.clone(), (i, origin.as_str()))
             {
-                problems.push(format!(
-                    "{origin}: participant {} has the same NHS number as the referral at {first}; a person is randomised once",
-                    r.participant
+                problems.push((
+                    i,
+                    format!(
+                        "{origin}: participant {} has the same NHS number as the referral at {first}; a person is randomised once",
+                        r.participant
+                    ),
                 ));
                 continue;
             }
             if !problems.is_empty() {
-                // Nothing will be written; keep checking the rest for the report.
+                // Nothing will be written; keep checking the rest for the report
+                // (once, the earlier referrals' identities).
+                refused(&tx, &identities, &mut problems)?;
                 if tx.referral_exists(&s.participant)? {
-                    problems.push(already_recorded(origin, &s.participant));
+                    problems.push((i, already_recorded(origin, &s.participant)));
                 } else if s.decision == Decision::Randomise
                     && let Some((other, site)) = tx.participant_with_identity(&hash)?
                 {
-                    problems.push(already_randomised(origin, &s.participant, &other, &site));
+                    problems.push((i, already_randomised(origin, &s.participant, &other, &site)));
                 }
                 continue;
             }
             let mut confirmed = confirmation(protocol, &s);
             let participant = s.participant.clone();
-            let (event, arm, allocated) = referral_event(protocol, &key.seed, &state, s, hash.clone());
+            let (event, arm, allocated) = referral_event(protocol, &key.seed, &state, s, hash);
             match append(&tx, protocol, &mut state, &mut head, &event, user, now) {
                 Ok((seq, entry_hash)) => {
                     if let Some(a) = &allocated {
@@ -512,22 +532,18 @@ impl Trial {
                     confirmed.entry_hash = entry_hash;
                     out.push(confirmed)
                 }
-                Err(e) if is_constraint(&e) => {
-                    // A unique key caught a participant id or identity recorded before this batch
-                    // (the failed event's own rows are rolled back with the transaction).
-                    match tx.participant_with_identity(&hash)? {
-                        Some((other, site)) if other != participant => {
-                            problems.push(already_randomised(origin, &participant, &other, &site))
-                        }
-                        _ if tx.referral_exists(&participant)? => problems.push(already_recorded(origin, &participant)),
-                        _ => return Err(e),
-                    }
+                // The participant id was recorded before this batch (the failed
+                // event's own rows are rolled back with the transaction).
+                Err(e) if is_constraint(&e) && tx.referral_exists(&participant)? => {
+                    problems.push((i, already_recorded(origin, &participant)))
                 }
                 Err(e) => return Err(e),
             }
         }
+        refused(&tx, &identities, &mut problems)?;
         if !problems.is_empty() {
-            return Err(batch_error(referrals.len(), problems));
+            problems.sort_by_key(|(i, _)| *i);
+            return Err(batch_error(referrals.len(), problems.into_iter().map(|(_, m)| m).collect()));
         }
         flush_touched(&tx, protocol, &state, &touched)?;
         tx.commit()?;

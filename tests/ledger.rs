@@ -238,6 +238,50 @@ fn a_batch_with_bad_rows_is_refused_whole_listing_every_bad_row() {
 }
 
 #[test]
+fn a_batch_naming_people_randomised_by_an_earlier_batch_is_refused_in_row_order() {
+    // A batch writes its identity rows in key order at the end, so a second
+    // randomisation of a person is found there; the report still lists the
+    // rows in the file's order, names the earlier participant, and writes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let db = init(dir.path(), "work-health-ips.toml");
+    let first = dir.path().join("first.csv");
+    std::fs::write(&first, batch_csv(40)).unwrap();
+    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&first).assert().success();
+    let header = batch_csv(0);
+    let row = |id: &str, site: &str, nhs_of: u32| {
+        format!("{id},{site},{},30,female,out_of_work,msk,gp,10,yes,yes,no,yes,1,1,10,0.5\n", nhs(nhs_of))
+    };
+    // B0001 and B0014 were randomised by the first batch (B0000 was not: aged 17).
+    let csv = format!(
+        "{header}{}{}{}{}{}",
+        row("C0001", "dudley", 9001),
+        row("C0002", "sheffield", 1014),
+        row("C0003", "dudley", 9003),
+        row("C0004", "sandwell", 1001),
+        row("C0005", "dudley", 9005)
+    );
+    let second = dir.path().join("second.csv");
+    std::fs::write(&second, csv).unwrap();
+    let before = log_snapshot(&db);
+    let out = chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&second).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let a = err.find("second.csv:3: participant C0002: this NHS number was already randomised as participant B0014");
+    let b = err.find("second.csv:5: participant C0004: this NHS number was already randomised as participant B0001");
+    assert!(a.is_some() && b.is_some() && a < b, "{err}");
+    assert!(!err.contains("C0001") && !err.contains("C0003") && !err.contains("C0005"), "{err}");
+    assert!(!err.contains(&nhs(1014)) && !err.contains(&nhs(1001)), "no NHS number in the message: {err}");
+    assert_eq!(before, log_snapshot(&db));
+    // The same rows one at a time: the first new one is written, the repeat refused.
+    let single = dir.path().join("single.csv");
+    std::fs::write(&single, format!("{header}{}", row("C0004", "sandwell", 1001))).unwrap();
+    let out = chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&single).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already randomised as participant B0001"));
+    assert_eq!(before, log_snapshot(&db));
+}
+
+#[test]
 fn bad_csv_files_are_refused_with_their_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = init(dir.path(), "work-health-ips.toml");

@@ -368,7 +368,7 @@ fn downgrade(db: &Path, schema: i32) {
     let mut c = rusqlite::Connection::open(db).unwrap();
     let tx = c.transaction().unwrap();
     let tables = ["referrals", "outcomes", "participant_status", "allocation_streams", "allocation_counts"];
-    tx.execute_batch("DROP VIEW participants;").unwrap();
+    tx.execute_batch("DROP VIEW participants; DROP TABLE identities;").unwrap();
     for t in tables {
         tx.execute_batch(&format!("ALTER TABLE {t} RENAME TO cur_{t};")).unwrap();
     }
