@@ -20,7 +20,7 @@ use crate::keys::{self, KeyOrigin, TrialKey};
 use crate::log::{Entry, FORMAT_VERSION};
 use crate::protocol::{Arm, Method, Protocol};
 use crate::referral::{self, Decision, Referral, Screened};
-use crate::store::{Head, LogRow, NewOutcome, NewReferral, StatusRow, Store, StreamRow, TrialRow, Tx};
+use crate::store::{Head, LogRowRef, NewOutcome, NewReferral, StatusRow, Store, StreamRow, TrialRow, Tx};
 
 /// What `init` needs.
 #[derive(Debug, Clone)]
@@ -236,6 +236,25 @@ pub(crate) fn append(
     user: &str,
     now: Timestamp,
 ) -> Result<(u64, String)> {
+    let started = Entry::start_canonical(|out| event.write_canonical_data(out));
+    append_started(tx, protocol, state, head, event, started, user, now, &mut String::new())
+}
+
+/// [`append`], given the start of the entry's canonical bytes
+/// ([`Entry::start_canonical`] of `event`'s data); the entry's bytes are left
+/// in `spent`.
+#[allow(clippy::too_many_arguments)]
+fn append_started(
+    tx: &Tx,
+    protocol: &Protocol,
+    state: &mut State,
+    head: &mut Head,
+    event: &Event,
+    started: String,
+    user: &str,
+    now: Timestamp,
+    spent: &mut String,
+) -> Result<(u64, String)> {
     check_user(user)?;
     let ts = now.to_log_text();
     if let Some(last) = &head.ts
@@ -254,11 +273,12 @@ pub(crate) fn append(
         data: serde_json::Value::Null,
         prev: head.hash.clone(),
     };
-    let body = entry.canonical_with(|out| event.write_canonical_data(out));
+    let body = entry.finish_canonical(started);
     let hash = Entry::hash_of(&body);
-    tx.append_log(&LogRow { seq: entry.seq, ts: ts.clone(), kind: entry.kind.clone(), hash: hash.clone(), body })?;
+    tx.append_log(&LogRowRef { seq: entry.seq, ts: &ts, kind: &entry.kind, hash: &hash, body: &body })?;
     apply(tx, protocol, state, entry.seq, &ts, event)?;
     *head = Head { len: entry.seq + 1, hash: hash.clone(), ts: Some(ts) };
+    *spent = body;
     Ok((entry.seq, hash))
 }
 
@@ -444,14 +464,6 @@ impl Trial {
         self.check_key(key)?;
         check_user(user)?;
         let protocol = &self.protocol;
-        let hasher = IdentityHasher::new(&key.identity_key());
-
-        // Problems with the index of the referral they are about, reported in input order.
-        let mut problems: Vec<(usize, String)> = Vec::new();
-        let mut ids: HashMap<&str, &str> = HashMap::with_capacity(referrals.len());
-        let mut identities: HashMap<String, (usize, &str)> = HashMap::with_capacity(referrals.len());
-        let mut out = Vec::with_capacity(referrals.len());
-
         let tx = self.store.transaction()?;
         refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
@@ -462,89 +474,84 @@ impl Trial {
         // The batch's identity rows are written in key order at the end, and
         // an identity randomised before this batch is found there.
         tx.defer_identities();
-        let refused = |tx: &Tx, identities: &HashMap<String, (usize, &str)>, problems: &mut Vec<(usize, String)>| {
-            for (identity, participant) in tx.flush_identities()? {
-                let (i, origin) = identities.get(&identity).copied().unwrap_or((usize::MAX, ""));
-                let (other, site) = tx.participant_with_identity(&identity)?.unwrap_or_default();
-                problems.push((i, already_randomised(origin, &participant, &other, &site)));
-            }
-            Result::Ok(())
+        let mut preparer = Preparer {
+            protocol,
+            seed: &key.seed,
+            hasher: IdentityHasher::new(&key.identity_key()),
+            state: state.clone(),
+            ids: HashMap::with_capacity(referrals.len()),
+            identities: HashMap::with_capacity(referrals.len()),
+            failed: false,
         };
-        let mut touched = Touched::default();
-        for (i, (origin, r)) in referrals.iter().enumerate() {
-            let s = match referral::screen(protocol, r) {
-                Ok(s) => s,
-                Err(m) => {
-                    problems.push((i, format!("{origin}: {m}")));
-                    continue;
-                }
-            };
-            if let Some(first) = ids.insert(r.participant.as_str(), origin.as_str()) {
-                problems.push((
-                    i,
-                    format!(
-                        "{origin}: participant {} appears twice in this batch (also at {first}); each referral needs its own id",
-                        r.participant
-                    ),
-                ));
-                continue;
+        let mut writer = Writer {
+            tx: &tx,
+            protocol,
+            state: &mut state,
+            head: &mut head,
+            user,
+            now,
+            touched: Touched::default(),
+            problems: Vec::new(),
+            out: Vec::with_capacity(referrals.len()),
+            spent: Vec::new(),
+        };
+        if referrals.len() < PIPELINE_FROM {
+            for (i, (origin, r)) in referrals.iter().enumerate() {
+                writer.write(preparer.prepare(i, origin, r))?;
+                writer.spent.clear();
             }
-            let hash = hasher.hash(&s.identity);
-            if s.decision == Decision::Randomise
-                && let Some((_, first)) = identities.insert(hash.clone(), (i, origin.as_str()))
-            {
-                problems.push((
-                    i,
-                    format!(
-                        "{origin}: participant {} has the same NHS number as the referral at {first}; a person is randomised once",
-                        r.participant
-                    ),
-                ));
-                continue;
-            }
-            if !problems.is_empty() {
-                // Nothing will be written; keep checking the rest for the report
-                // (once, the earlier referrals' identities).
-                refused(&tx, &identities, &mut problems)?;
-                if tx.referral_exists(&s.participant)? {
-                    problems.push((i, already_recorded(origin, &s.participant)));
-                } else if s.decision == Decision::Randomise
-                    && let Some((other, site)) = tx.participant_with_identity(&hash)?
-                {
-                    problems.push((i, already_randomised(origin, &s.participant, &other, &site)));
-                }
-                continue;
-            }
-            let mut confirmed = confirmation(protocol, &s);
-            let participant = s.participant.clone();
-            let (event, arm, allocated) = referral_event(protocol, &key.seed, &state, s, hash);
-            match append(&tx, protocol, &mut state, &mut head, &event, user, now) {
-                Ok((seq, entry_hash)) => {
-                    if let Some(a) = &allocated {
-                        touched.note(a);
+        } else {
+            // Screening, identity hashing, allocation and the events' canonical
+            // data on a second thread, in order, while this one writes: the
+            // same work in the same order as above, on two cores.
+            preparer = std::thread::scope(|scope| {
+                let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(8);
+                let (give_back, spent) = std::sync::mpsc::channel::<Vec<Spent>>();
+                let preparing = scope.spawn(move || {
+                    for chunk in referrals.chunks(PIPELINE_CHUNK).enumerate() {
+                        let (c, chunk) = chunk;
+                        let prepared = chunk
+                            .iter()
+                            .enumerate()
+                            .map(|(j, (origin, r))| preparer.prepare(c * PIPELINE_CHUNK + j, origin, r))
+                            .collect();
+                        if send.send(prepared).is_err() {
+                            break; // the writer stopped on an error
+                        }
+                        while let Ok(spent) = spent.try_recv() {
+                            drop(spent);
+                        }
                     }
-                    if let (Some(arm), Event::ParticipantRandomised(r)) = (arm, event) {
-                        confirmed.arm = Some(arm.id.clone());
-                        confirmed.arm_label = Some(arm.label.clone());
-                        confirmed.stratum = Some(r.stratum);
+                    drop(send);
+                    for spent in spent {
+                        drop(spent);
                     }
-                    confirmed.seq = seq;
-                    confirmed.entry_hash = entry_hash;
-                    out.push(confirmed)
+                    preparer
+                });
+                for chunk in receive {
+                    for prepared in chunk {
+                        writer.write(prepared)?;
+                    }
+                    // Fails only once the preparing thread has gone: then free here.
+                    let _ = give_back.send(std::mem::take(&mut writer.spent));
                 }
-                // The participant id was recorded before this batch (the failed
-                // event's own rows are rolled back with the transaction).
-                Err(e) if is_constraint(&e) && tx.referral_exists(&participant)? => {
-                    problems.push((i, already_recorded(origin, &participant)))
-                }
-                Err(e) => return Err(e),
-            }
+                drop(give_back);
+                preparing
+                    .join()
+                    .map_err(|_| Error::Integrity("screening a batch stopped unexpectedly; nothing was written".into()))
+            })?;
         }
-        refused(&tx, &identities, &mut problems)?;
+        let Writer { touched, mut problems, mut out, .. } = writer;
+        for (identity, participant) in tx.flush_identities()? {
+            let (i, origin) = preparer.identities.get(&identity).copied().unwrap_or((usize::MAX, ""));
+            let (other, site) = tx.participant_with_identity(&identity)?.unwrap_or_default();
+            problems.push((i, already_randomised(origin, &participant, &other, &site)));
+        }
         if !problems.is_empty() {
             problems.sort_by_key(|(i, _)| *i);
             return Err(batch_error(referrals.len(), problems.into_iter().map(|(_, m)| m).collect()));
         }
+        debug_assert!(preparer.state == state, "allocation and the derived state agree");
         flush_touched(&tx, protocol, &state, &touched)?;
         tx.commit()?;
         self.cached_state = Some((head.clone(), state));
@@ -659,6 +666,191 @@ impl Trial {
 }
 
 /// Refuses a write that would allocate after the seed was revealed.
+/// Batches at least this long are screened and allocated on a second thread
+/// while this one writes; shorter ones (a single randomisation, a day's
+/// referrals) run on one, where starting a thread would cost more than it saves.
+const PIPELINE_FROM: usize = 512;
+/// Referrals handed from one thread to the other at a time.
+const PIPELINE_CHUNK: usize = 128;
+
+/// A referral screened, its identity hashed and, while the batch can still be
+/// written, allocated and its event encoded: what the preparing side of a
+/// batch hands the writing side, in input order.
+struct Prepared<'a> {
+    index: usize,
+    origin: &'a str,
+    /// `Err`: the problem with this referral, as reported.
+    screening: std::result::Result<Screening<'a>, String>,
+}
+
+struct Screening<'a> {
+    participant: String,
+    identity: String,
+    randomise: bool,
+    /// `None` once the batch is known to fail: nothing more is written.
+    write: Option<ToWrite<'a>>,
+}
+
+struct ToWrite<'a> {
+    confirmed: Confirmation,
+    event: Event,
+    arm: Option<&'a Arm>,
+    allocated: Option<allocation::Allocation>,
+    /// [`Entry::start_canonical`] of the event's data.
+    started: String,
+}
+
+/// Screens and allocates a batch's referrals in order, with its own copy of
+/// the allocation state, which it advances as it allocates.
+struct Preparer<'a> {
+    protocol: &'a Protocol,
+    seed: &'a [u8; 32],
+    hasher: IdentityHasher,
+    state: State,
+    /// Participant id → where it first appears in the batch.
+    ids: HashMap<&'a str, &'a str>,
+    /// Identity hash of each referral to randomise → its index and origin.
+    identities: HashMap<String, (usize, &'a str)>,
+    failed: bool,
+}
+
+impl<'a> Preparer<'a> {
+    fn prepare(&mut self, index: usize, origin: &'a str, r: &'a Referral) -> Prepared<'a> {
+        let screening = self.screen(index, origin, r);
+        self.failed |= screening.is_err();
+        Prepared { index, origin, screening }
+    }
+
+    fn screen(&mut self, index: usize, origin: &'a str, r: &'a Referral) -> std::result::Result<Screening<'a>, String> {
+        use std::collections::hash_map::Entry as Slot;
+        let s = referral::screen(self.protocol, r).map_err(|m| format!("{origin}: {m}"))?;
+        match self.ids.entry(r.participant.as_str()) {
+            Slot::Occupied(first) => {
+                return Err(format!(
+                    "{origin}: participant {} appears twice in this batch (also at {}); each referral needs its own id",
+                    r.participant,
+                    first.get()
+                ));
+            }
+            Slot::Vacant(slot) => {
+                slot.insert(origin);
+            }
+        }
+        let identity = self.hasher.hash(&s.identity);
+        let randomise = s.decision == Decision::Randomise;
+        if randomise {
+            match self.identities.entry(identity.clone()) {
+                Slot::Occupied(first) => {
+                    return Err(format!(
+                        "{origin}: participant {} has the same NHS number as the referral at {}; a person is randomised once",
+                        r.participant,
+                        first.get().1
+                    ));
+                }
+                Slot::Vacant(slot) => {
+                    slot.insert((index, origin));
+                }
+            }
+        }
+        let participant = s.participant.clone();
+        let write = (!self.failed).then(|| {
+            let confirmed = confirmation(self.protocol, &s);
+            let (event, arm, allocated) = referral_event(self.protocol, self.seed, &self.state, s, identity.clone());
+            if let Some(a) = &allocated {
+                self.state.record(a);
+            }
+            let started = Entry::start_canonical(|out| event.write_canonical_data(out));
+            ToWrite { confirmed, event, arm, allocated, started }
+        });
+        Ok(Screening { participant, identity, randomise, write })
+    }
+}
+
+/// Appends a batch's prepared referrals to the log in order, applying each to
+/// the derived tables; after the first problem, only checks the rest.
+struct Writer<'t, 'a> {
+    tx: &'t Tx<'t>,
+    protocol: &'a Protocol,
+    state: &'t mut State,
+    head: &'t mut Head,
+    user: &'a str,
+    now: Timestamp,
+    touched: Touched,
+    /// Problems with the index of the referral they are about.
+    problems: Vec<(usize, String)>,
+    out: Vec<Confirmation>,
+    /// What written referrals leave, for the thread that allocated it to free.
+    spent: Vec<Spent>,
+}
+
+/// An event and its entry's bytes once written. With two threads they go back
+/// to the preparing one to be freed: the allocator frees a block on the
+/// thread that allocated it much faster than on another.
+struct Spent(#[allow(dead_code)] Event, #[allow(dead_code)] String);
+
+impl Writer<'_, '_> {
+    fn write(&mut self, p: Prepared) -> Result<()> {
+        let (index, origin) = (p.index, p.origin);
+        let s = match p.screening {
+            Ok(s) => s,
+            Err(m) => {
+                self.problems.push((index, m));
+                return Ok(());
+            }
+        };
+        let w = match s.write {
+            Some(w) if self.problems.is_empty() => w,
+            _ => {
+                // Nothing will be written; keep checking the rest for the report.
+                if self.tx.referral_exists(&s.participant)? {
+                    self.problems.push((index, already_recorded(origin, &s.participant)));
+                } else if s.randomise
+                    && let Some((other, site)) = self.tx.participant_with_identity(&s.identity)?
+                {
+                    self.problems.push((index, already_randomised(origin, &s.participant, &other, &site)));
+                }
+                return Ok(());
+            }
+        };
+        let ToWrite { mut confirmed, event, arm, allocated, started } = w;
+        let mut body = String::new();
+        match append_started(
+            self.tx,
+            self.protocol,
+            self.state,
+            self.head,
+            &event,
+            started,
+            self.user,
+            self.now,
+            &mut body,
+        ) {
+            Ok((seq, entry_hash)) => {
+                if let Some(a) = &allocated {
+                    self.touched.note(a);
+                }
+                if let (Some(arm), Event::ParticipantRandomised(r)) = (arm, &event) {
+                    confirmed.arm = Some(arm.id.clone());
+                    confirmed.arm_label = Some(arm.label.clone());
+                    confirmed.stratum = Some(r.stratum.clone());
+                }
+                confirmed.seq = seq;
+                confirmed.entry_hash = entry_hash;
+                self.out.push(confirmed);
+                self.spent.push(Spent(event, body));
+                Ok(())
+            }
+            // The participant id was recorded before this batch (the failed
+            // event's own rows are rolled back with the transaction).
+            Err(e) if is_constraint(&e) && self.tx.referral_exists(&s.participant)? => {
+                self.problems.push((index, already_recorded(origin, &s.participant)));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 fn refuse_if_revealed(tx: &Tx) -> Result<()> {
     match tx.revealed()? {
         Some((seq, ts)) => Err(Error::Refused(format!(

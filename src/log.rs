@@ -57,11 +57,24 @@ impl Entry {
     /// append the canonical encoding of this entry's data (the `data` field
     /// itself is not read): how the ledger writes events it encodes directly.
     pub fn canonical_with(&self, data: impl FnOnce(&mut String)) -> String {
-        let mut out = String::with_capacity(512);
+        self.finish_canonical(Entry::start_canonical(data))
+    }
+
+    /// The start of an entry's canonical bytes, up to the end of its data
+    /// member (written by `data`): the part that needs no place in the log, so
+    /// it can be made before the entry's sequence number and predecessor are known.
+    pub fn start_canonical(data: impl FnOnce(&mut String)) -> String {
+        let mut out = String::with_capacity(1024);
         out.push_str("{\"data\":");
         data(&mut out);
-        self.write_after_data(&mut out);
         out
+    }
+
+    /// This entry's canonical bytes, from their start as made by
+    /// [`Entry::start_canonical`] for its data.
+    pub fn finish_canonical(&self, mut started: String) -> String {
+        self.write_after_data(&mut started);
+        started
     }
 
     /// The canonical bytes after the data member (members are in key order).

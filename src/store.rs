@@ -1164,7 +1164,7 @@ impl Tx<'_> {
     }
 
     /// Appends a log row.
-    pub fn append_log(&self, row: &LogRow) -> Result<()> {
+    pub fn append_log(&self, row: &LogRowRef) -> Result<()> {
         self.tx
             .prepare_cached("INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)")
             .and_then(|mut s| s.execute(params![row.seq as i64, row.ts, row.kind, row.hash, row.body]))
@@ -1667,8 +1667,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut s = Store::create(&path).unwrap();
         let tx = s.transaction().unwrap();
-        tx.append_log(&LogRow { seq: 0, ts: "t".into(), kind: "k".into(), hash: "h".into(), body: "b".into() })
-            .unwrap();
+        tx.append_log(&LogRowRef { seq: 0, ts: "t", kind: "k", hash: "h", body: "b" }).unwrap();
         tx.commit().unwrap();
         assert!(s.conn.execute("UPDATE log SET body = 'x'", []).is_err());
         assert!(s.conn.execute("DELETE FROM log", []).is_err());

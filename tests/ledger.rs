@@ -558,3 +558,86 @@ fn handles_that_take_turns_allocate_exactly_as_one_handle_would() {
         }
     }
 }
+
+#[test]
+fn a_long_batch_prepared_on_a_second_thread_writes_what_short_batches_write() {
+    // Batches of 512 or more are screened and allocated on a second thread
+    // while the first writes; the log must be byte for byte what the same
+    // referrals give in short batches, written on one thread, for every method.
+    use chancery::clock::Timestamp;
+    use chancery::keys::{TrialKey, default_key_path};
+    use chancery::ledger::Trial;
+    for name in ["work-health-ips.toml", "example-simple-2to1.toml", "example-minimisation.toml"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        std::fs::create_dir_all(&one).unwrap();
+        std::fs::create_dir_all(&two).unwrap();
+        let (db1, db2) = (init(&one, name), init(&two, name));
+        let key = TrialKey::read(&default_key_path(&db1)).unwrap();
+        let mut long = Trial::open(&db1).unwrap();
+        let mut short = Trial::open(&db2).unwrap();
+        let p = long.protocol().clone();
+        // Screened out, declined and randomised referrals, in simulation order.
+        let referrals: Vec<_> = chancery::demo::simulate_referrals(&p, &seed(), 1500)
+            .into_iter()
+            .filter(|r| chancery::referral::screen(&p, r).is_ok())
+            .map(|r| (r.participant.clone(), r))
+            .collect();
+        assert!(referrals.len() > 1200, "{name}");
+        let now = Timestamp::parse(NOW).unwrap();
+        let written = long.randomise(&key, &referrals, "tester", now).unwrap();
+        let mut one_thread = Vec::new();
+        for chunk in referrals.chunks(100) {
+            one_thread.extend(short.randomise(&key, chunk, "tester", now).unwrap().into_iter().map(|mut c| {
+                (c.log_length, c.head) = (0, String::new());
+                c
+            }));
+        }
+        let written: Vec<_> = written
+            .into_iter()
+            .map(|mut c| {
+                (c.log_length, c.head) = (0, String::new());
+                c
+            })
+            .collect();
+        assert_eq!(serde_json::to_value(&written).unwrap(), serde_json::to_value(&one_thread).unwrap(), "{name}");
+        assert_eq!(log_snapshot(&db1), log_snapshot(&db2), "{name}");
+        chancery().args(["verify", "--db"]).arg(&db1).arg("--key").arg(default_key_path(&db1)).assert().success();
+    }
+}
+
+#[test]
+fn a_long_batch_with_problems_is_refused_whole_in_row_order() {
+    // The same report from the two-thread path: every problem, in the file's
+    // order, and nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let db = init(dir.path(), "work-health-ips.toml");
+    let first = dir.path().join("first.csv");
+    std::fs::write(&first, batch_csv(40)).unwrap();
+    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&first).assert().success();
+    // B0040..B0739, 700 rows new to the trial: line 22 (B0060) names an
+    // unknown site; line 613 (B0651, eligible and consenting) has the NHS number of B0001.
+    let all = batch_csv(740);
+    let mut lines: Vec<String> = all.lines().map(str::to_string).collect();
+    lines.drain(1..41);
+    let edit = |line: &mut String, field: usize, value: &str| {
+        let mut f: Vec<&str> = line.split(',').collect();
+        f[field] = value;
+        *line = f.join(",");
+    };
+    assert!(lines[21].starts_with("B0060,") && lines[612].starts_with("B0651,"));
+    edit(&mut lines[21], 1, "narnia");
+    edit(&mut lines[612], 2, &nhs(1001));
+    let csv = lines.join("\n") + "\n";
+    let file = dir.path().join("long.csv");
+    std::fs::write(&file, csv).unwrap();
+    let before = log_snapshot(&db);
+    let out = chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let a = err.find("long.csv:22: participant B0060: unknown site");
+    let b = err.find("long.csv:613: participant B0651: this NHS number was already randomised as participant B0001");
+    assert_eq!(err.matches("long.csv:").count(), 2, "{err}");
+    assert!(a.is_some() && b.is_some() && a < b, "{err}");
+    assert_eq!(before, log_snapshot(&db));
+}
