@@ -1243,16 +1243,39 @@ impl Tx<'_> {
             return Ok(vec![]);
         };
         pending.sort_unstable();
+        const ROWS: usize = 64;
+        // The statement text for a full chunk, made once per process.
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            let rows: Vec<String> = (0..ROWS).map(|i| format!("(?{},?{})", 1 + 2 * i, 2 + 2 * i)).collect();
+            format!("INSERT INTO identities (identity, participant) VALUES {}", rows.join(","))
+        });
+        let is_duplicate = |e: &Error| {
+            matches!(e, Error::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+                if e.code == rusqlite::ErrorCode::ConstraintViolation)
+        };
         let mut refused = Vec::new();
-        for (identity, participant) in pending {
-            match self.insert_identity(&identity, &participant) {
-                Ok(()) => {}
-                Err(Error::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. })
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    refused.push((identity, participant))
+        for chunk in pending.chunks(ROWS) {
+            // A full chunk in one statement; a statement that fails writes
+            // nothing, and its rows are then written one by one to find which.
+            if chunk.len() == ROWS {
+                let mut stmt = self.tx.prepare_cached(sql).map_err(Error::sqlite("recording identities"))?;
+                for (i, (identity, participant)) in chunk.iter().enumerate() {
+                    stmt.raw_bind_parameter(1 + 2 * i, identity).map_err(Error::sqlite("recording identities"))?;
+                    stmt.raw_bind_parameter(2 + 2 * i, participant).map_err(Error::sqlite("recording identities"))?;
                 }
-                Err(e) => return Err(e),
+                match stmt.raw_execute().map_err(Error::sqlite("recording identities")) {
+                    Ok(_) => continue,
+                    Err(e) if is_duplicate(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            for (identity, participant) in chunk {
+                match self.insert_identity(identity, participant) {
+                    Ok(()) => {}
+                    Err(e) if is_duplicate(&e) => refused.push((identity.clone(), participant.clone())),
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(refused)

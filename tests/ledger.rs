@@ -640,4 +640,20 @@ fn a_long_batch_with_problems_is_refused_whole_in_row_order() {
     assert_eq!(err.matches("long.csv:").count(), 2, "{err}");
     assert!(a.is_some() && b.is_some() && a < b, "{err}");
     assert_eq!(before, log_snapshot(&db));
+
+    // With no other problem the repeat is written with the rest and found
+    // when the batch's identities are written, 64 to a statement.
+    lines[21] = all.lines().nth(61).unwrap().to_string();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("long.csv:").count(), 1, "{err}");
+    assert!(
+        err.contains("long.csv:613: participant B0651: this NHS number was already randomised as participant B0001")
+    );
+    assert_eq!(before, log_snapshot(&db));
+    lines.remove(612);
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&file).assert().success();
 }
