@@ -478,7 +478,7 @@ impl Trial {
             protocol,
             seed: &key.seed,
             hasher: IdentityHasher::new(&key.identity_key()),
-            state: state.clone(),
+            own_state: State::new(protocol),
             ids: HashMap::with_capacity(referrals.len()),
             identities: HashMap::with_capacity(referrals.len()),
             failed: false,
@@ -497,13 +497,16 @@ impl Trial {
         };
         if referrals.len() < PIPELINE_FROM {
             for (i, (origin, r)) in referrals.iter().enumerate() {
-                writer.write(preparer.prepare(i, origin, r))?;
+                let prepared = preparer.prepare(i, origin, r, Some(&*writer.state));
+                writer.write(prepared)?;
                 writer.spent.clear();
             }
         } else {
             // Screening, identity hashing, allocation and the events' canonical
             // data on a second thread, in order, while this one writes: the
-            // same work in the same order as above, on two cores.
+            // same work in the same order as above, on two cores, the
+            // preparing side with its own copy of the allocation state.
+            preparer.own_state = writer.state.clone();
             preparer = std::thread::scope(|scope| {
                 let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(8);
                 let (give_back, spent) = std::sync::mpsc::channel::<Vec<Spent>>();
@@ -513,7 +516,7 @@ impl Trial {
                         let prepared = chunk
                             .iter()
                             .enumerate()
-                            .map(|(j, (origin, r))| preparer.prepare(c * PIPELINE_CHUNK + j, origin, r))
+                            .map(|(j, (origin, r))| preparer.prepare(c * PIPELINE_CHUNK + j, origin, r, None))
                             .collect();
                         if send.send(prepared).is_err() {
                             break; // the writer stopped on an error
@@ -551,7 +554,10 @@ impl Trial {
             problems.sort_by_key(|(i, _)| *i);
             return Err(batch_error(referrals.len(), problems.into_iter().map(|(_, m)| m).collect()));
         }
-        debug_assert!(preparer.state == state, "allocation and the derived state agree");
+        debug_assert!(
+            referrals.len() < PIPELINE_FROM || preparer.own_state == state,
+            "allocation and the derived state agree"
+        );
         flush_touched(&tx, protocol, &state, &touched)?;
         tx.commit()?;
         self.cached_state = Some((head.clone(), state));
@@ -700,13 +706,15 @@ struct ToWrite<'a> {
     started: String,
 }
 
-/// Screens and allocates a batch's referrals in order, with its own copy of
-/// the allocation state, which it advances as it allocates.
+/// Screens and allocates a batch's referrals in order: from the writer's
+/// allocation state, or on a thread of its own from its own copy, which it
+/// advances as it allocates.
 struct Preparer<'a> {
     protocol: &'a Protocol,
     seed: &'a [u8; 32],
     hasher: IdentityHasher,
-    state: State,
+    /// Its own copy of the state, when it runs on a thread of its own.
+    own_state: State,
     /// Participant id → where it first appears in the batch.
     ids: HashMap<&'a str, &'a str>,
     /// Identity hash of each referral to randomise → its index and origin.
@@ -715,13 +723,21 @@ struct Preparer<'a> {
 }
 
 impl<'a> Preparer<'a> {
-    fn prepare(&mut self, index: usize, origin: &'a str, r: &'a Referral) -> Prepared<'a> {
-        let screening = self.screen(index, origin, r);
+    /// `shared`: the writer's state, up to date with every referral before
+    /// this one; `None` to allocate from (and advance) its own.
+    fn prepare(&mut self, index: usize, origin: &'a str, r: &'a Referral, shared: Option<&State>) -> Prepared<'a> {
+        let screening = self.screen(index, origin, r, shared);
         self.failed |= screening.is_err();
         Prepared { index, origin, screening }
     }
 
-    fn screen(&mut self, index: usize, origin: &'a str, r: &'a Referral) -> std::result::Result<Screening<'a>, String> {
+    fn screen(
+        &mut self,
+        index: usize,
+        origin: &'a str,
+        r: &'a Referral,
+        shared: Option<&State>,
+    ) -> std::result::Result<Screening<'a>, String> {
         use std::collections::hash_map::Entry as Slot;
         let s = referral::screen(self.protocol, r).map_err(|m| format!("{origin}: {m}"))?;
         match self.ids.entry(r.participant.as_str()) {
@@ -755,10 +771,16 @@ impl<'a> Preparer<'a> {
         let participant = s.participant.clone();
         let write = (!self.failed).then(|| {
             let confirmed = confirmation(self.protocol, &s);
-            let (event, arm, allocated) = referral_event(self.protocol, self.seed, &self.state, s, identity.clone());
-            if let Some(a) = &allocated {
-                self.state.record(a);
-            }
+            let (event, arm, allocated) = match shared {
+                Some(state) => referral_event(self.protocol, self.seed, state, s, identity.clone()),
+                None => {
+                    let made = referral_event(self.protocol, self.seed, &self.own_state, s, identity.clone());
+                    if let Some(a) = &made.2 {
+                        self.own_state.record(a);
+                    }
+                    made
+                }
+            };
             let started = Entry::start_canonical(|out| event.write_canonical_data(out));
             ToWrite { confirmed, event, arm, allocated, started }
         });
