@@ -955,7 +955,7 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
 }
 
 /// SQLite's sort order for the values of one column: NULL, numbers, text (by bytes), blobs.
-fn sql_order_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::ValueRef) -> std::cmp::Ordering {
+pub(crate) fn sql_order_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::ValueRef) -> std::cmp::Ordering {
     use rusqlite::types::ValueRef as V;
     let class = |v: &V| match v {
         V::Null => 0,
@@ -1692,6 +1692,44 @@ impl Tx<'_> {
     }
 }
 
+// Verification's reads of the live tables for their digests.
+impl Store {
+    /// Runs a read-only query of verification's, calling `f` with each row as
+    /// SQLite holds it (nothing copied); returns the query's column names.
+    pub fn each_row_ref(&self, sql: &str, mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<()>) -> Result<Vec<String>> {
+        let what = "reading a derived table";
+        let mut stmt = self.conn.prepare(sql).map_err(Error::sqlite(what))?;
+        let names = stmt.column_names().map(|c| c.to_string()).collect();
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            f(r)?;
+        }
+        Ok(names)
+    }
+
+    /// The `seq` of the `participants` row whose participant id is exactly
+    /// `participant` (compared here byte for byte, whatever the table's
+    /// collation says), if there is one and its `seq` is an integer.
+    pub fn participant_seq(&self, participant: &str) -> Result<Option<i64>> {
+        let what = "reading a participant";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT participant, seq FROM participants WHERE participant = ?1")
+            .map_err(Error::sqlite(what))?;
+        let mut rows = stmt.query([participant]).map_err(Error::sqlite(what))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            let id = r.get_ref(0).map_err(Error::sqlite(what))?;
+            let seq = r.get_ref(1).map_err(Error::sqlite(what))?;
+            if let (rusqlite::types::ValueRef::Text(id), rusqlite::types::ValueRef::Integer(seq)) = (id, seq)
+                && id == participant.as_bytes()
+            {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
+    }
+}
+
 // Where verification finds the seed's reveal without scanning the log.
 impl Store {
     /// The trial row's `revealed_seq`, if it is an integer (`Ok(None)`: no reveal
@@ -1727,5 +1765,46 @@ impl Store {
             })
             .optional()
             .map_err(Error::sqlite("reading the log"))
+    }
+}
+
+// The live transaction is where `ledger::apply` writes outside verification.
+impl crate::ledger::Sink for Tx<'_> {
+    fn insert_trial(&self, t: &TrialRow) -> Result<()> {
+        Tx::insert_trial(self, t)
+    }
+    fn insert_referral(&self, r: &ReferralRow) -> Result<()> {
+        Tx::insert_referral(self, r)
+    }
+    fn insert_participant(&self, p: &ParticipantRow) -> Result<()> {
+        Tx::insert_participant(self, p)
+    }
+    fn set_revealed(&self, seq: u64, ts: &str) -> Result<()> {
+        Tx::set_revealed(self, seq, ts)
+    }
+    fn insert_outcomes(
+        &self,
+        participant: &str,
+        timepoint: &str,
+        collected_on: &str,
+        seq: u64,
+        values: &[(&str, &str)],
+    ) -> Result<()> {
+        Tx::insert_outcomes(self, participant, timepoint, collected_on, seq, values)
+    }
+    fn outcome(&self, participant: &str, timepoint: &str, field: &str) -> Result<Option<(String, String, u32)>> {
+        Tx::outcome(self, participant, timepoint, field)
+    }
+    fn update_outcome(&self, o: &NewOutcome) -> Result<()> {
+        Tx::update_outcome(self, o)
+    }
+    fn put_status(&self, st: &StatusRow) -> Result<()> {
+        Tx::put_status(self, st)
+    }
+    fn put_stream(&self, stream: &str, row: StreamRow) -> Result<()> {
+        Tx::put_stream(self, stream, row)
+    }
+    fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()> {
+        Tx::put_count(self, factor, level, arm, n)
     }
 }
