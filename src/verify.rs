@@ -1017,6 +1017,17 @@ impl KeyValue {
         }
     }
 
+    /// Becomes `v`, reusing its buffer.
+    fn set(&mut self, v: rusqlite::types::ValueRef) {
+        match (self, v) {
+            (KeyValue::Text(t), rusqlite::types::ValueRef::Text(new)) => {
+                t.clear();
+                t.extend_from_slice(new);
+            }
+            (this, v) => *this = KeyValue::of(v),
+        }
+    }
+
     fn as_ref(&self) -> rusqlite::types::ValueRef<'_> {
         use rusqlite::types::ValueRef as V;
         match self {
@@ -1114,28 +1125,28 @@ fn live_digests(db: &Path, key: &[u8; 32], columns: &[Vec<String>]) -> Result<Op
                 ordered = false;
                 return Ok(());
             }
-            let mut cells = Vec::with_capacity(n);
-            for i in 0..n {
-                cells.push(Cell::from(row.get_ref(i).map_err(Error::sqlite("reading a derived table"))?));
-            }
-            let key: Vec<rusqlite::types::ValueRef> = key_cols
-                .iter()
-                .map(|&i| row.get_ref(i))
-                .collect::<rusqlite::Result<_>>()
-                .map_err(Error::sqlite("reading a derived table"))?;
-            if let Some(prev) = &last {
-                let order = prev
-                    .iter()
-                    .zip(&key)
-                    .map(|(a, b)| crate::store::sql_order_ref(a.as_ref(), *b))
-                    .find(|o| o.is_ne())
-                    .unwrap_or(std::cmp::Ordering::Equal);
-                if order.is_ge() {
-                    ordered = false;
+            let cell = |i: usize| row.get_ref(i).map_err(Error::sqlite("reading a derived table"));
+            match &mut last {
+                Some(prev) => {
+                    let mut order = std::cmp::Ordering::Equal;
+                    for (k, &i) in key_cols.iter().enumerate() {
+                        order = crate::store::sql_order_ref(prev[k].as_ref(), cell(i)?);
+                        if order.is_ne() {
+                            break;
+                        }
+                    }
+                    if order.is_ge() {
+                        ordered = false;
+                    }
+                    for (k, &i) in key_cols.iter().enumerate() {
+                        prev[k].set(cell(i)?);
+                    }
                 }
+                None => last = Some(key_cols.iter().map(|&i| cell(i).map(KeyValue::of)).collect::<Result<_>>()?),
             }
-            last = Some(key.iter().map(|v| KeyValue::of(*v)).collect());
-            sum.add(&hasher.hash(t, cells));
+            // A column that cannot be read hashes as NULL: the digests then differ, and
+            // the exact form reports.
+            sum.add(&hasher.hash(t, (0..n).map(|i| row.get_ref(i).map_or(Cell::Null, Cell::from))));
             Ok(())
         })?;
         if !ordered && last.is_some() || names != *expected {
