@@ -20,12 +20,24 @@
 //! on each side. Memory is therefore bounded by the protocol (strata, factor
 //! levels), never by the log's length.
 //!
+//! The replay first runs in a digest form ([`Form::Digest`]): the tables that
+//! are only ever inserted into (and the trial row and allocation state, which
+//! are written once from what the last entry left) are not written anywhere but
+//! folded into a keyed, order-independent digest, and the live tables are
+//! folded the same way in key order, each key checked strictly greater than the
+//! last; the rest go to the scratch database as before. That form only ever
+//! vouches for a trial whose every derivation check passes and whose digests
+//! agree; anything else is verified again from the start in the exact form
+//! ([`Form::Exact`]), everything replayed into the scratch database, whose
+//! report names the first differing row. The report is the same either way.
+//!
 //! The work is spread over threads without changing what is found: one thread
 //! reads, hashes and checks each entry's canonical bytes ([`Entry::check`]) and
 //! decodes its event; another replays the events, in log order through a
 //! bounded queue, and makes every derivation check; SQLite's integrity check
-//! runs beside them on its own connection; and the tables are compared half on
-//! each of two threads, the findings taken in table order. Every finding, and
+//! runs beside them on its own connection, as do the live tables' digests; and
+//! the tables the scratch database holds are compared half on each of two
+//! threads, the findings taken in table order. Every finding, and
 //! so every reported seq, is what one thread doing it all would report.
 
 use std::collections::BTreeMap;
