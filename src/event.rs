@@ -418,18 +418,13 @@ impl Canon<'_> {
     /// A string with nothing escaped (anything else: `None`).
     fn string(&mut self) -> Option<String> {
         self.byte(b'"')?;
-        let start = self.i;
-        let bytes = self.s.as_bytes();
-        loop {
-            match *bytes.get(self.i)? {
-                b'"' => break,
-                b'\\' | 0..0x20 => return None,
-                _ => self.i += 1,
-            }
+        let rest = self.s.get(self.i..)?;
+        let text = &rest[..rest.find('"')?];
+        if text.bytes().any(|b| b == b'\\' || b < 0x20) {
+            return None;
         }
-        let text = self.s.get(start..self.i)?.to_string();
-        self.i += 1;
-        Some(text)
+        self.i += text.len() + 1;
+        Some(text.to_string())
     }
 
     /// A non-negative integer as the canonical form writes it.
