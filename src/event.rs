@@ -418,13 +418,14 @@ impl Canon<'_> {
     /// A string with nothing escaped (anything else: `None`).
     fn string(&mut self) -> Option<String> {
         self.byte(b'"')?;
-        let rest = self.s.get(self.i..)?;
-        let text = &rest[..rest.find('"')?];
-        if text.bytes().any(|b| b == b'\\' || b < 0x20) {
+        let rest = self.s.as_bytes().get(self.i..)?;
+        let end = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[end] != b'"' {
             return None;
         }
-        self.i += text.len() + 1;
-        Some(text.to_string())
+        let text = self.s.get(self.i..self.i + end)?.to_string();
+        self.i += end + 1;
+        Some(text)
     }
 
     /// A non-negative integer as the canonical form writes it.
