@@ -282,9 +282,38 @@ fn append_started(
     Ok((entry.seq, hash))
 }
 
+/// Where [`apply`] and [`flush_state`] write the derived rows: the live
+/// transaction ([`Tx`]), or verification's replay, which folds most of them
+/// into digests instead of a second database.
+pub(crate) trait Sink {
+    fn insert_trial(&self, t: &TrialRow) -> Result<()>;
+    fn insert_referral(&self, r: &NewReferral) -> Result<()>;
+    fn set_revealed(&self, seq: u64, ts: &str) -> Result<()>;
+    fn insert_outcomes(
+        &self,
+        participant: &str,
+        timepoint: &str,
+        collected_on: &str,
+        seq: u64,
+        values: &[(&str, &str)],
+    ) -> Result<()>;
+    fn outcome(&self, participant: &str, timepoint: &str, field: &str) -> Result<Option<(String, String, u32)>>;
+    fn update_outcome(&self, o: &NewOutcome) -> Result<()>;
+    fn put_status(&self, st: &StatusRow) -> Result<()>;
+    fn put_stream(&self, stream: &str, row: StreamRow) -> Result<()>;
+    fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()>;
+}
+
 /// Derives the tables' rows from one event. Live writes and replay both come here,
 /// so the tables are by construction a function of the log.
-pub(crate) fn apply(tx: &Tx, protocol: &Protocol, state: &mut State, seq: u64, ts: &str, event: &Event) -> Result<()> {
+pub(crate) fn apply<S: Sink + ?Sized>(
+    tx: &S,
+    protocol: &Protocol,
+    state: &mut State,
+    seq: u64,
+    ts: &str,
+    event: &Event,
+) -> Result<()> {
     match event {
         Event::TrialCreated(t) => tx.insert_trial(&TrialRow {
             trial_id: t.trial.clone(),
@@ -982,7 +1011,7 @@ fn confirmation(protocol: &Protocol, s: &Screened) -> Confirmation {
 
 /// Writes the allocation state to its tables: once per transaction, after the
 /// transaction's events, both live and in replay.
-pub(crate) fn flush_state(tx: &Tx, protocol: &Protocol, state: &State) -> Result<()> {
+pub(crate) fn flush_state<S: Sink + ?Sized>(tx: &S, protocol: &Protocol, state: &State) -> Result<()> {
     for (stream, c) in &state.blocks {
         tx.put_stream(stream, StreamRow { block: c.block, start_word: c.start_word, used: c.used, next_word: 0 })?;
     }
@@ -1004,7 +1033,7 @@ pub(crate) fn flush_state(tx: &Tx, protocol: &Protocol, state: &State) -> Result
     Ok(())
 }
 
-fn put_next_word(tx: &Tx, protocol: &Protocol, state: &State) -> Result<()> {
+fn put_next_word<S: Sink + ?Sized>(tx: &S, protocol: &Protocol, state: &State) -> Result<()> {
     let stream = if matches!(protocol.method, Method::Simple) { "simple" } else { "minimisation" };
     tx.put_stream(stream, StreamRow { block: 0, start_word: 0, used: 0, next_word: state.next_word })
 }

@@ -162,6 +162,9 @@ impl EntryRef<'_> {
     /// tree). Accepts and refuses exactly what [`Event::from_parts`] does on the
     /// decoded data, and on refusal gives its message.
     pub fn event(&self) -> Result<Event, String> {
+        if let Some(event) = crate::event::decode_canonical_data(&self.kind, self.data) {
+            return Ok(event);
+        }
         // The type member first, so that serde reads the adjacently tagged data
         // straight into its variant instead of buffering it.
         let mut text = String::with_capacity(self.data.len() + self.kind.len() + 20);

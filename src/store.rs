@@ -76,7 +76,8 @@ CREATE TABLE referrals (
 -- batch can write its rows in key order.
 CREATE TABLE identities (
     identity    TEXT PRIMARY KEY,
-    participant TEXT NOT NULL
+    participant TEXT NOT NULL,
+    seq         INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 -- A randomised referral is a participant: one row, one B-tree, one page less
@@ -375,7 +376,7 @@ pub struct Tx<'a> {
     tx: rusqlite::Transaction<'a>,
     /// `identities` rows held back until [`Tx::flush_identities`], when
     /// deferred (`None`: written at once).
-    pending_identities: RefCell<Option<Vec<(String, String)>>>,
+    pending_identities: RefCell<Option<Vec<(String, String, u64)>>>,
 }
 
 /// The kind of network filesystem a `statfs` magic number names, if any.
@@ -632,7 +633,7 @@ impl Store {
             "INSERT INTO referrals (participant, seq, site, status, reasons, screened_at, stratum, arm, identity)
              SELECT r.participant, r.seq, r.site, r.status, r.reasons, r.screened_at, p.stratum, p.arm, p.identity
              FROM old_referrals AS r LEFT JOIN old_participants AS p ON p.participant = r.participant;
-             INSERT INTO identities (identity, participant) SELECT identity, participant FROM old_participants;
+             INSERT INTO identities (identity, participant, seq) SELECT identity, participant, seq FROM old_participants;
              DROP TABLE old_referrals;
              DROP TABLE old_participants;\n",
         );
@@ -995,7 +996,7 @@ fn trial(c: &Connection) -> Result<Option<TrialRow>> {
 }
 
 /// SQLite's sort order for the values of one column: NULL, numbers, text (by bytes), blobs.
-fn sql_order_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::ValueRef) -> std::cmp::Ordering {
+pub(crate) fn sql_order_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::ValueRef) -> std::cmp::Ordering {
     use rusqlite::types::ValueRef as V;
     let class = |v: &V| match v {
         V::Null => 0,
@@ -1211,16 +1212,16 @@ impl Tx<'_> {
             .map_err(Error::sqlite("recording a referral"))?;
         let Some(identity) = identity else { return Ok(()) };
         if let Some(pending) = self.pending_identities.borrow_mut().as_mut() {
-            pending.push((identity.to_string(), r.participant.to_string()));
+            pending.push((identity.to_string(), r.participant.to_string(), r.seq));
             return Ok(());
         }
-        self.insert_identity(identity, r.participant)
+        self.insert_identity(identity, r.participant, r.seq)
     }
 
-    fn insert_identity(&self, identity: &str, participant: &str) -> Result<()> {
+    fn insert_identity(&self, identity: &str, participant: &str, seq: u64) -> Result<()> {
         self.tx
-            .prepare_cached("INSERT INTO identities (identity, participant) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute([identity, participant]))
+            .prepare_cached("INSERT INTO identities (identity, participant, seq) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![identity, participant, seq as i64]))
             .map(drop)
             .map_err(Error::sqlite("recording an identity"))
     }
@@ -1239,7 +1240,7 @@ impl Tx<'_> {
     /// them back. Returns the (identity, participant) pairs refused because the
     /// identity was already randomised; those rows are not written.
     pub fn flush_identities(&self) -> Result<Vec<(String, String)>> {
-        let Some(mut pending): Option<Vec<(String, String)>> = self.pending_identities.borrow_mut().take() else {
+        let Some(mut pending): Option<Vec<(String, String, u64)>> = self.pending_identities.borrow_mut().take() else {
             return Ok(vec![]);
         };
         pending.sort_unstable();
@@ -1247,8 +1248,9 @@ impl Tx<'_> {
         // The statement text for a full chunk, made once per process.
         static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let sql = SQL.get_or_init(|| {
-            let rows: Vec<String> = (0..ROWS).map(|i| format!("(?{},?{})", 1 + 2 * i, 2 + 2 * i)).collect();
-            format!("INSERT INTO identities (identity, participant) VALUES {}", rows.join(","))
+            let rows: Vec<String> =
+                (0..ROWS).map(|i| format!("(?{},?{},?{})", 1 + 3 * i, 2 + 3 * i, 3 + 3 * i)).collect();
+            format!("INSERT INTO identities (identity, participant, seq) VALUES {}", rows.join(","))
         });
         let is_duplicate = |e: &Error| {
             matches!(e, Error::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
@@ -1260,9 +1262,13 @@ impl Tx<'_> {
             // nothing, and its rows are then written one by one to find which.
             if chunk.len() == ROWS {
                 let mut stmt = self.tx.prepare_cached(sql).map_err(Error::sqlite("recording identities"))?;
-                for (i, (identity, participant)) in chunk.iter().enumerate() {
-                    stmt.raw_bind_parameter(1 + 2 * i, identity).map_err(Error::sqlite("recording identities"))?;
-                    stmt.raw_bind_parameter(2 + 2 * i, participant).map_err(Error::sqlite("recording identities"))?;
+                for (i, (identity, participant, seq)) in chunk.iter().enumerate() {
+                    let bind = |stmt: &mut rusqlite::CachedStatement| -> rusqlite::Result<()> {
+                        stmt.raw_bind_parameter(1 + 3 * i, identity)?;
+                        stmt.raw_bind_parameter(2 + 3 * i, participant)?;
+                        stmt.raw_bind_parameter(3 + 3 * i, *seq as i64)
+                    };
+                    bind(&mut stmt).map_err(Error::sqlite("recording identities"))?;
                 }
                 match stmt.raw_execute().map_err(Error::sqlite("recording identities")) {
                     Ok(_) => continue,
@@ -1270,8 +1276,8 @@ impl Tx<'_> {
                     Err(e) => return Err(e),
                 }
             }
-            for (identity, participant) in chunk {
-                match self.insert_identity(identity, participant) {
+            for (identity, participant, seq) in chunk {
+                match self.insert_identity(identity, participant, *seq) {
                     Ok(()) => {}
                     Err(e) if is_duplicate(&e) => refused.push((identity.clone(), participant.clone())),
                     Err(e) => return Err(e),
@@ -1806,6 +1812,44 @@ impl Tx<'_> {
     }
 }
 
+// Verification's reads of the live tables for their digests.
+impl Store {
+    /// Runs a read-only query of verification's, calling `f` with each row as
+    /// SQLite holds it (nothing copied); returns the query's column names.
+    pub fn each_row_ref(&self, sql: &str, mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<()>) -> Result<Vec<String>> {
+        let what = "reading a derived table";
+        let mut stmt = self.conn.prepare(sql).map_err(Error::sqlite(what))?;
+        let names = stmt.column_names().map(|c| c.to_string()).collect();
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            f(r)?;
+        }
+        Ok(names)
+    }
+
+    /// The `seq` of the `participants` row whose participant id is exactly
+    /// `participant` (compared here byte for byte, whatever the table's
+    /// collation says), if there is one and its `seq` is an integer.
+    pub fn participant_seq(&self, participant: &str) -> Result<Option<i64>> {
+        let what = "reading a participant";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT participant, seq FROM participants WHERE participant = ?1")
+            .map_err(Error::sqlite(what))?;
+        let mut rows = stmt.query([participant]).map_err(Error::sqlite(what))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            let id = r.get_ref(0).map_err(Error::sqlite(what))?;
+            let seq = r.get_ref(1).map_err(Error::sqlite(what))?;
+            if let (rusqlite::types::ValueRef::Text(id), rusqlite::types::ValueRef::Integer(seq)) = (id, seq)
+                && id == participant.as_bytes()
+            {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
+    }
+}
+
 // Where verification finds the seed's reveal without scanning the log.
 impl Store {
     /// The trial row's `revealed_seq`, if it is an integer (`Ok(None)`: no reveal
@@ -1841,5 +1885,43 @@ impl Store {
             })
             .optional()
             .map_err(Error::sqlite("reading the log"))
+    }
+}
+
+// The live transaction is where `ledger::apply` writes outside verification.
+impl crate::ledger::Sink for Tx<'_> {
+    fn insert_trial(&self, t: &TrialRow) -> Result<()> {
+        Tx::insert_trial(self, t)
+    }
+    fn insert_referral(&self, r: &NewReferral) -> Result<()> {
+        Tx::insert_referral(self, r)
+    }
+    fn set_revealed(&self, seq: u64, ts: &str) -> Result<()> {
+        Tx::set_revealed(self, seq, ts)
+    }
+    fn insert_outcomes(
+        &self,
+        participant: &str,
+        timepoint: &str,
+        collected_on: &str,
+        seq: u64,
+        values: &[(&str, &str)],
+    ) -> Result<()> {
+        Tx::insert_outcomes(self, participant, timepoint, collected_on, seq, values)
+    }
+    fn outcome(&self, participant: &str, timepoint: &str, field: &str) -> Result<Option<(String, String, u32)>> {
+        Tx::outcome(self, participant, timepoint, field)
+    }
+    fn update_outcome(&self, o: &NewOutcome) -> Result<()> {
+        Tx::update_outcome(self, o)
+    }
+    fn put_status(&self, st: &StatusRow) -> Result<()> {
+        Tx::put_status(self, st)
+    }
+    fn put_stream(&self, stream: &str, row: StreamRow) -> Result<()> {
+        Tx::put_stream(self, stream, row)
+    }
+    fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()> {
+        Tx::put_count(self, factor, level, arm, n)
     }
 }

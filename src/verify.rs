@@ -20,12 +20,24 @@
 //! on each side. Memory is therefore bounded by the protocol (strata, factor
 //! levels), never by the log's length.
 //!
+//! The replay first runs in a digest form ([`Form::Digest`]): the tables that
+//! are only ever inserted into (and the trial row and allocation state, which
+//! are written once from what the last entry left) are not written anywhere but
+//! folded into a keyed, order-independent digest, and the live tables are
+//! folded the same way in key order, each key checked strictly greater than the
+//! last; the rest go to the scratch database as before. That form only ever
+//! vouches for a trial whose every derivation check passes and whose digests
+//! agree; anything else is verified again from the start in the exact form
+//! ([`Form::Exact`]), everything replayed into the scratch database, whose
+//! report names the first differing row. The report is the same either way.
+//!
 //! The work is spread over threads without changing what is found: one thread
 //! reads, hashes and checks each entry's canonical bytes ([`Entry::check`]) and
 //! decodes its event; another replays the events, in log order through a
 //! bounded queue, and makes every derivation check; SQLite's integrity check
-//! runs beside them on its own connection; and the tables are compared half on
-//! each of two threads, the findings taken in table order. Every finding, and
+//! runs beside them on its own connection, as do the live tables' digests; and
+//! the tables the scratch database holds are compared half on each of two
+//! threads, the findings taken in table order. Every finding, and
 //! so every reported seq, is what one thread doing it all would report.
 
 use std::collections::BTreeMap;
@@ -43,7 +55,9 @@ use crate::keys;
 use crate::ledger;
 use crate::log::{Entry, EntryRef, FORMAT_VERSION, GENESIS_PREV};
 use crate::protocol::{FieldRef, Protocol};
-use crate::store::{DERIVED_TABLES, LogRow, LogRowRef, Store, TableDiff, Tx};
+use crate::store::{
+    DERIVED_TABLES, LogRow, LogRowRef, NewOutcome, NewReferral, StatusRow, Store, StreamRow, TableDiff, TrialRow, Tx,
+};
 
 /// What to verify, and with what.
 #[derive(Debug, Clone)]
@@ -182,18 +196,53 @@ struct Pass<'a> {
 /// at all (no such file, not a chancery database, no room for the replay);
 /// anything wrong with the trial's records is a failing check in the report.
 pub fn verify(opts: &VerifyOptions) -> Result<Report> {
-    match verify_with(opts, true)? {
+    // The digest form vouches for an intact trial; anything it cannot vouch for
+    // (a failing check, a digest that differs, an error) is verified again from
+    // the start in the exact form, whose report names the damage.
+    if let Ok(Ok(report)) = verify_with(opts, true, Form::Digest) {
+        return Ok(report);
+    }
+    match verify_with(opts, true, Form::Exact)? {
         Ok(report) => Ok(report),
         // The trial row pointed at the wrong reveal: find it by scanning the log.
         // (Without the hint there is nothing to rerun for.)
-        Err(Rerun) => verify_with(opts, false)?.map_err(|_| Error::Integrity("verification was rerun twice".into())),
+        Err(Rerun) => {
+            verify_with(opts, false, Form::Exact)?.map_err(|_| Error::Integrity("verification was rerun twice".into()))
+        }
     }
 }
 
-/// The first pass named the wrong entry as the log's first reveal.
+/// Verifies in the digest form alone: the report if that form vouches for
+/// every check it decides, `None` where [`verify`] would fall back to the
+/// exact form. For tests, which show that intact trials take the fast form.
+#[doc(hidden)]
+pub fn verify_by_digest(opts: &VerifyOptions) -> Result<Option<Report>> {
+    Ok(verify_with(opts, true, Form::Digest)?.ok())
+}
+
+/// The pass must run again: it named the wrong entry as the log's first
+/// reveal, or (in the digest form) it cannot vouch for its result.
 struct Rerun;
 
-fn verify_with(opts: &VerifyOptions, reveal_from_trial_row: bool) -> Result<std::result::Result<Report, Rerun>> {
+/// How the replay is compared with the live tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// The tables that are only ever inserted into or derived from the final
+    /// allocation state (`DIGESTED`) are folded, on each side, into an
+    /// order-independent digest; the others are replayed into the scratch
+    /// database and compared row by row. Vouches only for a trial whose every
+    /// derivation check passes and whose digests agree.
+    Digest,
+    /// Every table replayed into the scratch database and compared row by row,
+    /// naming the first differing row.
+    Exact,
+}
+
+fn verify_with(
+    opts: &VerifyOptions,
+    reveal_from_trial_row: bool,
+    form: Form,
+) -> Result<std::result::Result<Report, Rerun>> {
     let live = Store::open_for_audit(&opts.db)?;
 
     // The seed: the auditor's, or the one revealed in the log's first
@@ -216,8 +265,22 @@ fn verify_with(opts: &VerifyOptions, reveal_from_trial_row: bool) -> Result<std:
 
     let scratch_path = ScratchFile::new(&opts.scratch_dir)?;
     let mut scratch = Store::scratch(&scratch_path.0)?;
-    let unique_by_constraint =
-        scratch.enforces_unique("referrals", "identity")? && scratch.enforces_unique("referrals", "participant")?;
+    // In the digest form, duplicates are ruled out after the pass instead: by the
+    // live tables' keys and identities each strictly increasing in key order.
+    let unique_by_constraint = form == Form::Digest
+        || scratch.enforces_unique("identities", "identity")? && scratch.enforces_unique("referrals", "participant")?;
+    let digest_key = match form {
+        Form::Digest => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| Error::Integrity(format!("no randomness for the digests: {e}")))?;
+            Some(key)
+        }
+        Form::Exact => None,
+    };
+    let mut columns = Vec::new();
+    for table in DIGESTED {
+        columns.push(scratch.each_row_ref(&format!("SELECT * FROM {table} LIMIT 0"), |_| Ok(()))?);
+    }
     let new_pass = || Pass {
         expected_seq: 0,
         prev: GENESIS_PREV.to_string(),
@@ -252,43 +315,59 @@ fn verify_with(opts: &VerifyOptions, reveal_from_trial_row: bool) -> Result<std:
     // and the derivation, which replays the decoded events in the same order
     // through a bounded queue, so that memory stays bounded and every finding
     // (and so every reported seq) is what one thread doing both would find.
-    let (integrity, links, live) = std::thread::scope(|s| -> Result<(String, Pass, Store)> {
-        let integrity = s.spawn(|| Store::open_for_audit(&opts.db)?.integrity_check());
-        let (steps, queue) = std::sync::mpsc::sync_channel::<Vec<Step>>(QUEUE / BATCH);
-        let chain = s.spawn(move || -> Result<(Pass, Store)> {
-            let mut batch = Vec::with_capacity(BATCH);
-            live.each_log_row_ref(|row| {
-                links.link(row, &mut batch);
-                if batch.len() >= BATCH {
-                    // A failed send means derivation has already ended with an error, which verify reports.
-                    let _ = steps.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+    let (integrity, links, live, digests) =
+        std::thread::scope(|s| -> Result<(String, Pass, Store, Option<Digests>)> {
+            let integrity = s.spawn(|| Store::open_for_audit(&opts.db)?.integrity_check());
+            let live_digests = digest_key.map(|key| {
+                let columns = &columns;
+                s.spawn(move || live_digests(&opts.db, &key, columns))
+            });
+            let (steps, queue) = std::sync::mpsc::sync_channel::<Vec<Step>>(QUEUE / BATCH);
+            let chain = s.spawn(move || -> Result<(Pass, Store)> {
+                let mut batch = Vec::with_capacity(BATCH);
+                live.each_log_row_ref(|row| {
+                    links.link(row, &mut batch);
+                    if batch.len() >= BATCH {
+                        // A failed send means derivation has already ended with an error, which verify reports.
+                        let _ = steps.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    }
+                    Ok(())
+                })?;
+                let _ = steps.send(batch);
+                Ok((links, live))
+            });
+            let derived = (|| {
+                let tx = scratch.transaction()?;
+                let replay = Replay::new(&tx, digest_key.as_ref(), &opts.db);
+                for step in queue.into_iter().flatten() {
+                    pass.step(&replay, step)?;
                 }
-                Ok(())
-            })?;
-            let _ = steps.send(batch);
-            Ok((links, live))
-        });
-        let derived = (|| {
-            let tx = scratch.transaction()?;
-            for step in queue.into_iter().flatten() {
-                pass.step(&tx, step)?;
-            }
-            if pass.stopped.is_none()
-                && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
-            {
-                ledger::flush_state(&tx, &g.protocol, state)?;
-            }
-            tx.commit()
-        })();
-        // The chain thread stops sending if derivation ended early with an error.
-        let (links, live) =
-            chain.join().map_err(|_| Error::Integrity("the chain check stopped unexpectedly".into()))??;
-        derived?;
-        let integrity = integrity
-            .join()
-            .map_err(|_| Error::Integrity("SQLite's integrity check stopped unexpectedly".into()))??;
-        Ok((integrity, links, live))
-    })?;
+                if pass.stopped.is_none()
+                    && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
+                {
+                    ledger::flush_state(&replay, &g.protocol, state)?;
+                }
+                let sums = replay.finish();
+                tx.commit()?;
+                Ok(sums)
+            })();
+            // The chain thread stops sending if derivation ended early with an error.
+            let (links, live) =
+                chain.join().map_err(|_| Error::Integrity("the chain check stopped unexpectedly".into()))??;
+            let replayed = derived?;
+            let integrity = integrity
+                .join()
+                .map_err(|_| Error::Integrity("SQLite's integrity check stopped unexpectedly".into()))??;
+            let digests = match live_digests {
+                Some(t) => {
+                    let stored =
+                        t.join().map_err(|_| Error::Integrity("a table digest stopped unexpectedly".into()))??;
+                    Some(Digests { stored, replayed })
+                }
+                None => None,
+            };
+            Ok((integrity, links, live, digests))
+        })?;
     if assumed_reveal.is_some_and(|seq| seq != links.first_reveal) {
         return Ok(Err(Rerun));
     }
@@ -300,8 +379,25 @@ fn verify_with(opts: &VerifyOptions, reveal_from_trial_row: bool) -> Result<std:
     if pass.expected_seq == 0 && !pass.chain.failed() {
         pass.chain.fail(0, "the log is empty: it has no trial_created entry".into());
     }
+    if let Some(d) = &digests {
+        // The digest form vouches only for what the exact form would pass.
+        let agree = d.stored.as_ref().is_some_and(|stored| Some(stored) == d.replayed.as_ref());
+        if !agree
+            || pass.chain.failed()
+            || pass.stopped.is_some()
+            || pass.replay.failed()
+            || pass.unique.failed()
+            || integrity != "ok"
+        {
+            return Ok(Err(Rerun));
+        }
+    }
     if !pass.chain.failed() && pass.stopped.is_none() {
-        compare_tables((&live, &opts.db), (&scratch, &scratch_path.0), &mut pass)?;
+        let compared = |table: &str| form == Form::Exact || !DIGESTED.contains(&table);
+        compare_tables((&live, &opts.db), (&scratch, &scratch_path.0), &mut pass, compared)?;
+        if form == Form::Digest && pass.replay.failed() {
+            return Ok(Err(Rerun));
+        }
     }
     drop(scratch);
     Ok(Ok(pass.report(&integrity)))
@@ -349,11 +445,12 @@ fn compare_tables(
     (live, live_path): (&Store, &Path),
     (scratch, scratch_path): (&Store, &Path),
     pass: &mut Pass,
+    compared: impl Fn(&str) -> bool + Sync,
 ) -> Result<()> {
     let last = pass.expected_seq.saturating_sub(1);
     let compare = |live: &Store, scratch: &Store, part: usize| -> Result<Vec<(usize, Option<TableDiff>)>> {
         let mut out = Vec::new();
-        for (i, (table, _)) in DERIVED_TABLES.iter().enumerate().filter(|(i, _)| i % 2 == part) {
+        for (i, (table, _)) in DERIVED_TABLES.iter().enumerate().filter(|(i, t)| i % 2 == part && compared(t.0)) {
             out.push((i, live.compare_table(scratch, table)?));
         }
         Ok(out)
@@ -451,7 +548,7 @@ impl Pass<'_> {
     }
 
     /// One step on the derivation thread, in log order.
-    fn step(&mut self, tx: &Tx, step: Step) -> Result<()> {
+    fn step(&mut self, tx: &Replay, step: Step) -> Result<()> {
         match step {
             Step::Genesis(g) => {
                 self.state = Some(State::new(&g.protocol));
@@ -468,8 +565,8 @@ impl Pass<'_> {
     }
 
     /// Follow-up events are only ever recorded for randomised participants.
-    fn must_be_randomised(&mut self, tx: &Tx, seq: u64, participant: &str) -> Result<()> {
-        if tx.participant(participant)?.is_none() {
+    fn must_be_randomised(&mut self, tx: &Replay, seq: u64, participant: &str) -> Result<()> {
+        if !tx.randomised_before(participant, seq)? {
             self.replay.fail(seq, format!("entry {seq}: follow-up for {participant:?}, who was never randomised"));
         }
         Ok(())
@@ -552,7 +649,7 @@ impl Pass<'_> {
 
     /// Replays one event into the scratch tables, checking uniqueness, the
     /// stratum, the commitment and (with the seed) the allocation on the way.
-    fn derive(&mut self, tx: &Tx, seq: u64, ts: &str, event: Event) -> Result<()> {
+    fn derive(&mut self, tx: &Replay, seq: u64, ts: &str, event: Event) -> Result<()> {
         let (Some(g), Some(mut state)) = (self.genesis.take(), self.state.take()) else { return Ok(()) };
         let result = self.derive_with(tx, &g, &mut state, (seq, ts), event);
         self.genesis = Some(g);
@@ -562,7 +659,7 @@ impl Pass<'_> {
 
     fn derive_with(
         &mut self,
-        tx: &Tx,
+        tx: &Replay,
         g: &Genesis,
         state: &mut State,
         (seq, ts): (u64, &str),
@@ -664,7 +761,8 @@ impl Pass<'_> {
 
     /// Why a referral or randomisation event duplicates an earlier entry, if it does:
     /// an identity already randomised, or a participant id already recorded.
-    fn duplicate(&self, tx: &Tx, seq: u64, event: &Event) -> Result<Option<String>> {
+    fn duplicate(&self, tx: &Replay, seq: u64, event: &Event) -> Result<Option<String>> {
+        let tx = tx.scratch;
         let (participant, identity) = match event {
             Event::ParticipantRandomised(r) => (&r.participant, Some(&r.identity)),
             Event::ReferralScreened(r) => (&r.participant, None),
@@ -848,6 +946,401 @@ fn check_allocation(protocol: &Protocol, seed: &[u8; 32], state: &State, seq: u6
                 r.participant, r.allocation, record
             ),
         );
+    }
+}
+
+/// The tables the digest form folds into digests: each is only ever inserted
+/// into by `ledger::apply` (or, for the trial row, set from entry 0 and the
+/// reveal, and for the allocation state, written once from the final state),
+/// so its replay is the multiset of rows the events emit. The others
+/// (`outcomes`, `participant_status`) are replayed into the scratch database,
+/// as corrections and status changes replace rows in place.
+const DIGESTED: [&str; 5] = ["trial", "referrals", "identities", "allocation_streams", "allocation_counts"];
+
+/// A table's digest: the sum, modulo 2^256, of a keyed SHA-256 of each row's
+/// encoding (types, lengths and bytes of every column). The sum does not depend
+/// on the order rows are added in, so the replay (in log order) and the live
+/// table (in key order) can each be folded in one pass with constant memory.
+/// The key is fresh random bytes for each verification, unknown when the
+/// database was written: a sum of unkeyed hashes could be matched by a chosen
+/// set of forged rows (a generalised birthday search), a sum of keyed ones only
+/// by chance, about 2^-200 at worst.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Sum([u64; 4]);
+
+impl Sum {
+    fn add(&mut self, h: &[u8; 32]) {
+        let mut carry = 0u64;
+        for (i, limb) in self.0.iter_mut().enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&h[8 * i..8 * i + 8]);
+            let (a, c1) = limb.overflowing_add(u64::from_le_bytes(word));
+            let (b, c2) = a.overflowing_add(carry);
+            *limb = b;
+            carry = u64::from(c1) + u64::from(c2);
+        }
+    }
+}
+
+/// One column's value as SQLite stores it.
+#[derive(Debug, Clone, Copy)]
+enum Cell<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a [u8]),
+    Blob(&'a [u8]),
+}
+
+impl<'a> From<rusqlite::types::ValueRef<'a>> for Cell<'a> {
+    fn from(v: rusqlite::types::ValueRef<'a>) -> Cell<'a> {
+        use rusqlite::types::ValueRef as V;
+        match v {
+            V::Null => Cell::Null,
+            V::Integer(i) => Cell::Int(i),
+            V::Real(f) => Cell::Real(f),
+            V::Text(t) => Cell::Text(t),
+            V::Blob(b) => Cell::Blob(b),
+        }
+    }
+}
+
+/// A key value kept from one row to the next, bytes and all.
+#[derive(Debug, Clone)]
+enum KeyValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl KeyValue {
+    fn of(v: rusqlite::types::ValueRef) -> KeyValue {
+        use rusqlite::types::ValueRef as V;
+        match v {
+            V::Null => KeyValue::Null,
+            V::Integer(i) => KeyValue::Int(i),
+            V::Real(f) => KeyValue::Real(f),
+            V::Text(t) => KeyValue::Text(t.to_vec()),
+            V::Blob(b) => KeyValue::Blob(b.to_vec()),
+        }
+    }
+
+    /// Becomes `v`, reusing its buffer.
+    fn set(&mut self, v: rusqlite::types::ValueRef) {
+        match (self, v) {
+            (KeyValue::Text(t), rusqlite::types::ValueRef::Text(new)) => {
+                t.clear();
+                t.extend_from_slice(new);
+            }
+            (this, v) => *this = KeyValue::of(v),
+        }
+    }
+
+    fn as_ref(&self) -> rusqlite::types::ValueRef<'_> {
+        use rusqlite::types::ValueRef as V;
+        match self {
+            KeyValue::Null => V::Null,
+            KeyValue::Int(i) => V::Integer(*i),
+            KeyValue::Real(f) => V::Real(*f),
+            KeyValue::Text(t) => V::Text(t),
+            KeyValue::Blob(b) => V::Blob(b),
+        }
+    }
+}
+
+fn text(s: &str) -> Cell<'_> {
+    Cell::Text(s.as_bytes())
+}
+
+/// Hashes rows under the verification's key.
+struct RowHasher {
+    keyed: Sha256,
+    buf: Vec<u8>,
+}
+
+impl RowHasher {
+    fn new(key: &[u8; 32]) -> RowHasher {
+        // Domain and key fill exactly one block, compressed once and not per row.
+        let mut keyed = Sha256::new();
+        keyed.update(b"chancery verify row digest\0\0\0\0\0\0");
+        keyed.update(key);
+        RowHasher { keyed, buf: Vec::with_capacity(512) }
+    }
+
+    /// The keyed hash of one row of table `table` (its index in `DIGESTED`).
+    fn hash<'c>(&mut self, table: usize, cells: impl IntoIterator<Item = Cell<'c>>) -> [u8; 32] {
+        self.buf.clear();
+        self.buf.push(table as u8);
+        for cell in cells {
+            match cell {
+                Cell::Null => self.buf.push(0),
+                Cell::Int(i) => {
+                    self.buf.push(1);
+                    self.buf.extend_from_slice(&i.to_le_bytes());
+                }
+                Cell::Real(f) => {
+                    self.buf.push(2);
+                    self.buf.extend_from_slice(&f.to_bits().to_le_bytes());
+                }
+                Cell::Text(t) | Cell::Blob(t) => {
+                    self.buf.push(if matches!(cell, Cell::Text(_)) { 3 } else { 4 });
+                    self.buf.extend_from_slice(&(t.len() as u64).to_le_bytes());
+                    self.buf.extend_from_slice(t);
+                }
+            }
+        }
+        let mut h = self.keyed.clone();
+        h.update(&self.buf);
+        h.finalize().into()
+    }
+}
+
+/// Each digested table's digest, in `DIGESTED` order.
+type Sums = [Sum; DIGESTED.len()];
+
+/// The two sides' digests: `None` on the live side where its rows cannot match
+/// any replay (columns other than the schema's, keys not strictly increasing,
+/// an identity twice).
+struct Digests {
+    stored: Option<Sums>,
+    replayed: Option<Sums>,
+}
+
+fn digested(table: &str) -> usize {
+    DIGESTED.iter().position(|t| *t == table).unwrap_or(0)
+}
+
+/// Folds the live digested tables into their digests, reading each as the exact
+/// form's comparison does (`SELECT *` in key order) and checking on the way
+/// that its columns are the schema's (`columns`, from the scratch database) and
+/// its keys strictly increasing, so that no key is there twice and both sides
+/// would be walked in the same order (for `identities`, keyed by the identity
+/// hash, that no person is there twice). `None` if any of that fails.
+fn live_digests(db: &Path, key: &[u8; 32], columns: &[Vec<String>]) -> Result<Option<Sums>> {
+    let live = Store::open_for_audit(db)?;
+    let mut hasher = RowHasher::new(key);
+    let mut sums = Sums::default();
+    for (t, table) in DIGESTED.iter().enumerate() {
+        let key_names = DERIVED_TABLES.iter().find(|(n, _)| n == table).map_or("", |(_, k)| k);
+        let expected = &columns[t];
+        let key_cols: Vec<usize> =
+            key_names.split(',').filter_map(|k| expected.iter().position(|c| c == k.trim())).collect();
+        let mut ordered = !key_cols.is_empty();
+        let mut last: Option<Vec<KeyValue>> = None;
+        let mut sum = Sum::default();
+        let names = live.each_row_ref(&format!("SELECT * FROM {table} ORDER BY {key_names}"), |row| {
+            let n = row.as_ref().column_count();
+            if n != expected.len() {
+                ordered = false;
+                return Ok(());
+            }
+            let cell = |i: usize| row.get_ref(i).map_err(Error::sqlite("reading a derived table"));
+            match &mut last {
+                Some(prev) => {
+                    let mut order = std::cmp::Ordering::Equal;
+                    for (k, &i) in key_cols.iter().enumerate() {
+                        order = crate::store::sql_order_ref(prev[k].as_ref(), cell(i)?);
+                        if order.is_ne() {
+                            break;
+                        }
+                    }
+                    if order.is_ge() {
+                        ordered = false;
+                    }
+                    for (k, &i) in key_cols.iter().enumerate() {
+                        prev[k].set(cell(i)?);
+                    }
+                }
+                None => last = Some(key_cols.iter().map(|&i| cell(i).map(KeyValue::of)).collect::<Result<_>>()?),
+            }
+            // A column that cannot be read hashes as NULL: the digests then differ, and
+            // the exact form reports.
+            sum.add(&hasher.hash(t, (0..n).map(|i| row.get_ref(i).map_or(Cell::Null, Cell::from))));
+            Ok(())
+        })?;
+        if !ordered && last.is_some() || names != *expected {
+            return Ok(None);
+        }
+        sums[t] = sum;
+    }
+    Ok(Some(sums))
+}
+
+/// Where one verification's replay writes: in the exact form, the scratch
+/// database; in the digest form, the digests of the `DIGESTED` tables, with
+/// the scratch database for the rest.
+struct Replay<'t, 'c> {
+    scratch: &'t Tx<'c>,
+    digest: Option<std::cell::RefCell<ReplayDigest>>,
+    /// The live database, opened when a follow-up event first needs it.
+    db: &'t Path,
+    live: std::cell::RefCell<Option<Store>>,
+}
+
+struct ReplayDigest {
+    hasher: RowHasher,
+    sums: Sums,
+    trial: Option<TrialRow>,
+    revealed: Option<(u64, String)>,
+}
+
+impl<'t, 'c> Replay<'t, 'c> {
+    fn new(scratch: &'t Tx<'c>, key: Option<&[u8; 32]>, db: &'t Path) -> Replay<'t, 'c> {
+        let digest = key.map(|key| {
+            std::cell::RefCell::new(ReplayDigest {
+                hasher: RowHasher::new(key),
+                sums: Sums::default(),
+                trial: None,
+                revealed: None,
+            })
+        });
+        Replay { scratch, digest, db, live: std::cell::RefCell::new(None) }
+    }
+
+    /// The replayed digests, the trial row folded in as the last entry left it.
+    fn finish(self) -> Option<Sums> {
+        let mut d = self.digest?.into_inner();
+        if let Some(t) = d.trial.take() {
+            let (seq, at) = match &d.revealed {
+                Some((seq, at)) => (Cell::Int(*seq as i64), text(at)),
+                None => (Cell::Null, Cell::Null),
+            };
+            let h = d.hasher.hash(
+                digested("trial"),
+                [
+                    Cell::Int(1),
+                    text(&t.trial_id),
+                    text(&t.title),
+                    text(&t.protocol),
+                    text(&t.protocol_sha256),
+                    text(&t.seed_commitment),
+                    text(&t.signing_public_key),
+                    text(&t.key_origin),
+                    text(&t.created_at),
+                    seq,
+                    at,
+                ],
+            );
+            d.sums[digested("trial")].add(&h);
+        }
+        Some(d.sums)
+    }
+
+    fn fold<'x>(&self, table: &str, cells: impl IntoIterator<Item = Cell<'x>>) -> bool {
+        match &self.digest {
+            Some(d) => {
+                let mut d = d.borrow_mut();
+                let t = digested(table);
+                let h = d.hasher.hash(t, cells);
+                d.sums[t].add(&h);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether an entry before `seq` randomised `participant`: in the scratch
+    /// database, or in the digest form the live `participants` view of `referrals` (the
+    /// digests then show that table to be the replay's, whose rows are inserted
+    /// at their entry's seq and never change).
+    fn randomised_before(&self, participant: &str, seq: u64) -> Result<bool> {
+        if self.digest.is_none() {
+            return Ok(self.scratch.participant(participant)?.is_some());
+        }
+        let mut live = self.live.borrow_mut();
+        let live = match &mut *live {
+            Some(l) => l,
+            None => live.insert(Store::open_for_audit(self.db)?),
+        };
+        Ok(live.participant_seq(participant)?.is_some_and(|s| s >= 0 && (s as u64) < seq))
+    }
+}
+
+impl ledger::Sink for Replay<'_, '_> {
+    fn insert_trial(&self, t: &TrialRow) -> Result<()> {
+        match &self.digest {
+            Some(d) => {
+                let mut d = d.borrow_mut();
+                if d.trial.is_some() {
+                    return Err(Error::Integrity("a second trial row".into()));
+                }
+                d.trial = Some(t.clone());
+                Ok(())
+            }
+            None => self.scratch.insert_trial(t),
+        }
+    }
+    fn insert_referral(&self, r: &NewReferral) -> Result<()> {
+        let (stratum, arm, identity) = match r.randomised {
+            Some((stratum, arm, identity)) => (text(stratum), text(arm), text(identity)),
+            None => (Cell::Null, Cell::Null, Cell::Null),
+        };
+        let cells = [
+            text(r.participant),
+            Cell::Int(r.seq as i64),
+            text(r.site),
+            text(r.status),
+            text(r.reasons),
+            text(r.screened_at),
+            stratum,
+            arm,
+            identity,
+        ];
+        if !self.fold("referrals", cells) {
+            return self.scratch.insert_referral(r);
+        }
+        if let Some((_, _, identity)) = r.randomised {
+            self.fold("identities", [text(identity), text(r.participant), Cell::Int(r.seq as i64)]);
+        }
+        Ok(())
+    }
+    fn set_revealed(&self, seq: u64, ts: &str) -> Result<()> {
+        match &self.digest {
+            Some(d) => {
+                let mut d = d.borrow_mut();
+                // As the UPDATE does: nothing without a trial row, the last reveal kept.
+                if d.trial.is_some() {
+                    d.revealed = Some((seq, ts.to_string()));
+                }
+                Ok(())
+            }
+            None => self.scratch.set_revealed(seq, ts),
+        }
+    }
+    fn insert_outcomes(
+        &self,
+        participant: &str,
+        timepoint: &str,
+        collected_on: &str,
+        seq: u64,
+        values: &[(&str, &str)],
+    ) -> Result<()> {
+        self.scratch.insert_outcomes(participant, timepoint, collected_on, seq, values)
+    }
+    fn outcome(&self, participant: &str, timepoint: &str, field: &str) -> Result<Option<(String, String, u32)>> {
+        self.scratch.outcome(participant, timepoint, field)
+    }
+    fn update_outcome(&self, o: &NewOutcome) -> Result<()> {
+        self.scratch.update_outcome(o)
+    }
+    fn put_status(&self, st: &StatusRow) -> Result<()> {
+        self.scratch.put_status(st)
+    }
+    fn put_stream(&self, stream: &str, row: StreamRow) -> Result<()> {
+        let cells = [
+            text(stream),
+            Cell::Int(row.block as i64),
+            Cell::Int(row.start_word as i64),
+            Cell::Int(row.used as i64),
+            Cell::Int(row.next_word as i64),
+        ];
+        if self.fold("allocation_streams", cells) { Ok(()) } else { self.scratch.put_stream(stream, row) }
+    }
+    fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()> {
+        let cells = [Cell::Int(factor as i64), Cell::Int(level as i64), Cell::Int(arm as i64), Cell::Int(n as i64)];
+        if self.fold("allocation_counts", cells) { Ok(()) } else { self.scratch.put_count(factor, level, arm, n) }
     }
 }
 

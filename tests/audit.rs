@@ -490,3 +490,116 @@ fn a_duplicate_before_a_broken_link_is_reported_first_and_each_check_names_its_o
     assert_eq!(v.json["entries"], dup + 1, "the chain holds up to the duplicate");
     assert_eq!(check(&v, "replay")["status"], "skipped");
 }
+
+/// `chancery verify --json` alone, for tampering the reference verifier (which
+/// compares only some columns of the derived tables) does not look for.
+fn verify_chancery(db: &Path) -> Verdict {
+    let out = chancery().args(["verify", "--json", "--db"]).arg(db).output().unwrap();
+    Verdict {
+        code: out.status.code().unwrap(),
+        json: serde_json::from_slice(&out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// The digest form of verification alone: `Some` when it vouches for the trial.
+fn by_digest(db: &Path) -> Option<chancery::verify::Report> {
+    let scratch = tempfile::tempdir().unwrap();
+    chancery::verify::verify_by_digest(&chancery::verify::VerifyOptions {
+        db: db.to_path_buf(),
+        seed: None,
+        checkpoints: Vec::new(),
+        scratch_dir: scratch.path().to_path_buf(),
+    })
+    .unwrap()
+}
+
+/// A built trial with a withdrawal and the reveal as well: every event type.
+fn build_all(dir: &Path) -> PathBuf {
+    let db = build(dir, SEED);
+    chancery()
+        .args(["withdraw", "--db"])
+        .arg(&db)
+        .args(["--participant", "P02", "--reason", "moved", "--now", "2026-07-12T10:00:00Z"])
+        .assert()
+        .success();
+    chancery()
+        .env("CHANCERY_NOW", "2026-08-01T09:00:00Z")
+        .args(["reveal", "--db"])
+        .arg(&db)
+        .args(["--key", &key_arg(&db), "--reason", "recruitment closed"])
+        .assert()
+        .success();
+    db
+}
+
+#[test]
+fn an_intact_trial_is_vouched_for_by_the_digests_with_the_exact_report() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in [build(&dir.path().join("t"), SEED), build_all(&dir.path().join("u"))] {
+        let fast = by_digest(&db).expect("the digest form vouches for an intact trial");
+        let v = verify(&db, &[]);
+        assert_eq!(v.code, 0, "{:#}", v.json);
+        assert_eq!(serde_json::to_value(&fast).unwrap(), v.json);
+    }
+}
+
+#[test]
+fn a_derived_row_changed_added_or_removed_is_named_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = build_all(&dir.path().join("base"));
+    let c = Connection::open(&base).unwrap();
+    let p04 = seq_of(&c, "referral_screened", "P04") as u64;
+    let p07 = seq_of(&c, "participant_randomised", "P07") as u64;
+    let p03 = seq_of(&c, "participant_randomised", "P03") as u64;
+    let p05 = seq_of(&c, "participant_randomised", "P05") as u64;
+    let last: i64 = c.query_row("SELECT max(seq) FROM log", [], |r| r.get(0)).unwrap();
+    let correction: i64 =
+        c.query_row("SELECT seq FROM log WHERE type = 'outcome_corrected'", [], |r| r.get(0)).unwrap();
+    drop(c);
+    let cases: &[(&str, &str, u64)] = &[
+        ("referral changed", "UPDATE referrals SET site = 'dudley' WHERE participant = 'P04'", p04),
+        (
+            "referral added",
+            "INSERT INTO referrals VALUES ('P99', 3, 'sheffield', 'declined', '', '2026-01-01T00:00:00Z', NULL, NULL, NULL)",
+            3,
+        ),
+        ("referral removed", "DELETE FROM referrals WHERE participant = 'P07'", p07),
+        ("identity removed", "DELETE FROM identities WHERE participant = 'P07'", p07),
+        (
+            "identity twice",
+            "CREATE TABLE i2 AS SELECT * FROM identities; INSERT INTO i2 SELECT * FROM identities WHERE participant = 'P03';
+             DROP TABLE identities; ALTER TABLE i2 RENAME TO identities;",
+            p03,
+        ),
+        (
+            "sites swapped",
+            "UPDATE referrals SET site = CASE participant WHEN 'P03' THEN 'dudley' ELSE 'sheffield' END WHERE participant IN ('P03', 'P05')",
+            p03.min(p05),
+        ),
+        ("trial title", "UPDATE trial SET title = 'another trial'", 0),
+        ("reveal moved", "UPDATE trial SET revealed_at = '2026-08-02T09:00:00Z'", 0),
+        ("allocation state", "UPDATE allocation_streams SET used = used + 1 WHERE stream = (SELECT min(stream) FROM allocation_streams)", last as u64),
+        (
+            "corrected outcome",
+            "UPDATE outcomes SET collected_on = '2026-07-02' WHERE participant = 'P01' AND field = 'phq9'",
+            correction as u64,
+        ),
+        (
+            "participant twice",
+            "CREATE TABLE r2 AS SELECT * FROM referrals; INSERT INTO r2 SELECT * FROM referrals WHERE participant = 'P03';
+             DROP VIEW participants; DROP TABLE referrals; ALTER TABLE r2 RENAME TO referrals;
+             CREATE VIEW participants (participant, seq, site, stratum, arm, identity, randomised_at) AS
+                 SELECT participant, seq, site, stratum, arm, identity, screened_at FROM referrals WHERE status = 'randomised';",
+            p03,
+        ),
+    ];
+    for (i, (what, sql, seq)) in cases.iter().enumerate() {
+        let db = copy_trial(&base, &dir.path().join(format!("c{i}")));
+        Connection::open(&db).unwrap().execute_batch(sql).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(by_digest(&db).is_none(), "{what}: the digest form must not vouch");
+        let v = verify_chancery(&db);
+        assert_fails(&v, *seq, "replay");
+        assert_eq!(check(&v, "unique_participants")["ok"], true, "{what}");
+    }
+}
