@@ -48,7 +48,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::{Dataset, OutcomeValue, ParticipantRecord, ParticipantStatus};
+use crate::dataset::{Dataset, OutcomeKeys, OutcomeValue, ParticipantRecord, ParticipantStatus};
 use crate::error::{Error, Result};
 use crate::protocol::{Kind, Stage};
 use crate::random::Stream;
@@ -615,17 +615,28 @@ impl<'a> Columns<'a> {
         let mut outcome = vec![vec![None; n]; outcome_index.len()];
         let wanted_b: Vec<(&str, usize)> = baseline_index.iter().map(|(k, v)| (*k, *v)).collect();
         let wanted_s: Vec<(&str, usize)> = strata_index.iter().map(|(k, v)| (*k, *v)).collect();
-        let wanted_o: Vec<((&str, &str), usize)> = outcome_index.iter().map(|(k, v)| (*k, *v)).collect();
+        // Outcome values name their keys by index into a key table that all
+        // participants of a read dataset share: each table's indices are
+        // mapped to columns once.
+        let mut by_table: Vec<(&'a std::sync::Arc<OutcomeKeys>, Vec<Option<usize>>)> = Vec::new();
         for (i, r) in people.iter().enumerate() {
             let by_name = |w: &&str, k: &String| (*w).cmp(k.as_str());
             merge(r.baseline.iter(), &wanted_b, by_name, |c, v: &'a String| baseline[c][i] = Some(v.as_str()));
             merge(r.strata.iter(), &wanted_s, by_name, |c, v: &'a String| strata[c][i] = Some(v.as_str()));
-            merge(
-                r.outcomes.iter(),
-                &wanted_o,
-                |w: &(&str, &str), k: &(String, String)| (w.0, w.1).cmp(&(k.0.as_str(), k.1.as_str())),
-                |c, v| outcome[c][i] = Some(v),
-            );
+            let table = r.outcomes.keys();
+            let t = match by_table.iter().position(|(t, _)| std::sync::Arc::ptr_eq(t, table)) {
+                Some(t) => t,
+                None => {
+                    by_table.push((table, table.iter().map(|k| outcome_index.get(&k).copied()).collect()));
+                    by_table.len() - 1
+                }
+            };
+            let columns = &by_table[t].1;
+            for (k, v) in r.outcomes.indexed() {
+                if let Some(c) = columns[*k as usize] {
+                    outcome[c][i] = Some(v);
+                }
+            }
         }
         let numbers = baseline.iter().map(|_| std::cell::OnceCell::new()).collect();
         Columns { people, baseline_index, baseline, numbers, strata_index, strata, outcome_index, outcome }
@@ -660,10 +671,7 @@ impl<'a> Columns<'a> {
     fn outcome(&self, tp: &str, name: &str) -> Vec<Option<&'a OutcomeValue>> {
         match self.outcome_index.get(&(tp, name)) {
             Some(&c) => self.outcome[c].clone(),
-            None => {
-                let key = (tp.to_string(), name.to_string());
-                self.people.iter().map(|r| r.outcomes.get(&key)).collect()
-            }
+            None => self.people.iter().map(|r| r.outcomes.get(tp, name)).collect(),
         }
     }
 
@@ -709,7 +717,7 @@ fn time_to_event(
     for (i, r) in people.iter().enumerate() {
         let mut last_contact: Option<i64> = None;
         let mut first_job: Option<i64> = None;
-        for ((_, field), v) in &r.outcomes {
+        for ((_, field), v) in r.outcomes.iter() {
             let day = (v.collected_on - r.randomised_on).num_days();
             last_contact = Some(last_contact.map_or(day, |d| d.max(day)));
             if field == name
@@ -814,9 +822,9 @@ fn consort(
         .map(|r| {
             let mut seen = vec![false; timepoints.len()];
             let mut last: Option<&str> = None;
-            for (tp, _) in r.outcomes.keys() {
-                if last != Some(tp.as_str()) {
-                    last = Some(tp.as_str());
+            for ((tp, _), _) in r.outcomes.iter() {
+                if last != Some(tp) {
+                    last = Some(tp);
                     for (k, t) in timepoints.iter().enumerate() {
                         seen[k] |= t.id == *tp;
                     }

@@ -182,7 +182,7 @@ pub fn participants(trial: &crate::ledger::Trial, as_of: chrono::NaiveDate) -> R
             row.push(Some(r.status.name().to_string()));
             row.push(reason);
             row.push(on);
-            row.extend(outcome_cols.iter().map(|k| r.outcomes.get(k).map(|v| v.value.clone())));
+            row.extend(outcome_cols.iter().map(|(t, o)| r.outcomes.get(t, o).map(|v| v.value.to_string())));
             row
         })
         .collect();

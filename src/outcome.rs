@@ -3,12 +3,16 @@
 //! dataset. Each write is one transaction of log events (see [`crate::ledger`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
+use compact_str::CompactString;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
-use crate::dataset::{Dataset, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus, ReferralRecord};
+use crate::dataset::{
+    Dataset, OutcomeKeys, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus, ReferralRecord,
+};
 use crate::error::{Error, Result};
 use crate::event::{Event, OutcomeCorrected, OutcomeRecorded, Randomised, StatusChanged};
 use crate::followup::{self, Correction, Due, OutcomeEntry, Subject};
@@ -364,12 +368,15 @@ impl Trial {
         let (randomisations, outcomes) = std::thread::scope(|scope| {
             let decoded = scope.spawn(move || entries.decode());
             // Rows come ordered by participant, then timepoint and field: each
-            // participant's run of rows is gathered and its map built in bulk
-            // from the sorted run; the maps are kept in participant (byte)
-            // order for binary search.
-            let mut outcomes: Vec<(String, Outcomes)> = Vec::new();
-            let mut run_of = String::new();
-            let mut run: Vec<((String, String), OutcomeValue)> = Vec::new();
+            // participant's run of values is one slice of `values`, its keys
+            // numbered in order of first sight (a key is most often the one
+            // after the last key seen, so that guess is tried first), then
+            // renumbered in key order once all are known. Runs are kept in
+            // participant (byte) order for binary search.
+            let mut runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+            let mut values: Vec<(u32, OutcomeValue)> = Vec::new();
+            let mut seen: Vec<(String, String)> = Vec::new();
+            let mut last_key = 0usize;
             let mut last_date: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
             let read = self.store.for_each_outcome_value(|participant, timepoint, field, value, collected_on| {
                 if last_date.0 != collected_on {
@@ -379,24 +386,33 @@ impl Trial {
                 if collected_on > as_of {
                     return;
                 }
-                if run_of != participant {
-                    if !run.is_empty() {
-                        outcomes.push((std::mem::take(&mut run_of), run.drain(..).collect()));
-                    }
-                    run_of = participant.to_string();
+                if runs.last().is_none_or(|(p, _)| p != participant) {
+                    runs.push((participant.to_string(), values.len()..values.len()));
                 }
-                run.push((
-                    (timepoint.to_string(), field.to_string()),
-                    OutcomeValue { value: value.to_string(), collected_on },
-                ));
+                let is = |k: usize| seen.get(k).is_some_and(|(t, f)| t == timepoint && f == field);
+                let key = if is(last_key + 1) {
+                    last_key + 1
+                } else if let Some(k) = (0..seen.len()).find(|&k| is(k)) {
+                    k
+                } else {
+                    seen.push((timepoint.to_string(), field.to_string()));
+                    seen.len() - 1
+                };
+                last_key = key;
+                values.push((key as u32, OutcomeValue { value: CompactString::from(value), collected_on }));
+                if let Some((_, run)) = runs.last_mut() {
+                    run.end = values.len();
+                }
             });
-            if !run.is_empty() {
-                outcomes.push((run_of, run.into_iter().collect()));
-            }
             let decoded = decoded.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            read.and(decoded).map(|r| (r, outcomes))
+            read.and(decoded).map(|r| (r, (runs, values, seen)))
         })?;
-        let mut outcomes = outcomes;
+        let (runs, mut values, seen) = outcomes;
+        let keys = Arc::new(OutcomeKeys::new(seen.clone()));
+        let renumber: Vec<u32> = seen.iter().map(|(t, f)| keys.index(t, f).expect("a key of the table")).collect();
+        for (k, _) in &mut values {
+            *k = renumber[*k as usize];
+        }
         let mut participants = Vec::new();
         for (randomised_on, r) in randomisations {
             if randomised_on > as_of {
@@ -408,10 +424,11 @@ impl Trial {
                 .filter_map(|part| part.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            let own_outcomes = match outcomes.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)) {
-                Ok(k) => std::mem::take(&mut outcomes[k].1),
-                Err(_) => BTreeMap::new(),
+            let own = match runs.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)) {
+                Ok(k) => values[runs[k].1.clone()].to_vec(),
+                Err(_) => Vec::new(),
             };
+            let own_outcomes = Outcomes::from_indexed(keys.clone(), own);
             participants.push(ParticipantRecord {
                 region: protocol.site(&r.site).and_then(|s| s.region.clone()),
                 status: statuses.get(&r.participant).cloned().unwrap_or(ParticipantStatus::Active),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chancery::analysis::{Analysis, analyse, markdown, write_tables};
-use chancery::dataset::{Dataset, OutcomeValue, ParticipantRecord, ParticipantStatus, ReferralRecord};
+use chancery::dataset::{Dataset, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus, ReferralRecord};
 use chancery::stats::Estimable;
 use chrono::{Duration, NaiveDate};
 use serde_json::Value;
@@ -359,11 +359,11 @@ fn dataset(people: &[Person]) -> Dataset {
             baseline.insert(k.into(), v.into());
         }
         baseline.insert("phq9".into(), p.phq9.0.to_string());
-        let mut outcomes = BTreeMap::new();
+        let mut outcomes = Outcomes::new();
         if let Some(day) = p.follow_up {
             let on = start + Duration::days(day);
             let mut put = |name: &str, value: String| {
-                outcomes.insert(("m12".to_string(), name.to_string()), OutcomeValue { value, collected_on: on });
+                outcomes.insert("m12", name, OutcomeValue { value: value.into(), collected_on: on });
             };
             if let Some(y) = p.work13 {
                 put("paid_work_13_weeks", if y { "yes" } else { "no" }.into());
@@ -582,7 +582,28 @@ fn swapping_the_arm_labels_negates_differences_and_inverts_ratios() {
 fn the_dataset_holds_exactly_the_stored_values_as_of_its_date() {
     let dir = tempfile::tempdir().unwrap();
     let db = demo_trial(dir.path());
-    let trial = chancery::ledger::Trial::open(&db).unwrap();
+    // Correct a few values first, so the dataset must show the current ones.
+    let mut trial = chancery::ledger::Trial::open(&db).unwrap();
+    let before = trial.store().outcomes().unwrap();
+    let now = chancery::clock::Timestamp::parse(&format!(
+        "{}T12:00:00Z",
+        trial.last_entry_date().unwrap() + Duration::days(1)
+    ))
+    .unwrap();
+    let mut corrected = Vec::new();
+    for o in before.iter().filter(|o| o.field == "phq9").step_by(97).take(5) {
+        let value = if o.value == "3" { "4" } else { "3" };
+        let c = chancery::followup::Correction {
+            participant: o.participant.clone(),
+            timepoint: o.timepoint.clone(),
+            field: o.field.clone(),
+            value: value.into(),
+            reason: "transcription error".into(),
+        };
+        trial.correct_outcome(&c, "tester", now).unwrap();
+        corrected.push((o.participant.clone(), o.timepoint.clone(), value.to_string()));
+    }
+    assert_eq!(corrected.len(), 5);
     let last = trial.last_entry_date().unwrap();
     let stored = trial.store().outcomes().unwrap();
     let table = trial.store().participants().unwrap();
@@ -603,12 +624,33 @@ fn the_dataset_holds_exactly_the_stored_values_as_of_its_date() {
             .iter()
             .flat_map(|r| {
                 r.outcomes.iter().map(|((tp, f), v)| {
-                    ((r.participant.clone(), tp.clone(), f.clone()), (v.value.clone(), v.collected_on))
+                    ((r.participant.clone(), tp.to_string(), f.to_string()), (v.value.to_string(), v.collected_on))
                 })
             })
             .collect();
         assert_eq!(got.len(), d.participants.iter().map(|r| r.outcomes.len()).sum::<usize>());
         assert_eq!(got, want, "as of {as_of}");
+        // Looked up one by one, every key of the protocol gives the same, missing values included.
+        let p = &d.protocol;
+        let (mut present, mut missing) = (0, 0);
+        for r in &d.participants {
+            for o in &p.outcomes {
+                for t in &p.timepoints {
+                    let key = (r.participant.clone(), t.id.clone(), o.name.clone());
+                    let got = r.outcomes.get(&t.id, &o.name).map(|v| (v.value.to_string(), v.collected_on));
+                    assert_eq!(got.as_ref(), want.get(&key), "{key:?} as of {as_of}");
+                    if got.is_some() { present += 1 } else { missing += 1 }
+                }
+            }
+            assert_eq!(r.outcomes.get("no such timepoint", "phq9"), None);
+        }
+        assert!(present > 0 && missing > 0, "{present} present, {missing} missing");
+        if as_of == last {
+            for (participant, tp, value) in &corrected {
+                let r = d.participants.iter().find(|r| &r.participant == participant).unwrap();
+                assert_eq!(r.outcomes.get(tp, "phq9").unwrap().value, value.as_str(), "{participant} {tp}");
+            }
+        }
         // Everyone randomised by `as_of`, in randomisation order, in their arm.
         let mut randomised: Vec<&chancery::store::ParticipantRow> =
             table.iter().filter(|p| on(&p.randomised_at) <= as_of).collect();
