@@ -69,8 +69,9 @@ pub(crate) fn weighted_gram(x: &DMatrix<f64>, w: Option<&[f64]>, z: Option<&[f64
 /// used. Either way each entry is summed over the rows in row order.
 pub(crate) enum Rows<'a> {
     /// Compressed rows: entries `start[i]..start[i + 1]` of `col`/`val` are
-    /// row i's non-zeros, in column order.
-    Sparse { p: usize, start: Vec<usize>, col: Vec<usize>, val: Vec<f64> },
+    /// row i's non-zeros, in column order; `patterns`, the rows' distinct
+    /// patterns when there are few of them.
+    Sparse { p: usize, start: Vec<usize>, col: Vec<usize>, val: Vec<f64>, patterns: Option<Patterns> },
     /// The matrix itself.
     Dense(&'a DMatrix<f64>),
 }
@@ -106,7 +107,17 @@ impl<'a> Rows<'a> {
                 }
             }
         }
-        Rows::Sparse { p, start, col, val }
+        let patterns = Patterns::of(&start, &col, &val);
+        Rows::Sparse { p, start, col, val, patterns }
+    }
+
+    /// The rows' distinct patterns, if the design is sparse and has at most
+    /// one distinct row per [`MIN_COPIES`] rows.
+    pub(crate) fn patterns(&self) -> Option<&Patterns> {
+        match self {
+            Rows::Sparse { patterns, .. } => patterns.as_ref(),
+            Rows::Dense(_) => None,
+        }
     }
 
     /// `X β`, each row summed in column order.
@@ -128,7 +139,7 @@ impl<'a> Rows<'a> {
                 let cols: Vec<&[f64]> = (0..x.ncols()).map(|j| &data[j * n..(j + 1) * n]).collect();
                 gram_of_columns(&cols, n, w, z)
             }
-            Rows::Sparse { p, start, col, val } => {
+            Rows::Sparse { p, start, col, val, .. } => {
                 let p = *p;
                 let mut a = vec![0.0f64; p * p];
                 let mut b = vec![0.0f64; p];
@@ -148,6 +159,69 @@ impl<'a> Rows<'a> {
                 }
                 symmetric(p, &a, b)
             }
+        }
+    }
+}
+
+/// Fewest rows per distinct row for [`Rows::patterns`] to be kept: with
+/// fewer copies grouping would save little.
+pub(crate) const MIN_COPIES: usize = 4;
+
+/// Which rows of a design are equal. A design of only the treatment and
+/// factor dummies has at most (2 × the product of the factors' levels)
+/// distinct rows however many participants it has, so a model fitted by
+/// rows' sums (cross-products, likelihoods) can be fitted on the distinct
+/// rows with their counts as weights.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Patterns {
+    /// Row i equals row `first[of[i]]`.
+    pub(crate) of: Vec<u32>,
+    /// Each pattern's first row, in row order.
+    pub(crate) first: Vec<usize>,
+}
+
+impl Patterns {
+    /// The patterns of compressed rows, or `None` if there are more than one
+    /// per [`MIN_COPIES`] rows.
+    fn of(start: &[usize], col: &[usize], val: &[f64]) -> Option<Patterns> {
+        let n = start.len() - 1;
+        let limit = n / MIN_COPIES;
+        let mut index: std::collections::HashMap<RowKey<'_>, u32> = std::collections::HashMap::new();
+        let (mut of, mut first) = (Vec::with_capacity(n), Vec::new());
+        for i in 0..n {
+            let key = RowKey(&col[start[i]..start[i + 1]], &val[start[i]..start[i + 1]]);
+            let next = first.len() as u32;
+            let k = *index.entry(key).or_insert(next);
+            if k == next {
+                if first.len() >= limit {
+                    return None;
+                }
+                first.push(i);
+            }
+            of.push(k);
+        }
+        Some(Patterns { of, first })
+    }
+}
+
+/// A compressed row as a hash key: its columns and the bits of its values
+/// (bitwise equality, so that no two rows merge unless they are identical).
+#[derive(Clone, Copy)]
+struct RowKey<'a>(&'a [usize], &'a [f64]);
+
+impl PartialEq for RowKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 && self.1.iter().zip(other.1).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+impl Eq for RowKey<'_> {}
+
+impl std::hash::Hash for RowKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h);
+        for v in self.1 {
+            h.write_u64(v.to_bits());
         }
     }
 }

@@ -26,7 +26,7 @@
 
 use super::design::{Adjustment, Design, Factor, build};
 use super::dist::{normal_quantile, normal_two_sided_p};
-use super::gram::{Rows, inverse_spd, solve_spd};
+use super::gram::{MIN_COPIES, Patterns, Rows, inverse_spd, solve_spd};
 use super::{ArmCounts, Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level};
 use nalgebra::{DMatrix, DVector};
 
@@ -118,11 +118,64 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
 }
 
 /// [`irls`] with the matrix's rows already prepared for cross-products.
+///
+/// When the rows fall into few distinct patterns (a design of factor dummies
+/// only), the rows with equal pattern, outcome and prior weight have equal
+/// fitted values at every step, so the fit is run once per such group with
+/// the group's size multiplying its weight: every sum of the fit (the
+/// cross-products, the deviance, the information) is the same sum, grouped.
 pub(crate) fn irls_on(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64]) -> IrlsFit {
+    if let Some(g) = rows.patterns().and_then(|pat| Grouped::new(x, pat, y, w)) {
+        return irls_weighted(&g.x, &Rows::new(&g.x), &g.y, &g.w, &g.w_start);
+    }
+    irls_weighted(x, rows, y, w, w)
+}
+
+/// Rows grouped by (pattern, outcome, prior weight), in order of each group's
+/// first row: one row of the design per group, its outcome, its prior weight
+/// times its size, and its members' own prior weight (R's starting values use
+/// the per-row weight).
+struct Grouped {
+    x: DMatrix<f64>,
+    y: Vec<f64>,
+    w: Vec<f64>,
+    w_start: Vec<f64>,
+}
+
+impl Grouped {
+    /// `None` when grouping would leave more than one group per
+    /// [`MIN_COPIES`] rows.
+    fn new(x: &DMatrix<f64>, pat: &Patterns, y: &[f64], w: &[f64]) -> Option<Grouped> {
+        let n = x.nrows();
+        let mut index: std::collections::HashMap<(u32, u64, u64), usize> = std::collections::HashMap::new();
+        let (mut first, mut count): (Vec<usize>, Vec<f64>) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let next = first.len();
+            let g = *index.entry((pat.of[i], y[i].to_bits(), w[i].to_bits())).or_insert(next);
+            if g == next {
+                if first.len() >= n / MIN_COPIES {
+                    return None;
+                }
+                first.push(i);
+                count.push(0.0);
+            }
+            count[g] += 1.0;
+        }
+        Some(Grouped {
+            x: x.select_rows(&first),
+            y: first.iter().map(|&i| y[i]).collect(),
+            w: first.iter().zip(&count).map(|(&i, &c)| w[i] * c).collect(),
+            w_start: first.iter().map(|&i| w[i]).collect(),
+        })
+    }
+}
+
+/// The IRLS iterations, with `w_start` the prior weights R's starting values use.
+fn irls_weighted(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64], w_start: &[f64]) -> IrlsFit {
     let (n, p) = x.shape();
     let mut eta: Vec<f64> = y
         .iter()
-        .zip(w)
+        .zip(w_start)
         .map(|(&y, &w)| {
             let m = (w * y + 0.5) / (w + 1.0);
             (m / (1.0 - m)).ln()
