@@ -702,6 +702,30 @@ fn a_participant_row_naming_a_missing_or_wrong_log_entry_is_an_integrity_error()
             "not the randomisation of participant",
         ),
         ("not a number", format!("UPDATE participants SET seq = 'x' WHERE participant = '{first}'"), "seq"),
+        // The entry itself edited: no longer canonical, or canonical but no
+        // longer a randomisation event (a member renamed, so one is missing
+        // and one unknown; the dataset skips the identity, but not unread).
+        (
+            "not canonical",
+            format!(
+                "DROP TRIGGER log_is_append_only_update; UPDATE log SET body = replace(body, '{{\"data\":', '{{ \"data\":') WHERE seq = {s1}"
+            ),
+            "not the canonical encoding",
+        ),
+        (
+            "member renamed",
+            format!(
+                "DROP TRIGGER log_is_append_only_update; UPDATE log SET body = replace(body, '\"identity\":', '\"identitx\":') WHERE seq = {s1}"
+            ),
+            "does not decode",
+        ),
+        (
+            "allocation renamed",
+            format!(
+                "DROP TRIGGER log_is_append_only_update; UPDATE log SET body = replace(body, '\"allocation\":', '\"allocatioo\":') WHERE seq = {s1}"
+            ),
+            "does not decode",
+        ),
     ];
     let trial = chancery::ledger::Trial::open(&db).unwrap();
     let as_of = trial.last_entry_date().unwrap();
