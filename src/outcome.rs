@@ -419,7 +419,10 @@ impl Trial {
                 }
                 if run_of != participant {
                     if !run.is_empty() {
-                        runs.push((std::mem::take(&mut run_of), run.drain(..).collect()));
+                        // Moved into an exact-size vector; `run` keeps its buffer.
+                        let mut own = Vec::with_capacity(run.len());
+                        own.append(&mut run);
+                        runs.push((std::mem::take(&mut run_of), own));
                     }
                     run_of = participant.to_string();
                 }
