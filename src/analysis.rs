@@ -50,7 +50,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dataset::{Dataset, OutcomeKeys, OutcomeValue, ParticipantRecord, ParticipantStatus};
 use crate::error::{Error, Result};
-use crate::protocol::{Kind, Stage};
+use crate::protocol::{Kind, Protocol, Stage};
 use crate::random::Stream;
 use crate::stats::binary::{BinaryComparison, compare_outcomes};
 use crate::stats::cace::{ComplierEffect, complier_average_effect};
@@ -427,123 +427,154 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
         primary_values = Some(y);
     }
 
-    // 4. Continuous outcomes at their last timepoint (the take-up count is not an outcome).
-    let mut continuous = Vec::new();
-    for o in &p.outcomes {
-        if !matches!(o.kind, Kind::Integer { .. } | Kind::Number { .. }) || Some(&o.name) == p.analysis.take_up.as_ref()
-        {
-            continue;
-        }
-        let Some(tp) = o.timepoints.last() else { continue };
-        let y: Vec<Option<f64>> =
-            cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| v.value.parse().ok())).collect();
-        let summary = describe(&y, &treated).map_err(stats_err)?;
-        let welch = welch_t_test(&y, &treated, level).map_err(stats_err)?;
-        let adjusted = match &o.baseline {
-            Some(b) => {
-                let base: Vec<Option<f64>> = cols.number(b);
-                ancova(&y, &format!("baseline_{b}"), &base, &treated, &adj, level).map_err(stats_err)?
+    // 7. Missing data, the longest section, runs on a thread of its own while
+    // this one does the others; it draws from its own random stream, so its
+    // result does not depend on what runs beside it.
+    let mi_adj = primary_values.as_ref().map(|_| imputation_adjustment(p, &adj, &cols));
+    std::thread::scope(|scope| {
+        let imputing = match (&primary_values, mi_adj) {
+            (Some(y), Some(mi_adj)) => {
+                let treated = &treated;
+                Some(scope.spawn(move || missing_data(p, y, treated, &mi_adj, level)))
             }
-            None => linear_regression(&y, &treated, &adj, level).map_err(stats_err)?,
+            _ => None,
         };
-        analysed.push((format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()));
-        continuous.push(ContinuousOutcome {
-            outcome: o.name.clone(),
-            label: o.label.clone(),
-            unit: o.unit.clone(),
-            timepoint: tp.clone(),
-            summary,
-            welch,
-            adjusted,
-        });
-    }
 
-    // 5. Time to first job.
-    let time_to_event = match &p.analysis.time_to_event {
-        Some(name) => Some(time_to_event(d, name, &people, &treated, &strata, level).map_err(stats_err)?),
-        None => None,
-    };
-
-    // 6. Subgroups.
-    let mut subgroups = Vec::new();
-    if let Some(y) = &primary_values {
-        for name in &p.analysis.subgroups {
-            let labels: Vec<Option<&str>> = cols.subgroup(name);
-            let f = Factor::from_labels(name, &labels);
-            subgroups.push(subgroup_analysis(y, &treated, &f, level).map_err(stats_err)?);
-        }
-    }
-
-    // 7. Missing data: multiple imputation of the primary outcome.
-    let missing_data = match &primary_values {
-        Some(y) => {
-            let mut mi_adj = adj.clone();
-            for f in p.fields.iter().filter(|f| f.stage == Stage::Baseline) {
-                if matches!(f.kind, Kind::Integer { .. } | Kind::Number { .. })
-                    && !mi_adj.covariates.iter().any(|c| c.name == f.name)
-                {
-                    mi_adj.covariates.push(Covariate::new(&f.name, cols.number(&f.name)));
-                }
+        // 4. Continuous outcomes at their last timepoint (the take-up count is not an outcome).
+        let mut continuous = Vec::new();
+        for o in &p.outcomes {
+            if !matches!(o.kind, Kind::Integer { .. } | Kind::Number { .. })
+                || Some(&o.name) == p.analysis.take_up.as_ref()
+            {
+                continue;
             }
-            let key: [u8; 32] = Sha256::new()
-                .chain_update(b"chancery/v1/analysis/imputation/")
-                .chain_update(p.id.as_bytes())
-                .finalize()
-                .into();
-            let mut stream = Stream::open(&key, "imputation", 0);
-            let mut words = || stream.next_word();
-            // White, Royston & Wood (2011): at least as many imputations as the
-            // percentage of incomplete cases; the floor is 20.
-            let m = (p.analysis.imputations as usize).max(RECOMMENDED_IMPUTATIONS);
-            let imputation =
-                impute_and_analyse_binary(y, &treated, &mi_adj, m, level, &mut words).map_err(stats_err)?;
-            let count = |present: bool| {
-                let n =
-                    |arm: bool| y.iter().zip(&treated).filter(|(v, t)| **t == arm && v.is_some() == present).count();
-                ArmCounts { treated: n(true), control: n(false) }
+            let Some(tp) = o.timepoints.last() else { continue };
+            let y: Vec<Option<f64>> =
+                cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| v.value.parse().ok())).collect();
+            let summary = describe(&y, &treated).map_err(stats_err)?;
+            let welch = welch_t_test(&y, &treated, level).map_err(stats_err)?;
+            let adjusted = match &o.baseline {
+                Some(b) => {
+                    let base: Vec<Option<f64>> = cols.number(b);
+                    ancova(&y, &format!("baseline_{b}"), &base, &treated, &adj, level).map_err(stats_err)?
+                }
+                None => linear_regression(&y, &treated, &adj, level).map_err(stats_err)?,
             };
-            Some(MissingData {
-                assumption: p.analysis.missing_data.clone(),
-                observed: count(true),
-                missing: count(false),
-                imputation,
-                imputations: m,
-                stream: format!(
-                    "ChaCha20 keyed by SHA-256(\"chancery/v1/analysis/imputation/\" + trial id {:?}), stream \"imputation\"",
-                    p.id
-                ),
-            })
+            analysed.push((format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()));
+            continuous.push(ContinuousOutcome {
+                outcome: o.name.clone(),
+                label: o.label.clone(),
+                unit: o.unit.clone(),
+                timepoint: tp.clone(),
+                summary,
+                welch,
+                adjusted,
+            });
         }
-        None => None,
-    };
 
-    // 8. CACE.
-    let cace = match (&primary_values, &take_up, &p.analysis.take_up) {
-        (Some(y), Some(received), Some(name)) => Some(Cace {
-            outcome: primary_outcome.map(|o| o.name.clone()).unwrap_or_default(),
-            take_up: name.clone(),
-            effect: complier_average_effect(y, received, &treated, level).map_err(stats_err)?,
-        }),
-        _ => None,
-    };
+        // 5. Time to first job.
+        let time_to_event = match &p.analysis.time_to_event {
+            Some(name) => Some(time_to_event(d, name, &people, &treated, &strata, level).map_err(stats_err)?),
+            None => None,
+        };
 
-    let consort = consort(d, &arms, take_up.as_deref(), &people, &analysed);
-    let baseline = baseline_table(d, &cols);
-    Ok(Analysis {
-        trial: p.id.clone(),
-        title: p.title.clone(),
-        as_of: d.as_of,
-        level,
-        adjusted_for: p.factors.iter().map(|f| f.name.clone()).chain(p.analysis.covariates.iter().cloned()).collect(),
-        arms,
-        consort,
-        baseline,
-        primary,
-        continuous,
-        time_to_event,
-        subgroups,
-        missing_data,
-        cace,
+        // 6. Subgroups.
+        let mut subgroups = Vec::new();
+        if let Some(y) = &primary_values {
+            for name in &p.analysis.subgroups {
+                let labels: Vec<Option<&str>> = cols.subgroup(name);
+                let f = Factor::from_labels(name, &labels);
+                subgroups.push(subgroup_analysis(y, &treated, &f, level).map_err(stats_err)?);
+            }
+        }
+
+        let missing_data = match imputing {
+            Some(h) => Some(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?),
+            None => None,
+        };
+
+        // 8. CACE.
+        let cace = match (&primary_values, &take_up, &p.analysis.take_up) {
+            (Some(y), Some(received), Some(name)) => Some(Cace {
+                outcome: primary_outcome.map(|o| o.name.clone()).unwrap_or_default(),
+                take_up: name.clone(),
+                effect: complier_average_effect(y, received, &treated, level).map_err(stats_err)?,
+            }),
+            _ => None,
+        };
+
+        let consort = consort(d, &arms, take_up.as_deref(), &people, &analysed);
+        let baseline = baseline_table(d, &cols);
+        Ok(Analysis {
+            trial: p.id.clone(),
+            title: p.title.clone(),
+            as_of: d.as_of,
+            level,
+            adjusted_for: p
+                .factors
+                .iter()
+                .map(|f| f.name.clone())
+                .chain(p.analysis.covariates.iter().cloned())
+                .collect(),
+            arms,
+            consort,
+            baseline,
+            primary,
+            continuous,
+            time_to_event,
+            subgroups,
+            missing_data,
+            cace,
+        })
+    })
+}
+
+/// The adjustment of the imputation model: the analysis's, with every
+/// numeric baseline field as a covariate.
+fn imputation_adjustment(p: &Protocol, adj: &Adjustment, cols: &Columns<'_>) -> Adjustment {
+    let mut mi_adj = adj.clone();
+    for f in p.fields.iter().filter(|f| f.stage == Stage::Baseline) {
+        if matches!(f.kind, Kind::Integer { .. } | Kind::Number { .. })
+            && !mi_adj.covariates.iter().any(|c| c.name == f.name)
+        {
+            mi_adj.covariates.push(Covariate::new(&f.name, cols.number(&f.name)));
+        }
+    }
+    mi_adj
+}
+
+/// 7. Missing data: multiple imputation of the primary outcome `y`, from the
+/// trial's own imputation stream.
+fn missing_data(
+    p: &Protocol,
+    y: &[Option<bool>],
+    treated: &[bool],
+    mi_adj: &Adjustment,
+    level: f64,
+) -> Result<MissingData> {
+    let stats_err = |e: crate::stats::StatsError| Error::Integrity(format!("analysis: {e}"));
+    let key: [u8; 32] =
+        Sha256::new().chain_update(b"chancery/v1/analysis/imputation/").chain_update(p.id.as_bytes()).finalize().into();
+    let mut stream = Stream::open(&key, "imputation", 0);
+    let mut words = || stream.next_word();
+    // White, Royston & Wood (2011): at least as many imputations as the
+    // percentage of incomplete cases; the floor is 20.
+    let m = (p.analysis.imputations as usize).max(RECOMMENDED_IMPUTATIONS);
+    let imputation = impute_and_analyse_binary(y, treated, mi_adj, m, level, &mut words).map_err(stats_err)?;
+    let count = |present: bool| {
+        let n = |arm: bool| y.iter().zip(treated).filter(|(v, t)| **t == arm && v.is_some() == present).count();
+        ArmCounts { treated: n(true), control: n(false) }
+    };
+    Ok(MissingData {
+        assumption: p.analysis.missing_data.clone(),
+        observed: count(true),
+        missing: count(false),
+        imputation,
+        imputations: m,
+        stream: format!(
+            "ChaCha20 keyed by SHA-256(\"chancery/v1/analysis/imputation/\" + trial id {:?}), stream \"imputation\"",
+            p.id
+        ),
     })
 }
 
