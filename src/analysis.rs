@@ -543,8 +543,8 @@ fn imputation_adjustment(p: &Protocol, adj: &Adjustment, cols: &Columns<'_>) -> 
     mi_adj
 }
 
-/// 7. Missing data: multiple imputation of the primary outcome `y`, from the
-/// trial's own imputation stream.
+/// Section 7, missing data: multiple imputation of the primary outcome `y`,
+/// from the trial's own imputation stream.
 fn missing_data(
     p: &Protocol,
     y: &[Option<bool>],
