@@ -551,3 +551,59 @@ fn standardised_rd(
         Some(r0),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A design of treatment and factor dummies (few distinct rows) and a
+    /// binary outcome that depends on them.
+    fn factor_design(n: usize) -> (DMatrix<f64>, Vec<f64>) {
+        let x = DMatrix::from_fn(n, 6, |i, j| match j {
+            0 => 1.0,
+            1 => f64::from(u8::from(i % 2 == 0)),
+            2 | 3 => f64::from(u8::from(i % 3 == j - 1)),
+            _ => f64::from(u8::from((i / 7) % 4 == j - 3)),
+        });
+        let y = (0..n).map(|i| f64::from(u8::from((i * 7919) % 13 < 4 + (i % 2) + (i % 3)))).collect();
+        (x, y)
+    }
+
+    #[test]
+    fn fits_grouped_by_equal_rows_match_the_row_by_row_fit() {
+        let (x, y) = factor_design(2000);
+        for w in [vec![1.0; 2000], (0..2000).map(|i| 0.5 + (i % 3) as f64).collect::<Vec<f64>>()] {
+            let rows = Rows::new(&x);
+            assert!(rows.patterns().is_some());
+            let grouped = irls_on(&x, &rows, &y, &w);
+            let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w);
+            assert_eq!(
+                (grouped.iterations, grouped.converged, grouped.separated),
+                (by_row.iterations, by_row.converged, by_row.separated)
+            );
+            assert!(grouped.converged && !grouped.separated);
+            let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(b.abs()).max(1e-300);
+            assert!(rel(grouped.deviance, by_row.deviance) < 1e-12);
+            for (a, b) in grouped.beta.iter().zip(by_row.beta.iter()) {
+                assert!((a - b).abs() < 1e-10, "{a} vs {b}");
+            }
+            for (a, b) in grouped.cov.iter().zip(by_row.cov.iter()) {
+                assert!((a - b).abs() < 1e-10 * grouped.cov.amax(), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_fits_still_report_separation() {
+        let (x, _) = factor_design(400);
+        // The outcome is the treatment indicator: complete separation.
+        let y: Vec<f64> = (0..400).map(|i| x[(i, 1)]).collect();
+        let w = vec![1.0; 400];
+        let rows = Rows::new(&x);
+        assert!(rows.patterns().is_some());
+        let grouped = irls_on(&x, &rows, &y, &w);
+        let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w);
+        assert!(grouped.separated && by_row.separated);
+        assert_eq!(grouped.converged, by_row.converged);
+    }
+}
