@@ -78,7 +78,7 @@ pub(crate) enum Rows<'a> {
         val: Vec<f64>,
         patterns: Option<Patterns>,
         /// When the rows are not few but their indicator parts are.
-        indicators: Option<Indicators>,
+        indicators: Option<Box<Indicators>>,
     },
     /// The matrix itself.
     Dense(&'a DMatrix<f64>),
@@ -128,7 +128,8 @@ impl<'a> Rows<'a> {
             }
         }
         let patterns = if group { Patterns::of(&start, &col, &val) } else { None };
-        let indicators = if group && patterns.is_none() { Indicators::of(p, &start, &col, &val) } else { None };
+        let indicators =
+            if group && patterns.is_none() { Indicators::of(p, &start, &col, &val).map(Box::new) } else { None };
         Rows::Sparse { p, start, col, val, patterns, indicators }
     }
 
