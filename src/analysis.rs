@@ -48,7 +48,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::{Dataset, OutcomeKeys, OutcomeValue, ParticipantRecord, ParticipantStatus};
+use crate::dataset::{Dataset, NamedValues, Names, OutcomeKeys, OutcomeValue, ParticipantRecord, ParticipantStatus};
 use crate::error::{Error, Result};
 use crate::protocol::{Kind, Protocol, Stage};
 use crate::random::Stream;
@@ -579,9 +579,9 @@ fn missing_data(
 }
 
 /// The analysed participants' values as columns, read from each
-/// participant's maps in one ordered pass (a merge of sorted keys) rather than
-/// one B-tree look-up per value: with 100,000 participants the look-ups'
-/// cache misses and key comparisons were a third of the analysis.
+/// participant's values in one pass through their name indices rather than
+/// one look-up per value: with 100,000 participants the look-ups' cache
+/// misses and key comparisons were a third of the analysis.
 struct Columns<'a> {
     people: &'a [&'a ParticipantRecord],
     baseline_index: BTreeMap<&'a str, usize>,
@@ -594,28 +594,34 @@ struct Columns<'a> {
     outcome: Vec<Vec<Option<&'a OutcomeValue>>>,
 }
 
-/// Calls `put(column, value)` for each entry of a sorted map whose key is
-/// among `wanted` (sorted, distinct), in one pass over both.
-fn merge<'m, K: 'm, W, V: 'm>(
-    map: impl Iterator<Item = (&'m K, &'m V)>,
-    wanted: &[(W, usize)],
-    cmp: impl Fn(&W, &K) -> std::cmp::Ordering,
-    mut put: impl FnMut(usize, &'m V),
-) {
-    use std::cmp::Ordering;
-    let mut w = 0;
-    for (k, v) in map {
-        while w < wanted.len() && cmp(&wanted[w].0, k) == Ordering::Less {
-            w += 1;
-        }
-        if w == wanted.len() {
-            break;
-        }
-        if cmp(&wanted[w].0, k) == Ordering::Equal {
-            put(wanted[w].1, v);
-            w += 1;
+/// Each participant's named values put into columns: the indices of each
+/// name table (all participants of a read dataset share one) are mapped to
+/// columns once.
+fn named_columns<'a>(
+    people: &'a [&'a ParticipantRecord],
+    values: impl Fn(&'a ParticipantRecord) -> &'a NamedValues,
+    index: &BTreeMap<&'a str, usize>,
+) -> Vec<Vec<Option<&'a str>>> {
+    let mut out = vec![vec![None; people.len()]; index.len()];
+    let mut by_table: Vec<(&'a std::sync::Arc<Names>, Vec<Option<usize>>)> = Vec::new();
+    for (i, r) in people.iter().enumerate() {
+        let v = values(r);
+        let table = v.names();
+        let t = match by_table.iter().position(|(t, _)| std::sync::Arc::ptr_eq(t, table)) {
+            Some(t) => t,
+            None => {
+                by_table.push((table, (0..table.len() as u32).map(|k| index.get(table.name(k)).copied()).collect()));
+                by_table.len() - 1
+            }
+        };
+        let columns = &by_table[t].1;
+        for (k, x) in v.indexed() {
+            if let Some(c) = columns[*k as usize] {
+                out[c][i] = Some(x.as_str());
+            }
         }
     }
+    out
 }
 
 impl<'a> Columns<'a> {
@@ -641,19 +647,14 @@ impl<'a> Columns<'a> {
             outcome_index.entry(k).or_insert(next);
         }
         let n = people.len();
-        let mut baseline = vec![vec![None; n]; baseline_index.len()];
-        let mut strata = vec![vec![None; n]; strata_index.len()];
+        let baseline = named_columns(people, |r| &r.baseline, &baseline_index);
+        let strata = named_columns(people, |r| &r.strata, &strata_index);
         let mut outcome = vec![vec![None; n]; outcome_index.len()];
-        let wanted_b: Vec<(&str, usize)> = baseline_index.iter().map(|(k, v)| (*k, *v)).collect();
-        let wanted_s: Vec<(&str, usize)> = strata_index.iter().map(|(k, v)| (*k, *v)).collect();
         // Outcome values name their keys by index into a key table that all
         // participants of a read dataset share: each table's indices are
         // mapped to columns once.
         let mut by_table: Vec<(&'a std::sync::Arc<OutcomeKeys>, Vec<Option<usize>>)> = Vec::new();
         for (i, r) in people.iter().enumerate() {
-            let by_name = |w: &&str, k: &String| (*w).cmp(k.as_str());
-            merge(r.baseline.iter(), &wanted_b, by_name, |c, v: &'a String| baseline[c][i] = Some(v.as_str()));
-            merge(r.strata.iter(), &wanted_s, by_name, |c, v: &'a String| strata[c][i] = Some(v.as_str()));
             let table = r.outcomes.keys();
             let t = match by_table.iter().position(|(t, _)| std::sync::Arc::ptr_eq(t, table)) {
                 Some(t) => t,
@@ -677,7 +678,7 @@ impl<'a> Columns<'a> {
     fn baseline(&self, name: &str) -> Vec<Option<&'a str>> {
         match self.baseline_index.get(name) {
             Some(&c) => self.baseline[c].clone(),
-            None => self.people.iter().map(|r| r.baseline.get(name).map(String::as_str)).collect(),
+            None => self.people.iter().map(|r| r.baseline.get(name)).collect(),
         }
     }
 
@@ -694,7 +695,7 @@ impl<'a> Columns<'a> {
     fn stratum(&self, name: &str) -> Vec<Option<&'a str>> {
         match self.strata_index.get(name) {
             Some(&c) => self.strata[c].clone(),
-            None => self.people.iter().map(|r| r.strata.get(name).map(String::as_str)).collect(),
+            None => self.people.iter().map(|r| r.strata.get(name)).collect(),
         }
     }
 

@@ -4,7 +4,6 @@
 //! Keeping the analysis on this value (not on SQLite) keeps the statistics
 //! pure: values in, estimates out.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -233,6 +232,155 @@ impl FromIterator<((String, String), OutcomeValue)> for Outcomes {
     }
 }
 
+/// The names of a dataset's named values (baseline fields, or stratification
+/// factors), sorted and distinct, shared by every participant's
+/// [`NamedValues`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Names {
+    names: Vec<String>,
+}
+
+impl Names {
+    /// The names, from any list (sorted and deduplicated here).
+    pub fn new(mut names: Vec<String>) -> Names {
+        names.sort_unstable();
+        names.dedup();
+        Names { names }
+    }
+
+    /// The index of a name.
+    pub fn index(&self, name: &str) -> Option<u32> {
+        self.names.binary_search_by(|n| n.as_str().cmp(name)).ok().map(|k| k as u32)
+    }
+
+    /// The name of an index.
+    pub fn name(&self, index: u32) -> &str {
+        &self.names[index as usize]
+    }
+
+    /// How many names.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// A participant's text values by name (baseline fields, or strata), in name
+/// order: like [`Outcomes`], indices into one shared [`Names`] table and
+/// values held inline, so a participant's values are one allocation instead
+/// of two strings and a map entry each.
+#[derive(Debug, Clone, Default)]
+pub struct NamedValues {
+    names: Arc<Names>,
+    /// (name index, value), sorted by name index.
+    values: Vec<(u32, CompactString)>,
+}
+
+impl NamedValues {
+    /// No values.
+    pub fn new() -> NamedValues {
+        NamedValues::default()
+    }
+
+    /// Values under `names` by name index: sorted here by index; of repeated
+    /// indices the last is kept, as inserting into a map would. An index
+    /// outside `names` is left out.
+    pub fn from_indexed(names: Arc<Names>, mut values: Vec<(u32, CompactString)>) -> NamedValues {
+        values.retain(|(k, _)| (*k as usize) < names.len());
+        if !values.is_sorted_by(|a, b| a.0 < b.0) {
+            values.sort_by_key(|(k, _)| *k);
+            let mut kept: Vec<(u32, CompactString)> = Vec::with_capacity(values.len());
+            for v in values {
+                match kept.last_mut() {
+                    Some(last) if last.0 == v.0 => *last = v,
+                    _ => kept.push(v),
+                }
+            }
+            values = kept;
+        }
+        NamedValues { names, values }
+    }
+
+    /// The shared name table.
+    pub fn names(&self) -> &Arc<Names> {
+        &self.names
+    }
+
+    /// The values with their name indices into [`NamedValues::names`], in name order.
+    pub fn indexed(&self) -> &[(u32, CompactString)] {
+        &self.values
+    }
+
+    /// The value of a name.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let k = self.names.index(name)?;
+        self.values.binary_search_by_key(&k, |(i, _)| *i).ok().map(|i| self.values[i].1.as_str())
+    }
+
+    /// Sets a value (replacing any under that name); a new name copies the
+    /// name table if others share it: meant for building small datasets by hand.
+    pub fn insert(&mut self, name: &str, value: &str) {
+        if self.names.index(name).is_none() {
+            let mut names = self.names.names.clone();
+            names.push(name.to_string());
+            let old = std::mem::replace(&mut self.names, Arc::new(Names::new(names)));
+            for (k, _) in &mut self.values {
+                *k = self.names.index(old.name(*k)).expect("kept name");
+            }
+        }
+        let k = self.names.index(name).expect("inserted name");
+        match self.values.binary_search_by_key(&k, |(i, _)| *i) {
+            Ok(i) => self.values[i].1 = value.into(),
+            Err(i) => self.values.insert(i, (k, value.into())),
+        }
+    }
+
+    /// Removes a value, returning it.
+    pub fn remove(&mut self, name: &str) -> Option<CompactString> {
+        let k = self.names.index(name)?;
+        let i = self.values.binary_search_by_key(&k, |(i, _)| *i).ok()?;
+        Some(self.values.remove(i).1)
+    }
+
+    /// Every (name, value), in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (self.names.name(*k), v.as_str()))
+    }
+
+    /// How many values.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// Equal when they hold the same values under the same names (whatever their name tables).
+impl PartialEq for NamedValues {
+    fn eq(&self, other: &NamedValues) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for NamedValues {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> NamedValues {
+        let pairs: Vec<(K, V)> = iter.into_iter().collect();
+        let names = Arc::new(Names::new(pairs.iter().map(|(k, _)| k.as_ref().to_string()).collect()));
+        let indexed = pairs
+            .iter()
+            .map(|(k, v)| (names.index(k.as_ref()).expect("a name of the table"), CompactString::from(v.as_ref())))
+            .collect();
+        NamedValues::from_indexed(names, indexed)
+    }
+}
+
 /// One randomised participant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParticipantRecord {
@@ -245,11 +393,11 @@ pub struct ParticipantRecord {
     /// Allocated arm id (intention to treat: always the allocated arm).
     pub arm: String,
     /// Level of each stratification factor as used at randomisation, by factor name.
-    pub strata: BTreeMap<String, String>,
+    pub strata: NamedValues,
     /// Date of randomisation (UTC).
     pub randomised_on: NaiveDate,
     /// Screening and baseline values as recorded at randomisation (canonical text), by field name.
-    pub baseline: BTreeMap<String, String>,
+    pub baseline: NamedValues,
     /// Follow-up status.
     pub status: ParticipantStatus,
     /// Current outcome values by (timepoint id, outcome name), corrections applied.
@@ -273,6 +421,7 @@ pub struct Dataset {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn value(text: &str, day: u32) -> OutcomeValue {
         OutcomeValue { value: text.into(), collected_on: NaiveDate::from_ymd_opt(2026, 1, 1 + day % 28).unwrap() }
@@ -336,6 +485,51 @@ mod tests {
                     prop_assert_eq!(collected.get(t, o), want);
                     prop_assert_eq!(bulk.get(t, o), want);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        /// Named values hold what the map of owned strings they replaced
+        /// would, built by inserting, removing, collecting or in bulk.
+        #[test]
+        fn named_values_hold_what_a_map_would(
+            ops in prop::collection::vec((0u8..6, "[a-z0-9.=|-]{0,30}", any::<bool>()), 0..40),
+        ) {
+            let names = ["age", "sex", "phq9", "site", "condition", "weeks_out_of_work"];
+            let mut model: BTreeMap<String, String> = BTreeMap::new();
+            let mut built = NamedValues::new();
+            for (k, v, remove) in &ops {
+                let k = names[*k as usize];
+                if *remove {
+                    prop_assert_eq!(built.remove(k).map(|v| v.to_string()), model.remove(k));
+                } else {
+                    model.insert(k.to_string(), v.clone());
+                    built.insert(k, v);
+                }
+            }
+            let want: Vec<(&str, &str)> = model.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            prop_assert_eq!(built.iter().collect::<Vec<_>>(), want.clone());
+            prop_assert_eq!(built.len(), model.len());
+            let collected: NamedValues = model.iter().collect();
+            prop_assert_eq!(&collected, &built);
+            let table = Arc::new(Names::new(names.iter().map(|n| n.to_string()).collect()));
+            let indexed: Vec<(u32, CompactString)> = ops
+                .iter()
+                .filter(|(_, _, remove)| !remove)
+                .map(|(k, v, _)| (table.index(names[*k as usize]).unwrap(), CompactString::from(v.as_str())))
+                .chain(std::iter::once((99, CompactString::from("outside the table"))))
+                .collect();
+            let bulk = NamedValues::from_indexed(table, indexed);
+            let inserted_only: BTreeMap<&str, &str> = ops
+                .iter()
+                .filter(|(_, _, remove)| !remove)
+                .map(|(k, v, _)| (names[*k as usize], v.as_str()))
+                .collect();
+            prop_assert_eq!(bulk.iter().collect::<Vec<_>>(), inserted_only.into_iter().collect::<Vec<_>>());
+            for n in names.iter().chain(&["missing"]) {
+                prop_assert_eq!(built.get(n), model.get(*n).map(String::as_str));
+                prop_assert_eq!(collected.get(n), model.get(*n).map(String::as_str));
             }
         }
     }

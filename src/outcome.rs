@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::dataset::{
-    Dataset, OutcomeKeys, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus, ReferralRecord,
+    Dataset, NamedValues, Names, OutcomeKeys, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus,
+    ReferralRecord,
 };
 use crate::error::{Error, Result};
 use crate::event::{Event, OutcomeCorrected, OutcomeRecorded, Randomised, StatusChanged};
@@ -370,10 +371,11 @@ impl Trial {
             let (give_back, returned) = std::sync::mpsc::channel::<RandomisingEntries>();
             let decoded = scope.spawn(move || {
                 let mut out = Vec::new();
+                let mut names = DecodedNames::default();
                 let mut failed = None;
                 for mut chunk in chunks {
                     if failed.is_none()
-                        && let Err(e) = chunk.decode_into(&mut out)
+                        && let Err(e) = chunk.decode_into(&mut out, &mut names)
                     {
                         failed = Some(e);
                     }
@@ -385,7 +387,7 @@ impl Trial {
                     return Err(e);
                 }
                 out.sort_by_key(|(seq, _, _)| *seq);
-                Ok(out.into_iter().map(|(_, on, r)| (on, r)).collect::<Vec<_>>())
+                Ok((out.into_iter().map(|(_, on, r)| (on, r)).collect::<Vec<_>>(), names))
             });
             let sent = self.randomising_entries(|chunk| {
                 let empty = returned.try_recv().unwrap_or_default();
@@ -447,6 +449,15 @@ impl Trial {
         let (mut runs, seen) = outcomes;
         let keys = Arc::new(OutcomeKeys::new(seen.clone()));
         let renumber: Vec<u32> = seen.iter().map(|(t, f)| keys.index(t, f).expect("a key of the table")).collect();
+        let (randomisations, names) = randomisations;
+        let (baseline_names, baseline_renumber) = names.baseline.table();
+        let (strata_names, strata_renumber) = names.strata.table();
+        let named = |table: &Arc<Names>, renumber: &[u32], mut values: Vec<(u32, CompactString)>| {
+            for (k, _) in &mut values {
+                *k = renumber[*k as usize];
+            }
+            NamedValues::from_indexed(table.clone(), values)
+        };
         let mut participants = Vec::new();
         for (randomised_on, r) in randomisations {
             if randomised_on > as_of {
@@ -467,9 +478,9 @@ impl Trial {
                 participant: r.participant,
                 site: r.site,
                 arm: r.arm,
-                strata: r.strata,
+                strata: named(&strata_names, &strata_renumber, r.strata),
                 randomised_on,
-                baseline: r.baseline,
+                baseline: named(&baseline_names, &baseline_renumber, r.baseline),
             });
         }
         Ok(Dataset { protocol, referrals, participants, as_of })
@@ -546,7 +557,7 @@ impl RandomisingEntries {
     /// the participant whose row names it. Only what the dataset keeps is
     /// decoded (the identity hash and the allocation record are skipped, but
     /// must be there: `chancery verify` checks them).
-    fn decode_into(&self, out: &mut Vec<(u64, NaiveDate, Randomisation)>) -> Result<()> {
+    fn decode_into(&self, out: &mut Vec<(u64, NaiveDate, Randomisation)>, names: &mut DecodedNames) -> Result<()> {
         for row in &self.rows {
             let seq = row.seq;
             let (participant, body) = (&self.text[row.start..row.split], &self.text[row.split..row.end]);
@@ -569,26 +580,97 @@ impl RandomisingEntries {
                 .stratum
                 .split('|')
                 .filter_map(|part| part.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (names.strata.id(k), CompactString::from(v)))
                 .collect();
+            let baseline =
+                r.values.0.iter().map(|(k, v)| (names.baseline.id(&k.0), CompactString::from(&*v.0))).collect();
             out.push((
                 seq,
                 date_of(&entry.ts),
-                Randomisation { participant: r.participant, site: r.site, arm: r.arm, strata, baseline: r.values },
+                Randomisation { participant: r.participant, site: r.site, arm: r.arm, strata, baseline },
             ));
         }
         Ok(())
     }
 }
 
-/// A randomisation as the dataset keeps it.
+/// A randomisation as the dataset keeps it, its named values under the
+/// decoder's provisional name numbers ([`SeenNames`]).
 struct Randomisation {
     participant: String,
     site: String,
     arm: String,
     /// Each stratification factor's level, from the stratum label.
-    strata: BTreeMap<String, String>,
-    baseline: BTreeMap<String, String>,
+    strata: Vec<(u32, CompactString)>,
+    baseline: Vec<(u32, CompactString)>,
+}
+
+/// The names the decoder has met, numbered in order of first sight; the next
+/// name is most often the one after the last, so that guess is tried first.
+#[derive(Default)]
+struct SeenNames {
+    names: Vec<String>,
+    last: usize,
+}
+
+impl SeenNames {
+    fn id(&mut self, name: &str) -> u32 {
+        let k = if self.names.get(self.last + 1).is_some_and(|n| n == name) {
+            self.last + 1
+        } else if let Some(k) = self.names.iter().position(|n| n == name) {
+            k
+        } else {
+            self.names.push(name.to_string());
+            self.names.len() - 1
+        };
+        self.last = k;
+        k as u32
+    }
+
+    /// The sorted table, and each provisional number's index in it.
+    fn table(self) -> (Arc<Names>, Vec<u32>) {
+        let table = Arc::new(Names::new(self.names.clone()));
+        let renumber = self.names.iter().map(|n| table.index(n).expect("a name of the table")).collect();
+        (table, renumber)
+    }
+}
+
+/// The provisional name numbers of the baseline fields and the strata.
+#[derive(Default)]
+struct DecodedNames {
+    baseline: SeenNames,
+    strata: SeenNames,
+}
+
+/// A JSON object of strings as its (name, value) pairs in order, borrowed
+/// from the text where no unescaping is needed.
+struct TextPairs<'a>(Vec<(Text<'a>, Text<'a>)>);
+
+/// A JSON string, borrowed where it can be.
+#[derive(serde::Deserialize)]
+struct Text<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for TextPairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TextPairs<'a>, D::Error> {
+        struct Pairs<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Pairs<'a> {
+            type Value = TextPairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> std::result::Result<TextPairs<'a>, M::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(pair) = map.next_entry::<Text<'de>, Text<'de>>()? {
+                    out.push(pair);
+                }
+                Ok(TextPairs(out))
+            }
+        }
+        d.deserialize_map(Pairs(std::marker::PhantomData))
+    }
 }
 
 /// What the dataset reads of a `participant_randomised` event's data: the
@@ -600,7 +682,8 @@ struct RandomisedParts<'a> {
     site: String,
     #[allow(dead_code)]
     identity: serde::de::IgnoredAny,
-    values: BTreeMap<String, String>,
+    #[serde(borrow)]
+    values: TextPairs<'a>,
     #[serde(borrow)]
     stratum: std::borrow::Cow<'a, str>,
     arm: String,

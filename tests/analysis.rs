@@ -381,9 +381,9 @@ fn dataset(people: &[Person]) -> Dataset {
             site: p.site.into(),
             region: protocol.site(p.site).and_then(|s| s.region.clone()),
             arm: p.arm.into(),
-            strata,
+            strata: strata.iter().collect(),
             randomised_on: start,
-            baseline,
+            baseline: baseline.iter().collect(),
             status: ParticipantStatus::Active,
             outcomes,
         });
@@ -659,6 +659,21 @@ fn the_dataset_holds_exactly_the_stored_values_as_of_its_date() {
         let got: Vec<(&str, &str)> = d.participants.iter().map(|r| (r.participant.as_str(), r.arm.as_str())).collect();
         assert_eq!(got, ids, "as of {as_of}");
         assert!(d.participants.iter().all(|r| !r.baseline.is_empty() && !r.strata.is_empty()));
+        // Baseline values and strata exactly as the full events record them.
+        let events: BTreeMap<String, chancery::event::Randomised> =
+            trial.randomisations().unwrap().into_iter().map(|(_, _, r)| (r.participant.clone(), r)).collect();
+        for r in &d.participants {
+            let e = &events[&r.participant];
+            let baseline: Vec<(&str, &str)> = e.values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(r.baseline.iter().collect::<Vec<_>>(), baseline, "{}", r.participant);
+            let strata: BTreeMap<&str, &str> = e.stratum.split('|').filter_map(|x| x.split_once('=')).collect();
+            assert_eq!(r.strata.iter().collect::<Vec<_>>(), strata.into_iter().collect::<Vec<_>>());
+            assert_eq!((r.site.as_str(), r.arm.as_str()), (e.site.as_str(), e.arm.as_str()));
+            for (k, v) in &e.values {
+                assert_eq!(r.baseline.get(k), Some(v.as_str()));
+            }
+            assert_eq!(r.baseline.get("no such field"), None);
+        }
     }
 }
 
