@@ -9,6 +9,11 @@
 //!   randomised participants, m4 and m12, ten values each), the CSV that
 //!   `benches/outcomes.rs` builds; with TEMPLATE the randomised trial is kept
 //!   there and reused, so a profiler can watch the import alone.
+//! - `analyse [N] [TEMPLATE] [RUNS]`: `Trial::dataset` + `analysis::analyse`
+//!   on a demonstration trial of N simulated referrals (125,000, as
+//!   `benches/analyse.rs`), RUNS times (5), each phase timed (dataset, the
+//!   analysis, dropping the dataset); with TEMPLATE (a folder) the trial is
+//!   built there once and reused.
 //!
 //! `cargo run --release --example timing -- batch 100000`. The allocator
 //! is the `chancery` binary's (mimalloc).
@@ -150,6 +155,72 @@ fn import(n: usize, template: Option<&Path>) {
     println!("import of {} rows: wall {wall:.3} s (parsing {parsed:.3} s), cpu {cpu:.3} s", written.len());
 }
 
+fn analyse(n: u32, template: Option<&Path>, runs: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = template.map_or_else(|| dir.path().join("trial"), Path::to_path_buf);
+    let db = folder.join("trial.db");
+    if !db.exists() {
+        let (t, c) = (Instant::now(), cpu_seconds());
+        chancery::demo::run(
+            &chancery::demo::DemoOptions {
+                dir: folder.clone(),
+                protocol: concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/work-health-ips.toml").into(),
+                referrals: n,
+                seed: [0x42; 32],
+                effect_pp: 4.0,
+            },
+            |_, _, _| {},
+        )
+        .unwrap();
+        println!("built {}: wall {:.1} s, cpu {:.1} s", db.display(), t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    }
+    let trial = Trial::open(&db).unwrap();
+    let as_of = trial.last_entry_date().unwrap();
+    let mut totals = [0.0f64; 6];
+    for run in 0..runs {
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        let d = trial.dataset(as_of).unwrap();
+        let (t1, c1) = (Instant::now(), cpu_seconds());
+        let a = chancery::analysis::analyse(&d).unwrap();
+        let (t2, c2) = (Instant::now(), cpu_seconds());
+        let people = d.participants.len();
+        drop(d);
+        let (t3, c3) = (Instant::now(), cpu_seconds());
+        assert!(a.primary.is_some());
+        drop(a);
+        let phase =
+            [(t1 - t0).as_secs_f64(), c1 - c0, (t2 - t1).as_secs_f64(), c2 - c1, (t3 - t2).as_secs_f64(), c3 - c2];
+        for (t, p) in totals.iter_mut().zip(phase) {
+            *t += p;
+        }
+        println!(
+            "run {run}: {people} participants; dataset wall {:.3} cpu {:.2}; analyse wall {:.3} cpu {:.2}; \
+             drop wall {:.3} cpu {:.2}; total wall {:.3} cpu {:.2}",
+            phase[0],
+            phase[1],
+            phase[2],
+            phase[3],
+            phase[4],
+            phase[5],
+            (t3 - t0).as_secs_f64(),
+            c3 - c0
+        );
+    }
+    let r = runs.max(1) as f64;
+    println!(
+        "mean of {runs}: dataset wall {:.3} cpu {:.2}; analyse wall {:.3} cpu {:.2}; drop wall {:.3} cpu {:.2}; \
+         total wall {:.3} cpu {:.2}",
+        totals[0] / r,
+        totals[1] / r,
+        totals[2] / r,
+        totals[3] / r,
+        totals[4] / r,
+        totals[5] / r,
+        (totals[0] + totals[2] + totals[4]) / r,
+        (totals[1] + totals[3] + totals[5]) / r
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n = |default: usize| args.get(1).and_then(|a| a.parse().ok()).unwrap_or(default);
@@ -157,6 +228,11 @@ fn main() {
         Some("batch") => batch(n(100_000)),
         Some("one") => one(n(2_000)),
         Some("import") => import(n(50_000), args.get(2).map(Path::new)),
-        _ => eprintln!("usage: timing batch [N] | one [N] | import [N] [TEMPLATE]"),
+        Some("analyse") => analyse(
+            n(125_000) as u32,
+            args.get(2).map(Path::new),
+            args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5),
+        ),
+        _ => eprintln!("usage: timing batch [N] | one [N] | import [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"),
     }
 }

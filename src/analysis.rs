@@ -48,9 +48,9 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::{Dataset, OutcomeValue, ParticipantRecord, ParticipantStatus};
+use crate::dataset::{Dataset, NamedValues, Names, OutcomeKeys, OutcomeValue, ParticipantRecord, ParticipantStatus};
 use crate::error::{Error, Result};
-use crate::protocol::{Kind, Stage};
+use crate::protocol::{Kind, Protocol, Stage};
 use crate::random::Stream;
 use crate::stats::binary::{BinaryComparison, compare_outcomes};
 use crate::stats::cace::{ComplierEffect, complier_average_effect};
@@ -427,130 +427,161 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
         primary_values = Some(y);
     }
 
-    // 4. Continuous outcomes at their last timepoint (the take-up count is not an outcome).
-    let mut continuous = Vec::new();
-    for o in &p.outcomes {
-        if !matches!(o.kind, Kind::Integer { .. } | Kind::Number { .. }) || Some(&o.name) == p.analysis.take_up.as_ref()
-        {
-            continue;
-        }
-        let Some(tp) = o.timepoints.last() else { continue };
-        let y: Vec<Option<f64>> =
-            cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| v.value.parse().ok())).collect();
-        let summary = describe(&y, &treated).map_err(stats_err)?;
-        let welch = welch_t_test(&y, &treated, level).map_err(stats_err)?;
-        let adjusted = match &o.baseline {
-            Some(b) => {
-                let base: Vec<Option<f64>> = cols.number(b);
-                ancova(&y, &format!("baseline_{b}"), &base, &treated, &adj, level).map_err(stats_err)?
+    // 7. Missing data, the longest section, runs on a thread of its own while
+    // this one does the others; it draws from its own random stream, so its
+    // result does not depend on what runs beside it.
+    let mi_adj = primary_values.as_ref().map(|_| imputation_adjustment(p, &adj, &cols));
+    std::thread::scope(|scope| {
+        let imputing = match (&primary_values, mi_adj) {
+            (Some(y), Some(mi_adj)) => {
+                let treated = &treated;
+                Some(scope.spawn(move || missing_data(p, y, treated, &mi_adj, level)))
             }
-            None => linear_regression(&y, &treated, &adj, level).map_err(stats_err)?,
+            _ => None,
         };
-        analysed.push((format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()));
-        continuous.push(ContinuousOutcome {
-            outcome: o.name.clone(),
-            label: o.label.clone(),
-            unit: o.unit.clone(),
-            timepoint: tp.clone(),
-            summary,
-            welch,
-            adjusted,
-        });
-    }
 
-    // 5. Time to first job.
-    let time_to_event = match &p.analysis.time_to_event {
-        Some(name) => Some(time_to_event(d, name, &people, &treated, &strata, level).map_err(stats_err)?),
-        None => None,
-    };
-
-    // 6. Subgroups.
-    let mut subgroups = Vec::new();
-    if let Some(y) = &primary_values {
-        for name in &p.analysis.subgroups {
-            let labels: Vec<Option<&str>> = cols.subgroup(name);
-            let f = Factor::from_labels(name, &labels);
-            subgroups.push(subgroup_analysis(y, &treated, &f, level).map_err(stats_err)?);
-        }
-    }
-
-    // 7. Missing data: multiple imputation of the primary outcome.
-    let missing_data = match &primary_values {
-        Some(y) => {
-            let mut mi_adj = adj.clone();
-            for f in p.fields.iter().filter(|f| f.stage == Stage::Baseline) {
-                if matches!(f.kind, Kind::Integer { .. } | Kind::Number { .. })
-                    && !mi_adj.covariates.iter().any(|c| c.name == f.name)
-                {
-                    mi_adj.covariates.push(Covariate::new(&f.name, cols.number(&f.name)));
-                }
+        // 4. Continuous outcomes at their last timepoint (the take-up count is not an outcome).
+        let mut continuous = Vec::new();
+        for o in &p.outcomes {
+            if !matches!(o.kind, Kind::Integer { .. } | Kind::Number { .. })
+                || Some(&o.name) == p.analysis.take_up.as_ref()
+            {
+                continue;
             }
-            let key: [u8; 32] = Sha256::new()
-                .chain_update(b"chancery/v1/analysis/imputation/")
-                .chain_update(p.id.as_bytes())
-                .finalize()
-                .into();
-            let mut stream = Stream::open(&key, "imputation", 0);
-            let mut words = || stream.next_word();
-            // White, Royston & Wood (2011): at least as many imputations as the
-            // percentage of incomplete cases; the floor is 20.
-            let m = (p.analysis.imputations as usize).max(RECOMMENDED_IMPUTATIONS);
-            let imputation =
-                impute_and_analyse_binary(y, &treated, &mi_adj, m, level, &mut words).map_err(stats_err)?;
-            let count = |present: bool| {
-                let n =
-                    |arm: bool| y.iter().zip(&treated).filter(|(v, t)| **t == arm && v.is_some() == present).count();
-                ArmCounts { treated: n(true), control: n(false) }
+            let Some(tp) = o.timepoints.last() else { continue };
+            let y: Vec<Option<f64>> =
+                cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| v.value.parse().ok())).collect();
+            let summary = describe(&y, &treated).map_err(stats_err)?;
+            let welch = welch_t_test(&y, &treated, level).map_err(stats_err)?;
+            let adjusted = match &o.baseline {
+                Some(b) => {
+                    let base: Vec<Option<f64>> = cols.number(b);
+                    ancova(&y, &format!("baseline_{b}"), &base, &treated, &adj, level).map_err(stats_err)?
+                }
+                None => linear_regression(&y, &treated, &adj, level).map_err(stats_err)?,
             };
-            Some(MissingData {
-                assumption: p.analysis.missing_data.clone(),
-                observed: count(true),
-                missing: count(false),
-                imputation,
-                imputations: m,
-                stream: format!(
-                    "ChaCha20 keyed by SHA-256(\"chancery/v1/analysis/imputation/\" + trial id {:?}), stream \"imputation\"",
-                    p.id
-                ),
-            })
+            analysed.push((format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()));
+            continuous.push(ContinuousOutcome {
+                outcome: o.name.clone(),
+                label: o.label.clone(),
+                unit: o.unit.clone(),
+                timepoint: tp.clone(),
+                summary,
+                welch,
+                adjusted,
+            });
         }
-        None => None,
-    };
 
-    // 8. CACE.
-    let cace = match (&primary_values, &take_up, &p.analysis.take_up) {
-        (Some(y), Some(received), Some(name)) => Some(Cace {
-            outcome: primary_outcome.map(|o| o.name.clone()).unwrap_or_default(),
-            take_up: name.clone(),
-            effect: complier_average_effect(y, received, &treated, level).map_err(stats_err)?,
-        }),
-        _ => None,
-    };
+        // 5. Time to first job.
+        let time_to_event = match &p.analysis.time_to_event {
+            Some(name) => Some(time_to_event(d, name, &people, &treated, &strata, level).map_err(stats_err)?),
+            None => None,
+        };
 
-    let consort = consort(d, &arms, take_up.as_deref(), &people, &analysed);
-    let baseline = baseline_table(d, &cols);
-    Ok(Analysis {
-        trial: p.id.clone(),
-        title: p.title.clone(),
-        as_of: d.as_of,
-        level,
-        adjusted_for: p.factors.iter().map(|f| f.name.clone()).chain(p.analysis.covariates.iter().cloned()).collect(),
-        arms,
-        consort,
-        baseline,
-        primary,
-        continuous,
-        time_to_event,
-        subgroups,
-        missing_data,
-        cace,
+        // 6. Subgroups.
+        let mut subgroups = Vec::new();
+        if let Some(y) = &primary_values {
+            for name in &p.analysis.subgroups {
+                let labels: Vec<Option<&str>> = cols.subgroup(name);
+                let f = Factor::from_labels(name, &labels);
+                subgroups.push(subgroup_analysis(y, &treated, &f, level).map_err(stats_err)?);
+            }
+        }
+
+        let missing_data = match imputing {
+            Some(h) => Some(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?),
+            None => None,
+        };
+
+        // 8. CACE.
+        let cace = match (&primary_values, &take_up, &p.analysis.take_up) {
+            (Some(y), Some(received), Some(name)) => Some(Cace {
+                outcome: primary_outcome.map(|o| o.name.clone()).unwrap_or_default(),
+                take_up: name.clone(),
+                effect: complier_average_effect(y, received, &treated, level).map_err(stats_err)?,
+            }),
+            _ => None,
+        };
+
+        let consort = consort(d, &arms, take_up.as_deref(), &people, &analysed);
+        let baseline = baseline_table(d, &cols);
+        Ok(Analysis {
+            trial: p.id.clone(),
+            title: p.title.clone(),
+            as_of: d.as_of,
+            level,
+            adjusted_for: p
+                .factors
+                .iter()
+                .map(|f| f.name.clone())
+                .chain(p.analysis.covariates.iter().cloned())
+                .collect(),
+            arms,
+            consort,
+            baseline,
+            primary,
+            continuous,
+            time_to_event,
+            subgroups,
+            missing_data,
+            cace,
+        })
+    })
+}
+
+/// The adjustment of the imputation model: the analysis's, with every
+/// numeric baseline field as a covariate.
+fn imputation_adjustment(p: &Protocol, adj: &Adjustment, cols: &Columns<'_>) -> Adjustment {
+    let mut mi_adj = adj.clone();
+    for f in p.fields.iter().filter(|f| f.stage == Stage::Baseline) {
+        if matches!(f.kind, Kind::Integer { .. } | Kind::Number { .. })
+            && !mi_adj.covariates.iter().any(|c| c.name == f.name)
+        {
+            mi_adj.covariates.push(Covariate::new(&f.name, cols.number(&f.name)));
+        }
+    }
+    mi_adj
+}
+
+/// Section 7, missing data: multiple imputation of the primary outcome `y`,
+/// from the trial's own imputation stream.
+fn missing_data(
+    p: &Protocol,
+    y: &[Option<bool>],
+    treated: &[bool],
+    mi_adj: &Adjustment,
+    level: f64,
+) -> Result<MissingData> {
+    let stats_err = |e: crate::stats::StatsError| Error::Integrity(format!("analysis: {e}"));
+    let key: [u8; 32] =
+        Sha256::new().chain_update(b"chancery/v1/analysis/imputation/").chain_update(p.id.as_bytes()).finalize().into();
+    let mut stream = Stream::open(&key, "imputation", 0);
+    let mut words = || stream.next_word();
+    // White, Royston & Wood (2011): at least as many imputations as the
+    // percentage of incomplete cases; the floor is 20.
+    let m = (p.analysis.imputations as usize).max(RECOMMENDED_IMPUTATIONS);
+    let imputation = impute_and_analyse_binary(y, treated, mi_adj, m, level, &mut words).map_err(stats_err)?;
+    let count = |present: bool| {
+        let n = |arm: bool| y.iter().zip(treated).filter(|(v, t)| **t == arm && v.is_some() == present).count();
+        ArmCounts { treated: n(true), control: n(false) }
+    };
+    Ok(MissingData {
+        assumption: p.analysis.missing_data.clone(),
+        observed: count(true),
+        missing: count(false),
+        imputation,
+        imputations: m,
+        stream: format!(
+            "ChaCha20 keyed by SHA-256(\"chancery/v1/analysis/imputation/\" + trial id {:?}), stream \"imputation\"",
+            p.id
+        ),
     })
 }
 
 /// The analysed participants' values as columns, read from each
-/// participant's maps in one ordered pass (a merge of sorted keys) rather than
-/// one B-tree look-up per value: with 100,000 participants the look-ups'
-/// cache misses and key comparisons were a third of the analysis.
+/// participant's values in one pass through their name indices rather than
+/// one look-up per value: with 100,000 participants the look-ups' cache
+/// misses and key comparisons were a third of the analysis.
 struct Columns<'a> {
     people: &'a [&'a ParticipantRecord],
     baseline_index: BTreeMap<&'a str, usize>,
@@ -563,28 +594,34 @@ struct Columns<'a> {
     outcome: Vec<Vec<Option<&'a OutcomeValue>>>,
 }
 
-/// Calls `put(column, value)` for each entry of a sorted map whose key is
-/// among `wanted` (sorted, distinct), in one pass over both.
-fn merge<'m, K: 'm, W, V: 'm>(
-    map: impl Iterator<Item = (&'m K, &'m V)>,
-    wanted: &[(W, usize)],
-    cmp: impl Fn(&W, &K) -> std::cmp::Ordering,
-    mut put: impl FnMut(usize, &'m V),
-) {
-    use std::cmp::Ordering;
-    let mut w = 0;
-    for (k, v) in map {
-        while w < wanted.len() && cmp(&wanted[w].0, k) == Ordering::Less {
-            w += 1;
-        }
-        if w == wanted.len() {
-            break;
-        }
-        if cmp(&wanted[w].0, k) == Ordering::Equal {
-            put(wanted[w].1, v);
-            w += 1;
+/// Each participant's named values put into columns: the indices of each
+/// name table (all participants of a read dataset share one) are mapped to
+/// columns once.
+fn named_columns<'a>(
+    people: &'a [&'a ParticipantRecord],
+    values: impl Fn(&'a ParticipantRecord) -> &'a NamedValues,
+    index: &BTreeMap<&'a str, usize>,
+) -> Vec<Vec<Option<&'a str>>> {
+    let mut out = vec![vec![None; people.len()]; index.len()];
+    let mut by_table: Vec<(&'a std::sync::Arc<Names>, Vec<Option<usize>>)> = Vec::new();
+    for (i, r) in people.iter().enumerate() {
+        let v = values(r);
+        let table = v.names();
+        let t = match by_table.iter().position(|(t, _)| std::sync::Arc::ptr_eq(t, table)) {
+            Some(t) => t,
+            None => {
+                by_table.push((table, (0..table.len() as u32).map(|k| index.get(table.name(k)).copied()).collect()));
+                by_table.len() - 1
+            }
+        };
+        let columns = &by_table[t].1;
+        for (k, x) in v.indexed() {
+            if let Some(c) = columns[*k as usize] {
+                out[c][i] = Some(x.as_str());
+            }
         }
     }
+    out
 }
 
 impl<'a> Columns<'a> {
@@ -610,22 +647,28 @@ impl<'a> Columns<'a> {
             outcome_index.entry(k).or_insert(next);
         }
         let n = people.len();
-        let mut baseline = vec![vec![None; n]; baseline_index.len()];
-        let mut strata = vec![vec![None; n]; strata_index.len()];
+        let baseline = named_columns(people, |r| &r.baseline, &baseline_index);
+        let strata = named_columns(people, |r| &r.strata, &strata_index);
         let mut outcome = vec![vec![None; n]; outcome_index.len()];
-        let wanted_b: Vec<(&str, usize)> = baseline_index.iter().map(|(k, v)| (*k, *v)).collect();
-        let wanted_s: Vec<(&str, usize)> = strata_index.iter().map(|(k, v)| (*k, *v)).collect();
-        let wanted_o: Vec<((&str, &str), usize)> = outcome_index.iter().map(|(k, v)| (*k, *v)).collect();
+        // Outcome values name their keys by index into a key table that all
+        // participants of a read dataset share: each table's indices are
+        // mapped to columns once.
+        let mut by_table: Vec<(&'a std::sync::Arc<OutcomeKeys>, Vec<Option<usize>>)> = Vec::new();
         for (i, r) in people.iter().enumerate() {
-            let by_name = |w: &&str, k: &String| (*w).cmp(k.as_str());
-            merge(r.baseline.iter(), &wanted_b, by_name, |c, v: &'a String| baseline[c][i] = Some(v.as_str()));
-            merge(r.strata.iter(), &wanted_s, by_name, |c, v: &'a String| strata[c][i] = Some(v.as_str()));
-            merge(
-                r.outcomes.iter(),
-                &wanted_o,
-                |w: &(&str, &str), k: &(String, String)| (w.0, w.1).cmp(&(k.0.as_str(), k.1.as_str())),
-                |c, v| outcome[c][i] = Some(v),
-            );
+            let table = r.outcomes.keys();
+            let t = match by_table.iter().position(|(t, _)| std::sync::Arc::ptr_eq(t, table)) {
+                Some(t) => t,
+                None => {
+                    by_table.push((table, table.iter().map(|k| outcome_index.get(&k).copied()).collect()));
+                    by_table.len() - 1
+                }
+            };
+            let columns = &by_table[t].1;
+            for (k, v) in r.outcomes.indexed() {
+                if let Some(c) = columns[*k as usize] {
+                    outcome[c][i] = Some(v);
+                }
+            }
         }
         let numbers = baseline.iter().map(|_| std::cell::OnceCell::new()).collect();
         Columns { people, baseline_index, baseline, numbers, strata_index, strata, outcome_index, outcome }
@@ -635,7 +678,7 @@ impl<'a> Columns<'a> {
     fn baseline(&self, name: &str) -> Vec<Option<&'a str>> {
         match self.baseline_index.get(name) {
             Some(&c) => self.baseline[c].clone(),
-            None => self.people.iter().map(|r| r.baseline.get(name).map(String::as_str)).collect(),
+            None => self.people.iter().map(|r| r.baseline.get(name)).collect(),
         }
     }
 
@@ -652,7 +695,7 @@ impl<'a> Columns<'a> {
     fn stratum(&self, name: &str) -> Vec<Option<&'a str>> {
         match self.strata_index.get(name) {
             Some(&c) => self.strata[c].clone(),
-            None => self.people.iter().map(|r| r.strata.get(name).map(String::as_str)).collect(),
+            None => self.people.iter().map(|r| r.strata.get(name)).collect(),
         }
     }
 
@@ -660,10 +703,7 @@ impl<'a> Columns<'a> {
     fn outcome(&self, tp: &str, name: &str) -> Vec<Option<&'a OutcomeValue>> {
         match self.outcome_index.get(&(tp, name)) {
             Some(&c) => self.outcome[c].clone(),
-            None => {
-                let key = (tp.to_string(), name.to_string());
-                self.people.iter().map(|r| r.outcomes.get(&key)).collect()
-            }
+            None => self.people.iter().map(|r| r.outcomes.get(tp, name)).collect(),
         }
     }
 
@@ -709,7 +749,7 @@ fn time_to_event(
     for (i, r) in people.iter().enumerate() {
         let mut last_contact: Option<i64> = None;
         let mut first_job: Option<i64> = None;
-        for ((_, field), v) in &r.outcomes {
+        for ((_, field), v) in r.outcomes.iter() {
             let day = (v.collected_on - r.randomised_on).num_days();
             last_contact = Some(last_contact.map_or(day, |d| d.max(day)));
             if field == name
@@ -814,9 +854,9 @@ fn consort(
         .map(|r| {
             let mut seen = vec![false; timepoints.len()];
             let mut last: Option<&str> = None;
-            for (tp, _) in r.outcomes.keys() {
-                if last != Some(tp.as_str()) {
-                    last = Some(tp.as_str());
+            for ((tp, _), _) in r.outcomes.iter() {
+                if last != Some(tp) {
+                    last = Some(tp);
                     for (k, t) in timepoints.iter().enumerate() {
                         seen[k] |= t.id == *tp;
                     }

@@ -162,15 +162,15 @@ pub fn participants(trial: &crate::ledger::Trial, as_of: chrono::NaiveDate) -> R
                 Some(
                     p.factors
                         .iter()
-                        .map(|f| format!("{}={}", f.name, r.strata.get(&f.name).cloned().unwrap_or_default()))
+                        .map(|f| format!("{}={}", f.name, r.strata.get(&f.name).unwrap_or_default()))
                         .collect::<Vec<_>>()
                         .join("|"),
                 ),
             ];
-            row.extend(p.factors.iter().map(|f| r.strata.get(&f.name).cloned()));
+            row.extend(p.factors.iter().map(|f| r.strata.get(&f.name).map(str::to_string)));
             row.push(Some(r.arm.clone()));
             row.push(Some(r.randomised_on.to_string()));
-            row.extend(fields.iter().map(|f| r.baseline.get(*f).cloned()));
+            row.extend(fields.iter().map(|f| r.baseline.get(f).map(str::to_string)));
             let (reason, on) = match &r.status {
                 crate::dataset::ParticipantStatus::Active => (None, None),
                 crate::dataset::ParticipantStatus::Withdrawn { reason, on, .. }
@@ -182,7 +182,7 @@ pub fn participants(trial: &crate::ledger::Trial, as_of: chrono::NaiveDate) -> R
             row.push(Some(r.status.name().to_string()));
             row.push(reason);
             row.push(on);
-            row.extend(outcome_cols.iter().map(|k| r.outcomes.get(k).map(|v| v.value.clone())));
+            row.extend(outcome_cols.iter().map(|(t, o)| r.outcomes.get(t, o).map(|v| v.value.to_string())));
             row
         })
         .collect();

@@ -3,12 +3,17 @@
 //! dataset. Each write is one transaction of log events (see [`crate::ledger`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
+use compact_str::CompactString;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
-use crate::dataset::{Dataset, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus, ReferralRecord};
+use crate::dataset::{
+    Dataset, NamedValues, Names, OutcomeKeys, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus,
+    ReferralRecord,
+};
 use crate::error::{Error, Result};
 use crate::event::{Event, OutcomeCorrected, OutcomeRecorded, Randomised, StatusChanged};
 use crate::followup::{self, Correction, Due, OutcomeEntry, Subject};
@@ -358,18 +363,53 @@ impl Trial {
             })
             .collect();
         // The randomising entries, read by key through the participants table,
-        // their bodies copied into one buffer; decoded on a second thread while
-        // this one reads the outcomes.
-        let entries = self.randomising_entries()?;
+        // their bodies copied into chunks that a second thread decodes while
+        // this one reads on (the rest of the entries, then the outcomes); the
+        // decoder hands each chunk's buffer back for reuse.
         let (randomisations, outcomes) = std::thread::scope(|scope| {
-            let decoded = scope.spawn(move || entries.decode());
+            let (to_decoder, chunks) = std::sync::mpsc::channel::<RandomisingEntries>();
+            let (give_back, returned) = std::sync::mpsc::channel::<RandomisingEntries>();
+            let decoded = scope.spawn(move || {
+                let mut out = Vec::new();
+                let mut names = DecodedNames::default();
+                let mut failed = None;
+                for mut chunk in chunks {
+                    if failed.is_none()
+                        && let Err(e) = chunk.decode_into(&mut out, &mut names)
+                    {
+                        failed = Some(e);
+                    }
+                    chunk.clear();
+                    // The reader may be done; then the buffer is simply dropped.
+                    let _ = give_back.send(chunk);
+                }
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                out.sort_by_key(|(seq, _, _)| *seq);
+                Ok((out.into_iter().map(|(_, on, r)| (on, r)).collect::<Vec<_>>(), names))
+            });
+            let sent = self.randomising_entries(|chunk| {
+                let empty = returned.try_recv().unwrap_or_default();
+                // The decoder stops only after this thread drops `to_decoder`.
+                let _ = to_decoder.send(std::mem::replace(chunk, empty));
+            });
+            drop(to_decoder);
+            if let Err(e) = sent {
+                let _ = decoded.join();
+                return Err(e);
+            }
             // Rows come ordered by participant, then timepoint and field: each
-            // participant's run of rows is gathered and its map built in bulk
-            // from the sorted run; the maps are kept in participant (byte)
-            // order for binary search.
-            let mut outcomes: Vec<(String, Outcomes)> = Vec::new();
+            // participant's run of values is gathered, then moved into a vector
+            // of its own size; keys are numbered in order of first sight (a key
+            // is most often the one after the last key seen, so that guess is
+            // tried first), then renumbered in key order once all are known.
+            // Runs are kept in participant (byte) order for binary search.
+            let mut runs: Vec<(String, Vec<(u32, OutcomeValue)>)> = Vec::new();
             let mut run_of = String::new();
-            let mut run: Vec<((String, String), OutcomeValue)> = Vec::new();
+            let mut run: Vec<(u32, OutcomeValue)> = Vec::new();
+            let mut seen: Vec<(String, String)> = Vec::new();
+            let mut last_key = 0usize;
             let mut last_date: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
             let read = self.store.for_each_outcome_value(|participant, timepoint, field, value, collected_on| {
                 if last_date.0 != collected_on {
@@ -381,37 +421,56 @@ impl Trial {
                 }
                 if run_of != participant {
                     if !run.is_empty() {
-                        outcomes.push((std::mem::take(&mut run_of), run.drain(..).collect()));
+                        // Moved into an exact-size vector; `run` keeps its buffer.
+                        let mut own = Vec::with_capacity(run.len());
+                        own.append(&mut run);
+                        runs.push((std::mem::take(&mut run_of), own));
                     }
                     run_of = participant.to_string();
                 }
-                run.push((
-                    (timepoint.to_string(), field.to_string()),
-                    OutcomeValue { value: value.to_string(), collected_on },
-                ));
+                let is = |k: usize| seen.get(k).is_some_and(|(t, f)| t == timepoint && f == field);
+                let key = if is(last_key + 1) {
+                    last_key + 1
+                } else if let Some(k) = (0..seen.len()).find(|&k| is(k)) {
+                    k
+                } else {
+                    seen.push((timepoint.to_string(), field.to_string()));
+                    seen.len() - 1
+                };
+                last_key = key;
+                run.push((key as u32, OutcomeValue { value: CompactString::from(value), collected_on }));
             });
             if !run.is_empty() {
-                outcomes.push((run_of, run.into_iter().collect()));
+                runs.push((run_of, run));
             }
             let decoded = decoded.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            read.and(decoded).map(|r| (r, outcomes))
+            read.and(decoded).map(|r| (r, (runs, seen)))
         })?;
-        let mut outcomes = outcomes;
+        let (mut runs, seen) = outcomes;
+        let keys = Arc::new(OutcomeKeys::new(seen.clone()));
+        let renumber: Vec<u32> = seen.iter().map(|(t, f)| keys.index(t, f).expect("a key of the table")).collect();
+        let (randomisations, names) = randomisations;
+        let (baseline_names, baseline_renumber) = names.baseline.table();
+        let (strata_names, strata_renumber) = names.strata.table();
+        let named = |table: &Arc<Names>, renumber: &[u32], mut values: Vec<(u32, CompactString)>| {
+            for (k, _) in &mut values {
+                *k = renumber[*k as usize];
+            }
+            NamedValues::from_indexed(table.clone(), values)
+        };
         let mut participants = Vec::new();
         for (randomised_on, r) in randomisations {
             if randomised_on > as_of {
                 continue;
             }
-            let strata = r
-                .stratum
-                .split('|')
-                .filter_map(|part| part.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let own_outcomes = match outcomes.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)) {
-                Ok(k) => std::mem::take(&mut outcomes[k].1),
-                Err(_) => BTreeMap::new(),
+            let mut own = match runs.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)) {
+                Ok(k) => std::mem::take(&mut runs[k].1),
+                Err(_) => Vec::new(),
             };
+            for (k, _) in &mut own {
+                *k = renumber[*k as usize];
+            }
+            let own_outcomes = Outcomes::from_indexed(keys.clone(), own);
             participants.push(ParticipantRecord {
                 region: protocol.site(&r.site).and_then(|s| s.region.clone()),
                 status: statuses.get(&r.participant).cloned().unwrap_or(ParticipantStatus::Active),
@@ -419,19 +478,21 @@ impl Trial {
                 participant: r.participant,
                 site: r.site,
                 arm: r.arm,
-                strata,
+                strata: named(&strata_names, &strata_renumber, r.strata),
                 randomised_on,
-                baseline: r.values,
+                baseline: named(&baseline_names, &baseline_renumber, r.baseline),
             });
         }
         Ok(Dataset { protocol, referrals, participants, as_of })
     }
 
     /// Every participant's randomising log entry, found by the seq its
-    /// participants row records. A row whose seq names no entry, or an entry
-    /// of another type, is an integrity error.
-    fn randomising_entries(&self) -> Result<RandomisingEntries> {
-        let mut out = RandomisingEntries { text: String::new(), rows: Vec::new() };
+    /// participants row records, passed to `full` in chunks of about
+    /// [`CHUNK_BYTES`] (the last when the read ends), which it may take and
+    /// replace. A row whose seq names no entry, or an entry of another type,
+    /// is an integrity error.
+    fn randomising_entries(&self, mut full: impl FnMut(&mut RandomisingEntries)) -> Result<()> {
+        let mut out = RandomisingEntries::default();
         self.store.for_each_randomising_entry(|row| {
             let Some((kind, body)) = row.entry else {
                 return Err(Error::Integrity(format!(
@@ -450,14 +511,26 @@ impl Trial {
             let split = out.text.len();
             out.text.push_str(body);
             out.rows.push(RandomisingSpan { seq: row.seq, start, split, end: out.text.len() });
+            if out.text.len() >= CHUNK_BYTES {
+                full(&mut out);
+            }
             Ok(())
         })?;
-        Ok(out)
+        if !out.rows.is_empty() {
+            full(&mut out);
+        }
+        Ok(())
     }
 }
 
+/// Bytes of randomising entries read before they are handed to the decoder:
+/// enough to keep the hand-over cost negligible, small enough to stay in
+/// cache and to reuse a few buffers rather than fill fresh memory.
+const CHUNK_BYTES: usize = 1 << 20;
+
 /// The participants' randomising entries as read: each participant id and
 /// entry body, one after the other in `text`.
+#[derive(Default)]
 struct RandomisingEntries {
     text: String,
     rows: Vec<RandomisingSpan>,
@@ -473,34 +546,147 @@ struct RandomisingSpan {
 }
 
 impl RandomisingEntries {
-    /// The randomisation events in log order, with their dates: each entry
-    /// checked to be canonical, of its seq, and a randomisation of the
-    /// participant whose row names it.
-    fn decode(mut self) -> Result<Vec<(NaiveDate, Randomised)>> {
-        self.rows.sort_by_key(|r| r.seq);
-        self.rows
-            .iter()
-            .map(|row| {
-                let seq = row.seq;
-                let (participant, body) = (&self.text[row.start..row.split], &self.text[row.split..row.end]);
-                let entry = Entry::check(body)
-                    .map_err(|m| Error::Integrity(format!("log entry {seq}: {m}; run `chancery verify`")))?;
-                let r = match entry.event() {
-                    Ok(Event::ParticipantRandomised(r)) => r,
-                    Ok(_) | Err(_) => {
-                        return Err(Error::Integrity(format!(
-                            "log entry {seq} does not decode; run `chancery verify`"
-                        )));
-                    }
-                };
-                if entry.seq != seq || r.participant != participant {
-                    return Err(Error::Integrity(format!(
-                        "log entry {seq} is not the randomisation of participant {participant}, whose row names it; \
-                         run `chancery verify`"
-                    )));
-                }
-                Ok((date_of(&entry.ts), r))
-            })
-            .collect()
+    /// Empties the chunk, keeping its buffers.
+    fn clear(&mut self) {
+        self.text.clear();
+        self.rows.clear();
     }
+
+    /// Appends the chunk's randomisations to `out` with their seqs and dates:
+    /// each entry checked to be canonical, of its seq, and a randomisation of
+    /// the participant whose row names it. Only what the dataset keeps is
+    /// decoded (the identity hash and the allocation record are skipped, but
+    /// must be there: `chancery verify` checks them).
+    fn decode_into(&self, out: &mut Vec<(u64, NaiveDate, Randomisation)>, names: &mut DecodedNames) -> Result<()> {
+        for row in &self.rows {
+            let seq = row.seq;
+            let (participant, body) = (&self.text[row.start..row.split], &self.text[row.split..row.end]);
+            let entry = Entry::check(body)
+                .map_err(|m| Error::Integrity(format!("log entry {seq}: {m}; run `chancery verify`")))?;
+            let parts = match entry.kind.as_ref() {
+                "participant_randomised" => serde_json::from_str::<RandomisedParts>(entry.data).ok(),
+                _ => None,
+            };
+            let Some(r) = parts else {
+                return Err(Error::Integrity(format!("log entry {seq} does not decode; run `chancery verify`")));
+            };
+            if entry.seq != seq || r.participant != participant {
+                return Err(Error::Integrity(format!(
+                    "log entry {seq} is not the randomisation of participant {participant}, whose row names it; \
+                     run `chancery verify`"
+                )));
+            }
+            let strata = r
+                .stratum
+                .split('|')
+                .filter_map(|part| part.split_once('='))
+                .map(|(k, v)| (names.strata.id(k), CompactString::from(v)))
+                .collect();
+            let baseline =
+                r.values.0.iter().map(|(k, v)| (names.baseline.id(&k.0), CompactString::from(&*v.0))).collect();
+            out.push((
+                seq,
+                date_of(&entry.ts),
+                Randomisation { participant: r.participant, site: r.site, arm: r.arm, strata, baseline },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A randomisation as the dataset keeps it, its named values under the
+/// decoder's provisional name numbers ([`SeenNames`]).
+struct Randomisation {
+    participant: String,
+    site: String,
+    arm: String,
+    /// Each stratification factor's level, from the stratum label.
+    strata: Vec<(u32, CompactString)>,
+    baseline: Vec<(u32, CompactString)>,
+}
+
+/// The names the decoder has met, numbered in order of first sight; the next
+/// name is most often the one after the last, so that guess is tried first.
+#[derive(Default)]
+struct SeenNames {
+    names: Vec<String>,
+    last: usize,
+}
+
+impl SeenNames {
+    fn id(&mut self, name: &str) -> u32 {
+        let k = if self.names.get(self.last + 1).is_some_and(|n| n == name) {
+            self.last + 1
+        } else if let Some(k) = self.names.iter().position(|n| n == name) {
+            k
+        } else {
+            self.names.push(name.to_string());
+            self.names.len() - 1
+        };
+        self.last = k;
+        k as u32
+    }
+
+    /// The sorted table, and each provisional number's index in it.
+    fn table(self) -> (Arc<Names>, Vec<u32>) {
+        let table = Arc::new(Names::new(self.names.clone()));
+        let renumber = self.names.iter().map(|n| table.index(n).expect("a name of the table")).collect();
+        (table, renumber)
+    }
+}
+
+/// The provisional name numbers of the baseline fields and the strata.
+#[derive(Default)]
+struct DecodedNames {
+    baseline: SeenNames,
+    strata: SeenNames,
+}
+
+/// A JSON object of strings as its (name, value) pairs in order, borrowed
+/// from the text where no unescaping is needed.
+struct TextPairs<'a>(Vec<(Text<'a>, Text<'a>)>);
+
+/// A JSON string, borrowed where it can be.
+#[derive(serde::Deserialize)]
+struct Text<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for TextPairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TextPairs<'a>, D::Error> {
+        struct Pairs<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Pairs<'a> {
+            type Value = TextPairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> std::result::Result<TextPairs<'a>, M::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(pair) = map.next_entry::<Text<'de>, Text<'de>>()? {
+                    out.push(pair);
+                }
+                Ok(TextPairs(out))
+            }
+        }
+        d.deserialize_map(Pairs(std::marker::PhantomData))
+    }
+}
+
+/// What the dataset reads of a `participant_randomised` event's data: the
+/// event's members, the two it does not use skipped unread.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RandomisedParts<'a> {
+    participant: String,
+    site: String,
+    #[allow(dead_code)]
+    identity: serde::de::IgnoredAny,
+    #[serde(borrow)]
+    values: TextPairs<'a>,
+    #[serde(borrow)]
+    stratum: std::borrow::Cow<'a, str>,
+    arm: String,
+    #[allow(dead_code)]
+    allocation: serde::de::IgnoredAny,
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chancery::analysis::{Analysis, analyse, markdown, write_tables};
-use chancery::dataset::{Dataset, OutcomeValue, ParticipantRecord, ParticipantStatus, ReferralRecord};
+use chancery::dataset::{Dataset, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus, ReferralRecord};
 use chancery::stats::Estimable;
 use chrono::{Duration, NaiveDate};
 use serde_json::Value;
@@ -359,11 +359,11 @@ fn dataset(people: &[Person]) -> Dataset {
             baseline.insert(k.into(), v.into());
         }
         baseline.insert("phq9".into(), p.phq9.0.to_string());
-        let mut outcomes = BTreeMap::new();
+        let mut outcomes = Outcomes::new();
         if let Some(day) = p.follow_up {
             let on = start + Duration::days(day);
             let mut put = |name: &str, value: String| {
-                outcomes.insert(("m12".to_string(), name.to_string()), OutcomeValue { value, collected_on: on });
+                outcomes.insert("m12", name, OutcomeValue { value: value.into(), collected_on: on });
             };
             if let Some(y) = p.work13 {
                 put("paid_work_13_weeks", if y { "yes" } else { "no" }.into());
@@ -381,9 +381,9 @@ fn dataset(people: &[Person]) -> Dataset {
             site: p.site.into(),
             region: protocol.site(p.site).and_then(|s| s.region.clone()),
             arm: p.arm.into(),
-            strata,
+            strata: strata.iter().collect(),
             randomised_on: start,
-            baseline,
+            baseline: baseline.iter().collect(),
             status: ParticipantStatus::Active,
             outcomes,
         });
@@ -582,7 +582,28 @@ fn swapping_the_arm_labels_negates_differences_and_inverts_ratios() {
 fn the_dataset_holds_exactly_the_stored_values_as_of_its_date() {
     let dir = tempfile::tempdir().unwrap();
     let db = demo_trial(dir.path());
-    let trial = chancery::ledger::Trial::open(&db).unwrap();
+    // Correct a few values first, so the dataset must show the current ones.
+    let mut trial = chancery::ledger::Trial::open(&db).unwrap();
+    let before = trial.store().outcomes().unwrap();
+    let now = chancery::clock::Timestamp::parse(&format!(
+        "{}T12:00:00Z",
+        trial.last_entry_date().unwrap() + Duration::days(1)
+    ))
+    .unwrap();
+    let mut corrected = Vec::new();
+    for o in before.iter().filter(|o| o.field == "phq9").step_by(97).take(5) {
+        let value = if o.value == "3" { "4" } else { "3" };
+        let c = chancery::followup::Correction {
+            participant: o.participant.clone(),
+            timepoint: o.timepoint.clone(),
+            field: o.field.clone(),
+            value: value.into(),
+            reason: "transcription error".into(),
+        };
+        trial.correct_outcome(&c, "tester", now).unwrap();
+        corrected.push((o.participant.clone(), o.timepoint.clone(), value.to_string()));
+    }
+    assert_eq!(corrected.len(), 5);
     let last = trial.last_entry_date().unwrap();
     let stored = trial.store().outcomes().unwrap();
     let table = trial.store().participants().unwrap();
@@ -603,12 +624,33 @@ fn the_dataset_holds_exactly_the_stored_values_as_of_its_date() {
             .iter()
             .flat_map(|r| {
                 r.outcomes.iter().map(|((tp, f), v)| {
-                    ((r.participant.clone(), tp.clone(), f.clone()), (v.value.clone(), v.collected_on))
+                    ((r.participant.clone(), tp.to_string(), f.to_string()), (v.value.to_string(), v.collected_on))
                 })
             })
             .collect();
         assert_eq!(got.len(), d.participants.iter().map(|r| r.outcomes.len()).sum::<usize>());
         assert_eq!(got, want, "as of {as_of}");
+        // Looked up one by one, every key of the protocol gives the same, missing values included.
+        let p = &d.protocol;
+        let (mut present, mut missing) = (0, 0);
+        for r in &d.participants {
+            for o in &p.outcomes {
+                for t in &p.timepoints {
+                    let key = (r.participant.clone(), t.id.clone(), o.name.clone());
+                    let got = r.outcomes.get(&t.id, &o.name).map(|v| (v.value.to_string(), v.collected_on));
+                    assert_eq!(got.as_ref(), want.get(&key), "{key:?} as of {as_of}");
+                    if got.is_some() { present += 1 } else { missing += 1 }
+                }
+            }
+            assert_eq!(r.outcomes.get("no such timepoint", "phq9"), None);
+        }
+        assert!(present > 0 && missing > 0, "{present} present, {missing} missing");
+        if as_of == last {
+            for (participant, tp, value) in &corrected {
+                let r = d.participants.iter().find(|r| &r.participant == participant).unwrap();
+                assert_eq!(r.outcomes.get(tp, "phq9").unwrap().value, value.as_str(), "{participant} {tp}");
+            }
+        }
         // Everyone randomised by `as_of`, in randomisation order, in their arm.
         let mut randomised: Vec<&chancery::store::ParticipantRow> =
             table.iter().filter(|p| on(&p.randomised_at) <= as_of).collect();
@@ -617,6 +659,21 @@ fn the_dataset_holds_exactly_the_stored_values_as_of_its_date() {
         let got: Vec<(&str, &str)> = d.participants.iter().map(|r| (r.participant.as_str(), r.arm.as_str())).collect();
         assert_eq!(got, ids, "as of {as_of}");
         assert!(d.participants.iter().all(|r| !r.baseline.is_empty() && !r.strata.is_empty()));
+        // Baseline values and strata exactly as the full events record them.
+        let events: BTreeMap<String, chancery::event::Randomised> =
+            trial.randomisations().unwrap().into_iter().map(|(_, _, r)| (r.participant.clone(), r)).collect();
+        for r in &d.participants {
+            let e = &events[&r.participant];
+            let baseline: Vec<(&str, &str)> = e.values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            assert_eq!(r.baseline.iter().collect::<Vec<_>>(), baseline, "{}", r.participant);
+            let strata: BTreeMap<&str, &str> = e.stratum.split('|').filter_map(|x| x.split_once('=')).collect();
+            assert_eq!(r.strata.iter().collect::<Vec<_>>(), strata.into_iter().collect::<Vec<_>>());
+            assert_eq!((r.site.as_str(), r.arm.as_str()), (e.site.as_str(), e.arm.as_str()));
+            for (k, v) in &e.values {
+                assert_eq!(r.baseline.get(k), Some(v.as_str()));
+            }
+            assert_eq!(r.baseline.get("no such field"), None);
+        }
     }
 }
 
@@ -656,6 +713,30 @@ fn a_participant_row_naming_a_missing_or_wrong_log_entry_is_an_integrity_error()
             "not the randomisation of participant",
         ),
         ("not a number", format!("UPDATE referrals SET seq = 'x' WHERE participant = '{first}'"), "seq"),
+        // The entry itself edited: no longer canonical, or canonical but no
+        // longer a randomisation event (a member renamed, so one is missing
+        // and one unknown; the dataset skips the identity, but not unread).
+        (
+            "not canonical",
+            format!(
+                "DROP TRIGGER log_is_append_only_update; UPDATE log SET body = replace(body, '{{\"data\":', '{{ \"data\":') WHERE seq = {s1}"
+            ),
+            "not the canonical encoding",
+        ),
+        (
+            "member renamed",
+            format!(
+                "DROP TRIGGER log_is_append_only_update; UPDATE log SET body = replace(body, '\"identity\":', '\"identitx\":') WHERE seq = {s1}"
+            ),
+            "does not decode",
+        ),
+        (
+            "allocation renamed",
+            format!(
+                "DROP TRIGGER log_is_append_only_update; UPDATE log SET body = replace(body, '\"allocation\":', '\"allocatioo\":') WHERE seq = {s1}"
+            ),
+            "does not decode",
+        ),
     ];
     let trial = chancery::ledger::Trial::open(&db).unwrap();
     let as_of = trial.last_entry_date().unwrap();

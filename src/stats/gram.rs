@@ -58,7 +58,7 @@ fn tile(a: [&[f64]; 2], b: [&[f64]; 4]) -> [[f64; 4]; 2] {
 /// `XᵀWX` and, if `z` is given, `XᵀWz`, with `W = diag(w)` (all ones when
 /// `w` is `None`).
 pub(crate) fn weighted_gram(x: &DMatrix<f64>, w: Option<&[f64]>, z: Option<&[f64]>) -> (DMatrix<f64>, DVector<f64>) {
-    Rows::new(x).gram(w, z)
+    Rows::once(x).gram(w, z)
 }
 
 /// A design prepared for repeated cross-products with changing weights (one
@@ -69,14 +69,35 @@ pub(crate) fn weighted_gram(x: &DMatrix<f64>, w: Option<&[f64]>, z: Option<&[f64
 /// used. Either way each entry is summed over the rows in row order.
 pub(crate) enum Rows<'a> {
     /// Compressed rows: entries `start[i]..start[i + 1]` of `col`/`val` are
-    /// row i's non-zeros, in column order.
-    Sparse { p: usize, start: Vec<usize>, col: Vec<usize>, val: Vec<f64> },
+    /// row i's non-zeros, in column order; `patterns`, the rows' distinct
+    /// patterns when there are few of them.
+    Sparse {
+        p: usize,
+        start: Vec<usize>,
+        col: Vec<usize>,
+        val: Vec<f64>,
+        patterns: Option<Patterns>,
+        /// When the rows are not few but their indicator parts are.
+        indicators: Option<Box<Indicators>>,
+    },
     /// The matrix itself.
     Dense(&'a DMatrix<f64>),
 }
 
 impl<'a> Rows<'a> {
+    /// The rows prepared for repeated cross-products (an iterative fit): with
+    /// their [`Patterns`] or [`Indicators`] found, when they have them.
     pub(crate) fn new(x: &'a DMatrix<f64>) -> Rows<'a> {
+        Rows::prepare(x, true)
+    }
+
+    /// The rows prepared for one cross-product (a closed form): summed row by
+    /// row, without looking for shared patterns.
+    pub(crate) fn once(x: &'a DMatrix<f64>) -> Rows<'a> {
+        Rows::prepare(x, false)
+    }
+
+    fn prepare(x: &'a DMatrix<f64>, group: bool) -> Rows<'a> {
         let (n, p) = x.shape();
         let nonzero = x.iter().filter(|v| **v != 0.0).count();
         if 2 * nonzero >= n * p || !super::all_finite(x.as_slice()) {
@@ -106,7 +127,19 @@ impl<'a> Rows<'a> {
                 }
             }
         }
-        Rows::Sparse { p, start, col, val }
+        let patterns = if group { Patterns::of(&start, &col, &val) } else { None };
+        let indicators =
+            if group && patterns.is_none() { Indicators::of(p, &start, &col, &val).map(Box::new) } else { None };
+        Rows::Sparse { p, start, col, val, patterns, indicators }
+    }
+
+    /// The rows' distinct patterns, if the design is sparse and has at most
+    /// one distinct row per [`MIN_COPIES`] rows.
+    pub(crate) fn patterns(&self) -> Option<&Patterns> {
+        match self {
+            Rows::Sparse { patterns, .. } => patterns.as_ref(),
+            Rows::Dense(_) => None,
+        }
     }
 
     /// `X β`, each row summed in column order.
@@ -128,7 +161,8 @@ impl<'a> Rows<'a> {
                 let cols: Vec<&[f64]> = (0..x.ncols()).map(|j| &data[j * n..(j + 1) * n]).collect();
                 gram_of_columns(&cols, n, w, z)
             }
-            Rows::Sparse { p, start, col, val } => {
+            Rows::Sparse { p, indicators: Some(ind), .. } => ind.gram(*p, w, z),
+            Rows::Sparse { p, start, col, val, .. } => {
                 let p = *p;
                 let mut a = vec![0.0f64; p * p];
                 let mut b = vec![0.0f64; p];
@@ -148,6 +182,187 @@ impl<'a> Rows<'a> {
                 }
                 symmetric(p, &a, b)
             }
+        }
+    }
+}
+
+/// Fewest rows per distinct row for [`Rows::patterns`] to be kept: with
+/// fewer copies grouping would save little.
+pub(crate) const MIN_COPIES: usize = 4;
+
+/// Which rows of a design are equal. A design of only the treatment and
+/// factor dummies has at most (2 × the product of the factors' levels)
+/// distinct rows however many participants it has, so a model fitted by
+/// rows' sums (cross-products, likelihoods) can be fitted on the distinct
+/// rows with their counts as weights.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Patterns {
+    /// Row i equals row `first[of[i]]`.
+    pub(crate) of: Vec<u32>,
+    /// Each pattern's first row, in row order.
+    pub(crate) first: Vec<usize>,
+}
+
+impl Patterns {
+    /// The patterns of compressed rows, or `None` if there are more than one
+    /// per [`MIN_COPIES`] rows.
+    fn of(start: &[usize], col: &[usize], val: &[f64]) -> Option<Patterns> {
+        let n = start.len() - 1;
+        let limit = n / MIN_COPIES;
+        let mut index: std::collections::HashMap<RowKey<'_>, u32> = std::collections::HashMap::new();
+        let (mut of, mut first) = (Vec::with_capacity(n), Vec::new());
+        for i in 0..n {
+            let key = RowKey(&col[start[i]..start[i + 1]], &val[start[i]..start[i + 1]]);
+            let next = first.len() as u32;
+            let k = *index.entry(key).or_insert(next);
+            if k == next {
+                if first.len() >= limit {
+                    return None;
+                }
+                first.push(i);
+            }
+            of.push(k);
+        }
+        Some(Patterns { of, first })
+    }
+}
+
+/// A design's rows split into their indicator part (the entries of columns
+/// whose every non-zero is 1: the intercept, treatment and factor dummies)
+/// and the rest (numeric covariates). With few distinct indicator parts,
+/// `XᵀWX` sums per row only the products involving the rest; the indicator
+/// block and the indicator × rest block are summed per pattern from the
+/// pattern's total weight and weighted rest sums (as `Σ_{i∈g} w_i x_ij x_ik =
+/// W_g` for two indicators j, k of pattern g, and `Σ_{i∈g} w_i x_ic` for an
+/// indicator and a covariate c).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Indicators {
+    /// Row i's indicator pattern.
+    of: Vec<u32>,
+    /// Each pattern's indicator columns, in column order.
+    columns: Vec<Vec<usize>>,
+    /// Row i's other entries are `rest_start[i]..rest_start[i + 1]` of
+    /// `rest_col`/`rest_val`, in column order.
+    rest_start: Vec<usize>,
+    rest_col: Vec<usize>,
+    rest_val: Vec<f64>,
+}
+
+impl Indicators {
+    /// The split of compressed rows, or `None` if no column is an indicator
+    /// or there are more indicator patterns than one per [`MIN_COPIES`] rows.
+    fn of(p: usize, start: &[usize], col: &[usize], val: &[f64]) -> Option<Indicators> {
+        let n = start.len() - 1;
+        let mut indicator = vec![true; p];
+        for (&c, &v) in col.iter().zip(val) {
+            indicator[c] &= v == 1.0;
+        }
+        if !indicator.iter().any(|&b| b) {
+            return None;
+        }
+        let mut index: std::collections::HashMap<Vec<usize>, u32> = std::collections::HashMap::new();
+        let mut columns: Vec<Vec<usize>> = Vec::new();
+        let mut of = Vec::with_capacity(n);
+        let (mut rest_start, mut rest_col, mut rest_val) = (Vec::with_capacity(n + 1), Vec::new(), Vec::new());
+        rest_start.push(0);
+        let mut part: Vec<usize> = Vec::new();
+        for i in 0..n {
+            part.clear();
+            for e in start[i]..start[i + 1] {
+                if indicator[col[e]] {
+                    part.push(col[e]);
+                } else {
+                    rest_col.push(col[e]);
+                    rest_val.push(val[e]);
+                }
+            }
+            rest_start.push(rest_col.len());
+            let g = match index.get(part.as_slice()) {
+                Some(&g) => g,
+                None => {
+                    if columns.len() >= n / MIN_COPIES {
+                        return None;
+                    }
+                    let g = columns.len() as u32;
+                    index.insert(part.clone(), g);
+                    columns.push(part.clone());
+                    g
+                }
+            };
+            of.push(g);
+        }
+        Some(Indicators { of, columns, rest_start, rest_col, rest_val })
+    }
+
+    /// `XᵀWX` and, if `z` is given, `XᵀWz`.
+    fn gram(&self, p: usize, w: Option<&[f64]>, z: Option<&[f64]>) -> (DMatrix<f64>, DVector<f64>) {
+        let groups = self.columns.len();
+        let mut a = vec![0.0f64; p * p];
+        let mut b = vec![0.0f64; p];
+        // Per pattern: total weight, weighted z, weighted rest columns.
+        let (mut wg, mut zg, mut sg) = (vec![0.0f64; groups], vec![0.0f64; groups], vec![0.0f64; groups * p]);
+        let (start, col, val) = (&self.rest_start, &self.rest_col, &self.rest_val);
+        for (i, &g) in self.of.iter().enumerate() {
+            let g = g as usize;
+            let wi = w.map_or(1.0, |w| w[i]);
+            wg[g] += wi;
+            if let Some(z) = z {
+                zg[g] += wi * z[i];
+            }
+            let (lo, hi) = (start[i], start[i + 1]);
+            let s = &mut sg[g * p..g * p + p];
+            for e in lo..hi {
+                let (ce, ve) = (col[e], val[e] * wi);
+                s[ce] += ve;
+                let row = &mut a[ce * p..ce * p + p];
+                for f in e..hi {
+                    row[col[f]] += ve * val[f];
+                }
+                if let Some(z) = z {
+                    b[ce] += ve * z[i];
+                }
+            }
+        }
+        for (g, cols) in self.columns.iter().enumerate() {
+            let s = &sg[g * p..g * p + p];
+            for (x, &j) in cols.iter().enumerate() {
+                for &k in &cols[x..] {
+                    a[j * p + k] += wg[g];
+                }
+                if z.is_some() {
+                    b[j] += zg[g];
+                }
+                for (c, &v) in s.iter().enumerate() {
+                    // Zero for every indicator column (never summed into).
+                    if v != 0.0 {
+                        let (lo, hi) = if j < c { (j, c) } else { (c, j) };
+                        a[lo * p + hi] += v;
+                    }
+                }
+            }
+        }
+        symmetric(p, &a, b)
+    }
+}
+
+/// A compressed row as a hash key: its columns and the bits of its values
+/// (bitwise equality, so that no two rows merge unless they are identical).
+#[derive(Clone, Copy)]
+struct RowKey<'a>(&'a [usize], &'a [f64]);
+
+impl PartialEq for RowKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 && self.1.iter().zip(other.1).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+impl Eq for RowKey<'_> {}
+
+impl std::hash::Hash for RowKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.hash(h);
+        for v in self.1 {
+            h.write_u64(v.to_bits());
         }
     }
 }
@@ -310,6 +525,36 @@ mod tests {
         let beta = DVector::from_fn(6, |j, _| j as f64 - 2.5);
         let eta = Rows::new(&x).mul(&beta);
         assert!((DVector::from_vec(eta) - &x * &beta).amax() < 1e-12);
+    }
+
+    #[test]
+    fn rows_split_into_indicators_and_covariates_match_the_dense_product() {
+        let n = 900;
+        // Intercept, a treatment and two factors' dummies, two covariates (one
+        // sometimes zero), a third factor's dummies, and a dummy column coded 2
+        // (not an indicator).
+        let x = DMatrix::from_fn(n, 13, |i, j| match j {
+            0 => 1.0,
+            1 => f64::from(u8::from(i % 2 == 0)),
+            2 | 3 => f64::from(u8::from(i % 3 == j - 1)),
+            4 => f64::from(u8::from(i % 5 == 0)),
+            5 => (i as f64).sqrt() - 10.0,
+            6 => ((i % 11) as f64 - 5.0) * 0.3,
+            7..=11 => f64::from(u8::from(i % 6 == j - 6)),
+            _ => 2.0 * f64::from(u8::from(i % 7 == 0)),
+        });
+        let rows = Rows::new(&x);
+        let Rows::Sparse { patterns, indicators, .. } = &rows else { panic!("sparse rows expected") };
+        assert!(patterns.is_none() && indicators.is_some());
+        let w: Vec<f64> = (0..n).map(|i| 0.25 + (i % 5) as f64).collect();
+        let z: Vec<f64> = (0..n).map(|i| (i % 9) as f64 - 4.0).collect();
+        let wm = DMatrix::from_diagonal(&DVector::from_vec(w.clone()));
+        let (g, b) = rows.gram(Some(&w), Some(&z));
+        let g0 = x.transpose() * &wm * &x;
+        assert!((&g - &g0).amax() < 1e-9 * g0.amax(), "{}", (&g - &g0).amax());
+        assert!((b - x.transpose() * &wm * DVector::from_vec(z)).amax() < 1e-9 * g0.amax());
+        let (g, _) = rows.gram(None, None);
+        assert!((g - x.transpose() * &x).amax() < 1e-9 * g0.amax());
     }
 
     #[test]

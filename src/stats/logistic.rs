@@ -26,7 +26,7 @@
 
 use super::design::{Adjustment, Design, Factor, build};
 use super::dist::{normal_quantile, normal_two_sided_p};
-use super::gram::{Rows, inverse_spd, solve_spd};
+use super::gram::{MIN_COPIES, Patterns, Rows, inverse_spd, solve_spd};
 use super::{ArmCounts, Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level};
 use nalgebra::{DMatrix, DVector};
 
@@ -118,11 +118,64 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
 }
 
 /// [`irls`] with the matrix's rows already prepared for cross-products.
+///
+/// When the rows fall into few distinct patterns (a design of factor dummies
+/// only), the rows with equal pattern, outcome and prior weight have equal
+/// fitted values at every step, so the fit is run once per such group with
+/// the group's size multiplying its weight: every sum of the fit (the
+/// cross-products, the deviance, the information) is the same sum, grouped.
 pub(crate) fn irls_on(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64]) -> IrlsFit {
+    if let Some(g) = rows.patterns().and_then(|pat| Grouped::new(x, pat, y, w)) {
+        return irls_weighted(&g.x, &Rows::new(&g.x), &g.y, &g.w, &g.w_start);
+    }
+    irls_weighted(x, rows, y, w, w)
+}
+
+/// Rows grouped by (pattern, outcome, prior weight), in order of each group's
+/// first row: one row of the design per group, its outcome, its prior weight
+/// times its size, and its members' own prior weight (R's starting values use
+/// the per-row weight).
+struct Grouped {
+    x: DMatrix<f64>,
+    y: Vec<f64>,
+    w: Vec<f64>,
+    w_start: Vec<f64>,
+}
+
+impl Grouped {
+    /// `None` when grouping would leave more than one group per
+    /// [`MIN_COPIES`] rows.
+    fn new(x: &DMatrix<f64>, pat: &Patterns, y: &[f64], w: &[f64]) -> Option<Grouped> {
+        let n = x.nrows();
+        let mut index: std::collections::HashMap<(u32, u64, u64), usize> = std::collections::HashMap::new();
+        let (mut first, mut count): (Vec<usize>, Vec<f64>) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let next = first.len();
+            let g = *index.entry((pat.of[i], y[i].to_bits(), w[i].to_bits())).or_insert(next);
+            if g == next {
+                if first.len() >= n / MIN_COPIES {
+                    return None;
+                }
+                first.push(i);
+                count.push(0.0);
+            }
+            count[g] += 1.0;
+        }
+        Some(Grouped {
+            x: x.select_rows(&first),
+            y: first.iter().map(|&i| y[i]).collect(),
+            w: first.iter().zip(&count).map(|(&i, &c)| w[i] * c).collect(),
+            w_start: first.iter().map(|&i| w[i]).collect(),
+        })
+    }
+}
+
+/// The IRLS iterations, with `w_start` the prior weights R's starting values use.
+fn irls_weighted(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64], w_start: &[f64]) -> IrlsFit {
     let (n, p) = x.shape();
     let mut eta: Vec<f64> = y
         .iter()
-        .zip(w)
+        .zip(w_start)
         .map(|(&y, &w)| {
             let m = (w * y + 0.5) / (w + 1.0);
             (m / (1.0 - m)).ln()
@@ -497,4 +550,60 @@ fn standardised_rd(
         Some(r1),
         Some(r0),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A design of treatment and factor dummies (few distinct rows) and a
+    /// binary outcome that depends on them.
+    fn factor_design(n: usize) -> (DMatrix<f64>, Vec<f64>) {
+        let x = DMatrix::from_fn(n, 6, |i, j| match j {
+            0 => 1.0,
+            1 => f64::from(u8::from(i % 2 == 0)),
+            2 | 3 => f64::from(u8::from(i % 3 == j - 1)),
+            _ => f64::from(u8::from((i / 7) % 4 == j - 3)),
+        });
+        let y = (0..n).map(|i| f64::from(u8::from((i * 7919) % 13 < 4 + (i % 2) + (i % 3)))).collect();
+        (x, y)
+    }
+
+    #[test]
+    fn fits_grouped_by_equal_rows_match_the_row_by_row_fit() {
+        let (x, y) = factor_design(2000);
+        for w in [vec![1.0; 2000], (0..2000).map(|i| 0.5 + (i % 3) as f64).collect::<Vec<f64>>()] {
+            let rows = Rows::new(&x);
+            assert!(rows.patterns().is_some());
+            let grouped = irls_on(&x, &rows, &y, &w);
+            let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w);
+            assert_eq!(
+                (grouped.iterations, grouped.converged, grouped.separated),
+                (by_row.iterations, by_row.converged, by_row.separated)
+            );
+            assert!(grouped.converged && !grouped.separated);
+            let rel = |a: f64, b: f64| (a - b).abs() / a.abs().max(b.abs()).max(1e-300);
+            assert!(rel(grouped.deviance, by_row.deviance) < 1e-12);
+            for (a, b) in grouped.beta.iter().zip(by_row.beta.iter()) {
+                assert!((a - b).abs() < 1e-10, "{a} vs {b}");
+            }
+            for (a, b) in grouped.cov.iter().zip(by_row.cov.iter()) {
+                assert!((a - b).abs() < 1e-10 * grouped.cov.amax(), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_fits_still_report_separation() {
+        let (x, _) = factor_design(400);
+        // The outcome is the treatment indicator: complete separation.
+        let y: Vec<f64> = (0..400).map(|i| x[(i, 1)]).collect();
+        let w = vec![1.0; 400];
+        let rows = Rows::new(&x);
+        assert!(rows.patterns().is_some());
+        let grouped = irls_on(&x, &rows, &y, &w);
+        let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w);
+        assert!(grouped.separated && by_row.separated);
+        assert_eq!(grouped.converged, by_row.converged);
+    }
 }
