@@ -514,21 +514,27 @@ fn a_file_that_is_not_a_chancery_database_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
 
+/// Two new trials of one protocol from the same seed, in `dir`, and their key.
+fn twin_trials(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, chancery::keys::TrialKey) {
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::create_dir_all(&two).unwrap();
+    let (db1, db2) = (init(&one, name), init(&two, name));
+    let key = chancery::keys::TrialKey::read(&chancery::keys::default_key_path(&db1)).unwrap();
+    (db1, db2, key)
+}
+
 #[test]
 fn handles_that_take_turns_allocate_exactly_as_one_handle_would() {
     // A trial handle keeps its allocation state between randomisations, but
     // only while the log head is the one that state belongs to: after another
     // handle (another coordinator) writes, it must load the state afresh.
     use chancery::clock::Timestamp;
-    use chancery::keys::{TrialKey, default_key_path};
+    use chancery::keys::default_key_path;
     use chancery::ledger::Trial;
     for name in ["work-health-ips.toml", "example-simple-2to1.toml", "example-minimisation.toml"] {
         let dir = tempfile::tempdir().unwrap();
-        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-        std::fs::create_dir_all(&one).unwrap();
-        std::fs::create_dir_all(&two).unwrap();
-        let (db1, db2) = (init(&one, name), init(&two, name));
-        let key = TrialKey::read(&default_key_path(&db1)).unwrap();
+        let (db1, db2, key) = twin_trials(dir.path(), name);
         let mut single = Trial::open(&db1).unwrap();
         let p = single.protocol().clone();
         let referrals: Vec<_> = chancery::demo::simulate_referrals(&p, &seed(), 400)
@@ -565,15 +571,11 @@ fn a_long_batch_prepared_on_a_second_thread_writes_what_short_batches_write() {
     // while the first writes; the log must be byte for byte what the same
     // referrals give in short batches, written on one thread, for every method.
     use chancery::clock::Timestamp;
-    use chancery::keys::{TrialKey, default_key_path};
+    use chancery::keys::default_key_path;
     use chancery::ledger::Trial;
     for name in ["work-health-ips.toml", "example-simple-2to1.toml", "example-minimisation.toml"] {
         let dir = tempfile::tempdir().unwrap();
-        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-        std::fs::create_dir_all(&one).unwrap();
-        std::fs::create_dir_all(&two).unwrap();
-        let (db1, db2) = (init(&one, name), init(&two, name));
-        let key = TrialKey::read(&default_key_path(&db1)).unwrap();
+        let (db1, db2, key) = twin_trials(dir.path(), name);
         let mut long = Trial::open(&db1).unwrap();
         let mut short = Trial::open(&db2).unwrap();
         let p = long.protocol().clone();
