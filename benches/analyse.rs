@@ -23,6 +23,7 @@ fn referrals() -> u32 {
 }
 
 fn analyse(c: &mut Criterion) {
+    chancery::allocator::keep_freed_memory();
     let dir = tempfile::tempdir().unwrap();
     let report = run(
         &DemoOptions {

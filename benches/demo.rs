@@ -16,6 +16,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use chancery::demo::{DemoOptions, publish, run};
 
 fn demo(c: &mut Criterion) {
+    chancery::allocator::keep_freed_memory();
     let referrals = if std::env::args().any(|a| a == "--bench") { 6_000 } else { 300 };
     let mut group = c.benchmark_group("demo");
     group.sample_size(10);

@@ -53,6 +53,7 @@ fn eligible_referrals(trial: &Trial, n: usize) -> Vec<(String, Referral)> {
 }
 
 fn durable_randomisation(c: &mut Criterion) {
+    chancery::allocator::keep_freed_memory();
     let mut group = c.benchmark_group("durable_write");
     // Floor: a raw insert + commit of a row of similar size, same durability.
     let dir = tempfile::tempdir().unwrap();
@@ -98,6 +99,7 @@ fn durable_randomisation(c: &mut Criterion) {
 }
 
 fn batch_100k(c: &mut Criterion) {
+    chancery::allocator::keep_freed_memory();
     let mut group = c.benchmark_group("batch");
     group.sample_size(10);
     let dir = tempfile::tempdir().unwrap();

@@ -99,6 +99,7 @@ fn outcome_csv(participants: &[String]) -> Vec<u8> {
 }
 
 fn import(c: &mut Criterion) {
+    chancery::allocator::keep_freed_memory();
     let n = participants();
     let rows = 2 * n;
     let template_dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,7 @@ fn verify_in_process(db: &Path) {
 }
 
 fn verify(c: &mut Criterion) {
+    chancery::allocator::keep_freed_memory();
     let dir = tempfile::tempdir().unwrap();
     let n = if bench_mode() { 100_000 } else { 1_000 };
     let db = trial_with(dir.path(), n);

@@ -222,6 +222,7 @@ fn analyse(n: u32, template: Option<&Path>, runs: usize) {
 }
 
 fn main() {
+    chancery::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n = |default: usize| args.get(1).and_then(|a| a.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod allocation;
+pub mod allocator;
 pub mod analysis;
 pub mod checkpoint;
 pub mod clock;

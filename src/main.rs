@@ -492,6 +492,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    chancery::allocator::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
