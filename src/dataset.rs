@@ -120,6 +120,25 @@ impl OutcomeKeys {
     }
 }
 
+/// `values` without indices at or past `len`, sorted by index; of repeated
+/// indices the last is kept, as inserting into a map would.
+fn by_index_last_kept<V>(mut values: Vec<(u32, V)>, len: usize) -> Vec<(u32, V)> {
+    values.retain(|(k, _)| (*k as usize) < len);
+    if values.is_sorted_by(|a, b| a.0 < b.0) {
+        return values;
+    }
+    // Stable, so that of equal indices the last stays last.
+    values.sort_by_key(|(k, _)| *k);
+    let mut kept: Vec<(u32, V)> = Vec::with_capacity(values.len());
+    for v in values {
+        match kept.last_mut() {
+            Some(last) if last.0 == v.0 => *last = v,
+            _ => kept.push(v),
+        }
+    }
+    kept
+}
+
 /// A participant's current outcome values by (timepoint id, outcome name), in
 /// key order.
 ///
@@ -144,20 +163,8 @@ impl Outcomes {
     /// Values under `keys` by key index: sorted here by index; of repeated
     /// indices the last is kept, as inserting into a map would. An index
     /// outside `keys` is left out.
-    pub fn from_indexed(keys: Arc<OutcomeKeys>, mut values: Vec<(u32, OutcomeValue)>) -> Outcomes {
-        values.retain(|(k, _)| (*k as usize) < keys.len());
-        if !values.is_sorted_by(|a, b| a.0 < b.0) {
-            // Stable, so that of equal keys the last stays last.
-            values.sort_by_key(|(k, _)| *k);
-            let mut kept: Vec<(u32, OutcomeValue)> = Vec::with_capacity(values.len());
-            for v in values {
-                match kept.last_mut() {
-                    Some(last) if last.0 == v.0 => *last = v,
-                    _ => kept.push(v),
-                }
-            }
-            values = kept;
-        }
+    pub fn from_indexed(keys: Arc<OutcomeKeys>, values: Vec<(u32, OutcomeValue)>) -> Outcomes {
+        let values = by_index_last_kept(values, keys.len());
         Outcomes { keys, values }
     }
 
@@ -289,19 +296,8 @@ impl NamedValues {
     /// Values under `names` by name index: sorted here by index; of repeated
     /// indices the last is kept, as inserting into a map would. An index
     /// outside `names` is left out.
-    pub fn from_indexed(names: Arc<Names>, mut values: Vec<(u32, CompactString)>) -> NamedValues {
-        values.retain(|(k, _)| (*k as usize) < names.len());
-        if !values.is_sorted_by(|a, b| a.0 < b.0) {
-            values.sort_by_key(|(k, _)| *k);
-            let mut kept: Vec<(u32, CompactString)> = Vec::with_capacity(values.len());
-            for v in values {
-                match kept.last_mut() {
-                    Some(last) if last.0 == v.0 => *last = v,
-                    _ => kept.push(v),
-                }
-            }
-            values = kept;
-        }
+    pub fn from_indexed(names: Arc<Names>, values: Vec<(u32, CompactString)>) -> NamedValues {
+        let values = by_index_last_kept(values, names.len());
         NamedValues { names, values }
     }
 

@@ -237,12 +237,11 @@ pub(crate) fn append(
     now: Timestamp,
 ) -> Result<(u64, String)> {
     let started = Entry::start_canonical(|out| event.write_canonical_data(out));
-    append_started(tx, protocol, state, head, event, started, user, now, &mut String::new())
+    append_started(tx, protocol, state, head, event, started, user, now).map(|(seq, hash, _)| (seq, hash))
 }
 
 /// [`append`], given the start of the entry's canonical bytes
-/// ([`Entry::start_canonical`] of `event`'s data); the entry's bytes are left
-/// in `spent`.
+/// ([`Entry::start_canonical`] of `event`'s data); also returns those bytes.
 #[allow(clippy::too_many_arguments)]
 fn append_started(
     tx: &Tx,
@@ -253,8 +252,7 @@ fn append_started(
     started: String,
     user: &str,
     now: Timestamp,
-    spent: &mut String,
-) -> Result<(u64, String)> {
+) -> Result<(u64, String, String)> {
     check_user(user)?;
     let ts = now.to_log_text();
     if let Some(last) = &head.ts
@@ -278,8 +276,7 @@ fn append_started(
     tx.append_log(&LogRowRef { seq: entry.seq, ts: &ts, kind: &entry.kind, hash: &hash, body: &body })?;
     apply(tx, protocol, state, entry.seq, &ts, event)?;
     *head = Head { len: entry.seq + 1, hash: hash.clone(), ts: Some(ts) };
-    *spent = body;
-    Ok((entry.seq, hash))
+    Ok((entry.seq, hash, body))
 }
 
 /// Where [`apply`] and [`flush_state`] write the derived rows: the live
@@ -540,8 +537,7 @@ impl Trial {
                 let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(8);
                 let (give_back, spent) = std::sync::mpsc::channel::<Vec<Spent>>();
                 let preparing = scope.spawn(move || {
-                    for chunk in referrals.chunks(PIPELINE_CHUNK).enumerate() {
-                        let (c, chunk) = chunk;
+                    for (c, chunk) in referrals.chunks(PIPELINE_CHUNK).enumerate() {
                         let prepared = chunk
                             .iter()
                             .enumerate()
@@ -550,14 +546,11 @@ impl Trial {
                         if send.send(prepared).is_err() {
                             break; // the writer stopped on an error
                         }
-                        while let Ok(spent) = spent.try_recv() {
-                            drop(spent);
-                        }
+                        // Each received batch of spent rows is freed as it is dropped.
+                        while spent.try_recv().is_ok() {}
                     }
                     drop(send);
-                    for spent in spent {
-                        drop(spent);
-                    }
+                    for _ in spent {}
                     preparer
                 });
                 for chunk in receive {
@@ -837,7 +830,7 @@ struct Writer<'t, 'a> {
 /// An event and its entry's bytes once written. With two threads they go back
 /// to the preparing one to be freed: the allocator frees a block on the
 /// thread that allocated it much faster than on another.
-struct Spent(#[allow(dead_code)] Event, #[allow(dead_code)] String);
+type Spent = (Event, String);
 
 impl Writer<'_, '_> {
     fn write(&mut self, p: Prepared) -> Result<()> {
@@ -864,19 +857,8 @@ impl Writer<'_, '_> {
             }
         };
         let ToWrite { mut confirmed, event, arm, allocated, started } = w;
-        let mut body = String::new();
-        match append_started(
-            self.tx,
-            self.protocol,
-            self.state,
-            self.head,
-            &event,
-            started,
-            self.user,
-            self.now,
-            &mut body,
-        ) {
-            Ok((seq, entry_hash)) => {
+        match append_started(self.tx, self.protocol, self.state, self.head, &event, started, self.user, self.now) {
+            Ok((seq, entry_hash, body)) => {
                 if let Some(a) = &allocated {
                     self.touched.note(a);
                 }
@@ -888,7 +870,7 @@ impl Writer<'_, '_> {
                 confirmed.seq = seq;
                 confirmed.entry_hash = entry_hash;
                 self.out.push(confirmed);
-                self.spent.push(Spent(event, body));
+                self.spent.push((event, body));
                 Ok(())
             }
             // The participant id was recorded before this batch (the failed

@@ -925,15 +925,11 @@ impl Store {
     /// The first log row of an event type, if any (by the `type` column).
     pub fn first_log_row_of_type(&self, kind: &str) -> Result<Option<LogRow>> {
         self.conn
-            .query_row("SELECT seq, ts, type, hash, body FROM log WHERE type = ?1 ORDER BY seq LIMIT 1", [kind], |r| {
-                Ok(LogRow {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    ts: r.get(1)?,
-                    kind: r.get(2)?,
-                    hash: r.get(3)?,
-                    body: r.get(4)?,
-                })
-            })
+            .query_row(
+                "SELECT seq, ts, type, hash, body FROM log WHERE type = ?1 ORDER BY seq LIMIT 1",
+                [kind],
+                log_row,
+            )
             .optional()
             .map_err(Error::sqlite("reading the log"))
     }
@@ -1073,6 +1069,11 @@ const SUBJECT_SQL: &str = "SELECT p.randomised_at, COALESCE(s.no_further_contact
      WHERE p.participant = ?1";
 const PARTICIPANT_SQL: &str =
     "SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants WHERE participant = ?1";
+
+/// A `log` row read as `SELECT seq, ts, type, hash, body`.
+fn log_row(r: &rusqlite::Row) -> rusqlite::Result<LogRow> {
+    Ok(LogRow { seq: r.get::<_, i64>(0)? as u64, ts: r.get(1)?, kind: r.get(2)?, hash: r.get(3)?, body: r.get(4)? })
+}
 
 fn outcome_rows(c: &Connection) -> Result<Vec<OutcomeRow>> {
     let what = "reading outcomes";
@@ -1874,15 +1875,7 @@ impl Store {
     /// The log row with this seq, if there is one.
     pub fn log_row_at(&self, seq: u64) -> Result<Option<LogRow>> {
         self.conn
-            .query_row("SELECT seq, ts, type, hash, body FROM log WHERE seq = ?1", [seq as i64], |r| {
-                Ok(LogRow {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    ts: r.get(1)?,
-                    kind: r.get(2)?,
-                    hash: r.get(3)?,
-                    body: r.get(4)?,
-                })
-            })
+            .query_row("SELECT seq, ts, type, hash, body FROM log WHERE seq = ?1", [seq as i64], log_row)
             .optional()
             .map_err(Error::sqlite("reading the log"))
     }
