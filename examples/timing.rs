@@ -39,6 +39,14 @@ fn cpu_seconds() -> f64 {
     (ticks(13) + ticks(14)) / 100.0
 }
 
+/// CPU time of the calling thread (user + system), in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// A new trial of the default protocol at `db`, and `n` eligible consenting referrals for it.
 fn trial(db: &Path, seed: [u8; 32], n: usize) -> (Trial, TrialKey, Vec<(String, Referral)>) {
     init(&InitOptions {
@@ -67,13 +75,13 @@ fn trial(db: &Path, seed: [u8; 32], n: usize) -> (Trial, TrialKey, Vec<(String, 
 fn batch(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (mut trial, key, refs) = trial(&dir.path().join("t.db"), [0x5a; 32], n);
-    let (t, c) = (Instant::now(), cpu_seconds());
+    let (t, c, w) = (Instant::now(), cpu_seconds(), thread_cpu_seconds());
     let out = trial.randomise(&key, &refs, "probe", Timestamp::parse("2026-01-02T00:00:00Z").unwrap()).unwrap();
-    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
-    println!("batch of {}: wall {wall:.3} s, cpu {cpu:.3} s", out.len());
+    let (wall, cpu, writer) = (t.elapsed().as_secs_f64(), cpu_seconds() - c, thread_cpu_seconds() - w);
+    println!("batch of {}: wall {wall:.3} s, cpu {cpu:.3} s, of which the writing thread {writer:.3} s", out.len());
 }
 
-fn one(n: usize) {
+fn one(n: usize, keep: Option<&Path>) {
     let dir = tempfile::tempdir().unwrap();
     let (mut trial, key, refs) = trial(&dir.path().join("t.db"), [0x5a; 32], n);
     let conn = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
@@ -109,6 +117,11 @@ fn one(n: usize) {
         per(cpu[1]),
         wall[1] / wall[0]
     );
+    if let Some(keep) = keep {
+        std::fs::copy(dir.path().join("t.db"), keep).unwrap();
+        std::fs::copy(dir.path().join("t.db-wal"), keep.with_extension("db-wal")).unwrap();
+        drop(trial);
+    }
 }
 
 fn import(n: usize, template: Option<&Path>) {
@@ -227,13 +240,15 @@ fn main() {
     let n = |default: usize| args.get(1).and_then(|a| a.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("batch") => batch(n(100_000)),
-        Some("one") => one(n(2_000)),
+        Some("one") => one(n(2_000), args.get(2).map(Path::new)),
         Some("import") => import(n(50_000), args.get(2).map(Path::new)),
         Some("analyse") => analyse(
             n(125_000) as u32,
             args.get(2).map(Path::new),
             args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5),
         ),
-        _ => eprintln!("usage: timing batch [N] | one [N] | import [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"),
+        _ => eprintln!(
+            "usage: timing batch [N] | one [N] [KEEP] | import [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"
+        ),
     }
 }

@@ -100,8 +100,7 @@ impl Event {
             }
             Event::ParticipantRandomised(r) => {
                 member(out, true, "allocation");
-                let allocation = serde_json::to_value(&r.allocation).expect("allocation records serialise");
-                write_canonical(&allocation, out).expect("allocation records hold strings and small integers");
+                r.allocation.write_canonical(out);
                 for (key, value) in [
                     ("arm", &r.arm),
                     ("identity", &r.identity),
@@ -287,6 +286,38 @@ pub enum AllocationRecord {
 }
 
 impl AllocationRecord {
+    /// Appends the record's canonical JSON: the two records of fixed shape
+    /// written member by member in key order, a minimisation record (maps and
+    /// optional members) through the generic encoder.
+    fn write_canonical(&self, out: &mut String) {
+        let number = |out: &mut String, key: &str, n: u64| {
+            out.push_str(key);
+            out.push_str(&n.to_string());
+        };
+        match self {
+            AllocationRecord::PermutedBlocks { stream, block, start_word, position } => {
+                number(out, "{\"block\":", *block);
+                out.push_str(",\"method\":\"permuted_blocks\"");
+                number(out, ",\"position\":", u64::from(*position));
+                number(out, ",\"start_word\":", *start_word);
+                out.push_str(",\"stream\":");
+                write_string(stream, out);
+                out.push('}');
+            }
+            AllocationRecord::Simple { stream, word_start, word_end } => {
+                out.push_str("{\"method\":\"simple\",\"stream\":");
+                write_string(stream, out);
+                number(out, ",\"word_end\":", *word_end);
+                number(out, ",\"word_start\":", *word_start);
+                out.push('}');
+            }
+            AllocationRecord::Minimisation { .. } => {
+                let record = serde_json::to_value(self).expect("allocation records serialise");
+                write_canonical(&record, out).expect("allocation records hold strings and small integers");
+            }
+        }
+    }
+
     /// Records a decided allocation with arm names.
     pub fn from_detail(protocol: &Protocol, d: &Detail) -> AllocationRecord {
         match d {

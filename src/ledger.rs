@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::event::{AllocationRecord, Event, Randomised, ReferralScreened, SeedRevealed, TrialCreated};
 use crate::identity::IdentityHasher;
 use crate::keys::{self, KeyOrigin, TrialKey};
-use crate::log::{Entry, FORMAT_VERSION};
+use crate::log::{Entry, EntryTail, FORMAT_VERSION};
 use crate::protocol::{Arm, Method, Protocol};
 use crate::referral::{self, Decision, Referral, Screened};
 use crate::store::{Head, LogRowRef, NewOutcome, NewReferral, StatusRow, Store, StreamRow, TrialRow, Tx};
@@ -255,28 +255,50 @@ fn append_started(
 ) -> Result<(u64, String, String)> {
     check_user(user)?;
     let ts = now.to_log_text();
-    if let Some(last) = &head.ts
-        && ts < *last
-    {
-        return Err(Error::Refused(format!(
+    not_back_dated(head, &ts)?;
+    let seq = head.len;
+    let (body, hash) =
+        EntryTail { prev: &head.hash, seq, ts: &ts, kind: event.kind(), user, v: FORMAT_VERSION }.finish(started);
+    append_finished(tx, protocol, state, head, event, Finished { seq, hash, body }, &ts)
+        .map(|f| (f.seq, f.hash, f.body))
+}
+
+/// Refuses a time earlier than the log's last entry.
+fn not_back_dated(head: &Head, ts: &str) -> Result<()> {
+    match &head.ts {
+        Some(last) if ts < last.as_str() => Err(Error::Refused(format!(
             "time {ts} is earlier than the log's last entry ({last}); the log cannot be back-dated (check --now or the system clock)"
-        )));
+        ))),
+        _ => Ok(()),
     }
-    let entry = Entry {
-        v: FORMAT_VERSION,
-        seq: head.len,
-        ts: ts.clone(),
-        user: user.to_string(),
-        kind: event.kind().to_string(),
-        data: serde_json::Value::Null,
-        prev: head.hash.clone(),
-    };
-    let body = entry.finish_canonical(started);
-    let hash = Entry::hash_of(&body);
-    tx.append_log(&LogRowRef { seq: entry.seq, ts: &ts, kind: &entry.kind, hash: &hash, body: &body })?;
-    apply(tx, protocol, state, entry.seq, &ts, event)?;
-    *head = Head { len: entry.seq + 1, hash: hash.clone(), ts: Some(ts) };
-    Ok((entry.seq, hash, body))
+}
+
+/// An entry's sequence number, hash and canonical bytes, made before it is written.
+struct Finished {
+    seq: u64,
+    hash: String,
+    body: String,
+}
+
+/// Appends an entry already finished against `head` (its `prev` is
+/// `head.hash`, its seq `head.len`) and applies its event; hands the entry back.
+fn append_finished(
+    tx: &Tx,
+    protocol: &Protocol,
+    state: &mut State,
+    head: &mut Head,
+    event: &Event,
+    f: Finished,
+    ts: &str,
+) -> Result<Finished> {
+    tx.append_log(&LogRowRef { seq: f.seq, ts, kind: event.kind(), hash: &f.hash, body: &f.body })?;
+    apply(tx, protocol, state, f.seq, ts, event)?;
+    head.len = f.seq + 1;
+    head.hash.clone_from(&f.hash);
+    if head.ts.as_deref() != Some(ts) {
+        head.ts = Some(ts.to_string());
+    }
+    Ok(f)
 }
 
 /// Where [`apply`] and [`flush_state`] write the derived rows: the live
@@ -493,6 +515,8 @@ impl Trial {
         let tx = self.store.transaction()?;
         refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
+        let ts = now.to_log_text();
+        not_back_dated(&head, &ts)?;
         let mut state = match self.cached_state.take() {
             Some((at, state)) if at == head => state,
             _ => load_state(&tx, protocol)?,
@@ -508,6 +532,7 @@ impl Trial {
             ids: HashMap::with_capacity(referrals.len()),
             identities: HashMap::with_capacity(referrals.len()),
             failed: false,
+            chain: None,
         };
         let mut writer = Writer {
             tx: &tx,
@@ -516,6 +541,7 @@ impl Trial {
             head: &mut head,
             user,
             now,
+            ts: &ts,
             touched: Touched::default(),
             problems: Vec::new(),
             out: Vec::with_capacity(referrals.len()),
@@ -533,6 +559,7 @@ impl Trial {
             // same work in the same order as above, on two cores, the
             // preparing side with its own copy of the allocation state.
             preparer.own_state = writer.state.clone();
+            preparer.chain = Some(Chain { seq: writer.head.len, prev: writer.head.hash.clone(), ts: ts.clone(), user });
             preparer = std::thread::scope(|scope| {
                 let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(8);
                 let (give_back, spent) = std::sync::mpsc::channel::<Vec<Spent>>();
@@ -724,8 +751,15 @@ struct ToWrite<'a> {
     event: Event,
     arm: Option<&'a Arm>,
     allocated: Option<allocation::Allocation>,
-    /// [`Entry::start_canonical`] of the event's data.
-    started: String,
+    body: Body,
+}
+
+/// The entry's bytes as far as the preparing side could take them.
+enum Body {
+    /// [`Entry::start_canonical`] of the event's data: the writer finishes it.
+    Started(String),
+    /// The whole entry, chained to the one prepared before it.
+    Finished(Finished),
 }
 
 /// Screens and allocates a batch's referrals in order: from the writer's
@@ -742,6 +776,17 @@ struct Preparer<'a> {
     /// Identity hash of each referral to randomise → its index and origin.
     identities: HashMap<String, (usize, &'a str)>,
     failed: bool,
+    /// On a thread of its own, the log's head as the entries prepared so far
+    /// will leave it: the entries are then finished and hashed there too.
+    chain: Option<Chain<'a>>,
+}
+
+/// Where the next entry of a batch goes, and what every entry of it shares.
+struct Chain<'a> {
+    seq: u64,
+    prev: String,
+    ts: String,
+    user: &'a str,
 }
 
 impl<'a> Preparer<'a> {
@@ -804,7 +849,24 @@ impl<'a> Preparer<'a> {
                 }
             };
             let started = Entry::start_canonical(|out| event.write_canonical_data(out));
-            ToWrite { confirmed, event, arm, allocated, started }
+            let body = match &mut self.chain {
+                None => Body::Started(started),
+                Some(c) => {
+                    let tail = EntryTail {
+                        prev: &c.prev,
+                        seq: c.seq,
+                        ts: &c.ts,
+                        kind: event.kind(),
+                        user: c.user,
+                        v: FORMAT_VERSION,
+                    };
+                    let (body, hash) = tail.finish(started);
+                    c.seq += 1;
+                    c.prev.clone_from(&hash);
+                    Body::Finished(Finished { seq: c.seq - 1, hash, body })
+                }
+            };
+            ToWrite { confirmed, event, arm, allocated, body }
         });
         Ok(Screening { participant, identity, randomise, write })
     }
@@ -819,6 +881,8 @@ struct Writer<'t, 'a> {
     head: &'t mut Head,
     user: &'a str,
     now: Timestamp,
+    /// `now` as log text.
+    ts: &'a str,
     touched: Touched,
     /// Problems with the index of the referral they are about.
     problems: Vec<(usize, String)>,
@@ -856,8 +920,20 @@ impl Writer<'_, '_> {
                 return Ok(());
             }
         };
-        let ToWrite { mut confirmed, event, arm, allocated, started } = w;
-        match append_started(self.tx, self.protocol, self.state, self.head, &event, started, self.user, self.now) {
+        let ToWrite { mut confirmed, event, arm, allocated, body } = w;
+        let written = match body {
+            Body::Started(started) => {
+                append_started(self.tx, self.protocol, self.state, self.head, &event, started, self.user, self.now)
+            }
+            Body::Finished(f) if f.seq == self.head.len => {
+                append_finished(self.tx, self.protocol, self.state, self.head, &event, f, self.ts)
+                    .map(|f| (f.seq, f.hash, f.body))
+            }
+            Body::Finished(_) => {
+                Err(Error::Integrity("the batch's entries went out of step with the log; nothing was written".into()))
+            }
+        };
+        match written {
             Ok((seq, entry_hash, body)) => {
                 if let Some(a) = &allocated {
                     self.touched.note(a);

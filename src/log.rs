@@ -79,19 +79,8 @@ impl Entry {
 
     /// The canonical bytes after the data member (members are in key order).
     fn write_after_data(&self, out: &mut String) {
-        out.push_str(",\"prev\":");
-        write_string(&self.prev, out);
-        out.push_str(",\"seq\":");
-        out.push_str(&self.seq.to_string());
-        out.push_str(",\"ts\":");
-        write_string(&self.ts, out);
-        out.push_str(",\"type\":");
-        write_string(&self.kind, out);
-        out.push_str(",\"user\":");
-        write_string(&self.user, out);
-        out.push_str(",\"v\":");
-        out.push_str(&self.v.to_string());
-        out.push('}');
+        EntryTail { prev: &self.prev, seq: self.seq, ts: &self.ts, kind: &self.kind, user: &self.user, v: self.v }
+            .write(out);
     }
 
     /// Lowercase hex SHA-256 of the canonical bytes.
@@ -134,6 +123,52 @@ impl Entry {
             // The tree decoder would have taken it: never expected, and refused all the same.
             Ok(_) => "the stored bytes are not the canonical encoding of the entry".into(),
         })
+    }
+}
+
+/// Everything of an entry but its data, borrowed: what follows the data
+/// member in its canonical bytes. A batch finishes its entries from this
+/// without building an [`Entry`] for each.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryTail<'a> {
+    /// The previous entry's hash.
+    pub prev: &'a str,
+    /// Sequence number.
+    pub seq: u64,
+    /// Timestamp text.
+    pub ts: &'a str,
+    /// Event type.
+    pub kind: &'a str,
+    /// The acting user.
+    pub user: &'a str,
+    /// Format version.
+    pub v: u64,
+}
+
+impl EntryTail<'_> {
+    /// Appends the members after `data` (in key order) and the closing brace.
+    fn write(&self, out: &mut String) {
+        out.push_str(",\"prev\":");
+        write_string(self.prev, out);
+        out.push_str(",\"seq\":");
+        out.push_str(&self.seq.to_string());
+        out.push_str(",\"ts\":");
+        write_string(self.ts, out);
+        out.push_str(",\"type\":");
+        write_string(self.kind, out);
+        out.push_str(",\"user\":");
+        write_string(self.user, out);
+        out.push_str(",\"v\":");
+        out.push_str(&self.v.to_string());
+        out.push('}');
+    }
+
+    /// The entry's canonical bytes and their hash, from their start as made by
+    /// [`Entry::start_canonical`] for its data.
+    pub fn finish(&self, mut started: String) -> (String, String) {
+        self.write(&mut started);
+        let hash = Entry::hash_of(&started);
+        (started, hash)
     }
 }
 

@@ -174,14 +174,22 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
     // Parse every given value; an empty value means missing. Indexed by
     // field: a protocol has tens of fields, and screening runs per referral.
     let mut given: Vec<Option<String>> = vec![None; protocol.fields.len()];
+    // Values usually come in the protocol's order (a batch file's columns
+    // in the order the protocol declares them): try the field after the
+    // previous value's first, and search only when that is not it.
+    let mut next = 0;
     for (name, raw) in &referral.values {
-        let i = protocol.fields.iter().position(|f| &f.name == name).ok_or_else(|| {
-            format!(
-                "participant {p}: unknown field {:?}; the protocol's fields are {}",
-                truncate(name, 40),
-                protocol.field_names()
-            )
-        })?;
+        let i = match protocol.fields.get(next) {
+            Some(f) if f.name == *name => next,
+            _ => protocol.fields.iter().position(|f| &f.name == name).ok_or_else(|| {
+                format!(
+                    "participant {p}: unknown field {:?}; the protocol's fields are {}",
+                    truncate(name, 40),
+                    protocol.field_names()
+                )
+            })?,
+        };
+        next = i + 1;
         if given[i].is_some() {
             return Err(format!("participant {p}: field {name} is given twice; give it once"));
         }

@@ -659,3 +659,48 @@ fn a_long_batch_with_problems_is_refused_whole_in_row_order() {
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&file).assert().success();
 }
+
+#[test]
+fn a_long_batch_repeating_an_earlier_participant_id_or_back_dated_writes_nothing() {
+    // The second thread finishes and chains the entries ahead of the writer;
+    // a participant id recorded by an earlier batch is found only when its
+    // row is written, and a clock earlier than the log's last entry before
+    // anything is prepared. Either way the batch is refused whole.
+    let dir = tempfile::tempdir().unwrap();
+    let db = init(dir.path(), "work-health-ips.toml");
+    let first = dir.path().join("first.csv");
+    std::fs::write(&first, batch_csv(40)).unwrap();
+    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&first).assert().success();
+    let all = batch_csv(740);
+    let mut lines: Vec<String> = all.lines().map(str::to_string).collect();
+    lines.drain(1..41);
+    // Line 301 becomes B0007 again, with an NHS number of its own.
+    let mut repeat: Vec<String> = lines[300].split(',').map(str::to_string).collect();
+    repeat[0] = "B0007".into();
+    lines[300] = repeat.join(",");
+    let file = dir.path().join("long.csv");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let before = log_snapshot(&db);
+    let out = chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("long.csv:").count(), 1, "{err}");
+    assert!(err.contains("long.csv:301: participant B0007 is already recorded"), "{err}");
+    assert_eq!(before, log_snapshot(&db));
+
+    let good = all.lines().take(1).chain(all.lines().skip(41)).collect::<Vec<_>>().join("\n") + "\n";
+    std::fs::write(&file, good).unwrap();
+    let out = chancery()
+        .args(["randomise", "--db"])
+        .arg(&db)
+        .arg("--batch")
+        .arg(&file)
+        .args(["--now", "2025-12-31T23:59:59Z"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be back-dated"));
+    assert_eq!(before, log_snapshot(&db));
+    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&file).assert().success();
+    chancery().args(["verify", "--db"]).arg(&db).assert().success();
+}
