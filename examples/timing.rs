@@ -32,6 +32,9 @@ use chancery::keys::{TrialKey, default_key_path};
 use chancery::ledger::{InitOptions, Trial, init};
 use chancery::referral::Referral;
 
+#[path = "../benches/support/same_rows.rs"]
+mod same_rows;
+
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let f: Vec<&str> = stat.split_whitespace().collect();
@@ -84,13 +87,15 @@ fn batch(n: usize) {
 fn one(n: usize, keep: Option<&Path>) {
     let dir = tempfile::tempdir().unwrap();
     let (mut trial, key, refs) = trial(&dir.path().join("t.db"), [0x5a; 32], n);
+    let same = same_rows::open_copy(&dir.path().join("t.db"), &dir.path().join("same.db"));
     let conn = rusqlite::Connection::open(dir.path().join("floor.db")).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "FULL").unwrap();
     conn.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)").unwrap();
     let body = "x".repeat(700);
     let now = Timestamp::parse("2026-01-02T00:00:00Z").unwrap();
-    let (mut wall, mut cpu) = ([0.0f64; 2], [0.0f64; 2]);
+    let (mut wall, mut cpu) = ([0.0f64; 3], [0.0f64; 3]);
+    let mut seq = 1;
     for chunk in refs.chunks(100) {
         let (t, c) = (Instant::now(), cpu_seconds());
         for _ in chunk {
@@ -107,15 +112,28 @@ fn one(n: usize, keep: Option<&Path>) {
         }
         wall[1] += t.elapsed().as_secs_f64();
         cpu[1] += cpu_seconds() - c;
+        // The same rows again, written by raw SQLite.
+        let rows = same_rows::capture(&dir.path().join("t.db"), seq..seq + chunk.len() as u64);
+        seq += chunk.len() as u64;
+        let (t, c) = (Instant::now(), cpu_seconds());
+        for r in &rows {
+            same_rows::write(&same, r);
+        }
+        wall[2] += t.elapsed().as_secs_f64();
+        cpu[2] += cpu_seconds() - c;
     }
     let per = |x: f64| x / refs.len() as f64 * 1e6;
     println!(
-        "floor: wall {:.0} µs, cpu {:.0} µs; randomise one: wall {:.0} µs, cpu {:.0} µs; ratio {:.2}",
+        "floor: wall {:.0} µs, cpu {:.0} µs; the same rows, raw: wall {:.0} µs, cpu {:.0} µs; \
+         randomise one: wall {:.0} µs, cpu {:.0} µs; ratio {:.2} (same rows {:.2})",
         per(wall[0]),
         per(cpu[0]),
+        per(wall[2]),
+        per(cpu[2]),
         per(wall[1]),
         per(cpu[1]),
-        wall[1] / wall[0]
+        wall[1] / wall[0],
+        wall[2] / wall[0]
     );
     if let Some(keep) = keep {
         std::fs::copy(dir.path().join("t.db"), keep).unwrap();

@@ -513,13 +513,18 @@ impl Trial {
         check_user(user)?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
-        refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
+        let cached = self.cached_state.take().filter(|(at, _)| *at == head);
+        // A reveal appends to the log, so with the log's head where this
+        // handle's last randomisation left it, randomisation is still open.
+        if cached.is_none() {
+            refuse_if_revealed(&tx)?;
+        }
         let ts = now.to_log_text();
         not_back_dated(&head, &ts)?;
-        let mut state = match self.cached_state.take() {
-            Some((at, state)) if at == head => state,
-            _ => load_state(&tx, protocol)?,
+        let mut state = match cached {
+            Some((_, state)) => state,
+            None => load_state(&tx, protocol)?,
         };
         // The batch's identity rows are written in key order at the end, and
         // an identity randomised before this batch is found there.
@@ -528,7 +533,7 @@ impl Trial {
             protocol,
             seed: &key.seed,
             hasher: IdentityHasher::new(&key.identity_key()),
-            own_state: State::new(protocol),
+            own_state: None,
             ids: HashMap::with_capacity(referrals.len()),
             identities: HashMap::with_capacity(referrals.len()),
             failed: false,
@@ -558,7 +563,7 @@ impl Trial {
             // data on a second thread, in order, while this one writes: the
             // same work in the same order as above, on two cores, the
             // preparing side with its own copy of the allocation state.
-            preparer.own_state = writer.state.clone();
+            preparer.own_state = Some(writer.state.clone());
             preparer.chain = Some(Chain { seq: writer.head.len, prev: writer.head.hash.clone(), ts: ts.clone(), user });
             preparer = std::thread::scope(|scope| {
                 let (send, receive) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(8);
@@ -604,7 +609,7 @@ impl Trial {
             return Err(batch_error(referrals.len(), problems.into_iter().map(|(_, m)| m).collect()));
         }
         debug_assert!(
-            referrals.len() < PIPELINE_FROM || preparer.own_state == state,
+            referrals.len() < PIPELINE_FROM || preparer.own_state.as_ref() == Some(&state),
             "allocation and the derived state agree"
         );
         flush_touched(&tx, protocol, &state, &touched)?;
@@ -770,7 +775,7 @@ struct Preparer<'a> {
     seed: &'a [u8; 32],
     hasher: IdentityHasher,
     /// Its own copy of the state, when it runs on a thread of its own.
-    own_state: State,
+    own_state: Option<State>,
     /// Participant id → where it first appears in the batch.
     ids: HashMap<&'a str, &'a str>,
     /// Identity hash of each referral to randomise → its index and origin.
@@ -836,18 +841,15 @@ impl<'a> Preparer<'a> {
             }
         }
         let participant = s.participant.clone();
+        // The writer's state, or (on a thread of its own) the preparer's copy,
+        // advanced below past each allocation.
+        let from = match (shared, &self.own_state) {
+            (Some(state), _) | (None, Some(state)) => state,
+            (None, None) => return Err(format!("{origin}: no allocation state to allocate from; nothing was written")),
+        };
         let write = (!self.failed).then(|| {
             let confirmed = confirmation(self.protocol, &s);
-            let (event, arm, allocated) = match shared {
-                Some(state) => referral_event(self.protocol, self.seed, state, s, identity.clone()),
-                None => {
-                    let made = referral_event(self.protocol, self.seed, &self.own_state, s, identity.clone());
-                    if let Some(a) = &made.2 {
-                        self.own_state.record(a);
-                    }
-                    made
-                }
-            };
+            let (event, arm, allocated) = referral_event(self.protocol, self.seed, from, s, identity.clone());
             let started = Entry::start_canonical(|out| event.write_canonical_data(out));
             let body = match &mut self.chain {
                 None => Body::Started(started),
@@ -868,6 +870,11 @@ impl<'a> Preparer<'a> {
             };
             ToWrite { confirmed, event, arm, allocated, body }
         });
+        if let (None, Some(own), Some(a)) =
+            (shared, self.own_state.as_mut(), write.as_ref().and_then(|w| w.allocated.as_ref()))
+        {
+            own.record(a);
+        }
         Ok(Screening { participant, identity, randomise, write })
     }
 }

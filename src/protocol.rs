@@ -38,6 +38,9 @@ pub struct Protocol {
     pub sites: Vec<Site>,
     /// Referral fields (screening, consent and baseline), in declaration order.
     pub fields: Vec<Field>,
+    /// Indices into `fields` in byte order of the field names: the order in
+    /// which a referral's values are recorded.
+    pub by_name: Vec<usize>,
     /// Index into `fields` of the identity field used to catch duplicate referrals.
     pub identity: usize,
     /// Index into `fields` of the yes/no consent field.
@@ -1286,7 +1289,10 @@ impl Protocol {
             }
         };
 
+        let mut by_name: Vec<usize> = (0..fields.len()).collect();
+        by_name.sort_by(|&a, &b| fields[a].name.cmp(&fields[b].name));
         Ok(Protocol {
+            by_name,
             text: text.to_string(),
             id: raw.trial.id.into_inner(),
             title: raw.trial.title,

@@ -249,14 +249,13 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
 
     // The values to record move out of `given`; the identity is never among them.
     let identity = given[protocol.identity].clone().unwrap_or_default();
-    let record = |given: Vec<Option<String>>, stages: &[Stage]| -> BTreeMap<String, String> {
-        given
-            .into_iter()
-            .zip(&protocol.fields)
-            .enumerate()
-            .filter_map(|(i, (v, f))| if i == protocol.identity { None } else { Some((f, v?)) })
-            .filter(|(f, _)| stages.contains(&f.stage))
-            .map(|(f, v)| (f.name.clone(), v))
+    let record = |mut given: Vec<Option<String>>, stages: &[Stage]| -> BTreeMap<String, String> {
+        // In key order already, so the map is built without sorting.
+        protocol
+            .by_name
+            .iter()
+            .filter(|&&i| i != protocol.identity && stages.contains(&protocol.fields[i].stage))
+            .filter_map(|&i| Some((protocol.fields[i].name.clone(), given[i].take()?)))
             .collect()
     };
     let screened =

@@ -704,3 +704,29 @@ fn a_long_batch_repeating_an_earlier_participant_id_or_back_dated_writes_nothing
     chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&file).assert().success();
     chancery().args(["verify", "--db"]).arg(&db).assert().success();
 }
+
+#[test]
+fn a_handle_that_revealed_the_seed_refuses_to_randomise_again() {
+    // A trial handle keeps the allocation state between its randomisations
+    // while the log's head is where it left it; the reveal moves the head, so
+    // the same handle must find that randomisation is closed.
+    use chancery::clock::Timestamp;
+    use chancery::ledger::Trial;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _, key) = twin_trials(dir.path(), "work-health-ips.toml");
+    let mut trial = Trial::open(&db).unwrap();
+    let p = trial.protocol().clone();
+    let referrals: Vec<_> = chancery::demo::simulate_referrals(&p, &seed(), 200)
+        .into_iter()
+        .filter(|r| chancery::referral::screen(&p, r).is_ok())
+        .map(|r| (r.participant.clone(), r))
+        .collect();
+    let now = Timestamp::parse(NOW).unwrap();
+    trial.randomise(&key, &referrals[..1], "tester", now).unwrap();
+    trial.randomise(&key, &referrals[1..2], "tester", now).unwrap();
+    trial.reveal(&key, "recruitment closed", "tester", now).unwrap();
+    let before = log_snapshot(&db);
+    let err = trial.randomise(&key, &referrals[2..3], "tester", now).unwrap_err().to_string();
+    assert!(err.contains("randomisation is closed"), "{err}");
+    assert_eq!(before, log_snapshot(&db));
+}
