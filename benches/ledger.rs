@@ -137,6 +137,33 @@ fn batch_100k(c: &mut Criterion) {
     let (probe, _) = new_trial(dir.path());
     let referrals = eligible_referrals(&probe, 100_000);
     drop(probe);
+    // The structural floor: raw SQLite writing the rows the batch writes, in
+    // one transaction, into a copy of a fresh trial database.
+    let (fresh, rows) = {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut trial, key) = new_trial(dir.path());
+        let fresh = tempfile::NamedTempFile::new_in(dir.path().parent().unwrap()).unwrap();
+        std::fs::copy(dir.path().join("trial.db"), fresh.path()).unwrap();
+        trial.randomise(&key, &referrals, "bench", Timestamp::parse("2026-01-02T00:00:00Z").unwrap()).unwrap();
+        drop(trial);
+        (fresh, same_rows::capture(&dir.path().join("trial.db"), 1..=referrals.len() as u64))
+    };
+    group.bench_function("floor_same_rows_raw_sqlite", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let conn = same_rows::open_copy(fresh.path(), &dir.path().join("same.db"));
+                (dir, conn)
+            },
+            |(dir, conn)| {
+                same_rows::write_all(&conn, &rows);
+                drop(conn);
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    drop(rows);
     group.bench_function("randomise_100k_referrals", |b| {
         b.iter_batched(
             || {

@@ -78,10 +78,21 @@ fn trial(db: &Path, seed: [u8; 32], n: usize) -> (Trial, TrialKey, Vec<(String, 
 fn batch(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (mut trial, key, refs) = trial(&dir.path().join("t.db"), [0x5a; 32], n);
+    std::fs::copy(dir.path().join("t.db"), dir.path().join("fresh.db")).unwrap();
     let (t, c, w) = (Instant::now(), cpu_seconds(), thread_cpu_seconds());
     let out = trial.randomise(&key, &refs, "probe", Timestamp::parse("2026-01-02T00:00:00Z").unwrap()).unwrap();
     let (wall, cpu, writer) = (t.elapsed().as_secs_f64(), cpu_seconds() - c, thread_cpu_seconds() - w);
+    drop(trial);
     println!("batch of {}: wall {wall:.3} s, cpu {cpu:.3} s, of which the writing thread {writer:.3} s", out.len());
+    let rows = same_rows::capture(&dir.path().join("t.db"), 1..=out.len() as u64);
+    let same = same_rows::open_copy(&dir.path().join("fresh.db"), &dir.path().join("same.db"));
+    let (t, c) = (Instant::now(), cpu_seconds());
+    same_rows::write_all(&same, &rows);
+    println!(
+        "the same rows, raw SQLite in one transaction: wall {:.3} s, cpu {:.3} s",
+        t.elapsed().as_secs_f64(),
+        cpu_seconds() - c
+    );
 }
 
 fn one(n: usize, keep: Option<&Path>) {
