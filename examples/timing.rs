@@ -1,10 +1,17 @@
 //! Quick timing probes beside the criterion benches, printing wall and CPU
 //! time (CPU time is the steadier figure on a shared machine):
 //!
-//! - `batch [N]`: one N-referral batch (100,000) in one transaction;
-//! - `one [N]`: N durable single randomisations (2,000), each its own
+//! - `batch [N]`: one N-referral batch (100,000) in one transaction, with the
+//!   writing thread's CPU time, then raw SQLite writing the same rows in one
+//!   transaction (the structural floor, `benches/support/same_rows.rs`);
+//! - `one [N] [KEEP]`: N durable single randomisations (2,000), each its own
 //!   transaction, against as many raw SQLite insert + commits with the same
-//!   durability, alternating in runs of 100 so both see the same disk;
+//!   durability and raw SQLite writing the same rows each randomisation
+//!   wrote, alternating in runs of 100 so all three see the same disk; KEEP
+//!   keeps a copy of the trial database (and its WAL) for inspection;
+//! - `verify [N] [TEMPLATE]`: `verify` with the seed on a trial of N screened
+//!   referrals (100,000) against reading the log's bytes and hashing them
+//!   with SHA-256; with TEMPLATE the trial is kept there and reused;
 //! - `import [N] [TEMPLATE]`: importing 2 × N outcome rows (N = 50,000
 //!   randomised participants, m4 and m12, ten values each), the CSV that
 //!   `benches/outcomes.rs` builds; with TEMPLATE the randomised trial is kept
@@ -148,9 +155,60 @@ fn one(n: usize, keep: Option<&Path>) {
     );
     if let Some(keep) = keep {
         std::fs::copy(dir.path().join("t.db"), keep).unwrap();
-        std::fs::copy(dir.path().join("t.db-wal"), keep.with_extension("db-wal")).unwrap();
+        let wal = dir.path().join("t.db-wal");
+        if wal.exists() {
+            std::fs::copy(wal, keep.with_extension("db-wal")).unwrap();
+        }
         drop(trial);
     }
+}
+
+/// Verifies a trial of `n` screened referrals (kept at `template` and reused
+/// if given) in-process, with the seed, beside the read + SHA-256 floor.
+fn verify(n: usize, template: Option<&Path>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = match template.filter(|t| t.exists()) {
+        Some(t) => t.to_path_buf(),
+        None => {
+            let db = template.map_or_else(|| dir.path().join("t.db"), Path::to_path_buf);
+            let (mut trial, key, _) = trial(&db, [0x77; 32], 1);
+            let refs: Vec<_> = chancery::demo::simulate_referrals(trial.protocol(), &[0x77; 32], n as u32)
+                .into_iter()
+                .map(|r| (r.participant.clone(), r))
+                .collect();
+            trial.randomise(&key, &refs, "probe", Timestamp::parse("2026-01-02T09:00:00Z").unwrap()).unwrap();
+            db
+        }
+    };
+    let seed = TrialKey::read(&default_key_path(&db)).unwrap().seed;
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut stmt = conn.prepare("SELECT body FROM log ORDER BY seq").unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut digest = [0u8; 32];
+    while let Some(r) = rows.next().unwrap() {
+        let body = r.get_ref(0).unwrap().as_bytes().unwrap();
+        let d: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
+        digest[0] ^= d[0];
+    }
+    let (floor_wall, floor_cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let report = chancery::verify::verify(&chancery::verify::VerifyOptions {
+        db: db.clone(),
+        seed: Some(seed),
+        checkpoints: vec![],
+        scratch_dir: dir.path().to_path_buf(),
+    })
+    .unwrap();
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    assert!(report.ok);
+    println!(
+        "floor (read + SHA-256): wall {floor_wall:.3} s, cpu {floor_cpu:.3} s; verify: wall {wall:.3} s, cpu {cpu:.3} s; \
+         ratio {:.2} wall, {:.2} cpu ({})",
+        wall / floor_wall,
+        cpu / floor_cpu,
+        digest[0]
+    );
 }
 
 fn import(n: usize, template: Option<&Path>) {
@@ -271,13 +329,14 @@ fn main() {
         Some("batch") => batch(n(100_000)),
         Some("one") => one(n(2_000), args.get(2).map(Path::new)),
         Some("import") => import(n(50_000), args.get(2).map(Path::new)),
+        Some("verify") => verify(n(100_000), args.get(2).map(Path::new)),
         Some("analyse") => analyse(
             n(125_000) as u32,
             args.get(2).map(Path::new),
             args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5),
         ),
         _ => eprintln!(
-            "usage: timing batch [N] | one [N] [KEEP] | import [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"
+            "usage: timing batch [N] | one [N] [KEEP] | import [N] [TEMPLATE] | verify [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"
         ),
     }
 }
