@@ -128,13 +128,16 @@ pub fn stratum_label(protocol: &Protocol, levels: &[usize]) -> String {
     if protocol.factors.is_empty() {
         return "all".into();
     }
-    protocol
-        .factors
-        .iter()
-        .zip(levels)
-        .map(|(f, &l)| format!("{}={}", f.name, f.levels[l]))
-        .collect::<Vec<_>>()
-        .join("|")
+    let mut label = String::with_capacity(80);
+    for (i, (f, &l)) in protocol.factors.iter().zip(levels).enumerate() {
+        if i > 0 {
+            label.push('|');
+        }
+        label.push_str(&f.name);
+        label.push('=');
+        label.push_str(&f.levels[l]);
+    }
+    label
 }
 
 /// Generates the permuted block that starts at `start_word` of `stream`:
