@@ -1630,6 +1630,58 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A second, read-only connection to this store's database file, for a
+    /// read that runs on another thread beside this connection's (the
+    /// dataset's outcome values beside its randomisations); `None` for a
+    /// database in memory, or if the file cannot be opened again. It reads
+    /// whatever state is current when its own read begins, so a caller that
+    /// needs one state across both connections compares their
+    /// [`Store::read_snapshot`] heads.
+    pub fn second_reader(&self) -> Option<Store> {
+        let path = self.conn.path().filter(|p| !p.is_empty())?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .ok()?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).ok()?;
+        conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).ok()?;
+        Some(Store { conn })
+    }
+
+    /// Begins a read transaction: until the returned guard is dropped, every
+    /// read on this connection sees the one state of the database whose log
+    /// head is returned. Every write appends a log entry in its own
+    /// transaction, so two connections whose snapshots have equal heads (length
+    /// and last hash) see the same tables. Inside a transaction already open
+    /// on this connection, that transaction's state is the one read.
+    pub fn read_snapshot(&self) -> Result<(ReadSnapshot<'_>, Head)> {
+        let began = self.conn.is_autocommit();
+        if began {
+            self.conn.execute_batch("BEGIN DEFERRED").map_err(Error::sqlite("beginning a read"))?;
+        }
+        let guard = ReadSnapshot { conn: &self.conn, began };
+        // The first read fixes the snapshot (WAL: the log end it sees).
+        let head = head(&self.conn)?;
+        Ok((guard, head))
+    }
+}
+
+/// A read transaction begun by [`Store::read_snapshot`]; ended when dropped.
+pub struct ReadSnapshot<'a> {
+    conn: &'a Connection,
+    began: bool,
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        if self.began {
+            // Nothing was written: ending the read cannot lose anything, and
+            // a failure leaves SQLite to end it when the connection closes.
+            let _ = self.conn.execute_batch("COMMIT");
+        }
+    }
+}
+
 /// A participants row and the log entry its seq names (see
 /// [`Store::for_each_randomising_entry`]), borrowed from SQLite's row buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
