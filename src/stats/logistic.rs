@@ -114,7 +114,7 @@ fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
 
 /// Weighted logistic IRLS on a full-rank matrix (R `glm.fit`).
 pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
-    irls_on(x, &Rows::new(x), y, w)
+    irls_on(x, &Rows::new(x), y, w, None)
 }
 
 /// [`irls`] with the matrix's rows already prepared for cross-products.
@@ -124,11 +124,20 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
 /// fitted values at every step, so the fit is run once per such group with
 /// the group's size multiplying its weight: every sum of the fit (the
 /// cross-products, the deviance, the information) is the same sum, grouped.
-pub(crate) fn irls_on(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64]) -> IrlsFit {
+///
+/// `start`, if given, is where the iterations begin instead of R's starting
+/// values (see [`irls_weighted`]).
+pub(crate) fn irls_on(
+    x: &DMatrix<f64>,
+    rows: &Rows<'_>,
+    y: &[f64],
+    w: &[f64],
+    start: Option<&DVector<f64>>,
+) -> IrlsFit {
     if let Some(g) = rows.patterns().and_then(|pat| Grouped::new(x, pat, y, w)) {
-        return irls_weighted(&g.x, &Rows::new(&g.x), &g.y, &g.w, &g.w_start);
+        return irls_weighted(&g.x, &Rows::new(&g.x), &g.y, &g.w, &g.w_start, start);
     }
-    irls_weighted(x, rows, y, w, w)
+    irls_weighted(x, rows, y, w, w, start)
 }
 
 /// Rows grouped by (pattern, outcome, prior weight), in order of each group's
@@ -170,17 +179,35 @@ impl Grouped {
     }
 }
 
-/// The IRLS iterations, with `w_start` the prior weights R's starting values use.
-fn irls_weighted(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64], w_start: &[f64]) -> IrlsFit {
+/// The IRLS iterations, with `w_start` the prior weights R's starting values
+/// use; or from `start`, coefficients of the same columns near the estimate.
+///
+/// The iterations stop only once the deviance has settled and a Newton step
+/// has shrunk to nothing (or six steps after the deviance settled), so where
+/// they begin changes the estimate only in its last digits, and a start near
+/// it (the imputation model's coefficients, for the fits to its imputed
+/// datasets) saves the first steps. A `start` of another length is ignored.
+fn irls_weighted(
+    x: &DMatrix<f64>,
+    rows: &Rows<'_>,
+    y: &[f64],
+    w: &[f64],
+    w_start: &[f64],
+    start: Option<&DVector<f64>>,
+) -> IrlsFit {
     let (n, p) = x.shape();
-    let mut eta: Vec<f64> = y
-        .iter()
-        .zip(w_start)
-        .map(|(&y, &w)| {
-            let m = (w * y + 0.5) / (w + 1.0);
-            (m / (1.0 - m)).ln()
-        })
-        .collect();
+    let start = start.filter(|b| b.len() == p && all_finite(b.as_slice()));
+    let mut eta: Vec<f64> = match start {
+        Some(b) => rows.mul(b),
+        None => y
+            .iter()
+            .zip(w_start)
+            .map(|(&y, &w)| {
+                let m = (w * y + 0.5) / (w + 1.0);
+                (m / (1.0 - m)).ln()
+            })
+            .collect(),
+    };
     // μ and dμ/dη (R's `binomial()$linkinv` and `$mu.eta`, with their
     // clamping at |η| > 30) from one exp per row.
     let link = |eta: &[f64], mu: &mut Vec<f64>, me: &mut Vec<f64>| {
@@ -200,7 +227,7 @@ fn irls_weighted(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64], w_star
     let (mut mu, mut me) = (Vec::with_capacity(n), Vec::with_capacity(n));
     link(&eta, &mut mu, &mut me);
     let mut dev_old = binomial_deviance(y, &mu, w);
-    let mut beta = DVector::zeros(p);
+    let mut beta = start.cloned().unwrap_or_else(|| DVector::zeros(p));
     let mut converged = false;
     let mut iterations = 0;
     // After the deviance criterion is met, a few more Newton steps: at a true
@@ -324,15 +351,22 @@ pub(crate) fn fit_design(
     rows: &[usize],
 ) -> (Design, IrlsFit) {
     let design = build(treated, adj, interact, rows);
-    let fit = fit_on(outcome, &design, &Rows::new(&design.x), rows);
+    let fit = fit_on(outcome, &design, &Rows::new(&design.x), rows, None);
     (design, fit)
 }
 
-/// Fits the model of a built design (its rows prepared as `prepared`) over `rows`.
-pub(crate) fn fit_on(outcome: &[Option<bool>], design: &Design, prepared: &Rows<'_>, rows: &[usize]) -> IrlsFit {
+/// Fits the model of a built design (its rows prepared as `prepared`) over
+/// `rows`, from `start` if given ([`irls_on`]).
+pub(crate) fn fit_on(
+    outcome: &[Option<bool>],
+    design: &Design,
+    prepared: &Rows<'_>,
+    rows: &[usize],
+    start: Option<&DVector<f64>>,
+) -> IrlsFit {
     let y: Vec<f64> = rows.iter().map(|&i| f64::from(u8::from(outcome[i] == Some(true)))).collect();
     let w = vec![1.0; y.len()];
-    irls_on(&design.x, prepared, &y, &w)
+    irls_on(&design.x, prepared, &y, &w, start)
 }
 
 /// Why a fit is not estimable, if it is not.
@@ -378,12 +412,12 @@ pub fn adjusted_binary(
     check_len("outcome", treated.len(), outcome.len())?;
     adj.check(treated.len())?;
     let rows = complete_rows(outcome, adj);
-    Ok(adjusted_binary_on(outcome, treated, adj, level, &rows, None))
+    Ok(adjusted_binary_on(outcome, treated, adj, level, &rows, None, None))
 }
 
 /// [`adjusted_binary`] over `rows` (the complete cases), on `design` (with
 /// its rows prepared) if it was already built for them (the imputed datasets
-/// share one design).
+/// share one design), its fit begun from `start` if given ([`irls_on`]).
 pub(crate) fn adjusted_binary_on(
     outcome: &[Option<bool>],
     treated: &[bool],
@@ -391,6 +425,7 @@ pub(crate) fn adjusted_binary_on(
     level: f64,
     rows: &[usize],
     design: Option<(&Design, &Rows<'_>)>,
+    start: Option<&DVector<f64>>,
 ) -> AdjustedBinary {
     let n = arm_counts(treated, rows);
     let bail = |reason: &str| AdjustedBinary {
@@ -411,12 +446,12 @@ pub(crate) fn adjusted_binary_on(
     let built;
     let design = match design {
         Some((d, prepared)) => {
-            fit = fit_on(outcome, d, prepared, rows);
+            fit = fit_on(outcome, d, prepared, rows, start);
             d
         }
         None => {
             built = build(treated, adj, None, rows);
-            fit = fit_on(outcome, &built, &Rows::new(&built.x), rows);
+            fit = fit_on(outcome, &built, &Rows::new(&built.x), rows, start);
             &built
         }
     };
@@ -575,8 +610,8 @@ mod tests {
         for w in [vec![1.0; 2000], (0..2000).map(|i| 0.5 + (i % 3) as f64).collect::<Vec<f64>>()] {
             let rows = Rows::new(&x);
             assert!(rows.patterns().is_some());
-            let grouped = irls_on(&x, &rows, &y, &w);
-            let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w);
+            let grouped = irls_on(&x, &rows, &y, &w, None);
+            let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w, None);
             assert_eq!(
                 (grouped.iterations, grouped.converged, grouped.separated),
                 (by_row.iterations, by_row.converged, by_row.separated)
@@ -593,6 +628,59 @@ mod tests {
         }
     }
 
+    /// A design with numeric covariates (no grouping) and an outcome that
+    /// depends on them.
+    fn covariate_design(n: usize) -> (DMatrix<f64>, Vec<f64>) {
+        let x = DMatrix::from_fn(n, 4, |i, j| match j {
+            0 => 1.0,
+            1 => f64::from(u8::from(i % 2 == 0)),
+            2 => ((i * 37) % 101) as f64 / 10.0,
+            _ => ((i * 53) % 17) as f64 - 8.0,
+        });
+        let y = (0..n)
+            .map(|i| {
+                let eta = -0.5 + 0.4 * x[(i, 1)] + 0.1 * x[(i, 2)] - 0.05 * x[(i, 3)];
+                f64::from(u8::from(((i * 7919) % 1000) as f64 / 1000.0 < 1.0 / (1.0 + (-eta).exp())))
+            })
+            .collect();
+        (x, y)
+    }
+
+    #[test]
+    fn a_fit_from_a_start_near_the_estimate_ends_where_the_fit_from_r_start_does() {
+        let (x, y) = covariate_design(3000);
+        let w = vec![1.0; 3000];
+        let rows = Rows::new(&x);
+        let from_r = irls_on(&x, &rows, &y, &w, None);
+        assert!(from_r.converged && !from_r.separated);
+        let near = DVector::from_iterator(4, from_r.beta.iter().map(|b| b * 1.05 + 0.01));
+        let from_near = irls_on(&x, &rows, &y, &w, Some(&near));
+        assert!(from_near.converged && !from_near.separated);
+        assert!(from_near.iterations <= from_r.iterations);
+        for (a, b) in from_near.beta.iter().zip(from_r.beta.iter()) {
+            assert!((a - b).abs() < 1e-10 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        for (a, b) in from_near.cov.iter().zip(from_r.cov.iter()) {
+            assert!((a - b).abs() < 1e-10 * from_r.cov.amax(), "{a} vs {b}");
+        }
+        assert!((from_near.deviance - from_r.deviance).abs() < 1e-10 * from_r.deviance);
+        // A start of the wrong length, or not finite, is ignored.
+        for bad in [DVector::zeros(3), DVector::from_element(4, f64::NAN)] {
+            let fit = irls_on(&x, &rows, &y, &w, Some(&bad));
+            assert_eq!((fit.beta.clone(), fit.iterations), (from_r.beta.clone(), from_r.iterations));
+        }
+        // Grouped fits take the start too.
+        let (x, y) = factor_design(2000);
+        let w = vec![1.0; 2000];
+        let rows = Rows::new(&x);
+        assert!(rows.patterns().is_some());
+        let from_r = irls_on(&x, &rows, &y, &w, None);
+        let from_near = irls_on(&x, &rows, &y, &w, Some(&from_r.beta.map(|b| b + 0.02)));
+        for (a, b) in from_near.beta.iter().zip(from_r.beta.iter()) {
+            assert!((a - b).abs() < 1e-10 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
     #[test]
     fn grouped_fits_still_report_separation() {
         let (x, _) = factor_design(400);
@@ -601,8 +689,8 @@ mod tests {
         let w = vec![1.0; 400];
         let rows = Rows::new(&x);
         assert!(rows.patterns().is_some());
-        let grouped = irls_on(&x, &rows, &y, &w);
-        let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w);
+        let grouped = irls_on(&x, &rows, &y, &w, None);
+        let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w, None);
         assert!(grouped.separated && by_row.separated);
         assert_eq!(grouped.converged, by_row.converged);
     }
