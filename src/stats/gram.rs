@@ -146,6 +146,7 @@ impl<'a> Rows<'a> {
     pub(crate) fn mul(&self, beta: &DVector<f64>) -> Vec<f64> {
         match self {
             Rows::Dense(x) => (*x * beta).as_slice().to_vec(),
+            Rows::Sparse { indicators: Some(ind), .. } if let Some(eta) = ind.mul(beta) => eta,
             Rows::Sparse { start, col, val, .. } => (0..start.len() - 1)
                 .map(|i| (start[i]..start[i + 1]).fold(0.0, |acc, e| acc + val[e] * beta[col[e]]))
                 .collect(),
@@ -246,6 +247,15 @@ pub(crate) struct Indicators {
     rest_start: Vec<usize>,
     rest_col: Vec<usize>,
     rest_val: Vec<f64>,
+    /// The columns of the other entries, in order, and row i's values in them
+    /// (zeros included) as `rest[i * r..(i + 1) * r]`, `r` their number: for
+    /// [`Indicators::mul`], a short loop over consecutive values.
+    rest_cols: Vec<usize>,
+    rest: Vec<f64>,
+    /// Whether every indicator column comes before every other column, so
+    /// that a row's `x β`, summed in column order, begins with its pattern's
+    /// indicator sum ([`Indicators::mul`]).
+    indicators_first: bool,
 }
 
 impl Indicators {
@@ -291,7 +301,59 @@ impl Indicators {
             };
             of.push(g);
         }
-        Some(Indicators { of, columns, rest_start, rest_col, rest_val })
+        let rest_cols: Vec<usize> = (0..p).filter(|&c| !indicator[c]).collect();
+        let r = rest_cols.len();
+        let mut place = vec![0; p];
+        for (k, &c) in rest_cols.iter().enumerate() {
+            place[c] = k;
+        }
+        let mut rest = vec![0.0f64; n * r];
+        for i in 0..n {
+            for e in rest_start[i]..rest_start[i + 1] {
+                rest[i * r + place[rest_col[e]]] = rest_val[e];
+            }
+        }
+        let last_indicator = (0..p).rfind(|&c| indicator[c]);
+        let indicators_first = match (last_indicator, rest_cols.first()) {
+            (Some(l), Some(&f)) => l < f,
+            _ => true,
+        };
+        Some(Indicators { of, columns, rest_start, rest_col, rest_val, rest_cols, rest, indicators_first })
+    }
+
+    /// `X β` bit for bit as the compressed rows' sum in column order gives
+    /// it, when the indicator columns come first: each pattern's indicator
+    /// sum once (`1 × β_j` is `β_j`), then each row's other entries; `None`
+    /// otherwise. A model with covariates spends most of `X β` on its
+    /// indicators, which are the same sum for every row of a pattern.
+    fn mul(&self, beta: &DVector<f64>) -> Option<Vec<f64>> {
+        if !self.indicators_first {
+            return None;
+        }
+        let prefix: Vec<f64> =
+            self.columns.iter().map(|cols| cols.iter().fold(0.0, |acc, &j| acc + 1.0 * beta[j])).collect();
+        let rb: Vec<f64> = self.rest_cols.iter().map(|&c| beta[c]).collect();
+        let r = rb.len();
+        if r == 0 {
+            return Some(self.of.iter().map(|&g| prefix[g as usize]).collect());
+        }
+        Some(
+            self.of
+                .iter()
+                .zip(self.rest.chunks_exact(r))
+                .map(|(&g, xs)| {
+                    let mut acc = prefix[g as usize];
+                    // The zeros are skipped as the compressed rows skip them
+                    // (a zero times an infinite coefficient is not zero).
+                    for (&x, &b) in xs.iter().zip(&rb) {
+                        if x != 0.0 {
+                            acc += x * b;
+                        }
+                    }
+                    acc
+                })
+                .collect(),
+        )
     }
 
     /// `XᵀWX` and, if `z` is given, `XᵀWz`.
@@ -555,6 +617,49 @@ mod tests {
         assert!((b - x.transpose() * &wm * DVector::from_vec(z)).amax() < 1e-9 * g0.amax());
         let (g, _) = rows.gram(None, None);
         assert!((g - x.transpose() * &x).amax() < 1e-9 * g0.amax());
+    }
+
+    /// `X β` of rows split into indicators and the rest is bit for bit the
+    /// compressed rows', with covariates that are sometimes zero, indicator
+    /// columns before or among the others, and coefficients that are not all
+    /// finite.
+    #[test]
+    fn split_rows_multiply_bit_for_bit_as_compressed_rows() {
+        let n = 1200;
+        let last = |i: usize, j: usize| match j {
+            0 => 1.0,
+            1 => f64::from(u8::from(i % 2 == 0)),
+            2..=9 => f64::from(u8::from(i % 9 == j - 1)),
+            10 => f64::from(u8::from(i % 3 == 0)),
+            11 => ((i * 37) % 23) as f64 * 0.37 - 2.0,
+            12 => ((i % 5) as f64 - 2.0) * 1.3,
+            _ => (i as f64).sqrt() * f64::from(u8::from(i % 4 != 1)),
+        };
+        let among = |i: usize, j: usize| match j {
+            2 => ((i * 37) % 23) as f64 * 0.37 - 2.0,
+            _ => last(i, if j < 2 { j } else { j - 1 }),
+        };
+        let same = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+        };
+        for (layout, x) in
+            [("indicators first", DMatrix::from_fn(n, 14, last)), ("among", DMatrix::from_fn(n, 15, among))]
+        {
+            let split = Rows::new(&x);
+            let Rows::Sparse { patterns: None, indicators: Some(ind), .. } = &split else {
+                panic!("{layout}: split rows expected")
+            };
+            assert_eq!(ind.indicators_first, layout == "indicators first");
+            let whole = Rows::once(&x);
+            let Rows::Sparse { indicators: None, .. } = &whole else { panic!("{layout}: compressed rows expected") };
+            for beta in [
+                DVector::from_fn(x.ncols(), |j, _| (j as f64 - 3.3) * 0.7),
+                DVector::from_fn(x.ncols(), |j, _| if j == 12 { f64::INFINITY } else { 0.1 * j as f64 }),
+                DVector::from_fn(x.ncols(), |j, _| if j == 3 { f64::NAN } else { 1e300 * (j as f64 - 6.5) }),
+            ] {
+                assert!(same(&split.mul(&beta), &whole.mul(&beta)), "{layout}: X β");
+            }
+        }
     }
 
     #[test]
