@@ -106,10 +106,24 @@ fn inv_logit(eta: f64) -> f64 {
     t / (1.0 + t)
 }
 
-fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
-    // 2 Σ w [y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))], with 0 log 0 = 0.
+/// One row's term of the binomial deviance (before the factor 2):
+/// `w [y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))]`, with 0 log 0 = 0.
+fn deviance_term(y: f64, mu: f64, w: f64) -> f64 {
     let ylogy = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
-    2.0 * y.iter().zip(mu).zip(w).map(|((&y, &m), &w)| w * (ylogy(y, m) + ylogy(1.0 - y, 1.0 - m))).sum::<f64>()
+    w * (ylogy(y, mu) + ylogy(1.0 - y, 1.0 - mu))
+}
+
+fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
+    2.0 * y.iter().zip(mu).zip(w).map(|((&y, &m), &w)| deviance_term(y, m, w)).sum::<f64>()
+}
+
+/// [`binomial_deviance`] of 0/1 outcomes against one mean with unit weights
+/// (the null deviance): each row's term is one of two values, so each is
+/// computed once (a logarithm per row saved); they are summed in row order
+/// as `binomial_deviance` sums them, so the result is its result bit for bit.
+fn null_deviance(events: impl Iterator<Item = bool>, mean: f64) -> f64 {
+    let (t0, t1) = (deviance_term(0.0, mean, 1.0), deviance_term(1.0, mean, 1.0));
+    2.0 * events.map(|e| if e { t1 } else { t0 }).sum::<f64>()
 }
 
 /// Weighted logistic IRLS on a full-rank matrix (R `glm.fit`).
@@ -442,19 +456,17 @@ pub(crate) fn adjusted_binary_on(
     if events == 0 || events == rows.len() {
         return bail("not estimable: the outcome does not vary (perfect separation)");
     }
-    let fit;
     let built;
-    let design = match design {
-        Some((d, prepared)) => {
-            fit = fit_on(outcome, d, prepared, rows, start);
-            d
-        }
+    let built_rows;
+    let (design, prepared) = match design {
+        Some((d, prepared)) => (d, prepared),
         None => {
             built = build(treated, adj, None, rows);
-            fit = fit_on(outcome, &built, &Rows::new(&built.x), rows, start);
-            &built
+            built_rows = Rows::new(&built.x);
+            (&built, &built_rows)
         }
     };
+    let fit = fit_on(outcome, design, prepared, rows, start);
     if let Some(reason) = fit_problem(&fit, design) {
         return bail(&reason);
     }
@@ -462,11 +474,7 @@ pub(crate) fn adjusted_binary_on(
     let coefficients = coefficients_z(&design.names, &fit.beta, &fit.cov, z);
     let p = design.x.ncols();
     let y_mean = events as f64 / rows.len() as f64;
-    let null_deviance = binomial_deviance(
-        &rows.iter().map(|&i| f64::from(u8::from(outcome[i] == Some(true)))).collect::<Vec<_>>(),
-        &vec![y_mean; rows.len()],
-        &vec![1.0; rows.len()],
-    );
+    let null_deviance = null_deviance(rows.iter().map(|&i| outcome[i] == Some(true)), y_mean);
     let logistic = LogisticFit {
         method: "logistic regression (IRLS), Wald confidence intervals".into(),
         n,
@@ -505,7 +513,7 @@ pub(crate) fn adjusted_binary_on(
         n,
         note: None,
     });
-    let (risk_difference, r1, r0) = standardised_rd(design, &fit, t, z, level, n);
+    let (risk_difference, r1, r0) = standardised_rd(design, prepared, &fit, t, z, level, n);
     AdjustedBinary {
         fit: Estimable::Value(logistic),
         odds_ratio,
@@ -536,8 +544,17 @@ pub(crate) fn coefficients_z(names: &[String], beta: &DVector<f64>, cov: &DMatri
 }
 
 /// g-computation of the marginal risk difference with a delta-method SE.
+///
+/// On compressed rows each row's sums go over its non-zero entries only: a
+/// zero entry adds ±0 to each (the coefficients are finite), which changes
+/// no sum but one that is still zero, and then only its sign, which neither
+/// risk nor any later sum sees; with few distinct rows each pattern's risks
+/// are computed once (its rows are identical, so their risks are too). Both
+/// are bit for bit the sums over every entry of every row.
+#[allow(clippy::too_many_arguments)]
 fn standardised_rd(
     design: &Design,
+    prepared: &Rows<'_>,
     fit: &IrlsFit,
     t: usize,
     z: f64,
@@ -545,18 +562,46 @@ fn standardised_rd(
     n: ArmCounts,
 ) -> (Estimable<Estimate>, Option<f64>, Option<f64>) {
     let (rows, p) = design.x.shape();
+    let beta = &fit.beta;
     let (mut r1, mut r0) = (0.0, 0.0);
     let mut grad = DVector::<f64>::zeros(p);
-    for i in 0..rows {
-        let xi = design.x.row(i);
-        let base: f64 = (0..p).filter(|&j| j != t).map(|j| xi[j] * fit.beta[j]).sum();
-        let p1 = inv_logit(base + fit.beta[t]);
-        let p0 = inv_logit(base);
-        r1 += p1;
-        r0 += p0;
-        let (g1, g0) = (p1 * (1.0 - p1), p0 * (1.0 - p0));
-        for j in 0..p {
-            grad[j] += if j == t { g1 } else { (g1 - g0) * xi[j] };
+    let risks = |base: f64| (inv_logit(base + beta[t]), inv_logit(base));
+    match prepared {
+        Rows::Sparse { start, col, val, patterns, .. } => {
+            let base =
+                |i: usize| (start[i]..start[i + 1]).filter(|&e| col[e] != t).map(|e| val[e] * beta[col[e]]).sum();
+            // Each pattern's (p1, p0), from its first row.
+            let cached = patterns
+                .as_ref()
+                .map(|pat| (&pat.of[..], pat.first.iter().map(|&i| risks(base(i))).collect::<Vec<(f64, f64)>>()));
+            for i in 0..rows {
+                let (p1, p0) = match &cached {
+                    Some((of, risk)) => risk[of[i] as usize],
+                    None => risks(base(i)),
+                };
+                r1 += p1;
+                r0 += p0;
+                let (g1, g0) = (p1 * (1.0 - p1), p0 * (1.0 - p0));
+                grad[t] += g1;
+                for e in start[i]..start[i + 1] {
+                    if col[e] != t {
+                        grad[col[e]] += (g1 - g0) * val[e];
+                    }
+                }
+            }
+        }
+        Rows::Dense(x) => {
+            for i in 0..rows {
+                let xi = x.row(i);
+                let base: f64 = (0..p).filter(|&j| j != t).map(|j| xi[j] * beta[j]).sum();
+                let (p1, p0) = risks(base);
+                r1 += p1;
+                r0 += p0;
+                let (g1, g0) = (p1 * (1.0 - p1), p0 * (1.0 - p0));
+                for j in 0..p {
+                    grad[j] += if j == t { g1 } else { (g1 - g0) * xi[j] };
+                }
+            }
         }
     }
     let nf = rows as f64;
@@ -678,6 +723,59 @@ mod tests {
         let from_near = irls_on(&x, &rows, &y, &w, Some(&from_r.beta.map(|b| b + 0.02)));
         for (a, b) in from_near.beta.iter().zip(from_r.beta.iter()) {
             assert!((a - b).abs() < 1e-10 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    /// The standardised risk difference from compressed rows, with or
+    /// without their patterns, is bit for bit the one summed over every
+    /// entry of the dense matrix.
+    #[test]
+    fn standardised_risks_from_compressed_rows_are_those_of_the_dense_matrix() {
+        let (fx, fy) = factor_design(3000);
+        let (cx, cy) = covariate_design(3000);
+        // The covariate design made sparse: eight factor dummies beside it.
+        let sx = DMatrix::from_fn(3000, 12, |i, j| match j {
+            0..4 => cx[(i, j)],
+            _ => f64::from(u8::from(i % 9 == j - 3)),
+        });
+        for (x, y, layout) in [(fx, fy, "patterns"), (sx, cy.clone(), "sparse"), (cx, cy, "dense")] {
+            match (Rows::new(&x), layout) {
+                (Rows::Sparse { patterns: Some(_), .. }, "patterns")
+                | (Rows::Sparse { patterns: None, .. }, "sparse")
+                | (Rows::Dense(_), "dense") => {}
+                _ => panic!("{layout} rows expected"),
+            }
+            let w = vec![1.0; y.len()];
+            let fit = irls(&x, &y, &w);
+            assert!(fit.converged && !fit.separated);
+            let names: Vec<String> = (0..x.ncols()).map(|j| format!("x{j}")).collect();
+            let design = Design { x: x.clone(), names, aliased: vec![], treatment: Some(1), interactions: vec![] };
+            let n = ArmCounts { treated: 1500, control: 1500 };
+            let want = standardised_rd(&design, &Rows::Dense(&x), &fit, 1, 1.96, 0.95, n);
+            for rows in [Rows::new(&x), Rows::once(&x)] {
+                let got = standardised_rd(&design, &rows, &fit, 1, 1.96, 0.95, n);
+                assert_eq!(got, want);
+                let bits = |r: &(Estimable<Estimate>, Option<f64>, Option<f64>)| {
+                    let e = r.0.value().expect("estimable");
+                    (e.estimate.to_bits(), e.se.map(f64::to_bits), r.1.map(f64::to_bits), r.2.map(f64::to_bits))
+                };
+                assert_eq!(bits(&got), bits(&want));
+            }
+        }
+    }
+
+    #[test]
+    fn the_null_deviance_is_the_binomial_deviance_bit_for_bit() {
+        for n in [1usize, 2, 7, 1000, 4099] {
+            for k in [1usize, 3, 17] {
+                let y: Vec<f64> = (0..n).map(|i| f64::from(u8::from((i * 7919 + k) % (k + 4) == 0))).collect();
+                let mean = y.iter().sum::<f64>() / n as f64;
+                for mean in [mean, 0.5, 1e-9, 1.0 - 1e-9] {
+                    let want = binomial_deviance(&y, &vec![mean; n], &vec![1.0; n]);
+                    let got = null_deviance(y.iter().map(|&v| v == 1.0), mean);
+                    assert_eq!(got.to_bits(), want.to_bits(), "n {n}, k {k}, mean {mean}");
+                }
+            }
         }
     }
 
