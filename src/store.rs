@@ -1572,11 +1572,13 @@ impl Store {
             )
             .map_err(Error::sqlite(what))?;
         let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
-        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+        // The error is made only on failure: `Error::sqlite` allocates its
+        // context when called, six times a row here otherwise.
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite(what)(e))? {
             let mut cols: [&str; 5] = [""; 5];
             for (i, c) in cols.iter_mut().enumerate() {
                 *c =
-                    r.get_ref(i).map_err(Error::sqlite(what))?.as_str().map_err(|_| {
+                    r.get_ref(i).map_err(|e| Error::sqlite(what)(e))?.as_str().map_err(|_| {
                         Error::Integrity(format!("{what}: column {i} of the outcomes table is not text"))
                     })?;
             }
@@ -1606,8 +1608,9 @@ impl Store {
         let not_text = |table: &str, column: &str| {
             Error::Integrity(format!("{what}: a {column} in the {table} table is not text; run `chancery verify`"))
         };
-        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
-            let col = |i: usize| r.get_ref(i).map_err(Error::sqlite(what));
+        // The error is made only on failure (see `for_each_outcome_value`).
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite(what)(e))? {
+            let col = |i: usize| r.get_ref(i).map_err(|e| Error::sqlite(what)(e));
             let participant = col(0)?.as_str().map_err(|_| not_text("participants", "participant"))?;
             let seq = match col(1)? {
                 rusqlite::types::ValueRef::Integer(seq) if seq >= 0 => seq as u64,
