@@ -20,7 +20,7 @@ use crate::followup::{self, Correction, Due, OutcomeEntry, Subject};
 use crate::ledger::{Trial, append, batch_error, check_user, load_state};
 use crate::log::Entry;
 use crate::referral::truncate;
-use crate::store::{HistoryRow, Tx};
+use crate::store::{HistoryRow, Store, Tx};
 
 /// What a write reports.
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +55,20 @@ impl StatusKind {
     }
 }
 
+/// The date a timestamp or date begins with (`NaiveDate::MIN` if none). The
+/// common fixed-width `YYYY-MM-DD` is read directly (chrono's format parser
+/// was a tenth of reading the outcome values, one date per timepoint per
+/// participant); anything else as chrono's `%Y-%m-%d` reads it.
 fn date_of(ts: &str) -> NaiveDate {
+    let b = ts.as_bytes();
+    if b.len() >= 10 && b[4] == b'-' && b[7] == b'-' {
+        let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+            b[r].iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+        };
+        if let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) {
+            return NaiveDate::from_ymd_opt(y as i32, m, d).unwrap_or(NaiveDate::MIN);
+        }
+    }
     NaiveDate::parse_from_str(ts.get(..10).unwrap_or(""), "%Y-%m-%d").unwrap_or(NaiveDate::MIN)
 }
 
@@ -331,42 +344,39 @@ impl Trial {
     }
 
     /// The analysis dataset as of `as_of`: values collected after it are left out.
+    ///
+    /// One state of the database is read: this connection's reads are one
+    /// read transaction, and the outcome values, read on a second connection
+    /// beside them (on another thread), are kept only if that connection's
+    /// snapshot has the same log head; otherwise (a write committed between
+    /// the two snapshots) they are read again on this connection.
     pub fn dataset(&self, as_of: NaiveDate) -> Result<Dataset> {
+        self.dataset_read(as_of, || {})
+    }
+
+    /// [`Trial::dataset`], with `between` called after this connection's
+    /// snapshot is taken and before the second connection's (tests write there).
+    fn dataset_read(&self, as_of: NaiveDate, between: impl FnOnce()) -> Result<Dataset> {
+        let (_snapshot, head) = self.store.read_snapshot()?;
+        between();
+        let second = self.store.second_reader();
         let protocol = self.protocol.clone();
-        let referrals = self
-            .store
-            .referrals()?
-            .into_iter()
-            .filter(|r| date_of(&r.screened_at) <= as_of)
-            .map(|r| ReferralRecord {
-                participant: r.participant,
-                site: r.site,
-                status: r.status,
-                reasons: r.reasons.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
-            })
-            .collect();
-        let statuses: BTreeMap<String, ParticipantStatus> = self
-            .store
-            .statuses()?
-            .into_iter()
-            .filter(|s| date_of(&s.on_date) <= as_of)
-            .map(|s| {
-                let on = date_of(&s.on_date);
-                let st = match s.status.as_str() {
-                    "withdrawn" => {
-                        ParticipantStatus::Withdrawn { reason: s.reason, no_further_contact: s.no_further_contact, on }
-                    }
-                    "lost" => ParticipantStatus::Lost { reason: s.reason, on },
-                    _ => ParticipantStatus::Died { reason: s.reason, on },
-                };
-                (s.participant, st)
-            })
-            .collect();
         // The randomising entries, read by key through the participants table,
         // their bodies copied into chunks that a second thread decodes while
-        // this one reads on (the rest of the entries, then the outcomes); the
-        // decoder hands each chunk's buffer back for reuse.
-        let (randomisations, outcomes) = std::thread::scope(|scope| {
+        // this one reads on; the outcome values meanwhile on a third thread,
+        // from the second connection. The decoder hands each chunk's buffer
+        // back for reuse.
+        let (referrals, statuses, randomisations, outcomes) = std::thread::scope(|scope| {
+            let beside = second.map(|reader| {
+                let head = &head;
+                scope.spawn(move || -> Option<OutcomeRuns> {
+                    let (_snapshot, at) = reader.read_snapshot().ok()?;
+                    if at != *head {
+                        return None;
+                    }
+                    outcome_runs(&reader, as_of).ok()
+                })
+            });
             let (to_decoder, chunks) = std::sync::mpsc::channel::<RandomisingEntries>();
             let (give_back, returned) = std::sync::mpsc::channel::<RandomisingEntries>();
             let decoded = scope.spawn(move || {
@@ -395,56 +405,18 @@ impl Trial {
                 let _ = to_decoder.send(std::mem::replace(chunk, empty));
             });
             drop(to_decoder);
-            if let Err(e) = sent {
-                let _ = decoded.join();
-                return Err(e);
-            }
-            // Rows come ordered by participant, then timepoint and field: each
-            // participant's run of values is gathered, then moved into a vector
-            // of its own size; keys are numbered in order of first sight (a key
-            // is most often the one after the last key seen, so that guess is
-            // tried first), then renumbered in key order once all are known.
-            // Runs are kept in participant (byte) order for binary search.
-            let mut runs: Vec<(String, Vec<(u32, OutcomeValue)>)> = Vec::new();
-            let mut run_of = String::new();
-            let mut run: Vec<(u32, OutcomeValue)> = Vec::new();
-            let mut seen: Vec<(String, String)> = Vec::new();
-            let mut last_key = 0usize;
-            let mut last_date: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
-            let read = self.store.for_each_outcome_value(|participant, timepoint, field, value, collected_on| {
-                if last_date.0 != collected_on {
-                    last_date = (collected_on.to_string(), date_of(collected_on));
-                }
-                let collected_on = last_date.1;
-                if collected_on > as_of {
-                    return;
-                }
-                if run_of != participant {
-                    if !run.is_empty() {
-                        // Moved into an exact-size vector; `run` keeps its buffer.
-                        let mut own = Vec::with_capacity(run.len());
-                        own.append(&mut run);
-                        runs.push((std::mem::take(&mut run_of), own));
-                    }
-                    run_of = participant.to_string();
-                }
-                let is = |k: usize| seen.get(k).is_some_and(|(t, f)| t == timepoint && f == field);
-                let key = if is(last_key + 1) {
-                    last_key + 1
-                } else if let Some(k) = (0..seen.len()).find(|&k| is(k)) {
-                    k
-                } else {
-                    seen.push((timepoint.to_string(), field.to_string()));
-                    seen.len() - 1
-                };
-                last_key = key;
-                run.push((key as u32, OutcomeValue { value: CompactString::from(value), collected_on }));
-            });
-            if !run.is_empty() {
-                runs.push((run_of, run));
-            }
+            let rest = sent.and_then(|()| Ok((self.referral_records(as_of)?, self.status_records(as_of)?)));
+            let beside = beside.and_then(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
             let decoded = decoded.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            read.and(decoded).map(|r| (r, (runs, seen)))
+            let (referrals, statuses) = rest?;
+            let randomisations = decoded?;
+            // Read here when the second connection saw another state, failed or
+            // could not be opened.
+            let outcomes = match beside {
+                Some(runs) => runs,
+                None => outcome_runs(&self.store, as_of)?,
+            };
+            Ok::<_, Error>((referrals, statuses, randomisations, outcomes))
         })?;
         let (mut runs, seen) = outcomes;
         let keys = Arc::new(OutcomeKeys::new(seen.clone()));
@@ -486,6 +458,43 @@ impl Trial {
         Ok(Dataset { protocol, referrals, participants, as_of })
     }
 
+    /// The screened referrals up to `as_of`, for the dataset.
+    fn referral_records(&self, as_of: NaiveDate) -> Result<Vec<ReferralRecord>> {
+        Ok(self
+            .store
+            .referrals()?
+            .into_iter()
+            .filter(|r| date_of(&r.screened_at) <= as_of)
+            .map(|r| ReferralRecord {
+                participant: r.participant,
+                site: r.site,
+                status: r.status,
+                reasons: r.reasons.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+            })
+            .collect())
+    }
+
+    /// Each participant's follow-up status as of `as_of` (none: active).
+    fn status_records(&self, as_of: NaiveDate) -> Result<BTreeMap<String, ParticipantStatus>> {
+        Ok(self
+            .store
+            .statuses()?
+            .into_iter()
+            .filter(|s| date_of(&s.on_date) <= as_of)
+            .map(|s| {
+                let on = date_of(&s.on_date);
+                let st = match s.status.as_str() {
+                    "withdrawn" => {
+                        ParticipantStatus::Withdrawn { reason: s.reason, no_further_contact: s.no_further_contact, on }
+                    }
+                    "lost" => ParticipantStatus::Lost { reason: s.reason, on },
+                    _ => ParticipantStatus::Died { reason: s.reason, on },
+                };
+                (s.participant, st)
+            })
+            .collect())
+    }
+
     /// Every participant's randomising log entry, found by the seq its
     /// participants row records, passed to `full` in chunks of about
     /// [`CHUNK_BYTES`] (the last when the read ends), which it may take and
@@ -521,6 +530,63 @@ impl Trial {
         }
         Ok(())
     }
+}
+
+/// Each participant's outcome values (participant, values under provisional
+/// key numbers) in participant (byte) order, and the keys in order of their
+/// numbers ([`outcome_runs`]).
+type OutcomeRuns = (Vec<(String, Vec<(u32, OutcomeValue)>)>, Vec<(String, String)>);
+
+/// The current outcome values collected up to `as_of`, read from `store`.
+///
+/// Rows come ordered by participant, then timepoint and field: each
+/// participant's run of values is gathered, then moved into a vector of its
+/// own size; keys are numbered in order of first sight (a key is most often
+/// the one after the last key seen, so that guess is tried first), to be
+/// renumbered in key order once all are known. Runs are kept in participant
+/// (byte) order for binary search.
+fn outcome_runs(store: &Store, as_of: NaiveDate) -> Result<OutcomeRuns> {
+    let mut runs: Vec<(String, Vec<(u32, OutcomeValue)>)> = Vec::new();
+    let mut run_of = String::new();
+    let mut run: Vec<(u32, OutcomeValue)> = Vec::new();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut last_key = 0usize;
+    let mut last_date: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
+    store.for_each_outcome_value(|participant, timepoint, field, value, collected_on| {
+        if last_date.0 != collected_on {
+            last_date.0.clear();
+            last_date.0.push_str(collected_on);
+            last_date.1 = date_of(collected_on);
+        }
+        let collected_on = last_date.1;
+        if collected_on > as_of {
+            return;
+        }
+        if run_of != participant {
+            if !run.is_empty() {
+                // Moved into an exact-size vector; `run` keeps its buffer.
+                let mut own = Vec::with_capacity(run.len());
+                own.append(&mut run);
+                runs.push((std::mem::take(&mut run_of), own));
+            }
+            run_of = participant.to_string();
+        }
+        let is = |k: usize| seen.get(k).is_some_and(|(t, f)| t == timepoint && f == field);
+        let key = if is(last_key + 1) {
+            last_key + 1
+        } else if let Some(k) = (0..seen.len()).find(|&k| is(k)) {
+            k
+        } else {
+            seen.push((timepoint.to_string(), field.to_string()));
+            seen.len() - 1
+        };
+        last_key = key;
+        run.push((key as u32, OutcomeValue { value: CompactString::from(value), collected_on }));
+    })?;
+    if !run.is_empty() {
+        runs.push((run_of, run));
+    }
+    Ok((runs, seen))
 }
 
 /// Bytes of randomising entries read before they are handed to the decoder:
@@ -689,4 +755,109 @@ struct RandomisedParts<'a> {
     arm: String,
     #[allow(dead_code)]
     allocation: serde::de::IgnoredAny,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small demonstration trial in `dir`, its database's path.
+    fn demo_trial(dir: &std::path::Path) -> std::path::PathBuf {
+        crate::demo::run(
+            &crate::demo::DemoOptions {
+                dir: dir.join("trial"),
+                protocol: concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/work-health-ips.toml").into(),
+                referrals: 400,
+                seed: [7; 32],
+                effect_pp: 4.0,
+            },
+            |_, _, _| {},
+        )
+        .unwrap()
+        .db
+    }
+
+    /// A write committed between the two connections' snapshots: the
+    /// outcome values the second connection read are of another state, so
+    /// they are read again on the first, and the dataset is the one before
+    /// the write, whole; read again afterwards, it has the write.
+    #[test]
+    fn a_write_between_the_two_snapshots_reads_the_outcomes_again_from_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = demo_trial(dir.path());
+        let trial = Trial::open(&db).unwrap();
+        let before = trial.dataset(NaiveDate::MAX).unwrap();
+        let (who, old) = before
+            .participants
+            .iter()
+            .find_map(|p| p.outcomes.get("m12", "phq9").map(|v| (p.participant.clone(), v.value.to_string())))
+            .expect("a participant with a 12-month PHQ-9");
+        let new = if old == "0" { "1" } else { "0" };
+        let during = trial
+            .dataset_read(NaiveDate::MAX, || {
+                let mut writer = Trial::open(&db).unwrap();
+                let c = Correction {
+                    participant: who.clone(),
+                    timepoint: "m12".into(),
+                    field: "phq9".into(),
+                    value: new.into(),
+                    reason: "transcription error".into(),
+                };
+                writer.correct_outcome(&c, "tester", Timestamp::parse("2030-01-01T00:00:00Z").unwrap()).unwrap();
+            })
+            .unwrap();
+        assert_eq!(during.participants, before.participants);
+        assert_eq!(during.referrals, before.referrals);
+        let after = trial.dataset(NaiveDate::MAX).unwrap();
+        let value = |d: &Dataset| {
+            d.participants.iter().find(|p| p.participant == who).unwrap().outcomes.get("m12", "phq9").unwrap().clone()
+        };
+        assert_eq!(value(&after).value, new);
+        assert_eq!(value(&before).value, old);
+        assert_eq!(after.participants.len(), before.participants.len());
+    }
+
+    #[test]
+    fn dates_read_directly_are_those_chrono_reads() {
+        let chrono =
+            |ts: &str| NaiveDate::parse_from_str(ts.get(..10).unwrap_or(""), "%Y-%m-%d").unwrap_or(NaiveDate::MIN);
+        for ts in [
+            "2026-03-02",
+            "2026-03-02T09:00:00Z",
+            "2026-02-30",
+            "2026-13-01",
+            "0000-01-01",
+            "9999-12-31",
+            "2026-3-02xx",
+            "+2026-03-0",
+            "2026-03-0a",
+            "",
+            "2026-03-02\u{e9}",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+        ] {
+            assert_eq!(date_of(ts), chrono(ts), "{ts:?}");
+        }
+    }
+
+    /// With no write between them, the values read on the second connection
+    /// are those a read on the first alone gives.
+    #[test]
+    fn the_outcomes_read_beside_are_those_read_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = demo_trial(dir.path());
+        let trial = Trial::open(&db).unwrap();
+        let (_snapshot, head) = trial.store.read_snapshot().unwrap();
+        let second = trial.store.second_reader().expect("a file database opens a second connection");
+        let (_beside, at) = second.read_snapshot().unwrap();
+        assert_eq!(at, head);
+        let (alone, beside) =
+            (outcome_runs(&trial.store, NaiveDate::MAX).unwrap(), outcome_runs(&second, NaiveDate::MAX).unwrap());
+        assert_eq!(alone, beside);
+        assert!(alone.0.len() > 100, "{} participants with outcomes", alone.0.len());
+        drop((_beside, _snapshot));
+        // As of an earlier date, later values are left out alike.
+        let early = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
+        assert_eq!(outcome_runs(&trial.store, early).unwrap(), outcome_runs(&second, early).unwrap());
+        assert!(Store::in_memory().unwrap().second_reader().is_none());
+    }
 }

@@ -1572,11 +1572,13 @@ impl Store {
             )
             .map_err(Error::sqlite(what))?;
         let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
-        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+        // The error is made only on failure: `Error::sqlite` allocates its
+        // context when called, six times a row here otherwise.
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite(what)(e))? {
             let mut cols: [&str; 5] = [""; 5];
             for (i, c) in cols.iter_mut().enumerate() {
                 *c =
-                    r.get_ref(i).map_err(Error::sqlite(what))?.as_str().map_err(|_| {
+                    r.get_ref(i).map_err(|e| Error::sqlite(what)(e))?.as_str().map_err(|_| {
                         Error::Integrity(format!("{what}: column {i} of the outcomes table is not text"))
                     })?;
             }
@@ -1606,8 +1608,9 @@ impl Store {
         let not_text = |table: &str, column: &str| {
             Error::Integrity(format!("{what}: a {column} in the {table} table is not text; run `chancery verify`"))
         };
-        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
-            let col = |i: usize| r.get_ref(i).map_err(Error::sqlite(what));
+        // The error is made only on failure (see `for_each_outcome_value`).
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite(what)(e))? {
+            let col = |i: usize| r.get_ref(i).map_err(|e| Error::sqlite(what)(e));
             let participant = col(0)?.as_str().map_err(|_| not_text("participants", "participant"))?;
             let seq = match col(1)? {
                 rusqlite::types::ValueRef::Integer(seq) if seq >= 0 => seq as u64,
@@ -1627,6 +1630,58 @@ impl Store {
             f(RandomisingRow { participant, seq, entry })?;
         }
         Ok(())
+    }
+}
+
+impl Store {
+    /// A second, read-only connection to this store's database file, for a
+    /// read that runs on another thread beside this connection's (the
+    /// dataset's outcome values beside its randomisations); `None` for a
+    /// database in memory, or if the file cannot be opened again. It reads
+    /// whatever state is current when its own read begins, so a caller that
+    /// needs one state across both connections compares their
+    /// [`Store::read_snapshot`] heads.
+    pub fn second_reader(&self) -> Option<Store> {
+        let path = self.conn.path().filter(|p| !p.is_empty())?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .ok()?;
+        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).ok()?;
+        conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).ok()?;
+        Some(Store { conn })
+    }
+
+    /// Begins a read transaction: until the returned guard is dropped, every
+    /// read on this connection sees the one state of the database whose log
+    /// head is returned. Every write appends a log entry in its own
+    /// transaction, so two connections whose snapshots have equal heads (length
+    /// and last hash) see the same tables. Inside a transaction already open
+    /// on this connection, that transaction's state is the one read.
+    pub fn read_snapshot(&self) -> Result<(ReadSnapshot<'_>, Head)> {
+        let began = self.conn.is_autocommit();
+        if began {
+            self.conn.execute_batch("BEGIN DEFERRED").map_err(Error::sqlite("beginning a read"))?;
+        }
+        let guard = ReadSnapshot { conn: &self.conn, began };
+        // The first read fixes the snapshot (WAL: the log end it sees).
+        let head = head(&self.conn)?;
+        Ok((guard, head))
+    }
+}
+
+/// A read transaction begun by [`Store::read_snapshot`]; ended when dropped.
+pub struct ReadSnapshot<'a> {
+    conn: &'a Connection,
+    began: bool,
+}
+
+impl Drop for ReadSnapshot<'_> {
+    fn drop(&mut self) {
+        if self.began {
+            // Nothing was written: ending the read cannot lose anything, and
+            // a failure leaves SQLite to end it when the connection closes.
+            let _ = self.conn.execute_batch("COMMIT");
+        }
     }
 }
 

@@ -60,22 +60,45 @@ impl Factor {
 
     /// The cross-classification of several factors (e.g. site × employment
     /// status), as R's `interaction()`/`strata()`; labels are joined by `.`.
+    ///
+    /// Each distinct combination of levels is labelled once (a trial has a
+    /// few hundred, against one label per participant): the levels are the
+    /// sorted distinct labels and each participant's code is its label's
+    /// place, as [`Factor::from_labels`] of every participant's label gives.
     pub fn interaction(name: &str, factors: &[&Factor]) -> Result<Factor> {
         let n = factors.first().map_or(0, |f| f.codes.len());
-        let mut labels: Vec<Option<String>> = Vec::with_capacity(n);
-        for i in 0..n {
-            let mut parts = Vec::with_capacity(factors.len());
-            let mut missing = false;
-            for f in factors {
-                check_len(&format!("factor {}", f.name), n, f.codes.len())?;
-                match f.codes[i] {
-                    Some(c) => parts.push(f.levels[c].as_str()),
-                    None => missing = true,
-                }
-            }
-            labels.push((!missing).then(|| parts.join(".")));
+        // Checked only when there are participants, as before.
+        for f in factors.iter().filter(|_| n > 0) {
+            check_len(&format!("factor {}", f.name), n, f.codes.len())?;
         }
-        Ok(Factor::from_labels(name, &labels))
+        let mut combination: std::collections::HashMap<Vec<usize>, usize> = std::collections::HashMap::new();
+        let mut labels: Vec<String> = Vec::new();
+        let mut of: Vec<Option<usize>> = Vec::with_capacity(n);
+        let mut key: Vec<usize> = Vec::with_capacity(factors.len());
+        for i in 0..n {
+            key.clear();
+            key.extend(factors.iter().map_while(|f| f.codes[i]));
+            if key.len() < factors.len() {
+                of.push(None);
+                continue;
+            }
+            let next = labels.len();
+            let k = *combination.entry(key.clone()).or_insert(next);
+            if k == next {
+                let parts: Vec<&str> = factors.iter().zip(&key).map(|(f, &c)| f.levels[c].as_str()).collect();
+                labels.push(parts.join("."));
+            }
+            of.push(Some(k));
+        }
+        let mut levels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        let place: Vec<usize> = labels.iter().map(|l| levels.binary_search(&l.as_str()).unwrap_or(0)).collect();
+        Ok(Factor {
+            name: name.to_string(),
+            levels: levels.into_iter().map(str::to_string).collect(),
+            codes: of.into_iter().map(|k| k.map(|k| place[k])).collect(),
+        })
     }
 
     /// Number of participants.
@@ -303,6 +326,46 @@ fn gram_schmidt(cols: &[Vec<f64>]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The interaction as every participant's joined label gives it (the
+    /// form [`Factor::interaction`] replaced), as the model.
+    fn interaction_of_labels(name: &str, factors: &[&Factor]) -> Factor {
+        let n = factors[0].codes.len();
+        let labels: Vec<Option<String>> = (0..n)
+            .map(|i| {
+                let parts: Option<Vec<&str>> =
+                    factors.iter().map(|f| f.codes[i].map(|c| f.levels[c].as_str())).collect();
+                parts.map(|p| p.join("."))
+            })
+            .collect();
+        Factor::from_labels(name, &labels)
+    }
+
+    #[test]
+    fn interactions_label_each_combination_as_every_participant_s_label_would() {
+        // Levels with dots, so that two combinations can share a label
+        // ("a.b" + "c" and "a" + "b.c"), and missing codes.
+        let f = Factor::from_labels("f", &[Some("a"), Some("a.b"), None, Some("z"), Some("a"), Some("a.b"), Some("m")]);
+        let g = Factor::from_labels("g", &[Some("b.c"), Some("c"), Some("c"), None, Some("c"), Some("b.c"), Some("c")]);
+        let h = Factor::from_labels("h", &[Some("1"), Some("1"), Some("2"), Some("2"), None, Some("1"), Some("2")]);
+        for factors in [vec![&f], vec![&f, &g], vec![&g, &f], vec![&f, &g, &h]] {
+            assert_eq!(Factor::interaction("s", &factors).unwrap(), interaction_of_labels("s", &factors));
+        }
+        let x = Factor::interaction("s", &[&f, &g]).unwrap();
+        assert_eq!(x.codes[0], x.codes[1], "a + b.c and a.b + c share the label a.b.c");
+        let big: Vec<Factor> = (0..3)
+            .map(|k| {
+                let labels: Vec<Option<String>> = (0..5000)
+                    .map(|i| ((i * (k + 3)) % 17 != 0).then(|| format!("L{}", (i * 7 + k) % (4 + k))))
+                    .collect();
+                Factor::from_labels(&format!("f{k}"), &labels)
+            })
+            .collect();
+        let refs: Vec<&Factor> = big.iter().collect();
+        assert_eq!(Factor::interaction("s", &refs).unwrap(), interaction_of_labels("s", &refs));
+        assert!(Factor::interaction("s", &[&f, &Factor::from_labels("short", &[Some("x")])]).is_err());
+        assert_eq!(Factor::interaction("s", &[]).unwrap().codes.len(), 0);
+    }
 
     #[test]
     fn dummy_coding_and_aliasing() {

@@ -146,6 +146,7 @@ impl<'a> Rows<'a> {
     pub(crate) fn mul(&self, beta: &DVector<f64>) -> Vec<f64> {
         match self {
             Rows::Dense(x) => (*x * beta).as_slice().to_vec(),
+            Rows::Sparse { indicators: Some(ind), .. } if let Some(eta) = ind.mul(beta) => eta,
             Rows::Sparse { start, col, val, .. } => (0..start.len() - 1)
                 .map(|i| (start[i]..start[i + 1]).fold(0.0, |acc, e| acc + val[e] * beta[col[e]]))
                 .collect(),
@@ -246,6 +247,15 @@ pub(crate) struct Indicators {
     rest_start: Vec<usize>,
     rest_col: Vec<usize>,
     rest_val: Vec<f64>,
+    /// The columns of the other entries, in order, and row i's values in them
+    /// (zeros included) as `rest[i * r..(i + 1) * r]`, `r` their number: for
+    /// [`Indicators::mul`], a short loop over consecutive values.
+    rest_cols: Vec<usize>,
+    rest: Vec<f64>,
+    /// Whether every indicator column comes before every other column, so
+    /// that a row's `x β`, summed in column order, begins with its pattern's
+    /// indicator sum ([`Indicators::mul`]).
+    indicators_first: bool,
 }
 
 impl Indicators {
@@ -291,7 +301,59 @@ impl Indicators {
             };
             of.push(g);
         }
-        Some(Indicators { of, columns, rest_start, rest_col, rest_val })
+        let rest_cols: Vec<usize> = (0..p).filter(|&c| !indicator[c]).collect();
+        let r = rest_cols.len();
+        let mut place = vec![0; p];
+        for (k, &c) in rest_cols.iter().enumerate() {
+            place[c] = k;
+        }
+        let mut rest = vec![0.0f64; n * r];
+        for i in 0..n {
+            for e in rest_start[i]..rest_start[i + 1] {
+                rest[i * r + place[rest_col[e]]] = rest_val[e];
+            }
+        }
+        let last_indicator = (0..p).rfind(|&c| indicator[c]);
+        let indicators_first = match (last_indicator, rest_cols.first()) {
+            (Some(l), Some(&f)) => l < f,
+            _ => true,
+        };
+        Some(Indicators { of, columns, rest_start, rest_col, rest_val, rest_cols, rest, indicators_first })
+    }
+
+    /// `X β` bit for bit as the compressed rows' sum in column order gives
+    /// it, when the indicator columns come first: each pattern's indicator
+    /// sum once (`1 × β_j` is `β_j`), then each row's other entries; `None`
+    /// otherwise. A model with covariates spends most of `X β` on its
+    /// indicators, which are the same sum for every row of a pattern.
+    fn mul(&self, beta: &DVector<f64>) -> Option<Vec<f64>> {
+        if !self.indicators_first {
+            return None;
+        }
+        let prefix: Vec<f64> =
+            self.columns.iter().map(|cols| cols.iter().fold(0.0, |acc, &j| acc + 1.0 * beta[j])).collect();
+        let rb: Vec<f64> = self.rest_cols.iter().map(|&c| beta[c]).collect();
+        let r = rb.len();
+        if r == 0 {
+            return Some(self.of.iter().map(|&g| prefix[g as usize]).collect());
+        }
+        Some(
+            self.of
+                .iter()
+                .zip(self.rest.chunks_exact(r))
+                .map(|(&g, xs)| {
+                    let mut acc = prefix[g as usize];
+                    // The zeros are skipped as the compressed rows skip them
+                    // (a zero times an infinite coefficient is not zero).
+                    for (&x, &b) in xs.iter().zip(&rb) {
+                        if x != 0.0 {
+                            acc += x * b;
+                        }
+                    }
+                    acc
+                })
+                .collect(),
+        )
     }
 
     /// `XᵀWX` and, if `z` is given, `XᵀWz`.
@@ -301,25 +363,46 @@ impl Indicators {
         let mut b = vec![0.0f64; p];
         // Per pattern: total weight, weighted z, weighted rest columns.
         let (mut wg, mut zg, mut sg) = (vec![0.0f64; groups], vec![0.0f64; groups], vec![0.0f64; groups * p]);
-        let (start, col, val) = (&self.rest_start, &self.rest_col, &self.rest_val);
-        for (i, &g) in self.of.iter().enumerate() {
-            let g = g as usize;
-            let wi = w.map_or(1.0, |w| w[i]);
-            wg[g] += wi;
-            if let Some(z) = z {
-                zg[g] += wi * z[i];
-            }
-            let (lo, hi) = (start[i], start[i + 1]);
-            let s = &mut sg[g * p..g * p + p];
-            for e in lo..hi {
-                let (ce, ve) = (col[e], val[e] * wi);
-                s[ce] += ve;
-                let row = &mut a[ce * p..ce * p + p];
-                for f in e..hi {
-                    row[col[f]] += ve * val[f];
-                }
+        // With finite weights and z, the covariates' sums from their dense
+        // copy, with as many accumulators as there are covariates: a zero
+        // adds an exact zero to each sum it enters (products of finite
+        // values), and no sum is ever −0 (each starts at +0 and a sum of
+        // non-zeros is never −0), so each sum is bit for bit the sum over the
+        // non-zero entries below.
+        let finite = w.is_none_or(super::all_finite) && z.is_none_or(super::all_finite);
+        let dense = finite
+            && match self.rest_cols.len() {
+                1 => self.dense_sums::<1>(p, w, z, (&mut wg, &mut zg, &mut sg), (&mut a, &mut b)),
+                2 => self.dense_sums::<2>(p, w, z, (&mut wg, &mut zg, &mut sg), (&mut a, &mut b)),
+                3 => self.dense_sums::<3>(p, w, z, (&mut wg, &mut zg, &mut sg), (&mut a, &mut b)),
+                4 => self.dense_sums::<4>(p, w, z, (&mut wg, &mut zg, &mut sg), (&mut a, &mut b)),
+                5 => self.dense_sums::<5>(p, w, z, (&mut wg, &mut zg, &mut sg), (&mut a, &mut b)),
+                6 => self.dense_sums::<6>(p, w, z, (&mut wg, &mut zg, &mut sg), (&mut a, &mut b)),
+                7 => self.dense_sums::<7>(p, w, z, (&mut wg, &mut zg, &mut sg), (&mut a, &mut b)),
+                8 => self.dense_sums::<8>(p, w, z, (&mut wg, &mut zg, &mut sg), (&mut a, &mut b)),
+                _ => false,
+            };
+        if !dense {
+            let (start, col, val) = (&self.rest_start, &self.rest_col, &self.rest_val);
+            for (i, &g) in self.of.iter().enumerate() {
+                let g = g as usize;
+                let wi = w.map_or(1.0, |w| w[i]);
+                wg[g] += wi;
                 if let Some(z) = z {
-                    b[ce] += ve * z[i];
+                    zg[g] += wi * z[i];
+                }
+                let (lo, hi) = (start[i], start[i + 1]);
+                let s = &mut sg[g * p..g * p + p];
+                for e in lo..hi {
+                    let (ce, ve) = (col[e], val[e] * wi);
+                    s[ce] += ve;
+                    let row = &mut a[ce * p..ce * p + p];
+                    for f in e..hi {
+                        row[col[f]] += ve * val[f];
+                    }
+                    if let Some(z) = z {
+                        b[ce] += ve * z[i];
+                    }
                 }
             }
         }
@@ -342,6 +425,62 @@ impl Indicators {
             }
         }
         symmetric(p, &a, b)
+    }
+
+    /// The row-by-row part of [`Indicators::gram`] for `R` covariates, from
+    /// their dense copy: each pattern's total weight, weighted z and weighted
+    /// covariates into `wg`, `zg`, `sg` (indexed by column), the covariates'
+    /// cross-products and their products with z into `a` and `b`. A loop of
+    /// fixed length keeps the sums in registers. Returns true.
+    fn dense_sums<const R: usize>(
+        &self,
+        p: usize,
+        w: Option<&[f64]>,
+        z: Option<&[f64]>,
+        (wg, zg, sg): (&mut [f64], &mut [f64], &mut [f64]),
+        (a, b): (&mut [f64], &mut [f64]),
+    ) -> bool {
+        let groups = wg.len();
+        let mut s = vec![[0.0f64; R]; groups];
+        let mut rr = [[0.0f64; R]; R];
+        let mut rz = [0.0f64; R];
+        for (i, (&g, xs)) in self.of.iter().zip(self.rest.chunks_exact(R)).enumerate() {
+            let g = g as usize;
+            let wi = w.map_or(1.0, |w| w[i]);
+            wg[g] += wi;
+            let mut ve = [0.0f64; R];
+            for e in 0..R {
+                ve[e] = xs[e] * wi;
+                s[g][e] += ve[e];
+            }
+            for e in 0..R {
+                for f in e..R {
+                    rr[e][f] += ve[e] * xs[f];
+                }
+            }
+            if let Some(z) = z {
+                let zi = z[i];
+                zg[g] += wi * zi;
+                for e in 0..R {
+                    rz[e] += ve[e] * zi;
+                }
+            }
+        }
+        let cols = &self.rest_cols;
+        for (g, sums) in s.iter().enumerate() {
+            for e in 0..R {
+                sg[g * p + cols[e]] = sums[e];
+            }
+        }
+        for e in 0..R {
+            for f in e..R {
+                a[cols[e] * p + cols[f]] = rr[e][f];
+            }
+            if z.is_some() {
+                b[cols[e]] = rz[e];
+            }
+        }
+        true
     }
 }
 
@@ -555,6 +694,147 @@ mod tests {
         assert!((b - x.transpose() * &wm * DVector::from_vec(z)).amax() < 1e-9 * g0.amax());
         let (g, _) = rows.gram(None, None);
         assert!((g - x.transpose() * &x).amax() < 1e-9 * g0.amax());
+    }
+
+    /// `X β` of rows split into indicators and the rest is bit for bit the
+    /// compressed rows', with covariates that are sometimes zero, indicator
+    /// columns before or among the others, and coefficients that are not all
+    /// finite.
+    #[test]
+    fn split_rows_multiply_bit_for_bit_as_compressed_rows() {
+        let n = 1200;
+        let last = |i: usize, j: usize| match j {
+            0 => 1.0,
+            1 => f64::from(u8::from(i % 2 == 0)),
+            2..=9 => f64::from(u8::from(i % 9 == j - 1)),
+            10 => f64::from(u8::from(i % 3 == 0)),
+            11 => ((i * 37) % 23) as f64 * 0.37 - 2.0,
+            12 => ((i % 5) as f64 - 2.0) * 1.3,
+            _ => (i as f64).sqrt() * f64::from(u8::from(i % 4 != 1)),
+        };
+        let among = |i: usize, j: usize| match j {
+            2 => ((i * 37) % 23) as f64 * 0.37 - 2.0,
+            _ => last(i, if j < 2 { j } else { j - 1 }),
+        };
+        let same = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+        };
+        for (layout, x) in
+            [("indicators first", DMatrix::from_fn(n, 14, last)), ("among", DMatrix::from_fn(n, 15, among))]
+        {
+            let split = Rows::new(&x);
+            let Rows::Sparse { patterns: None, indicators: Some(ind), .. } = &split else {
+                panic!("{layout}: split rows expected")
+            };
+            assert_eq!(ind.indicators_first, layout == "indicators first");
+            let whole = Rows::once(&x);
+            let Rows::Sparse { indicators: None, .. } = &whole else { panic!("{layout}: compressed rows expected") };
+            for beta in [
+                DVector::from_fn(x.ncols(), |j, _| (j as f64 - 3.3) * 0.7),
+                DVector::from_fn(x.ncols(), |j, _| if j == 12 { f64::INFINITY } else { 0.1 * j as f64 }),
+                DVector::from_fn(x.ncols(), |j, _| if j == 3 { f64::NAN } else { 1e300 * (j as f64 - 6.5) }),
+            ] {
+                assert!(same(&split.mul(&beta), &whole.mul(&beta)), "{layout}: X β");
+            }
+        }
+    }
+
+    /// The split cross-product summed over each row's non-zero covariate
+    /// entries alone (the path taken with non-finite weights), from the
+    /// compressed rows.
+    fn split_gram_over_non_zeros(
+        whole: &Rows<'_>,
+        ind: &Indicators,
+        w: Option<&[f64]>,
+        z: Option<&[f64]>,
+    ) -> (DMatrix<f64>, DVector<f64>) {
+        let Rows::Sparse { p, start, col, val, .. } = whole else { panic!("compressed rows expected") };
+        let p = *p;
+        let groups = ind.columns.len();
+        let mut a = vec![0.0f64; p * p];
+        let mut b = vec![0.0f64; p];
+        let (mut wg, mut zg, mut sg) = (vec![0.0f64; groups], vec![0.0f64; groups], vec![0.0f64; groups * p]);
+        for (i, &g) in ind.of.iter().enumerate() {
+            let g = g as usize;
+            let wi = w.map_or(1.0, |w| w[i]);
+            wg[g] += wi;
+            if let Some(z) = z {
+                zg[g] += wi * z[i];
+            }
+            let entries: Vec<usize> = (start[i]..start[i + 1]).filter(|&e| ind.rest_cols.contains(&col[e])).collect();
+            for (x, &e) in entries.iter().enumerate() {
+                let (ce, ve) = (col[e], val[e] * wi);
+                sg[g * p + ce] += ve;
+                for &f in &entries[x..] {
+                    a[ce * p + col[f]] += ve * val[f];
+                }
+                if let Some(z) = z {
+                    b[ce] += ve * z[i];
+                }
+            }
+        }
+        for (g, cols) in ind.columns.iter().enumerate() {
+            for (x, &j) in cols.iter().enumerate() {
+                for &k in &cols[x..] {
+                    a[j * p + k] += wg[g];
+                }
+                if z.is_some() {
+                    b[j] += zg[g];
+                }
+                for c in 0..p {
+                    let v = sg[g * p + c];
+                    if v != 0.0 {
+                        let (lo, hi) = if j < c { (j, c) } else { (c, j) };
+                        a[lo * p + hi] += v;
+                    }
+                }
+            }
+        }
+        symmetric(p, &a, b)
+    }
+
+    /// The covariates' sums from their dense copy are bit for bit the sums
+    /// over their non-zero entries, for one to nine covariates (nine takes
+    /// the sparse path), some often zero, with and without weights and z, and
+    /// with weights that are not all finite.
+    #[test]
+    fn split_rows_sum_bit_for_bit_as_over_their_non_zeros() {
+        let n = 1500;
+        for covariates in 1..=9 {
+            let p = 12 + covariates;
+            let x = DMatrix::from_fn(n, p, |i, j| match j {
+                0 => 1.0,
+                1 => f64::from(u8::from(i % 2 == 0)),
+                2..=9 => f64::from(u8::from(i % 9 == j - 1)),
+                10 | 11 => f64::from(u8::from(i % 4 == j - 9)),
+                _ => {
+                    let c = j - 12;
+                    let v = ((i * (31 + 7 * c)) % (19 + c)) as f64 * 0.37 - 1.5 * c as f64;
+                    if (i + c) % 5 == 0 { 0.0 } else { v + (i as f64).sqrt() * 1e-3 }
+                }
+            });
+            let split = Rows::new(&x);
+            let Rows::Sparse { patterns: None, indicators: Some(ind), .. } = &split else {
+                panic!("{covariates} covariates: split rows expected")
+            };
+            assert_eq!(ind.rest_cols.len(), covariates);
+            let whole = Rows::once(&x);
+            let w: Vec<f64> = (0..n).map(|i| 0.125 + ((i * 7) % 13) as f64 / 7.0).collect();
+            let z: Vec<f64> = (0..n).map(|i| ((i * 11) % 17) as f64 / 3.0 - 2.5).collect();
+            let mut bad = w.clone();
+            bad[17] = f64::NAN;
+            let same = |a: &[f64], b: &[f64]| {
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+            };
+            for (w, z) in
+                [(Some(&w[..]), Some(&z[..])), (Some(&w[..]), None), (None, None), (Some(&bad[..]), Some(&z[..]))]
+            {
+                let (g1, b1) = split.gram(w, z);
+                let (g2, b2) = split_gram_over_non_zeros(&whole, ind, w, z);
+                assert!(same(g1.as_slice(), g2.as_slice()), "{covariates} covariates: XᵀWX");
+                assert!(same(b1.as_slice(), b2.as_slice()), "{covariates} covariates: XᵀWz");
+            }
+        }
     }
 
     #[test]

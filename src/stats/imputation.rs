@@ -33,11 +33,11 @@
 //! (parameters first, then missing participants in index order), so the same
 //! words give the same imputations.
 
-use super::design::{Adjustment, build, independent_columns};
+use super::design::{Adjustment, Design, build, independent_columns};
 use super::dist::{t_quantile, t_two_sided_p};
 use super::gram::Rows;
 use super::linear::linear_regression;
-use super::logistic::{adjusted_binary_on, arm_counts, complete_rows, irls};
+use super::logistic::{adjusted_binary_on, arm_counts, irls};
 use super::rng::{WordSource, chi_square, normal, uniform};
 use super::{ArmCounts, Estimable, Result, StatsError, all_finite, check_len, check_level, parallel_map};
 use nalgebra::{DMatrix, DVector};
@@ -154,6 +154,12 @@ pub fn pool(estimates: &[f64], variances: &[f64], dfcom: Option<f64>, level: f64
 
 /// Predictor matrix (intercept first) over all participants, or a reason.
 fn predictors(treated: &[bool], adj: &Adjustment) -> std::result::Result<DMatrix<f64>, String> {
+    predictor_design(treated, adj).map(|d| d.x)
+}
+
+/// The design of the predictors over all participants (the analysis model's
+/// design too, when every participant is analysed), or a reason.
+fn predictor_design(treated: &[bool], adj: &Adjustment) -> std::result::Result<Design, String> {
     let n = treated.len();
     if let Some(i) = (0..n).find(|&i| !adj.complete(i)) {
         return Err(format!(
@@ -162,7 +168,7 @@ fn predictors(treated: &[bool], adj: &Adjustment) -> std::result::Result<DMatrix
         ));
     }
     let rows: Vec<usize> = (0..n).collect();
-    Ok(build(treated, adj, None, &rows).x)
+    Ok(build(treated, adj, None, &rows))
 }
 
 fn check_inputs(n: usize, len: usize, adj: &Adjustment, m: usize) -> Result<()> {
@@ -201,21 +207,31 @@ pub fn impute_binary(
         Ok(x) => x,
         Err(reason) => return Ok(Estimable::NotEstimable(reason)),
     };
+    Ok(draw_binary(outcome, &x, m, words).map(|(datasets, _)| datasets))
+}
+
+/// Completed outcome vectors, and the coefficients of the model they were drawn from.
+type Drawn = (Vec<Vec<bool>>, Option<DVector<f64>>);
+
+/// [`impute_binary`] on the predictor matrix `x`: the `m` completed outcome
+/// vectors, and the imputation model's coefficients over `x`'s columns (zero
+/// for a column left out as not identified in the observed data), when it
+/// was fitted.
+fn draw_binary(outcome: &[Option<bool>], x: &DMatrix<f64>, m: usize, words: &mut WordSource<'_>) -> Estimable<Drawn> {
     let observed: Vec<usize> = (0..outcome.len()).filter(|&i| outcome[i].is_some()).collect();
     let missing: Vec<usize> = (0..outcome.len()).filter(|&i| outcome[i].is_none()).collect();
     let complete: Vec<bool> = outcome.iter().map(|y| y.unwrap_or(false)).collect();
     if missing.is_empty() {
-        return Ok(Estimable::Value(vec![complete; m]));
+        return Estimable::Value((vec![complete; m], None));
     }
     let events = observed.iter().filter(|&&i| outcome[i] == Some(true)).count();
     if events == 0 || events == observed.len() {
-        return Ok(Estimable::not_estimable(
-            "not estimable: the observed outcome does not vary, so it cannot be imputed",
-        ));
+        return Estimable::not_estimable("not estimable: the observed outcome does not vary, so it cannot be imputed");
     }
     // Keep predictor columns identified in the observed data.
     let cols: Vec<Vec<f64>> = (0..x.ncols()).map(|j| observed.iter().map(|&i| x[(i, j)]).collect()).collect();
     let keep = independent_columns(&cols);
+    let columns = x.ncols();
     let x = x.select_columns(&keep);
     let p = x.ncols() - 1; // predictors without the intercept
     // mice:::augment — 2 p k pseudo-rows (k = 2 categories), weight (p + 1) / nr.
@@ -250,10 +266,10 @@ pub fn impute_binary(
     let xa = DMatrix::from_fn(xa.len(), p + 1, |r, c| xa[r][c]);
     let fit = irls(&xa, &ya, &wa);
     if fit.separated || !fit.converged || !all_finite(fit.cov.as_slice()) {
-        return Ok(Estimable::not_estimable("not estimable: the imputation model could not be fitted"));
+        return Estimable::not_estimable("not estimable: the imputation model could not be fitted");
     }
     let Some(l) = cholesky_lower(&fit.cov) else {
-        return Ok(Estimable::not_estimable("not estimable: imputation model covariance is not positive definite"));
+        return Estimable::not_estimable("not estimable: imputation model covariance is not positive definite");
     };
     let mut out = Vec::with_capacity(m);
     for _ in 0..m {
@@ -266,7 +282,11 @@ pub fn impute_binary(
         }
         out.push(y);
     }
-    Ok(Estimable::Value(out))
+    let mut coefficients = DVector::zeros(columns);
+    for (k, &j) in keep.iter().enumerate() {
+        coefficients[j] = fit.beta[k];
+    }
+    Estimable::Value((out, Some(coefficients)))
 }
 
 /// Imputes a missing continuous outcome `m` times (mice `"norm"`, Bayesian
@@ -354,29 +374,36 @@ pub fn impute_and_analyse_binary(
     let level = check_level(level)?;
     let all: Vec<usize> = (0..treated.len()).collect();
     let missing: Vec<usize> = all.iter().copied().filter(|&i| outcome.get(i).is_some_and(|y| y.is_none())).collect();
-    let imputed = impute_binary(outcome, treated, adj, m, words)?;
+    check_inputs(treated.len(), outcome.len(), adj, m)?;
     let (n, n_imputed) = (arm_counts(treated, &all), arm_counts(treated, &missing));
-    let datasets = match imputed {
+    let not_estimable = |reason: String| ImputedBinary {
+        n,
+        n_imputed,
+        risk_difference: Estimable::NotEstimable(reason.clone()),
+        log_odds_ratio: Estimable::NotEstimable(reason),
+    };
+    // The imputation model's predictors are the analysis model's design:
+    // built once, for both.
+    let design = match predictor_design(treated, adj) {
+        Ok(design) => design,
+        Err(reason) => return Ok(not_estimable(reason)),
+    };
+    let (datasets, start) = match draw_binary(outcome, &design.x, m, words) {
         Estimable::Value(d) => d,
-        Estimable::NotEstimable(r) => {
-            return Ok(ImputedBinary {
-                n,
-                n_imputed,
-                risk_difference: Estimable::NotEstimable(r.clone()),
-                log_odds_ratio: Estimable::NotEstimable(r),
-            });
-        }
+        Estimable::NotEstimable(r) => return Ok(not_estimable(r)),
     };
     // Every completed dataset has the same rows (all of them: the imputation
     // model needs complete baseline data), so one design serves all m fits,
     // which are independent and run on the available cores; the results are
     // taken in imputation order, so they do not depend on the thread count.
-    let rows = complete_rows(&vec![Some(()); treated.len()], adj);
-    let design = build(treated, adj, None, &rows);
+    // Each fit begins from the imputation model's coefficients: its datasets
+    // are drawn from that model, so their estimates lie near them, and the
+    // fit ends where it would from R's start but in fewer steps.
+    let rows = all;
     let prepared = Rows::new(&design.x);
     let analyses = parallel_map(&datasets, |y| {
         let y: Vec<Option<bool>> = y.iter().map(|&v| Some(v)).collect();
-        adjusted_binary_on(&y, treated, adj, level, &rows, Some((&design, &prepared)))
+        adjusted_binary_on(&y, treated, adj, level, &rows, Some((&design, &prepared)), start.as_ref())
     });
     let (mut rd, mut rd_var, mut lor, mut lor_var) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut dfcom = None;

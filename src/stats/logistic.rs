@@ -106,15 +106,29 @@ fn inv_logit(eta: f64) -> f64 {
     t / (1.0 + t)
 }
 
-fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
-    // 2 Σ w [y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))], with 0 log 0 = 0.
+/// One row's term of the binomial deviance (before the factor 2):
+/// `w [y log(y/μ) + (1 − y) log((1 − y)/(1 − μ))]`, with 0 log 0 = 0.
+fn deviance_term(y: f64, mu: f64, w: f64) -> f64 {
     let ylogy = |a: f64, b: f64| if a > 0.0 { a * (a / b).ln() } else { 0.0 };
-    2.0 * y.iter().zip(mu).zip(w).map(|((&y, &m), &w)| w * (ylogy(y, m) + ylogy(1.0 - y, 1.0 - m))).sum::<f64>()
+    w * (ylogy(y, mu) + ylogy(1.0 - y, 1.0 - mu))
+}
+
+fn binomial_deviance(y: &[f64], mu: &[f64], w: &[f64]) -> f64 {
+    2.0 * y.iter().zip(mu).zip(w).map(|((&y, &m), &w)| deviance_term(y, m, w)).sum::<f64>()
+}
+
+/// [`binomial_deviance`] of 0/1 outcomes against one mean with unit weights
+/// (the null deviance): each row's term is one of two values, so each is
+/// computed once (a logarithm per row saved); they are summed in row order
+/// as `binomial_deviance` sums them, so the result is its result bit for bit.
+fn null_deviance(events: impl Iterator<Item = bool>, mean: f64) -> f64 {
+    let (t0, t1) = (deviance_term(0.0, mean, 1.0), deviance_term(1.0, mean, 1.0));
+    2.0 * events.map(|e| if e { t1 } else { t0 }).sum::<f64>()
 }
 
 /// Weighted logistic IRLS on a full-rank matrix (R `glm.fit`).
 pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
-    irls_on(x, &Rows::new(x), y, w)
+    irls_on(x, &Rows::new(x), y, w, None)
 }
 
 /// [`irls`] with the matrix's rows already prepared for cross-products.
@@ -124,11 +138,20 @@ pub(crate) fn irls(x: &DMatrix<f64>, y: &[f64], w: &[f64]) -> IrlsFit {
 /// fitted values at every step, so the fit is run once per such group with
 /// the group's size multiplying its weight: every sum of the fit (the
 /// cross-products, the deviance, the information) is the same sum, grouped.
-pub(crate) fn irls_on(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64]) -> IrlsFit {
+///
+/// `start`, if given, is where the iterations begin instead of R's starting
+/// values (see [`irls_weighted`]).
+pub(crate) fn irls_on(
+    x: &DMatrix<f64>,
+    rows: &Rows<'_>,
+    y: &[f64],
+    w: &[f64],
+    start: Option<&DVector<f64>>,
+) -> IrlsFit {
     if let Some(g) = rows.patterns().and_then(|pat| Grouped::new(x, pat, y, w)) {
-        return irls_weighted(&g.x, &Rows::new(&g.x), &g.y, &g.w, &g.w_start);
+        return irls_weighted(&g.x, &Rows::new(&g.x), &g.y, &g.w, &g.w_start, start);
     }
-    irls_weighted(x, rows, y, w, w)
+    irls_weighted(x, rows, y, w, w, start)
 }
 
 /// Rows grouped by (pattern, outcome, prior weight), in order of each group's
@@ -170,17 +193,35 @@ impl Grouped {
     }
 }
 
-/// The IRLS iterations, with `w_start` the prior weights R's starting values use.
-fn irls_weighted(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64], w_start: &[f64]) -> IrlsFit {
+/// The IRLS iterations, with `w_start` the prior weights R's starting values
+/// use; or from `start`, coefficients of the same columns near the estimate.
+///
+/// The iterations stop only once the deviance has settled and a Newton step
+/// has shrunk to nothing (or six steps after the deviance settled), so where
+/// they begin changes the estimate only in its last digits, and a start near
+/// it (the imputation model's coefficients, for the fits to its imputed
+/// datasets) saves the first steps. A `start` of another length is ignored.
+fn irls_weighted(
+    x: &DMatrix<f64>,
+    rows: &Rows<'_>,
+    y: &[f64],
+    w: &[f64],
+    w_start: &[f64],
+    start: Option<&DVector<f64>>,
+) -> IrlsFit {
     let (n, p) = x.shape();
-    let mut eta: Vec<f64> = y
-        .iter()
-        .zip(w_start)
-        .map(|(&y, &w)| {
-            let m = (w * y + 0.5) / (w + 1.0);
-            (m / (1.0 - m)).ln()
-        })
-        .collect();
+    let start = start.filter(|b| b.len() == p && all_finite(b.as_slice()));
+    let mut eta: Vec<f64> = match start {
+        Some(b) => rows.mul(b),
+        None => y
+            .iter()
+            .zip(w_start)
+            .map(|(&y, &w)| {
+                let m = (w * y + 0.5) / (w + 1.0);
+                (m / (1.0 - m)).ln()
+            })
+            .collect(),
+    };
     // μ and dμ/dη (R's `binomial()$linkinv` and `$mu.eta`, with their
     // clamping at |η| > 30) from one exp per row.
     let link = |eta: &[f64], mu: &mut Vec<f64>, me: &mut Vec<f64>| {
@@ -200,7 +241,7 @@ fn irls_weighted(x: &DMatrix<f64>, rows: &Rows<'_>, y: &[f64], w: &[f64], w_star
     let (mut mu, mut me) = (Vec::with_capacity(n), Vec::with_capacity(n));
     link(&eta, &mut mu, &mut me);
     let mut dev_old = binomial_deviance(y, &mu, w);
-    let mut beta = DVector::zeros(p);
+    let mut beta = start.cloned().unwrap_or_else(|| DVector::zeros(p));
     let mut converged = false;
     let mut iterations = 0;
     // After the deviance criterion is met, a few more Newton steps: at a true
@@ -324,15 +365,22 @@ pub(crate) fn fit_design(
     rows: &[usize],
 ) -> (Design, IrlsFit) {
     let design = build(treated, adj, interact, rows);
-    let fit = fit_on(outcome, &design, &Rows::new(&design.x), rows);
+    let fit = fit_on(outcome, &design, &Rows::new(&design.x), rows, None);
     (design, fit)
 }
 
-/// Fits the model of a built design (its rows prepared as `prepared`) over `rows`.
-pub(crate) fn fit_on(outcome: &[Option<bool>], design: &Design, prepared: &Rows<'_>, rows: &[usize]) -> IrlsFit {
+/// Fits the model of a built design (its rows prepared as `prepared`) over
+/// `rows`, from `start` if given ([`irls_on`]).
+pub(crate) fn fit_on(
+    outcome: &[Option<bool>],
+    design: &Design,
+    prepared: &Rows<'_>,
+    rows: &[usize],
+    start: Option<&DVector<f64>>,
+) -> IrlsFit {
     let y: Vec<f64> = rows.iter().map(|&i| f64::from(u8::from(outcome[i] == Some(true)))).collect();
     let w = vec![1.0; y.len()];
-    irls_on(&design.x, prepared, &y, &w)
+    irls_on(&design.x, prepared, &y, &w, start)
 }
 
 /// Why a fit is not estimable, if it is not.
@@ -378,12 +426,12 @@ pub fn adjusted_binary(
     check_len("outcome", treated.len(), outcome.len())?;
     adj.check(treated.len())?;
     let rows = complete_rows(outcome, adj);
-    Ok(adjusted_binary_on(outcome, treated, adj, level, &rows, None))
+    Ok(adjusted_binary_on(outcome, treated, adj, level, &rows, None, None))
 }
 
 /// [`adjusted_binary`] over `rows` (the complete cases), on `design` (with
 /// its rows prepared) if it was already built for them (the imputed datasets
-/// share one design).
+/// share one design), its fit begun from `start` if given ([`irls_on`]).
 pub(crate) fn adjusted_binary_on(
     outcome: &[Option<bool>],
     treated: &[bool],
@@ -391,6 +439,7 @@ pub(crate) fn adjusted_binary_on(
     level: f64,
     rows: &[usize],
     design: Option<(&Design, &Rows<'_>)>,
+    start: Option<&DVector<f64>>,
 ) -> AdjustedBinary {
     let n = arm_counts(treated, rows);
     let bail = |reason: &str| AdjustedBinary {
@@ -407,19 +456,17 @@ pub(crate) fn adjusted_binary_on(
     if events == 0 || events == rows.len() {
         return bail("not estimable: the outcome does not vary (perfect separation)");
     }
-    let fit;
     let built;
-    let design = match design {
-        Some((d, prepared)) => {
-            fit = fit_on(outcome, d, prepared, rows);
-            d
-        }
+    let built_rows;
+    let (design, prepared) = match design {
+        Some((d, prepared)) => (d, prepared),
         None => {
             built = build(treated, adj, None, rows);
-            fit = fit_on(outcome, &built, &Rows::new(&built.x), rows);
-            &built
+            built_rows = Rows::new(&built.x);
+            (&built, &built_rows)
         }
     };
+    let fit = fit_on(outcome, design, prepared, rows, start);
     if let Some(reason) = fit_problem(&fit, design) {
         return bail(&reason);
     }
@@ -427,11 +474,7 @@ pub(crate) fn adjusted_binary_on(
     let coefficients = coefficients_z(&design.names, &fit.beta, &fit.cov, z);
     let p = design.x.ncols();
     let y_mean = events as f64 / rows.len() as f64;
-    let null_deviance = binomial_deviance(
-        &rows.iter().map(|&i| f64::from(u8::from(outcome[i] == Some(true)))).collect::<Vec<_>>(),
-        &vec![y_mean; rows.len()],
-        &vec![1.0; rows.len()],
-    );
+    let null_deviance = null_deviance(rows.iter().map(|&i| outcome[i] == Some(true)), y_mean);
     let logistic = LogisticFit {
         method: "logistic regression (IRLS), Wald confidence intervals".into(),
         n,
@@ -470,7 +513,7 @@ pub(crate) fn adjusted_binary_on(
         n,
         note: None,
     });
-    let (risk_difference, r1, r0) = standardised_rd(design, &fit, t, z, level, n);
+    let (risk_difference, r1, r0) = standardised_rd(design, prepared, &fit, t, z, level, n);
     AdjustedBinary {
         fit: Estimable::Value(logistic),
         odds_ratio,
@@ -501,8 +544,17 @@ pub(crate) fn coefficients_z(names: &[String], beta: &DVector<f64>, cov: &DMatri
 }
 
 /// g-computation of the marginal risk difference with a delta-method SE.
+///
+/// On compressed rows each row's sums go over its non-zero entries only: a
+/// zero entry adds ±0 to each (the coefficients are finite), which changes
+/// no sum but one that is still zero, and then only its sign, which neither
+/// risk nor any later sum sees; with few distinct rows each pattern's risks
+/// are computed once (its rows are identical, so their risks are too). Both
+/// are bit for bit the sums over every entry of every row.
+#[allow(clippy::too_many_arguments)]
 fn standardised_rd(
     design: &Design,
+    prepared: &Rows<'_>,
     fit: &IrlsFit,
     t: usize,
     z: f64,
@@ -510,18 +562,46 @@ fn standardised_rd(
     n: ArmCounts,
 ) -> (Estimable<Estimate>, Option<f64>, Option<f64>) {
     let (rows, p) = design.x.shape();
+    let beta = &fit.beta;
     let (mut r1, mut r0) = (0.0, 0.0);
     let mut grad = DVector::<f64>::zeros(p);
-    for i in 0..rows {
-        let xi = design.x.row(i);
-        let base: f64 = (0..p).filter(|&j| j != t).map(|j| xi[j] * fit.beta[j]).sum();
-        let p1 = inv_logit(base + fit.beta[t]);
-        let p0 = inv_logit(base);
-        r1 += p1;
-        r0 += p0;
-        let (g1, g0) = (p1 * (1.0 - p1), p0 * (1.0 - p0));
-        for j in 0..p {
-            grad[j] += if j == t { g1 } else { (g1 - g0) * xi[j] };
+    let risks = |base: f64| (inv_logit(base + beta[t]), inv_logit(base));
+    match prepared {
+        Rows::Sparse { start, col, val, patterns, .. } => {
+            let base =
+                |i: usize| (start[i]..start[i + 1]).filter(|&e| col[e] != t).map(|e| val[e] * beta[col[e]]).sum();
+            // Each pattern's (p1, p0), from its first row.
+            let cached = patterns
+                .as_ref()
+                .map(|pat| (&pat.of[..], pat.first.iter().map(|&i| risks(base(i))).collect::<Vec<(f64, f64)>>()));
+            for i in 0..rows {
+                let (p1, p0) = match &cached {
+                    Some((of, risk)) => risk[of[i] as usize],
+                    None => risks(base(i)),
+                };
+                r1 += p1;
+                r0 += p0;
+                let (g1, g0) = (p1 * (1.0 - p1), p0 * (1.0 - p0));
+                grad[t] += g1;
+                for e in start[i]..start[i + 1] {
+                    if col[e] != t {
+                        grad[col[e]] += (g1 - g0) * val[e];
+                    }
+                }
+            }
+        }
+        Rows::Dense(x) => {
+            for i in 0..rows {
+                let xi = x.row(i);
+                let base: f64 = (0..p).filter(|&j| j != t).map(|j| xi[j] * beta[j]).sum();
+                let (p1, p0) = risks(base);
+                r1 += p1;
+                r0 += p0;
+                let (g1, g0) = (p1 * (1.0 - p1), p0 * (1.0 - p0));
+                for j in 0..p {
+                    grad[j] += if j == t { g1 } else { (g1 - g0) * xi[j] };
+                }
+            }
         }
     }
     let nf = rows as f64;
@@ -575,8 +655,8 @@ mod tests {
         for w in [vec![1.0; 2000], (0..2000).map(|i| 0.5 + (i % 3) as f64).collect::<Vec<f64>>()] {
             let rows = Rows::new(&x);
             assert!(rows.patterns().is_some());
-            let grouped = irls_on(&x, &rows, &y, &w);
-            let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w);
+            let grouped = irls_on(&x, &rows, &y, &w, None);
+            let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w, None);
             assert_eq!(
                 (grouped.iterations, grouped.converged, grouped.separated),
                 (by_row.iterations, by_row.converged, by_row.separated)
@@ -593,6 +673,112 @@ mod tests {
         }
     }
 
+    /// A design with numeric covariates (no grouping) and an outcome that
+    /// depends on them.
+    fn covariate_design(n: usize) -> (DMatrix<f64>, Vec<f64>) {
+        let x = DMatrix::from_fn(n, 4, |i, j| match j {
+            0 => 1.0,
+            1 => f64::from(u8::from(i % 2 == 0)),
+            2 => ((i * 37) % 101) as f64 / 10.0,
+            _ => ((i * 53) % 17) as f64 - 8.0,
+        });
+        let y = (0..n)
+            .map(|i| {
+                let eta = -0.5 + 0.4 * x[(i, 1)] + 0.1 * x[(i, 2)] - 0.05 * x[(i, 3)];
+                f64::from(u8::from(((i * 7919) % 1000) as f64 / 1000.0 < 1.0 / (1.0 + (-eta).exp())))
+            })
+            .collect();
+        (x, y)
+    }
+
+    #[test]
+    fn a_fit_from_a_start_near_the_estimate_ends_where_the_fit_from_r_start_does() {
+        let (x, y) = covariate_design(3000);
+        let w = vec![1.0; 3000];
+        let rows = Rows::new(&x);
+        let from_r = irls_on(&x, &rows, &y, &w, None);
+        assert!(from_r.converged && !from_r.separated);
+        let near = DVector::from_iterator(4, from_r.beta.iter().map(|b| b * 1.05 + 0.01));
+        let from_near = irls_on(&x, &rows, &y, &w, Some(&near));
+        assert!(from_near.converged && !from_near.separated);
+        assert!(from_near.iterations <= from_r.iterations);
+        for (a, b) in from_near.beta.iter().zip(from_r.beta.iter()) {
+            assert!((a - b).abs() < 1e-10 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        for (a, b) in from_near.cov.iter().zip(from_r.cov.iter()) {
+            assert!((a - b).abs() < 1e-10 * from_r.cov.amax(), "{a} vs {b}");
+        }
+        assert!((from_near.deviance - from_r.deviance).abs() < 1e-10 * from_r.deviance);
+        // A start of the wrong length, or not finite, is ignored.
+        for bad in [DVector::zeros(3), DVector::from_element(4, f64::NAN)] {
+            let fit = irls_on(&x, &rows, &y, &w, Some(&bad));
+            assert_eq!((fit.beta.clone(), fit.iterations), (from_r.beta.clone(), from_r.iterations));
+        }
+        // Grouped fits take the start too.
+        let (x, y) = factor_design(2000);
+        let w = vec![1.0; 2000];
+        let rows = Rows::new(&x);
+        assert!(rows.patterns().is_some());
+        let from_r = irls_on(&x, &rows, &y, &w, None);
+        let from_near = irls_on(&x, &rows, &y, &w, Some(&from_r.beta.map(|b| b + 0.02)));
+        for (a, b) in from_near.beta.iter().zip(from_r.beta.iter()) {
+            assert!((a - b).abs() < 1e-10 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    /// The standardised risk difference from compressed rows, with or
+    /// without their patterns, is bit for bit the one summed over every
+    /// entry of the dense matrix.
+    #[test]
+    fn standardised_risks_from_compressed_rows_are_those_of_the_dense_matrix() {
+        let (fx, fy) = factor_design(3000);
+        let (cx, cy) = covariate_design(3000);
+        // The covariate design made sparse: eight factor dummies beside it.
+        let sx = DMatrix::from_fn(3000, 12, |i, j| match j {
+            0..4 => cx[(i, j)],
+            _ => f64::from(u8::from(i % 9 == j - 3)),
+        });
+        for (x, y, layout) in [(fx, fy, "patterns"), (sx, cy.clone(), "sparse"), (cx, cy, "dense")] {
+            match (Rows::new(&x), layout) {
+                (Rows::Sparse { patterns: Some(_), .. }, "patterns")
+                | (Rows::Sparse { patterns: None, .. }, "sparse")
+                | (Rows::Dense(_), "dense") => {}
+                _ => panic!("{layout} rows expected"),
+            }
+            let w = vec![1.0; y.len()];
+            let fit = irls(&x, &y, &w);
+            assert!(fit.converged && !fit.separated);
+            let names: Vec<String> = (0..x.ncols()).map(|j| format!("x{j}")).collect();
+            let design = Design { x: x.clone(), names, aliased: vec![], treatment: Some(1), interactions: vec![] };
+            let n = ArmCounts { treated: 1500, control: 1500 };
+            let want = standardised_rd(&design, &Rows::Dense(&x), &fit, 1, 1.96, 0.95, n);
+            for rows in [Rows::new(&x), Rows::once(&x)] {
+                let got = standardised_rd(&design, &rows, &fit, 1, 1.96, 0.95, n);
+                assert_eq!(got, want);
+                let bits = |r: &(Estimable<Estimate>, Option<f64>, Option<f64>)| {
+                    let e = r.0.value().expect("estimable");
+                    (e.estimate.to_bits(), e.se.map(f64::to_bits), r.1.map(f64::to_bits), r.2.map(f64::to_bits))
+                };
+                assert_eq!(bits(&got), bits(&want));
+            }
+        }
+    }
+
+    #[test]
+    fn the_null_deviance_is_the_binomial_deviance_bit_for_bit() {
+        for n in [1usize, 2, 7, 1000, 4099] {
+            for k in [1usize, 3, 17] {
+                let y: Vec<f64> = (0..n).map(|i| f64::from(u8::from((i * 7919 + k) % (k + 4) == 0))).collect();
+                let mean = y.iter().sum::<f64>() / n as f64;
+                for mean in [mean, 0.5, 1e-9, 1.0 - 1e-9] {
+                    let want = binomial_deviance(&y, &vec![mean; n], &vec![1.0; n]);
+                    let got = null_deviance(y.iter().map(|&v| v == 1.0), mean);
+                    assert_eq!(got.to_bits(), want.to_bits(), "n {n}, k {k}, mean {mean}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn grouped_fits_still_report_separation() {
         let (x, _) = factor_design(400);
@@ -601,8 +787,8 @@ mod tests {
         let w = vec![1.0; 400];
         let rows = Rows::new(&x);
         assert!(rows.patterns().is_some());
-        let grouped = irls_on(&x, &rows, &y, &w);
-        let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w);
+        let grouped = irls_on(&x, &rows, &y, &w, None);
+        let by_row = irls_weighted(&x, &Rows::Dense(&x), &y, &w, &w, None);
         assert!(grouped.separated && by_row.separated);
         assert_eq!(grouped.converged, by_row.converged);
     }
