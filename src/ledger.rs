@@ -237,7 +237,8 @@ pub(crate) fn append(
     now: Timestamp,
 ) -> Result<(u64, String)> {
     let started = Entry::start_canonical(|out| event.write_canonical_data(out));
-    append_started(tx, protocol, state, head, event, started, user, now).map(|(seq, hash, _)| (seq, hash))
+    append_started(tx, protocol, state, head, event, started, user, &now.to_log_text())
+        .map(|(seq, hash, _)| (seq, hash))
 }
 
 /// [`append`], given the start of the entry's canonical bytes
@@ -251,16 +252,14 @@ fn append_started(
     event: &Event,
     started: String,
     user: &str,
-    now: Timestamp,
+    ts: &str,
 ) -> Result<(u64, String, String)> {
     check_user(user)?;
-    let ts = now.to_log_text();
-    not_back_dated(head, &ts)?;
+    not_back_dated(head, ts)?;
     let seq = head.len;
     let (body, hash) =
-        EntryTail { prev: &head.hash, seq, ts: &ts, kind: event.kind(), user, v: FORMAT_VERSION }.finish(started);
-    append_finished(tx, protocol, state, head, event, Finished { seq, hash, body }, &ts)
-        .map(|f| (f.seq, f.hash, f.body))
+        EntryTail { prev: &head.hash, seq, ts, kind: event.kind(), user, v: FORMAT_VERSION }.finish(started);
+    append_finished(tx, protocol, state, head, event, Finished { seq, hash, body }, ts).map(|f| (f.seq, f.hash, f.body))
 }
 
 /// Refuses a time earlier than the log's last entry.
@@ -545,7 +544,6 @@ impl Trial {
             state: &mut state,
             head: &mut head,
             user,
-            now,
             ts: &ts,
             touched: Touched::default(),
             problems: Vec::new(),
@@ -887,8 +885,7 @@ struct Writer<'t, 'a> {
     state: &'t mut State,
     head: &'t mut Head,
     user: &'a str,
-    now: Timestamp,
-    /// `now` as log text.
+    /// The call's time, as log text.
     ts: &'a str,
     touched: Touched,
     /// Problems with the index of the referral they are about.
@@ -930,7 +927,7 @@ impl Writer<'_, '_> {
         let ToWrite { mut confirmed, event, arm, allocated, body } = w;
         let written = match body {
             Body::Started(started) => {
-                append_started(self.tx, self.protocol, self.state, self.head, &event, started, self.user, self.now)
+                append_started(self.tx, self.protocol, self.state, self.head, &event, started, self.user, self.ts)
             }
             Body::Finished(f) if f.seq == self.head.len => {
                 append_finished(self.tx, self.protocol, self.state, self.head, &event, f, self.ts)
