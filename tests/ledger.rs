@@ -608,28 +608,37 @@ fn a_long_batch_prepared_on_a_second_thread_writes_what_short_batches_write() {
     }
 }
 
+/// A trial whose first batch randomised B0000..B0039; with the CSV of
+/// B0000..B0739 and its header and rows B0040..B0739 (700 rows new to the trial).
+fn after_a_first_batch(dir: &Path) -> (std::path::PathBuf, String, Vec<String>) {
+    let db = init(dir, "work-health-ips.toml");
+    let first = dir.join("first.csv");
+    std::fs::write(&first, batch_csv(40)).unwrap();
+    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&first).assert().success();
+    let all = batch_csv(740);
+    let mut lines: Vec<String> = all.lines().map(str::to_string).collect();
+    lines.drain(1..41);
+    (db, all, lines)
+}
+
+/// Sets cell `field` of a CSV line.
+fn set_cell(line: &mut String, field: usize, value: &str) {
+    let mut f: Vec<&str> = line.split(',').collect();
+    f[field] = value;
+    *line = f.join(",");
+}
+
 #[test]
 fn a_long_batch_with_problems_is_refused_whole_in_row_order() {
     // The same report from the two-thread path: every problem, in the file's
     // order, and nothing written.
     let dir = tempfile::tempdir().unwrap();
-    let db = init(dir.path(), "work-health-ips.toml");
-    let first = dir.path().join("first.csv");
-    std::fs::write(&first, batch_csv(40)).unwrap();
-    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&first).assert().success();
-    // B0040..B0739, 700 rows new to the trial: line 22 (B0060) names an
-    // unknown site; line 613 (B0651, eligible and consenting) has the NHS number of B0001.
-    let all = batch_csv(740);
-    let mut lines: Vec<String> = all.lines().map(str::to_string).collect();
-    lines.drain(1..41);
-    let edit = |line: &mut String, field: usize, value: &str| {
-        let mut f: Vec<&str> = line.split(',').collect();
-        f[field] = value;
-        *line = f.join(",");
-    };
+    let (db, all, mut lines) = after_a_first_batch(dir.path());
+    // Line 22 (B0060) names an unknown site; line 613 (B0651, eligible and
+    // consenting) has the NHS number of B0001.
     assert!(lines[21].starts_with("B0060,") && lines[612].starts_with("B0651,"));
-    edit(&mut lines[21], 1, "narnia");
-    edit(&mut lines[612], 2, &nhs(1001));
+    set_cell(&mut lines[21], 1, "narnia");
+    set_cell(&mut lines[612], 2, &nhs(1001));
     let csv = lines.join("\n") + "\n";
     let file = dir.path().join("long.csv");
     std::fs::write(&file, csv).unwrap();
@@ -667,17 +676,9 @@ fn a_long_batch_repeating_an_earlier_participant_id_or_back_dated_writes_nothing
     // row is written, and a clock earlier than the log's last entry before
     // anything is prepared. Either way the batch is refused whole.
     let dir = tempfile::tempdir().unwrap();
-    let db = init(dir.path(), "work-health-ips.toml");
-    let first = dir.path().join("first.csv");
-    std::fs::write(&first, batch_csv(40)).unwrap();
-    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&first).assert().success();
-    let all = batch_csv(740);
-    let mut lines: Vec<String> = all.lines().map(str::to_string).collect();
-    lines.drain(1..41);
+    let (db, all, mut lines) = after_a_first_batch(dir.path());
     // Line 301 becomes B0007 again, with an NHS number of its own.
-    let mut repeat: Vec<String> = lines[300].split(',').map(str::to_string).collect();
-    repeat[0] = "B0007".into();
-    lines[300] = repeat.join(",");
+    set_cell(&mut lines[300], 0, "B0007");
     let file = dir.path().join("long.csv");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     let before = log_snapshot(&db);
