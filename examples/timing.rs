@@ -277,6 +277,7 @@ fn analyse(n: u32, template: Option<&Path>, runs: usize) {
     let trial = Trial::open(&db).unwrap();
     let as_of = trial.last_entry_date().unwrap();
     let mut totals = [0.0f64; 6];
+    let mut walls = Vec::new();
     for run in 0..runs {
         let (t0, c0) = (Instant::now(), cpu_seconds());
         let d = trial.dataset(as_of).unwrap();
@@ -290,6 +291,7 @@ fn analyse(n: u32, template: Option<&Path>, runs: usize) {
         drop(a);
         let phase =
             [(t1 - t0).as_secs_f64(), c1 - c0, (t2 - t1).as_secs_f64(), c2 - c1, (t3 - t2).as_secs_f64(), c3 - c2];
+        walls.push((t3 - t0).as_secs_f64());
         for (t, p) in totals.iter_mut().zip(phase) {
             *t += p;
         }
@@ -319,6 +321,16 @@ fn analyse(n: u32, template: Option<&Path>, runs: usize) {
         (totals[0] + totals[2] + totals[4]) / r,
         (totals[1] + totals[3] + totals[5]) / r
     );
+    // The first run pays for the page cache and fresh memory (what one
+    // `chancery analyse` process sees); the later runs are what criterion's
+    // warmed-up samples see.
+    if let [first, rest @ ..] = walls.as_slice()
+        && !rest.is_empty()
+    {
+        let mut rest = rest.to_vec();
+        rest.sort_by(f64::total_cmp);
+        println!("total wall: first run {first:.3}; later runs median {:.3}, min {:.3}", rest[rest.len() / 2], rest[0]);
+    }
 }
 
 fn main() {

@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -390,143 +391,197 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
             .collect()
     });
 
-    // 3. Primary outcome.
+    // 3. Primary outcome: its values first, which the subgroups, the missing
+    // data and the CACE sections analyse too.
     let primary_outcome = p.outcomes.iter().find(|o| o.primary);
-    let mut analysed: Vec<(String, Vec<bool>)> = Vec::new();
-    let mut primary = None;
-    let mut primary_values: Option<Vec<Option<bool>>> = None;
-    if let Some(o) = primary_outcome
-        && let Some(tp) = o.timepoints.last()
-    {
-        let y: Vec<Option<bool>> = cols
-            .outcome(tp, &o.name)
-            .into_iter()
-            .map(|v| match v?.value.as_str() {
-                "yes" => Some(true),
-                "no" => Some(false),
-                _ => None,
-            })
-            .collect();
-        let unadjusted = compare_outcomes(&y, &treated, level).map_err(stats_err)?;
-        let adjusted = adjusted_binary(&y, &treated, &adj, level).map_err(stats_err)?;
-        let headline = match &adjusted.risk_difference {
-            Estimable::Value(e) => {
-                format!("{:+.1} pp ({:.0}% CI {:.1} to {:.1})", e.estimate, level * 100.0, e.ci_low, e.ci_high)
-            }
-            Estimable::NotEstimable(r) => r.clone(),
-        };
-        analysed.push((format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()));
-        primary = Some(PrimaryOutcome {
-            outcome: o.name.clone(),
-            label: o.label.clone(),
-            timepoint: tp.clone(),
-            unadjusted,
-            adjusted,
-            headline,
+    let primary_values: Option<(&crate::protocol::Outcome, &String, Vec<Option<bool>>)> =
+        primary_outcome.and_then(|o| o.timepoints.last().map(|tp| (o, tp))).map(|(o, tp)| {
+            let y = cols
+                .outcome(tp, &o.name)
+                .into_iter()
+                .map(|v| match v?.value.as_str() {
+                    "yes" => Some(true),
+                    "no" => Some(false),
+                    _ => None,
+                })
+                .collect();
+            (o, tp, y)
         });
-        primary_values = Some(y);
-    }
+    let y = primary_values.as_ref().map(|(_, _, y)| y.as_slice());
+    let mi_adj = y.map(|_| imputation_adjustment(p, &adj, &cols));
 
-    // 7. Missing data, the longest section, runs on a thread of its own while
-    // this one does the others; it draws from its own random stream, so its
-    // result does not depend on what runs beside it.
-    let mi_adj = primary_values.as_ref().map(|_| imputation_adjustment(p, &adj, &cols));
-    std::thread::scope(|scope| {
-        let imputing = match (&primary_values, mi_adj) {
-            (Some(y), Some(mi_adj)) => {
-                let treated = &treated;
-                Some(scope.spawn(move || missing_data(p, y, treated, &mi_adj, level)))
-            }
-            _ => None,
-        };
-
-        // 4. Continuous outcomes at their last timepoint (the take-up count is not an outcome).
-        let mut continuous = Vec::new();
-        for o in &p.outcomes {
-            if !matches!(o.kind, Kind::Integer { .. } | Kind::Number { .. })
-                || Some(&o.name) == p.analysis.take_up.as_ref()
-            {
-                continue;
-            }
-            let Some(tp) = o.timepoints.last() else { continue };
-            let y: Vec<Option<f64>> =
-                cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| v.value.parse().ok())).collect();
-            let summary = describe(&y, &treated).map_err(stats_err)?;
-            let welch = welch_t_test(&y, &treated, level).map_err(stats_err)?;
-            let adjusted = match &o.baseline {
-                Some(b) => {
-                    let base: Vec<Option<f64>> = cols.number(b);
-                    ancova(&y, &format!("baseline_{b}"), &base, &treated, &adj, level).map_err(stats_err)?
-                }
-                None => linear_regression(&y, &treated, &adj, level).map_err(stats_err)?,
-            };
-            analysed.push((format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()));
-            continuous.push(ContinuousOutcome {
-                outcome: o.name.clone(),
-                label: o.label.clone(),
-                unit: o.unit.clone(),
-                timepoint: tp.clone(),
-                summary,
-                welch,
-                adjusted,
+    // The sections are independent tasks for the thread pool (the longest,
+    // missing data, split further into its imputations' fits): each result
+    // lands in a slot of its own and the analysis is put together from them
+    // in section order, so it is the same however the tasks ran. The
+    // imputation draws from its own random stream, so its result does not
+    // depend on what runs beside it.
+    let (treated, adj, cols, people, take_up) = (&treated, &adj, &cols, &people, &take_up);
+    let mut primary = None;
+    let mut continuous = Vec::new();
+    let mut time_to_event_result = None;
+    let mut subgroups = Vec::new();
+    let mut missing = None;
+    let mut cace_effect = None;
+    let mut baseline = Vec::new();
+    rayon::scope(|s| {
+        if let Some((o, tp, y)) = &primary_values {
+            let primary = &mut primary;
+            s.spawn(move |_| {
+                *primary = Some(primary_analysis(o, tp, y, treated, adj, level));
             });
         }
-
+        let continuous = &mut continuous;
+        s.spawn(move |_| {
+            // 4. Continuous outcomes at their last timepoint (the take-up
+            // count is not an outcome), one task each.
+            let outcomes: Vec<(&crate::protocol::Outcome, &String)> = p
+                .outcomes
+                .iter()
+                .filter(|o| {
+                    matches!(o.kind, Kind::Integer { .. } | Kind::Number { .. })
+                        && Some(&o.name) != p.analysis.take_up.as_ref()
+                })
+                .filter_map(|o| o.timepoints.last().map(|tp| (o, tp)))
+                .collect();
+            *continuous =
+                outcomes.par_iter().map(|&(o, tp)| continuous_analysis(o, tp, cols, treated, adj, level)).collect();
+        });
         // 5. Time to first job.
-        let time_to_event = match &p.analysis.time_to_event {
-            Some(name) => Some(time_to_event(d, name, &people, &treated, &strata, level).map_err(stats_err)?),
-            None => None,
-        };
-
-        // 6. Subgroups.
-        let mut subgroups = Vec::new();
-        if let Some(y) = &primary_values {
-            for name in &p.analysis.subgroups {
-                let labels: Vec<Option<&str>> = cols.subgroup(name);
-                let f = Factor::from_labels(name, &labels);
-                subgroups.push(subgroup_analysis(y, &treated, &f, level).map_err(stats_err)?);
+        if let Some(name) = &p.analysis.time_to_event {
+            let slot = &mut time_to_event_result;
+            s.spawn(move |_| *slot = Some(time_to_event(d, name, people, treated, &adj.factors, level)));
+        }
+        if let Some(y) = y {
+            // 6. Subgroups, one task each.
+            let subgroups = &mut subgroups;
+            s.spawn(move |_| {
+                *subgroups = p
+                    .analysis
+                    .subgroups
+                    .par_iter()
+                    .map(|name| {
+                        let f = Factor::from_labels(name, &cols.subgroup(name));
+                        subgroup_analysis(y, treated, &f, level)
+                    })
+                    .collect();
+            });
+            // 7. Missing data.
+            if let Some(mi_adj) = &mi_adj {
+                let missing = &mut missing;
+                s.spawn(move |_| *missing = Some(missing_data(p, y, treated, mi_adj, level)));
+            }
+            // 8. CACE.
+            if let (Some(received), Some(_)) = (take_up, &p.analysis.take_up) {
+                let slot = &mut cace_effect;
+                s.spawn(move |_| *slot = Some(complier_average_effect(y, received, treated, level)));
             }
         }
+        // 2. Baseline table.
+        let baseline = &mut baseline;
+        s.spawn(move |_| *baseline = baseline_table(d, cols));
+    });
 
-        let missing_data = match imputing {
-            Some(h) => Some(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?),
-            None => None,
-        };
-
-        // 8. CACE.
-        let cace = match (&primary_values, &take_up, &p.analysis.take_up) {
-            (Some(y), Some(received), Some(name)) => Some(Cace {
-                outcome: primary_outcome.map(|o| o.name.clone()).unwrap_or_default(),
-                take_up: name.clone(),
-                effect: complier_average_effect(y, received, &treated, level).map_err(stats_err)?,
-            }),
-            _ => None,
-        };
-
-        let consort = consort(d, &arms, take_up.as_deref(), &people, &analysed);
-        let baseline = baseline_table(d, &cols);
-        Ok(Analysis {
-            trial: p.id.clone(),
-            title: p.title.clone(),
-            as_of: d.as_of,
-            level,
-            adjusted_for: p
-                .factors
-                .iter()
-                .map(|f| f.name.clone())
-                .chain(p.analysis.covariates.iter().cloned())
-                .collect(),
-            arms,
-            consort,
-            baseline,
-            primary,
-            continuous,
-            time_to_event,
-            subgroups,
-            missing_data,
-            cace,
-        })
+    let primary = primary.transpose().map_err(stats_err)?;
+    let (continuous, continuous_analysed): (Vec<ContinuousOutcome>, Vec<Vec<bool>>) =
+        continuous.into_iter().collect::<crate::stats::Result<Vec<_>>>().map_err(stats_err)?.into_iter().unzip();
+    let time_to_event = time_to_event_result.transpose().map_err(stats_err)?;
+    let subgroups: Vec<SubgroupAnalysis> =
+        subgroups.into_iter().collect::<crate::stats::Result<_>>().map_err(stats_err)?;
+    let missing_data = missing.transpose()?;
+    let cace = match (cace_effect.transpose().map_err(stats_err)?, &p.analysis.take_up) {
+        (Some(effect), Some(name)) => Some(Cace {
+            outcome: primary_outcome.map(|o| o.name.clone()).unwrap_or_default(),
+            take_up: name.clone(),
+            effect,
+        }),
+        _ => None,
+    };
+    // 1. CONSORT flow, with the numbers analysed for each outcome.
+    let analysed: Vec<(String, Vec<bool>)> = primary_values
+        .iter()
+        .map(|(o, tp, y)| (format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()))
+        .chain(continuous.iter().zip(continuous_analysed).map(|(c, a)| (format!("{}_{}", c.outcome, c.timepoint), a)))
+        .collect();
+    let consort = consort(d, &arms, take_up.as_deref(), people, &analysed);
+    Ok(Analysis {
+        trial: p.id.clone(),
+        title: p.title.clone(),
+        as_of: d.as_of,
+        level,
+        adjusted_for: p.factors.iter().map(|f| f.name.clone()).chain(p.analysis.covariates.iter().cloned()).collect(),
+        arms,
+        consort,
+        baseline,
+        primary,
+        continuous,
+        time_to_event,
+        subgroups,
+        missing_data,
+        cace,
     })
+}
+
+/// Section 3, the primary outcome `y`: the unadjusted comparison and the
+/// adjusted (headline) analysis.
+fn primary_analysis(
+    o: &crate::protocol::Outcome,
+    tp: &str,
+    y: &[Option<bool>],
+    treated: &[bool],
+    adj: &Adjustment,
+    level: f64,
+) -> crate::stats::Result<PrimaryOutcome> {
+    let unadjusted = compare_outcomes(y, treated, level)?;
+    let adjusted = adjusted_binary(y, treated, adj, level)?;
+    let headline = match &adjusted.risk_difference {
+        Estimable::Value(e) => {
+            format!("{:+.1} pp ({:.0}% CI {:.1} to {:.1})", e.estimate, level * 100.0, e.ci_low, e.ci_high)
+        }
+        Estimable::NotEstimable(r) => r.clone(),
+    };
+    Ok(PrimaryOutcome {
+        outcome: o.name.clone(),
+        label: o.label.clone(),
+        timepoint: tp.to_string(),
+        unadjusted,
+        adjusted,
+        headline,
+    })
+}
+
+/// Section 4, one continuous outcome at timepoint `tp`: summaries, Welch's
+/// difference and the ANCOVA on its baseline value (or the adjusted
+/// regression when it has none); and who was analysed (has a value).
+fn continuous_analysis(
+    o: &crate::protocol::Outcome,
+    tp: &str,
+    cols: &Columns<'_>,
+    treated: &[bool],
+    adj: &Adjustment,
+    level: f64,
+) -> crate::stats::Result<(ContinuousOutcome, Vec<bool>)> {
+    let y: Vec<Option<f64>> =
+        cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| v.value.parse().ok())).collect();
+    let summary = describe(&y, treated)?;
+    let welch = welch_t_test(&y, treated, level)?;
+    let adjusted = match &o.baseline {
+        Some(b) => ancova(&y, &format!("baseline_{b}"), &cols.number(b), treated, adj, level)?,
+        None => linear_regression(&y, treated, adj, level)?,
+    };
+    let analysed = y.iter().map(Option::is_some).collect();
+    Ok((
+        ContinuousOutcome {
+            outcome: o.name.clone(),
+            label: o.label.clone(),
+            unit: o.unit.clone(),
+            timepoint: tp.to_string(),
+            summary,
+            welch,
+            adjusted,
+        },
+        analysed,
+    ))
 }
 
 /// The adjustment of the imputation model: the analysis's, with every
@@ -587,7 +642,7 @@ struct Columns<'a> {
     baseline_index: BTreeMap<&'a str, usize>,
     baseline: Vec<Vec<Option<&'a str>>>,
     /// The baseline columns parsed as numbers, when first asked for.
-    numbers: Vec<std::cell::OnceCell<Vec<Option<f64>>>>,
+    numbers: Vec<std::sync::OnceLock<Vec<Option<f64>>>>,
     strata_index: BTreeMap<&'a str, usize>,
     strata: Vec<Vec<Option<&'a str>>>,
     outcome_index: BTreeMap<(&'a str, &'a str), usize>,
@@ -670,7 +725,7 @@ impl<'a> Columns<'a> {
                 }
             }
         }
-        let numbers = baseline.iter().map(|_| std::cell::OnceCell::new()).collect();
+        let numbers = baseline.iter().map(|_| std::sync::OnceLock::new()).collect();
         Columns { people, baseline_index, baseline, numbers, strata_index, strata, outcome_index, outcome }
     }
 

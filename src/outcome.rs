@@ -346,10 +346,10 @@ impl Trial {
     /// The analysis dataset as of `as_of`: values collected after it are left out.
     ///
     /// One state of the database is read: this connection's reads are one
-    /// read transaction, and the outcome values, read on a second connection
-    /// beside them (on another thread), are kept only if that connection's
-    /// snapshot has the same log head; otherwise (a write committed between
-    /// the two snapshots) they are read again on this connection.
+    /// read transaction, and the outcome values, read in two halves on two
+    /// more connections beside them (on other threads), are kept only if both
+    /// connections' snapshots have the same log head; otherwise (a write
+    /// committed between the snapshots) they are read again on this connection.
     pub fn dataset(&self, as_of: NaiveDate) -> Result<Dataset> {
         self.dataset_read(as_of, || {})
     }
@@ -359,22 +359,48 @@ impl Trial {
     fn dataset_read(&self, as_of: NaiveDate, between: impl FnOnce()) -> Result<Dataset> {
         let (_snapshot, head) = self.store.read_snapshot()?;
         between();
-        let second = self.store.second_reader();
+        let (second, third) = (self.store.second_reader(), self.store.second_reader());
         let protocol = self.protocol.clone();
         // The randomising entries, read by key through the participants table,
-        // their bodies copied into chunks that a second thread decodes while
-        // this one reads on; the outcome values meanwhile on a third thread,
-        // from the second connection. The decoder hands each chunk's buffer
-        // back for reuse.
+        // their bodies copied into chunks that another thread decodes while
+        // this one reads on; the outcome values meanwhile on two more threads,
+        // from the second and third connections. The decoder hands each
+        // chunk's buffer back for reuse.
         let (referrals, statuses, randomisations, outcomes) = std::thread::scope(|scope| {
-            let beside = second.map(|reader| {
+            // The outcome values, the longest read, in two halves split at a
+            // referral near the middle, each on a connection and thread of
+            // its own, so that the two cores share the reads evenly; each
+            // half is kept only if its snapshot is this one. The first half's
+            // thread finds the middle and sends it to the second's (or, with
+            // no third connection or no referrals, reads the whole).
+            let halves = third.is_some();
+            let (split_to, split) = std::sync::mpsc::channel::<String>();
+            let first_half = second.map(|reader| {
                 let head = &head;
-                scope.spawn(move || -> Option<OutcomeRuns> {
+                scope.spawn(move || -> Option<(OutcomeRuns, bool)> {
                     let (_snapshot, at) = reader.read_snapshot().ok()?;
                     if at != *head {
                         return None;
                     }
-                    outcome_runs(&reader, as_of).ok()
+                    let middle = if halves { reader.referral_near_middle().ok().flatten() } else { None };
+                    if let Some(m) = &middle {
+                        let _ = split_to.send(m.clone());
+                    }
+                    drop(split_to);
+                    let runs = outcome_runs(&reader, as_of, Some((None, middle.as_deref()))).ok()?;
+                    Some((runs, middle.is_none()))
+                })
+            });
+            let second_half = third.map(|reader| {
+                let head = &head;
+                scope.spawn(move || -> Option<OutcomeRuns> {
+                    let (_snapshot, at) = reader.read_snapshot().ok()?;
+                    // No middle sent: the first half's thread reads the whole, or failed.
+                    let middle = split.recv().ok()?;
+                    if at != *head {
+                        return None;
+                    }
+                    outcome_runs(&reader, as_of, Some((Some(&middle), None))).ok()
                 })
             });
             let (to_decoder, chunks) = std::sync::mpsc::channel::<RandomisingEntries>();
@@ -406,15 +432,21 @@ impl Trial {
             });
             drop(to_decoder);
             let rest = sent.and_then(|()| Ok((self.referral_records(as_of)?, self.status_records(as_of)?)));
-            let beside = beside.and_then(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            let first_half = first_half.and_then(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            let second_half = second_half.and_then(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            let beside = match first_half {
+                Some((whole, true)) => Some(whole),
+                Some((first, false)) => second_half.map(|second| joined_runs(first, second)),
+                None => None,
+            };
             let decoded = decoded.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             let (referrals, statuses) = rest?;
             let randomisations = decoded?;
-            // Read here when the second connection saw another state, failed or
+            // Read here when a connection beside saw another state, failed or
             // could not be opened.
             let outcomes = match beside {
                 Some(runs) => runs,
-                None => outcome_runs(&self.store, as_of)?,
+                None => outcome_runs(&self.store, as_of, None)?,
             };
             Ok::<_, Error>((referrals, statuses, randomisations, outcomes))
         })?;
@@ -430,7 +462,7 @@ impl Trial {
             }
             NamedValues::from_indexed(table.clone(), values)
         };
-        let mut participants = Vec::new();
+        let mut participants = Vec::with_capacity(randomisations.len());
         for (randomised_on, r) in randomisations {
             if randomised_on > as_of {
                 continue;
@@ -537,32 +569,36 @@ impl Trial {
 /// numbers ([`outcome_runs`]).
 type OutcomeRuns = (Vec<(String, Vec<(u32, OutcomeValue)>)>, Vec<(String, String)>);
 
-/// The current outcome values collected up to `as_of`, read from `store`.
+/// The current outcome values collected up to `as_of`, read from `store`:
+/// of the participants in `range` (see [`Store::for_each_outcome_row`]).
 ///
 /// Rows come ordered by participant, then timepoint and field: each
 /// participant's run of values is gathered, then moved into a vector of its
 /// own size; keys are numbered in order of first sight (a key is most often
 /// the one after the last key seen, so that guess is tried first), to be
 /// renumbered in key order once all are known. Runs are kept in participant
-/// (byte) order for binary search.
-fn outcome_runs(store: &Store, as_of: NaiveDate) -> Result<OutcomeRuns> {
+/// (byte) order for binary search. A participant id, key or date equal to
+/// the one before (or to a known key) is compared as bytes and not checked
+/// again as text.
+fn outcome_runs(store: &Store, as_of: NaiveDate, range: Option<(Option<&str>, Option<&str>)>) -> Result<OutcomeRuns> {
     let mut runs: Vec<(String, Vec<(u32, OutcomeValue)>)> = Vec::new();
     let mut run_of = String::new();
     let mut run: Vec<(u32, OutcomeValue)> = Vec::new();
     let mut seen: Vec<(String, String)> = Vec::new();
     let mut last_key = 0usize;
-    let mut last_date: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
-    store.for_each_outcome_value(|participant, timepoint, field, value, collected_on| {
-        if last_date.0 != collected_on {
+    let mut last_date: (Vec<u8>, NaiveDate) = (Vec::new(), NaiveDate::MIN);
+    store.for_each_outcome_row(range, |row| {
+        if last_date.0 != row.collected_on {
+            last_date.1 = date_of(row.text(row.collected_on)?);
             last_date.0.clear();
-            last_date.0.push_str(collected_on);
-            last_date.1 = date_of(collected_on);
+            last_date.0.extend_from_slice(row.collected_on);
         }
         let collected_on = last_date.1;
         if collected_on > as_of {
-            return;
+            return Ok(());
         }
-        if run_of != participant {
+        if run_of.as_bytes() != row.participant {
+            let participant = row.text(row.participant)?;
             if !run.is_empty() {
                 // Moved into an exact-size vector; `run` keeps its buffer.
                 let mut own = Vec::with_capacity(run.len());
@@ -571,22 +607,49 @@ fn outcome_runs(store: &Store, as_of: NaiveDate) -> Result<OutcomeRuns> {
             }
             run_of = participant.to_string();
         }
-        let is = |k: usize| seen.get(k).is_some_and(|(t, f)| t == timepoint && f == field);
+        let is =
+            |k: usize| seen.get(k).is_some_and(|(t, f)| t.as_bytes() == row.timepoint && f.as_bytes() == row.field);
         let key = if is(last_key + 1) {
             last_key + 1
         } else if let Some(k) = (0..seen.len()).find(|&k| is(k)) {
             k
         } else {
-            seen.push((timepoint.to_string(), field.to_string()));
+            seen.push((row.text(row.timepoint)?.to_string(), row.text(row.field)?.to_string()));
             seen.len() - 1
         };
         last_key = key;
-        run.push((key as u32, OutcomeValue { value: CompactString::from(value), collected_on }));
+        run.push((key as u32, OutcomeValue { value: CompactString::from(row.text(row.value)?), collected_on }));
+        Ok(())
     })?;
     if !run.is_empty() {
         runs.push((run_of, run));
     }
     Ok((runs, seen))
+}
+
+/// The outcome values of two ranges of participants read one after the
+/// other, as one read of both: the second's keys numbered on from the
+/// first's.
+fn joined_runs(first: OutcomeRuns, second: OutcomeRuns) -> OutcomeRuns {
+    let (mut runs, mut seen) = first;
+    let (more, more_seen) = second;
+    let renumber: Vec<u32> = more_seen
+        .into_iter()
+        .map(|key| match seen.iter().position(|k| *k == key) {
+            Some(k) => k as u32,
+            None => {
+                seen.push(key);
+                (seen.len() - 1) as u32
+            }
+        })
+        .collect();
+    runs.extend(more.into_iter().map(|(participant, mut values)| {
+        for (k, _) in &mut values {
+            *k = renumber[*k as usize];
+        }
+        (participant, values)
+    }));
+    (runs, seen)
 }
 
 /// Bytes of randomising entries read before they are handed to the decoder:
@@ -841,6 +904,36 @@ mod tests {
 
     /// With no write between them, the values read on the second connection
     /// are those a read on the first alone gives.
+    /// The outcome values read in two halves, split anywhere, are the read
+    /// of the whole: the same runs in the same order under the same key
+    /// numbers (keys first met in the second half numbered on). And the
+    /// split the dataset uses lies near the middle of the referrals.
+    #[test]
+    fn two_halves_of_the_outcomes_joined_are_the_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = demo_trial(dir.path());
+        let trial = Trial::open(&db).unwrap();
+        let whole = outcome_runs(&trial.store, NaiveDate::MAX, None).unwrap();
+        let ids: Vec<String> = whole.0.iter().map(|(p, _)| p.clone()).collect();
+        let middle = trial.store.referral_near_middle().unwrap().expect("referrals");
+        let mut referrals: Vec<String> = trial.store.referrals().unwrap().into_iter().map(|r| r.participant).collect();
+        referrals.sort();
+        let at = referrals.iter().position(|r| *r == middle).unwrap();
+        assert!((at as f64 / referrals.len() as f64 - 0.5).abs() < 0.01, "{at} of {}", referrals.len());
+        let mut splits: Vec<String> = ids.iter().step_by(37).cloned().collect();
+        splits.extend([middle, String::new(), "~".to_string(), format!("{}0", ids[1])]);
+        let mut numbered_on = false;
+        for split in &splits {
+            let first = outcome_runs(&trial.store, NaiveDate::MAX, Some((None, Some(split)))).unwrap();
+            let second = outcome_runs(&trial.store, NaiveDate::MAX, Some((Some(split), None))).unwrap();
+            assert!(first.0.iter().all(|(p, _)| p < split) && second.0.iter().all(|(p, _)| p >= split));
+            numbered_on |= second.1.iter().any(|k| !first.1.contains(k)) && !first.1.is_empty();
+            assert_eq!(joined_runs(first, second), whole, "split at {split:?}");
+        }
+        assert!(numbered_on, "some split has keys met first in its second half");
+        assert_eq!(Store::in_memory().unwrap().referral_near_middle().unwrap(), None);
+    }
+
     #[test]
     fn the_outcomes_read_beside_are_those_read_alone() {
         let dir = tempfile::tempdir().unwrap();
@@ -850,14 +943,16 @@ mod tests {
         let second = trial.store.second_reader().expect("a file database opens a second connection");
         let (_beside, at) = second.read_snapshot().unwrap();
         assert_eq!(at, head);
-        let (alone, beside) =
-            (outcome_runs(&trial.store, NaiveDate::MAX).unwrap(), outcome_runs(&second, NaiveDate::MAX).unwrap());
+        let (alone, beside) = (
+            outcome_runs(&trial.store, NaiveDate::MAX, None).unwrap(),
+            outcome_runs(&second, NaiveDate::MAX, None).unwrap(),
+        );
         assert_eq!(alone, beside);
         assert!(alone.0.len() > 100, "{} participants with outcomes", alone.0.len());
         drop((_beside, _snapshot));
         // As of an earlier date, later values are left out alike.
         let early = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
-        assert_eq!(outcome_runs(&trial.store, early).unwrap(), outcome_runs(&second, early).unwrap());
+        assert_eq!(outcome_runs(&trial.store, early, None).unwrap(), outcome_runs(&second, early, None).unwrap());
         assert!(Store::in_memory().unwrap().second_reader().is_none());
     }
 }

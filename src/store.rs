@@ -1560,31 +1560,93 @@ impl Tx<'_> {
 impl Store {
     /// Every current outcome value, ordered by participant, timepoint and
     /// field, passed to `f` as `(participant, timepoint, field, value,
-    /// collected_on)` borrowed from the row: the analysis dataset's read, with
-    /// no allocation per row and only the columns it needs.
+    /// collected_on)` borrowed from the row, with no allocation per row.
     pub fn for_each_outcome_value(&self, mut f: impl FnMut(&str, &str, &str, &str, &str)) -> Result<()> {
+        self.for_each_outcome_row(None, |row| {
+            f(
+                row.text(row.participant)?,
+                row.text(row.timepoint)?,
+                row.text(row.field)?,
+                row.text(row.value)?,
+                row.text(row.collected_on)?,
+            );
+            Ok(())
+        })
+    }
+
+    /// The current outcome values of the participants in `range` (ids from
+    /// `.0`, inclusive, to `.1`, exclusive, in byte order; `None` for all, or
+    /// an open end), ordered by participant, timepoint and field, passed to
+    /// `f` as the row's bytes: a reader that compares most of them with the
+    /// row before (the same participant, a known timepoint and field, the
+    /// same date) need not check that each is UTF-8, and checks the rest
+    /// itself. The first error `f` returns ends the read.
+    pub fn for_each_outcome_row(
+        &self,
+        range: Option<(Option<&str>, Option<&str>)>,
+        mut f: impl FnMut(StoredOutcome<'_>) -> Result<()>,
+    ) -> Result<()> {
         let what = "reading outcomes";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
+        let (from, to) = range.unwrap_or((None, None));
+        let sql = match (from.is_some(), to.is_some()) {
+            (false, false) => {
                 "SELECT participant, timepoint, field, value, collected_on FROM outcomes
-                 ORDER BY participant, timepoint, field",
-            )
-            .map_err(Error::sqlite(what))?;
-        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
+                 ORDER BY participant, timepoint, field"
+            }
+            (true, false) => {
+                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
+                 WHERE participant >= ?1 ORDER BY participant, timepoint, field"
+            }
+            (false, true) => {
+                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
+                 WHERE participant < ?2 ORDER BY participant, timepoint, field"
+            }
+            (true, true) => {
+                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
+                 WHERE participant >= ?1 AND participant < ?2 ORDER BY participant, timepoint, field"
+            }
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(Error::sqlite(what))?;
+        for (i, bound) in [from, to].into_iter().enumerate() {
+            if let Some(b) = bound {
+                stmt.raw_bind_parameter(i + 1, b).map_err(Error::sqlite(what))?;
+            }
+        }
+        let mut rows = stmt.raw_query();
         // The error is made only on failure: `Error::sqlite` allocates its
         // context when called, six times a row here otherwise.
         while let Some(r) = rows.next().map_err(|e| Error::sqlite(what)(e))? {
-            let mut cols: [&str; 5] = [""; 5];
+            let mut cols: [&[u8]; 5] = [b""; 5];
             for (i, c) in cols.iter_mut().enumerate() {
-                *c =
-                    r.get_ref(i).map_err(|e| Error::sqlite(what)(e))?.as_str().map_err(|_| {
-                        Error::Integrity(format!("{what}: column {i} of the outcomes table is not text"))
-                    })?;
+                *c = match r.get_ref(i).map_err(|e| Error::sqlite(what)(e))? {
+                    rusqlite::types::ValueRef::Text(t) => t,
+                    _ => {
+                        return Err(Error::Integrity(format!("{what}: column {i} of the outcomes table is not text")));
+                    }
+                };
             }
-            f(cols[0], cols[1], cols[2], cols[3], cols[4]);
+            let [participant, timepoint, field, value, collected_on] = cols;
+            f(StoredOutcome { participant, timepoint, field, value, collected_on })?;
         }
         Ok(())
+    }
+
+    /// A referral id near the middle of the referrals in byte order (`None`
+    /// when there are none): where to split a read of the outcome values,
+    /// which are keyed by participant, into two halves of about equal size.
+    /// Counting and stepping over half the referrals' keys is a small part of
+    /// reading their outcome values.
+    pub fn referral_near_middle(&self) -> Result<Option<String>> {
+        let what = "finding the middle referral";
+        self.conn
+            .query_row(
+                "SELECT participant FROM referrals ORDER BY participant
+                 LIMIT 1 OFFSET (SELECT count(*) FROM referrals) / 2",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(Error::sqlite(what))
     }
 
     /// Each randomised participant's randomising log entry, read by primary
@@ -1682,6 +1744,35 @@ impl Drop for ReadSnapshot<'_> {
             // a failure leaves SQLite to end it when the connection closes.
             let _ = self.conn.execute_batch("COMMIT");
         }
+    }
+}
+
+/// One outcome value's row as stored, borrowed from SQLite's row buffer
+/// (see [`Store::for_each_outcome_row`]): text columns, not checked to be UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredOutcome<'a> {
+    /// Participant id.
+    pub participant: &'a [u8],
+    /// Timepoint id.
+    pub timepoint: &'a [u8],
+    /// Outcome field name.
+    pub field: &'a [u8],
+    /// The value's canonical text.
+    pub value: &'a [u8],
+    /// The date it was collected on (`YYYY-MM-DD`).
+    pub collected_on: &'a [u8],
+}
+
+impl<'a> StoredOutcome<'a> {
+    /// One of the row's columns as text; an integrity error (naming the
+    /// participant where it is text) if it is not UTF-8.
+    pub fn text(&self, column: &'a [u8]) -> Result<&'a str> {
+        std::str::from_utf8(column).map_err(|_| {
+            Error::Integrity(format!(
+                "reading outcomes: a value of participant {} in the outcomes table is not text; run `chancery verify`",
+                String::from_utf8_lossy(self.participant)
+            ))
+        })
     }
 }
 

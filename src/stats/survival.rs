@@ -292,7 +292,10 @@ fn stratum_codes(n: usize, strata: Option<&Factor>) -> Result<Vec<Option<usize>>
 /// Participants sorted by stratum, then time (ascending).
 fn sorted_by_stratum(time: &[f64], codes: &[Option<usize>], rows: &[usize]) -> Vec<usize> {
     let mut order = rows.to_vec();
-    order.sort_by(|&a, &b| codes[a].cmp(&codes[b]).then(time[a].total_cmp(&time[b])));
+    // The row index breaks ties, so the order is the one a stable sort gives
+    // (a tie's rows in the order of `rows`, which is ascending) and the faster
+    // unstable sort can make it.
+    order.sort_unstable_by(|&a, &b| codes[a].cmp(&codes[b]).then(time[a].total_cmp(&time[b])).then(a.cmp(&b)));
     order
 }
 
@@ -406,54 +409,64 @@ impl CoxFit {
 /// Efron log partial likelihood, score and information at `beta`, summed
 /// over strata. `order` is sorted by stratum then time ascending; sweeps
 /// each stratum from the latest time with running sums (O(n p²)).
-fn efron(
-    x: &DMatrix<f64>,
-    time: &[f64],
-    event: &[bool],
-    codes: &[Option<usize>],
-    order: &[usize],
-    pos: &[usize],
-    beta: &DVector<f64>,
-) -> (f64, DVector<f64>, DMatrix<f64>) {
-    let p = x.ncols();
-    let eta = x * beta;
+fn efron(sweep: &Sweep, beta: &DVector<f64>) -> (f64, DVector<f64>, DMatrix<f64>) {
+    // The sums are kept in plain column-major buffers, and the participants
+    // read in sweep order from arrays laid out in it: nalgebra's vector and
+    // matrix operators made a new vector or matrix for every row and every
+    // tied death, and the rows were reached through two index arrays, most of
+    // a fit's time. Each element is computed as those operators computed it
+    // (`x * beta`, `axpy`, `ger`, the outer product), so the sums are the
+    // same to the bit.
+    let p = sweep.p;
     let mut ll = 0.0;
-    let mut u = DVector::zeros(p);
-    let mut info = DMatrix::zeros(p, p);
-    let mut s1 = DVector::zeros(p);
-    let mut s2 = DMatrix::zeros(p, p);
-    let mut d1 = DVector::zeros(p);
-    let mut d2 = DMatrix::zeros(p, p);
-    let mut j = order.len();
+    let mut u = vec![0.0; p];
+    let mut info = vec![0.0; p * p];
+    let (mut s1, mut s2) = (vec![0.0; p], vec![0.0; p * p]);
+    let (mut d1, mut d2) = (vec![0.0; p], vec![0.0; p * p]);
+    let (mut a1, mut a2) = (vec![0.0; p], vec![0.0; p * p]);
+    // `y += w x` and `y += w x xᵀ` as nalgebra's `axpy` and `ger` compute them.
+    let add = |s1: &mut [f64], s2: &mut [f64], w: f64, xi: &[f64]| {
+        for (s, &x) in s1.iter_mut().zip(xi) {
+            *s += w * x;
+        }
+        for (j, col) in s2.chunks_exact_mut(p).enumerate() {
+            let wx = w * xi[j];
+            for (s, &x) in col.iter_mut().zip(xi) {
+                *s += wx * x;
+            }
+        }
+    };
+    // xᵀβ as nalgebra's `x * beta` computes it: column by column.
+    let eta = |xi: &[f64]| xi[1..].iter().zip(&beta.as_slice()[1..]).fold(xi[0] * beta[0], |e, (x, b)| x * b + e);
+    let (time, event, codes) = (&sweep.time, &sweep.event, &sweep.codes);
+    let mut j = time.len();
     let mut s0 = 0.0;
     let mut stratum = None;
     while j > 0 {
-        let k = order[j - 1];
-        if codes[k] != stratum {
-            stratum = codes[k];
+        if codes[j - 1] != stratum {
+            stratum = codes[j - 1];
             s0 = 0.0;
             s1.fill(0.0);
             s2.fill(0.0);
         }
-        let t = time[k];
+        let t = time[j - 1];
         let (mut d0, mut nd) = (0.0, 0usize);
         d1.fill(0.0);
         d2.fill(0.0);
-        while j > 0 && codes[order[j - 1]] == stratum && time[order[j - 1]] == t {
-            let k = order[j - 1];
-            let r = pos[k];
-            let xi = x.row(r).transpose();
-            let w = eta[r].exp();
+        while j > 0 && codes[j - 1] == stratum && time[j - 1] == t {
+            let xi = &sweep.rows[(j - 1) * p..j * p];
+            let e = eta(xi);
+            let w = e.exp();
             s0 += w;
-            s1.axpy(w, &xi, 1.0);
-            s2.ger(w, &xi, &xi, 1.0);
-            if event[k] {
+            add(&mut s1, &mut s2, w, xi);
+            if event[j - 1] {
                 d0 += w;
-                d1.axpy(w, &xi, 1.0);
-                d2.ger(w, &xi, &xi, 1.0);
+                add(&mut d1, &mut d2, w, xi);
                 nd += 1;
-                ll += eta[r];
-                u += &xi;
+                ll += e;
+                for (u, &x) in u.iter_mut().zip(xi) {
+                    *u += x;
+                }
             }
             j -= 1;
         }
@@ -462,14 +475,61 @@ fn efron(
         for r in 0..nd {
             let f = r as f64 / nd as f64;
             let a0 = s0 - f * d0;
-            let a1 = &s1 - &d1 * f;
-            let a2 = &s2 - &d2 * f;
+            for ((a, &s), &d) in a1.iter_mut().zip(&s1).zip(&d1) {
+                *a = s - d * f;
+            }
+            for ((a, &s), &d) in a2.iter_mut().zip(&s2).zip(&d2) {
+                *a = s - d * f;
+            }
             ll -= a0.ln();
-            u -= &a1 / a0;
-            info += &a2 / a0 - (&a1 * a1.transpose()) / (a0 * a0);
+            for (u, &a) in u.iter_mut().zip(&a1) {
+                *u -= a / a0;
+            }
+            for (col, (info, a2)) in info.chunks_exact_mut(p).zip(a2.chunks_exact(p)).enumerate() {
+                for (row, (v, &a)) in info.iter_mut().zip(a2).enumerate() {
+                    *v += a / a0 - a1[row] * a1[col] / (a0 * a0);
+                }
+            }
         }
     }
-    (ll, u, info)
+    (ll, DVector::from_vec(u), DMatrix::from_vec(p, p, info))
+}
+
+/// A Cox fit's participants in sweep order (by stratum, then time
+/// ascending; [`efron`] sweeps from the end): their times, events, strata and
+/// design rows (`p` covariates each, one row after the other).
+struct Sweep {
+    p: usize,
+    time: Vec<f64>,
+    event: Vec<bool>,
+    codes: Vec<Option<usize>>,
+    rows: Vec<f64>,
+}
+
+impl Sweep {
+    /// `order` indexes `time`, `event` and `codes`; `pos` maps such an index
+    /// to its row of `x`.
+    fn new(
+        x: &DMatrix<f64>,
+        time: &[f64],
+        event: &[bool],
+        codes: &[Option<usize>],
+        order: &[usize],
+        pos: &[usize],
+    ) -> Sweep {
+        let p = x.ncols();
+        let mut rows = Vec::with_capacity(order.len() * p);
+        for &k in order {
+            rows.extend(x.row(pos[k]).iter());
+        }
+        Sweep {
+            p,
+            time: order.iter().map(|&k| time[k]).collect(),
+            event: order.iter().map(|&k| event[k]).collect(),
+            codes: order.iter().map(|&k| codes[k]).collect(),
+            rows,
+        }
+    }
 }
 
 /// Cox proportional hazards with Efron ties, optionally stratified and
@@ -522,7 +582,8 @@ pub fn cox_regression(
         s.len()
     };
     let mut beta = DVector::zeros(p);
-    let (ll0, mut u, mut info) = efron(&x, time, event, &codes, &order, &pos, &beta);
+    let sweep = Sweep::new(&x, time, event, &codes, &order, &pos);
+    let (ll0, mut u, mut info) = efron(&sweep, &beta);
     let mut ll = ll0;
     let mut converged = false;
     let mut iterations = 0;
@@ -537,7 +598,7 @@ pub fn cox_regression(
         let mut accepted = None;
         for _ in 0..30 {
             let cand = &beta + &step;
-            let (ll_new, u_new, i_new) = efron(&x, time, event, &codes, &order, &pos, &cand);
+            let (ll_new, u_new, i_new) = efron(&sweep, &cand);
             if ll_new.is_finite() && ll_new >= ll - 1e-12 * ll.abs() {
                 accepted = Some((cand, ll_new, u_new, i_new));
                 break;
@@ -638,6 +699,104 @@ pub fn cox_regression(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `efron` as it was written with nalgebra's operators (a vector or
+    /// matrix made for every row and tied death): the model of the
+    /// allocation-free sweep.
+    fn efron_by_operators(
+        x: &DMatrix<f64>,
+        time: &[f64],
+        event: &[bool],
+        codes: &[Option<usize>],
+        order: &[usize],
+        pos: &[usize],
+        beta: &DVector<f64>,
+    ) -> (f64, DVector<f64>, DMatrix<f64>) {
+        let p = x.ncols();
+        let eta = x * beta;
+        let mut ll = 0.0;
+        let mut u = DVector::zeros(p);
+        let mut info = DMatrix::zeros(p, p);
+        let mut s1 = DVector::zeros(p);
+        let mut s2 = DMatrix::zeros(p, p);
+        let mut d1 = DVector::zeros(p);
+        let mut d2 = DMatrix::zeros(p, p);
+        let mut j = order.len();
+        let mut s0 = 0.0;
+        let mut stratum = None;
+        while j > 0 {
+            let k = order[j - 1];
+            if codes[k] != stratum {
+                stratum = codes[k];
+                s0 = 0.0;
+                s1.fill(0.0);
+                s2.fill(0.0);
+            }
+            let t = time[k];
+            let (mut d0, mut nd) = (0.0, 0usize);
+            d1.fill(0.0);
+            d2.fill(0.0);
+            while j > 0 && codes[order[j - 1]] == stratum && time[order[j - 1]] == t {
+                let k = order[j - 1];
+                let r = pos[k];
+                let xi = x.row(r).transpose();
+                let w = eta[r].exp();
+                s0 += w;
+                s1.axpy(w, &xi, 1.0);
+                s2.ger(w, &xi, &xi, 1.0);
+                if event[k] {
+                    d0 += w;
+                    d1.axpy(w, &xi, 1.0);
+                    d2.ger(w, &xi, &xi, 1.0);
+                    nd += 1;
+                    ll += eta[r];
+                    u += &xi;
+                }
+                j -= 1;
+            }
+            for r in 0..nd {
+                let f = r as f64 / nd as f64;
+                let a0 = s0 - f * d0;
+                let a1 = &s1 - &d1 * f;
+                let a2 = &s2 - &d2 * f;
+                ll -= a0.ln();
+                u -= &a1 / a0;
+                info += &a2 / a0 - (&a1 * a1.transpose()) / (a0 * a0);
+            }
+        }
+        (ll, u, info)
+    }
+
+    proptest! {
+        /// The sweep over plain buffers gives the likelihood, score and
+        /// information the operators gave, to the bit: with ties (times
+        /// drawn from a few values), strata, and one to three covariates.
+        #[test]
+        fn efron_sums_equal_the_operators_to_the_bit(
+            rows in prop::collection::vec(
+                (0u8..12, any::<bool>(), 0usize..3, prop::collection::vec(-3.0f64..3.0, 3)),
+                1..60,
+            ),
+            p in 1usize..4,
+            beta in prop::collection::vec(-1.5f64..1.5, 3),
+        ) {
+            let n = rows.len();
+            let time: Vec<f64> = rows.iter().map(|r| f64::from(r.0)).collect();
+            let event: Vec<bool> = rows.iter().map(|r| r.1).collect();
+            let codes: Vec<Option<usize>> = rows.iter().map(|r| Some(r.2)).collect();
+            let x = DMatrix::from_fn(n, p, |i, j| rows[i].3[j]);
+            let beta = DVector::from_fn(p, |j, _| beta[j]);
+            let all: Vec<usize> = (0..n).collect();
+            let order = sorted_by_stratum(&time, &codes, &all);
+            let got = efron(&Sweep::new(&x, &time, &event, &codes, &order, &all), &beta);
+            let want = efron_by_operators(&x, &time, &event, &codes, &order, &all, &beta);
+            prop_assert_eq!(got.0.to_bits(), want.0.to_bits());
+            let bits = |m: &[f64]| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(got.1.as_slice()), bits(want.1.as_slice()));
+            prop_assert_eq!(bits(got.2.as_slice()), bits(want.2.as_slice()));
+        }
+    }
 
     #[test]
     fn median_not_reached_and_flat_stretch() {
