@@ -384,7 +384,7 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
                     .outcomes
                     .iter()
                     .filter(|((_, f), _)| f == name)
-                    .filter_map(|(_, v)| v.value.parse().ok())
+                    .filter_map(|(_, v)| parse_f64(&v.value))
                     .collect();
                 if values.is_empty() { None } else { Some(values.iter().any(|v| *v > 0.0)) }
             })
@@ -562,7 +562,7 @@ fn continuous_analysis(
     level: f64,
 ) -> crate::stats::Result<(ContinuousOutcome, Vec<bool>)> {
     let y: Vec<Option<f64>> =
-        cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| v.value.parse().ok())).collect();
+        cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| parse_f64(&v.value))).collect();
     let summary = describe(&y, treated)?;
     let welch = welch_t_test(&y, treated, level)?;
     let adjusted = match &o.baseline {
@@ -773,7 +773,23 @@ impl<'a> Columns<'a> {
 }
 
 fn parse_number(v: &str) -> Option<f64> {
-    v.parse::<f64>().ok().filter(|v| v.is_finite())
+    parse_f64(v).filter(|v| v.is_finite())
+}
+
+/// `v.parse::<f64>().ok()`, with the common case, an integer of at most 15
+/// digits (most outcome and baseline values), read directly: such an integer
+/// is exactly an `f64`, so it is the value the correctly rounded parse gives.
+fn parse_f64(v: &str) -> Option<f64> {
+    let b = v.as_bytes();
+    let (negative, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    if (1..=15).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) {
+        let n = digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64;
+        return Some(if negative { -n } else { n });
+    }
+    v.parse().ok()
 }
 
 /// A `YYYY-MM-DD` date; the common fixed-width form is read directly, anything
@@ -1728,4 +1744,35 @@ pub fn markdown(a: &Analysis) -> String {
 
 pub(crate) fn opt(x: Option<f64>, digits: usize) -> String {
     x.map_or("—".into(), |v| format!("{v:.digits$}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Numbers read directly are those the standard parse reads, to the
+        /// bit (sign of zero included), and what it refuses is refused.
+        #[test]
+        fn numbers_read_directly_are_those_the_standard_parse_reads(
+            v in prop_oneof![
+                "-?[0-9]{1,18}",
+                "[-+]?[0-9]{0,4}(\\.[0-9]{0,4})?(e-?[0-9]{1,2})?",
+                "[0-9a-z.+-]{0,6}",
+            ],
+        ) {
+            let want = v.parse::<f64>().ok();
+            prop_assert_eq!(parse_f64(&v).map(f64::to_bits), want.map(f64::to_bits), "{:?}", v);
+        }
+    }
+
+    #[test]
+    fn the_integers_read_directly_include_their_edges() {
+        for v in ["0", "-0", "007", "999999999999999", "-999999999999999", "1000000000000000", "-", "", "1-"] {
+            assert_eq!(parse_f64(v).map(f64::to_bits), v.parse::<f64>().ok().map(f64::to_bits), "{v:?}");
+        }
+        assert_eq!(parse_number("inf"), None);
+        assert_eq!(parse_f64("inf"), Some(f64::INFINITY));
+    }
 }

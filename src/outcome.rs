@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use compact_str::CompactString;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
@@ -462,31 +463,40 @@ impl Trial {
             }
             NamedValues::from_indexed(table.clone(), values)
         };
-        let mut participants = Vec::with_capacity(randomisations.len());
-        for (randomised_on, r) in randomisations {
-            if randomised_on > as_of {
-                continue;
-            }
-            let mut own = match runs.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)) {
-                Ok(k) => std::mem::take(&mut runs[k].1),
-                Err(_) => Vec::new(),
-            };
-            for (k, _) in &mut own {
-                *k = renumber[*k as usize];
-            }
-            let own_outcomes = Outcomes::from_indexed(keys.clone(), own);
-            participants.push(ParticipantRecord {
-                region: protocol.site(&r.site).and_then(|s| s.region.clone()),
-                status: statuses.get(&r.participant).cloned().unwrap_or(ParticipantStatus::Active),
-                outcomes: own_outcomes,
-                participant: r.participant,
-                site: r.site,
-                arm: r.arm,
-                strata: named(&strata_names, &strata_renumber, r.strata),
-                randomised_on,
-                baseline: named(&baseline_names, &baseline_renumber, r.baseline),
-            });
-        }
+        // The records are made on the thread pool (the cores are otherwise
+        // idle here, the reads done), in randomisation order: first each
+        // participant's run of outcome values found, then moved out of the
+        // runs (the one step that needs them mutably), then the records built.
+        let randomisations: Vec<(NaiveDate, Randomisation)> =
+            randomisations.into_iter().filter(|(on, _)| *on <= as_of).collect();
+        let found: Vec<Option<usize>> = randomisations
+            .par_iter()
+            .map(|(_, r)| runs.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)).ok())
+            .collect();
+        let owned: Vec<((NaiveDate, Randomisation), Vec<(u32, OutcomeValue)>)> = randomisations
+            .into_iter()
+            .zip(found)
+            .map(|(r, k)| (r, k.map(|k| std::mem::take(&mut runs[k].1)).unwrap_or_default()))
+            .collect();
+        let participants: Vec<ParticipantRecord> = owned
+            .into_par_iter()
+            .map(|((randomised_on, r), mut own)| {
+                for (k, _) in &mut own {
+                    *k = renumber[*k as usize];
+                }
+                ParticipantRecord {
+                    region: protocol.site(&r.site).and_then(|s| s.region.clone()),
+                    status: statuses.get(&r.participant).cloned().unwrap_or(ParticipantStatus::Active),
+                    outcomes: Outcomes::from_indexed(keys.clone(), own),
+                    participant: r.participant,
+                    site: r.site,
+                    arm: r.arm,
+                    strata: named(&strata_names, &strata_renumber, r.strata),
+                    randomised_on,
+                    baseline: named(&baseline_names, &baseline_renumber, r.baseline),
+                }
+            })
+            .collect();
         Ok(Dataset { protocol, referrals, participants, as_of })
     }
 

@@ -15,7 +15,7 @@
 
 use super::gram::gram_of_columns;
 use super::{Result, StatsError, check_len};
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 
 /// A categorical baseline variable (e.g. a stratification factor).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -180,55 +180,68 @@ pub(crate) struct Design {
 /// interaction columns, R's `treated * factor` coding.
 pub(crate) fn build(treated: &[bool], adj: &Adjustment, interact: Option<&Factor>, rows: &[usize]) -> Design {
     let n = rows.len();
-    let mut cols: Vec<Vec<f64>> = Vec::new();
+    // The candidate columns one after the other in one buffer (column-major,
+    // as the design matrix is), which becomes the matrix itself when every
+    // column is kept: a matrix of 100,000 rows is tens of megabytes, and a
+    // column vector each and then a copy into the matrix doubled that.
+    let mut data: Vec<f64> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     let mut kinds: Vec<u8> = Vec::new(); // 0 other, 1 treatment, 2 interaction
-    cols.push(vec![1.0; n]);
+    data.extend(std::iter::repeat_n(1.0, n));
     names.push("(Intercept)".into());
     kinds.push(0);
-    cols.push(rows.iter().map(|&i| f64::from(u8::from(treated[i]))).collect());
+    data.extend(rows.iter().map(|&i| f64::from(u8::from(treated[i]))));
     names.push("treated".into());
     kinds.push(1);
-    let push_factor = |f: &Factor, cols: &mut Vec<Vec<f64>>, names: &mut Vec<String>| {
+    let push_factor = |f: &Factor, data: &mut Vec<f64>, names: &mut Vec<String>| {
         let observed = observed_levels(f, rows);
         let mut added = Vec::new();
         for &lev in observed.iter().skip(1) {
-            cols.push(rows.iter().map(|&i| f64::from(u8::from(f.codes[i] == Some(lev)))).collect());
+            data.extend(rows.iter().map(|&i| f64::from(u8::from(f.codes[i] == Some(lev)))));
             names.push(format!("{}{}", f.name, f.levels[lev]));
             added.push(lev);
         }
         added
     };
     for f in &adj.factors {
-        let added = push_factor(f, &mut cols, &mut names);
+        let added = push_factor(f, &mut data, &mut names);
         kinds.extend(std::iter::repeat_n(0, added.len()));
     }
     if let Some(f) = interact {
         // Main effect of the subgroup factor (if not already adjusted for).
         if !adj.factors.iter().any(|g| g.name == f.name) {
-            let added = push_factor(f, &mut cols, &mut names);
+            let added = push_factor(f, &mut data, &mut names);
             kinds.extend(std::iter::repeat_n(0, added.len()));
         }
     }
     for c in &adj.covariates {
-        cols.push(rows.iter().map(|&i| c.values[i].unwrap_or(0.0)).collect());
+        data.extend(rows.iter().map(|&i| c.values[i].unwrap_or(0.0)));
         names.push(c.name.clone());
         kinds.push(0);
     }
     if let Some(f) = interact {
         for &lev in observed_levels(f, rows).iter().skip(1) {
-            cols.push(rows.iter().map(|&i| f64::from(u8::from(treated[i] && f.codes[i] == Some(lev)))).collect());
+            data.extend(rows.iter().map(|&i| f64::from(u8::from(treated[i] && f.codes[i] == Some(lev)))));
             names.push(format!("treated:{}{}", f.name, f.levels[lev]));
             kinds.push(2);
         }
     }
-    let keep = independent_columns(&cols);
-    let mut x = DMatrix::zeros(n, keep.len());
+    let columns = names.len();
+    let column = |c: usize| &data[c * n..(c + 1) * n];
+    let keep = independent_columns(&(0..columns).map(column).collect::<Vec<&[f64]>>());
+    let x = if keep.len() == columns {
+        DMatrix::from_vec(n, columns, data)
+    } else {
+        let mut kept = Vec::with_capacity(n * keep.len());
+        for &c in &keep {
+            kept.extend_from_slice(column(c));
+        }
+        DMatrix::from_vec(n, keep.len(), kept)
+    };
     let mut kept_names = Vec::new();
     let mut treatment = None;
     let mut interactions = Vec::new();
     for (j, &c) in keep.iter().enumerate() {
-        x.set_column(j, &DVector::from_column_slice(&cols[c]));
         kept_names.push(names[c].clone());
         match kinds[c] {
             1 => treatment = Some(j),
@@ -236,7 +249,7 @@ pub(crate) fn build(treated: &[bool], adj: &Adjustment, interact: Option<&Factor
             _ => {}
         }
     }
-    let aliased = (0..cols.len()).filter(|c| !keep.contains(c)).map(|c| names[c].clone()).collect();
+    let aliased = (0..columns).filter(|c| !keep.contains(c)).map(|c| names[c].clone()).collect();
     Design { x, names: kept_names, aliased, treatment, interactions }
 }
 
@@ -255,9 +268,9 @@ pub(crate) fn observed_levels(f: &Factor, rows: &[usize]) -> Vec<usize> {
 /// earlier columns: Gram–Schmidt with re-orthogonalisation, a column being
 /// aliased when its residual norm is below 1e-7 of its norm (the tolerance
 /// R's `lm.fit`/`glm.fit` pass to LINPACK `dqrdc2`).
-pub(crate) fn independent_columns(cols: &[Vec<f64>]) -> Vec<usize> {
-    let n = cols.first().map_or(0, Vec::len);
-    let slices: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+pub(crate) fn independent_columns<C: AsRef<[f64]>>(cols: &[C]) -> Vec<usize> {
+    let n = cols.first().map_or(0, |c| c.as_ref().len());
+    let slices: Vec<&[f64]> = cols.iter().map(AsRef::as_ref).collect();
     let (g, _) = gram_of_columns(&slices, n, None, None);
     clearly_independent(&g).unwrap_or_else(|| gram_schmidt(cols))
 }
@@ -298,15 +311,16 @@ fn clearly_independent(g: &DMatrix<f64>) -> Option<Vec<usize>> {
 }
 
 /// [`independent_columns`] by Gram–Schmidt over the full columns.
-fn gram_schmidt(cols: &[Vec<f64>]) -> Vec<usize> {
+fn gram_schmidt<C: AsRef<[f64]>>(cols: &[C]) -> Vec<usize> {
     let mut basis: Vec<Vec<f64>> = Vec::new();
     let mut keep = Vec::new();
     for (j, c) in cols.iter().enumerate() {
+        let c = c.as_ref();
         let norm0 = c.iter().map(|v| v * v).sum::<f64>().sqrt();
         if norm0 == 0.0 {
             continue;
         }
-        let mut r = c.clone();
+        let mut r = c.to_vec();
         for _ in 0..2 {
             for q in &basis {
                 let dot: f64 = r.iter().zip(q).map(|(a, b)| a * b).sum();

@@ -99,19 +99,22 @@ impl<'a> Rows<'a> {
 
     fn prepare(x: &'a DMatrix<f64>, group: bool) -> Rows<'a> {
         let (n, p) = x.shape();
-        let nonzero = x.iter().filter(|v| **v != 0.0).count();
-        if 2 * nonzero >= n * p || !super::all_finite(x.as_slice()) {
-            return Rows::Dense(x);
-        }
         // Two passes down the columns (contiguous in memory): count each row's
-        // non-zeros, then place them; columns are visited in order, so each
-        // row's entries come out in column order.
+        // non-zeros (and check that every entry is finite), then place them;
+        // columns are visited in order, so each row's entries come out in
+        // column order. A dense matrix is known after the first pass.
         let data = x.as_slice();
         let mut start = vec![0usize; n + 1];
+        let mut finite = true;
         for j in 0..p {
             for (i, v) in data[j * n..(j + 1) * n].iter().enumerate() {
                 start[i + 1] += usize::from(*v != 0.0);
+                finite &= v.is_finite();
             }
+        }
+        let nonzero: usize = start.iter().sum();
+        if 2 * nonzero >= n * p || !finite {
+            return Rows::Dense(x);
         }
         for i in 0..n {
             start[i + 1] += start[i];

@@ -236,12 +236,8 @@ fn draw_binary(outcome: &[Option<bool>], x: &DMatrix<f64>, m: usize, words: &mut
     let p = x.ncols() - 1; // predictors without the intercept
     // mice:::augment — 2 p k pseudo-rows (k = 2 categories), weight (p + 1) / nr.
     let nr = 4 * p;
-    let (mut xa, mut ya, mut wa) = (Vec::new(), Vec::new(), Vec::new());
-    for &i in &observed {
-        xa.push(x.row(i).iter().copied().collect::<Vec<f64>>());
-        ya.push(f64::from(u8::from(complete[i])));
-        wa.push(1.0);
-    }
+    let (mut ya, mut wa): (Vec<f64>, Vec<f64>) =
+        observed.iter().map(|&i| (f64::from(u8::from(complete[i])), 1.0)).unzip();
     let n = x.nrows() as f64;
     let stats: Vec<(f64, f64, f64, f64)> = (1..=p)
         .map(|j| {
@@ -251,6 +247,7 @@ fn draw_binary(outcome: &[Option<bool>], x: &DMatrix<f64>, m: usize, words: &mut
             (mean, sd, c.min(), c.max())
         })
         .collect();
+    let mut augmented: Vec<Vec<f64>> = Vec::with_capacity(nr);
     for j in 0..p {
         for (shift, y) in [(0.5, 0.0), (-0.5, 0.0), (0.5, 1.0), (-0.5, 1.0)] {
             let mut row = vec![1.0];
@@ -258,12 +255,16 @@ fn draw_binary(outcome: &[Option<bool>], x: &DMatrix<f64>, m: usize, words: &mut
                 let v = if l == j { mean + shift * sd } else { mean };
                 row.push(v.max(lo).min(hi));
             }
-            xa.push(row);
+            augmented.push(row);
             ya.push(y);
             wa.push((p as f64 + 1.0) / nr as f64);
         }
     }
-    let xa = DMatrix::from_fn(xa.len(), p + 1, |r, c| xa[r][c]);
+    // The observed rows, then the pseudo-rows, filled column by column.
+    let xa = DMatrix::from_fn(observed.len() + augmented.len(), p + 1, |r, c| match observed.get(r) {
+        Some(&i) => x[(i, c)],
+        None => augmented[r - observed.len()][c],
+    });
     let fit = irls(&xa, &ya, &wa);
     if fit.separated || !fit.converged || !all_finite(fit.cov.as_slice()) {
         return Estimable::not_estimable("not estimable: the imputation model could not be fitted");
@@ -271,12 +272,16 @@ fn draw_binary(outcome: &[Option<bool>], x: &DMatrix<f64>, m: usize, words: &mut
     let Some(l) = cholesky_lower(&fit.cov) else {
         return Estimable::not_estimable("not estimable: imputation model covariance is not positive definite");
     };
+    // The missing rows as columns, so that each draw's linear predictors are
+    // the dot products of the same vectors as before, without a vector made
+    // for each row and draw.
+    let x_missing = x.select_rows(&missing).transpose();
     let mut out = Vec::with_capacity(m);
     for _ in 0..m {
         let beta = &fit.beta + &l * draw_normals(p + 1, words);
         let mut y = complete.clone();
-        for &i in &missing {
-            let eta = x.row(i).transpose().dot(&beta);
+        for (k, &i) in missing.iter().enumerate() {
+            let eta = x_missing.column(k).dot(&beta);
             let prob = 1.0 / (1.0 + (-eta).exp());
             y[i] = uniform(words) <= prob;
         }
