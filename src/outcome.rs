@@ -473,7 +473,7 @@ impl Trial {
             .par_iter()
             .map(|(_, r)| runs.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)).ok())
             .collect();
-        let owned: Vec<((NaiveDate, Randomisation), Vec<(u32, OutcomeValue)>)> = randomisations
+        let owned: Vec<_> = randomisations
             .into_iter()
             .zip(found)
             .map(|(r, k)| (r, k.map(|k| std::mem::take(&mut runs[k].1)).unwrap_or_default()))
