@@ -500,20 +500,33 @@ impl Trial {
         Ok(Dataset { protocol, referrals, participants, as_of })
     }
 
-    /// The screened referrals up to `as_of`, for the dataset.
+    /// The screened referrals up to `as_of`, for the dataset, in log order.
     fn referral_records(&self, as_of: NaiveDate) -> Result<Vec<ReferralRecord>> {
-        Ok(self
-            .store
-            .referrals()?
-            .into_iter()
-            .filter(|r| date_of(&r.screened_at) <= as_of)
-            .map(|r| ReferralRecord {
-                participant: r.participant,
-                site: r.site,
-                status: r.status,
-                reasons: r.reasons.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
-            })
-            .collect())
+        let mut out: Vec<(u64, ReferralRecord)> = Vec::new();
+        // Referrals screened on one day follow one another in the log, not in
+        // key order, but a day's timestamps share their date: it is read once
+        // for each run of them.
+        let mut day: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
+        self.store.for_each_referral(|r| {
+            let date = r.screened_at.get(..10).unwrap_or(r.screened_at);
+            if day.0 != date {
+                day = (date.to_string(), date_of(r.screened_at));
+            }
+            if day.1 <= as_of {
+                out.push((
+                    r.seq,
+                    ReferralRecord {
+                        participant: r.participant.to_string(),
+                        site: r.site.to_string(),
+                        status: r.status.to_string(),
+                        reasons: r.reasons.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+                    },
+                ));
+            }
+            Ok(())
+        })?;
+        out.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Each participant's follow-up status as of `as_of` (none: active).
@@ -888,6 +901,48 @@ mod tests {
         assert_eq!(value(&after).value, new);
         assert_eq!(value(&before).value, old);
         assert_eq!(after.participants.len(), before.participants.len());
+    }
+
+    /// The dataset's referrals, read in key order and sorted by seq, are the
+    /// referrals in log order (SQLite's `ORDER BY seq`), dates filtered alike.
+    #[test]
+    fn referrals_sorted_by_seq_are_the_referrals_in_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = demo_trial(dir.path());
+        let mut trial = Trial::open(&db).unwrap();
+        // More referrals, whose ids sort before the demo's and in the
+        // opposite order to the log's, so that key order is not log order.
+        let key = crate::keys::TrialKey::read(&crate::keys::default_key_path(&db)).unwrap();
+        let extra: Vec<(String, crate::referral::Referral)> =
+            crate::demo::simulate_referrals(&trial.protocol, &[7; 32], 430)
+                .into_iter()
+                .skip(400)
+                .enumerate()
+                .map(|(i, mut r)| {
+                    r.participant = format!("A{:03}", 99 - i);
+                    (format!("line {i}"), r)
+                })
+                .collect();
+        let now = crate::clock::Timestamp(trial.store.head().unwrap().ts.unwrap().parse().unwrap());
+        trial.randomise(&key, &extra, "test", now).unwrap();
+        let rows = trial.store.referrals().unwrap();
+        assert!(rows.last().unwrap().participant < rows[0].participant);
+        let days: Vec<NaiveDate> = rows.iter().map(|r| date_of(&r.screened_at)).collect();
+        for as_of in [NaiveDate::MAX, days[days.len() / 2], days[0], NaiveDate::MIN] {
+            let want: Vec<ReferralRecord> = rows
+                .iter()
+                .filter(|r| date_of(&r.screened_at) <= as_of)
+                .map(|r| ReferralRecord {
+                    participant: r.participant.clone(),
+                    site: r.site.clone(),
+                    status: r.status.clone(),
+                    reasons: r.reasons.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect(),
+                })
+                .collect();
+            assert_eq!(trial.referral_records(as_of).unwrap(), want, "as of {as_of}");
+        }
+        assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq) && rows.len() > 300);
+        assert!(rows.iter().any(|r| !r.reasons.is_empty()));
     }
 
     #[test]

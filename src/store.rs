@@ -197,6 +197,24 @@ pub struct ReferralRow {
     pub screened_at: String,
 }
 
+/// A referrals row borrowed from SQLite's row buffer (see
+/// [`Store::for_each_referral`]); the fields of [`ReferralRow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReferralRef<'a> {
+    /// Participant id.
+    pub participant: &'a str,
+    /// Log entry.
+    pub seq: u64,
+    /// Site.
+    pub site: &'a str,
+    /// `randomised`, `ineligible` or `declined`.
+    pub status: &'a str,
+    /// Failed rule ids, comma-separated.
+    pub reasons: &'a str,
+    /// Timestamp.
+    pub screened_at: &'a str,
+}
+
 /// A randomised participant row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantRow {
@@ -711,6 +729,42 @@ impl Store {
         })
         .and_then(|rows| rows.collect())
         .map_err(Error::sqlite(what))
+    }
+
+    /// Every referral, in participant (key) order, passed to `f` borrowed from
+    /// the row: for a reader that orders them itself (by `seq`, a sort of
+    /// numbers instead of SQLite's sort of whole rows) and keeps only some of
+    /// their text. The first error `f` returns ends the read.
+    pub fn for_each_referral(&self, mut f: impl FnMut(ReferralRef<'_>) -> Result<()>) -> Result<()> {
+        let what = "reading referrals";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT participant, seq, site, status, reasons, screened_at FROM referrals")
+            .map_err(Error::sqlite(what))?;
+        let mut rows = stmt.raw_query();
+        let not_text = |column: &str| {
+            Error::Integrity(format!("{what}: a {column} in the referrals table is not text; run `chancery verify`"))
+        };
+        // The error is made only on failure (see `for_each_outcome_row`).
+        while let Some(r) = rows.next().map_err(|e| Error::sqlite(what)(e))? {
+            let text = |i: usize, column: &str| match r.get_ref(i).map_err(|e| Error::sqlite(what)(e))? {
+                rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).map_err(|_| not_text(column)),
+                _ => Err(not_text(column)),
+            };
+            let seq = match r.get_ref(1).map_err(|e| Error::sqlite(what)(e))? {
+                rusqlite::types::ValueRef::Integer(seq) if seq >= 0 => seq as u64,
+                _ => return Err(not_text("seq")),
+            };
+            f(ReferralRef {
+                participant: text(0, "participant")?,
+                seq,
+                site: text(2, "site")?,
+                status: text(3, "status")?,
+                reasons: text(4, "reasons")?,
+                screened_at: text(5, "screened_at")?,
+            })?;
+        }
+        Ok(())
     }
 
     /// Every randomised participant, in log order.
