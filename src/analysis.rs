@@ -370,7 +370,11 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
         p.factors.iter().map(|f| f.name.as_str()).chain(p.analysis.subgroups.iter().map(String::as_str)).collect();
     let outcome_keys: Vec<(&str, &str)> =
         p.outcomes.iter().flat_map(|o| o.timepoints.iter().map(move |t| (t.as_str(), o.name.as_str()))).collect();
-    let cols = Columns::new(&people, &baseline_names, &strata_names, &outcome_keys);
+    let numeric = |name: &str| {
+        let kind = p.field(name).map(|f| &f.kind).or_else(|| p.outcome(name).map(|o| &o.kind));
+        matches!(kind, Some(Kind::Integer { .. } | Kind::Number { .. }))
+    };
+    let cols = Columns::new(&people, &baseline_names, &strata_names, &outcome_keys, numeric);
     let strata: Vec<Factor> = p.factors.iter().map(|f| Factor::from_labels(&f.name, &cols.stratum(&f.name))).collect();
     let covariates: Vec<Covariate> = p.analysis.covariates.iter().map(|c| Covariate::new(c, cols.number(c))).collect();
     let adj = Adjustment { factors: strata.clone(), covariates };
@@ -561,8 +565,7 @@ fn continuous_analysis(
     adj: &Adjustment,
     level: f64,
 ) -> crate::stats::Result<(ContinuousOutcome, Vec<bool>)> {
-    let y: Vec<Option<f64>> =
-        cols.outcome(tp, &o.name).into_iter().map(|v| v.and_then(|v| parse_f64(&v.value))).collect();
+    let y: Vec<Option<f64>> = cols.outcome_number(tp, &o.name);
     let summary = describe(&y, treated)?;
     let welch = welch_t_test(&y, treated, level)?;
     let adjusted = match &o.baseline {
@@ -647,6 +650,10 @@ struct Columns<'a> {
     strata: Vec<Vec<Option<&'a str>>>,
     outcome_index: BTreeMap<(&'a str, &'a str), usize>,
     outcome: Vec<Vec<Option<&'a OutcomeValue>>>,
+    /// The numeric outcomes' columns parsed as numbers (as [`parse_f64`]),
+    /// while the walk over the participants has each value at hand: read
+    /// later, each value is a pointer to chase into its participant's memory.
+    outcome_numbers: Vec<Option<Vec<Option<f64>>>>,
 }
 
 /// Each participant's named values put into columns: the indices of each
@@ -656,8 +663,12 @@ fn named_columns<'a>(
     people: &'a [&'a ParticipantRecord],
     values: impl Fn(&'a ParticipantRecord) -> &'a NamedValues,
     index: &BTreeMap<&'a str, usize>,
-) -> Vec<Vec<Option<&'a str>>> {
+    numeric: &[bool],
+) -> (Vec<Vec<Option<&'a str>>>, Vec<Option<Vec<Option<f64>>>>) {
     let mut out = vec![vec![None; people.len()]; index.len()];
+    // The numeric columns parsed (as [`parse_number`]) while each value is at hand.
+    let mut numbers: Vec<Option<Vec<Option<f64>>>> =
+        (0..index.len()).map(|c| numeric.get(c).is_some_and(|n| *n).then(|| vec![None; people.len()])).collect();
     let mut by_table: Vec<(&'a std::sync::Arc<Names>, Vec<Option<usize>>)> = Vec::new();
     for (i, r) in people.iter().enumerate() {
         let v = values(r);
@@ -673,18 +684,24 @@ fn named_columns<'a>(
         for (k, x) in v.indexed() {
             if let Some(c) = columns[*k as usize] {
                 out[c][i] = Some(x.as_str());
+                if let Some(col) = &mut numbers[c] {
+                    col[i] = parse_number(x);
+                }
             }
         }
     }
-    out
+    (out, numbers)
 }
 
 impl<'a> Columns<'a> {
+    /// `numeric` says which baseline names and outcomes hold numbers (their
+    /// columns are parsed as they are put together).
     fn new(
         people: &'a [&'a ParticipantRecord],
         baseline_names: &[&'a str],
         strata_names: &[&'a str],
         outcome_keys: &[(&'a str, &'a str)],
+        numeric: impl Fn(&str) -> bool,
     ) -> Columns<'a> {
         let index = |names: &[&'a str]| -> BTreeMap<&'a str, usize> {
             let mut m = BTreeMap::new();
@@ -702,9 +719,23 @@ impl<'a> Columns<'a> {
             outcome_index.entry(k).or_insert(next);
         }
         let n = people.len();
-        let baseline = named_columns(people, |r| &r.baseline, &baseline_index);
-        let strata = named_columns(people, |r| &r.strata, &strata_index);
+        let numeric_columns = |index: &BTreeMap<&'a str, usize>| {
+            let mut by_column = vec![false; index.len()];
+            for (name, &c) in index {
+                by_column[c] = numeric(name);
+            }
+            by_column
+        };
+        let (baseline, baseline_numbers) =
+            named_columns(people, |r| &r.baseline, &baseline_index, &numeric_columns(&baseline_index));
+        let (strata, _) = named_columns(people, |r| &r.strata, &strata_index, &[]);
         let mut outcome = vec![vec![None; n]; outcome_index.len()];
+        let mut outcome_numbers: Vec<Option<Vec<Option<f64>>>> = vec![None; outcome_index.len()];
+        for (&(_, name), &c) in &outcome_index {
+            if numeric(name) {
+                outcome_numbers[c] = Some(vec![None; n]);
+            }
+        }
         // Outcome values name their keys by index into a key table that all
         // participants of a read dataset share: each table's indices are
         // mapped to columns once.
@@ -722,11 +753,42 @@ impl<'a> Columns<'a> {
             for (k, v) in r.outcomes.indexed() {
                 if let Some(c) = columns[*k as usize] {
                     outcome[c][i] = Some(v);
+                    if let Some(col) = &mut outcome_numbers[c] {
+                        col[i] = parse_f64(&v.value);
+                    }
                 }
             }
         }
-        let numbers = baseline.iter().map(|_| std::sync::OnceLock::new()).collect();
-        Columns { people, baseline_index, baseline, numbers, strata_index, strata, outcome_index, outcome }
+        let numbers = baseline_numbers
+            .into_iter()
+            .map(|col| {
+                let cell = std::sync::OnceLock::new();
+                if let Some(col) = col {
+                    let _ = cell.set(col);
+                }
+                cell
+            })
+            .collect();
+        Columns {
+            people,
+            baseline_index,
+            baseline,
+            numbers,
+            strata_index,
+            strata,
+            outcome_index,
+            outcome,
+            outcome_numbers,
+        }
+    }
+
+    /// Each participant's value of one outcome at one timepoint as a number
+    /// (as [`parse_f64`] reads it; `None` when absent or not a number).
+    fn outcome_number(&self, tp: &str, name: &str) -> Vec<Option<f64>> {
+        match self.outcome_index.get(&(tp, name)).and_then(|&c| self.outcome_numbers[c].as_ref()) {
+            Some(col) => col.clone(),
+            None => self.outcome(tp, name).into_iter().map(|v| v.and_then(|v| parse_f64(&v.value))).collect(),
+        }
     }
 
     /// A baseline field's text per participant.
