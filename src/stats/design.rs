@@ -71,7 +71,7 @@ impl Factor {
         for f in factors.iter().filter(|_| n > 0) {
             check_len(&format!("factor {}", f.name), n, f.codes.len())?;
         }
-        let mut combination: std::collections::HashMap<Vec<usize>, usize> = std::collections::HashMap::new();
+        let mut combination: rustc_hash::FxHashMap<Vec<usize>, usize> = rustc_hash::FxHashMap::default();
         let mut labels: Vec<String> = Vec::new();
         let mut of: Vec<Option<usize>> = Vec::with_capacity(n);
         let mut key: Vec<usize> = Vec::with_capacity(factors.len());
@@ -83,7 +83,13 @@ impl Factor {
                 continue;
             }
             let next = labels.len();
-            let k = *combination.entry(key.clone()).or_insert(next);
+            let k = match combination.get(key.as_slice()) {
+                Some(&k) => k,
+                None => {
+                    combination.insert(key.clone(), next);
+                    next
+                }
+            };
             if k == next {
                 let parts: Vec<&str> = factors.iter().zip(&key).map(|(f, &c)| f.levels[c].as_str()).collect();
                 labels.push(parts.join("."));

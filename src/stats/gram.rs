@@ -213,7 +213,7 @@ impl Patterns {
     fn of(start: &[usize], col: &[usize], val: &[f64]) -> Option<Patterns> {
         let n = start.len() - 1;
         let limit = n / MIN_COPIES;
-        let mut index: std::collections::HashMap<RowKey<'_>, u32> = std::collections::HashMap::new();
+        let mut index: rustc_hash::FxHashMap<RowKey<'_>, u32> = rustc_hash::FxHashMap::default();
         let (mut of, mut first) = (Vec::with_capacity(n), Vec::new());
         for i in 0..n {
             let key = RowKey(&col[start[i]..start[i + 1]], &val[start[i]..start[i + 1]]);
@@ -273,7 +273,7 @@ impl Indicators {
         if !indicator.iter().any(|&b| b) {
             return None;
         }
-        let mut index: std::collections::HashMap<Vec<usize>, u32> = std::collections::HashMap::new();
+        let mut index: rustc_hash::FxHashMap<Vec<usize>, u32> = rustc_hash::FxHashMap::default();
         let mut columns: Vec<Vec<usize>> = Vec::new();
         let mut of = Vec::with_capacity(n);
         let (mut rest_start, mut rest_col, mut rest_val) = (Vec::with_capacity(n + 1), Vec::new(), Vec::new());

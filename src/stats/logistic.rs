@@ -170,7 +170,7 @@ impl Grouped {
     /// [`MIN_COPIES`] rows.
     fn new(x: &DMatrix<f64>, pat: &Patterns, y: &[f64], w: &[f64]) -> Option<Grouped> {
         let n = x.nrows();
-        let mut index: std::collections::HashMap<(u32, u64, u64), usize> = std::collections::HashMap::new();
+        let mut index: rustc_hash::FxHashMap<(u32, u64, u64), usize> = rustc_hash::FxHashMap::default();
         let (mut first, mut count): (Vec<usize>, Vec<f64>) = (Vec::new(), Vec::new());
         for i in 0..n {
             let next = first.len();

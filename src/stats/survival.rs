@@ -291,12 +291,19 @@ fn stratum_codes(n: usize, strata: Option<&Factor>) -> Result<Vec<Option<usize>>
 
 /// Participants sorted by stratum, then time (ascending).
 fn sorted_by_stratum(time: &[f64], codes: &[Option<usize>], rows: &[usize]) -> Vec<usize> {
-    let mut order = rows.to_vec();
-    // The row index breaks ties, so the order is the one a stable sort gives
-    // (a tie's rows in the order of `rows`, which is ascending) and the faster
-    // unstable sort can make it.
-    order.sort_unstable_by(|&a, &b| codes[a].cmp(&codes[b]).then(time[a].total_cmp(&time[b])).then(a.cmp(&b)));
-    order
+    // Sorted as (stratum, time, row) keys held side by side rather than
+    // through indices into three arrays: the row breaks ties, so the order is
+    // the one a stable sort by stratum and time gives (a tie's rows in the
+    // order of `rows`, which is ascending), and the time is keyed by the bits
+    // `f64::total_cmp` compares, so times order as that comparison orders them.
+    let total_order = |t: f64| {
+        let bits = t.to_bits() as i64;
+        bits ^ (((bits >> 63) as u64) >> 1) as i64
+    };
+    let mut keyed: Vec<(Option<usize>, i64, usize)> =
+        rows.iter().map(|&i| (codes[i], total_order(time[i]), i)).collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, _, i)| i).collect()
 }
 
 /// The (stratified) log-rank test of equal hazards, as R's `survdiff`.
@@ -766,6 +773,27 @@ mod tests {
             }
         }
         (ll, u, info)
+    }
+
+    proptest! {
+        /// The keyed sort orders as a stable sort by stratum, then
+        /// `f64::total_cmp` of the times: ties (and -0 against 0, and
+        /// missing strata) included.
+        #[test]
+        fn the_keyed_sort_is_the_stable_sort_by_stratum_and_time(
+            rows in prop::collection::vec(
+                (prop::option::of(0usize..3), prop_oneof![Just(-0.0f64), Just(0.0), -5.0f64..5.0, (0u8..4).prop_map(f64::from)]),
+                0..80,
+            ),
+            skip in 0usize..5,
+        ) {
+            let codes: Vec<Option<usize>> = rows.iter().map(|r| r.0).collect();
+            let time: Vec<f64> = rows.iter().map(|r| r.1).collect();
+            let subset: Vec<usize> = (0..rows.len()).filter(|i| skip == 0 || i % (skip + 1) != 0).collect();
+            let mut want = subset.clone();
+            want.sort_by(|&a, &b| codes[a].cmp(&codes[b]).then(time[a].total_cmp(&time[b])));
+            prop_assert_eq!(sorted_by_stratum(&time, &codes, &subset), want);
+        }
     }
 
     proptest! {
