@@ -653,8 +653,11 @@ struct Columns<'a> {
     /// The numeric outcomes' columns parsed as numbers (as [`parse_f64`]),
     /// while the walk over the participants has each value at hand: read
     /// later, each value is a pointer to chase into its participant's memory.
-    outcome_numbers: Vec<Option<Vec<Option<f64>>>>,
+    outcome_numbers: Vec<NumberColumn>,
 }
+
+/// A column parsed as numbers, when it was.
+type NumberColumn = Option<Vec<Option<f64>>>;
 
 /// Each participant's named values put into columns: the indices of each
 /// name table (all participants of a read dataset share one) are mapped to
@@ -664,10 +667,10 @@ fn named_columns<'a>(
     values: impl Fn(&'a ParticipantRecord) -> &'a NamedValues,
     index: &BTreeMap<&'a str, usize>,
     numeric: &[bool],
-) -> (Vec<Vec<Option<&'a str>>>, Vec<Option<Vec<Option<f64>>>>) {
+) -> (Vec<Vec<Option<&'a str>>>, Vec<NumberColumn>) {
     let mut out = vec![vec![None; people.len()]; index.len()];
     // The numeric columns parsed (as [`parse_number`]) while each value is at hand.
-    let mut numbers: Vec<Option<Vec<Option<f64>>>> =
+    let mut numbers: Vec<NumberColumn> =
         (0..index.len()).map(|c| numeric.get(c).is_some_and(|n| *n).then(|| vec![None; people.len()])).collect();
     let mut by_table: Vec<(&'a std::sync::Arc<Names>, Vec<Option<usize>>)> = Vec::new();
     for (i, r) in people.iter().enumerate() {
@@ -730,7 +733,7 @@ impl<'a> Columns<'a> {
             named_columns(people, |r| &r.baseline, &baseline_index, &numeric_columns(&baseline_index));
         let (strata, _) = named_columns(people, |r| &r.strata, &strata_index, &[]);
         let mut outcome = vec![vec![None; n]; outcome_index.len()];
-        let mut outcome_numbers: Vec<Option<Vec<Option<f64>>>> = vec![None; outcome_index.len()];
+        let mut outcome_numbers: Vec<NumberColumn> = vec![None; outcome_index.len()];
         for (&(_, name), &c) in &outcome_index {
             if numeric(name) {
                 outcome_numbers[c] = Some(vec![None; n]);

@@ -33,9 +33,11 @@ impl Factor {
     /// orders character data (byte order; equal to R's for ASCII labels in
     /// one case).
     pub fn from_labels<S: AsRef<str>>(name: &str, labels: &[Option<S>]) -> Factor {
-        let mut levels: Vec<&str> = labels.iter().flatten().map(|s| s.as_ref()).collect();
+        // The distinct labels first (a factor has few, against one label per
+        // participant), then those sorted.
+        let distinct: rustc_hash::FxHashSet<&str> = labels.iter().flatten().map(|s| s.as_ref()).collect();
+        let mut levels: Vec<&str> = distinct.into_iter().collect();
         levels.sort_unstable();
-        levels.dedup();
         let codes = labels.iter().map(|l| l.as_ref().map(|s| levels.binary_search(&s.as_ref()).unwrap_or(0))).collect();
         Factor { name: name.to_string(), levels: levels.into_iter().map(str::to_string).collect(), codes }
     }
@@ -359,6 +361,24 @@ mod tests {
             })
             .collect();
         Factor::from_labels(name, &labels)
+    }
+
+    proptest::proptest! {
+        /// Levels found from the distinct labels are those of sorting and
+        /// deduplicating every label; the codes index them alike.
+        #[test]
+        fn levels_from_distinct_labels_are_those_of_all_labels(
+            labels in proptest::collection::vec(proptest::option::of("[a-c.]{0,3}"), 0..60),
+        ) {
+            let f = Factor::from_labels("f", &labels);
+            let mut want: Vec<&str> = labels.iter().flatten().map(String::as_str).collect();
+            want.sort_unstable();
+            want.dedup();
+            proptest::prop_assert_eq!(&f.levels, &want);
+            let codes: Vec<Option<usize>> =
+                labels.iter().map(|l| l.as_deref().map(|l| want.iter().position(|w| *w == l).unwrap())).collect();
+            proptest::prop_assert_eq!(f.codes, codes);
+        }
     }
 
     #[test]
