@@ -423,7 +423,9 @@ impl Trial {
                 if let Some(e) = failed {
                     return Err(e);
                 }
-                out.sort_by_key(|(seq, _, _)| *seq);
+                // Unstable: each seq is one entry, decoded once (a participant row
+                // naming another's entry fails the participant check).
+                out.sort_unstable_by_key(|(seq, _, _)| *seq);
                 Ok((out.into_iter().map(|(_, on, r)| (on, r)).collect::<Vec<_>>(), names))
             });
             let sent = self.randomising_entries(|chunk| {
