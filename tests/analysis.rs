@@ -208,10 +208,25 @@ fn every_section_is_present_and_the_output_is_byte_identical_run_to_run() {
     let out2 = dir.path().join("o2");
     chancery().args(["analyse", "--db"]).arg(&db).arg("--out").arg(&out1).assert().success();
     chancery().args(["analyse", "--db"]).arg(&db).arg("--out").arg(&out2).assert().success();
+    // The sections and fits run as tasks on a pool of threads: however many
+    // threads it has, the outputs are the same bytes.
+    let (one, three) = (dir.path().join("one thread"), dir.path().join("three threads"));
+    for (out, threads) in [(&one, "1"), (&three, "3")] {
+        chancery()
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["analyse", "--db"])
+            .arg(&db)
+            .arg("--out")
+            .arg(out)
+            .assert()
+            .success();
+    }
     for f in ["analysis.json", "estimates.csv", "consort.csv", "baseline.csv", "survival.csv"] {
         let a = std::fs::read(out1.join(f)).unwrap();
         assert!(!a.is_empty(), "{f}");
         assert_eq!(a, std::fs::read(out2.join(f)).unwrap(), "{f} differs between runs");
+        assert_eq!(a, std::fs::read(one.join(f)).unwrap(), "{f} differs on one thread");
+        assert_eq!(a, std::fs::read(three.join(f)).unwrap(), "{f} differs on three threads");
     }
     let est = std::fs::read_to_string(out1.join("estimates.csv")).unwrap();
     assert!(est.starts_with(
