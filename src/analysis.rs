@@ -374,26 +374,14 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
         let kind = p.field(name).map(|f| &f.kind).or_else(|| p.outcome(name).map(|o| &o.kind));
         matches!(kind, Some(Kind::Integer { .. } | Kind::Number { .. }))
     };
-    let cols = Columns::new(&people, &baseline_names, &strata_names, &outcome_keys, numeric);
+    let cols =
+        Columns::new(&people, &baseline_names, &strata_names, &outcome_keys, numeric, p.analysis.take_up.as_deref());
     let strata: Vec<Factor> = p.factors.iter().map(|f| Factor::from_labels(&f.name, &cols.stratum(&f.name))).collect();
     let covariates: Vec<Covariate> = p.analysis.covariates.iter().map(|c| Covariate::new(c, cols.number(c))).collect();
     let adj = Adjustment { factors: strata.clone(), covariates };
     let stats_err = |e: crate::stats::StatsError| Error::Integrity(format!("analysis: {e}"));
 
-    let take_up: Option<Vec<Option<bool>>> = p.analysis.take_up.as_ref().map(|name| {
-        people
-            .iter()
-            .map(|r| {
-                let values: Vec<f64> = r
-                    .outcomes
-                    .iter()
-                    .filter(|((_, f), _)| f == name)
-                    .filter_map(|(_, v)| parse_f64(&v.value))
-                    .collect();
-                if values.is_empty() { None } else { Some(values.iter().any(|v| *v > 0.0)) }
-            })
-            .collect()
-    });
+    let take_up: Option<Vec<Option<bool>>> = cols.take_up.clone();
 
     // 3. Primary outcome: its values first, which the subgroups, the missing
     // data and the CACE sections analyse too.
@@ -654,6 +642,10 @@ struct Columns<'a> {
     /// while the walk over the participants has each value at hand: read
     /// later, each value is a pointer to chase into its participant's memory.
     outcome_numbers: Vec<NumberColumn>,
+    /// Whether each participant received the intervention, when the
+    /// protocol names a take-up measure: a value of it above zero at any
+    /// timepoint (`None` without a value that reads as a number).
+    take_up: Option<Vec<Option<bool>>>,
 }
 
 /// A column parsed as numbers, when it was.
@@ -705,6 +697,7 @@ impl<'a> Columns<'a> {
         strata_names: &[&'a str],
         outcome_keys: &[(&'a str, &'a str)],
         numeric: impl Fn(&str) -> bool,
+        take_up: Option<&str>,
     ) -> Columns<'a> {
         let index = |names: &[&'a str]| -> BTreeMap<&'a str, usize> {
             let mut m = BTreeMap::new();
@@ -742,17 +735,25 @@ impl<'a> Columns<'a> {
         // Outcome values name their keys by index into a key table that all
         // participants of a read dataset share: each table's indices are
         // mapped to columns once.
-        let mut by_table: Vec<(&'a std::sync::Arc<OutcomeKeys>, Vec<Option<usize>>)> = Vec::new();
+        // Each table's keys: their columns, and whether they are of the take-up measure.
+        type KeyColumns<'t> = (&'t std::sync::Arc<OutcomeKeys>, Vec<Option<usize>>, Vec<bool>);
+        let mut by_table: Vec<KeyColumns<'a>> = Vec::new();
+        let mut received: Option<Vec<Option<bool>>> = take_up.map(|_| vec![None; n]);
         for (i, r) in people.iter().enumerate() {
             let table = r.outcomes.keys();
-            let t = match by_table.iter().position(|(t, _)| std::sync::Arc::ptr_eq(t, table)) {
+            let t = match by_table.iter().position(|(t, _, _)| std::sync::Arc::ptr_eq(t, table)) {
                 Some(t) => t,
                 None => {
-                    by_table.push((table, table.iter().map(|k| outcome_index.get(&k).copied()).collect()));
+                    by_table.push((
+                        table,
+                        table.iter().map(|k| outcome_index.get(&k).copied()).collect(),
+                        table.iter().map(|(_, o)| Some(o) == take_up).collect(),
+                    ));
                     by_table.len() - 1
                 }
             };
-            let columns = &by_table[t].1;
+            let (_, columns, of_take_up) = &by_table[t];
+            let (mut measured, mut positive) = (false, false);
             for (k, v) in r.outcomes.indexed() {
                 if let Some(c) = columns[*k as usize] {
                     outcome[c][i] = Some(v);
@@ -760,6 +761,15 @@ impl<'a> Columns<'a> {
                         col[i] = parse_f64(&v.value);
                     }
                 }
+                if of_take_up[*k as usize]
+                    && let Some(x) = parse_f64(&v.value)
+                {
+                    measured = true;
+                    positive |= x > 0.0;
+                }
+            }
+            if let Some(col) = &mut received {
+                col[i] = measured.then_some(positive);
             }
         }
         let numbers = baseline_numbers
@@ -782,6 +792,7 @@ impl<'a> Columns<'a> {
             outcome_index,
             outcome,
             outcome_numbers,
+            take_up: received,
         }
     }
 
