@@ -381,7 +381,7 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
     let adj = Adjustment { factors: strata.clone(), covariates };
     let stats_err = |e: crate::stats::StatsError| Error::Integrity(format!("analysis: {e}"));
 
-    let take_up: Option<Vec<Option<bool>>> = cols.take_up.clone();
+    let take_up: Option<&[Option<bool>]> = cols.take_up.as_deref();
 
     // 3. Primary outcome: its values first, which the subgroups, the missing
     // data and the CACE sections analyse too.
@@ -408,7 +408,7 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
     // in section order, so it is the same however the tasks ran. The
     // imputation draws from its own random stream, so its result does not
     // depend on what runs beside it.
-    let (treated, adj, cols, people, take_up) = (&treated, &adj, &cols, &people, &take_up);
+    let (treated, adj, cols, people) = (&treated, &adj, &cols, &people);
     let mut primary = None;
     let mut continuous = Vec::new();
     let mut time_to_event_result = None;
@@ -495,7 +495,7 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
         .map(|(o, tp, y)| (format!("{}_{tp}", o.name), y.iter().map(Option::is_some).collect()))
         .chain(continuous.iter().zip(continuous_analysed).map(|(c, a)| (format!("{}_{}", c.outcome, c.timepoint), a)))
         .collect();
-    let consort = consort(d, &arms, take_up.as_deref(), people, &analysed);
+    let consort = consort(d, &arms, take_up, people, &analysed);
     Ok(Analysis {
         trial: p.id.clone(),
         title: p.title.clone(),

@@ -388,7 +388,7 @@ impl Trial {
                         let _ = split_to.send(m.clone());
                     }
                     drop(split_to);
-                    let runs = outcome_runs(&reader, as_of, Some((None, middle.as_deref()))).ok()?;
+                    let runs = outcome_runs(&reader, as_of, (None, middle.as_deref())).ok()?;
                     Some((runs, middle.is_none()))
                 })
             });
@@ -401,7 +401,7 @@ impl Trial {
                     if at != *head {
                         return None;
                     }
-                    outcome_runs(&reader, as_of, Some((Some(&middle), None))).ok()
+                    outcome_runs(&reader, as_of, (Some(&middle), None)).ok()
                 })
             });
             let (to_decoder, chunks) = std::sync::mpsc::channel::<RandomisingEntries>();
@@ -449,7 +449,7 @@ impl Trial {
             // could not be opened.
             let outcomes = match beside {
                 Some(runs) => runs,
-                None => outcome_runs(&self.store, as_of, None)?,
+                None => outcome_runs(&self.store, as_of, (None, None))?,
             };
             Ok::<_, Error>((referrals, statuses, randomisations, outcomes))
         })?;
@@ -465,20 +465,17 @@ impl Trial {
             }
             NamedValues::from_indexed(table.clone(), values)
         };
-        // The records are made on the thread pool (the cores are otherwise
-        // idle here, the reads done), in randomisation order: first each
-        // participant's run of outcome values found, then moved out of the
-        // runs (the one step that needs them mutably), then the records built.
-        let randomisations: Vec<(NaiveDate, Randomisation)> =
-            randomisations.into_iter().filter(|(on, _)| *on <= as_of).collect();
-        let found: Vec<Option<usize>> = randomisations
-            .par_iter()
-            .map(|(_, r)| runs.binary_search_by(|(p, _)| p.as_str().cmp(&r.participant)).ok())
-            .collect();
+        // The records are built on the thread pool (the cores are otherwise
+        // idle here, the reads done), in randomisation order, once each
+        // participant's run of outcome values is moved out of the runs (the
+        // one step that needs them mutably).
         let owned: Vec<_> = randomisations
             .into_iter()
-            .zip(found)
-            .map(|(r, k)| (r, k.map(|k| std::mem::take(&mut runs[k].1)).unwrap_or_default()))
+            .filter(|(on, _)| *on <= as_of)
+            .map(|r| {
+                let own = runs.binary_search_by(|(p, _)| p.as_str().cmp(&r.1.participant)).ok();
+                (r, own.map(|k| std::mem::take(&mut runs[k].1)).unwrap_or_default())
+            })
             .collect();
         let participants: Vec<ParticipantRecord> = owned
             .into_par_iter()
@@ -605,7 +602,7 @@ type OutcomeRuns = (Vec<(String, Vec<(u32, OutcomeValue)>)>, Vec<(String, String
 /// (byte) order for binary search. A participant id, key or date equal to
 /// the one before (or to a known key) is compared as bytes and not checked
 /// again as text.
-fn outcome_runs(store: &Store, as_of: NaiveDate, range: Option<(Option<&str>, Option<&str>)>) -> Result<OutcomeRuns> {
+fn outcome_runs(store: &Store, as_of: NaiveDate, range: (Option<&str>, Option<&str>)) -> Result<OutcomeRuns> {
     let mut runs: Vec<(String, Vec<(u32, OutcomeValue)>)> = Vec::new();
     let mut run_of = String::new();
     let mut run: Vec<(u32, OutcomeValue)> = Vec::new();
@@ -980,7 +977,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = demo_trial(dir.path());
         let trial = Trial::open(&db).unwrap();
-        let whole = outcome_runs(&trial.store, NaiveDate::MAX, None).unwrap();
+        let whole = outcome_runs(&trial.store, NaiveDate::MAX, (None, None)).unwrap();
         let ids: Vec<String> = whole.0.iter().map(|(p, _)| p.clone()).collect();
         let middle = trial.store.referral_near_middle().unwrap().expect("referrals");
         let mut referrals: Vec<String> = trial.store.referrals().unwrap().into_iter().map(|r| r.participant).collect();
@@ -991,12 +988,19 @@ mod tests {
         splits.extend([middle, String::new(), "~".to_string(), format!("{}0", ids[1])]);
         let mut numbered_on = false;
         for split in &splits {
-            let first = outcome_runs(&trial.store, NaiveDate::MAX, Some((None, Some(split)))).unwrap();
-            let second = outcome_runs(&trial.store, NaiveDate::MAX, Some((Some(split), None))).unwrap();
+            let first = outcome_runs(&trial.store, NaiveDate::MAX, (None, Some(split))).unwrap();
+            let second = outcome_runs(&trial.store, NaiveDate::MAX, (Some(split), None)).unwrap();
             assert!(first.0.iter().all(|(p, _)| p < split) && second.0.iter().all(|(p, _)| p >= split));
             numbered_on |= second.1.iter().any(|k| !first.1.contains(k)) && !first.1.is_empty();
             assert_eq!(joined_runs(first, second), whole, "split at {split:?}");
         }
+        // A range bounded at both ends: three pieces joined are the whole too.
+        let (a, b) = (&ids[ids.len() / 3], &ids[2 * ids.len() / 3]);
+        let pieces = [(None, Some(a.as_str())), (Some(a.as_str()), Some(b.as_str())), (Some(b.as_str()), None)]
+            .map(|range| outcome_runs(&trial.store, NaiveDate::MAX, range).unwrap());
+        let [first, middle, last] = pieces;
+        assert!(!middle.0.is_empty() && middle.0.iter().all(|(p, _)| p >= a && p < b));
+        assert_eq!(joined_runs(joined_runs(first, middle), last), whole);
         assert!(numbered_on, "some split has keys met first in its second half");
         assert_eq!(Store::in_memory().unwrap().referral_near_middle().unwrap(), None);
     }
@@ -1011,15 +1015,18 @@ mod tests {
         let (_beside, at) = second.read_snapshot().unwrap();
         assert_eq!(at, head);
         let (alone, beside) = (
-            outcome_runs(&trial.store, NaiveDate::MAX, None).unwrap(),
-            outcome_runs(&second, NaiveDate::MAX, None).unwrap(),
+            outcome_runs(&trial.store, NaiveDate::MAX, (None, None)).unwrap(),
+            outcome_runs(&second, NaiveDate::MAX, (None, None)).unwrap(),
         );
         assert_eq!(alone, beside);
         assert!(alone.0.len() > 100, "{} participants with outcomes", alone.0.len());
         drop((_beside, _snapshot));
         // As of an earlier date, later values are left out alike.
         let early = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
-        assert_eq!(outcome_runs(&trial.store, early, None).unwrap(), outcome_runs(&second, early, None).unwrap());
+        assert_eq!(
+            outcome_runs(&trial.store, early, (None, None)).unwrap(),
+            outcome_runs(&second, early, (None, None)).unwrap()
+        );
         assert!(Store::in_memory().unwrap().second_reader().is_none());
     }
 }

@@ -1616,7 +1616,7 @@ impl Store {
     /// field, passed to `f` as `(participant, timepoint, field, value,
     /// collected_on)` borrowed from the row, with no allocation per row.
     pub fn for_each_outcome_value(&self, mut f: impl FnMut(&str, &str, &str, &str, &str)) -> Result<()> {
-        self.for_each_outcome_row(None, |row| {
+        self.for_each_outcome_row((None, None), |row| {
             f(
                 row.text(row.participant)?,
                 row.text(row.timepoint)?,
@@ -1629,19 +1629,18 @@ impl Store {
     }
 
     /// The current outcome values of the participants in `range` (ids from
-    /// `.0`, inclusive, to `.1`, exclusive, in byte order; `None` for all, or
-    /// an open end), ordered by participant, timepoint and field, passed to
+    /// `.0`, inclusive, to `.1`, exclusive, in byte order; `None` for an open
+    /// end), ordered by participant, timepoint and field, passed to
     /// `f` as the row's bytes: a reader that compares most of them with the
     /// row before (the same participant, a known timepoint and field, the
     /// same date) need not check that each is UTF-8, and checks the rest
     /// itself. The first error `f` returns ends the read.
     pub fn for_each_outcome_row(
         &self,
-        range: Option<(Option<&str>, Option<&str>)>,
+        (from, to): (Option<&str>, Option<&str>),
         mut f: impl FnMut(StoredOutcome<'_>) -> Result<()>,
     ) -> Result<()> {
         let what = "reading outcomes";
-        let (from, to) = range.unwrap_or((None, None));
         let sql = match (from.is_some(), to.is_some()) {
             (false, false) => {
                 "SELECT participant, timepoint, field, value, collected_on FROM outcomes
