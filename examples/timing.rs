@@ -11,7 +11,8 @@
 //!   keeps a copy of the trial database (and its WAL) for inspection;
 //! - `verify [N] [TEMPLATE]`: `verify` with the seed on a trial of N screened
 //!   referrals (100,000) against reading the log's bytes and hashing them
-//!   with SHA-256; with TEMPLATE the trial is kept there and reused;
+//!   with SHA-256, and SQLite's integrity check alone; with TEMPLATE the
+//!   trial is kept there and reused;
 //! - `import [N] [TEMPLATE]`: importing 2 × N outcome rows (N = 50,000
 //!   randomised participants, m4 and m12, ten values each), the CSV that
 //!   `benches/outcomes.rs` builds; with TEMPLATE the randomised trial is kept
@@ -192,6 +193,10 @@ fn verify(n: usize, template: Option<&Path>) {
         digest[0] ^= d[0];
     }
     let (floor_wall, floor_cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    // SQLite's integrity check alone, as verification runs it: one required check.
+    let (t, c) = (Instant::now(), cpu_seconds());
+    assert_eq!(chancery::store::Store::open_for_audit(&db).unwrap().integrity_check().unwrap(), "ok");
+    let (integrity_wall, integrity_cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
     let (t, c) = (Instant::now(), cpu_seconds());
     let report = chancery::verify::verify(&chancery::verify::VerifyOptions {
         db: db.clone(),
@@ -203,8 +208,10 @@ fn verify(n: usize, template: Option<&Path>) {
     let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
     assert!(report.ok);
     println!(
-        "floor (read + SHA-256): wall {floor_wall:.3} s, cpu {floor_cpu:.3} s; verify: wall {wall:.3} s, cpu {cpu:.3} s; \
+        "floor (read + SHA-256): wall {floor_wall:.3} s, cpu {floor_cpu:.3} s; SQLite's integrity_check alone: \
+         wall {integrity_wall:.3} s, cpu {integrity_cpu:.3} s ({:.2}x the floor); verify: wall {wall:.3} s, cpu {cpu:.3} s; \
          ratio {:.2} wall, {:.2} cpu ({})",
+        integrity_wall / floor_wall,
         wall / floor_wall,
         cpu / floor_cpu,
         digest[0]

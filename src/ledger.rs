@@ -145,6 +145,9 @@ pub struct Trial {
     /// reused only while the head read inside a new transaction is that same
     /// head (nobody else has written since); otherwise it is loaded afresh.
     cached_state: Option<(Head, State)>,
+    /// The last key this handle accepted and its identity hasher, so that
+    /// randomising one referral at a time does not derive them again.
+    accepted_key: Option<(TrialKey, IdentityHasher)>,
 }
 
 /// Creates a trial: refuses to overwrite anything, writes the key files
@@ -464,7 +467,7 @@ impl Trial {
             Error::Integrity(format!("{} has no trial record; it was not created by `chancery init`", db.display()))
         })?;
         let protocol = Protocol::parse(&format!("{} (stored protocol)", db.display()), &row.protocol)?;
-        Ok(Trial { store, protocol, row, cached_state: None })
+        Ok(Trial { store, protocol, row, cached_state: None, accepted_key: None })
     }
 
     /// The trial's protocol, as stored at `init`.
@@ -493,6 +496,22 @@ impl Trial {
         Ok(())
     }
 
+    /// The identity hasher under `key`, once `key` is known to be this trial's
+    /// (the last accepted key's, if it is byte for byte the same key).
+    fn identity_hasher(&mut self, key: &TrialKey) -> Result<IdentityHasher> {
+        if let Some((accepted, hasher)) = &self.accepted_key
+            && accepted.seed == key.seed
+            && accepted.identity_secret == key.identity_secret
+            && accepted.trial == key.trial
+        {
+            return Ok(hasher.clone());
+        }
+        self.check_key(key)?;
+        let hasher = IdentityHasher::new(&key.identity_key());
+        self.accepted_key = Some((key.clone(), hasher.clone()));
+        Ok(hasher)
+    }
+
     /// Screens and, where eligible and consenting, randomises each referral in
     /// order, all in one transaction. Each referral comes with where it came from
     /// (e.g. `referrals.csv:4`) for messages. If any referral is invalid, nothing
@@ -508,7 +527,7 @@ impl Trial {
         user: &str,
         now: Timestamp,
     ) -> Result<Vec<Confirmation>> {
-        self.check_key(key)?;
+        let hasher = self.identity_hasher(key)?;
         check_user(user)?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
@@ -531,7 +550,7 @@ impl Trial {
         let mut preparer = Preparer {
             protocol,
             seed: &key.seed,
-            hasher: IdentityHasher::new(&key.identity_key()),
+            hasher,
             own_state: None,
             ids: HashMap::with_capacity(referrals.len()),
             identities: HashMap::with_capacity(referrals.len()),

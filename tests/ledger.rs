@@ -566,6 +566,62 @@ fn handles_that_take_turns_allocate_exactly_as_one_handle_would() {
 }
 
 #[test]
+fn a_handle_that_accepted_a_key_still_refuses_another() {
+    // A handle remembers the last key it accepted (so a run of single
+    // randomisations does not derive the identity key each time); a different
+    // key must still be checked, refused if it is not the trial's, and leave
+    // the log unchanged; the right key works again afterwards, and identities
+    // hashed by the remembered hasher are the ones a fresh handle finds.
+    use chancery::clock::Timestamp;
+    use chancery::ledger::Trial;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, other_db, key) = twin_trials(dir.path(), "work-health-ips.toml");
+    // A trial of the same protocol and id under another seed: its key names the same trial.
+    let other_dir = tempfile::tempdir().unwrap();
+    let third = init(other_dir.path(), "example-simple-2to1.toml");
+    let foreign = chancery::keys::TrialKey::read(&chancery::keys::default_key_path(&third)).unwrap();
+    let mut same_id = key.clone();
+    same_id.seed[0] ^= 1;
+    let mut trial = Trial::open(&db).unwrap();
+    let p = trial.protocol().clone();
+    let referrals: Vec<_> = chancery::demo::simulate_referrals(&p, &seed(), 60)
+        .into_iter()
+        .filter(|r| {
+            chancery::referral::screen(&p, r).is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
+        })
+        .map(|r| (r.participant.clone(), r))
+        .collect();
+    let now = Timestamp::parse(NOW).unwrap();
+    trial.randomise(&key, &referrals[..1], "tester", now).unwrap();
+    let before = log_snapshot(&db);
+    for wrong in [&foreign, &same_id] {
+        let err = trial.randomise(wrong, &referrals[1..2], "tester", now).unwrap_err().to_string();
+        assert!(err.contains("not this trial's key"), "{err}");
+        assert_eq!(log_snapshot(&db), before);
+    }
+    trial.randomise(&key, &referrals[1..2], "tester", now).unwrap();
+    // The same person again under a new id, through the remembered hasher.
+    let mut again = referrals[0].1.clone();
+    again.participant = "AGAIN1".into();
+    let err = trial.randomise(&key, &[("again".into(), again.clone())], "tester", now).unwrap_err().to_string();
+    assert!(err.contains("already randomised"), "{err}");
+    // That refusal rolled its transaction back: the handle writes again.
+    assert_eq!(log_snapshot(&db).lines().count(), before.lines().count() + 1);
+    trial.randomise(&key, &referrals[2..3], "tester", now).unwrap();
+    drop(trial);
+    // A fresh handle on a twin trial hashes identities the same way.
+    let mut fresh = Trial::open(&other_db).unwrap();
+    fresh.randomise(&key, &referrals[..2], "tester", now).unwrap();
+    let identities = |db: &Path| {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn.prepare("SELECT identity FROM identities ORDER BY seq").unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().collect::<Result<Vec<_>, _>>().unwrap()
+    };
+    assert_eq!(identities(&db).len(), 3);
+    assert_eq!(identities(&db)[..2], identities(&other_db)[..]);
+}
+
+#[test]
 fn a_long_batch_prepared_on_a_second_thread_writes_what_short_batches_write() {
     // Batches of 512 or more are screened and allocated on a second thread
     // while the first writes; the log must be byte for byte what the same
