@@ -197,25 +197,31 @@ impl EntryRef<'_> {
     /// tree). Accepts and refuses exactly what [`Event::from_parts`] does on the
     /// decoded data, and on refusal gives its message.
     pub fn event(&self) -> Result<Event, String> {
-        if let Some(event) = crate::event::decode_canonical_data(&self.kind, self.data) {
-            return Ok(event);
-        }
-        // The type member first, so that serde reads the adjacently tagged data
-        // straight into its variant instead of buffering it.
-        let mut text = String::with_capacity(self.data.len() + self.kind.len() + 20);
-        text.push_str("{\"type\":");
-        write_string(&self.kind, &mut text);
-        text.push_str(",\"data\":");
-        text.push_str(self.data);
-        text.push('}');
-        serde_json::from_str::<Event>(&text).map_err(|_| {
-            let data: Value = serde_json::from_str(self.data).unwrap_or(Value::Null);
-            match Event::from_parts(&self.kind, &data) {
-                Err(m) => m,
-                Ok(_) => format!("event {:?} does not decode", self.kind),
-            }
-        })
+        decode_event(&self.kind, self.data)
     }
+}
+
+/// The typed event of an entry from its type and its data member's canonical
+/// text (as [`EntryRef::event`], for a caller holding those two apart).
+pub fn decode_event(kind: &str, data: &str) -> Result<Event, String> {
+    if let Some(event) = crate::event::decode_canonical_data(kind, data) {
+        return Ok(event);
+    }
+    // The type member first, so that serde reads the adjacently tagged data
+    // straight into its variant instead of buffering it.
+    let mut text = String::with_capacity(data.len() + kind.len() + 20);
+    text.push_str("{\"type\":");
+    write_string(kind, &mut text);
+    text.push_str(",\"data\":");
+    text.push_str(data);
+    text.push('}');
+    serde_json::from_str::<Event>(&text).map_err(|_| {
+        let value: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+        match Event::from_parts(kind, &value) {
+            Err(m) => m,
+            Ok(_) => format!("event {kind:?} does not decode"),
+        }
+    })
 }
 
 /// The decoder [`Entry::decode`] used before [`Entry::check`]: parse to a tree,

@@ -115,7 +115,10 @@ fn assert_fails(v: &Verdict, seq: u64, name: &str) {
 /// Opens the database as an insider with write access and no append-only triggers.
 fn insider(db: &Path) -> Connection {
     let c = Connection::open(db).unwrap();
-    c.execute_batch("DROP TRIGGER log_is_append_only_update; DROP TRIGGER log_is_append_only_delete;").unwrap();
+    c.execute_batch(
+        "DROP TRIGGER IF EXISTS log_is_append_only_update; DROP TRIGGER IF EXISTS log_is_append_only_delete;",
+    )
+    .unwrap();
     c
 }
 
@@ -602,4 +605,77 @@ fn a_derived_row_changed_added_or_removed_is_named_as_before() {
         assert_fails(&v, *seq, "replay");
         assert_eq!(check(&v, "unique_participants")["ok"], true, "{what}");
     }
+}
+
+#[test]
+fn a_chained_entry_whose_event_does_not_decode_breaks_the_chain_there_in_both_forms() {
+    // The digest form leaves decoding to its derivation thread; an event that
+    // does not decode must still stop it from vouching, and the report (the
+    // exact form's) names the entry as a chain failure, with the entries after
+    // it not counted. Each forgery is chained correctly, so only decoding can
+    // find it; it is the last entry (nothing derived from it, so the tables
+    // agree with a replay that skipped it) or followed by a valid-looking one.
+    let dir = tempfile::tempdir().unwrap();
+    let base = build_all(&dir.path().join("base"));
+    type Edit = fn(&mut Value);
+    let cases: &[(&str, &str, &str, Edit, &str)] = &[
+        (
+            "a member missing",
+            "participant_randomised",
+            "P03",
+            |d| drop(d.as_object_mut().unwrap().remove("arm")),
+            "arm",
+        ),
+        (
+            "a member of the wrong type",
+            "referral_screened",
+            "P04",
+            |d| d["reasons"] = Value::from(7),
+            "expected a sequence",
+        ),
+        ("an unknown member", "participant_randomised", "P05", |d| d["extra"] = Value::from("x"), "extra"),
+        ("a second trial_created", "trial_created", "", |_| {}, "second trial_created"),
+    ];
+    let runs = [false, true].into_iter().flat_map(|followed| cases.iter().enumerate().map(move |c| (followed, c)));
+    for (followed, (i, (what, kind, participant, edit, needle))) in runs {
+        let db = copy_trial(&base, &dir.path().join(format!("c{i}-{followed}")));
+        let bad = if *kind == "trial_created" {
+            // Entry 0 again, re-chained at the end.
+            append_forged_from(&db, 0, |_| {})
+        } else {
+            append_forged(&db, kind, participant, edit)
+        };
+        if followed {
+            append_forged(&db, "referral_screened", "P04", |d| d["participant"] = Value::from("LATER"));
+        }
+        assert!(by_digest(&db).is_none(), "{what}: the digest form must not vouch");
+        let v = verify_chancery(&db);
+        assert_fails(&v, bad, "chain");
+        assert!(check(&v, "chain")["message"].as_str().unwrap().contains(needle), "{what}: {:#}", v.json);
+        assert_eq!(v.json["entries"], bad, "{what}: entries after the break are not counted");
+    }
+}
+
+/// Appends a copy of entry `template_seq`, edited and chained to the log's end.
+fn append_forged_from(db: &Path, template_seq: i64, edit: impl FnOnce(&mut Value)) -> u64 {
+    let c = insider(db);
+    let (seq, body, hash): (i64, String, String) = c
+        .query_row("SELECT seq, body, hash FROM log ORDER BY seq DESC LIMIT 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let last = chancery::log::Entry::decode(&body).unwrap();
+    let template: String = c.query_row("SELECT body FROM log WHERE seq = ?1", [template_seq], |r| r.get(0)).unwrap();
+    let mut forged = chancery::log::Entry::decode(&template).unwrap();
+    forged.seq = seq as u64 + 1;
+    forged.prev = hash;
+    forged.ts = last.ts.clone();
+    edit(&mut forged.data);
+    let text = forged.canonical();
+    c.execute(
+        "INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![forged.seq as i64, forged.ts, forged.kind, chancery::log::Entry::hash_of(&text), text],
+    )
+    .unwrap();
+    forged.seq
 }
