@@ -201,6 +201,27 @@ impl EntryRef<'_> {
     }
 }
 
+/// [`decode_event`] into `spare`, an event decoded before, whose strings and
+/// maps are reused where the direct decoder can; on `Ok`, `spare` holds the
+/// event (`Some`), on `Err` nothing (`None`).
+pub fn decode_event_into(kind: &str, data: &str, spare: &mut Option<Event>) -> Result<(), String> {
+    if let Some(event) = spare.as_mut()
+        && crate::event::decode_canonical_data_into(kind, data, event)
+    {
+        return Ok(());
+    }
+    match decode_event(kind, data) {
+        Ok(event) => {
+            *spare = Some(event);
+            Ok(())
+        }
+        Err(m) => {
+            *spare = None;
+            Err(m)
+        }
+    }
+}
+
 /// The typed event of an entry from its type and its data member's canonical
 /// text (as [`EntryRef::event`], for a caller holding those two apart).
 pub fn decode_event(kind: &str, data: &str) -> Result<Event, String> {

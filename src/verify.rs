@@ -185,6 +185,10 @@ struct Pass<'a> {
     /// so the digest form cannot vouch and the exact form, which decodes on
     /// the chain thread, reports it as a chain failure.
     defer_decode: bool,
+    /// Events decoded before on the derivation thread, by kind
+    /// (`participant_randomised`, `referral_screened`, any other), whose
+    /// allocations the next of their kind reuses.
+    spares: [Option<Event>; 3],
     chain: Finding,
     replay: Finding,
     unique: Finding,
@@ -301,6 +305,7 @@ fn verify_with(
         unique_by_constraint,
         first_reveal: None,
         defer_decode: form == Form::Digest,
+        spares: [None, None, None],
         chain: Finding::default(),
         replay: Finding::default(),
         unique: Finding::default(),
@@ -574,16 +579,24 @@ impl Pass<'_> {
             Step::Broken(seq) => self.stop(seq, "chain"),
             Step::Derive { seq, ts, event } => {
                 if self.stopped.is_none() {
-                    self.derive(tx, seq, &ts, event)?;
+                    self.derive(tx, seq, &ts, &event)?;
                 }
             }
             Step::Undecoded { seq, ts, kind, data } => {
                 if self.stopped.is_none() {
-                    match crate::log::decode_event(&kind, &data) {
-                        Ok(event) => self.derive(tx, seq, &ts, event)?,
+                    let slot = match kind.as_str() {
+                        "participant_randomised" => 0,
+                        "referral_screened" => 1,
+                        _ => 2,
+                    };
+                    let mut spare = self.spares[slot].take();
+                    let decoded = crate::log::decode_event_into(&kind, &data, &mut spare);
+                    match (decoded, &spare) {
+                        (Ok(()), Some(event)) => self.derive(tx, seq, &ts, event)?,
                         // A chain failure the chain thread did not look for.
-                        Err(_) => self.stop(seq, "chain"),
+                        _ => self.stop(seq, "chain"),
                     }
+                    self.spares[slot] = spare;
                 }
             }
         }
@@ -683,7 +696,7 @@ impl Pass<'_> {
 
     /// Replays one event into the scratch tables, checking uniqueness, the
     /// stratum, the commitment and (with the seed) the allocation on the way.
-    fn derive(&mut self, tx: &Replay, seq: u64, ts: &str, event: Event) -> Result<()> {
+    fn derive(&mut self, tx: &Replay, seq: u64, ts: &str, event: &Event) -> Result<()> {
         let (Some(g), Some(mut state)) = (self.genesis.take(), self.state.take()) else { return Ok(()) };
         let result = self.derive_with(tx, &g, &mut state, (seq, ts), event);
         self.genesis = Some(g);
@@ -697,7 +710,7 @@ impl Pass<'_> {
         g: &Genesis,
         state: &mut State,
         (seq, ts): (u64, &str),
-        event: Event,
+        event: &Event,
     ) -> Result<()> {
         if seq == 0
             && let Some(seed) = &self.seed
@@ -714,10 +727,10 @@ impl Pass<'_> {
             }
         }
         let before = (self.replay.clone(), self.allocations.clone(), self.allocations_checked);
-        match &event {
+        match event {
             Event::ParticipantRandomised(r) => {
                 if !self.unique_by_constraint
-                    && let Some(msg) = self.duplicate(tx, seq, &event)?
+                    && let Some(msg) = self.duplicate(tx, seq, event)?
                 {
                     self.unique.fail(seq, msg);
                     self.stop(seq, "unique_participants");
@@ -749,7 +762,7 @@ impl Pass<'_> {
             }
             Event::ReferralScreened(_) => {
                 if !self.unique_by_constraint
-                    && let Some(msg) = self.duplicate(tx, seq, &event)?
+                    && let Some(msg) = self.duplicate(tx, seq, event)?
                 {
                     self.unique.fail(seq, msg);
                     self.stop(seq, "unique_participants");
@@ -773,12 +786,12 @@ impl Pass<'_> {
             Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::TrialCreated(_) => {}
         }
-        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, &event) {
+        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, event) {
             // With the replay database's unique indexes, a duplicate is what makes
             // the insert fail: the look-ups run only then, and the entry is judged
             // as if they had run first (what it found before them is forgotten).
             if self.unique_by_constraint
-                && let Some(msg) = self.duplicate(tx, seq, &event)?
+                && let Some(msg) = self.duplicate(tx, seq, event)?
             {
                 self.replay = before.0;
                 self.allocations = before.1;
