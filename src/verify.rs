@@ -335,13 +335,18 @@ fn verify_with(
                 s.spawn(move || live_digests(&opts.db, &key, columns))
             });
             let (steps, queue) = std::sync::mpsc::sync_channel::<Vec<Step>>(QUEUE / BATCH);
+            // The undecoded entries' strings come back to be filled again, so
+            // they are neither allocated per entry nor freed on another thread.
+            let (give_back, spent) = std::sync::mpsc::channel::<Vec<Texts>>();
             let chain = s.spawn(move || -> Result<(Pass, Store)> {
                 let mut batch = Vec::with_capacity(BATCH);
+                let mut pool = Vec::new();
                 live.each_log_row_ref(|row| {
-                    links.link(row, &mut batch);
+                    links.link(row, &mut batch, &mut pool);
                     if batch.len() >= BATCH {
                         // A failed send means derivation has already ended with an error, which verify reports.
                         let _ = steps.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                        pool.extend(spent.try_iter().flatten());
                     }
                     Ok(())
                 })?;
@@ -351,8 +356,13 @@ fn verify_with(
             let derived = (|| {
                 let tx = scratch.transaction()?;
                 let replay = Replay::new(&tx, digest_key.as_ref(), &opts.db);
-                for step in queue.into_iter().flatten() {
-                    pass.step(&replay, step)?;
+                for batch in queue {
+                    let mut texts = Vec::with_capacity(batch.len());
+                    for step in batch {
+                        pass.step(&replay, step, &mut texts)?;
+                    }
+                    // Fails only once the chain thread has finished: then they are freed here.
+                    let _ = give_back.send(texts);
                 }
                 if pass.stopped.is_none()
                     && let (Some(g), Some(state)) = (&pass.genesis, &pass.state)
@@ -421,6 +431,14 @@ const QUEUE: usize = 512;
 /// Entries handed over at a time (one wake-up per batch, not per entry).
 const BATCH: usize = 64;
 
+/// An undecoded entry's time, type and data text.
+#[derive(Default)]
+struct Texts {
+    ts: String,
+    kind: String,
+    data: String,
+}
+
 /// What the chain thread hands the derivation, in log order.
 // Nearly every step is a `Derive`: boxing it would cost an allocation per entry.
 #[allow(clippy::large_enum_variant)]
@@ -430,7 +448,7 @@ enum Step {
     /// An entry whose chain checks hold, to derive.
     Derive { seq: u64, ts: String, event: Event },
     /// The same, its event still to be decoded from its type and data text.
-    Undecoded { seq: u64, ts: String, kind: String, data: String },
+    Undecoded { seq: u64, texts: Texts },
     /// The chain broke at this entry: derivation stops there.
     Broken(u64),
 }
@@ -511,7 +529,8 @@ impl Pass<'_> {
 
     /// One log row, on the chain thread: the chain checks, then (while the chain
     /// holds) the decoded event is handed on for derivation.
-    fn link(&mut self, row: LogRowRef, steps: &mut Vec<Step>) {
+    /// `pool`: strings handed back by the derivation thread, to fill again.
+    fn link(&mut self, row: LogRowRef, steps: &mut Vec<Step>, pool: &mut Vec<Texts>) {
         if self.first_reveal.is_none() && row.kind == "seed_revealed" {
             self.first_reveal = Some(row.seq);
         }
@@ -560,17 +579,22 @@ impl Pass<'_> {
         }
         steps.push(match event {
             Some(event) => Step::Derive { seq, ts: entry.ts.into_owned(), event },
-            None => Step::Undecoded {
-                seq,
-                ts: entry.ts.into_owned(),
-                kind: entry.kind.into_owned(),
-                data: entry.data.to_string(),
-            },
+            None => {
+                let mut texts = pool.pop().unwrap_or_default();
+                for (to, from) in
+                    [(&mut texts.ts, &*entry.ts), (&mut texts.kind, &*entry.kind), (&mut texts.data, entry.data)]
+                {
+                    to.clear();
+                    to.push_str(from);
+                }
+                Step::Undecoded { seq, texts }
+            }
         });
     }
 
     /// One step on the derivation thread, in log order.
-    fn step(&mut self, tx: &Replay, step: Step) -> Result<()> {
+    /// `spent`: where an undecoded entry's strings go once it is derived.
+    fn step(&mut self, tx: &Replay, step: Step, spent: &mut Vec<Texts>) -> Result<()> {
         match step {
             Step::Genesis(g) => {
                 self.state = Some(State::new(&g.protocol));
@@ -582,7 +606,8 @@ impl Pass<'_> {
                     self.derive(tx, seq, &ts, &event)?;
                 }
             }
-            Step::Undecoded { seq, ts, kind, data } => {
+            Step::Undecoded { seq, texts } => {
+                let Texts { ts, kind, data } = &texts;
                 if self.stopped.is_none() {
                     let slot = match kind.as_str() {
                         "participant_randomised" => 0,
@@ -590,14 +615,15 @@ impl Pass<'_> {
                         _ => 2,
                     };
                     let mut spare = self.spares[slot].take();
-                    let decoded = crate::log::decode_event_into(&kind, &data, &mut spare);
+                    let decoded = crate::log::decode_event_into(kind, data, &mut spare);
                     match (decoded, &spare) {
-                        (Ok(()), Some(event)) => self.derive(tx, seq, &ts, event)?,
+                        (Ok(()), Some(event)) => self.derive(tx, seq, ts, event)?,
                         // A chain failure the chain thread did not look for.
                         _ => self.stop(seq, "chain"),
                     }
                     self.spares[slot] = spare;
                 }
+                spent.push(texts);
             }
         }
         Ok(())
@@ -653,10 +679,14 @@ impl Pass<'_> {
         if entry.ts != row.ts || entry.kind != row.kind {
             return Err(format!("entry {seq}'s ts/type columns disagree with its hashed bytes"));
         }
-        if Timestamp::parse(&entry.ts).map(|t| t.to_log_text()).ok().as_deref() != Some(&*entry.ts) {
+        // A batch's entries share one time: the same text as the entry before,
+        // which passed these checks, needs neither again.
+        let as_before = self.last_ts.as_deref() == Some(&*entry.ts);
+        if !as_before && Timestamp::parse(&entry.ts).map(|t| t.to_log_text()).ok().as_deref() != Some(&*entry.ts) {
             return Err(format!("entry {seq}'s time {:?} is not in the log's time format", entry.ts));
         }
         if let Some(last) = &self.last_ts
+            && !as_before
             && *entry.ts < **last
         {
             return Err(format!("entry {seq}'s time {} is earlier than entry {}'s ({last})", entry.ts, seq - 1));
