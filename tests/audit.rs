@@ -656,6 +656,53 @@ fn a_chained_entry_whose_event_does_not_decode_breaks_the_chain_there_in_both_fo
     }
 }
 
+#[test]
+fn a_chained_entry_with_a_time_out_of_order_or_out_of_format_breaks_the_chain_there() {
+    // Times never go backwards, and each is in the log's one text form; an
+    // entry with the same time as the one before is fine (a batch's entries
+    // share one), and is not mistaken for either.
+    let dir = tempfile::tempdir().unwrap();
+    let base = build_all(&dir.path().join("base"));
+    let last_ts: String = Connection::open(&base)
+        .unwrap()
+        .query_row("SELECT ts FROM log ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("earlier", "2026-01-01T00:00:00.000000Z", Some("is earlier than entry")),
+        ("no microseconds", "2099-01-01T00:00:00Z", Some("not in the log's time format")),
+        ("an offset", "2099-01-01T00:00:00.000000+00:00", Some("not in the log's time format")),
+        ("the same time as the entry before", &last_ts, None),
+    ];
+    for (i, (what, ts, needle)) in cases.iter().enumerate() {
+        let db = copy_trial(&base, &dir.path().join(format!("t{i}")));
+        let screened = seq_of(&insider(&db), "referral_screened", "P04");
+        let bad = append_forged_from(&db, screened, |d| d["participant"] = Value::from(format!("NEW{i}")));
+        let c = insider(&db);
+        let body: String = c.query_row("SELECT body FROM log WHERE seq = ?1", [bad as i64], |r| r.get(0)).unwrap();
+        let mut entry = chancery::log::Entry::decode(&body).unwrap();
+        entry.ts = ts.to_string();
+        let text = entry.canonical();
+        c.execute(
+            "UPDATE log SET ts = ?1, hash = ?2, body = ?3 WHERE seq = ?4",
+            rusqlite::params![entry.ts, chancery::log::Entry::hash_of(&text), text, bad as i64],
+        )
+        .unwrap();
+        drop(c);
+        let v = verify_chancery(&db);
+        match needle {
+            Some(needle) => {
+                assert_fails(&v, bad, "chain");
+                assert!(check(&v, "chain")["message"].as_str().unwrap().contains(needle), "{what}: {:#}", v.json);
+            }
+            // The chain holds; the replay finds the referral missing from the tables.
+            None => {
+                assert_eq!(check(&v, "chain")["ok"], true, "{what}: {:#}", v.json);
+                assert_fails(&v, bad, "replay");
+            }
+        }
+    }
+}
+
 /// Appends a copy of entry `template_seq`, edited and chained to the log's end.
 fn append_forged_from(db: &Path, template_seq: i64, edit: impl FnOnce(&mut Value)) -> u64 {
     let c = insider(db);
