@@ -440,7 +440,8 @@ struct Texts {
 }
 
 /// What the chain thread hands the derivation, in log order.
-// Nearly every step is a `Derive`: boxing it would cost an allocation per entry.
+// Nearly every step is a `Derive` or an `Undecoded`: boxing them would cost an
+// allocation per entry.
 #[allow(clippy::large_enum_variant)]
 enum Step {
     /// Entry 0 established the trial.
@@ -528,7 +529,8 @@ impl Pass<'_> {
     }
 
     /// One log row, on the chain thread: the chain checks, then (while the chain
-    /// holds) the decoded event is handed on for derivation.
+    /// holds) the event, decoded or as its text to decode, is handed on for
+    /// derivation.
     /// `pool`: strings handed back by the derivation thread, to fill again.
     fn link(&mut self, row: LogRowRef, steps: &mut Vec<Step>, pool: &mut Vec<Texts>) {
         if self.first_reveal.is_none() && row.kind == "seed_revealed" {
