@@ -283,33 +283,15 @@ fn swapping_two_entries_is_found_at_the_first() {
 fn a_forged_entry_with_a_valid_hash_is_caught_by_replay_and_by_the_seed() {
     let dir = tempfile::tempdir().unwrap();
     let db = build(&dir.path().join("t"), SEED);
-    let c = insider(&db);
     // The insider appends a randomisation for a new participant, chaining it
     // correctly, but (not knowing how allocation is derived) cannot make the
     // tables or the seed agree with it.
-    let (seq, body, hash): (i64, String, String) = c
-        .query_row("SELECT seq, body, hash FROM log ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
-    let last = chancery::log::Entry::decode(&body).unwrap();
-    let template_seq = seq_of(&c, "participant_randomised", "P09");
-    let template: String = c.query_row("SELECT body FROM log WHERE seq = ?1", [template_seq], |r| r.get(0)).unwrap();
-    let mut forged = chancery::log::Entry::decode(&template).unwrap();
-    forged.seq = seq as u64 + 1;
-    forged.prev = hash;
-    forged.ts = last.ts.clone();
-    forged.data["participant"] = Value::String("FORGED".into());
-    forged.data["identity"] = Value::String("ab".repeat(32));
-    let text = forged.canonical();
-    c.execute(
-        "INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-        rusqlite::params![forged.seq as i64, forged.ts, forged.kind, chancery::log::Entry::hash_of(&text), text],
-    )
-    .unwrap();
-    drop(c);
+    let forged = append_forged(&db, "participant_randomised", "P09", |d| {
+        d["participant"] = Value::String("FORGED".into());
+        d["identity"] = Value::String("ab".repeat(32));
+    });
     let v = verify(&db, &["--key", &key_arg(&db)]);
-    assert_fails(&v, forged.seq, "replay");
+    assert_fails(&v, forged, "replay");
     assert_eq!(check(&v, "chain")["ok"], true, "the forgery is chained correctly");
 }
 
@@ -375,27 +357,8 @@ fn editing_a_derived_table_behind_the_log_is_caught_by_replay() {
 /// Appends, as an insider, a copy of `participant`'s `kind` entry with its data
 /// edited, chained correctly after the last entry; returns its seq.
 fn append_forged(db: &Path, kind: &str, participant: &str, edit: impl FnOnce(&mut Value)) -> u64 {
-    let c = insider(db);
-    let (seq, body, hash): (i64, String, String) = c
-        .query_row("SELECT seq, body, hash FROM log ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
-    let last = chancery::log::Entry::decode(&body).unwrap();
-    let template_seq = seq_of(&c, kind, participant);
-    let template: String = c.query_row("SELECT body FROM log WHERE seq = ?1", [template_seq], |r| r.get(0)).unwrap();
-    let mut forged = chancery::log::Entry::decode(&template).unwrap();
-    forged.seq = seq as u64 + 1;
-    forged.prev = hash;
-    forged.ts = last.ts.clone();
-    edit(&mut forged.data);
-    let text = forged.canonical();
-    c.execute(
-        "INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-        rusqlite::params![forged.seq as i64, forged.ts, forged.kind, chancery::log::Entry::hash_of(&text), text],
-    )
-    .unwrap();
-    forged.seq
+    let template = seq_of(&insider(db), kind, participant);
+    append_forged_from(db, template, |e| edit(&mut e.data))
 }
 
 #[test]
@@ -676,18 +639,10 @@ fn a_chained_entry_with_a_time_out_of_order_or_out_of_format_breaks_the_chain_th
     for (i, (what, ts, needle)) in cases.iter().enumerate() {
         let db = copy_trial(&base, &dir.path().join(format!("t{i}")));
         let screened = seq_of(&insider(&db), "referral_screened", "P04");
-        let bad = append_forged_from(&db, screened, |d| d["participant"] = Value::from(format!("NEW{i}")));
-        let c = insider(&db);
-        let body: String = c.query_row("SELECT body FROM log WHERE seq = ?1", [bad as i64], |r| r.get(0)).unwrap();
-        let mut entry = chancery::log::Entry::decode(&body).unwrap();
-        entry.ts = ts.to_string();
-        let text = entry.canonical();
-        c.execute(
-            "UPDATE log SET ts = ?1, hash = ?2, body = ?3 WHERE seq = ?4",
-            rusqlite::params![entry.ts, chancery::log::Entry::hash_of(&text), text, bad as i64],
-        )
-        .unwrap();
-        drop(c);
+        let bad = append_forged_from(&db, screened, |e| {
+            e.data["participant"] = Value::from(format!("NEW{i}"));
+            e.ts = ts.to_string();
+        });
         let v = verify_chancery(&db);
         match needle {
             Some(needle) => {
@@ -703,8 +658,9 @@ fn a_chained_entry_with_a_time_out_of_order_or_out_of_format_breaks_the_chain_th
     }
 }
 
-/// Appends a copy of entry `template_seq`, edited and chained to the log's end.
-fn append_forged_from(db: &Path, template_seq: i64, edit: impl FnOnce(&mut Value)) -> u64 {
+/// Appends a copy of entry `template_seq` chained to the log's end, at its
+/// last entry's time, then edited.
+fn append_forged_from(db: &Path, template_seq: i64, edit: impl FnOnce(&mut chancery::log::Entry)) -> u64 {
     let c = insider(db);
     let (seq, body, hash): (i64, String, String) = c
         .query_row("SELECT seq, body, hash FROM log ORDER BY seq DESC LIMIT 1", [], |r| {
@@ -717,7 +673,7 @@ fn append_forged_from(db: &Path, template_seq: i64, edit: impl FnOnce(&mut Value
     forged.seq = seq as u64 + 1;
     forged.prev = hash;
     forged.ts = last.ts.clone();
-    edit(&mut forged.data);
+    edit(&mut forged);
     let text = forged.canonical();
     c.execute(
         "INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)",
