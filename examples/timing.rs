@@ -13,6 +13,16 @@
 //!   referrals (100,000) against reading the log's bytes and hashing them
 //!   with SHA-256, and SQLite's integrity check alone; with TEMPLATE the
 //!   trial is kept there and reused;
+//! - `storage [N] [RUNS]`: the structural floor of an N-referral batch
+//!   (100,000) in four storage forms, alternated RUNS times (3): raw SQLite
+//!   writing, in one transaction with chancery's durability, the rows the
+//!   batch wrote (`current`); the same with every hash and identity as a
+//!   32-byte blob instead of hex text (`blob hashes`); that, with each log
+//!   row keeping only the event's data and the rest of its canonical bytes
+//!   left to be rebuilt from the row's columns (`data only`); and that, with
+//!   referral rows cut to the participant, seq, identity and small integer
+//!   codes (`minimal`). What a change of storage could buy a batch, measured;
+//!   no such form is chancery's;
 //! - `import [N] [TEMPLATE]`: importing 2 × N outcome rows (N = 50,000
 //!   randomised participants, m4 and m12, ten values each), the CSV that
 //!   `benches/outcomes.rs` builds; with TEMPLATE the randomised trial is kept
@@ -218,6 +228,131 @@ fn verify(n: usize, template: Option<&Path>) {
     );
 }
 
+/// The rows of a batch of `n` in four storage forms, each written raw in one
+/// transaction into a copy of the fresh trial database, alternated `runs` times.
+fn storage(n: usize, runs: usize) {
+    use rusqlite::{Connection, params};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trial, key, refs) = trial(&dir.path().join("t.db"), [0x5a; 32], n);
+    std::fs::copy(dir.path().join("t.db"), dir.path().join("fresh.db")).unwrap();
+    trial.randomise(&key, &refs, "probe", Timestamp::parse("2026-01-02T00:00:00Z").unwrap()).unwrap();
+    drop(trial);
+    let conn = Connection::open(dir.path().join("t.db")).unwrap();
+    type Log = (i64, String, String, String, String);
+    let log: Vec<Log> = conn
+        .prepare("SELECT seq, ts, type, hash, body FROM log WHERE seq > 0 ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    type Ref = (String, i64, String, String, String, String, Option<String>, Option<String>, Option<String>);
+    let referrals: Vec<Ref> = conn
+        .prepare(
+            "SELECT participant, seq, site, status, reasons, screened_at, stratum, arm, identity FROM referrals ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let identities: Vec<(String, String, i64)> = conn
+        .prepare("SELECT identity, participant, seq FROM identities ORDER BY identity")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    drop(conn);
+    let blob = |h: &str| hex::decode(h).unwrap();
+    // `{"data":DATA,"prev":...}`: DATA is the body from its 9th byte to its "prev" member.
+    let data_of = |body: &str| body[8..body.rfind(",\"prev\":").unwrap()].to_string();
+    let short: Vec<(i64, String, String, Vec<u8>, String)> =
+        log.iter().map(|l| (l.0, l.1.clone(), l.2.clone(), blob(&l.3), data_of(&l.4))).collect();
+    let mut blob_identities: Vec<(Vec<u8>, &str, i64)> =
+        identities.iter().map(|i| (blob(&i.0), i.1.as_str(), i.2)).collect();
+    blob_identities.sort_unstable();
+    let forms = ["current", "blob hashes", "data only", "minimal"];
+    for run in 0..runs {
+        for (form, name) in forms.iter().enumerate() {
+            let path = dir.path().join(format!("form-{run}-{form}.db"));
+            let c = same_rows::open_copy(&dir.path().join("fresh.db"), &path);
+            if form >= 1 {
+                c.execute_batch(
+                    "DROP TABLE identities;
+                     CREATE TABLE identities (identity BLOB PRIMARY KEY, participant TEXT NOT NULL, seq INTEGER NOT NULL) WITHOUT ROWID;",
+                )
+                .unwrap();
+            }
+            if form == 3 {
+                c.execute_batch(
+                    "DROP VIEW participants; DROP TABLE referrals;
+                     CREATE TABLE referrals (participant TEXT PRIMARY KEY, seq INTEGER NOT NULL, status INTEGER NOT NULL,
+                         site INTEGER NOT NULL, stratum INTEGER, arm INTEGER, identity BLOB) WITHOUT ROWID;",
+                )
+                .unwrap();
+            }
+            let (t, cpu) = (Instant::now(), cpu_seconds());
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let mut put_log =
+                c.prepare_cached("INSERT INTO log (seq, ts, type, hash, body) VALUES (?1, ?2, ?3, ?4, ?5)").unwrap();
+            let mut put_referral = c
+                .prepare_cached(
+                    "INSERT INTO referrals (participant, seq, site, status, reasons, screened_at, stratum, arm, identity)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .ok();
+            let mut put_minimal = c
+                .prepare_cached(
+                    "INSERT INTO referrals (participant, seq, status, site, stratum, arm, identity) VALUES (?1, ?2, 2, ?3, ?4, ?5, ?6)",
+                )
+                .ok();
+            for (i, r) in referrals.iter().enumerate() {
+                match form {
+                    0 => put_log.execute(params![log[i].0, log[i].1, log[i].2, log[i].3, log[i].4]),
+                    1 => put_log.execute(params![log[i].0, log[i].1, log[i].2, short[i].3, log[i].4]),
+                    _ => put_log.execute(params![short[i].0, short[i].1, short[i].2, short[i].3, short[i].4]),
+                }
+                .unwrap();
+                let identity = r.8.as_deref().map(blob);
+                match (form, put_referral.as_mut(), put_minimal.as_mut()) {
+                    (0, Some(s), _) => s.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8]),
+                    (1 | 2, Some(s), _) => s.execute(params![r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, identity]),
+                    (3, _, Some(s)) => {
+                        s.execute(params![r.0, r.1, (i % 9) as i64, (i % 54) as i64, (i % 2) as i64, identity])
+                    }
+                    _ => unreachable!("each form has its referral statement"),
+                }
+                .unwrap();
+            }
+            let mut put_identity =
+                c.prepare_cached("INSERT INTO identities (identity, participant, seq) VALUES (?1, ?2, ?3)").unwrap();
+            if form == 0 {
+                for i in &identities {
+                    put_identity.execute(params![i.0, i.1, i.2]).unwrap();
+                }
+            } else {
+                for i in &blob_identities {
+                    put_identity.execute(params![i.0, i.1, i.2]).unwrap();
+                }
+            }
+            drop((put_log, put_referral, put_minimal, put_identity));
+            let inserted = t.elapsed().as_secs_f64();
+            c.execute_batch("COMMIT").unwrap();
+            let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+            drop(c);
+            let size = std::fs::metadata(&path).unwrap().len() as f64 / 1e6;
+            println!(
+                "run {run}, {name:>11}: wall {wall:.3} s (inserts {inserted:.3}, commit {:.3}), cpu {cpu:.3} s, database {size:.1} MB",
+                wall - inserted
+            );
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}
+
 fn import(n: usize, template: Option<&Path>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.db");
@@ -347,6 +482,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("batch") => batch(n(100_000)),
         Some("one") => one(n(2_000), args.get(2).map(Path::new)),
+        Some("storage") => storage(n(100_000), args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3)),
         Some("import") => import(n(50_000), args.get(2).map(Path::new)),
         Some("verify") => verify(n(100_000), args.get(2).map(Path::new)),
         Some("analyse") => analyse(
@@ -355,7 +491,7 @@ fn main() {
             args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5),
         ),
         _ => eprintln!(
-            "usage: timing batch [N] | one [N] [KEEP] | import [N] [TEMPLATE] | verify [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"
+            "usage: timing batch [N] | one [N] [KEEP] | storage [N] [RUNS] | import [N] [TEMPLATE] | verify [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"
         ),
     }
 }

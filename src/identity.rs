@@ -48,7 +48,7 @@ impl IdentityHasher {
     pub fn hash(&self, normalised: &str) -> String {
         let mut mac = self.keyed.clone();
         mac.update(normalised.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        crate::log::lower_hex(&mac.finalize().into_bytes())
     }
 }
 

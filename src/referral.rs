@@ -104,7 +104,10 @@ pub fn canonical_value(kind: &Kind, raw: &str) -> Result<String, String> {
             if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
                 return Err(format!("{n} is out of range; {}", expected()));
             }
-            Ok(n.to_string())
+            // Digits with no leading zero (and not "-0") are already how `n`
+            // prints: copy them rather than format `n` again.
+            let canonical = !plain.starts_with('0') || (plain == "0" && plain.len() == v.len());
+            Ok(if canonical { v.to_string() } else { n.to_string() })
         }
         Kind::Number { min, max } => {
             let body = v.strip_prefix('-').unwrap_or(v);
@@ -509,11 +512,26 @@ mod tests {
     fn values_are_canonicalised() {
         let int = Kind::Integer { min: None, max: None };
         assert_eq!(canonical_value(&int, " 007 ").unwrap(), "7");
+        assert_eq!(canonical_value(&int, "-0").unwrap(), "0");
+        assert_eq!(canonical_value(&int, "-00").unwrap(), "0");
+        assert_eq!(canonical_value(&int, "-012").unwrap(), "-12");
         let num = Kind::Number { min: None, max: None };
         assert_eq!(canonical_value(&num, "00.50").unwrap(), "0.50");
         assert_eq!(canonical_value(&num, "-0").unwrap(), "0");
         let cat = Kind::Category { levels: vec!["yes".into(), "no".into()] };
         assert_eq!(canonical_value(&cat, "YES").unwrap(), "yes");
         assert_eq!(canonical_value(&Kind::Date, "2026-02-29").ok(), None);
+    }
+
+    proptest::proptest! {
+        /// The canonical text of a whole number is how the number prints,
+        /// whichever way it was written (leading zeros, a minus on zero).
+        #[test]
+        fn a_whole_number_is_recorded_as_it_prints(minus in proptest::bool::ANY, zeros in 0usize..3, n in 0u64..1_000_000_000_000) {
+            let text = format!("{}{}{n}", if minus { "-" } else { "" }, "0".repeat(zeros));
+            let value: i64 = text.parse().unwrap();
+            let int = Kind::Integer { min: None, max: None };
+            proptest::prop_assert_eq!(canonical_value(&int, &text).unwrap(), value.to_string());
+        }
     }
 }
