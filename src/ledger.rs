@@ -240,12 +240,13 @@ pub(crate) fn append(
     now: Timestamp,
 ) -> Result<(u64, String)> {
     let started = Entry::start_canonical(|out| event.write_canonical_data(out));
-    append_started(tx, protocol, state, head, event, started, user, &now.to_log_text())
+    append_started(tx, protocol, state, head, event, None, started, user, &now.to_log_text())
         .map(|(seq, hash, _)| (seq, hash))
 }
 
 /// [`append`], given the start of the entry's canonical bytes
-/// ([`Entry::start_canonical`] of `event`'s data); also returns those bytes.
+/// ([`Entry::start_canonical`] of `event`'s data) and, for a randomisation,
+/// the allocation it records; also returns those bytes.
 #[allow(clippy::too_many_arguments)]
 fn append_started(
     tx: &Tx,
@@ -253,6 +254,7 @@ fn append_started(
     state: &mut State,
     head: &mut Head,
     event: &Event,
+    allocated: Option<&allocation::Allocation>,
     started: String,
     user: &str,
     ts: &str,
@@ -262,7 +264,8 @@ fn append_started(
     let seq = head.len;
     let (body, hash) =
         EntryTail { prev: &head.hash, seq, ts, kind: event.kind(), user, v: FORMAT_VERSION }.finish(started);
-    append_finished(tx, protocol, state, head, event, Finished { seq, hash, body }, ts).map(|f| (f.seq, f.hash, f.body))
+    append_finished(tx, protocol, state, head, event, allocated, Finished { seq, hash, body }, ts)
+        .map(|f| (f.seq, f.hash, f.body))
 }
 
 /// Refuses a time earlier than the log's last entry.
@@ -284,17 +287,29 @@ struct Finished {
 
 /// Appends an entry already finished against `head` (its `prev` is
 /// `head.hash`, its seq `head.len`) and applies its event; hands the entry back.
+/// `allocated`: the allocation a randomisation made, which its event records.
+#[allow(clippy::too_many_arguments)]
 fn append_finished(
     tx: &Tx,
     protocol: &Protocol,
     state: &mut State,
     head: &mut Head,
     event: &Event,
+    allocated: Option<&allocation::Allocation>,
     f: Finished,
     ts: &str,
 ) -> Result<Finished> {
     tx.append_log(&LogRowRef { seq: f.seq, ts, kind: event.kind(), hash: &f.hash, body: &f.body })?;
-    apply(tx, protocol, state, f.seq, ts, event)?;
+    match (event, allocated) {
+        // The allocation is at hand: the state advances past it without
+        // reading it back out of the event's stratum label and record.
+        (Event::ParticipantRandomised(r), Some(a)) => {
+            debug_assert_eq!(recorded_allocation(protocol, r).as_ref(), Ok(a), "the event records its allocation");
+            insert_randomised(tx, f.seq, ts, r)?;
+            state.record(a);
+        }
+        _ => apply(tx, protocol, state, f.seq, ts, event)?,
+    }
     head.len = f.seq + 1;
     head.hash.clone_from(&f.hash);
     if head.ts.as_deref() != Some(ts) {
@@ -356,15 +371,7 @@ pub(crate) fn apply<S: Sink + ?Sized>(
             randomised: None,
         }),
         Event::ParticipantRandomised(r) => {
-            tx.insert_referral(&NewReferral {
-                participant: &r.participant,
-                seq,
-                site: &r.site,
-                status: "randomised",
-                reasons: "",
-                screened_at: ts,
-                randomised: Some((&r.stratum, &r.arm, &r.identity)),
-            })?;
+            insert_randomised(tx, seq, ts, r)?;
             let a = recorded_allocation(protocol, r).map_err(|m| {
                 Error::Integrity(format!("log entry {seq}: the allocation record does not fit the protocol: {m}"))
             })?;
@@ -402,6 +409,19 @@ pub(crate) fn apply<S: Sink + ?Sized>(
             seq,
         }),
     }
+}
+
+/// A randomised participant's referral row.
+fn insert_randomised<S: Sink + ?Sized>(tx: &S, seq: u64, ts: &str, r: &Randomised) -> Result<()> {
+    tx.insert_referral(&NewReferral {
+        participant: &r.participant,
+        seq,
+        site: &r.site,
+        status: "randomised",
+        reasons: "",
+        screened_at: ts,
+        randomised: Some((&r.stratum, &r.arm, &r.identity)),
+    })
 }
 
 /// The allocation an event records, with indices resolved against the protocol.
@@ -898,8 +918,8 @@ impl<'a> Preparer<'a> {
 
 /// Appends a batch's prepared referrals to the log in order, applying each to
 /// the derived tables; after the first problem, only checks the rest.
-struct Writer<'t, 'a> {
-    tx: &'t Tx<'t>,
+struct Writer<'t, 'c, 'a> {
+    tx: &'t Tx<'c>,
     protocol: &'a Protocol,
     state: &'t mut State,
     head: &'t mut Head,
@@ -919,7 +939,7 @@ struct Writer<'t, 'a> {
 /// thread that allocated it much faster than on another.
 type Spent = (Event, String);
 
-impl Writer<'_, '_> {
+impl Writer<'_, '_, '_> {
     fn write(&mut self, p: Prepared) -> Result<()> {
         let (index, origin) = (p.index, p.origin);
         let s = match p.screening {
@@ -946,10 +966,21 @@ impl Writer<'_, '_> {
         let ToWrite { mut confirmed, event, arm, allocated, body } = w;
         let written = match body {
             Body::Started(started) => {
-                append_started(self.tx, self.protocol, self.state, self.head, &event, started, self.user, self.ts)
+                let allocated = allocated.as_ref();
+                append_started(
+                    self.tx,
+                    self.protocol,
+                    self.state,
+                    self.head,
+                    &event,
+                    allocated,
+                    started,
+                    self.user,
+                    self.ts,
+                )
             }
             Body::Finished(f) if f.seq == self.head.len => {
-                append_finished(self.tx, self.protocol, self.state, self.head, &event, f, self.ts)
+                append_finished(self.tx, self.protocol, self.state, self.head, &event, allocated.as_ref(), f, self.ts)
                     .map(|f| (f.seq, f.hash, f.body))
             }
             Body::Finished(_) => {
