@@ -161,29 +161,65 @@ pub fn generate_block(protocol: &Protocol, seed: &[u8; 32], stream: &str, start_
     (block, s.word_pos())
 }
 
+/// The permuted blocks generated last, one for each stream. The state records
+/// only where a stratum's current block starts and how much of it is used, so
+/// each allocation would generate that block again from its start word; a
+/// caller allocating many participants keeps this beside the state instead.
+/// Only a cache: allocations are the same with a fresh one or a kept one. It
+/// belongs to one protocol; a different seed empties it.
+#[derive(Debug, Clone, Default)]
+pub struct Blocks {
+    seed: [u8; 32],
+    /// Stream name → (start word, block, the word after it).
+    by_stream: HashMap<String, (u64, Vec<usize>, u64)>,
+}
+
+impl Blocks {
+    /// The block of `stream` that starts at `start_word`, and the word after it.
+    fn at(&mut self, protocol: &Protocol, seed: &[u8; 32], stream: &str, start_word: u64) -> (&[usize], u64) {
+        if self.seed != *seed {
+            self.by_stream.clear();
+            self.seed = *seed;
+        }
+        if !matches!(self.by_stream.get(stream), Some((start, _, _)) if *start == start_word) {
+            let (block, end) = generate_block(protocol, seed, stream, start_word);
+            self.by_stream.insert(stream.to_string(), (start_word, block, end));
+        }
+        match self.by_stream.get(stream) {
+            Some((_, block, end)) => (block, *end),
+            None => unreachable!("the block was just inserted"),
+        }
+    }
+}
+
 /// Allocates the next participant with factor `levels`, given the state so far.
 /// The state is not changed; call [`State::record`] with the result.
 pub fn allocate(protocol: &Protocol, seed: &[u8; 32], state: &State, levels: &[usize]) -> Allocation {
+    allocate_with(protocol, seed, state, levels, &mut Blocks::default())
+}
+
+/// [`allocate`], keeping the blocks it generates in `blocks` for the next allocations.
+pub fn allocate_with(
+    protocol: &Protocol,
+    seed: &[u8; 32],
+    state: &State,
+    levels: &[usize],
+    blocks: &mut Blocks,
+) -> Allocation {
     let detail_and_arm = match &protocol.method {
         Method::PermutedBlocks { .. } => {
             let stream = format!("blocks/{}", stratum_label(protocol, levels));
             let cursor = state.blocks.get(&stream).copied();
-            let (block_no, start, used, block) = match cursor {
-                None => {
-                    let (b, _) = generate_block(protocol, seed, &stream, 0);
-                    (1, 0, 0, b)
-                }
+            let (block_no, start, used, arm) = match cursor {
+                None => (1, 0, 0, blocks.at(protocol, seed, &stream, 0).0[0]),
                 Some(c) => {
-                    let (b, end) = generate_block(protocol, seed, &stream, c.start_word);
-                    if (c.used as usize) < b.len() {
-                        (c.block, c.start_word, c.used, b)
-                    } else {
-                        let (next, _) = generate_block(protocol, seed, &stream, end);
-                        (c.block + 1, end, 0, next)
+                    let (b, end) = blocks.at(protocol, seed, &stream, c.start_word);
+                    match b.get(c.used as usize) {
+                        Some(&arm) => (c.block, c.start_word, c.used, arm),
+                        None => (c.block + 1, end, 0, blocks.at(protocol, seed, &stream, end).0[0]),
                     }
                 }
             };
-            let arm = block[used as usize];
             (Detail::Blocks { stream, block: block_no, start_word: start, position: used + 1 }, arm)
         }
         Method::Simple => {
@@ -308,6 +344,32 @@ mod tests {
                 a
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        /// Allocating with the blocks kept from earlier allocations gives what
+        /// generating every block afresh gives, for every method, and a cache
+        /// that served another seed serves this one correctly.
+        #[test]
+        fn kept_blocks_allocate_as_fresh_ones(
+            file in proptest::sample::select(vec!["work-health-ips.toml", "example-minimisation.toml", "example-simple-2to1.toml"]),
+            seeds in proptest::collection::vec(0u8..4, 1..4),
+            strata in proptest::collection::vec((0usize..9, 0usize..2, 0usize..3), 1..120),
+        ) {
+            let p = load(file);
+            let mut blocks = Blocks::default();
+            for seed in seeds {
+                let seed = [seed; 32];
+                let mut state = State::new(&p);
+                for &(a, b, c) in &strata {
+                    let levels: Vec<usize> =
+                        [a, b, c].iter().zip(&p.factors).map(|(&l, f)| l % f.levels.len()).collect();
+                    let fresh = allocate(&p, &seed, &state, &levels);
+                    proptest::prop_assert_eq!(&allocate_with(&p, &seed, &state, &levels, &mut blocks), &fresh);
+                    state.record(&fresh);
+                }
+            }
+        }
     }
 
     #[test]

@@ -300,6 +300,7 @@ fn run_trial(
     let total_ratio: u64 = ratios.iter().sum();
     let r = total_ratio as f64;
     let mut state = State::new(protocol);
+    let mut blocks = allocation::Blocks::default();
     let mut overall = vec![0u64; arms];
     let mut by_stratum = vec![vec![0u64; arms]; combos.len()];
     let mut max_stratum = vec![0u64; combos.len()];
@@ -313,7 +314,7 @@ fn run_trial(
             (0..arms).map(|a| i128::from(n * ratios[a]) - i128::from(total_ratio * counts[a])).collect();
         let best = *deficit.iter().max().expect("at least two arms");
         let guessed: Vec<usize> = (0..arms).filter(|&a| deficit[a] == best).collect();
-        let a = allocation::allocate(protocol, seed, &state, &combos[s]);
+        let a = allocation::allocate_with(protocol, seed, &state, &combos[s], &mut blocks);
         if guessed.contains(&a.arm) {
             correct += 1.0 / guessed.len() as f64;
         }

@@ -148,6 +148,9 @@ pub struct Trial {
     /// The last key this handle accepted and its identity hasher, so that
     /// randomising one referral at a time does not derive them again.
     accepted_key: Option<(TrialKey, IdentityHasher)>,
+    /// The permuted blocks this handle's allocations generated, kept for the
+    /// next ones (a cache: allocations are the same without it).
+    blocks: allocation::Blocks,
 }
 
 /// Creates a trial: refuses to overwrite anything, writes the key files
@@ -350,6 +353,21 @@ pub(crate) fn apply<S: Sink + ?Sized>(
     ts: &str,
     event: &Event,
 ) -> Result<()> {
+    apply_with_levels(tx, protocol, state, seq, ts, event, None)
+}
+
+/// [`apply`], given for a randomisation the factor levels its stratum label
+/// names when the caller has them already (replay finds them checking the
+/// label against the recorded values), so the label is not parsed again.
+pub(crate) fn apply_with_levels<S: Sink + ?Sized>(
+    tx: &S,
+    protocol: &Protocol,
+    state: &mut State,
+    seq: u64,
+    ts: &str,
+    event: &Event,
+    levels: Option<&[usize]>,
+) -> Result<()> {
     match event {
         Event::TrialCreated(t) => tx.insert_trial(&TrialRow {
             trial_id: t.trial.clone(),
@@ -372,7 +390,11 @@ pub(crate) fn apply<S: Sink + ?Sized>(
         }),
         Event::ParticipantRandomised(r) => {
             insert_randomised(tx, seq, ts, r)?;
-            let a = recorded_allocation(protocol, r).map_err(|m| {
+            let a = match levels {
+                Some(levels) => allocation_from(protocol, r, || Ok(levels.to_vec())),
+                None => recorded_allocation(protocol, r),
+            }
+            .map_err(|m| {
                 Error::Integrity(format!("log entry {seq}: the allocation record does not fit the protocol: {m}"))
             })?;
             state.record(&a);
@@ -429,9 +451,18 @@ pub(crate) fn recorded_allocation(
     protocol: &Protocol,
     r: &Randomised,
 ) -> std::result::Result<allocation::Allocation, String> {
+    allocation_from(protocol, r, || parse_stratum(protocol, &r.stratum))
+}
+
+/// The allocation an event records, with `levels` giving the factor levels its
+/// stratum label names.
+fn allocation_from(
+    protocol: &Protocol,
+    r: &Randomised,
+    levels: impl FnOnce() -> std::result::Result<Vec<usize>, String>,
+) -> std::result::Result<allocation::Allocation, String> {
     let arm = protocol.arms.iter().position(|a| a.id == r.arm).ok_or_else(|| format!("unknown arm {:?}", r.arm))?;
-    let levels = parse_stratum(protocol, &r.stratum)?;
-    Ok(allocation::Allocation { arm, levels, detail: r.allocation.to_detail(protocol)? })
+    Ok(allocation::Allocation { arm, levels: levels()?, detail: r.allocation.to_detail(protocol)? })
 }
 
 /// Factor level indices from a stratum label.
@@ -487,7 +518,14 @@ impl Trial {
             Error::Integrity(format!("{} has no trial record; it was not created by `chancery init`", db.display()))
         })?;
         let protocol = Protocol::parse(&format!("{} (stored protocol)", db.display()), &row.protocol)?;
-        Ok(Trial { store, protocol, row, cached_state: None, accepted_key: None })
+        Ok(Trial {
+            store,
+            protocol,
+            row,
+            cached_state: None,
+            accepted_key: None,
+            blocks: allocation::Blocks::default(),
+        })
     }
 
     /// The trial's protocol, as stored at `init`.
@@ -576,6 +614,7 @@ impl Trial {
             identities: HashMap::with_capacity(referrals.len()),
             failed: false,
             chain: None,
+            blocks: std::mem::take(&mut self.blocks),
         };
         let mut writer = Writer {
             tx: &tx,
@@ -652,6 +691,7 @@ impl Trial {
         flush_touched(&tx, protocol, &state, &touched)?;
         tx.commit()?;
         self.cached_state = Some((head.clone(), state));
+        self.blocks = preparer.blocks;
         for c in &mut out {
             c.log_length = head.len;
             c.head = head.hash.clone();
@@ -821,6 +861,8 @@ struct Preparer<'a> {
     /// On a thread of its own, the log's head as the entries prepared so far
     /// will leave it: the entries are then finished and hashed there too.
     chain: Option<Chain<'a>>,
+    /// The blocks its allocations generated (the trial handle's, handed back).
+    blocks: allocation::Blocks,
 }
 
 /// Where the next entry of a batch goes, and what every entry of it shares.
@@ -886,7 +928,8 @@ impl<'a> Preparer<'a> {
         };
         let write = (!self.failed).then(|| {
             let confirmed = confirmation(self.protocol, &s);
-            let (event, arm, allocated) = referral_event(self.protocol, self.seed, from, s, identity.clone());
+            let (event, arm, allocated) =
+                referral_event(self.protocol, self.seed, from, s, identity.clone(), &mut self.blocks);
             let started = Entry::start_canonical(|out| event.write_canonical_data(out));
             let body = match &mut self.chain {
                 None => Body::Started(started),
@@ -1047,6 +1090,7 @@ fn referral_event<'p>(
     state: &State,
     s: Screened,
     identity: String,
+    blocks: &mut allocation::Blocks,
 ) -> (Event, Option<&'p Arm>, Option<allocation::Allocation>) {
     match s.decision {
         Decision::Ineligible(reasons) => (
@@ -1073,7 +1117,7 @@ fn referral_event<'p>(
         ),
         Decision::Randomise => {
             let levels = referral::factor_levels(protocol, &s);
-            let a = allocation::allocate(protocol, seed, state, &levels);
+            let a = allocation::allocate_with(protocol, seed, state, &levels, blocks);
             let stratum = allocation::stratum_label(protocol, &levels);
             let arm = &protocol.arms[a.arm];
             (

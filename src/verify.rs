@@ -196,6 +196,8 @@ struct Pass<'a> {
     commitment_checked: bool,
     allocations: Finding,
     allocations_checked: u64,
+    /// The permuted blocks re-derivation generated, kept for the next allocations.
+    blocks: allocation::Blocks,
     /// Checkpoint indices by the seq of the entry their head names.
     checkpoint_at: BTreeMap<u64, Vec<usize>>,
     checkpoints: &'a [(String, Checkpoint)],
@@ -313,6 +315,7 @@ fn verify_with(
         commitment_checked: false,
         allocations: Finding::default(),
         allocations_checked: 0,
+        blocks: allocation::Blocks::default(),
         checkpoint_at: BTreeMap::new(),
         checkpoints: &opts.checkpoints,
         checkpoint_results: vec![None; opts.checkpoints.len()],
@@ -759,6 +762,7 @@ impl Pass<'_> {
             }
         }
         let before = (self.replay.clone(), self.allocations.clone(), self.allocations_checked);
+        let mut levels = None;
         match event {
             Event::ParticipantRandomised(r) => {
                 if !self.unique_by_constraint
@@ -768,17 +772,24 @@ impl Pass<'_> {
                     self.stop(seq, "unique_participants");
                     return Ok(());
                 }
-                match stratum_of_values(&g.protocol, r) {
-                    Ok(label) if label == r.stratum => {}
-                    Ok(label) => self.replay.fail(
-                        seq,
-                        format!(
-                            "entry {seq}: recorded stratum {:?}, but its recorded values give {label:?}",
-                            r.stratum
-                        ),
-                    ),
-                    Err(m) => self.replay.fail(seq, format!("entry {seq}: {m}")),
-                }
+                // The factor levels, once the label is found to name them.
+                levels = match stratum_of_values(&g.protocol, r) {
+                    Ok((levels, label)) if label == r.stratum => Some(levels),
+                    Ok((_, label)) => {
+                        self.replay.fail(
+                            seq,
+                            format!(
+                                "entry {seq}: recorded stratum {:?}, but its recorded values give {label:?}",
+                                r.stratum
+                            ),
+                        );
+                        None
+                    }
+                    Err(m) => {
+                        self.replay.fail(seq, format!("entry {seq}: {m}"));
+                        None
+                    }
+                };
                 if let Some(seed) = self.seed
                     && self.seed_opens
                     && !self.allocations.failed()
@@ -787,7 +798,8 @@ impl Pass<'_> {
                         self.allocations
                             .fail(seq, format!("entry {seq} allocates after the seed was revealed at entry {at}"));
                     } else {
-                        check_allocation(&g.protocol, &seed, state, seq, r, &mut self.allocations);
+                        let to = (&mut self.blocks, &mut self.allocations);
+                        check_allocation(&g.protocol, &seed, state, (seq, r), levels.as_deref(), to);
                         self.allocations_checked += 1;
                     }
                 }
@@ -818,7 +830,7 @@ impl Pass<'_> {
             Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::TrialCreated(_) => {}
         }
-        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, event) {
+        if let Err(e) = ledger::apply_with_levels(tx, &g.protocol, state, seq, ts, event, levels.as_deref()) {
             // With the replay database's unique indexes, a duplicate is what makes
             // the insert fail: the look-ups run only then, and the entry is judged
             // as if they had run first (what it found before them is forgotten).
@@ -985,8 +997,8 @@ impl Pass<'_> {
     }
 }
 
-/// The stratum label the recorded values give (docs/SPEC.md §6.1).
-fn stratum_of_values(protocol: &Protocol, r: &Randomised) -> std::result::Result<String, String> {
+/// The factor levels the recorded values give, and their stratum label (docs/SPEC.md §6.1).
+fn stratum_of_values(protocol: &Protocol, r: &Randomised) -> std::result::Result<(Vec<usize>, String), String> {
     let mut levels = Vec::with_capacity(protocol.factors.len());
     for f in &protocol.factors {
         let value = match f.source {
@@ -1000,16 +1012,32 @@ fn stratum_of_values(protocol: &Protocol, r: &Randomised) -> std::result::Result
             .ok_or_else(|| format!("the recorded values give no level of factor {} ({value:?})", f.name))?;
         levels.push(level);
     }
-    Ok(allocation::stratum_label(protocol, &levels))
+    let label = allocation::stratum_label(protocol, &levels);
+    Ok((levels, label))
 }
 
-/// Re-derives one allocation from the seed and the replayed state.
-fn check_allocation(protocol: &Protocol, seed: &[u8; 32], state: &State, seq: u64, r: &Randomised, f: &mut Finding) {
-    let levels = match ledger::parse_stratum(protocol, &r.stratum) {
-        Ok(l) => l,
-        Err(m) => return f.fail(seq, format!("entry {seq}: {m}")),
+/// Re-derives one allocation from the seed and the replayed state; `levels`,
+/// the factor levels its stratum label names, if known.
+fn check_allocation(
+    protocol: &Protocol,
+    seed: &[u8; 32],
+    state: &State,
+    (seq, r): (u64, &Randomised),
+    levels: Option<&[usize]>,
+    (blocks, f): (&mut allocation::Blocks, &mut Finding),
+) {
+    let parsed;
+    let levels = match levels {
+        Some(l) => l,
+        None => match ledger::parse_stratum(protocol, &r.stratum) {
+            Ok(l) => {
+                parsed = l;
+                &parsed
+            }
+            Err(m) => return f.fail(seq, format!("entry {seq}: {m}")),
+        },
     };
-    let derived = allocation::allocate(protocol, seed, state, &levels);
+    let derived = allocation::allocate_with(protocol, seed, state, levels, blocks);
     let arm = &protocol.arms[derived.arm].id;
     let record = AllocationRecord::from_detail(protocol, &derived.detail);
     if *arm != r.arm {
