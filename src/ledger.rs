@@ -311,7 +311,7 @@ fn append_finished(
             insert_randomised(tx, f.seq, ts, r)?;
             state.record(a);
         }
-        _ => apply(tx, protocol, state, f.seq, ts, event)?,
+        _ => apply(tx, protocol, state, f.seq, ts, event, None)?,
     }
     head.len = f.seq + 1;
     head.hash.clone_from(&f.hash);
@@ -344,22 +344,11 @@ pub(crate) trait Sink {
 }
 
 /// Derives the tables' rows from one event. Live writes and replay both come here,
-/// so the tables are by construction a function of the log.
+/// so the tables are by construction a function of the log. `levels`: for a
+/// randomisation, the factor levels its stratum label names, when the caller
+/// has them already (replay finds them checking the label against the
+/// recorded values), so that the label is not parsed again.
 pub(crate) fn apply<S: Sink + ?Sized>(
-    tx: &S,
-    protocol: &Protocol,
-    state: &mut State,
-    seq: u64,
-    ts: &str,
-    event: &Event,
-) -> Result<()> {
-    apply_with_levels(tx, protocol, state, seq, ts, event, None)
-}
-
-/// [`apply`], given for a randomisation the factor levels its stratum label
-/// names when the caller has them already (replay finds them checking the
-/// label against the recorded values), so the label is not parsed again.
-pub(crate) fn apply_with_levels<S: Sink + ?Sized>(
     tx: &S,
     protocol: &Protocol,
     state: &mut State,

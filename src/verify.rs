@@ -830,7 +830,7 @@ impl Pass<'_> {
             Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::TrialCreated(_) => {}
         }
-        if let Err(e) = ledger::apply_with_levels(tx, &g.protocol, state, seq, ts, event, levels.as_deref()) {
+        if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, event, levels.as_deref()) {
             // With the replay database's unique indexes, a duplicate is what makes
             // the insert fail: the look-ups run only then, and the entry is judged
             // as if they had run first (what it found before them is forgotten).
