@@ -167,11 +167,19 @@ pub fn generate_block(protocol: &Protocol, seed: &[u8; 32], stream: &str, start_
 /// caller allocating many participants keeps this beside the state instead.
 /// Only a cache: allocations are the same with a fresh one or a kept one. It
 /// belongs to one protocol; a different seed empties it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Blocks {
     seed: [u8; 32],
     /// Stream name → (start word, block, the word after it).
     by_stream: HashMap<String, (u64, Vec<usize>, u64)>,
+}
+
+/// Neither the seed nor the blocks, whose unused places are the next
+/// allocations: concealment holds in debug output too.
+impl std::fmt::Debug for Blocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blocks").field("streams", &self.by_stream.len()).finish_non_exhaustive()
+    }
 }
 
 impl Blocks {
@@ -370,6 +378,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn kept_blocks_do_not_show_in_debug_output() {
+        let p = load("work-health-ips.toml");
+        let mut blocks = Blocks::default();
+        let seed = [0xab; 32];
+        let state = State::new(&p);
+        allocate_with(&p, &seed, &state, &[0, 0, 0], &mut blocks);
+        let shown = format!("{blocks:?}");
+        assert_eq!(shown, "Blocks { streams: 1, .. }");
     }
 
     #[test]
