@@ -699,15 +699,7 @@ mod tests {
             values in proptest::collection::btree_map(text(), text(), 0..16),
             allocation in allocation(),
         ) {
-            let e = Event::ParticipantRandomised(Randomised {
-                participant: strings[0].clone(),
-                site: strings[1].clone(),
-                identity: strings[2].clone(),
-                values,
-                stratum: strings[3].clone(),
-                arm: strings[4].clone(),
-                allocation,
-            });
+            let e = screened_or_randomised(false, &strings, values, vec![], allocation);
             prop_assert_eq!(direct(&e), generic(&e));
         }
     }

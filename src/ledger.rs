@@ -248,8 +248,8 @@ pub(crate) fn append(
 }
 
 /// [`append`], given the start of the entry's canonical bytes
-/// ([`Entry::start_canonical`] of `event`'s data) and, for a randomisation,
-/// the allocation it records; also returns those bytes.
+/// ([`Entry::start_canonical`] of `event`'s data) and, for a randomisation
+/// made here, its factor levels (see [`apply`]); also returns those bytes.
 #[allow(clippy::too_many_arguments)]
 fn append_started(
     tx: &Tx,
@@ -257,7 +257,7 @@ fn append_started(
     state: &mut State,
     head: &mut Head,
     event: &Event,
-    allocated: Option<&allocation::Allocation>,
+    levels: Option<&[usize]>,
     started: String,
     user: &str,
     ts: &str,
@@ -267,7 +267,7 @@ fn append_started(
     let seq = head.len;
     let (body, hash) =
         EntryTail { prev: &head.hash, seq, ts, kind: event.kind(), user, v: FORMAT_VERSION }.finish(started);
-    append_finished(tx, protocol, state, head, event, allocated, Finished { seq, hash, body }, ts)
+    append_finished(tx, protocol, state, head, event, levels, Finished { seq, hash, body }, ts)
         .map(|f| (f.seq, f.hash, f.body))
 }
 
@@ -290,7 +290,6 @@ struct Finished {
 
 /// Appends an entry already finished against `head` (its `prev` is
 /// `head.hash`, its seq `head.len`) and applies its event; hands the entry back.
-/// `allocated`: the allocation a randomisation made, which its event records.
 #[allow(clippy::too_many_arguments)]
 fn append_finished(
     tx: &Tx,
@@ -298,21 +297,12 @@ fn append_finished(
     state: &mut State,
     head: &mut Head,
     event: &Event,
-    allocated: Option<&allocation::Allocation>,
+    levels: Option<&[usize]>,
     f: Finished,
     ts: &str,
 ) -> Result<Finished> {
     tx.append_log(&LogRowRef { seq: f.seq, ts, kind: event.kind(), hash: &f.hash, body: &f.body })?;
-    match (event, allocated) {
-        // The allocation is at hand: the state advances past it without
-        // reading it back out of the event's stratum label and record.
-        (Event::ParticipantRandomised(r), Some(a)) => {
-            debug_assert_eq!(recorded_allocation(protocol, r).as_ref(), Ok(a), "the event records its allocation");
-            insert_randomised(tx, f.seq, ts, r)?;
-            state.record(a);
-        }
-        _ => apply(tx, protocol, state, f.seq, ts, event, None)?,
-    }
+    apply(tx, protocol, state, f.seq, ts, event, levels)?;
     head.len = f.seq + 1;
     head.hash.clone_from(&f.hash);
     if head.ts.as_deref() != Some(ts) {
@@ -346,8 +336,8 @@ pub(crate) trait Sink {
 /// Derives the tables' rows from one event. Live writes and replay both come here,
 /// so the tables are by construction a function of the log. `levels`: for a
 /// randomisation, the factor levels its stratum label names, when the caller
-/// has them already (replay finds them checking the label against the
-/// recorded values), so that the label is not parsed again.
+/// has them already (the allocation made them; replay finds them checking the
+/// label against the recorded values), so that the label is not parsed again.
 pub(crate) fn apply<S: Sink + ?Sized>(
     tx: &S,
     protocol: &Protocol,
@@ -378,7 +368,19 @@ pub(crate) fn apply<S: Sink + ?Sized>(
             randomised: None,
         }),
         Event::ParticipantRandomised(r) => {
-            insert_randomised(tx, seq, ts, r)?;
+            tx.insert_referral(&NewReferral {
+                participant: &r.participant,
+                seq,
+                site: &r.site,
+                status: "randomised",
+                reasons: "",
+                screened_at: ts,
+                randomised: Some((&r.stratum, &r.arm, &r.identity)),
+            })?;
+            debug_assert!(
+                levels.is_none_or(|l| parse_stratum(protocol, &r.stratum).as_deref() == Ok(l)),
+                "the levels given are the ones the stratum label names"
+            );
             let a = match levels {
                 Some(levels) => allocation_from(protocol, r, || Ok(levels.to_vec())),
                 None => recorded_allocation(protocol, r),
@@ -420,19 +422,6 @@ pub(crate) fn apply<S: Sink + ?Sized>(
             seq,
         }),
     }
-}
-
-/// A randomised participant's referral row.
-fn insert_randomised<S: Sink + ?Sized>(tx: &S, seq: u64, ts: &str, r: &Randomised) -> Result<()> {
-    tx.insert_referral(&NewReferral {
-        participant: &r.participant,
-        seq,
-        site: &r.site,
-        status: "randomised",
-        reasons: "",
-        screened_at: ts,
-        randomised: Some((&r.stratum, &r.arm, &r.identity)),
-    })
 }
 
 /// The allocation an event records, with indices resolved against the protocol.
@@ -998,21 +987,22 @@ impl Writer<'_, '_, '_> {
         let ToWrite { mut confirmed, event, arm, allocated, body } = w;
         let written = match body {
             Body::Started(started) => {
-                let allocated = allocated.as_ref();
+                let levels = allocated.as_ref().map(|a| &a.levels[..]);
                 append_started(
                     self.tx,
                     self.protocol,
                     self.state,
                     self.head,
                     &event,
-                    allocated,
+                    levels,
                     started,
                     self.user,
                     self.ts,
                 )
             }
             Body::Finished(f) if f.seq == self.head.len => {
-                append_finished(self.tx, self.protocol, self.state, self.head, &event, allocated.as_ref(), f, self.ts)
+                let levels = allocated.as_ref().map(|a| &a.levels[..]);
+                append_finished(self.tx, self.protocol, self.state, self.head, &event, levels, f, self.ts)
                     .map(|f| (f.seq, f.hash, f.body))
             }
             Body::Finished(_) => {

@@ -515,6 +515,17 @@ fn a_file_that_is_not_a_chancery_database_is_refused() {
 }
 
 /// Two new trials of one protocol from the same seed, in `dir`, and their key.
+/// The eligible, consenting referrals among `n` simulated for `p`, each with its id as origin.
+fn eligible(p: &chancery::protocol::Protocol, n: u32) -> Vec<(String, chancery::referral::Referral)> {
+    chancery::demo::simulate_referrals(p, &seed(), n)
+        .into_iter()
+        .filter(|r| {
+            chancery::referral::screen(p, r).is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
+        })
+        .map(|r| (r.participant.clone(), r))
+        .collect()
+}
+
 fn twin_trials(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, chancery::keys::TrialKey) {
     let (one, two) = (dir.join("one"), dir.join("two"));
     std::fs::create_dir_all(&one).unwrap();
@@ -537,14 +548,7 @@ fn handles_that_take_turns_allocate_exactly_as_one_handle_would() {
         let (db1, db2, key) = twin_trials(dir.path(), name);
         let mut single = Trial::open(&db1).unwrap();
         let p = single.protocol().clone();
-        let referrals: Vec<_> = chancery::demo::simulate_referrals(&p, &seed(), 400)
-            .into_iter()
-            .filter(|r| {
-                chancery::referral::screen(&p, r).is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
-            })
-            .take(80)
-            .map(|r| (r.participant.clone(), r))
-            .collect();
+        let referrals: Vec<_> = eligible(&p, 400).into_iter().take(80).collect();
         assert_eq!(referrals.len(), 80, "{name}");
         let now = Timestamp::parse(NOW).unwrap();
         let mut handles = [Trial::open(&db2).unwrap(), Trial::open(&db2).unwrap()];
@@ -584,13 +588,7 @@ fn a_handle_that_accepted_a_key_still_refuses_another() {
     same_id.seed[0] ^= 1;
     let mut trial = Trial::open(&db).unwrap();
     let p = trial.protocol().clone();
-    let referrals: Vec<_> = chancery::demo::simulate_referrals(&p, &seed(), 60)
-        .into_iter()
-        .filter(|r| {
-            chancery::referral::screen(&p, r).is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
-        })
-        .map(|r| (r.participant.clone(), r))
-        .collect();
+    let referrals = eligible(&p, 60);
     let now = Timestamp::parse(NOW).unwrap();
     trial.randomise(&key, &referrals[..1], "tester", now).unwrap();
     let before = log_snapshot(&db);
