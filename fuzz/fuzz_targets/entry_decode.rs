@@ -21,13 +21,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(entry) = Entry::decode(text) else { return };
     assert_eq!(entry.canonical(), text);
+    let checked = Entry::check(text).expect("decode accepted it");
     let by_tree = Event::from_parts(&entry.kind, &entry.data);
-    let direct = Entry::check(text).expect("decode accepted it").event();
-    assert_eq!(direct, by_tree);
+    assert_eq!(checked.event(), by_tree);
     SPARES.with(|spares| {
         let mut spares = spares.borrow_mut();
         let mut spare = spares.get(&entry.kind).cloned();
-        let r = decode_event_into(&entry.kind, Entry::check(text).unwrap().data, &mut spare);
+        let r = decode_event_into(&entry.kind, checked.data, &mut spare);
         match (&by_tree, r, &spare) {
             (Ok(e), Ok(()), Some(got)) => assert_eq!(got, e),
             (Err(m), Err(got), None) => assert_eq!(&got, m),
