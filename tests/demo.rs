@@ -55,7 +55,19 @@ fn the_demo_is_reproducible_and_its_seed_and_effect_matter() {
 fn the_demo_never_overwrites_an_existing_trial() {
     let dir = tempfile::tempdir().unwrap();
     demo(&dir.path().join("d"), &[]);
+    let folder = |d: &std::path::Path| {
+        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file() && !p.to_string_lossy().ends_with("-shm"))
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = folder(&dir.path().join("d"));
     let out = chancery().args(["demo", "--dir"]).arg(dir.path().join("d")).assert().code(1);
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(before == folder(&dir.path().join("d")), "the refused demo changed the existing trial's files");
 }

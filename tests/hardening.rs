@@ -90,25 +90,70 @@ fn eight_coordinators_randomising_at_once_all_succeed_in_one_contiguous_balanced
     }
 }
 
-/// A tiny deterministic generator for the kill schedule.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
+/// The write-ahead log's state, to see a writer start writing.
+fn wal_state(db: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(format!("{}-wal", db.display())).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// How a kill landed.
+struct Kill {
+    /// The process was still running when it was killed.
+    running: bool,
+    /// It had begun writing pages to the write-ahead log by then.
+    writing: bool,
+}
+
+/// Waits until `child` begins writing to the database's write-ahead log (or
+/// exits), then `delay` more, then kills it with SIGKILL: no destructors, no
+/// flush, no chance to tidy up. Synchronising on the write, rather than on a
+/// random time from spawning, puts the kills inside the transaction's commit
+/// instead of mostly before it or after it.
+fn kill_while_writing(
+    child: &mut std::process::Child,
+    db: &Path,
+    before: Option<(u64, std::time::SystemTime)>,
+    delay: Duration,
+) -> Kill {
+    let started = std::time::Instant::now();
+    let mut writing = false;
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(20) {
+        if let Some(now) = wal_state(db) {
+            if now.0 > 0 && Some(now) != before {
+                writing = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(100));
     }
+    if writing {
+        std::thread::sleep(delay);
+    }
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    Kill { running, writing }
+}
+
+/// The delay after the write starts, moved towards the commit's end: shorter
+/// after a kill that came too late (the batch committed), longer after one
+/// that came too early, so kills keep landing on both sides of the commit.
+fn next_delay(delay: Duration, committed: bool) -> Duration {
+    let us = delay.as_micros() as u64;
+    Duration::from_micros(if committed { us / 2 } else { (us * 3 / 2).max(200) }.min(200_000))
 }
 
 #[test]
-fn killing_a_coordinator_at_random_points_loses_nothing_that_was_confirmed() {
+fn killing_a_coordinator_while_it_writes_loses_nothing_that_was_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let db = init(dir.path(), "work-health-ips.toml");
-    let mut rng = Lcg(20_261_122);
     let mut confirmed: Vec<String> = Vec::new();
-    let mut kills = 0;
-    for round in 0..110u32 {
+    let (mut killed_before_commit, mut killed_after_commit, mut committed_rounds) = (0, 0, 0);
+    let mut delay = Duration::from_millis(2);
+    let rounds = 60u32;
+    for round in 0..rounds {
         let csv = dir.path().join(format!("batch{round}.csv"));
         std::fs::write(&csv, batch_csv(&format!("R{round}N"), 1000, 1_000_000 + round * 1_200)).unwrap();
+        let before = wal_state(&db);
         let mut child = Command::new(bin())
             .args(["randomise", "--db"])
             .arg(&db)
@@ -120,84 +165,111 @@ fn killing_a_coordinator_at_random_points_loses_nothing_that_was_confirmed() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.next(150)));
-        if child.try_wait().unwrap().is_none() {
-            kills += 1;
-        }
-        // SIGKILL: no destructors, no flush, no chance to tidy up.
-        let _ = child.kill();
+        let kill = kill_while_writing(&mut child, &db, before, delay);
         let out = child.wait_with_output().unwrap();
         let printed = String::from_utf8_lossy(&out.stdout);
         for line in printed.lines().filter(|l| l.contains(": randomised to ")) {
             confirmed.push(line.split(':').next().unwrap().to_string());
         }
-        if round % 25 == 24 {
+        let n = count_prefixed(&db, &format!("R{round}N"));
+        // A batch is one transaction: it is in the log entirely or not at all.
+        assert!(n == 0 || n == 1000, "batch {round} is partly in the log ({n} of 1000)");
+        let committed = n == 1000;
+        committed_rounds += committed as u32;
+        if kill.running && kill.writing {
+            if committed { killed_after_commit += 1 } else { killed_before_commit += 1 }
+        }
+        delay = next_delay(delay, committed);
+        if round % 20 == 19 {
             verify_ok(&db);
         }
     }
-    assert!(kills >= 100, "only {kills} processes were still running when killed");
     eprintln!(
-        "{kills} processes killed mid-run; {} allocations were confirmed to the user before a kill or completion",
+        "{rounds} batches: {killed_before_commit} killed while writing and rolled back, {killed_after_commit} killed after \
+         their commit, {committed_rounds} in the log; {} allocations confirmed to the user",
         confirmed.len()
     );
+    // The test means something only if kills landed on both sides of commits.
+    assert!(killed_before_commit >= 10, "only {killed_before_commit} kills rolled a batch back");
+    assert!(committed_rounds >= 10, "only {committed_rounds} batches committed");
     verify_ok(&db);
-    let allocations = String::from_utf8(
-        chancery().args(["export", "--what", "allocations", "--db"]).arg(&db).output().unwrap().stdout,
-    )
-    .unwrap();
-    let in_log: std::collections::BTreeSet<&str> =
-        allocations.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let in_log = allocated(&db);
     for p in &confirmed {
         assert!(in_log.contains(p.as_str()), "{p} was confirmed to the user but is not in the log");
     }
-    // A batch is one transaction: each is in the log entirely or not at all.
-    for round in 0..110u32 {
-        let n = in_log.iter().filter(|p| p.starts_with(&format!("R{round}N"))).count();
-        assert!(n == 0 || n == 1000, "batch {round} is partly in the log ({n} of 1000)");
-    }
+}
+
+/// The participants with an allocation.
+fn allocated(db: &Path) -> std::collections::BTreeSet<String> {
+    let out = chancery().args(["export", "--what", "allocations", "--db"]).arg(db).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect()
+}
+
+fn count_prefixed(db: &Path, prefix: &str) -> usize {
+    allocated(db).iter().filter(|p| p.starts_with(prefix)).count()
 }
 
 #[test]
-fn killing_an_outcome_import_leaves_it_all_or_nothing() {
+fn killing_an_outcome_import_while_it_writes_leaves_it_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = init(dir.path(), "work-health-ips.toml");
+    let (rounds, per_round) = (60u32, 50u32);
     let csv = dir.path().join("batch.csv");
-    std::fs::write(&csv, batch_csv("P", 60, 200_000)).unwrap();
+    std::fs::write(&csv, batch_csv("P", rounds * per_round, 200_000)).unwrap();
     chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&csv).assert().success();
-    let mut rng = Lcg(7);
-    for round in 0..100u32 {
+    let (mut killed_before_commit, mut committed_rounds) = (0, 0);
+    let mut delay = Duration::from_micros(500);
+    for round in 0..rounds {
+        // Each round its own participants, so every round can commit.
         let mut rows = String::from("participant,timepoint,collected_on,phq9\n");
-        for i in 0..60 {
+        for i in round * per_round..(round + 1) * per_round {
             rows.push_str(&format!("P{i},m4,2026-07-0{},{}\n", 1 + round % 9, round % 27));
         }
         let file = dir.path().join(format!("o{round}.csv"));
         std::fs::write(&file, rows).unwrap();
         let now = format!("2026-07-{:02}T10:00:00Z", 10 + round / 10);
-        let child = Command::new(bin())
+        let before = wal_state(&db);
+        let mut child = Command::new(bin())
             .args(["outcome", "import", "--db"])
             .arg(&db)
             .arg("--csv")
             .arg(&file)
             .env("CHANCERY_NOW", &now)
+            .env("USER", "tester")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.next(40)));
-        let mut child = child;
-        let _ = child.kill();
+        let kill = kill_while_writing(&mut child, &db, before, delay);
         let _ = child.wait();
-        if round % 25 == 24 {
+        let outcomes = String::from_utf8(
+            chancery().args(["export", "--what", "outcomes", "--db"]).arg(&db).output().unwrap().stdout,
+        )
+        .unwrap();
+        let n = (round * per_round..(round + 1) * per_round)
+            .filter(|i| outcomes.lines().any(|l| l.starts_with(&format!("P{i},m4,phq9,"))))
+            .count();
+        assert!(
+            n == 0 || n == per_round as usize,
+            "round {round}: {n} of {per_round} values: an import was partly applied"
+        );
+        let committed = n > 0;
+        committed_rounds += committed as u32;
+        if kill.running && kill.writing && !committed {
+            killed_before_commit += 1;
+        }
+        delay = next_delay(delay, committed);
+        if round % 20 == 19 {
             verify_ok(&db);
         }
     }
+    eprintln!(
+        "{rounds} imports: {killed_before_commit} killed while writing and rolled back, {committed_rounds} committed"
+    );
+    assert!(killed_before_commit >= 10, "only {killed_before_commit} kills rolled an import back");
+    assert!(committed_rounds >= 10, "only {committed_rounds} imports committed");
     verify_ok(&db);
-    // Either the m4 values went in (once: a second import is refused whole) or not at all.
-    let outcomes =
-        String::from_utf8(chancery().args(["export", "--what", "outcomes", "--db"]).arg(&db).output().unwrap().stdout)
-            .unwrap();
-    let n = outcomes.lines().filter(|l| l.contains(",m4,phq9,")).count();
-    assert!(n == 0 || n == 60, "{n} of 60 values: an import was partly applied");
 }
 
 #[test]
@@ -251,18 +323,25 @@ fn secrets_and_identifiers_never_appear_in_the_database_exports_or_any_output() 
     std::fs::write(&csv, batch_csv("S", 20, 400_000)).unwrap();
     let nhs_numbers: Vec<String> = (0..20).map(|i| nhs(400_000 + i)).collect();
     let outputs = std::cell::RefCell::new(Vec::<Vec<u8>>::new());
-    let run = |args: &[&str], now: &str| {
+    // Each command's exit code is checked: a scan of outputs that all failed
+    // would find nothing and prove nothing.
+    let run_expecting = |ok: bool, args: &[&str], now: &str| {
         let out = chancery().env("CHANCERY_NOW", now).args(args).output().unwrap();
+        assert_eq!(out.status.success(), ok, "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(ok || !out.stderr.is_empty(), "{args:?} failed without saying why");
+        assert!(!ok || !out.stdout.is_empty() || args.contains(&"--out"), "{args:?} printed nothing");
         outputs.borrow_mut().push(out.stdout);
         outputs.borrow_mut().push(out.stderr);
     };
+    let run = |args: &[&str], now: &str| run_expecting(true, args, now);
+    let refused = |args: &[&str], now: &str| run_expecting(false, args, now);
     let d = db.display().to_string();
     run(&["randomise", "--db", &d, "--batch", csv.to_str().unwrap(), "--json"], NOW);
-    run(&["randomise", "--db", &d, "--batch", csv.to_str().unwrap()], NOW); // refused: duplicates
+    refused(&["randomise", "--db", &d, "--batch", csv.to_str().unwrap()], NOW); // duplicates
     let mut one = vec!["randomise".to_string(), "--db".into(), d.clone(), "--json".into()];
     one.extend(referral_args("S0", "sheffield", &nhs_numbers[0], &[])); // duplicate NHS number and id
     let one: Vec<&str> = one.iter().map(String::as_str).collect();
-    run(&one, NOW);
+    refused(&one, NOW);
     run(
         &[
             "outcome",
@@ -294,7 +373,7 @@ fn secrets_and_identifiers_never_appear_in_the_database_exports_or_any_output() 
     let report = dir.path().join("report");
     run(&["report", "--db", &d, "--out", report.to_str().unwrap()], NOW);
     outputs.borrow_mut().push(std::fs::read(report.join("report.html")).unwrap());
-    run(&["randomise", "--db", &d, "--key", "/nonexistent.key", "--participant", "X", "--site", "sheffield"], NOW);
+    refused(&["randomise", "--db", &d, "--key", "/nonexistent.key", "--participant", "X", "--site", "sheffield"], NOW);
     for suffix in ["", "-wal", "-shm"] {
         if let Ok(bytes) = std::fs::read(format!("{}{suffix}", db.display())) {
             outputs.borrow_mut().push(bytes);

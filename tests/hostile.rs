@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 
 use crate::util::*;
 
+/// A time after everything in the fixture.
+const LATER: &str = "2026-07-20T10:00:00Z";
+
 /// A trial with P1–P3 randomised and P1 followed up at m4, built once.
 fn fixture() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -32,33 +35,9 @@ fn fixture() -> &'static Path {
     })
 }
 
-/// What the database holds, for "unchanged": the log and every table's rows.
-fn snapshot(db: &Path) -> Vec<u8> {
-    match rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) {
-        Ok(c) => {
-            let mut out = Vec::new();
-            for table in
-                ["log", "referrals", "participants", "outcomes", "participant_status", "allocation_streams", "trial"]
-            {
-                let rows: Result<Vec<String>, _> = c.prepare(&format!("SELECT * FROM {table}")).and_then(|mut s| {
-                    let n = s.column_count();
-                    s.query_map([], |r| {
-                        Ok((0..n)
-                            .map(|i| format!("{:?}", r.get_ref(i).map(|v| format!("{v:?}"))))
-                            .collect::<Vec<_>>()
-                            .join("|"))
-                    })
-                    .and_then(|rows| rows.collect())
-                });
-                match rows {
-                    Ok(rows) => out.extend(rows.join("\n").into_bytes()),
-                    Err(_) => out.extend(std::fs::read(db).unwrap_or_default()),
-                }
-            }
-            out
-        }
-        Err(_) => std::fs::read(db).unwrap_or_default(),
-    }
+/// What the database holds, for "unchanged": its schema and every table's rows.
+fn snapshot(db: &Path) -> Vec<String> {
+    db_snapshot(db)
 }
 
 struct Case {
@@ -69,14 +48,17 @@ struct Case {
     files: Vec<(&'static str, Vec<u8>)>,
     /// A change to the database file made first (an insider or a disk).
     damage: Option<fn(&Path)>,
+    /// What the error line must say: the reason this input is refused, so a
+    /// case refused for another reason (a clock, a missing field) fails.
+    expect: &'static str,
 }
 
 fn case(name: &'static str, args: &[&'static str]) -> Case {
-    Case { name, args: args.to_vec(), files: vec![], damage: None }
+    Case { name, args: args.to_vec(), files: vec![], damage: None, expect: "" }
 }
 
 fn with_file(name: &'static str, args: &[&'static str], file: &'static str, bytes: impl Into<Vec<u8>>) -> Case {
-    Case { name, args: args.to_vec(), files: vec![(file, bytes.into())], damage: None }
+    Case { name, args: args.to_vec(), files: vec![(file, bytes.into())], damage: None, expect: "" }
 }
 
 const GOOD_PROTOCOL: &str = include_str!("../protocol/work-health-ips.toml");
@@ -143,27 +125,53 @@ fn catalogue() -> Vec<Case> {
         }),
         case("a protocol file that does not exist", &["init", "--protocol", "{dir}/nope.toml", "--db", "{dir}/new.db"]),
         // One referral.
-        Case { name: "age NaN", args: single("age", "NaN"), files: vec![], damage: None },
-        Case { name: "age infinity", args: single("age", "inf"), files: vec![], damage: None },
-        Case { name: "age 1e400", args: single("age", "1e400"), files: vec![], damage: None },
+        Case { name: "age NaN", args: single("age", "NaN"), files: vec![], damage: None, expect: "" },
+        Case { name: "age infinity", args: single("age", "inf"), files: vec![], damage: None, expect: "" },
+        Case { name: "age 1e400", args: single("age", "1e400"), files: vec![], damage: None, expect: "" },
         Case {
             name: "age beyond 64 bits",
             args: single("age", "99999999999999999999999"),
             files: vec![],
             damage: None,
+            expect: "",
         },
-        Case { name: "PHQ-9 out of range", args: single("phq9", "28"), files: vec![], damage: None },
-        Case { name: "EQ-5D below its floor", args: single("eq5d", "-0.3"), files: vec![], damage: None },
-        Case { name: "a level that does not exist", args: single("sex", "robot"), files: vec![], damage: None },
+        Case { name: "PHQ-9 out of range", args: single("phq9", "28"), files: vec![], damage: None, expect: "" },
+        Case { name: "EQ-5D below its floor", args: single("eq5d", "-0.3"), files: vec![], damage: None, expect: "" },
+        Case {
+            name: "a level that does not exist",
+            args: single("sex", "robot"),
+            files: vec![],
+            damage: None,
+            expect: "",
+        },
         Case {
             name: "SQL in a category value",
             args: single("sex", "female'; DROP TABLE log; --"),
             files: vec![],
             damage: None,
+            expect: "",
         },
-        Case { name: "a newline inside a value", args: single("sex", "female\nmale"), files: vec![], damage: None },
-        Case { name: "an unknown field", args: single("favourite_colour", "blue"), files: vec![], damage: None },
-        Case { name: "an invalid NHS number", args: single("nhs_number", "1234567890"), files: vec![], damage: None },
+        Case {
+            name: "a newline inside a value",
+            args: single("sex", "female\nmale"),
+            files: vec![],
+            damage: None,
+            expect: "",
+        },
+        Case {
+            name: "an unknown field",
+            args: single("favourite_colour", "blue"),
+            files: vec![],
+            damage: None,
+            expect: "",
+        },
+        Case {
+            name: "an invalid NHS number",
+            args: single("nhs_number", "1234567890"),
+            files: vec![],
+            damage: None,
+            expect: "",
+        },
         case(
             "SQL in a participant id",
             &[
@@ -183,14 +191,22 @@ fn catalogue() -> Vec<Case> {
             &["randomise", "--db", "{db}", "--participant", "=HYPERLINK(\"http://x\")", "--site", "sheffield"],
         ),
         case("SQL in a site", &["randomise", "--db", "{db}", "--participant", "N8", "--site", "sheffield' OR '1'='1"]),
-        case(
-            "a participant id used before",
-            &["randomise", "--db", "{db}", "--participant", "P1", "--site", "sheffield", "--set", "age=30"],
-        ),
+        // A complete referral, so that the duplicate id is what is refused.
+        Case {
+            name: "a participant id used before",
+            args: {
+                let mut a = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
+                a.extend(referral_args("P1", "sheffield", &nhs(901), &[]));
+                a.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect()
+            },
+            files: vec![],
+            damage: None,
+            expect: "",
+        },
         case("control characters in the user", &["status", "--db", "{db}"]), // replaced below
         case(
             "a time before the log's last entry",
-            &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "moved", "--now", "2026-01-01T00:00:00Z"],
+            &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "moved", "--now", "2026-05-01T00:00:00Z"],
         ),
         case(
             "a time that is not a time",
@@ -318,6 +334,7 @@ fn catalogue() -> Vec<Case> {
             damage: Some(|db| {
                 rusqlite::Connection::open(db).unwrap().pragma_update(None, "user_version", 99).unwrap();
             }),
+            expect: "",
         },
         Case {
             name: "a truncated database file",
@@ -327,6 +344,7 @@ fn catalogue() -> Vec<Case> {
                 let b = std::fs::read(db).unwrap();
                 std::fs::write(db, &b[..b.len() / 3]).unwrap();
             }),
+            expect: "",
         },
         Case {
             name: "a database with corrupted pages",
@@ -342,14 +360,78 @@ fn catalogue() -> Vec<Case> {
                 }
                 std::fs::write(db, b).unwrap();
             }),
+            expect: "",
         },
         Case {
             name: "a file that is not a database",
             args: vec!["status", "--db", "{db}"],
             files: vec![],
             damage: Some(|db| std::fs::write(db, "just some text, not SQLite\n").unwrap()),
+            expect: "",
         },
     ];
+    // What each refusal must say: its reason, not some other problem met first.
+    let expected: &[(&str, &str)] = &[
+        ("malformed TOML", "unclosed table"),
+        ("wrong type for arms", "unknown field `arms_typo`"),
+        ("unknown allocation method", "unknown allocation method \"coin_toss\""),
+        ("a ratio of zero", "has ratio 0"),
+        ("a huge ratio", "99999999999999999999"),
+        ("NaN as a bound", "not nan"),
+        ("infinity as a bound", "not inf"),
+        ("a range with min above max", "min 27 is greater than max 0"),
+        ("a stratum naming no field", "\"postcode\" names no declared field"),
+        ("non-UTF-8 protocol bytes", "not UTF-8"),
+        ("a protocol file that does not exist", "nope.toml"),
+        ("age NaN", "field age: \"NaN\" is not a whole number"),
+        ("age infinity", "field age: \"inf\" is not a whole number"),
+        ("age 1e400", "field age: \"1e400\" is not a whole number"),
+        ("age beyond 64 bits", "field age: \"99999999999999999999999\" is too large"),
+        ("PHQ-9 out of range", "field phq9: 28 is out of range"),
+        ("EQ-5D below its floor", "field eq5d: -0.3 is out of range"),
+        ("a level that does not exist", "field sex: \"robot\" is not a valid level"),
+        ("SQL in a category value", "is not a valid level"),
+        ("a newline inside a value", "is not a valid level"),
+        ("an unknown field", "unknown field \"favourite_colour\""),
+        ("an invalid NHS number", "not a valid NHS number"),
+        ("SQL in a participant id", "participant id \"x'); DROP TABLE log;--\" is not valid"),
+        ("a formula as participant id", "is not valid; use 1–64 letters"),
+        ("SQL in a site", "unknown site"),
+        ("a participant id used before", "P1 is already recorded"),
+        ("control characters in the user", "user name"),
+        ("a time before the log's last entry", "earlier than the log's last entry"),
+        ("a time that is not a time", "\"yesterday\""),
+        ("ragged rows", "b.csv"),
+        ("duplicate headers", "column \"age\" appears twice"),
+        ("a participant twice in one file", "N1 appears twice in this batch"),
+        ("an NHS number twice in one file", "NHS number"),
+        ("embedded quotes and newlines", "is not a valid level"),
+        ("a formula-injection cell", "is not valid; use 1–64 letters"),
+        ("non-UTF-8 CSV", "not UTF-8"),
+        ("an empty file", "header"),
+        ("a BOM and a bad row", "field age: \"17x\" is not a whole number"),
+        ("outcome CSV with NaN", "phq9: \"NaN\" is not a whole number"),
+        ("outcome for an unknown participant with SQL", "unknown participant"),
+        ("outcome dated in the future", "2027-07-01 is in the future"),
+        ("outcome dated before the trial", "2020-01-01 is before randomisation"),
+        ("the same outcome row twice", "phq9 is already recorded"),
+        ("a correction without a reason", "needs a reason"),
+        ("a withdrawal with no reason", "needs a reason"),
+        ("a due list on no date", "31/02/2026"),
+        ("an export into a folder that does not exist", "no/such/dir/x.csv"),
+        ("an export over an existing file", "already exists"),
+        ("a missing key file", "none.key not found"),
+        ("a database from a newer chancery", "newer chancery"),
+        ("a truncated database file", "malformed"),
+        ("a database with corrupted pages", "malformed"),
+        ("a file that is not a database", "not a SQLite database"),
+    ];
+    for (name, needle) in expected {
+        match c.iter_mut().find(|x| x.name == *name) {
+            Some(x) => x.expect = needle,
+            None => panic!("no hostile case named {name:?}"),
+        }
+    }
     // Control characters in the acting user.
     if let Some(x) = c.iter_mut().find(|x| x.name == "control characters in the user") {
         x.args = vec![
@@ -399,7 +481,9 @@ fn every_hostile_input_gets_one_clear_error_and_changes_nothing() {
             .iter()
             .map(|a| a.replace("{db}", &db.display().to_string()).replace("{dir}", &dir.path().display().to_string()))
             .collect();
-        let out = chancery().args(&args).env("RUST_BACKTRACE", "1").output().unwrap();
+        // A time after the fixture's last entry, so that each case is refused
+        // for what it is, not for back-dating the log.
+        let out = chancery().args(&args).env("CHANCERY_NOW", LATER).env("RUST_BACKTRACE", "1").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let lines: Vec<&str> = stderr.lines().collect();
         let problem = if out.status.code() != Some(1) {
@@ -411,6 +495,10 @@ fn every_hostile_input_gets_one_clear_error_and_changes_nothing() {
             || lines[1..].iter().any(|l| !l.starts_with("  "))
         {
             Some("not one error line (with indented details)".into())
+        } else if case.expect.is_empty() {
+            Some("the case says nothing of what its error must say".into())
+        } else if !stderr.contains(case.expect) {
+            Some(format!("the error does not say {:?}", case.expect))
         } else if snapshot(&db) != before {
             Some("the database changed".into())
         } else if dir.path().join("new.db").exists() {

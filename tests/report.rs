@@ -76,6 +76,10 @@ fn the_report_never_overwrites_and_is_deterministic() {
     chancery().args(["report", "--db"]).arg(&db).arg("--out").arg(&a).assert().success();
     chancery().args(["report", "--db"]).arg(&db).arg("--out").arg(&b).assert().success();
     assert_eq!(std::fs::read(a.join("report.html")).unwrap(), std::fs::read(b.join("report.html")).unwrap());
+    let before = std::fs::read_dir(&a).unwrap().count();
+    std::fs::write(a.join("report.html"), "an evaluator's annotated copy").unwrap();
     let again = chancery().args(["report", "--db"]).arg(&db).arg("--out").arg(&a).assert().code(1);
     assert_eq!(String::from_utf8_lossy(&again.get_output().stderr).lines().count(), 1);
+    assert_eq!(std::fs::read_to_string(a.join("report.html")).unwrap(), "an evaluator's annotated copy");
+    assert_eq!(std::fs::read_dir(&a).unwrap().count(), before, "the refused report added files");
 }

@@ -208,8 +208,11 @@ fn all_outcomes_missing_is_not_estimable() {
     assert!(!r.risk_difference.is_value());
 }
 
+/// At 100,000 participants every estimator still gives an answer, and the
+/// answer is the simulated truth (risk difference 4 percentage points, no effect on time to a
+/// job). How long it takes is measured in benches/analyse.rs, not here.
 #[test]
-fn hundred_thousand_participants_is_fast() {
+fn hundred_thousand_participants_are_estimated_near_the_truth() {
     let n = 100_000;
     let mut w = words(9);
     let treated: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
@@ -222,16 +225,19 @@ fn hundred_thousand_participants_is_fast() {
         factors: vec![Factor::from_labels("site", &site), Factor::from_labels("employment", &emp)],
         covariates: vec![],
     };
-    let start = std::time::Instant::now();
-    let _ = compare_proportions(TwoByTwo::from_outcomes(&y, &treated).unwrap(), 0.95).unwrap();
+    // Risk differences are in percentage points. The standard error of a
+    // difference of two proportions near 0.3 with 50,000 a side is about 0.3
+    // points; four of them is far beyond chance.
+    let unadjusted = compare_proportions(TwoByTwo::from_outcomes(&y, &treated).unwrap(), 0.95).unwrap();
+    let rd = unadjusted.risk_difference.value().expect("estimable").estimate;
+    assert!((rd - 4.0).abs() < 1.2, "unadjusted risk difference {rd}");
     let a = adjusted_binary(&y, &treated, &adj, 0.95).unwrap();
-    assert!(a.risk_difference.is_value());
+    let adjusted = a.risk_difference.value().expect("estimable").estimate;
+    assert!((adjusted - 4.0).abs() < 1.2, "adjusted risk difference {adjusted}");
     let _ = kaplan_meier_by_arm(&days, &job, &treated, 0.95).unwrap();
     let _ = log_rank(&days, &job, &treated, Some(&adj.factors[0])).unwrap();
+    // Time to a job does not depend on the arm: the hazard ratio is near 1.
     let c = cox_regression(&days, &job, &treated, &Adjustment::none(), Some(&adj.factors[0]), 0.95).unwrap();
-    assert!(c.is_value());
-    let elapsed = start.elapsed();
-    // The test profile is opt-level 1; release is several times faster.
-    assert!(elapsed.as_secs_f64() < 3.0, "took {elapsed:?}");
-    eprintln!("100k analysis: {elapsed:?}");
+    let hr = c.value().expect("estimable").hazard_ratio.value().expect("estimable").estimate;
+    assert!((hr - 1.0).abs() < 0.05, "hazard ratio {hr}");
 }

@@ -13,3 +13,27 @@ mod ledger;
 mod outcomes;
 mod report;
 mod vectors;
+
+/// With `autotests = false`, a file under tests/ that no target names is
+/// never compiled and its tests never run, silently. Every `.rs` file there
+/// must be a module of this binary or a `[[test]]` of its own (or a helper
+/// of one: `util.rs`, a test's own folder).
+#[test]
+fn every_test_file_is_compiled() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let this = std::fs::read_to_string(root.join("tests/tests.rs")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".rs") else { continue };
+        let declared = this.lines().any(|l| l.trim() == format!("mod {stem};"))
+            || this.contains(&format!("#[path = \"{name}\"]"))
+            || manifest.contains(&format!("path = \"tests/{name}\""));
+        if name != "tests.rs" && !declared {
+            missing.push(name);
+        }
+    }
+    assert!(missing.is_empty(), "test files no target compiles (add `mod NAME;` to tests/tests.rs): {missing:?}");
+}

@@ -90,15 +90,53 @@ pub fn log_snapshot(db: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Everything the database holds, for "unchanged": its schema (every table,
+/// view, index and trigger) and every row of every table, in a fixed order.
+/// Falls back to the file's bytes when it is not a readable database.
+pub fn db_snapshot(db: &Path) -> Vec<String> {
+    let read = || -> rusqlite::Result<Vec<String>> {
+        let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut out = Vec::new();
+        let objects: Vec<(String, String, Option<String>)> = c
+            .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (kind, name, sql) in &objects {
+            out.push(format!("{kind} {name}: {}", sql.as_deref().unwrap_or("")));
+        }
+        for pragma in ["user_version", "application_id"] {
+            let v: i64 = c.pragma_query_value(None, pragma, |r| r.get(0))?;
+            out.push(format!("{pragma} = {v}"));
+        }
+        for (_, name, _) in objects.iter().filter(|(kind, _, _)| kind == "table") {
+            let mut s = c.prepare(&format!("SELECT * FROM \"{name}\""))?;
+            let n = s.column_count();
+            let mut rows: Vec<String> = s
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get_ref(i).map(|v| format!("{v:?}"))))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.sort();
+            out.push(format!("table {name}: {} rows", rows.len()));
+            out.extend(rows);
+        }
+        Ok(out)
+    };
+    read().unwrap_or_else(|e| vec![format!("unreadable ({e})"), format!("{:?}", std::fs::read(db).ok())])
+}
+
 /// Runs a chancery command expected to be refused; checks exit 1, a one-line
-/// error containing `needle`, and an unchanged log.
+/// error containing `needle`, and an unchanged database (every table).
 pub fn refused(db: &Path, args: &[String], needle: &str) {
-    let before = log_snapshot(db);
+    let before = db_snapshot(db);
     let out = chancery().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "args {args:?}: stderr {err}");
     assert!(err.starts_with("error: "), "{err}");
     assert!(err.contains(needle), "expected {needle:?} in {err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(before, log_snapshot(db), "the log changed after a refused command");
+    assert!(before == db_snapshot(db), "the database changed after a refused command: {args:?}");
 }
