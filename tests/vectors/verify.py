@@ -13,8 +13,9 @@ names. Exit status 0 when every check that could run passed, else 1.
 """
 
 import hashlib
-import hmac  # noqa: F401  (identity hashes need the identity key, which auditors do not hold)
+import hmac
 import json
+import math
 import sqlite3
 import struct
 import sys
@@ -132,6 +133,13 @@ class Stream:
 
 # --- §6 allocation ----------------------------------------------------------------
 
+def round_half_away(x):
+    """§6.4: the nearest integer to a non-negative binary64 value, halves away
+    from zero (Python's round() takes halves to even: 12.5 would give 12)."""
+    whole = math.floor(x)
+    return whole + 1 if x - whole >= 0.5 else whole
+
+
 class Protocol:
     def __init__(self, text):
         t = tomllib.loads(text)
@@ -156,9 +164,9 @@ class Protocol:
         for item in raw:
             name, weight = (item, 1.0) if isinstance(item, str) else (item["field"], float(item.get("weight", 1.0)))
             levels = [s for s, _ in self.sites] if name == "site" else regions if name == "region" else fields[name]
-            self.factors.append((name, levels, round(weight * 1000)))
+            self.factors.append((name, levels, round_half_away(weight * 1000)))
         self.imbalance = alloc.get("imbalance", "range")
-        self.p_millionths = round(float(alloc.get("p", 0)) * 1_000_000)
+        self.p_millionths = round_half_away(float(alloc.get("p", 0)) * 1_000_000)
 
     def levels_of(self, site, values):
         region = dict(self.sites).get(site)
@@ -514,6 +522,83 @@ def verify(db, seed=None, checkpoints=()):
     return {"ok": not failed, "entries": len(entries), "head": head, "first_bad_seq": first, "failed": failed}
 
 
+# --- §3 key derivations (for a trial whose keys were derived from a given seed) ---
+
+def given_identity_key(seed):
+    """The identity key of a `given`-origin trial: HMAC-SHA-256 keyed by the
+    identity secret SHA-256("chancery/v1/given-identity-secret" ‖ seed)."""
+    secret = hashlib.sha256(b"chancery/v1/given-identity-secret" + seed).digest()
+    return secret, hmac.new(secret, b"chancery/v1/identity-key", hashlib.sha256).digest()
+
+
+def ed25519_public(secret):
+    """RFC 8032 §5.1.5: the public key of a 32-byte secret."""
+    h = hashlib.sha512(secret).digest()
+    a = int.from_bytes(h[:32], "little")
+    a = (a & ((1 << 254) - 8)) | (1 << 254)
+    return _encode(_mul(a, _B))
+
+
+def given_signing_public_key(seed):
+    return ed25519_public(hashlib.sha256(b"chancery/v1/given-signing-secret" + seed).digest()).hex()
+
+
+def check_log_vector(path):
+    """A log vector: canonical bodies, hashes and links, the seed opening the
+    commitment, the signing key derived from the seed (key_origin `given`), and
+    every allocation re-derived from the seed."""
+    with open(path, encoding="utf-8") as f:
+        v = json.load(f)
+    seed = bytes.fromhex(v["seed"])
+    prev, alloc, p = GENESIS, None, None
+    for e in v["entries"]:
+        body = e["body"]
+        entry = json.loads(body)
+        assert canonical(entry) == body and sha256_hex(body.encode()) == e["hash"] and entry["prev"] == prev, path
+        prev = e["hash"]
+        data = entry["data"]
+        if entry["type"] == "trial_created":
+            p = Protocol(data["protocol"])
+            assert sha256_hex(data["protocol"].encode()) == data["protocol_sha256"], path
+            assert sha256_hex(b"chancery/v1/seed-commitment" + seed) == data["seed_commitment"], path
+            assert data["key_origin"] == "given" and data["signing_public_key"] == given_signing_public_key(seed), path
+            alloc = Allocator(p, seed)
+        elif entry["type"] == "participant_randomised":
+            levels = p.levels_of(data["site"], data["values"])
+            assert p.label(levels) == data["stratum"], (path, entry["seq"])
+            arm, rec = alloc.allocate(levels)
+            assert p.arms[arm] == data["arm"] and rec == data["allocation"], (path, entry["seq"])
+
+
+def check_further_vectors(d):
+    """The vectors added in §9 for simple randomisation, unequal ratios, region,
+    the variance measure, rounding ties, the rejection step and the keys."""
+    import os
+    for name in ("simple.json", "blocks-2to1-region.json", "minimisation-2to1to1-variance.json"):
+        check_log_vector(os.path.join(d, name))
+    with open(os.path.join(d, "draws.json"), encoding="utf-8") as f:
+        v = json.load(f)
+    seed = bytes.fromhex(v["seed"])
+    for draw in v["draws"]:
+        s = Stream(seed, draw["stream"], draw["start_word"])
+        assert s.below(draw["n"]) == draw["value"] and s.word == draw["word_after"], draw
+    with open(os.path.join(d, "keys.json"), encoding="utf-8") as f:
+        k = json.load(f)
+    seed = bytes.fromhex(k["seed"])
+    secret, key = given_identity_key(seed)
+    assert secret.hex() == k["identity_secret"] and key.hex() == k["identity_key"], "identity key"
+    assert hmac.new(key, k["nhs_number"].encode(), hashlib.sha256).hexdigest() == k["identity"], "identity hash"
+    signing = hashlib.sha256(b"chancery/v1/given-signing-secret" + seed).digest()
+    assert signing.hex() == k["signing_secret"], "signing secret"
+    assert ed25519_public(signing).hex() == k["signing_public_key"] == given_signing_public_key(seed), "public key"
+    assert sha256_hex(b"chancery/v1/seed-commitment" + seed) == k["seed_commitment"], "seed commitment"
+    # RFC 8032 §7.1 TEST 1: the public key from the secret.
+    assert ed25519_public(bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")).hex() == \
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "RFC 8032 public key"
+    # §6.4's rounding: halves away from zero on the binary64 product.
+    assert [round_half_away(float(w) * 1000) for w in ("0.0125", "0.5005", "1.0005")] == [13, 500, 1001]
+
+
 def check_vectors(d):
     """Checks the vectors in directory d against this implementation of the spec."""
     import os
@@ -563,6 +648,13 @@ def check_vectors(d):
     with open(os.path.join(d, "log.json"), encoding="utf-8") as f:
         hashes = [e["hash"] for e in json.load(f)["entries"]]
     assert c["length"] == len(hashes) and c["head"] == hashes[-1], "checkpoint head"
+    with open(os.path.join(d, "log.json"), encoding="utf-8") as f:
+        genesis = json.loads(json.load(f)["entries"][0]["body"])["data"]
+    with open(os.path.join(d, "log.json"), encoding="utf-8") as f:
+        seed = bytes.fromhex(json.load(f)["seed"])
+    assert public == genesis["signing_public_key"] == given_signing_public_key(seed), "checkpoint key from the seed"
+    if os.path.exists(os.path.join(d, "keys.json")):
+        check_further_vectors(d)
     print("vectors ok")
 
 
