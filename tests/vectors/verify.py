@@ -293,6 +293,123 @@ class Allocator:
             self.counts[f][l][arm] += 1
 
 
+# --- §1.1 the derived tables, replayed ------------------------------------------
+
+# Each table's columns as §1.1 lists them, the key first.
+TABLES = {
+    "trial": ("singleton", "trial_id", "title", "protocol", "protocol_sha256", "seed_commitment",
+              "signing_public_key", "key_origin", "created_at", "revealed_seq", "revealed_at"),
+    "referrals": ("participant", "seq", "site", "status", "reasons", "screened_at", "stratum", "arm", "identity"),
+    "identities": ("identity", "participant", "seq"),
+    "outcomes": ("participant", "timepoint", "field", "value", "collected_on", "version", "seq"),
+    "participant_status": ("participant", "status", "reason", "no_further_contact", "on_date", "seq"),
+    "allocation_streams": ("stream", "block", "start_word", "used", "next_word"),
+    "allocation_counts": ("factor", "level", "arm", "n"),
+}
+KEY_WIDTH = {"outcomes": 3, "allocation_counts": 3}
+
+
+def stratum_levels(p, label):
+    """Factor level numbers from a stratum label (§6.1), or None."""
+    if not p.factors:
+        return [] if label == "all" else None
+    parts = label.split("|")
+    if len(parts) != len(p.factors):
+        return None
+    out = []
+    for (name, levels, _), part in zip(p.factors, parts):
+        n, _, level = part.partition("=")
+        if n != name or level not in levels:
+            return None
+        out.append(levels.index(level))
+    return out
+
+
+def replay_tables(p, entries):
+    """Every derived table's rows as §1.1 says replay writes them, keyed by
+    each table's key; None when an event cannot be applied (derivation stops)."""
+    t = {name: {} for name in TABLES}
+    streams, next_word = {}, 0
+    counts = {}
+    for e in entries:
+        seq, ts, d, kind = e["seq"], e["ts"], e["data"], e["type"]
+        if kind == "trial_created":
+            t["trial"][(1,)] = (1, d["trial"], d["title"], d["protocol"], d["protocol_sha256"], d["seed_commitment"],
+                                d["signing_public_key"], d["key_origin"], ts, None, None)
+        elif kind == "referral_screened":
+            t["referrals"][(d["participant"],)] = (d["participant"], seq, d["site"], d["status"],
+                                                   ",".join(d["reasons"]), ts, None, None, None)
+        elif kind == "participant_randomised":
+            t["referrals"][(d["participant"],)] = (d["participant"], seq, d["site"], "randomised", "", ts,
+                                                   d["stratum"], d["arm"], d["identity"])
+            t["identities"][(d["identity"],)] = (d["identity"], d["participant"], seq)
+            levels, rec = stratum_levels(p, d["stratum"]), d["allocation"]
+            if levels is None or d["arm"] not in p.arms:
+                return None
+            if rec.get("method") == "permuted_blocks":
+                streams[rec["stream"]] = (rec["block"], rec["start_word"], rec["position"], 0)
+            else:
+                next_word = rec["word_end"]
+            if p.method == "minimisation":
+                for f, l in enumerate(levels):
+                    key = (f, l, p.arms.index(d["arm"]))
+                    counts[key] = counts.get(key, 0) + 1
+        elif kind == "seed_revealed":
+            row = t["trial"][(1,)]
+            t["trial"][(1,)] = row[:9] + (seq, ts)
+        elif kind == "outcome_recorded":
+            for field, value in d["values"].items():
+                key = (d["participant"], d["timepoint"], field)
+                if key in t["outcomes"]:
+                    return None
+                t["outcomes"][key] = (*key, value, d["collected_on"], 1, seq)
+        elif kind == "outcome_corrected":
+            key = (d["participant"], d["timepoint"], d["field"])
+            if key not in t["outcomes"]:
+                return None
+            old = t["outcomes"][key]
+            t["outcomes"][key] = (*key, d["new_value"], old[4], old[5] + 1, seq)
+        elif kind == "status_changed":
+            t["participant_status"][(d["participant"],)] = (d["participant"], d["status"], d["reason"],
+                                                             1 if d["no_further_contact"] else 0, d["on"], seq)
+    for stream, row in streams.items():
+        t["allocation_streams"][(stream,)] = (stream, *row)
+    if p.method in ("simple", "minimisation") and next_word > 0:
+        t["allocation_streams"][(p.method,)] = (p.method, 0, 0, 0, next_word)
+    for key, n in counts.items():
+        t["allocation_counts"][key] = (*key, n)
+    return t
+
+
+def compare_tables(con, p, entries, fail):
+    """Compares every derived table with its replay (§1.1), reporting as §8.1 says."""
+    replayed = replay_tables(p, entries)
+    if replayed is None:
+        return
+    last = entries[-1]["seq"] if entries else 0
+    for name, cols in TABLES.items():
+        width = KEY_WIDTH.get(name, 1)
+        stored = {}
+        for row in con.execute(f"SELECT {', '.join(cols)} FROM {name}"):
+            stored[tuple(row[:width])] = tuple(row)
+        has_seq = "seq" in cols
+        seqs = []
+        for key in stored.keys() | replayed[name].keys():
+            a, b = stored.get(key), replayed[name].get(key)
+            if a == b and all(type(x) is type(y) for x, y in zip(a, b)):
+                continue
+            if has_seq:
+                row = b if b is not None else a
+                seq = row[cols.index("seq")]
+                if isinstance(seq, int):
+                    seqs.append(seq)
+                    continue
+            seqs.append(None)
+        if seqs:
+            known = [x for x in seqs if x is not None]
+            fail("replay", min(known) if known else 0 if name == "trial" else last)
+
+
 # --- §7 checkpoints ------------------------------------------------------------------
 
 def read_checkpoint(text):
@@ -500,6 +617,7 @@ def verify(db, seed=None, checkpoints=()):
         stored_r = {r[0]: r[1] for r in con.execute("SELECT participant, status FROM referrals")}
         if stored_r != referrals:
             fail("replay", len(entries))
+        compare_tables(con, p, entries, fail)
 
     for text in checkpoints:
         try:
