@@ -381,3 +381,26 @@ fn every_derived_column_is_replayed_and_a_difference_named_where_the_specificati
         assert_fails(&v, "replay", seq as u64, "differ from the log's replay");
     }
 }
+
+/// The vectors' protocols (unequal-ratio blocks with region as a factor;
+/// 2:1:1 minimisation with the variance measure and rounding-tie weights) on
+/// a larger trial: chancery and the reference verifier both re-derive every
+/// allocation and replay every table.
+#[test]
+fn unequal_ratios_region_and_the_variance_measure_verify_alike_in_both_verifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["blocks-2to1-region.toml", "minimisation-2to1to1-variance.toml"] {
+        let trial = dir.path().join(name);
+        chancery()
+            .args(["demo", "--participants", "300", "--seed", SEED, "--protocol"])
+            .arg(root().join("tests/vectors/protocols").join(name))
+            .arg("--dir")
+            .arg(&trial)
+            .assert()
+            .success();
+        let v = verify(&trial.join("trial.db"), true, &[]);
+        assert_eq!(v.json["ok"], true, "{name}: {:#}", v.json);
+        assert_eq!(check(&v, "allocations")["ok"], true, "{name}: {:#}", v.json);
+        assert_eq!(v.reference["failed"], serde_json::json!({}), "{name}: {:#}", v.reference);
+    }
+}
