@@ -404,3 +404,26 @@ fn unequal_ratios_region_and_the_variance_measure_verify_alike_in_both_verifiers
         assert_eq!(v.reference["failed"], serde_json::json!({}), "{name}: {:#}", v.reference);
     }
 }
+
+/// Minimisation scores are exact integers (docs/SPEC.md §6.4), computed in
+/// 128 bits: `init` refuses ratios whose least common multiple could take a
+/// score past that, rather than let scores wrap. See: six arms with coprime
+/// ratios were accepted.
+#[test]
+fn init_refuses_minimisation_ratios_whose_scores_could_exceed_128_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(protocol("example-minimisation.toml")).unwrap();
+    let start = text.find("[[arms]]").unwrap();
+    let end = text.find("[allocation]").unwrap();
+    let arms: String =
+        [97, 89, 83, 79, 73, 71].iter().map(|r| format!("[[arms]]\nid = \"arm{r}\"\nratio = {r}\n\n")).collect();
+    let path = dir.path().join("six-arms.toml");
+    std::fs::write(&path, format!("{}{arms}{}", &text[..start], &text[end..])).unwrap();
+    let db = dir.path().join("trial.db");
+    let out = chancery().args(["init", "--protocol"]).arg(&path).arg("--db").arg(&db).output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: ") && err.contains("exceed exact 128-bit integers"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!db.exists(), "nothing is written");
+}
