@@ -252,6 +252,23 @@ fn ratio_lcm(protocol: &Protocol) -> u64 {
     protocol.arms.iter().fold(1u64, |l, a| l / gcd(l, u64::from(a.ratio)) * u64::from(a.ratio))
 }
 
+/// The most participants a minimisation trial is checked for at `init`.
+pub const MINIMISATION_PARTICIPANTS: u64 = 1_000_000_000;
+
+/// Whether every minimisation score for up to `participants` participants
+/// fits the 128-bit integers [`minimise`] computes in, so that scores are
+/// exact (docs/SPEC.md §6.4): `K² × ((N + 1)·L)² × Σ weight_milli < 2^128`.
+pub fn scores_fit(protocol: &Protocol, participants: u64) -> bool {
+    let k = protocol.arms.len() as u128;
+    let weights: u128 = protocol.factors.iter().map(|f| u128::from(f.weight_milli)).sum();
+    u128::from(participants + 1)
+        .checked_mul(u128::from(ratio_lcm(protocol)))
+        .and_then(|x| x.checked_mul(x))
+        .and_then(|x| x.checked_mul(k * k))
+        .and_then(|x| x.checked_mul(weights))
+        .is_some()
+}
+
 /// Pocock–Simon minimisation in exact integer arithmetic (Pocock & Simon,
 /// Biometrics 1975). For each candidate arm k and factor f, the counts at the
 /// participant's level with k added are scaled to `count × (L / ratio)` (L the
@@ -422,6 +439,20 @@ mod tests {
         let a = run(&p, &[1; 32], &levels);
         assert_eq!(a, run(&p, &[1; 32], &levels));
         assert_ne!(a, run(&p, &[2; 32], &levels));
+    }
+
+    /// Scores are exact only within 128 bits; `init` refuses ratios whose
+    /// least common multiple could overflow them (six arms with coprime ratios).
+    #[test]
+    fn scores_fit_for_usual_ratios_and_not_for_six_coprime_ones() {
+        let mut p = load("example-minimisation.toml");
+        assert!(scores_fit(&p, MINIMISATION_PARTICIPANTS));
+        p.arms[0].ratio = 100;
+        p.arms[1].ratio = 99;
+        assert!(scores_fit(&p, MINIMISATION_PARTICIPANTS));
+        let arm = p.arms[0].clone();
+        p.arms = [97, 89, 83, 79, 73, 71].iter().map(|&r| crate::protocol::Arm { ratio: r, ..arm.clone() }).collect();
+        assert!(!scores_fit(&p, MINIMISATION_PARTICIPANTS));
     }
 
     #[test]

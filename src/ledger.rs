@@ -157,6 +157,15 @@ pub struct Trial {
 /// (0600), creates the database and records the first log entry.
 pub fn init(opts: &InitOptions) -> Result<InitReport> {
     let protocol = Protocol::load(&opts.protocol)?;
+    // Checked here, for new trials only: a protocol already in a log still verifies.
+    if matches!(protocol.method, Method::Minimisation { .. })
+        && !allocation::scores_fit(&protocol, allocation::MINIMISATION_PARTICIPANTS)
+    {
+        return Err(Error::Protocol(format!(
+            "{}: the arms' ratios have so large a least common multiple that minimisation scores could exceed exact 128-bit integers; use ratios with fewer distinct prime factors",
+            opts.protocol.display()
+        )));
+    }
     let signing_path = keys::signing_key_path(&opts.key);
     for (path, what) in [(&opts.db, "database"), (&opts.key, "key file"), (&signing_path, "signing key file")] {
         if path.exists() || path.is_symlink() {

@@ -473,11 +473,39 @@ struct RawAllocation {
     p: Option<f64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A minimisation factor: `{ field = "site", weight = 2.0 }`, or its bare name
+/// `"site"`, which means `{ field = "site" }` (weight 1), as in `strata`.
 struct RawFactor {
     field: String,
     weight: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFactorTable {
+    field: String,
+    weight: Option<f64>,
+}
+
+impl<'de> Deserialize<'de> for RawFactor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<RawFactor, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawFactor;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a factor name or a table { field = \"name\", weight = w }")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> std::result::Result<RawFactor, E> {
+                Ok(RawFactor { field: name.to_string(), weight: None })
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> std::result::Result<RawFactor, M::Error> {
+                // Through the table's own derive, so unknown keys are refused by name.
+                let t = RawFactorTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawFactor { field: t.field, weight: t.weight })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -981,8 +1009,10 @@ impl Protocol {
                 if fields[i].stage == Stage::Consent || i == identity {
                     return Err(w.at(&raw.allocation, format!("{name:?} cannot be a stratification factor")));
                 }
-                if !fields[i].required && fields[i].stage == Stage::Screening {
-                    return Err(w.at(&raw.allocation, format!("factor {name:?} must be a required field")));
+                // A factor's level is needed for every randomisation: an optional
+                // field (at any stage) could leave it missing.
+                if !fields[i].required {
+                    return Err(w.at(&raw.allocation, format!("factor {name:?} must be a required field: every randomisation needs its level, so drop `required = false`")));
                 }
             }
             let levels = levels_of(source).ok_or_else(|| {
@@ -1409,6 +1439,62 @@ mod tests {
         assert_eq!(p.arms[d.control_arm].id, "usual_care");
         assert_eq!((d.control_rate, d.effect_pp, d.power, d.alpha, d.attrition), (0.25, 4.0, 0.9, 0.05, 0.2));
         assert!((d.intervention_rate() - 0.29).abs() < 1e-12);
+    }
+
+    fn minimisation_with(factors: &str) -> std::result::Result<Protocol, String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/example-minimisation.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("factors = [").unwrap();
+        let end = start + text[start..].find("]\n").unwrap() + 2;
+        let text = format!("{}factors = [{factors}]\n{}", &text[..start], &text[end..]);
+        Protocol::parse("p.toml", &text).map_err(|e| e.to_string())
+    }
+
+    /// A factor may be its bare name, as docs/SPEC.md §6 and `strata` allow;
+    /// it means `{ field = name }` with weight 1. See: `init` refused `"site"`.
+    #[test]
+    fn a_bare_factor_name_is_the_factor_with_weight_one() {
+        let bare = minimisation_with(r#""site", { field = "condition", weight = 2 }"#).unwrap();
+        let table = minimisation_with(r#"{ field = "site" }, { field = "condition", weight = 2.0 }"#).unwrap();
+        assert_eq!(bare.factors, table.factors);
+        assert_eq!(bare.factors[0].weight_milli, 1000);
+        assert_eq!(bare.factors[1].weight_milli, 2000);
+        let e = minimisation_with(r#"{ field = "site", wieght = 2 }"#).unwrap_err();
+        assert!(e.starts_with("p.toml:") && e.contains("wieght"), "{e}");
+        let e = minimisation_with("3").unwrap_err();
+        assert!(e.contains("a factor name or a table"), "{e}");
+    }
+
+    /// Weights and p become integers as docs/SPEC.md §6.4 states: the binary64
+    /// value of the decimal, times 1000 (or 1,000,000) in binary64, rounded to the
+    /// nearest integer with halves away from zero.
+    #[test]
+    fn weights_and_p_round_as_the_specification_states() {
+        for (weight, milli) in [("0.0125", 13), ("0.0025", 3), ("0.5005", 500), ("1.0005", 1001), ("0.001", 1)] {
+            let p = minimisation_with(&format!(r#"{{ field = "site", weight = {weight} }}"#)).unwrap();
+            assert_eq!(p.factors[0].weight_milli, milli, "weight {weight}");
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/example-minimisation.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        for (p, millionths) in [("0.8000005", 800_001), ("0.5000005", 500_000), ("1", 1_000_000), ("0", 0)] {
+            let t = text.replace("p = 0.8\n", &format!("p = {p}\n"));
+            let got = Protocol::parse("p.toml", &t).unwrap().method;
+            assert_eq!(got, Method::Minimisation { imbalance: Imbalance::Range, p_millionths: millionths }, "p {p}");
+        }
+    }
+
+    /// A factor's level is needed for every randomisation; an optional baseline
+    /// field as a factor could be missing. See: it passed validation and
+    /// randomising without it panicked.
+    #[test]
+    fn an_optional_field_cannot_be_a_factor() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/example-minimisation.toml");
+        let text = std::fs::read_to_string(path).unwrap().replace(
+            "levels = [\"mental_health\", \"msk\", \"both\"]\n",
+            "levels = [\"mental_health\", \"msk\", \"both\"]\nstage = \"baseline\"\nrequired = false\n",
+        );
+        let e = Protocol::parse("p.toml", &text).unwrap_err().to_string();
+        assert!(e.contains("factor \"condition\" must be a required field"), "{e}");
     }
 
     #[test]

@@ -121,6 +121,27 @@ mod tests {
         }
     }
 
+    /// The rejection step, pinned (docs/SPEC.md §5 and tests/vectors/draws.json):
+    /// for n = 3,000,000,000, limit = 3,000,000,000. Words 1 and 2 of stream
+    /// `simple` under the vectors' seed are 3,332,152,774 and 4,123,311,225, both
+    /// at or above it, so both are rejected and word 3, 981,976,202, is returned.
+    #[test]
+    fn below_rejects_words_at_or_above_the_limit_and_draws_again() {
+        let seed: [u8; 32] = hex::decode("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut s = Stream::open(&seed, "simple", 1);
+        assert_eq!((s.next_word(), s.next_word(), s.next_word()), (3_332_152_774, 4_123_311_225, 981_976_202));
+        let mut s = Stream::open(&seed, "simple", 1);
+        assert_eq!(s.below(3_000_000_000), 981_976_202);
+        assert_eq!(s.word_pos(), 4, "two words rejected, the third taken");
+        // Without the rejection the first word would have given 332,152,774.
+        let mut s = Stream::open(&seed, "simple", 0);
+        assert_eq!(s.below(3_000_000_000), 2_289_648_193);
+        assert_eq!(s.word_pos(), 1);
+    }
+
     #[test]
     fn reopening_at_a_position_continues_the_stream() {
         let mut a = Stream::open(&[1; 32], "blocks/x", 0);

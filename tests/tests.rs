@@ -13,6 +13,7 @@ mod ledger;
 mod outcomes;
 mod report;
 mod vectors;
+mod verify_promises;
 
 /// With `autotests = false`, a file under tests/ that no target names is
 /// never compiled and its tests never run, silently. Every `.rs` file there

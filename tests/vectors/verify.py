@@ -13,8 +13,9 @@ names. Exit status 0 when every check that could run passed, else 1.
 """
 
 import hashlib
-import hmac  # noqa: F401  (identity hashes need the identity key, which auditors do not hold)
+import hmac
 import json
+import math
 import sqlite3
 import struct
 import sys
@@ -132,6 +133,13 @@ class Stream:
 
 # --- §6 allocation ----------------------------------------------------------------
 
+def round_half_away(x):
+    """§6.4: the nearest integer to a non-negative binary64 value, halves away
+    from zero (Python's round() takes halves to even: 12.5 would give 12)."""
+    whole = math.floor(x)
+    return whole + 1 if x - whole >= 0.5 else whole
+
+
 class Protocol:
     def __init__(self, text):
         t = tomllib.loads(text)
@@ -156,9 +164,9 @@ class Protocol:
         for item in raw:
             name, weight = (item, 1.0) if isinstance(item, str) else (item["field"], float(item.get("weight", 1.0)))
             levels = [s for s, _ in self.sites] if name == "site" else regions if name == "region" else fields[name]
-            self.factors.append((name, levels, round(weight * 1000)))
+            self.factors.append((name, levels, round_half_away(weight * 1000)))
         self.imbalance = alloc.get("imbalance", "range")
-        self.p_millionths = round(float(alloc.get("p", 0)) * 1_000_000)
+        self.p_millionths = round_half_away(float(alloc.get("p", 0)) * 1_000_000)
 
     def levels_of(self, site, values):
         region = dict(self.sites).get(site)
@@ -283,6 +291,125 @@ class Allocator:
             self.next_word = rec["word_end"]
         for f, l in enumerate(levels):
             self.counts[f][l][arm] += 1
+
+
+# --- §1.1 the derived tables, replayed ------------------------------------------
+
+# Each table's columns as §1.1 lists them, the key first.
+TABLES = {
+    "trial": ("singleton", "trial_id", "title", "protocol", "protocol_sha256", "seed_commitment",
+              "signing_public_key", "key_origin", "created_at", "revealed_seq", "revealed_at"),
+    "referrals": ("participant", "seq", "site", "status", "reasons", "screened_at", "stratum", "arm", "identity"),
+    "identities": ("identity", "participant", "seq"),
+    "outcomes": ("participant", "timepoint", "field", "value", "collected_on", "version", "seq"),
+    "participant_status": ("participant", "status", "reason", "no_further_contact", "on_date", "seq"),
+    "allocation_streams": ("stream", "block", "start_word", "used", "next_word"),
+    "allocation_counts": ("factor", "level", "arm", "n"),
+}
+KEY_WIDTH = {"outcomes": 3, "allocation_counts": 3}
+
+
+def stratum_levels(p, label):
+    """Factor level numbers from a stratum label (§6.1), or None."""
+    if not p.factors:
+        return [] if label == "all" else None
+    parts = label.split("|")
+    if len(parts) != len(p.factors):
+        return None
+    out = []
+    for (name, levels, _), part in zip(p.factors, parts):
+        n, _, level = part.partition("=")
+        if n != name or level not in levels:
+            return None
+        out.append(levels.index(level))
+    return out
+
+
+def replay_tables(p, entries):
+    """Every derived table's rows as §1.1 says replay writes them, keyed by
+    each table's key; None when an event cannot be applied (derivation stops)."""
+    t = {name: {} for name in TABLES}
+    streams, next_word = {}, 0
+    counts = {}
+    for e in entries:
+        seq, ts, d, kind = e["seq"], e["ts"], e["data"], e["type"]
+        if kind == "trial_created":
+            t["trial"][(1,)] = (1, d["trial"], d["title"], d["protocol"], d["protocol_sha256"], d["seed_commitment"],
+                                d["signing_public_key"], d["key_origin"], ts, None, None)
+        elif kind == "referral_screened":
+            t["referrals"][(d["participant"],)] = (d["participant"], seq, d["site"], d["status"],
+                                                   ",".join(d["reasons"]), ts, None, None, None)
+        elif kind == "participant_randomised":
+            t["referrals"][(d["participant"],)] = (d["participant"], seq, d["site"], "randomised", "", ts,
+                                                   d["stratum"], d["arm"], d["identity"])
+            t["identities"][(d["identity"],)] = (d["identity"], d["participant"], seq)
+            levels, rec = stratum_levels(p, d["stratum"]), d["allocation"]
+            if levels is None or d["arm"] not in p.arms:
+                return None
+            if rec.get("method") == "permuted_blocks":
+                streams[rec["stream"]] = (rec["block"], rec["start_word"], rec["position"], 0)
+            else:
+                next_word = rec["word_end"]
+            if p.method == "minimisation":
+                for f, l in enumerate(levels):
+                    key = (f, l, p.arms.index(d["arm"]))
+                    counts[key] = counts.get(key, 0) + 1
+        elif kind == "seed_revealed":
+            row = t["trial"][(1,)]
+            t["trial"][(1,)] = row[:9] + (seq, ts)
+        elif kind == "outcome_recorded":
+            for field, value in d["values"].items():
+                key = (d["participant"], d["timepoint"], field)
+                if key in t["outcomes"]:
+                    return None
+                t["outcomes"][key] = (*key, value, d["collected_on"], 1, seq)
+        elif kind == "outcome_corrected":
+            key = (d["participant"], d["timepoint"], d["field"])
+            if key not in t["outcomes"]:
+                return None
+            old = t["outcomes"][key]
+            t["outcomes"][key] = (*key, d["new_value"], old[4], old[5] + 1, seq)
+        elif kind == "status_changed":
+            t["participant_status"][(d["participant"],)] = (d["participant"], d["status"], d["reason"],
+                                                             1 if d["no_further_contact"] else 0, d["on"], seq)
+    for stream, row in streams.items():
+        t["allocation_streams"][(stream,)] = (stream, *row)
+    if p.method in ("simple", "minimisation") and next_word > 0:
+        t["allocation_streams"][(p.method,)] = (p.method, 0, 0, 0, next_word)
+    for key, n in counts.items():
+        t["allocation_counts"][key] = (*key, n)
+    return t
+
+
+def compare_tables(con, p, entries, fail):
+    """Compares every derived table with its replay (§1.1), reporting as §8.1 says."""
+    if con.execute("PRAGMA user_version").fetchone()[0] != 3:
+        return  # §1.1 describes schema 3's tables
+    replayed = replay_tables(p, entries)
+    if replayed is None:
+        return
+    last = entries[-1]["seq"] if entries else 0
+    for name, cols in TABLES.items():
+        width = KEY_WIDTH.get(name, 1)
+        stored = {}
+        for row in con.execute(f"SELECT {', '.join(cols)} FROM {name}"):
+            stored[tuple(row[:width])] = tuple(row)
+        has_seq = "seq" in cols
+        seqs = []
+        for key in stored.keys() | replayed[name].keys():
+            a, b = stored.get(key), replayed[name].get(key)
+            if a == b and all(type(x) is type(y) for x, y in zip(a, b)):
+                continue
+            if has_seq:
+                row = b if b is not None else a
+                seq = row[cols.index("seq")]
+                if isinstance(seq, int):
+                    seqs.append(seq)
+                    continue
+            seqs.append(None)
+        if seqs:
+            known = [x for x in seqs if x is not None]
+            fail("replay", min(known) if known else 0 if name == "trial" else last)
 
 
 # --- §7 checkpoints ------------------------------------------------------------------
@@ -492,6 +619,7 @@ def verify(db, seed=None, checkpoints=()):
         stored_r = {r[0]: r[1] for r in con.execute("SELECT participant, status FROM referrals")}
         if stored_r != referrals:
             fail("replay", len(entries))
+        compare_tables(con, p, entries, fail)
 
     for text in checkpoints:
         try:
@@ -512,6 +640,83 @@ def verify(db, seed=None, checkpoints=()):
 
     first = min(failed.values()) if failed else None
     return {"ok": not failed, "entries": len(entries), "head": head, "first_bad_seq": first, "failed": failed}
+
+
+# --- §3 key derivations (for a trial whose keys were derived from a given seed) ---
+
+def given_identity_key(seed):
+    """The identity key of a `given`-origin trial: HMAC-SHA-256 keyed by the
+    identity secret SHA-256("chancery/v1/given-identity-secret" ‖ seed)."""
+    secret = hashlib.sha256(b"chancery/v1/given-identity-secret" + seed).digest()
+    return secret, hmac.new(secret, b"chancery/v1/identity-key", hashlib.sha256).digest()
+
+
+def ed25519_public(secret):
+    """RFC 8032 §5.1.5: the public key of a 32-byte secret."""
+    h = hashlib.sha512(secret).digest()
+    a = int.from_bytes(h[:32], "little")
+    a = (a & ((1 << 254) - 8)) | (1 << 254)
+    return _encode(_mul(a, _B))
+
+
+def given_signing_public_key(seed):
+    return ed25519_public(hashlib.sha256(b"chancery/v1/given-signing-secret" + seed).digest()).hex()
+
+
+def check_log_vector(path):
+    """A log vector: canonical bodies, hashes and links, the seed opening the
+    commitment, the signing key derived from the seed (key_origin `given`), and
+    every allocation re-derived from the seed."""
+    with open(path, encoding="utf-8") as f:
+        v = json.load(f)
+    seed = bytes.fromhex(v["seed"])
+    prev, alloc, p = GENESIS, None, None
+    for e in v["entries"]:
+        body = e["body"]
+        entry = json.loads(body)
+        assert canonical(entry) == body and sha256_hex(body.encode()) == e["hash"] and entry["prev"] == prev, path
+        prev = e["hash"]
+        data = entry["data"]
+        if entry["type"] == "trial_created":
+            p = Protocol(data["protocol"])
+            assert sha256_hex(data["protocol"].encode()) == data["protocol_sha256"], path
+            assert sha256_hex(b"chancery/v1/seed-commitment" + seed) == data["seed_commitment"], path
+            assert data["key_origin"] == "given" and data["signing_public_key"] == given_signing_public_key(seed), path
+            alloc = Allocator(p, seed)
+        elif entry["type"] == "participant_randomised":
+            levels = p.levels_of(data["site"], data["values"])
+            assert p.label(levels) == data["stratum"], (path, entry["seq"])
+            arm, rec = alloc.allocate(levels)
+            assert p.arms[arm] == data["arm"] and rec == data["allocation"], (path, entry["seq"])
+
+
+def check_further_vectors(d):
+    """The vectors added in §9 for simple randomisation, unequal ratios, region,
+    the variance measure, rounding ties, the rejection step and the keys."""
+    import os
+    for name in ("simple.json", "blocks-2to1-region.json", "minimisation-2to1to1-variance.json"):
+        check_log_vector(os.path.join(d, name))
+    with open(os.path.join(d, "draws.json"), encoding="utf-8") as f:
+        v = json.load(f)
+    seed = bytes.fromhex(v["seed"])
+    for draw in v["draws"]:
+        s = Stream(seed, draw["stream"], draw["start_word"])
+        assert s.below(draw["n"]) == draw["value"] and s.word == draw["word_after"], draw
+    with open(os.path.join(d, "keys.json"), encoding="utf-8") as f:
+        k = json.load(f)
+    seed = bytes.fromhex(k["seed"])
+    secret, key = given_identity_key(seed)
+    assert secret.hex() == k["identity_secret"] and key.hex() == k["identity_key"], "identity key"
+    assert hmac.new(key, k["nhs_number"].encode(), hashlib.sha256).hexdigest() == k["identity"], "identity hash"
+    signing = hashlib.sha256(b"chancery/v1/given-signing-secret" + seed).digest()
+    assert signing.hex() == k["signing_secret"], "signing secret"
+    assert ed25519_public(signing).hex() == k["signing_public_key"] == given_signing_public_key(seed), "public key"
+    assert sha256_hex(b"chancery/v1/seed-commitment" + seed) == k["seed_commitment"], "seed commitment"
+    # RFC 8032 §7.1 TEST 1: the public key from the secret.
+    assert ed25519_public(bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")).hex() == \
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "RFC 8032 public key"
+    # §6.4's rounding: halves away from zero on the binary64 product.
+    assert [round_half_away(float(w) * 1000) for w in ("0.0125", "0.5005", "1.0005")] == [13, 500, 1001]
 
 
 def check_vectors(d):
@@ -563,6 +768,13 @@ def check_vectors(d):
     with open(os.path.join(d, "log.json"), encoding="utf-8") as f:
         hashes = [e["hash"] for e in json.load(f)["entries"]]
     assert c["length"] == len(hashes) and c["head"] == hashes[-1], "checkpoint head"
+    with open(os.path.join(d, "log.json"), encoding="utf-8") as f:
+        genesis = json.loads(json.load(f)["entries"][0]["body"])["data"]
+    with open(os.path.join(d, "log.json"), encoding="utf-8") as f:
+        seed = bytes.fromhex(json.load(f)["seed"])
+    assert public == genesis["signing_public_key"] == given_signing_public_key(seed), "checkpoint key from the seed"
+    if os.path.exists(os.path.join(d, "keys.json")):
+        check_further_vectors(d)
     print("vectors ok")
 
 
