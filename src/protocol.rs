@@ -28,6 +28,10 @@ pub struct Protocol {
     pub title: String,
     /// Registration number (e.g. ISRCTN), if any.
     pub registration: Option<String>,
+    /// The trial's time zone (IANA name, e.g. `Europe/London`): the dates
+    /// people enter and "today" are calendar dates there; log times stay UTC.
+    /// UTC when the protocol names none.
+    pub timezone: chrono_tz::Tz,
     /// Arms in declaration order; allocation ratios are integers.
     pub arms: Vec<Arm>,
     /// The allocation method and its parameters.
@@ -450,6 +454,7 @@ struct RawTrial {
     id: Spanned<String>,
     title: String,
     registration: Option<String>,
+    timezone: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -719,6 +724,18 @@ impl Protocol {
             ));
         }
         check_id("trial id", raw.trial.id.get_ref()).map_err(|m| w.at(&raw.trial.id, m))?;
+        let timezone = match &raw.trial.timezone {
+            None => chrono_tz::Tz::UTC,
+            Some(z) => z.get_ref().parse::<chrono_tz::Tz>().map_err(|_| {
+                w.at(
+                    z,
+                    format!(
+                        "timezone {:?} is not an IANA time zone name; write it like \"Europe/London\"",
+                        crate::referral::truncate(z.get_ref(), 40)
+                    ),
+                )
+            })?,
+        };
 
         // Arms.
         let raw_arms = raw.arms.unwrap_or_default();
@@ -1297,6 +1314,7 @@ impl Protocol {
             id: raw.trial.id.into_inner(),
             title: raw.trial.title,
             registration: raw.trial.registration,
+            timezone,
             arms,
             method,
             factors,
