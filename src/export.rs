@@ -292,7 +292,14 @@ pub fn codebook(trial: &crate::ledger::Trial) -> Result<Table> {
             &format!("Stratification factor {} as used at randomisation", f.name),
         );
     }
-    add("participants", "randomised_on", "date", None, "YYYY-MM-DD", "Date of randomisation (UTC)");
+    add(
+        "participants",
+        "randomised_on",
+        "date",
+        None,
+        "YYYY-MM-DD",
+        "Date of randomisation (in the protocol's time zone, UTC if it names none)",
+    );
     for (i, f) in p.fields.iter().enumerate() {
         if i == p.identity {
             continue;

@@ -355,7 +355,7 @@ impl Trial {
     /// The date of the log's last entry: the default "as of" date of exports and
     /// the analysis (everything recorded so far).
     pub fn last_entry_date(&self) -> Result<NaiveDate> {
-        Ok(self.store.head()?.ts.as_deref().map_or(NaiveDate::MIN, date_of))
+        Ok(self.store.head()?.ts.as_deref().map_or(NaiveDate::MIN, |ts| local_date_of(ts, self.protocol.timezone)))
     }
 
     /// The analysis dataset as of `as_of`: values collected after it are left out.
@@ -376,6 +376,7 @@ impl Trial {
         between();
         let (second, third) = (self.store.second_reader(), self.store.second_reader());
         let protocol = self.protocol.clone();
+        let zone = protocol.timezone;
         // The randomising entries, read by key through the participants table,
         // their bodies copied into chunks that another thread decodes while
         // this one reads on; the outcome values meanwhile on two more threads,
@@ -426,7 +427,7 @@ impl Trial {
                 let mut failed = None;
                 for mut chunk in chunks {
                     if failed.is_none()
-                        && let Err(e) = chunk.decode_into(&mut out, &mut names)
+                        && let Err(e) = chunk.decode_into(&mut out, &mut names, zone)
                     {
                         failed = Some(e);
                     }
@@ -519,10 +520,14 @@ impl Trial {
         // Referrals screened on one day follow one another in the log, not in
         // key order, but a day's timestamps share their date: it is read once
         // for each run of them.
+        // (In a time zone other than UTC the date is the zone's, read for each.)
         let mut day: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
+        let zone = self.protocol.timezone;
         self.store.for_each_referral(|r| {
             let date = r.screened_at.get(..10).unwrap_or(r.screened_at);
-            if day.0 != date {
+            if zone != chrono_tz::Tz::UTC {
+                day.1 = local_date_of(r.screened_at, zone);
+            } else if day.0 != date {
                 day = (date.to_string(), date_of(r.screened_at));
             }
             if day.1 <= as_of {
@@ -722,7 +727,12 @@ impl RandomisingEntries {
     /// the participant whose row names it. Only what the dataset keeps is
     /// decoded (the identity hash and the allocation record are skipped, but
     /// must be there: `chancery verify` checks them).
-    fn decode_into(&self, out: &mut Vec<(u64, NaiveDate, Randomisation)>, names: &mut DecodedNames) -> Result<()> {
+    fn decode_into(
+        &self,
+        out: &mut Vec<(u64, NaiveDate, Randomisation)>,
+        names: &mut DecodedNames,
+        zone: chrono_tz::Tz,
+    ) -> Result<()> {
         for row in &self.rows {
             let seq = row.seq;
             let (participant, body) = (&self.text[row.start..row.split], &self.text[row.split..row.end]);
@@ -751,7 +761,7 @@ impl RandomisingEntries {
                 r.values.0.iter().map(|(k, v)| (names.baseline.id(&k.0), CompactString::from(&*v.0))).collect();
             out.push((
                 seq,
-                date_of(&entry.ts),
+                local_date_of(&entry.ts, zone),
                 Randomisation { participant: r.participant, site: r.site, arm: r.arm, strata, baseline },
             ));
         }

@@ -229,8 +229,15 @@ fn dates_people_enter_are_in_the_trial_time_zone_around_midnight_and_both_clock_
         let out = chancery().args(["export", "--what", "participants", "--db", &d]).output().unwrap();
         String::from_utf8(out.stdout).unwrap()
     };
-    let p3 = statuses.lines().find(|l| l.starts_with("P3,")).unwrap();
-    assert!(p3.contains("2026-10-25"), "the default status date is the trial's today: {p3}");
+    let column = |participant: &str, name: &str| -> String {
+        let header: Vec<&str> = statuses.lines().next().unwrap().split(',').collect();
+        let i = header.iter().position(|h| *h == name).unwrap();
+        let row = statuses.lines().find(|l| l.starts_with(&format!("{participant},"))).unwrap();
+        row.split(',').nth(i).unwrap().to_string()
+    };
+    assert_eq!(column("P3", "status_on"), "2026-10-25", "the default status date is the trial's today");
+    assert_eq!(column("P4", "randomised_on"), "2026-07-01", "exported in the trial's zone, as validated");
+    assert_eq!(column("P1", "randomised_on"), "2026-03-02");
     verify_clean(&db);
 }
 
