@@ -180,7 +180,7 @@ enum OutcomeCommand {
         /// An outcome value, FIELD=VALUE (repeat).
         #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
         set: Vec<String>,
-        /// The date the values were collected (default: today).
+        /// The date the values were collected (default: today in the trial's time zone).
         #[arg(long, value_name = "DATE")]
         on: Option<String>,
         #[command(flatten)]
@@ -239,7 +239,7 @@ struct StatusArgs {
     /// Why.
     #[arg(long, value_name = "TEXT")]
     reason: String,
-    /// The date of the change (default: today).
+    /// The date of the change (default: today in the trial's time zone).
     #[arg(long, value_name = "DATE")]
     on: Option<String>,
     #[command(flatten)]

@@ -1408,6 +1408,23 @@ mod tests {
     }
 
     #[test]
+    fn a_time_zone_is_optional_and_read_as_an_iana_name() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/work-health-ips.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            Protocol::parse("p.toml", &text).unwrap().timezone,
+            chrono_tz::Tz::UTC,
+            "none named: UTC, as before"
+        );
+        let zoned = text.replacen("[trial]\n", "[trial]\ntimezone = \"Europe/London\"\n", 1);
+        assert_eq!(Protocol::parse("p.toml", &zoned).unwrap().timezone, chrono_tz::Tz::Europe__London);
+        let wrong = text.replacen("[trial]\n", "[trial]\ntimezone = \"BST\"\n", 1);
+        let line = wrong.lines().position(|l| l.starts_with("timezone")).unwrap() + 1;
+        let e = Protocol::parse("p.toml", &wrong).unwrap_err().to_string();
+        assert!(e.contains(&format!("p.toml:{line}: timezone \"BST\" is not an IANA time zone name")), "{e}");
+    }
+
+    #[test]
     fn the_default_protocol_has_the_documented_names() {
         let p = Protocol::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/work-health-ips.toml")).unwrap();
         assert_eq!(p.arms.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["ips", "usual_care"]);
