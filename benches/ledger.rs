@@ -36,7 +36,7 @@ fn new_trial(dir: &Path) -> (Trial, TrialKey) {
         key: default_key_path(&db),
         seed: Some(SEED),
         user: "bench".into(),
-        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap().into(),
     })
     .unwrap();
     (Trial::open(&db).unwrap(), TrialKey::read(&default_key_path(&db)).unwrap())

@@ -41,7 +41,7 @@ fn prepared_trial(dir: &Path, n: usize) -> (PathBuf, Vec<String>) {
         key: default_key_path(&db),
         seed: Some(SEED),
         user: "bench".into(),
-        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap().into(),
     })
     .unwrap();
     let mut trial = Trial::open(&db).unwrap();

@@ -45,7 +45,7 @@ fn trial_with(dir: &Path, entries: usize) -> PathBuf {
         key: default_key_path(&db),
         seed: Some(SEED),
         user: "bench".into(),
-        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap().into(),
     })
     .unwrap();
     let mut trial = Trial::open(&db).unwrap();

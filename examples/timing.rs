@@ -79,7 +79,7 @@ fn trial(db: &Path, seed: [u8; 32], n: usize) -> (Trial, TrialKey, Vec<(String, 
         key: default_key_path(db),
         seed: Some(seed),
         user: "probe".into(),
-        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),
+        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap().into(),
     })
     .unwrap();
     let trial = Trial::open(db).unwrap();

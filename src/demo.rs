@@ -322,7 +322,7 @@ pub fn run(opts: &DemoOptions, mut progress: impl FnMut(&str, u64, u64)) -> Resu
         key: key_path.clone(),
         seed: Some(opts.seed),
         user: "demo-coordinator".into(),
-        now: Timestamp(start),
+        now: Timestamp(start).into(),
     })?;
     let mut trial = Trial::open(&db)?;
     let key = keys::TrialKey::read(&key_path)?;

@@ -292,7 +292,7 @@ pub fn codebook(trial: &crate::ledger::Trial) -> Result<Table> {
             &format!("Stratification factor {} as used at randomisation", f.name),
         );
     }
-    add("participants", "randomised_on", "date", None, "YYYY-MM-DD", "Date of randomisation (UTC)");
+    add("participants", "randomised_on", "date", None, "YYYY-MM-DD", "Date of randomisation (trial's time zone)");
     for (i, f) in p.fields.iter().enumerate() {
         if i == p.identity {
             continue;

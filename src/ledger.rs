@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::allocation::{self, State};
-use crate::clock::Timestamp;
+use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, Result};
 use crate::event::{AllocationRecord, Event, Randomised, ReferralScreened, SeedRevealed, TrialCreated};
 use crate::identity::IdentityHasher;
@@ -35,8 +35,8 @@ pub struct InitOptions {
     pub seed: Option<[u8; 32]>,
     /// The acting user.
     pub user: String,
-    /// The clock.
-    pub now: Timestamp,
+    /// The clock (read inside the transaction that records entry 0).
+    pub now: Clock,
 }
 
 /// What `init` reports: the values to publish before the first allocation.
@@ -195,8 +195,9 @@ pub fn init(opts: &InitOptions) -> Result<InitReport> {
         });
         let tx = store.transaction()?;
         let mut head = tx.head()?;
+        let now = opts.now.stamp(head.ts.as_deref())?;
         let mut state = State::new(&protocol);
-        let (_, hash) = append(&tx, &protocol, &mut state, &mut head, &event, &opts.user, opts.now)?;
+        let (_, hash) = append(&tx, &protocol, &mut state, &mut head, &event, &opts.user, now)?;
         flush_state(&tx, &protocol, &state)?;
         tx.commit()?;
         Ok(InitReport {
@@ -280,7 +281,9 @@ fn append_started(
         .map(|f| (f.seq, f.hash, f.body))
 }
 
-/// Refuses a time earlier than the log's last entry.
+/// Refuses a time earlier than the log's last entry: every write's time
+/// comes from [`Clock::stamp`], which has checked it; this holds the log's
+/// order whatever a caller passes.
 fn not_back_dated(head: &Head, ts: &str) -> Result<()> {
     match &head.ts {
         Some(last) if ts < last.as_str() => Err(Error::Refused(format!(
@@ -565,12 +568,15 @@ impl Trial {
     /// Referrals stream through screening, allocation and the log in one pass;
     /// once one is found bad the rest are only checked, and the transaction is
     /// rolled back at the end.
+    ///
+    /// The clock is read once, after the transaction has taken the write lock
+    /// ([`Clock::stamp`]), and every entry of the call has that time.
     pub fn randomise(
         &mut self,
         key: &TrialKey,
         referrals: &[(String, Referral)],
         user: &str,
-        now: Timestamp,
+        clock: impl Into<Clock>,
     ) -> Result<Vec<Confirmation>> {
         let hasher = self.identity_hasher(key)?;
         check_user(user)?;
@@ -583,8 +589,7 @@ impl Trial {
         if cached.is_none() {
             refuse_if_revealed(&tx)?;
         }
-        let ts = now.to_log_text();
-        not_back_dated(&head, &ts)?;
+        let ts = clock.into().stamp(head.ts.as_deref())?.to_log_text();
         let mut state = match cached {
             Some((_, state)) => state,
             None => load_state(&tx, protocol)?,
@@ -707,7 +712,7 @@ impl Trial {
     /// Reveals the seed: appends `seed_revealed` with the seed and the reason.
     /// From then on anyone can re-derive every allocation from the log alone,
     /// and [`Trial::randomise`] is refused.
-    pub fn reveal(&mut self, key: &TrialKey, reason: &str, user: &str, now: Timestamp) -> Result<Revealed> {
+    pub fn reveal(&mut self, key: &TrialKey, reason: &str, user: &str, clock: impl Into<Clock>) -> Result<Revealed> {
         self.check_key(key)?;
         check_user(user)?;
         let reason = reason.trim();
@@ -719,6 +724,7 @@ impl Trial {
         let tx = self.store.transaction()?;
         refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
+        let now = clock.into().stamp(head.ts.as_deref())?;
         let mut state = load_state(&tx, &self.protocol)?;
         let event = Event::SeedRevealed(SeedRevealed { seed: hex::encode(key.seed), reason: reason.to_string() });
         let (seq, hash) = append(&tx, &self.protocol, &mut state, &mut head, &event, user, now)?;

@@ -36,22 +36,44 @@ struct Cli {
     command: Command,
 }
 
+/// The time: `--now`, or the system clock (read by a write once it holds
+/// the write lock). Every command with a notion of "today" takes it.
 #[derive(clap::Args, Clone)]
-struct Clock {
-    /// The time to record (RFC 3339, UTC), instead of the system clock.
+struct Now {
+    /// The time to use (RFC 3339, UTC) instead of the system clock.
     #[arg(long, env = "CHANCERY_NOW", value_name = "TIMESTAMP")]
     now: Option<String>,
+    /// Accept a --now more than 5 minutes ahead of the system clock (simulations, demonstrations).
+    #[arg(
+        long,
+        env = "CHANCERY_ALLOW_FUTURE_TIME",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    allow_future_time: bool,
+}
+
+impl Now {
+    fn resolve(&self) -> Result<chancery::clock::Clock> {
+        match &self.now {
+            Some(t) => chancery::clock::Clock::given(Timestamp::parse(t)?, Timestamp::system(), self.allow_future_time),
+            None => Ok(chancery::clock::Clock::System),
+        }
+    }
+}
+
+#[derive(clap::Args, Clone)]
+struct Clock {
+    #[command(flatten)]
+    time: Now,
     /// The acting user recorded in the log (default: the OS user).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
 }
 
 impl Clock {
-    fn now(&self) -> Result<Timestamp> {
-        match &self.now {
-            Some(t) => Timestamp::parse(t),
-            None => Ok(Timestamp::system()),
-        }
+    fn now(&self) -> Result<chancery::clock::Clock> {
+        self.time.resolve()
     }
     fn user(&self) -> String {
         self.user
@@ -131,9 +153,11 @@ enum FollowupCommand {
         /// The trial database.
         #[arg(long, value_name = "FILE")]
         db: PathBuf,
-        /// The date to plan for (default: today).
+        /// The date to plan for (default: today in the trial's time zone).
         #[arg(long, value_name = "DATE")]
         on: Option<String>,
+        #[command(flatten)]
+        time: Now,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -156,7 +180,7 @@ enum OutcomeCommand {
         /// An outcome value, FIELD=VALUE (repeat).
         #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
         set: Vec<String>,
-        /// The date the values were collected (default: today).
+        /// The date the values were collected (default: today in the trial's time zone).
         #[arg(long, value_name = "DATE")]
         on: Option<String>,
         #[command(flatten)]
@@ -215,7 +239,7 @@ struct StatusArgs {
     /// Why.
     #[arg(long, value_name = "TEXT")]
     reason: String,
-    /// The date of the change (default: today).
+    /// The date of the change (default: today in the trial's time zone).
     #[arg(long, value_name = "DATE")]
     on: Option<String>,
     #[command(flatten)]
@@ -574,7 +598,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Randomise { db, key, participant, site, set, batch, clock, json } => {
-            let now = clock.now()?;
+            let now = clock.now()?; // read inside the write transaction
             let user = clock.user();
             let referrals = match &batch {
                 Some(path) => {
@@ -735,11 +759,12 @@ fn run(cli: Cli) -> Result<()> {
             println!("next: chancery status --db {}", report.db.display());
             Ok(())
         }
-        Command::Followup(FollowupCommand::Due { db, on, json }) => {
+        Command::Followup(FollowupCommand::Due { db, on, time, json }) => {
+            let today = time.resolve()?;
             let trial = Trial::open(&db)?;
             let on = match on {
                 Some(d) => chancery::clock::parse_date(&d)?,
-                None => Timestamp::system().date(),
+                None => today.today(trial.protocol().timezone),
             };
             let due = trial.due(on)?;
             if json {
@@ -763,9 +788,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Outcome(OutcomeCommand::Record { db, participant, timepoint, set, on, clock, json }) => {
             let now = clock.now()?;
+            let mut trial = Trial::open(&db)?;
             let collected_on = match on {
                 Some(d) => chancery::clock::parse_date(&d)?,
-                None => now.date(),
+                // The trial's date now; the write checks it against its own
+                // reading of the clock, which can only be the same or later.
+                None => now.today(trial.protocol().timezone),
             };
             let values = set
                 .iter()
@@ -776,16 +804,16 @@ fn run(cli: Cli) -> Result<()> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let entry = chancery::followup::OutcomeEntry { participant, timepoint, collected_on, values };
-            let mut trial = Trial::open(&db)?;
             let written = trial.record_outcomes(&[("outcome".to_string(), entry)], &clock.user(), now)?;
             report_written(&written[0], "recorded", json)
         }
         Command::Outcome(OutcomeCommand::Import { db, csv, clock, json }) => {
             let now = clock.now()?;
             let bytes = std::fs::read(&csv).map_err(Error::io(format!("reading {}", csv.display())))?;
-            let entries = chancery::followup::parse_outcome_csv(&csv.display().to_string(), &bytes, now.date())
-                .map_err(Error::Input)?;
             let mut trial = Trial::open(&db)?;
+            let today = now.today(trial.protocol().timezone);
+            let entries = chancery::followup::parse_outcome_csv(&csv.display().to_string(), &bytes, today)
+                .map_err(Error::Input)?;
             let written = trial.record_outcomes(&entries, &clock.user(), now)?;
             if json {
                 return print_json(&written);
@@ -878,7 +906,7 @@ fn run(cli: Cli) -> Result<()> {
             let trial = Trial::open(&db)?;
             let key = key.unwrap_or_else(|| keys::default_key_path(&db));
             let signing = keys::read_signing_key(&keys::signing_key_path(&key))?;
-            let c = trial.checkpoint(&signing, clock.now()?)?;
+            let c = trial.checkpoint(&signing, clock.now()?.read())?;
             match out {
                 None => {
                     print!("{}", c.to_text());

@@ -10,7 +10,7 @@ use compact_str::CompactString;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::clock::Timestamp;
+use crate::clock::{Clock, Timestamp};
 use crate::dataset::{
     Dataset, NamedValues, Names, OutcomeKeys, OutcomeValue, Outcomes, ParticipantRecord, ParticipantStatus,
     ReferralRecord,
@@ -73,8 +73,17 @@ fn date_of(ts: &str) -> NaiveDate {
     NaiveDate::parse_from_str(ts.get(..10).unwrap_or(""), "%Y-%m-%d").unwrap_or(NaiveDate::MIN)
 }
 
+/// The calendar date in the trial's `zone` of a log time (UTC): the date of
+/// randomisation that the dates people enter are compared with.
+fn local_date_of(ts: &str, zone: chrono_tz::Tz) -> NaiveDate {
+    match zone {
+        chrono_tz::Tz::UTC => date_of(ts),
+        _ => Timestamp::parse(ts).map_or_else(|_| date_of(ts), |t| t.date_in(zone)),
+    }
+}
+
 /// The participant's record as the rules need it; `Err` if not randomised.
-fn subject(tx: &Tx, participant: &str) -> Result<std::result::Result<Subject, String>> {
+fn subject(tx: &Tx, participant: &str, zone: chrono_tz::Tz) -> Result<std::result::Result<Subject, String>> {
     let Some(p) = tx.subject(participant)? else {
         let msg = if tx.referral_exists(participant)? {
             format!(
@@ -89,7 +98,7 @@ fn subject(tx: &Tx, participant: &str) -> Result<std::result::Result<Subject, St
         return Ok(Err(msg));
     };
     Ok(Ok(Subject {
-        randomised_on: date_of(&p.randomised_at),
+        randomised_on: local_date_of(&p.randomised_at, zone),
         no_further_contact: p.no_further_contact,
         current: p.current.into_iter().fold(
             BTreeMap::new(),
@@ -108,12 +117,14 @@ impl Trial {
         &mut self,
         entries: &[(String, OutcomeEntry)],
         user: &str,
-        now: Timestamp,
+        clock: impl Into<Clock>,
     ) -> Result<Vec<Written>> {
         check_user(user)?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
         let mut head = tx.head()?;
+        let now = clock.into().stamp(head.ts.as_deref())?;
+        let today = now.date_in(protocol.timezone);
         let mut state = load_state(&tx, protocol)?;
         let mut problems = Vec::new();
         let mut out = Vec::with_capacity(entries.len());
@@ -124,7 +135,7 @@ impl Trial {
         for (origin, e) in entries {
             let subject = match last.take() {
                 Some((p, s)) if p == e.participant => &mut last.insert((p, s)).1,
-                _ => match subject(&tx, &e.participant)? {
+                _ => match subject(&tx, &e.participant, protocol.timezone)? {
                     Ok(s) => &mut last.insert((e.participant.as_str(), s)).1,
                     Err(m) => {
                         problems.push(format!("{origin}: {m}"));
@@ -132,7 +143,7 @@ impl Trial {
                     }
                 },
             };
-            let values = match followup::validate_entry(protocol, subject, e, now.date()) {
+            let values = match followup::validate_entry(protocol, subject, e, today) {
                 Ok(v) => v,
                 Err(m) => {
                     problems.push(format!("{origin}: {m}"));
@@ -162,18 +173,19 @@ impl Trial {
     }
 
     /// Corrects one recorded value; the original stays in the log and the history.
-    pub fn correct_outcome(&mut self, c: &Correction, user: &str, now: Timestamp) -> Result<Written> {
+    pub fn correct_outcome(&mut self, c: &Correction, user: &str, clock: impl Into<Clock>) -> Result<Written> {
         check_user(user)?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
-        let subject = subject(&tx, &c.participant)?.map_err(Error::Input)?;
+        let mut head = tx.head()?;
+        let now = clock.into().stamp(head.ts.as_deref())?;
+        let subject = subject(&tx, &c.participant, protocol.timezone)?.map_err(Error::Input)?;
         let collected_on = tx
             .outcome(&c.participant, &c.timepoint, &c.field)?
             .map(|(_, on, _)| date_of(&on))
             .unwrap_or(subject.randomised_on);
         let (old, new) = followup::validate_correction(protocol, &subject, c, collected_on)
             .map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
-        let mut head = tx.head()?;
         let mut state = load_state(&tx, protocol)?;
         let event = Event::OutcomeCorrected(OutcomeCorrected {
             participant: c.participant.clone(),
@@ -199,7 +211,7 @@ impl Trial {
         no_further_contact: bool,
         on: Option<NaiveDate>,
         user: &str,
-        now: Timestamp,
+        clock: impl Into<Clock>,
     ) -> Result<Written> {
         check_user(user)?;
         if reason.trim().is_empty() {
@@ -210,13 +222,15 @@ impl Trial {
         }
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
-        let subject = subject(&tx, participant)?.map_err(Error::Input)?;
-        let on = on.unwrap_or(now.date());
-        if on < subject.randomised_on || on > now.date() {
+        let mut head = tx.head()?;
+        let now = clock.into().stamp(head.ts.as_deref())?;
+        let today = now.date_in(protocol.timezone);
+        let subject = subject(&tx, participant, protocol.timezone)?.map_err(Error::Input)?;
+        let on = on.unwrap_or(today);
+        if on < subject.randomised_on || on > today {
             return Err(Error::Input(format!(
-                "date {on} must be between randomisation ({}) and today ({}); check --on",
-                subject.randomised_on,
-                now.date()
+                "date {on} must be between randomisation ({}) and today ({today}); check --on",
+                subject.randomised_on
             )));
         }
         if let Some(current) = tx.status_of(participant)?
@@ -227,7 +241,6 @@ impl Trial {
                 current.on_date
             )));
         }
-        let mut head = tx.head()?;
         let mut state = load_state(&tx, protocol)?;
         let event = Event::StatusChanged(StatusChanged {
             participant: participant.to_string(),
@@ -260,7 +273,8 @@ impl Trial {
                 _ => {}
             }
             let done = recorded.get(&p.participant).cloned().unwrap_or_default();
-            out.extend(followup::due(&self.protocol, &p.participant, &p.site, date_of(&p.randomised_at), &done, on));
+            let randomised_on = local_date_of(&p.randomised_at, self.protocol.timezone);
+            out.extend(followup::due(&self.protocol, &p.participant, &p.site, randomised_on, &done, on));
         }
         out.sort_by(|a, b| (a.window_closes, &a.participant).cmp(&(b.window_closes, &b.participant)));
         Ok(out)
@@ -341,7 +355,7 @@ impl Trial {
     /// The date of the log's last entry: the default "as of" date of exports and
     /// the analysis (everything recorded so far).
     pub fn last_entry_date(&self) -> Result<NaiveDate> {
-        Ok(self.store.head()?.ts.as_deref().map_or(NaiveDate::MIN, date_of))
+        Ok(self.store.head()?.ts.as_deref().map_or(NaiveDate::MIN, |ts| local_date_of(ts, self.protocol.timezone)))
     }
 
     /// The analysis dataset as of `as_of`: values collected after it are left out.
@@ -362,6 +376,7 @@ impl Trial {
         between();
         let (second, third) = (self.store.second_reader(), self.store.second_reader());
         let protocol = self.protocol.clone();
+        let zone = protocol.timezone;
         // The randomising entries, read by key through the participants table,
         // their bodies copied into chunks that another thread decodes while
         // this one reads on; the outcome values meanwhile on two more threads,
@@ -412,7 +427,7 @@ impl Trial {
                 let mut failed = None;
                 for mut chunk in chunks {
                     if failed.is_none()
-                        && let Err(e) = chunk.decode_into(&mut out, &mut names)
+                        && let Err(e) = chunk.decode_into(&mut out, &mut names, zone)
                     {
                         failed = Some(e);
                     }
@@ -505,10 +520,14 @@ impl Trial {
         // Referrals screened on one day follow one another in the log, not in
         // key order, but a day's timestamps share their date: it is read once
         // for each run of them.
+        // (In a time zone other than UTC the date is the zone's, read for each.)
         let mut day: (String, NaiveDate) = (String::new(), NaiveDate::MIN);
+        let zone = self.protocol.timezone;
         self.store.for_each_referral(|r| {
             let date = r.screened_at.get(..10).unwrap_or(r.screened_at);
-            if day.0 != date {
+            if zone != chrono_tz::Tz::UTC {
+                day.1 = local_date_of(r.screened_at, zone);
+            } else if day.0 != date {
                 day = (date.to_string(), date_of(r.screened_at));
             }
             if day.1 <= as_of {
@@ -708,7 +727,12 @@ impl RandomisingEntries {
     /// the participant whose row names it. Only what the dataset keeps is
     /// decoded (the identity hash and the allocation record are skipped, but
     /// must be there: `chancery verify` checks them).
-    fn decode_into(&self, out: &mut Vec<(u64, NaiveDate, Randomisation)>, names: &mut DecodedNames) -> Result<()> {
+    fn decode_into(
+        &self,
+        out: &mut Vec<(u64, NaiveDate, Randomisation)>,
+        names: &mut DecodedNames,
+        zone: chrono_tz::Tz,
+    ) -> Result<()> {
         for row in &self.rows {
             let seq = row.seq;
             let (participant, body) = (&self.text[row.start..row.split], &self.text[row.split..row.end]);
@@ -737,7 +761,7 @@ impl RandomisingEntries {
                 r.values.0.iter().map(|(k, v)| (names.baseline.id(&k.0), CompactString::from(&*v.0))).collect();
             out.push((
                 seq,
-                date_of(&entry.ts),
+                local_date_of(&entry.ts, zone),
                 Randomisation { participant: r.participant, site: r.site, arm: r.arm, strata, baseline },
             ));
         }

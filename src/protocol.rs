@@ -28,6 +28,10 @@ pub struct Protocol {
     pub title: String,
     /// Registration number (e.g. ISRCTN), if any.
     pub registration: Option<String>,
+    /// The trial's time zone (IANA name, e.g. `Europe/London`): the dates
+    /// people enter and "today" are calendar dates there; log times stay UTC.
+    /// UTC when the protocol names none.
+    pub timezone: chrono_tz::Tz,
     /// Arms in declaration order; allocation ratios are integers.
     pub arms: Vec<Arm>,
     /// The allocation method and its parameters.
@@ -450,6 +454,7 @@ struct RawTrial {
     id: Spanned<String>,
     title: String,
     registration: Option<String>,
+    timezone: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -747,6 +752,18 @@ impl Protocol {
             ));
         }
         check_id("trial id", raw.trial.id.get_ref()).map_err(|m| w.at(&raw.trial.id, m))?;
+        let timezone = match &raw.trial.timezone {
+            None => chrono_tz::Tz::UTC,
+            Some(z) => z.get_ref().parse::<chrono_tz::Tz>().map_err(|_| {
+                w.at(
+                    z,
+                    format!(
+                        "timezone {:?} is not an IANA time zone name; write it like \"Europe/London\"",
+                        crate::referral::truncate(z.get_ref(), 40)
+                    ),
+                )
+            })?,
+        };
 
         // Arms.
         let raw_arms = raw.arms.unwrap_or_default();
@@ -1327,6 +1344,7 @@ impl Protocol {
             id: raw.trial.id.into_inner(),
             title: raw.trial.title,
             registration: raw.trial.registration,
+            timezone,
             arms,
             method,
             factors,
@@ -1417,6 +1435,23 @@ mod tests {
             }
         }
         assert!(n >= 3, "expected the default protocol and two examples, found {n}");
+    }
+
+    #[test]
+    fn a_time_zone_is_optional_and_read_as_an_iana_name() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/work-health-ips.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            Protocol::parse("p.toml", &text).unwrap().timezone,
+            chrono_tz::Tz::UTC,
+            "none named: UTC, as before"
+        );
+        let zoned = text.replacen("[trial]\n", "[trial]\ntimezone = \"Europe/London\"\n", 1);
+        assert_eq!(Protocol::parse("p.toml", &zoned).unwrap().timezone, chrono_tz::Tz::Europe__London);
+        let wrong = text.replacen("[trial]\n", "[trial]\ntimezone = \"BST\"\n", 1);
+        let line = wrong.lines().position(|l| l.starts_with("timezone")).unwrap() + 1;
+        let e = Protocol::parse("p.toml", &wrong).unwrap_err().to_string();
+        assert!(e.contains(&format!("p.toml:{line}: timezone \"BST\" is not an IANA time zone name")), "{e}");
     }
 
     #[test]
