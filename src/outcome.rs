@@ -164,6 +164,7 @@ impl Trial {
     /// Corrects one recorded value; the original stays in the log and the history.
     pub fn correct_outcome(&mut self, c: &Correction, user: &str, now: Timestamp) -> Result<Written> {
         check_user(user)?;
+        crate::text::reason("--reason", &c.reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
         let subject = subject(&tx, &c.participant)?.map_err(Error::Input)?;
@@ -202,9 +203,8 @@ impl Trial {
         now: Timestamp,
     ) -> Result<Written> {
         check_user(user)?;
-        if reason.trim().is_empty() {
-            return Err(Error::Input("a status change needs a reason; give --reason TEXT".into()));
-        }
+        let reason =
+            crate::text::reason("--reason", reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
         if no_further_contact && kind != StatusKind::Withdrawn {
             return Err(Error::Input("--no-further-contact applies only to a withdrawal".into()));
         }
@@ -232,7 +232,7 @@ impl Trial {
         let event = Event::StatusChanged(StatusChanged {
             participant: participant.to_string(),
             status: kind.as_str().to_string(),
-            reason: reason.trim().to_string(),
+            reason,
             no_further_contact,
             on: on.format("%Y-%m-%d").to_string(),
         });

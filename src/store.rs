@@ -526,6 +526,10 @@ impl Store {
         }
         let what = format!("creating database {}", path.display());
         check_local_filesystem(path)?;
+        // The file is made owner-only before SQLite opens it; SQLite gives the
+        // `-wal` and `-shm` it creates the database's mode.
+        crate::keys::create_new_file(path, crate::keys::DATA_FILE_MODE)
+            .map_err(|e| Error::Io { context: what.clone(), source: e })?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -976,12 +980,19 @@ impl Store {
                 };
                 if better {
                     let row = stored.as_deref().or(replay.as_deref()).unwrap_or_default();
+                    // A row in both: its key and the columns that differ, no more.
+                    let shown: Vec<usize> = match (stored.as_deref(), replay.as_deref()) {
+                        (Some(x), Some(y)) => (0..ncols)
+                            .filter(|i| key_cols.contains(i) || !same_value_ref((&x[*i]).into(), (&y[*i]).into()))
+                            .collect(),
+                        _ => (0..ncols).collect(),
+                    };
                     diff = Some(TableDiff {
                         table: name.to_string(),
                         key: key_cols.iter().map(|&i| text_of(&row[i])).collect::<Vec<_>>().join(","),
                         seq,
-                        stored: stored.as_deref().map(|r| row_text_named(&names, r)),
-                        replayed: replay.as_deref().map(|r| row_text_named(&names, r)),
+                        stored: stored.as_deref().map(|r| row_text_named(&names, r, &shown)),
+                        replayed: replay.as_deref().map(|r| row_text_named(&names, r, &shown)),
                         rows: 0,
                     });
                 }
@@ -1025,6 +1036,8 @@ impl Store {
     /// Copies the database to `to` with SQLite's online backup API.
     pub fn backup_to(&self, to: &Path) -> Result<()> {
         let what = format!("backing up to {}", to.display());
+        crate::keys::create_new_file(to, crate::keys::DATA_FILE_MODE)
+            .map_err(|e| Error::Io { context: what.clone(), source: e })?;
         let mut dst = Connection::open(to).map_err(Error::sqlite(what.clone()))?;
         let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst).map_err(Error::sqlite(what.clone()))?;
         backup.run_to_completion(256, std::time::Duration::from_millis(0), None).map_err(Error::sqlite(what))
@@ -1105,8 +1118,25 @@ fn same_value_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::ValueRef) ->
     }
 }
 
-fn row_text_named(names: &[String], row: &[rusqlite::types::Value]) -> String {
-    names.iter().zip(row).map(|(n, v)| format!("{n}={}", text_of(v))).collect::<Vec<_>>().join(" ")
+/// The `shown` columns of a row as `name=value`, for a report on one line: a
+/// text of more than 80 characters as its start, length and SHA-256 (an
+/// edited protocol in full made the message pages long).
+fn row_text_named(names: &[String], row: &[rusqlite::types::Value], shown: &[usize]) -> String {
+    use sha2::Digest as _;
+    let value = |v: &rusqlite::types::Value| match v {
+        rusqlite::types::Value::Text(t) if t.chars().count() > 80 => format!(
+            "{:?}… ({} characters, sha256 {}…)",
+            t.chars().take(24).collect::<String>(),
+            t.chars().count(),
+            &hex::encode(sha2::Sha256::digest(t.as_bytes()))[..16]
+        ),
+        v => text_of(v),
+    };
+    shown
+        .iter()
+        .filter_map(|&i| Some(format!("{}={}", names.get(i)?, value(row.get(i)?))))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn revealed(c: &Connection) -> Result<Option<(u64, String)>> {

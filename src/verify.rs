@@ -1521,11 +1521,20 @@ pub fn backup(db: &Path, to: &Path) -> Result<Backup> {
             db.display()
         )));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))
-            .map_err(Error::io(format!("restricting {}", partial.display())))?;
+    // Verifying the copy (read-only) made its `-wal` and `-shm`. Nothing wrote
+    // to the WAL, so the copy is whole without them: remove them rather than
+    // leave them beside it under the partial name (a WAL with frames, never
+    // expected, goes with the copy instead).
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", partial.display()));
+        match std::fs::metadata(&side) {
+            Err(_) => {}
+            Ok(m) if suffix == "-wal" && m.len() > 0 => {
+                let with = PathBuf::from(format!("{}{suffix}", to.display()));
+                std::fs::rename(&side, &with).map_err(Error::io(format!("naming {}", with.display())))?;
+            }
+            Ok(_) => std::fs::remove_file(&side).map_err(Error::io(format!("removing {}", side.display())))?,
+        }
     }
     std::fs::rename(&partial, to).map_err(Error::io(format!("naming the backup {}", to.display())))?;
     Ok(Backup { path: to.to_path_buf(), entries: report.entries, head: report.head })
