@@ -363,6 +363,7 @@ pub(crate) trait Sink {
     ) -> Result<()>;
     fn outcome(&self, participant: &str, timepoint: &str, field: &str) -> Result<Option<(String, String, u32)>>;
     fn update_outcome(&self, o: &NewOutcome) -> Result<()>;
+    fn status(&self, participant: &str) -> Result<Option<StatusRow>>;
     fn put_status(&self, st: &StatusRow) -> Result<()>;
     fn put_stream(&self, stream: &str, row: StreamRow) -> Result<()>;
     fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()>;
@@ -448,14 +449,30 @@ pub(crate) fn apply<S: Sink + ?Sized>(
                 seq,
             })
         }
-        Event::StatusChanged(c) => tx.put_status(&StatusRow {
-            participant: c.participant.clone(),
-            status: c.status.clone(),
-            reason: c.reason.clone(),
-            no_further_contact: c.no_further_contact,
-            on_date: c.on.clone(),
-            seq,
-        }),
+        Event::StatusChanged(c) => {
+            // A request for no further contact stands through later status
+            // changes; only `consent_renewed` lifts it.
+            let asked = tx.status(&c.participant)?.is_some_and(|s| s.no_further_contact);
+            tx.put_status(&StatusRow {
+                participant: c.participant.clone(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                no_further_contact: c.no_further_contact || asked,
+                on_date: c.on.clone(),
+                seq,
+            })
+        }
+        Event::ConsentRenewed(c) => {
+            let mut st = tx.status(&c.participant)?.filter(|s| s.no_further_contact).ok_or_else(|| {
+                Error::Integrity(format!(
+                    "log entry {seq}: renews the consent of {}, who had not asked for no further contact",
+                    c.participant
+                ))
+            })?;
+            st.no_further_contact = false;
+            st.seq = seq;
+            tx.put_status(&st)
+        }
     }
 }
 

@@ -315,6 +315,12 @@ enum Command {
         #[arg(long)]
         no_further_contact: bool,
     },
+    /// Record that a participant who asked for no further contact consented
+    /// again: the only way to lift the request (later status changes keep it).
+    Reconsent {
+        #[command(flatten)]
+        args: StatusArgs,
+    },
     /// Record that a participant was lost to follow-up.
     Lost {
         #[command(flatten)]
@@ -815,6 +821,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Withdraw { args, no_further_contact } => {
             status_change(args, StatusKind::Withdrawn, no_further_contact)
+        }
+        Command::Reconsent { args } => {
+            let on = args.on.as_deref().map(chancery::clock::parse_date).transpose()?;
+            let mut trial = Trial::open(&args.db)?;
+            let w = trial.renew_consent(&args.participant, &args.reason, on, &args.clock.user(), args.clock.now()?)?;
+            report_written(&w, "consent renewed: contact and data collection permitted again", args.json)
         }
         Command::Lost { args } => status_change(args, StatusKind::Lost, false),
         Command::Died { args } => status_change(args, StatusKind::Died, false),

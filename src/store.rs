@@ -18,9 +18,11 @@ pub const APPLICATION_ID: i32 = 0x4348_4E43;
 /// The schema version this build writes and reads. Version 2 keeps the
 /// derived tables in their primary keys' B-trees (`WITHOUT ROWID`) and leaves
 /// an outcome's recording time and user in its log entry (they were copied
-/// into every `outcomes` row in version 1); [`Store::open`] migrates a
-/// version 1 file.
-pub const SCHEMA_VERSION: i32 = 3;
+/// into every `outcomes` row in version 1); version 4 keeps a request for no
+/// further contact in `participant_status` through later status changes
+/// (version 3 kept only the latest change's); [`Store::migrate`] brings an
+/// older file to this version.
+pub const SCHEMA_VERSION: i32 = 4;
 /// Page cache of the connections verification uses (KiB): small and fixed, so
 /// memory does not grow with the log.
 const AUDIT_CACHE_KIB: i64 = 8_192;
@@ -342,11 +344,13 @@ pub struct StatusRow {
     pub status: String,
     /// Why.
     pub reason: String,
-    /// Withdrawn with no further contact.
+    /// The participant asked for no further contact (at a withdrawal) and
+    /// has not renewed consent since, whatever status followed.
     pub no_further_contact: bool,
     /// Date of the change.
     pub on_date: String,
-    /// Log entry.
+    /// The log entry that last changed the row (a status change, or the
+    /// renewed consent that lifted the request).
     pub seq: u64,
 }
 
@@ -557,6 +561,9 @@ impl Store {
     /// that replaying a long log does not grow memory.
     pub fn scratch(path: &Path) -> Result<Store> {
         let what = format!("creating the replay database {}", path.display());
+        // It holds a copy of the trial's data while it lives: owner only.
+        crate::keys::create_new_file(path, crate::keys::DATA_FILE_MODE)
+            .map_err(|e| Error::Io { context: what.clone(), source: e })?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -653,12 +660,31 @@ impl Store {
                 path.display()
             )));
         }
-        // Schema 1 → 2: the same rows in WITHOUT ROWID tables; `outcomes`
-        // loses its copies of the log entry's time and user. Schema 2 → 3:
-        // `participants` becomes a view of the randomised referrals, whose
-        // rows take its stratum, arm and identity, and `identities` keys the
-        // identity hashes. Both read the columns
-        // schemas 1 and 2 share.
+        let mut sql = String::new();
+        if version < 3 {
+            sql.push_str(&Self::migration_to_3());
+        }
+        // Schema 3 → 4: a request for no further contact stands through later
+        // status changes. No older chancery wrote `consent_renewed`, so a
+        // participant's request stands if any of their status changes made one.
+        sql.push_str(
+            "UPDATE participant_status SET no_further_contact = 1 WHERE participant IN (
+                 SELECT json_extract(body, '$.data.participant') FROM log
+                 WHERE type = 'status_changed' AND json_extract(body, '$.data.no_further_contact') = 1);\n",
+        );
+        sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
+        tx.execute_batch(&sql).map_err(Error::sqlite(what.clone()))?;
+        tx.commit().map_err(Error::sqlite(what))?;
+        Ok((version, SCHEMA_VERSION))
+    }
+
+    /// The SQL that turns a schema 1 or 2 file's derived tables into schema 3's.
+    /// Schema 1 → 2: the same rows in WITHOUT ROWID tables; `outcomes` loses
+    /// its copies of the log entry's time and user. Schema 2 → 3:
+    /// `participants` becomes a view of the randomised referrals, whose rows
+    /// take its stratum, arm and identity, and `identities` keys the identity
+    /// hashes. Both read the columns schemas 1 and 2 share.
+    fn migration_to_3() -> String {
         let mut sql = String::new();
         for table in
             ["referrals", "participants", "outcomes", "participant_status", "allocation_streams", "allocation_counts"]
@@ -684,10 +710,7 @@ impl Store {
                 "INSERT INTO {table} ({columns}) SELECT {columns} FROM old_{table};\nDROP TABLE old_{table};\n"
             ));
         }
-        sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
-        tx.execute_batch(&sql).map_err(Error::sqlite(what.clone()))?;
-        tx.commit().map_err(Error::sqlite(what))?;
-        Ok((version, SCHEMA_VERSION))
+        sql
     }
 
     /// Begins a write transaction.
@@ -2187,6 +2210,9 @@ impl crate::ledger::Sink for Tx<'_> {
     }
     fn update_outcome(&self, o: &NewOutcome) -> Result<()> {
         Tx::update_outcome(self, o)
+    }
+    fn status(&self, participant: &str) -> Result<Option<StatusRow>> {
+        Tx::status_of(self, participant)
     }
     fn put_status(&self, st: &StatusRow) -> Result<()> {
         Tx::put_status(self, st)

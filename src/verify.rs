@@ -828,6 +828,7 @@ impl Pass<'_> {
             Event::OutcomeRecorded(o) => self.must_be_randomised(tx, seq, &o.participant)?,
             Event::OutcomeCorrected(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
+            Event::ConsentRenewed(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::TrialCreated(_) => {}
         }
         if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, event, levels.as_deref()) {
@@ -1431,6 +1432,9 @@ impl ledger::Sink for Replay<'_, '_> {
     }
     fn update_outcome(&self, o: &NewOutcome) -> Result<()> {
         self.scratch.update_outcome(o)
+    }
+    fn status(&self, participant: &str) -> Result<Option<StatusRow>> {
+        self.scratch.status_of(participant)
     }
     fn put_status(&self, st: &StatusRow) -> Result<()> {
         self.scratch.put_status(st)

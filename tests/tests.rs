@@ -5,6 +5,7 @@ mod util;
 
 mod analysis;
 mod audit;
+mod consent;
 mod demo;
 mod design;
 mod hardening;
