@@ -534,17 +534,28 @@ impl Store {
         // `-wal` and `-shm` it creates the database's mode.
         crate::keys::create_new_file(path, crate::keys::DATA_FILE_MODE)
             .map_err(|e| Error::Io { context: what.clone(), source: e })?;
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(Error::sqlite(what.clone()))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(Error::sqlite(what.clone()))?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
-        configure(&conn, &what)?;
-        let store = Store { conn };
-        store.install_schema(&what)?;
-        Ok(store)
+        let made = (|| {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(Error::sqlite(what.clone()))?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(Error::sqlite(what.clone()))?;
+            conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
+            configure(&conn, &what)?;
+            let store = Store { conn };
+            store.install_schema(&what)?;
+            Ok(store)
+        })();
+        if made.is_err() {
+            // The file this call made is no database yet: leave nothing behind.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut side = path.as_os_str().to_owned();
+                side.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(side));
+            }
+        }
+        made
     }
 
     /// A database in memory with the schema (for replay during verification).

@@ -1529,12 +1529,17 @@ pub fn backup(db: &Path, to: &Path) -> Result<Backup> {
     // to the WAL, so the copy is whole without them: remove them rather than
     // leave them beside it under the partial name (a WAL with frames, never
     // expected, goes with the copy instead).
+    let with_suffix = |path: &Path, suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
     for suffix in ["-wal", "-shm"] {
-        let side = PathBuf::from(format!("{}{suffix}", partial.display()));
+        let side = with_suffix(&partial, suffix);
         match std::fs::metadata(&side) {
             Err(_) => {}
             Ok(m) if suffix == "-wal" && m.len() > 0 => {
-                let with = PathBuf::from(format!("{}{suffix}", to.display()));
+                let with = with_suffix(to, suffix);
                 std::fs::rename(&side, &with).map_err(Error::io(format!("naming {}", with.display())))?;
             }
             Ok(_) => std::fs::remove_file(&side).map_err(Error::io(format!("removing {}", side.display())))?,

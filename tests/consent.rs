@@ -24,6 +24,13 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
+/// A writing command's [`db_args`], at [`LATER`].
+fn write_args(cmd: &str, db: &Path, rest: &[&str]) -> Vec<String> {
+    let mut a = db_args(cmd, db, rest);
+    a.extend(s(&["--now", LATER]));
+    a
+}
+
 /// `cmd` (its words), `--db DB`, then `rest`.
 fn db_args(cmd: &str, db: &Path, rest: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
@@ -79,10 +86,10 @@ fn no_further_contact_stands_through_later_status_changes_until_consent_is_renew
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
     for p in ["P1", "P2"] {
-        ok(&db_args("withdraw", &db, &["--participant", p, "--reason", "asked by phone", "--no-further-contact"]));
+        ok(&write_args("withdraw", &db, &["--participant", p, "--reason", "asked by phone", "--no-further-contact"]));
     }
-    ok(&db_args("withdraw", &db, &["--participant", "P1", "--reason", "stopped the intervention"]));
-    ok(&db_args("lost", &db, &["--participant", "P2", "--reason", "no reply to letters"]));
+    ok(&write_args("withdraw", &db, &["--participant", "P1", "--reason", "stopped the intervention"]));
+    ok(&write_args("lost", &db, &["--participant", "P2", "--reason", "no reply to letters"]));
     for p in ["P1", "P2"] {
         refused(&db, &record_m4(&db, p), "asked for no further contact; no further data may be recorded");
     }
@@ -99,9 +106,9 @@ fn no_further_contact_stands_through_later_status_changes_until_consent_is_renew
     reference_verifier_passes(&db);
 
     // Only renewed consent, with a reason, lifts it.
-    refused(&db, &db_args("reconsent", &db, &["--participant", "P1", "--reason", " "]), "needs a reason");
+    refused(&db, &write_args("reconsent", &db, &["--participant", "P1", "--reason", " "]), "needs a reason");
     let out =
-        ok(&db_args("reconsent", &db, &["--participant", "P1", "--reason", "asked to take part again, in writing"]));
+        ok(&write_args("reconsent", &db, &["--participant", "P1", "--reason", "asked to take part again, in writing"]));
     assert!(out.contains("P1: consent renewed"), "{out}");
     assert_eq!(due(&db), ["P1"], "P1 is due again; P2 stays lost");
     assert_eq!(flags(&db, "participants"), asked("no", "yes"));
@@ -116,12 +123,12 @@ fn no_further_contact_stands_through_later_status_changes_until_consent_is_renew
     // There is nothing to renew for a participant who never asked, nor twice.
     refused(
         &db,
-        &db_args("reconsent", &db, &["--participant", "P3", "--reason", "phoned"]),
+        &write_args("reconsent", &db, &["--participant", "P3", "--reason", "phoned"]),
         "participant P3 has not asked for no further contact",
     );
     refused(
         &db,
-        &db_args("reconsent", &db, &["--participant", "P1", "--reason", "phoned"]),
+        &write_args("reconsent", &db, &["--participant", "P1", "--reason", "phoned"]),
         "participant P1 has not asked for no further contact",
     );
 }
@@ -130,8 +137,8 @@ fn no_further_contact_stands_through_later_status_changes_until_consent_is_renew
 fn a_schema_3_file_migrates_to_the_request_that_stands() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    ok(&db_args("withdraw", &db, &["--participant", "P1", "--reason", "asked by phone", "--no-further-contact"]));
-    ok(&db_args("lost", &db, &["--participant", "P1", "--reason", "moved away"]));
+    ok(&write_args("withdraw", &db, &["--participant", "P1", "--reason", "asked by phone", "--no-further-contact"]));
+    ok(&write_args("lost", &db, &["--participant", "P1", "--reason", "moved away"]));
     // As schema 3 left it: the latest change's flag only.
     let c = rusqlite::Connection::open(&db).unwrap();
     c.execute_batch("UPDATE participant_status SET no_further_contact = 0; PRAGMA user_version = 3;").unwrap();
@@ -221,10 +228,10 @@ fn reasons_and_users_are_printable_bounded_and_never_unknown() {
     let escape = "moved\u{1b}[2J away";
     let long = "x".repeat(501);
     for args in [
-        db_args("withdraw", &db, &["--participant", "P1", "--reason", escape]),
-        db_args("lost", &db, &["--participant", "P1", "--reason", escape]),
-        db_args("died", &db, &["--participant", "P1", "--reason", escape]),
-        db_args("reveal", &db, &["--reason", escape]),
+        write_args("withdraw", &db, &["--participant", "P1", "--reason", escape]),
+        write_args("lost", &db, &["--participant", "P1", "--reason", escape]),
+        write_args("died", &db, &["--participant", "P1", "--reason", escape]),
+        write_args("reveal", &db, &["--reason", escape]),
         db_args(
             "outcome correct",
             &db,
@@ -235,17 +242,17 @@ fn reasons_and_users_are_printable_bounded_and_never_unknown() {
     }
     refused(
         &db,
-        &db_args("withdraw", &db, &["--participant", "P1", "--reason", &long]),
+        &write_args("withdraw", &db, &["--participant", "P1", "--reason", &long]),
         "is 501 characters long; give at most 500",
     );
     refused(
         &db,
-        &db_args("withdraw", &db, &["--participant", "P1", "--reason", "moved", "--user", ""]),
+        &write_args("withdraw", &db, &["--participant", "P1", "--reason", "moved", "--user", ""]),
         "--user is empty",
     );
     refused(
         &db,
-        &db_args("withdraw", &db, &["--participant", "P1", "--reason", "moved", "--user", "a\u{7}b"]),
+        &write_args("withdraw", &db, &["--participant", "P1", "--reason", "moved", "--user", "a\u{7}b"]),
         "U+0007",
     );
 
@@ -253,7 +260,7 @@ fn reasons_and_users_are_printable_bounded_and_never_unknown() {
     let out = chancery()
         .env_remove("USER")
         .env("CHANCERY_NOW", LATER)
-        .args(db_args("withdraw", &db, &["--participant", "P1", "--reason", "moved"]))
+        .args(write_args("withdraw", &db, &["--participant", "P1", "--reason", "moved"]))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -285,7 +292,7 @@ fn writers_use_only_the_protocol_log_entry_0_commits_to() {
     randomise.extend(referral_args("Y1", "sheffield", &nhs(400), &[("age", "17")]));
     for (args, needle) in [
         (randomise, "the database's trial table was altered: its protocol (sha256 "),
-        (db_args("withdraw", &db, &["--participant", "P1", "--reason", "moved"]), "run `chancery verify --db"),
+        (write_args("withdraw", &db, &["--participant", "P1", "--reason", "moved"]), "run `chancery verify --db"),
     ] {
         let out = chancery().args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
