@@ -129,6 +129,8 @@ pub struct Status {
     pub followed_up: Vec<(String, u64)>,
     /// Participants withdrawn, lost to follow-up or died, per status.
     pub not_active: BTreeMap<String, u64>,
+    /// Participants who asked for no further contact and have not consented again.
+    pub no_further_contact: u64,
     /// Log length.
     pub log_entries: u64,
     /// Log head hash.
@@ -782,6 +784,7 @@ impl Trial {
             ineligible_by_reason: BTreeMap::new(),
             followed_up: Vec::new(),
             not_active: BTreeMap::new(),
+            no_further_contact: 0,
             log_entries: head.len,
             head: head.hash,
         };
@@ -822,6 +825,7 @@ impl Trial {
             .map(|t| (t.id.clone(), by_timepoint.get(&t.id).copied().unwrap_or(0)))
             .collect();
         for st in self.store.statuses()? {
+            s.no_further_contact += u64::from(st.no_further_contact);
             *s.not_active.entry(st.status).or_default() += 1;
         }
         Ok(s)

@@ -1014,6 +1014,9 @@ fn follow_up_line(s: &chancery::ledger::Status) -> String {
         let st: Vec<String> = s.not_active.iter().map(|(k, n)| format!("{k} {n}")).collect();
         line.push_str(&format!("; {}", st.join(", ")));
     }
+    if s.no_further_contact > 0 {
+        line.push_str(&format!("; no further contact {}", s.no_further_contact));
+    }
     line
 }
 

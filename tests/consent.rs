@@ -94,6 +94,8 @@ fn no_further_contact_stands_through_later_status_changes_until_consent_is_renew
         refused(&db, &record_m4(&db, p), "asked for no further contact; no further data may be recorded");
     }
     assert_eq!(due(&db), ["P3"], "P1 and P2 must not be on the due list");
+    let status = ok(&db_args("status", &db, &[]));
+    assert!(status.contains("lost 1, withdrawn 1; no further contact 2"), "{status}");
     let asked = |p1: &str, p2: &str| -> Vec<(String, String)> {
         [("P1", p1), ("P2", p2), ("P3", "no")].iter().map(|(p, f)| (p.to_string(), f.to_string())).collect()
     };
