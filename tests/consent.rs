@@ -133,6 +133,26 @@ fn no_further_contact_stands_through_later_status_changes_until_consent_is_renew
         &write_args("reconsent", &db, &["--participant", "P1", "--reason", "phoned"]),
         "participant P1 has not asked for no further contact",
     );
+    ok(&write_args("died", &db, &["--participant", "P2", "--reason", "reported by GP"]));
+    refused(
+        &db,
+        &write_args("reconsent", &db, &["--participant", "P2", "--reason", "phoned"]),
+        "participant P2 is recorded as died",
+    );
+    assert_eq!(flags(&db, "participants"), asked("no", "yes"), "a death keeps the request");
+
+    // The flag is derived from the log: clearing it behind the log's back is
+    // found by both verifiers.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE participant_status SET no_further_contact = 0 WHERE participant = 'P2'", [])
+        .unwrap();
+    let audit = chancery().args(["verify", "--db"]).arg(&db).output().unwrap();
+    let err = String::from_utf8_lossy(&audit.stderr);
+    assert!(err.contains("table participant_status row \"P2\"") && err.contains("no_further_contact=0"), "{err}");
+    let reference =
+        std::process::Command::new("python3").arg(root().join("tests/vectors/verify.py")).arg(&db).output().unwrap();
+    assert_eq!(reference.status.code(), Some(1), "{}", String::from_utf8_lossy(&reference.stdout));
 }
 
 #[test]
