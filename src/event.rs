@@ -30,6 +30,8 @@ pub enum Event {
     OutcomeCorrected(OutcomeCorrected),
     /// A participant withdrew, was lost to follow-up, or died.
     StatusChanged(StatusChanged),
+    /// A participant who asked for no further contact consented to it again.
+    ConsentRenewed(ConsentRenewed),
 }
 
 impl Event {
@@ -43,6 +45,7 @@ impl Event {
             Event::OutcomeRecorded(_) => "outcome_recorded",
             Event::OutcomeCorrected(_) => "outcome_corrected",
             Event::StatusChanged(_) => "status_changed",
+            Event::ConsentRenewed(_) => "consent_renewed",
         }
     }
 
@@ -58,6 +61,7 @@ impl Event {
             Event::OutcomeRecorded(d) => serde_json::to_value(d),
             Event::OutcomeCorrected(d) => serde_json::to_value(d),
             Event::StatusChanged(d) => serde_json::to_value(d),
+            Event::ConsentRenewed(d) => serde_json::to_value(d),
         };
         v.expect("event data are strings, integers, lists and maps with string keys")
     }
@@ -239,6 +243,20 @@ pub struct StatusChanged {
     /// Withdrawn and asked for no further contact or data collection.
     pub no_further_contact: bool,
     /// Date of the change, YYYY-MM-DD.
+    pub on: String,
+}
+
+/// Data of `consent_renewed`: lifts a request for no further contact, which
+/// no status change lifts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRenewed {
+    /// Participant id.
+    pub participant: String,
+    /// Why contact and data collection are permitted again (how the
+    /// participant gave consent).
+    pub reason: String,
+    /// Date consent was given again, YYYY-MM-DD.
     pub on: String,
 }
 

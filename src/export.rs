@@ -84,6 +84,28 @@ impl Table {
     }
 }
 
+/// The participants who asked for no further contact and have not renewed
+/// consent: every export that lists participants shows it, so that no one
+/// contacts them from a spreadsheet.
+fn no_further_contact(trial: &crate::ledger::Trial) -> Result<std::collections::BTreeSet<String>> {
+    Ok(trial.store().statuses()?.into_iter().filter(|s| s.no_further_contact).map(|s| s.participant).collect())
+}
+
+fn yes_no(b: bool) -> Option<String> {
+    Some(if b { "yes" } else { "no" }.to_string())
+}
+
+/// `t` with a last column, `no_further_contact`, for the participant in
+/// column `participant_col` of each row.
+fn with_contact_flag(mut t: Table, participant_col: usize, asked: &std::collections::BTreeSet<String>) -> Table {
+    t.columns.push("no_further_contact".into());
+    for row in &mut t.rows {
+        let flag = row.get(participant_col).and_then(|p| p.as_ref()).is_some_and(|p| asked.contains(p));
+        row.push(yes_no(flag));
+    }
+    t
+}
+
 /// The allocations table: one row per randomised participant.
 pub fn allocations(trial: &crate::ledger::Trial) -> Result<Table> {
     let rows = trial
@@ -101,10 +123,11 @@ pub fn allocations(trial: &crate::ledger::Trial) -> Result<Table> {
             ]
         })
         .collect();
-    Ok(Table {
+    let t = Table {
         columns: ["participant", "site", "stratum", "arm", "seq", "randomised_at"].map(String::from).to_vec(),
         rows,
-    })
+    };
+    Ok(with_contact_flag(t, 0, &no_further_contact(trial)?))
 }
 
 /// The log: one row per entry, with its stored hash and canonical data.
@@ -141,7 +164,8 @@ pub fn participants(trial: &crate::ledger::Trial, as_of: chrono::NaiveDate) -> R
     let fields: Vec<&str> =
         p.fields.iter().enumerate().filter(|(i, _)| *i != p.identity).map(|(_, f)| f.name.as_str()).collect();
     columns.extend(fields.iter().map(|f| f.to_string()));
-    columns.extend(["status", "status_reason", "status_on"].map(String::from));
+    columns.extend(["status", "status_reason", "status_on", "no_further_contact"].map(String::from));
+    let asked = no_further_contact(trial)?;
     let mut outcome_cols = Vec::new();
     for o in &p.outcomes {
         for t in &p.timepoints {
@@ -182,6 +206,7 @@ pub fn participants(trial: &crate::ledger::Trial, as_of: chrono::NaiveDate) -> R
             row.push(Some(r.status.name().to_string()));
             row.push(reason);
             row.push(on);
+            row.push(yes_no(asked.contains(&r.participant)));
             row.extend(outcome_cols.iter().map(|(t, o)| r.outcomes.get(t, o).map(|v| v.value.to_string())));
             row
         })
@@ -208,12 +233,13 @@ pub fn outcomes(trial: &crate::ledger::Trial) -> Result<Table> {
             ]
         })
         .collect();
-    Ok(Table {
+    let t = Table {
         columns: ["participant", "timepoint", "field", "value", "collected_on", "recorded_at", "user", "version"]
             .map(String::from)
             .to_vec(),
         rows,
-    })
+    };
+    Ok(with_contact_flag(t, 0, &no_further_contact(trial)?))
 }
 
 /// Every outcome change: old value, new value, who, when, why.
@@ -237,7 +263,7 @@ pub fn history(trial: &crate::ledger::Trial) -> Result<Table> {
             ]
         })
         .collect();
-    Ok(Table {
+    let t = Table {
         columns: [
             "seq",
             "participant",
@@ -254,7 +280,8 @@ pub fn history(trial: &crate::ledger::Trial) -> Result<Table> {
         .map(String::from)
         .to_vec(),
         rows,
-    })
+    };
+    Ok(with_contact_flag(t, 1, &no_further_contact(trial)?))
 }
 
 /// Every column of every export with its type, unit, valid values and definition.
@@ -309,6 +336,10 @@ pub fn codebook(trial: &crate::ledger::Trial) -> Result<Table> {
     add("participants", "status", "category", None, "active, withdrawn, lost, died", "Follow-up status");
     add("participants", "status_reason", "text", None, "free text", "Reason given for the status change");
     add("participants", "status_on", "date", None, "YYYY-MM-DD", "Date of the status change");
+    const NO_FURTHER_CONTACT: &str = "yes: the participant asked for no further contact or data collection and has not consented again since (it stands whatever status followed); do not contact them";
+    for export in ["allocations", "participants", "outcomes", "history"] {
+        add(export, "no_further_contact", "yes_no", None, "yes, no", NO_FURTHER_CONTACT);
+    }
     for o in &p.outcomes {
         for t in &p.timepoints {
             if o.timepoints.contains(&t.id) {

@@ -196,6 +196,33 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
         .map_err(Error::io(format!("writing key file {}", path.display())))
 }
 
+/// The mode of the files chancery makes that hold trial data: the database
+/// (and so its `-wal` and `-shm`, which SQLite gives the database's mode),
+/// backups, and exports, analyses and reports unless the user asks for
+/// another. Pseudonymised health data: owner only, like the keys.
+pub const DATA_FILE_MODE: u32 = 0o600;
+
+/// Creates a new file with exactly `mode` (whatever the umask), refusing to
+/// replace anything that exists, symbolic links included.
+pub fn create_new_file(path: &Path, mode: u32) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+    // The umask may have taken bits the user asked for: set them as given.
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    Ok(f)
+}
+
+/// Reads a file mode given on the command line (`--mode 0640`): octal, read
+/// and write bits only (never execute or set-id).
+pub fn parse_mode(text: &str) -> std::result::Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(m) if m & !0o666 == 0 && !text.is_empty() => Ok(m),
+        _ => Err(format!(
+            "{text:?} is not a file mode: give octal read/write bits such as 0600 (owner only, the default) or 0640"
+        )),
+    }
+}
+
 fn read_secret(path: &Path, format: &str) -> Result<Vec<(String, String)>> {
     use std::os::unix::fs::PermissionsExt;
     let meta = fs::symlink_metadata(path).map_err(|e| {

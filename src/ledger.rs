@@ -129,6 +129,8 @@ pub struct Status {
     pub followed_up: Vec<(String, u64)>,
     /// Participants withdrawn, lost to follow-up or died, per status.
     pub not_active: BTreeMap<String, u64>,
+    /// Participants who asked for no further contact and have not consented again.
+    pub no_further_contact: u64,
     /// Log length.
     pub log_entries: u64,
     /// Log head hash.
@@ -230,15 +232,50 @@ pub fn migrate(db: &Path) -> Result<(i32, i32)> {
     Store::migrate(db)
 }
 
-/// Checks a user name for the log.
-pub fn check_user(user: &str) -> Result<()> {
-    if user.is_empty() || user.chars().count() > 64 || user.chars().any(|c| c.is_control()) {
-        return Err(Error::Input(format!(
-            "user name {:?} is not valid; give 1–64 printable characters with --user",
-            referral::truncate(user, 70)
+/// Checks that the trial row is the one the log's entry 0 derives: the
+/// `trial` table is an editable copy, and writers screen, allocate and check
+/// keys by it, so a protocol or commitment edited there must not be used
+/// (an edited age rule once let an ineligible referral be randomised).
+fn check_trial_row(store: &Store, row: &TrialRow, db: &Path) -> Result<()> {
+    let verify = format!("run `chancery verify --db {}`", db.display());
+    let entry0 = store
+        .log_row_at(0)?
+        .ok_or_else(|| Error::Integrity(format!("{} has a trial record but no log entry 0; {verify}", db.display())))?;
+    let created = match Entry::check(&entry0.body).and_then(|e| e.event()) {
+        Ok(Event::TrialCreated(t)) => t,
+        _ => return Err(Error::Integrity(format!("log entry 0 is not a readable trial_created entry; {verify}"))),
+    };
+    let short = |h: &str| h.get(..16).unwrap_or(h).to_string();
+    use sha2::Digest as _;
+    let text_hash = hex::encode(sha2::Sha256::digest(row.protocol.as_bytes()));
+    if text_hash != created.protocol_sha256 || row.protocol_sha256 != created.protocol_sha256 {
+        return Err(Error::Integrity(format!(
+            "the database's trial table was altered: its protocol (sha256 {}…) is not the one log entry 0 commits to (sha256 {}…); nothing was done, {verify}",
+            short(&text_hash),
+            short(&created.protocol_sha256)
+        )));
+    }
+    let differing = [
+        ("trial_id", row.trial_id == created.trial),
+        ("title", row.title == created.title),
+        ("seed_commitment", row.seed_commitment == created.seed_commitment),
+        ("signing_public_key", row.signing_public_key == created.signing_public_key),
+        ("key_origin", row.key_origin == created.key_origin),
+        ("created_at", row.created_at == entry0.ts),
+    ]
+    .into_iter()
+    .find(|(_, same)| !same);
+    if let Some((column, _)) = differing {
+        return Err(Error::Integrity(format!(
+            "the database's trial table was altered: its {column} is not the one log entry 0 records; nothing was done, {verify}"
         )));
     }
     Ok(())
+}
+
+/// Checks a user name for the log.
+pub fn check_user(user: &str) -> Result<()> {
+    crate::text::user(user).map_err(Error::Input)
 }
 
 /// Builds the entry for `event`, appends it, and applies it to the derived tables.
@@ -340,6 +377,7 @@ pub(crate) trait Sink {
     ) -> Result<()>;
     fn outcome(&self, participant: &str, timepoint: &str, field: &str) -> Result<Option<(String, String, u32)>>;
     fn update_outcome(&self, o: &NewOutcome) -> Result<()>;
+    fn status(&self, participant: &str) -> Result<Option<StatusRow>>;
     fn put_status(&self, st: &StatusRow) -> Result<()>;
     fn put_stream(&self, stream: &str, row: StreamRow) -> Result<()>;
     fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()>;
@@ -425,14 +463,30 @@ pub(crate) fn apply<S: Sink + ?Sized>(
                 seq,
             })
         }
-        Event::StatusChanged(c) => tx.put_status(&StatusRow {
-            participant: c.participant.clone(),
-            status: c.status.clone(),
-            reason: c.reason.clone(),
-            no_further_contact: c.no_further_contact,
-            on_date: c.on.clone(),
-            seq,
-        }),
+        Event::StatusChanged(c) => {
+            // A request for no further contact stands through later status
+            // changes; only `consent_renewed` lifts it.
+            let asked = tx.status(&c.participant)?.is_some_and(|s| s.no_further_contact);
+            tx.put_status(&StatusRow {
+                participant: c.participant.clone(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                no_further_contact: c.no_further_contact || asked,
+                on_date: c.on.clone(),
+                seq,
+            })
+        }
+        Event::ConsentRenewed(c) => {
+            let mut st = tx.status(&c.participant)?.filter(|s| s.no_further_contact).ok_or_else(|| {
+                Error::Integrity(format!(
+                    "log entry {seq}: renews the consent of {}, who had not asked for no further contact",
+                    c.participant
+                ))
+            })?;
+            st.no_further_contact = false;
+            st.seq = seq;
+            tx.put_status(&st)
+        }
     }
 }
 
@@ -507,6 +561,7 @@ impl Trial {
         let row = store.trial()?.ok_or_else(|| {
             Error::Integrity(format!("{} has no trial record; it was not created by `chancery init`", db.display()))
         })?;
+        check_trial_row(&store, &row, db)?;
         let protocol = Protocol::parse(&format!("{} (stored protocol)", db.display()), &row.protocol)?;
         Ok(Trial {
             store,
@@ -715,12 +770,7 @@ impl Trial {
     pub fn reveal(&mut self, key: &TrialKey, reason: &str, user: &str, clock: impl Into<Clock>) -> Result<Revealed> {
         self.check_key(key)?;
         check_user(user)?;
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(|c| c.is_control()) {
-            return Err(Error::Input(
-                "--reason must be 1–500 printable characters, e.g. \"recruitment closed\"".to_string(),
-            ));
-        }
+        let reason = crate::text::reason("--reason", reason).map_err(Error::Input)?;
         let tx = self.store.transaction()?;
         refuse_if_revealed(&tx)?;
         let mut head = tx.head()?;
@@ -749,6 +799,7 @@ impl Trial {
             ineligible_by_reason: BTreeMap::new(),
             followed_up: Vec::new(),
             not_active: BTreeMap::new(),
+            no_further_contact: 0,
             log_entries: head.len,
             head: head.hash,
         };
@@ -789,6 +840,7 @@ impl Trial {
             .map(|t| (t.id.clone(), by_timepoint.get(&t.id).copied().unwrap_or(0)))
             .collect();
         for st in self.store.statuses()? {
+            s.no_further_contact += u64::from(st.no_further_contact);
             *s.not_active.entry(st.status).or_default() += 1;
         }
         Ok(s)

@@ -40,6 +40,7 @@ pub mod report;
 pub mod stats;
 pub mod store;
 pub mod svg;
+pub mod text;
 pub mod verify;
 
 pub use error::{Error, Result};

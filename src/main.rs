@@ -75,13 +75,10 @@ impl Clock {
     fn now(&self) -> Result<chancery::clock::Clock> {
         self.time.resolve()
     }
+    /// `--user`, else `$USER`; empty if neither gives one, which every
+    /// writer refuses (`text::user`) rather than record an unknown user.
     fn user(&self) -> String {
-        self.user
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .or_else(|| std::env::var("LOGNAME").ok())
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "unknown".into())
+        self.user.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_default()
     }
 }
 
@@ -342,6 +339,12 @@ enum Command {
         #[arg(long)]
         no_further_contact: bool,
     },
+    /// Record that a participant who asked for no further contact consented
+    /// again: the only way to lift the request (later status changes keep it).
+    Reconsent {
+        #[command(flatten)]
+        args: StatusArgs,
+    },
     /// Record that a participant was lost to follow-up.
     Lost {
         #[command(flatten)]
@@ -361,6 +364,9 @@ enum Command {
         /// Also write analysis.json, estimates.csv, consort.csv, baseline.csv and survival.csv here.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Permissions of the files written, octal (default 0600: owner only, as they hold trial data; e.g. 0640 to share with a group).
+        #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = keys::parse_mode)]
+        mode: u32,
         /// Print the analysis as JSON instead of the Markdown summary.
         #[arg(long)]
         json: bool,
@@ -377,6 +383,9 @@ enum Command {
         /// Folder for report.html (created if needed; an existing report.html is refused).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Permissions of the files written, octal (default 0600: owner only, as they hold trial data; e.g. 0640 to share with a group).
+        #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = keys::parse_mode)]
+        mode: u32,
         /// A signed checkpoint to check and show (repeat).
         #[arg(long, value_name = "FILE")]
         checkpoint: Vec<PathBuf>,
@@ -512,6 +521,9 @@ enum Command {
         /// Output file (default: standard output); never overwritten.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Permissions of the files written, octal (default 0600: owner only, as they hold trial data; e.g. 0640 to share with a group).
+        #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = keys::parse_mode)]
+        mode: u32,
     },
 }
 
@@ -549,11 +561,11 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     writeln!(out).map_err(Error::io("writing output"))
 }
 
-fn output(out: &Option<PathBuf>) -> Result<Box<dyn Write>> {
+fn output(out: &Option<PathBuf>, mode: u32) -> Result<Box<dyn Write>> {
     match out {
         None => Ok(Box::new(std::io::stdout().lock())),
         Some(path) => {
-            let f = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
+            let f = keys::create_new_file(path, mode).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {
                     Error::Refused(format!(
                         "{} already exists; chancery does not overwrite files (remove it or choose another --out)",
@@ -838,9 +850,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Withdraw { args, no_further_contact } => {
             status_change(args, StatusKind::Withdrawn, no_further_contact)
         }
+        Command::Reconsent { args } => {
+            let on = args.on.as_deref().map(chancery::clock::parse_date).transpose()?;
+            let mut trial = Trial::open(&args.db)?;
+            let w = trial.renew_consent(&args.participant, &args.reason, on, &args.clock.user(), args.clock.now()?)?;
+            report_written(&w, "consent renewed: contact and data collection permitted again", args.json)
+        }
         Command::Lost { args } => status_change(args, StatusKind::Lost, false),
         Command::Died { args } => status_change(args, StatusKind::Died, false),
-        Command::Analyse { db, out, json, as_of } => {
+        Command::Analyse { db, out, json, as_of, mode } => {
             let trial = Trial::open(&db)?;
             let as_of = match as_of {
                 Some(d) => chancery::clock::parse_date(&d)?,
@@ -849,6 +867,7 @@ fn run(cli: Cli) -> Result<()> {
             let analysis = chancery::analysis::analyse(&trial.dataset(as_of)?)?;
             if let Some(dir) = &out {
                 for path in chancery::analysis::write_tables(&analysis, dir)? {
+                    restrict(&path, mode)?;
                     eprintln!("wrote {}", path.display());
                 }
             }
@@ -858,12 +877,12 @@ fn run(cli: Cli) -> Result<()> {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(chancery::analysis::markdown(&analysis).as_bytes()).map_err(Error::io("writing output"))
         }
-        Command::Report { db, out, checkpoint, as_of } => {
+        Command::Report { db, out, checkpoint, as_of, mode } => {
             let as_of = as_of.as_deref().map(chancery::clock::parse_date).transpose()?;
             let built = chancery::report::for_trial(&db, read_checkpoints(checkpoint)?, as_of)?;
             std::fs::create_dir_all(&out).map_err(Error::io(format!("creating {}", out.display())))?;
             let path = out.join("report.html");
-            write_new_file(&path, built.html.as_bytes())?;
+            write_new_file(&path, built.html.as_bytes(), Some(mode))?;
             println!("report written to {}", path.display());
             if !built.verification.ok {
                 println!(
@@ -913,7 +932,7 @@ fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 Some(path) => {
-                    write_new_file(&path, c.to_text().as_bytes())?;
+                    write_new_file(&path, c.to_text().as_bytes(), None)?;
                     println!("checkpoint of {} entries, head {}, written to {}", c.length, c.head, path.display());
                     Ok(())
                 }
@@ -933,7 +952,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("anyone can now re-derive every allocation: chancery verify --db {}", db.display());
             Ok(())
         }
-        Command::Export { db, what, format, out } => {
+        Command::Export { db, what, format, out, mode } => {
             let trial = Trial::open(&db)?;
             let table = match what {
                 What::Allocations => export::allocations(&trial)?,
@@ -947,7 +966,7 @@ fn run(cli: Cli) -> Result<()> {
                 OutFormat::Csv => Format::Csv,
                 OutFormat::Json => Format::Json,
             };
-            let mut w = output(&out)?;
+            let mut w = output(&out, mode)?;
             table.write(format, &mut w)?;
             w.flush().map_err(Error::io("writing the export"))
         }
@@ -1023,6 +1042,9 @@ fn follow_up_line(s: &chancery::ledger::Status) -> String {
         let st: Vec<String> = s.not_active.iter().map(|(k, n)| format!("{k} {n}")).collect();
         line.push_str(&format!("; {}", st.join(", ")));
     }
+    if s.no_further_contact > 0 {
+        line.push_str(&format!("; no further contact {}", s.no_further_contact));
+    }
     line
 }
 
@@ -1091,14 +1113,23 @@ fn verify(
     }
 }
 
-/// Writes a new file, refusing to replace one that exists.
-fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(Error::io(format!("creating {} (chancery never overwrites a file)", path.display())))?;
+/// Writes a new file, refusing to replace one that exists: with `mode`, or
+/// as the umask leaves it (a checkpoint is a public statement, no data).
+fn write_new_file(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
+    let created = match mode {
+        Some(mode) => keys::create_new_file(path, mode),
+        None => std::fs::OpenOptions::new().write(true).create_new(true).open(path),
+    };
+    let mut f =
+        created.map_err(Error::io(format!("creating {} (chancery never overwrites a file)", path.display())))?;
     f.write_all(bytes).map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// Gives a file written `mode` (the analysis tables are written by the library).
+fn restrict(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(Error::io(format!("setting the permissions of {}", path.display())))
 }
 
 /// Reads and parses checkpoint files, each named by its path for messages.

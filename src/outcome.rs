@@ -16,7 +16,7 @@ use crate::dataset::{
     ReferralRecord,
 };
 use crate::error::{Error, Result};
-use crate::event::{Event, OutcomeCorrected, OutcomeRecorded, Randomised, StatusChanged};
+use crate::event::{ConsentRenewed, Event, OutcomeCorrected, OutcomeRecorded, Randomised, StatusChanged};
 use crate::followup::{self, Correction, Due, OutcomeEntry, Subject};
 use crate::ledger::{Trial, append, batch_error, check_user, load_state};
 use crate::log::Entry;
@@ -175,6 +175,7 @@ impl Trial {
     /// Corrects one recorded value; the original stays in the log and the history.
     pub fn correct_outcome(&mut self, c: &Correction, user: &str, clock: impl Into<Clock>) -> Result<Written> {
         check_user(user)?;
+        crate::text::reason("--reason", &c.reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
         let mut head = tx.head()?;
@@ -214,9 +215,8 @@ impl Trial {
         clock: impl Into<Clock>,
     ) -> Result<Written> {
         check_user(user)?;
-        if reason.trim().is_empty() {
-            return Err(Error::Input("a status change needs a reason; give --reason TEXT".into()));
-        }
+        let reason =
+            crate::text::reason("--reason", reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
         if no_further_contact && kind != StatusKind::Withdrawn {
             return Err(Error::Input("--no-further-contact applies only to a withdrawal".into()));
         }
@@ -245,8 +245,56 @@ impl Trial {
         let event = Event::StatusChanged(StatusChanged {
             participant: participant.to_string(),
             status: kind.as_str().to_string(),
-            reason: reason.trim().to_string(),
+            reason,
             no_further_contact,
+            on: on.format("%Y-%m-%d").to_string(),
+        });
+        let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
+        tx.commit()?;
+        Ok(Written { participant: participant.to_string(), seq, entry_hash })
+    }
+
+    /// Records that a participant who asked for no further contact consented
+    /// to contact and data collection again: the only way the request is
+    /// lifted (a later status change leaves it standing).
+    pub fn renew_consent(
+        &mut self,
+        participant: &str,
+        reason: &str,
+        on: Option<NaiveDate>,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Written> {
+        check_user(user)?;
+        let reason =
+            crate::text::reason("--reason", reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
+        let protocol = &self.protocol;
+        let tx = self.store.transaction()?;
+        let subject = subject(&tx, participant)?.map_err(Error::Input)?;
+        let status = tx.status_of(participant)?.filter(|s| s.no_further_contact).ok_or_else(|| {
+            Error::Refused(format!(
+                "participant {participant} has not asked for no further contact; there is no request to lift"
+            ))
+        })?;
+        if status.status == "died" {
+            return Err(Error::Refused(format!(
+                "participant {participant} is recorded as died on {}; consent cannot be renewed",
+                status.on_date
+            )));
+        }
+        let on = on.unwrap_or(now.date());
+        if on < date_of(&status.on_date).max(subject.randomised_on) || on > now.date() {
+            return Err(Error::Input(format!(
+                "date {on} must be between the participant's last status change ({}) and today ({}); check --on",
+                status.on_date,
+                now.date()
+            )));
+        }
+        let mut head = tx.head()?;
+        let mut state = load_state(&tx, protocol)?;
+        let event = Event::ConsentRenewed(ConsentRenewed {
+            participant: participant.to_string(),
+            reason,
             on: on.format("%Y-%m-%d").to_string(),
         });
         let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;

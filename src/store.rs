@@ -18,9 +18,11 @@ pub const APPLICATION_ID: i32 = 0x4348_4E43;
 /// The schema version this build writes and reads. Version 2 keeps the
 /// derived tables in their primary keys' B-trees (`WITHOUT ROWID`) and leaves
 /// an outcome's recording time and user in its log entry (they were copied
-/// into every `outcomes` row in version 1); [`Store::open`] migrates a
-/// version 1 file.
-pub const SCHEMA_VERSION: i32 = 3;
+/// into every `outcomes` row in version 1); version 4 keeps a request for no
+/// further contact in `participant_status` through later status changes
+/// (version 3 kept only the latest change's); [`Store::migrate`] brings an
+/// older file to this version.
+pub const SCHEMA_VERSION: i32 = 4;
 /// Page cache of the connections verification uses (KiB): small and fixed, so
 /// memory does not grow with the log.
 const AUDIT_CACHE_KIB: i64 = 8_192;
@@ -342,11 +344,13 @@ pub struct StatusRow {
     pub status: String,
     /// Why.
     pub reason: String,
-    /// Withdrawn with no further contact.
+    /// The participant asked for no further contact (at a withdrawal) and
+    /// has not renewed consent since, whatever status followed.
     pub no_further_contact: bool,
     /// Date of the change.
     pub on_date: String,
-    /// Log entry.
+    /// The log entry that last changed the row (a status change, or the
+    /// renewed consent that lifted the request).
     pub seq: u64,
 }
 
@@ -526,17 +530,32 @@ impl Store {
         }
         let what = format!("creating database {}", path.display());
         check_local_filesystem(path)?;
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(Error::sqlite(what.clone()))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(Error::sqlite(what.clone()))?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
-        configure(&conn, &what)?;
-        let store = Store { conn };
-        store.install_schema(&what)?;
-        Ok(store)
+        // The file is made owner-only before SQLite opens it; SQLite gives the
+        // `-wal` and `-shm` it creates the database's mode.
+        crate::keys::create_new_file(path, crate::keys::DATA_FILE_MODE)
+            .map_err(|e| Error::Io { context: what.clone(), source: e })?;
+        let made = (|| {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(Error::sqlite(what.clone()))?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(Error::sqlite(what.clone()))?;
+            conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
+            configure(&conn, &what)?;
+            let store = Store { conn };
+            store.install_schema(&what)?;
+            Ok(store)
+        })();
+        if made.is_err() {
+            // The file this call made is no database yet: leave nothing behind.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut side = path.as_os_str().to_owned();
+                side.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(side));
+            }
+        }
+        made
     }
 
     /// A database in memory with the schema (for replay during verification).
@@ -553,6 +572,9 @@ impl Store {
     /// that replaying a long log does not grow memory.
     pub fn scratch(path: &Path) -> Result<Store> {
         let what = format!("creating the replay database {}", path.display());
+        // It holds a copy of the trial's data while it lives: owner only.
+        crate::keys::create_new_file(path, crate::keys::DATA_FILE_MODE)
+            .map_err(|e| Error::Io { context: what.clone(), source: e })?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -649,12 +671,31 @@ impl Store {
                 path.display()
             )));
         }
-        // Schema 1 → 2: the same rows in WITHOUT ROWID tables; `outcomes`
-        // loses its copies of the log entry's time and user. Schema 2 → 3:
-        // `participants` becomes a view of the randomised referrals, whose
-        // rows take its stratum, arm and identity, and `identities` keys the
-        // identity hashes. Both read the columns
-        // schemas 1 and 2 share.
+        let mut sql = String::new();
+        if version < 3 {
+            sql.push_str(&Self::migration_to_3());
+        }
+        // Schema 3 → 4: a request for no further contact stands through later
+        // status changes. No older chancery wrote `consent_renewed`, so a
+        // participant's request stands if any of their status changes made one.
+        sql.push_str(
+            "UPDATE participant_status SET no_further_contact = 1 WHERE participant IN (
+                 SELECT json_extract(body, '$.data.participant') FROM log
+                 WHERE type = 'status_changed' AND json_extract(body, '$.data.no_further_contact') = 1);\n",
+        );
+        sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
+        tx.execute_batch(&sql).map_err(Error::sqlite(what.clone()))?;
+        tx.commit().map_err(Error::sqlite(what))?;
+        Ok((version, SCHEMA_VERSION))
+    }
+
+    /// The SQL that turns a schema 1 or 2 file's derived tables into schema 3's.
+    /// Schema 1 → 2: the same rows in WITHOUT ROWID tables; `outcomes` loses
+    /// its copies of the log entry's time and user. Schema 2 → 3:
+    /// `participants` becomes a view of the randomised referrals, whose rows
+    /// take its stratum, arm and identity, and `identities` keys the identity
+    /// hashes. Both read the columns schemas 1 and 2 share.
+    fn migration_to_3() -> String {
         let mut sql = String::new();
         for table in
             ["referrals", "participants", "outcomes", "participant_status", "allocation_streams", "allocation_counts"]
@@ -680,10 +721,7 @@ impl Store {
                 "INSERT INTO {table} ({columns}) SELECT {columns} FROM old_{table};\nDROP TABLE old_{table};\n"
             ));
         }
-        sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
-        tx.execute_batch(&sql).map_err(Error::sqlite(what.clone()))?;
-        tx.commit().map_err(Error::sqlite(what))?;
-        Ok((version, SCHEMA_VERSION))
+        sql
     }
 
     /// Begins a write transaction.
@@ -976,12 +1014,19 @@ impl Store {
                 };
                 if better {
                     let row = stored.as_deref().or(replay.as_deref()).unwrap_or_default();
+                    // A row in both: its key and the columns that differ, no more.
+                    let shown: Vec<usize> = match (stored.as_deref(), replay.as_deref()) {
+                        (Some(x), Some(y)) => (0..ncols)
+                            .filter(|i| key_cols.contains(i) || !same_value_ref((&x[*i]).into(), (&y[*i]).into()))
+                            .collect(),
+                        _ => (0..ncols).collect(),
+                    };
                     diff = Some(TableDiff {
                         table: name.to_string(),
                         key: key_cols.iter().map(|&i| text_of(&row[i])).collect::<Vec<_>>().join(","),
                         seq,
-                        stored: stored.as_deref().map(|r| row_text_named(&names, r)),
-                        replayed: replay.as_deref().map(|r| row_text_named(&names, r)),
+                        stored: stored.as_deref().map(|r| row_text_named(&names, r, &shown)),
+                        replayed: replay.as_deref().map(|r| row_text_named(&names, r, &shown)),
                         rows: 0,
                     });
                 }
@@ -1025,6 +1070,8 @@ impl Store {
     /// Copies the database to `to` with SQLite's online backup API.
     pub fn backup_to(&self, to: &Path) -> Result<()> {
         let what = format!("backing up to {}", to.display());
+        crate::keys::create_new_file(to, crate::keys::DATA_FILE_MODE)
+            .map_err(|e| Error::Io { context: what.clone(), source: e })?;
         let mut dst = Connection::open(to).map_err(Error::sqlite(what.clone()))?;
         let backup = rusqlite::backup::Backup::new(&self.conn, &mut dst).map_err(Error::sqlite(what.clone()))?;
         backup.run_to_completion(256, std::time::Duration::from_millis(0), None).map_err(Error::sqlite(what))
@@ -1105,8 +1152,25 @@ fn same_value_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::ValueRef) ->
     }
 }
 
-fn row_text_named(names: &[String], row: &[rusqlite::types::Value]) -> String {
-    names.iter().zip(row).map(|(n, v)| format!("{n}={}", text_of(v))).collect::<Vec<_>>().join(" ")
+/// The `shown` columns of a row as `name=value`, for a report on one line: a
+/// text of more than 80 characters as its start, length and SHA-256 (an
+/// edited protocol in full made the message pages long).
+fn row_text_named(names: &[String], row: &[rusqlite::types::Value], shown: &[usize]) -> String {
+    use sha2::Digest as _;
+    let value = |v: &rusqlite::types::Value| match v {
+        rusqlite::types::Value::Text(t) if t.chars().count() > 80 => format!(
+            "{:?}… ({} characters, sha256 {}…)",
+            t.chars().take(24).collect::<String>(),
+            t.chars().count(),
+            &hex::encode(sha2::Sha256::digest(t.as_bytes()))[..16]
+        ),
+        v => text_of(v),
+    };
+    shown
+        .iter()
+        .filter_map(|&i| Some(format!("{}={}", names.get(i)?, value(row.get(i)?))))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn revealed(c: &Connection) -> Result<Option<(u64, String)>> {
@@ -2157,6 +2221,9 @@ impl crate::ledger::Sink for Tx<'_> {
     }
     fn update_outcome(&self, o: &NewOutcome) -> Result<()> {
         Tx::update_outcome(self, o)
+    }
+    fn status(&self, participant: &str) -> Result<Option<StatusRow>> {
+        Tx::status_of(self, participant)
     }
     fn put_status(&self, st: &StatusRow) -> Result<()> {
         Tx::put_status(self, st)

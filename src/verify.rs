@@ -828,6 +828,7 @@ impl Pass<'_> {
             Event::OutcomeRecorded(o) => self.must_be_randomised(tx, seq, &o.participant)?,
             Event::OutcomeCorrected(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
+            Event::ConsentRenewed(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::TrialCreated(_) => {}
         }
         if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, event, levels.as_deref()) {
@@ -1432,6 +1433,9 @@ impl ledger::Sink for Replay<'_, '_> {
     fn update_outcome(&self, o: &NewOutcome) -> Result<()> {
         self.scratch.update_outcome(o)
     }
+    fn status(&self, participant: &str) -> Result<Option<StatusRow>> {
+        self.scratch.status_of(participant)
+    }
     fn put_status(&self, st: &StatusRow) -> Result<()> {
         self.scratch.put_status(st)
     }
@@ -1521,11 +1525,25 @@ pub fn backup(db: &Path, to: &Path) -> Result<Backup> {
             db.display()
         )));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))
-            .map_err(Error::io(format!("restricting {}", partial.display())))?;
+    // Verifying the copy (read-only) made its `-wal` and `-shm`. Nothing wrote
+    // to the WAL, so the copy is whole without them: remove them rather than
+    // leave them beside it under the partial name (a WAL with frames, never
+    // expected, goes with the copy instead).
+    let with_suffix = |path: &Path, suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    for suffix in ["-wal", "-shm"] {
+        let side = with_suffix(&partial, suffix);
+        match std::fs::metadata(&side) {
+            Err(_) => {}
+            Ok(m) if suffix == "-wal" && m.len() > 0 => {
+                let with = with_suffix(to, suffix);
+                std::fs::rename(&side, &with).map_err(Error::io(format!("naming {}", with.display())))?;
+            }
+            Ok(_) => std::fs::remove_file(&side).map_err(Error::io(format!("removing {}", side.display())))?,
+        }
     }
     std::fs::rename(&partial, to).map_err(Error::io(format!("naming the backup {}", to.display())))?;
     Ok(Backup { path: to.to_path_buf(), entries: report.entries, head: report.head })

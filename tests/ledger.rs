@@ -482,7 +482,7 @@ fn exports_have_the_documented_columns() {
     randomise(&db, &referral_args("P001", "sheffield", &nhs(1), &[]));
     let out = chancery().args(["export", "--what", "allocations", "--db"]).arg(&db).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("participant,site,stratum,arm,seq,randomised_at\n"), "{text}");
+    assert!(text.starts_with("participant,site,stratum,arm,seq,randomised_at,no_further_contact\n"), "{text}");
     assert!(text.contains("P001,sheffield,site=sheffield|employment_status=out_of_work|condition=mental_health,"));
     let out = chancery().args(["export", "--what", "log", "--format", "json", "--db"]).arg(&db).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

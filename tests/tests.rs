@@ -6,6 +6,7 @@ mod util;
 mod analysis;
 mod audit;
 mod clock;
+mod consent;
 mod demo;
 mod design;
 mod hardening;

@@ -599,7 +599,15 @@ def verify(db, seed=None, checkpoints=()):
         elif kind == "status_changed":
             if d["participant"] not in participants:
                 fail("replay", seq)
-            status[d["participant"]] = (d["status"], seq)
+            # A request for no further contact stands until consent_renewed.
+            asked = d["no_further_contact"] or status.get(d["participant"], (None, False, 0))[1]
+            status[d["participant"]] = (d["status"], bool(asked), seq)
+        elif kind == "consent_renewed":
+            current = status.get(d["participant"])
+            if d["participant"] not in participants or current is None or not current[1]:
+                fail("replay", seq)
+                break
+            status[d["participant"]] = (current[0], False, seq)
 
     # The derived tables must be exactly the replay's.
     if "chain" not in failed and "unique_participants" not in failed:
@@ -614,8 +622,9 @@ def verify(db, seed=None, checkpoints=()):
         stored_o = {(r[0], r[1], r[2]): (r[3], r[4]) for r in
                     con.execute("SELECT participant, timepoint, field, value, seq FROM outcomes")}
         compare(stored_o, outcomes, lambda v: v[1])
-        stored_s = {r[0]: (r[1], r[2]) for r in con.execute("SELECT participant, status, seq FROM participant_status")}
-        compare(stored_s, status, lambda v: v[1])
+        stored_s = {r[0]: (r[1], bool(r[2]), r[3]) for r in
+                    con.execute("SELECT participant, status, no_further_contact, seq FROM participant_status")}
+        compare(stored_s, status, lambda v: v[2])
         stored_r = {r[0]: r[1] for r in con.execute("SELECT participant, status FROM referrals")}
         if stored_r != referrals:
             fail("replay", len(entries))
