@@ -263,14 +263,17 @@ impl Trial {
         reason: &str,
         on: Option<NaiveDate>,
         user: &str,
-        now: Timestamp,
+        clock: impl Into<Clock>,
     ) -> Result<Written> {
         check_user(user)?;
         let reason =
             crate::text::reason("--reason", reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
-        let subject = subject(&tx, participant)?.map_err(Error::Input)?;
+        let mut head = tx.head()?;
+        let now = clock.into().stamp(head.ts.as_deref())?;
+        let today = now.date_in(protocol.timezone);
+        let subject = subject(&tx, participant, protocol.timezone)?.map_err(Error::Input)?;
         let status = tx.status_of(participant)?.filter(|s| s.no_further_contact).ok_or_else(|| {
             Error::Refused(format!(
                 "participant {participant} has not asked for no further contact; there is no request to lift"
@@ -282,15 +285,13 @@ impl Trial {
                 status.on_date
             )));
         }
-        let on = on.unwrap_or(now.date());
-        if on < date_of(&status.on_date).max(subject.randomised_on) || on > now.date() {
+        let on = on.unwrap_or(today);
+        if on < date_of(&status.on_date).max(subject.randomised_on) || on > today {
             return Err(Error::Input(format!(
-                "date {on} must be between the participant's last status change ({}) and today ({}); check --on",
+                "date {on} must be between the participant's last status change ({}) and today ({today}); check --on",
                 status.on_date,
-                now.date()
             )));
         }
-        let mut head = tx.head()?;
         let mut state = load_state(&tx, protocol)?;
         let event = Event::ConsentRenewed(ConsentRenewed {
             participant: participant.to_string(),
