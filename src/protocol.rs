@@ -687,7 +687,7 @@ fn parse_kind(
 impl Protocol {
     /// Reads and validates a protocol file.
     pub fn load(path: &Path) -> Result<Protocol> {
-        let bytes = std::fs::read(path).map_err(Error::io(format!("reading protocol {}", path.display())))?;
+        let bytes = crate::bounded::read(path, crate::bounded::Limits::PROTOCOL)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             Error::Protocol(format!(
                 "{}: the file is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
