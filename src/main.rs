@@ -831,9 +831,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { db, out, force, checkpoint, as_of } => {
             let as_of = as_of.as_deref().map(chancery::clock::parse_date).transpose()?;
             let built = chancery::report::for_trial(&db, read_checkpoints(checkpoint)?, as_of)?;
-            std::fs::create_dir_all(&out).map_err(Error::io(format!("creating {}", out.display())))?;
-            let path = out.join("report.html");
-            outfile::write(&path, built.html.as_bytes(), Overwrite::forced(force))?;
+            let written = outfile::write_set(&out, &[("report.html", built.html.into_bytes())], Overwrite::forced(force))?;
+            let path = &written[0];
             println!("report written to {}", path.display());
             if !built.verification.ok {
                 println!(

@@ -41,8 +41,9 @@ fn check_target(path: &Path, overwrite: Overwrite) -> Result<()> {
     if overwrite == Overwrite::Refuse && (path.exists() || path.is_symlink()) {
         return Err(exists(path));
     }
-    if path.is_dir() {
-        return Err(Error::Refused(format!("{} is a folder; give a file name", path.display())));
+    // A device or pipe (/dev/stdout, /dev/full) is never replaced by a file.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::Refused(format!("{} is not a regular file; give a file name", path.display())));
     }
     Ok(())
 }
@@ -176,9 +177,19 @@ pub fn write_set(dir: &Path, files: &[(&str, Vec<u8>)], overwrite: Overwrite) ->
     for p in &paths {
         check_target(p, overwrite)?;
     }
+    let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let result = write_into(dir, files, &paths, overwrite);
+    if result.is_err() && created {
+        // Empty again: every temporary file was removed as it dropped.
+        let _ = std::fs::remove_dir(dir);
+    }
+    result.map(|()| paths)
+}
+
+fn write_into(dir: &Path, files: &[(&str, Vec<u8>)], paths: &[PathBuf], overwrite: Overwrite) -> Result<()> {
     let mut finished = Vec::with_capacity(files.len());
-    for ((_, bytes), path) in files.iter().zip(&paths) {
+    for ((_, bytes), path) in files.iter().zip(paths) {
         let mut f = OutFile::create(path, overwrite, OUTPUT_MODE)?;
         f.write_all(bytes).map_err(Error::io(format!("writing {}", path.display())))?;
         finished.push(f.finish()?);
@@ -196,8 +207,7 @@ pub fn write_set(dir: &Path, files: &[(&str, Vec<u8>)], overwrite: Overwrite) ->
         }
         named.push(path);
     }
-    sync_dir(dir)?;
-    Ok(paths)
+    sync_dir(dir)
 }
 
 #[cfg(test)]
@@ -278,5 +288,11 @@ mod tests {
         write_set(dir.path(), &files, Overwrite::Force).unwrap();
         assert_eq!(std::fs::read_to_string(dir.path().join("b.csv")).unwrap(), "b");
         assert_eq!(names(dir.path()), ["a.csv", "b.csv"]);
+    }
+
+    #[test]
+    fn a_device_is_never_replaced() {
+        let e = write(Path::new("/dev/null"), b"x", Overwrite::Force).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }

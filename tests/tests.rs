@@ -7,6 +7,7 @@ mod analysis;
 mod audit;
 mod demo;
 mod design;
+mod files;
 mod hardening;
 mod hostile;
 mod ledger;
