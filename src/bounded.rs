@@ -126,8 +126,9 @@ pub fn read(path: &Path, limits: Limits) -> Result<Vec<u8>> {
 
 /// Reads `path` as UTF-8 text under `limits`.
 pub fn read_to_string(path: &Path, limits: Limits) -> Result<String> {
-    String::from_utf8(read(path, limits)?)
-        .map_err(|e| Error::Input(format!("{} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to())))
+    String::from_utf8(read(path, limits)?).map_err(|e| {
+        Error::Input(format!("{} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
+    })
 }
 
 #[cfg(test)]

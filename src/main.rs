@@ -17,12 +17,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use chancery::bounded::{self, Limits};
 use chancery::clock::Timestamp;
 use chancery::error::{Error, Result};
 use chancery::export::{self, Format};
 use chancery::keys::{self, TrialKey};
 use chancery::ledger::{self, Confirmation, InitOptions, Trial};
-use chancery::bounded::{self, Limits};
 use chancery::outcome::StatusKind;
 use chancery::outfile::{self, OutFile, Overwrite};
 use chancery::referral;
@@ -831,7 +831,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { db, out, force, checkpoint, as_of } => {
             let as_of = as_of.as_deref().map(chancery::clock::parse_date).transpose()?;
             let built = chancery::report::for_trial(&db, read_checkpoints(checkpoint)?, as_of)?;
-            let written = outfile::write_set(&out, &[("report.html", built.html.into_bytes())], Overwrite::forced(force))?;
+            let written =
+                outfile::write_set(&out, &[("report.html", built.html.into_bytes())], Overwrite::forced(force))?;
             let path = &written[0];
             println!("report written to {}", path.display());
             if !built.verification.ok {
@@ -904,7 +905,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Export { db, what, format, out, force } => {
             // Refused before the work if the file exists.
-            let file = out.as_deref().map(|p| OutFile::create(p, Overwrite::forced(force), outfile::OUTPUT_MODE)).transpose()?;
+            let file = out
+                .as_deref()
+                .map(|p| OutFile::create(p, Overwrite::forced(force), outfile::OUTPUT_MODE))
+                .transpose()?;
             let trial = Trial::open_read_only(&db)?;
             let table = match what {
                 What::Allocations => export::allocations(&trial)?,
@@ -1020,8 +1024,7 @@ fn verify(
     };
     let mut given = Vec::new();
     for path in checkpoints {
-        let text =
-            bounded::read_to_string(&path, Limits::CHECKPOINT)?;
+        let text = bounded::read_to_string(&path, Limits::CHECKPOINT)?;
         let c = chancery::checkpoint::Checkpoint::parse(&text)
             .map_err(|m| Error::Input(format!("checkpoint {}: {m}", path.display())))?;
         given.push((path.display().to_string(), c));
@@ -1087,8 +1090,7 @@ fn warn_if_volatile(db: &Path) {
 fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkpoint::Checkpoint)>> {
     let mut given = Vec::new();
     for path in paths {
-        let text =
-            bounded::read_to_string(&path, Limits::CHECKPOINT)?;
+        let text = bounded::read_to_string(&path, Limits::CHECKPOINT)?;
         let c = chancery::checkpoint::Checkpoint::parse(&text)
             .map_err(|m| Error::Input(format!("checkpoint {}: {m}", path.display())))?;
         given.push((path.display().to_string(), c));

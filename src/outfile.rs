@@ -89,9 +89,11 @@ impl OutFile {
         #[cfg(not(unix))]
         let _ = mode;
         // O_EXCL with a random name: never a file someone else prepared.
-        let temp = builder
-            .tempfile_in(&dir)
-            .map_err(Error::io(format!("creating a temporary file in {} for {}", dir.display(), path.display())))?;
+        let temp = builder.tempfile_in(&dir).map_err(Error::io(format!(
+            "creating a temporary file in {} for {}",
+            dir.display(),
+            path.display()
+        )))?;
         Ok(OutFile { temp: BufWriter::with_capacity(1 << 16, temp), path: path.to_path_buf(), overwrite })
     }
 

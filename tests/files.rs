@@ -103,12 +103,21 @@ fn on_a_full_disk_no_output_is_left_half_written_and_a_rerun_works() {
     // No room at all.
     let filler = fill(d);
     let checkpoint = || {
-        chancery().args(["checkpoint", "--db"]).arg(&db).arg("--key").arg(&key).arg("--out").arg(d.join("cp.txt")).output().unwrap()
+        chancery()
+            .args(["checkpoint", "--db"])
+            .arg(&db)
+            .arg("--key")
+            .arg(&key)
+            .arg("--out")
+            .arg(d.join("cp.txt"))
+            .output()
+            .unwrap()
     };
     let out = checkpoint();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("No space left on device"), "{}", stderr(&out));
-    let analyse = || chancery().args(["analyse", "--db"]).arg(&db).arg("--out").arg(d.join("analysis")).output().unwrap();
+    let analyse =
+        || chancery().args(["analyse", "--db"]).arg(&db).arg("--out").arg(d.join("analysis")).output().unwrap();
     let out = analyse();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("No space left on device"), "{}", stderr(&out));
@@ -127,7 +136,10 @@ fn on_a_full_disk_no_output_is_left_half_written_and_a_rerun_works() {
     chancery::checkpoint::Checkpoint::parse(&std::fs::read_to_string(d.join("cp.txt")).unwrap()).unwrap();
     let out = analyse();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(names(&d.join("analysis")), ["analysis.json", "baseline.csv", "consort.csv", "estimates.csv", "survival.csv"]);
+    assert_eq!(
+        names(&d.join("analysis")),
+        ["analysis.json", "baseline.csv", "consort.csv", "estimates.csv", "survival.csv"]
+    );
     assert!(report().status.success());
     assert_eq!(names(d), ["analysis", "cp.txt", "log.csv", "report"]);
 }
@@ -160,9 +172,18 @@ fn every_out_refuses_an_existing_file_unless_forced() {
     // export, checkpoint and report: the same rule and the same message.
     let file = dir.path().join("out.txt");
     let cases: Vec<(Vec<String>, PathBuf)> = vec![
-        (vec!["export".into(), "--what".into(), "allocations".into(), "--out".into(), file.display().to_string()], file.clone()),
         (
-            vec!["checkpoint".into(), "--key".into(), key.display().to_string(), "--out".into(), file.display().to_string()],
+            vec!["export".into(), "--what".into(), "allocations".into(), "--out".into(), file.display().to_string()],
+            file.clone(),
+        ),
+        (
+            vec![
+                "checkpoint".into(),
+                "--key".into(),
+                key.display().to_string(),
+                "--out".into(),
+                file.display().to_string(),
+            ],
             file.clone(),
         ),
         (vec!["report".into(), "--out".into(), dir.path().display().to_string()], dir.path().join("report.html")),
@@ -171,7 +192,11 @@ fn every_out_refuses_an_existing_file_unless_forced() {
         std::fs::write(&target, "keep me").unwrap();
         let out = chancery().args(&args).arg("--db").arg(&db).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&out).contains("already exists") && stderr(&out).contains("--force"), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("already exists") && stderr(&out).contains("--force"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me", "{args:?}");
         chancery().args(&args).arg("--db").arg(&db).arg("--force").assert().success();
         assert_ne!(std::fs::read_to_string(&target).unwrap(), "keep me", "{args:?}");
@@ -301,7 +326,8 @@ fn no_input_is_read_without_a_limit() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = chancery().args(["init", "--protocol", "/dev/zero", "--db"]).arg(dir.path().join("t.db")).output().unwrap();
+    let out =
+        chancery().args(["init", "--protocol", "/dev/zero", "--db"]).arg(dir.path().join("t.db")).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("/dev/zero is larger than a protocol can be (over 1 MiB)"), "{}", stderr(&out));
     assert!(names(dir.path()).is_empty());
@@ -325,7 +351,9 @@ fn many_factors(n: usize) -> impl Fn(String) -> String {
             1,
         );
         for i in 0..n {
-            t.push_str(&format!("\n[[fields]]\nname = \"f{i}\"\ntype = \"category\"\nlevels = [\"a\", \"b\", \"c\", \"d\"]\n"));
+            t.push_str(&format!(
+                "\n[[fields]]\nname = \"f{i}\"\ntype = \"category\"\nlevels = [\"a\", \"b\", \"c\", \"d\"]\n"
+            ));
         }
         t
     }
@@ -339,7 +367,14 @@ fn impossible_strata_counts_are_refused_before_anything_is_allocated() {
     for n in [40, 12] {
         let p = minimisation_protocol(dir.path(), many_factors(n));
         let db = dir.path().join(format!("t{n}.db"));
-        let out = chancery().args(["init", "--protocol"]).arg(&p).arg("--db").arg(&db).args(["--seed", SEED]).output().unwrap();
+        let out = chancery()
+            .args(["init", "--protocol"])
+            .arg(&p)
+            .arg("--db")
+            .arg(&db)
+            .args(["--seed", SEED])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{n}");
         let e = stderr(&out);
         assert!(e.contains("strata, more than the 100000 any trial could fill"), "{e}");
@@ -350,7 +385,14 @@ fn impossible_strata_counts_are_refused_before_anything_is_allocated() {
     }
     // 3 sites x 3 conditions x 2 employment statuses x 4^3 = 1152 strata are fine.
     let p = minimisation_protocol(dir.path(), many_factors(3));
-    chancery().args(["init", "--protocol"]).arg(&p).arg("--db").arg(dir.path().join("ok.db")).args(["--seed", SEED]).assert().success();
+    chancery()
+        .args(["init", "--protocol"])
+        .arg(&p)
+        .arg("--db")
+        .arg(dir.path().join("ok.db"))
+        .args(["--seed", SEED])
+        .assert()
+        .success();
 }
 
 // See: p1 = 0.5, p2 = 0.50000000001 printed "18446744073709551615 +
@@ -371,12 +413,29 @@ fn minimisation_with_p_at_most_a_half_is_refused_at_init() {
     for p in ["0", "0.5"] {
         let path = minimisation_protocol(dir.path(), |t| t.replace("p = 0.8", &format!("p = {p}")));
         let db = dir.path().join("t.db");
-        let out = chancery().args(["init", "--protocol"]).arg(&path).arg("--db").arg(&db).args(["--seed", SEED]).output().unwrap();
+        let out = chancery()
+            .args(["init", "--protocol"])
+            .arg(&path)
+            .arg("--db")
+            .arg(&db)
+            .args(["--seed", SEED])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "p = {p}");
         let e = stderr(&out);
-        assert!(e.contains(&format!("p = {p}: minimisation must take the arm that reduces imbalance more often than not")), "{e}");
+        assert!(
+            e.contains(&format!("p = {p}: minimisation must take the arm that reduces imbalance more often than not")),
+            "{e}"
+        );
         assert!(!db.exists());
     }
     let path = minimisation_protocol(dir.path(), |t| t.replace("p = 0.8", "p = 0.51"));
-    chancery().args(["init", "--protocol"]).arg(&path).arg("--db").arg(dir.path().join("ok.db")).args(["--seed", SEED]).assert().success();
+    chancery()
+        .args(["init", "--protocol"])
+        .arg(&path)
+        .arg("--db")
+        .arg(dir.path().join("ok.db"))
+        .args(["--seed", SEED])
+        .assert()
+        .success();
 }

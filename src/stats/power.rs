@@ -114,7 +114,7 @@ fn finish(method: &str, n1: f64, k: f64, power: f64, sig: f64, attrition: f64) -
     let n2 = k * n1;
     let inflate = |n: f64| -> Result<u64> {
         let r = n / (1.0 - attrition);
-        if !(r <= MAX_PER_ARM) {
+        if r.is_nan() || r > MAX_PER_ARM {
             return Err(invalid(format!(
                 "the design is not achievable: it needs {r:.3e} participants in an arm, more than the 10 million \
                  any trial could recruit; the difference to detect is too small for this power"
