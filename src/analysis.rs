@@ -1408,13 +1408,18 @@ pub fn estimates(a: &Analysis) -> Vec<EstimateRow> {
 /// Kaplan–Meier curves, one step per row). Numbers are written as the shortest
 /// decimal that reads back to the same value, so the files are byte-identical
 /// for the same dataset.
+/// Existing files are replaced; each file appears whole, and the set at once
+/// (see [`crate::outfile::write_set`], which the command line uses with the
+/// user's `--force` or not).
 pub fn write_tables(a: &Analysis, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    crate::outfile::write_set(dir, &tables(a)?, crate::outfile::Overwrite::Force, crate::outfile::OUTPUT_MODE)
+}
+
+/// The files [`write_tables`] writes, by name, in order.
+pub fn tables(a: &Analysis) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let mut written = Vec::new();
-    let mut put = |name: &str, bytes: Vec<u8>| -> Result<()> {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).map_err(Error::io(format!("writing {}", path.display())))?;
-        written.push(path);
+    let mut put = |name: &'static str, bytes: Vec<u8>| -> Result<()> {
+        written.push((name, bytes));
         Ok(())
     };
     let mut json = serde_json::to_vec_pretty(a).map_err(|e| Error::Integrity(format!("encoding the analysis: {e}")))?;

@@ -369,14 +369,17 @@ pub fn simulate(
             "simulate needs at least one trial and one participant (--trials, --participants)".into(),
         ));
     }
-    let combos = all_level_combinations(protocol);
-    if combos.len() > 10_000 {
+    // Counted before any stratum is built: a protocol that was never checked
+    // at `init` may have more strata than memory holds.
+    let count = crate::protocol::strata_count(&protocol.factors);
+    if count.is_none_or(|n| n > 10_000) {
         return Err(Error::Input(format!(
             "protocol {} has {} strata; the simulation handles up to 10,000 strata",
             protocol.id,
-            combos.len()
+            count.map_or("over 2^64".to_string(), |n| n.to_string())
         )));
     }
+    let combos = all_level_combinations(protocol);
     let index_of =
         |levels: &[usize]| levels.iter().zip(&protocol.factors).fold(0usize, |i, (&l, f)| i * f.levels.len() + l);
     // The pool the referral sequences draw from: stratum indices of randomised

@@ -557,7 +557,16 @@ pub(crate) fn load_state(tx: &Tx, protocol: &Protocol) -> Result<State> {
 impl Trial {
     /// Opens an existing trial.
     pub fn open(db: &Path) -> Result<Trial> {
-        let store = Store::open(db)?;
+        Trial::with_store(db, Store::open(db)?)
+    }
+
+    /// Opens an existing trial for reading only: every command that writes
+    /// nothing uses it, so that an auditor's read-only copy can be read.
+    pub fn open_read_only(db: &Path) -> Result<Trial> {
+        Trial::with_store(db, Store::open_read_only(db)?)
+    }
+
+    fn with_store(db: &Path, store: Store) -> Result<Trial> {
         let row = store.trial()?.ok_or_else(|| {
             Error::Integrity(format!("{} has no trial record; it was not created by `chancery init`", db.display()))
         })?;

@@ -19,6 +19,7 @@
 pub mod allocation;
 pub mod allocator;
 pub mod analysis;
+pub mod bounded;
 pub mod checkpoint;
 pub mod clock;
 pub mod dataset;
@@ -33,6 +34,7 @@ pub mod keys;
 pub mod ledger;
 pub mod log;
 pub mod outcome;
+pub mod outfile;
 pub mod protocol;
 pub mod random;
 pub mod referral;

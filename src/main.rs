@@ -17,12 +17,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use chancery::bounded::{self, Limits};
 use chancery::clock::Timestamp;
 use chancery::error::{Error, Result};
 use chancery::export::{self, Format};
 use chancery::keys::{self, TrialKey};
 use chancery::ledger::{self, Confirmation, InitOptions, Trial};
 use chancery::outcome::StatusKind;
+use chancery::outfile::{self, OutFile, Overwrite};
 use chancery::referral;
 
 #[derive(Parser)]
@@ -361,12 +363,16 @@ enum Command {
         /// The trial database.
         #[arg(long, value_name = "FILE")]
         db: PathBuf,
-        /// Also write analysis.json, estimates.csv, consort.csv, baseline.csv and survival.csv here.
+        /// Also write analysis.json, estimates.csv, consort.csv, baseline.csv and survival.csv here
+        /// (all or none; existing tables are refused unless --force).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Permissions of the files written, octal (default 0600: owner only, as they hold trial data; e.g. 0640 to share with a group).
         #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = keys::parse_mode)]
         mode: u32,
+        /// Replace existing tables in --out.
+        #[arg(long, requires = "out")]
+        force: bool,
         /// Print the analysis as JSON instead of the Markdown summary.
         #[arg(long)]
         json: bool,
@@ -380,12 +386,15 @@ enum Command {
         /// The trial database.
         #[arg(long, value_name = "FILE")]
         db: PathBuf,
-        /// Folder for report.html (created if needed; an existing report.html is refused).
+        /// Folder for report.html (created if needed; an existing report.html is refused unless --force).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Permissions of the files written, octal (default 0600: owner only, as they hold trial data; e.g. 0640 to share with a group).
         #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = keys::parse_mode)]
         mode: u32,
+        /// Replace an existing report.html.
+        #[arg(long)]
+        force: bool,
         /// A signed checkpoint to check and show (repeat).
         #[arg(long, value_name = "FILE")]
         checkpoint: Vec<PathBuf>,
@@ -483,9 +492,12 @@ enum Command {
         /// The trial key file (default: <db>.key); its signing key is <key>.signing.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
-        /// Write the checkpoint here (never overwriting) instead of to standard output.
+        /// Write the checkpoint here instead of to standard output (an existing file is refused unless --force).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Replace an existing --out file.
+        #[arg(long, requires = "out")]
+        force: bool,
         #[command(flatten)]
         clock: Clock,
     },
@@ -518,12 +530,15 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "csv")]
         format: OutFormat,
-        /// Output file (default: standard output); never overwritten.
+        /// Output file (default: standard output); an existing file is refused unless --force.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Permissions of the files written, octal (default 0600: owner only, as they hold trial data; e.g. 0640 to share with a group).
         #[arg(long, value_name = "OCTAL", default_value = "0600", value_parser = keys::parse_mode)]
         mode: u32,
+        /// Replace an existing --out file.
+        #[arg(long, requires = "out")]
+        force: bool,
     },
 }
 
@@ -561,28 +576,10 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     writeln!(out).map_err(Error::io("writing output"))
 }
 
-fn output(out: &Option<PathBuf>, mode: u32) -> Result<Box<dyn Write>> {
-    match out {
-        None => Ok(Box::new(std::io::stdout().lock())),
-        Some(path) => {
-            let f = keys::create_new_file(path, mode).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::Refused(format!(
-                        "{} already exists; chancery does not overwrite files (remove it or choose another --out)",
-                        path.display()
-                    ))
-                } else {
-                    Error::Io { context: format!("creating {}", path.display()), source: e }
-                }
-            })?;
-            Ok(Box::new(std::io::BufWriter::new(f)))
-        }
-    }
-}
-
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init { protocol, db, key, seed, clock, json } => {
+            warn_if_volatile(&db);
             let seed = seed.as_deref().map(keys::parse_seed).transpose()?;
             let report = ledger::init(&InitOptions {
                 protocol,
@@ -614,7 +611,7 @@ fn run(cli: Cli) -> Result<()> {
             let user = clock.user();
             let referrals = match &batch {
                 Some(path) => {
-                    let bytes = std::fs::read(path).map_err(Error::io(format!("reading {}", path.display())))?;
+                    let bytes = bounded::read(path, Limits::CSV)?;
                     referral::parse_batch_csv(&path.display().to_string(), &bytes).map_err(Error::Input)?
                 }
                 None => {
@@ -627,7 +624,7 @@ fn run(cli: Cli) -> Result<()> {
                     vec![("referral".to_string(), r)]
                 }
             };
-            let mut trial = Trial::open(&db)?;
+            let mut trial = open_writer(&db)?;
             let key = TrialKey::read(&key_path(&db, &key))?;
             let confirmations = trial.randomise(&key, &referrals, &user, now)?;
             if json {
@@ -656,7 +653,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Status { db, json } => {
-            let trial = Trial::open(&db)?;
+            let trial = Trial::open_read_only(&db)?;
             let s = trial.status()?;
             if json {
                 return print_json(&s);
@@ -773,7 +770,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Followup(FollowupCommand::Due { db, on, time, json }) => {
             let today = time.resolve()?;
-            let trial = Trial::open(&db)?;
+            let trial = Trial::open_read_only(&db)?;
             let on = match on {
                 Some(d) => chancery::clock::parse_date(&d)?,
                 None => today.today(trial.protocol().timezone),
@@ -821,8 +818,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Outcome(OutcomeCommand::Import { db, csv, clock, json }) => {
             let now = clock.now()?;
-            let bytes = std::fs::read(&csv).map_err(Error::io(format!("reading {}", csv.display())))?;
-            let mut trial = Trial::open(&db)?;
+            let bytes = bounded::read(&csv, Limits::CSV)?;
+            let mut trial = open_writer(&db)?;
             let today = now.today(trial.protocol().timezone);
             let entries = chancery::followup::parse_outcome_csv(&csv.display().to_string(), &bytes, today)
                 .map_err(Error::Input)?;
@@ -836,7 +833,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Outcome(OutcomeCommand::Correct { db, participant, timepoint, set, reason, clock, json }) => {
             let (field, value) =
                 set.split_once('=').ok_or_else(|| Error::Input(format!("--set {set:?} is not FIELD=VALUE")))?;
-            let mut trial = Trial::open(&db)?;
+            let mut trial = open_writer(&db)?;
             let correction = chancery::followup::Correction {
                 participant,
                 timepoint,
@@ -858,16 +855,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Lost { args } => status_change(args, StatusKind::Lost, false),
         Command::Died { args } => status_change(args, StatusKind::Died, false),
-        Command::Analyse { db, out, json, as_of, mode } => {
-            let trial = Trial::open(&db)?;
+        Command::Analyse { db, out, force, json, as_of, mode } => {
+            let trial = Trial::open_read_only(&db)?;
             let as_of = match as_of {
                 Some(d) => chancery::clock::parse_date(&d)?,
                 None => trial.last_entry_date()?,
             };
             let analysis = chancery::analysis::analyse(&trial.dataset(as_of)?)?;
             if let Some(dir) = &out {
-                for path in chancery::analysis::write_tables(&analysis, dir)? {
-                    restrict(&path, mode)?;
+                let tables = chancery::analysis::tables(&analysis)?;
+                for path in outfile::write_set(dir, &tables, Overwrite::forced(force), mode)? {
                     eprintln!("wrote {}", path.display());
                 }
             }
@@ -877,12 +874,12 @@ fn run(cli: Cli) -> Result<()> {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(chancery::analysis::markdown(&analysis).as_bytes()).map_err(Error::io("writing output"))
         }
-        Command::Report { db, out, checkpoint, as_of, mode } => {
+        Command::Report { db, out, force, checkpoint, as_of, mode } => {
             let as_of = as_of.as_deref().map(chancery::clock::parse_date).transpose()?;
             let built = chancery::report::for_trial(&db, read_checkpoints(checkpoint)?, as_of)?;
-            std::fs::create_dir_all(&out).map_err(Error::io(format!("creating {}", out.display())))?;
-            let path = out.join("report.html");
-            write_new_file(&path, built.html.as_bytes(), Some(mode))?;
+            let written =
+                outfile::write_set(&out, &[("report.html", built.html.into_bytes())], Overwrite::forced(force), mode)?;
+            let path = &written[0];
             println!("report written to {}", path.display());
             if !built.verification.ok {
                 println!(
@@ -921,8 +918,8 @@ fn run(cli: Cli) -> Result<()> {
             power(protocol, overrides, design, json)
         }
         Command::Verify { db, key, seed, checkpoint, json } => verify(db, key, seed, checkpoint, json),
-        Command::Checkpoint { db, key, out, clock } => {
-            let trial = Trial::open(&db)?;
+        Command::Checkpoint { db, key, out, force, clock } => {
+            let trial = Trial::open_read_only(&db)?;
             let key = key.unwrap_or_else(|| keys::default_key_path(&db));
             let signing = keys::read_signing_key(&keys::signing_key_path(&key))?;
             let c = trial.checkpoint(&signing, clock.now()?.read())?;
@@ -932,14 +929,15 @@ fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 Some(path) => {
-                    write_new_file(&path, c.to_text().as_bytes(), None)?;
+                    // A checkpoint is a public statement (no trial data): readable by all.
+                    outfile::write(&path, c.to_text().as_bytes(), Overwrite::forced(force), 0o644)?;
                     println!("checkpoint of {} entries, head {}, written to {}", c.length, c.head, path.display());
                     Ok(())
                 }
             }
         }
         Command::Reveal { db, key, reason, clock, json } => {
-            let mut trial = Trial::open(&db)?;
+            let mut trial = open_writer(&db)?;
             let key = TrialKey::read(&key.unwrap_or_else(|| keys::default_key_path(&db)))?;
             let r = trial.reveal(&key, &reason, &clock.user(), clock.now()?)?;
             if json {
@@ -952,8 +950,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("anyone can now re-derive every allocation: chancery verify --db {}", db.display());
             Ok(())
         }
-        Command::Export { db, what, format, out, mode } => {
-            let trial = Trial::open(&db)?;
+        Command::Export { db, what, format, out, force, mode } => {
+            // Refused before the work if the file exists.
+            let file = out.as_deref().map(|p| OutFile::create(p, Overwrite::forced(force), mode)).transpose()?;
+            let trial = Trial::open_read_only(&db)?;
             let table = match what {
                 What::Allocations => export::allocations(&trial)?,
                 What::Log => export::log(&trial)?,
@@ -966,9 +966,17 @@ fn run(cli: Cli) -> Result<()> {
                 OutFormat::Csv => Format::Csv,
                 OutFormat::Json => Format::Json,
             };
-            let mut w = output(&out, mode)?;
-            table.write(format, &mut w)?;
-            w.flush().map_err(Error::io("writing the export"))
+            match file {
+                Some(mut f) => {
+                    table.write(format, &mut f)?;
+                    f.commit()
+                }
+                None => {
+                    let mut w = std::io::stdout().lock();
+                    table.write(format, &mut w)?;
+                    w.flush().map_err(Error::io("writing the export"))
+                }
+            }
         }
     }
 }
@@ -983,7 +991,7 @@ fn report_written(w: &chancery::outcome::Written, what: &str, json: bool) -> Res
 
 fn status_change(args: StatusArgs, kind: StatusKind, no_further_contact: bool) -> Result<()> {
     let on = args.on.as_deref().map(chancery::clock::parse_date).transpose()?;
-    let mut trial = Trial::open(&args.db)?;
+    let mut trial = open_writer(&args.db)?;
     let w = trial.change_status(
         &args.participant,
         kind,
@@ -1063,8 +1071,7 @@ fn verify(
     };
     let mut given = Vec::new();
     for path in checkpoints {
-        let text =
-            std::fs::read_to_string(&path).map_err(Error::io(format!("reading checkpoint {}", path.display())))?;
+        let text = bounded::read_to_string(&path, Limits::CHECKPOINT)?;
         let c = chancery::checkpoint::Checkpoint::parse(&text)
             .map_err(|m| Error::Input(format!("checkpoint {}: {m}", path.display())))?;
         given.push((path.display().to_string(), c));
@@ -1113,31 +1120,24 @@ fn verify(
     }
 }
 
-/// Writes a new file, refusing to replace one that exists: with `mode`, or
-/// as the umask leaves it (a checkpoint is a public statement, no data).
-fn write_new_file(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
-    let created = match mode {
-        Some(mode) => keys::create_new_file(path, mode),
-        None => std::fs::OpenOptions::new().write(true).create_new(true).open(path),
-    };
-    let mut f =
-        created.map_err(Error::io(format!("creating {} (chancery never overwrites a file)", path.display())))?;
-    f.write_all(bytes).map_err(Error::io(format!("writing {}", path.display())))
+/// Opens a trial for a command that writes, warning first (one line on
+/// standard error) if the database is on a memory-backed filesystem.
+fn open_writer(db: &Path) -> Result<Trial> {
+    warn_if_volatile(db);
+    Trial::open(db)
 }
 
-/// Gives a file written `mode` (the analysis tables are written by the library).
-fn restrict(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(Error::io(format!("setting the permissions of {}", path.display())))
+fn warn_if_volatile(db: &Path) {
+    if let Some(w) = chancery::store::volatile_warning(db) {
+        let _ = writeln!(std::io::stderr(), "{w}");
+    }
 }
 
 /// Reads and parses checkpoint files, each named by its path for messages.
 fn read_checkpoints(paths: Vec<PathBuf>) -> Result<Vec<(String, chancery::checkpoint::Checkpoint)>> {
     let mut given = Vec::new();
     for path in paths {
-        let text =
-            std::fs::read_to_string(&path).map_err(Error::io(format!("reading checkpoint {}", path.display())))?;
+        let text = bounded::read_to_string(&path, Limits::CHECKPOINT)?;
         let c = chancery::checkpoint::Checkpoint::parse(&text)
             .map_err(|m| Error::Input(format!("checkpoint {}: {m}", path.display())))?;
         given.push((path.display().to_string(), c));

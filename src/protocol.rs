@@ -17,6 +17,15 @@ use crate::error::{Error, Result};
 /// The protocol format version this build reads.
 pub const PROTOCOL_FORMAT: i64 = 1;
 
+/// The most strata (combinations of factor levels) a protocol may have.
+pub const MAX_STRATA: u64 = 100_000;
+
+/// The number of strata the factors make (the product of their levels), or
+/// `None` if it does not fit in a `u64`.
+pub fn strata_count(factors: &[Factor]) -> Option<u64> {
+    factors.iter().try_fold(1u64, |n, f| n.checked_mul(f.levels.len() as u64))
+}
+
 /// A validated trial protocol.
 #[derive(Debug, Clone)]
 pub struct Protocol {
@@ -720,7 +729,7 @@ fn parse_kind(
 impl Protocol {
     /// Reads and validates a protocol file.
     pub fn load(path: &Path) -> Result<Protocol> {
-        let bytes = std::fs::read(path).map_err(Error::io(format!("reading protocol {}", path.display())))?;
+        let bytes = crate::bounded::read(path, crate::bounded::Limits::PROTOCOL)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             Error::Protocol(format!(
                 "{}: the file is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
@@ -998,6 +1007,16 @@ impl Protocol {
                 if !(0.0..=1.0).contains(&p) {
                     return Err(w.at(&raw.allocation, format!("p = {p} is not a probability between 0 and 1")));
                 }
+                if p <= 0.5 {
+                    return Err(w.at(
+                        &raw.allocation,
+                        format!(
+                            "p = {p}: minimisation must take the arm that reduces imbalance more often than not \
+                             (at p = 0 it always takes another, putting everyone in one arm); use p above 0.5, \
+                             usually 0.8, or method = \"simple\""
+                        ),
+                    ));
+                }
                 let p_millionths = (p * 1_000_000.0).round() as u32;
                 Method::Minimisation { imbalance, p_millionths }
             }
@@ -1039,6 +1058,19 @@ impl Protocol {
                 )
             })?;
             factors.push(Factor { source, name, levels, weight, weight_milli: (weight * 1000.0).round() as u64 });
+        }
+        if strata_count(&factors).is_none_or(|n| n > MAX_STRATA) {
+            let levels: Vec<String> = factors.iter().map(|f| f.levels.len().to_string()).collect();
+            return Err(w.at(
+                &raw.allocation,
+                format!(
+                    "the factors' levels ({}) make {} strata, more than the {MAX_STRATA} any trial could fill \
+                     (even 100,000 participants would average one a stratum, and a stratum's balance needs several); \
+                     use fewer factors or merge levels",
+                    levels.join(" x "),
+                    strata_count(&factors).map_or("over 2^64".to_string(), |n| n.to_string()),
+                ),
+            ));
         }
 
         // Eligibility.

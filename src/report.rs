@@ -474,7 +474,7 @@ pub fn for_trial(
             .collect(),
         checkpoints: given,
     };
-    let trial = crate::ledger::Trial::open(db)?;
+    let trial = crate::ledger::Trial::open_read_only(db)?;
     let as_of = match as_of {
         Some(d) => d,
         None => trial.last_entry_date()?,

@@ -438,24 +438,10 @@ pub fn network_filesystem(magic: i64) -> Option<&'static str> {
 fn check_local_filesystem(path: &Path) -> Result<()> {
     #[cfg(target_os = "linux")]
     {
-        use std::os::unix::ffi::OsStrExt;
         if std::env::var_os("CHANCERY_ALLOW_NETWORK_FS").is_some_and(|v| v == "1") {
             return Ok(());
         }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return Ok(()) };
-        // SAFETY: `c` is a valid NUL-terminated path and `buf` a zeroed statfs
-        // that the call only writes into.
-        let magic = unsafe {
-            let mut buf: libc::statfs = std::mem::zeroed();
-            if libc::statfs(c.as_ptr(), &mut buf) != 0 {
-                return Ok(());
-            }
-            buf.f_type as i64
-        };
+        let Some(magic) = statfs_magic(path) else { return Ok(()) };
         if let Some(kind) = network_filesystem(magic) {
             return Err(Error::Refused(format!(
                 "{} is on a network filesystem ({kind}), where SQLite's locking cannot keep a trial's log safe; \
@@ -466,6 +452,108 @@ fn check_local_filesystem(path: &Path) -> Result<()> {
     }
     let _ = path;
     Ok(())
+}
+
+/// The kind of memory-backed filesystem a `statfs` magic number names, if
+/// any: its files are lost when the machine restarts.
+pub fn memory_filesystem(magic: i64) -> Option<&'static str> {
+    match magic {
+        0x0102_1994 => Some("tmpfs"),
+        0x8584_58F6 => Some("ramfs"),
+        _ => None,
+    }
+}
+
+/// A warning for a database on a memory-backed filesystem (such as /dev/shm),
+/// which a restart empties; `None` on a disk. The caller shows it.
+pub fn volatile_warning(path: &Path) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        let kind = memory_filesystem(statfs_magic(path)?)?;
+        Some(format!(
+            "warning: {} is on a memory-backed filesystem ({kind}) and will be lost when the machine restarts; keep a trial's database on a disk",
+            path.display()
+        ))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The `statfs` magic number of the filesystem holding `path`'s folder.
+#[cfg(target_os = "linux")]
+fn statfs_magic(path: &Path) -> Option<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path and `buf` a zeroed statfs
+    // that the call only writes into.
+    unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut buf) != 0 {
+            return None;
+        }
+        Some(buf.f_type as i64)
+    }
+}
+
+/// `path` as an SQLite URI filename with `query` (`%`, `?` and `#` escaped).
+fn uri(path: &Path, query: &str) -> String {
+    let mut s = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => s.push_str("%25"),
+            '?' => s.push_str("%3f"),
+            '#' => s.push_str("%23"),
+            c => s.push(c),
+        }
+    }
+    s.push('?');
+    s.push_str(query);
+    s
+}
+
+/// Opens an existing database read-only, for the commands that only read.
+/// A WAL database needs its `-shm` file, which SQLite creates beside it: on a
+/// read-only medium, or in a folder the user cannot write (an auditor's copy),
+/// that fails, and the file is then opened as immutable, which needs no
+/// `-shm` and reads the main file alone. That is exact only when no `-wal`
+/// file holds committed pages, so one that is not empty is refused with what
+/// to do. Nothing is ever written either way.
+fn open_reader(path: &Path, what: &str) -> Result<Connection> {
+    if !path.exists() {
+        return Err(Error::Input(format!("database {} does not exist; check --db", path.display())));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(Error::sqlite(what.to_string()))?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(Error::sqlite(what.to_string()))?;
+    // The first read is where SQLite opens (or fails to create) the -shm.
+    let probe = conn.pragma_query_value(None, "application_id", |r| r.get::<_, i32>(0));
+    match probe {
+        Ok(_) => return Ok(conn),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly) => {}
+        Err(e) => return Err(Error::sqlite(what.to_string())(e)),
+    }
+    drop(conn);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(PathBuf::from(&wal)).is_ok_and(|m| m.len() > 0) {
+        return Err(Error::Refused(format!(
+            "{} cannot be read here: it is read-only and its write-ahead log {} holds changes not yet in the database; \
+             copy both files to a folder you can write, or make the copy with `chancery backup`",
+            path.display(),
+            PathBuf::from(&wal).display()
+        )));
+    }
+    let conn = Connection::open_with_flags(uri(path, "immutable=1"), flags | OpenFlags::SQLITE_OPEN_URI)
+        .map_err(Error::sqlite(what.to_string()))?;
+    Ok(conn)
 }
 
 fn configure(conn: &Connection, what: &str) -> Result<()> {
@@ -593,13 +681,7 @@ impl Store {
     /// cache: verification streams the file and never writes to it.
     pub fn open_for_audit(path: &Path) -> Result<Store> {
         let what = format!("opening database {} for verification", path.display());
-        if !path.exists() {
-            return Err(Error::Input(format!("database {} does not exist; check --db", path.display())));
-        }
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(Error::sqlite(what.clone()))?;
-        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(Error::sqlite(what.clone()))?;
+        let conn = open_reader(path, &what)?;
         conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).map_err(Error::sqlite(what.clone()))?;
         let app: i32 =
             conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
@@ -636,6 +718,24 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let what = format!("opening database {}", path.display());
         let conn = open_read_write(path, &what, "create it with `chancery init` or check --db")?;
+        let version = schema_of(&conn, path, &what)?;
+        if version < SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} has schema {version}, older than this build's {SCHEMA_VERSION}; back it up, then run `chancery migrate --db {}`",
+                path.display(),
+                path.display()
+            )));
+        }
+        Ok(Store { conn })
+    }
+
+    /// Opens an existing chancery database for reading only (the commands
+    /// that write nothing: status, exports, the analysis, the report): it
+    /// works on a read-only copy, and cannot change the file.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let what = format!("opening database {}", path.display());
+        let conn = open_reader(path, &what)?;
+        configure(&conn, &what)?;
         let version = schema_of(&conn, path, &what)?;
         if version < SCHEMA_VERSION {
             return Err(Error::Refused(format!(
@@ -1873,10 +1973,7 @@ impl Store {
     /// [`Store::read_snapshot`] heads.
     pub fn second_reader(&self) -> Option<Store> {
         let path = self.conn.path().filter(|p| !p.is_empty())?;
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .ok()?;
-        conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS)).ok()?;
+        let conn = open_reader(Path::new(path), "opening a second reader").ok()?;
         conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).ok()?;
         Some(Store { conn })
     }

@@ -9,6 +9,7 @@ mod clock;
 mod consent;
 mod demo;
 mod design;
+mod files;
 mod hardening;
 mod hostile;
 mod ledger;

@@ -106,23 +106,33 @@ fn check_common(sig: f64, k: f64, attrition: f64, solve: Solve) -> Result<()> {
     }
 }
 
-fn finish(method: &str, n1: f64, k: f64, power: f64, sig: f64, attrition: f64) -> PowerCalculation {
+/// The most participants to recruit in one arm: beyond any trial, and far
+/// below where the counts would overflow.
+pub const MAX_PER_ARM: f64 = 1e7;
+
+fn finish(method: &str, n1: f64, k: f64, power: f64, sig: f64, attrition: f64) -> Result<PowerCalculation> {
     let n2 = k * n1;
-    let inflate = |n: f64| {
+    let inflate = |n: f64| -> Result<u64> {
         let r = n / (1.0 - attrition);
+        if r.is_nan() || r > MAX_PER_ARM {
+            return Err(invalid(format!(
+                "the design is not achievable: it needs {r:.3e} participants in an arm, more than the 10 million \
+                 any trial could recruit; the difference to detect is too small for this power"
+            )));
+        }
         // Guard against 100.00000000001 rounding up to 101.
         let nearest = r.round();
-        if (r - nearest).abs() < 1e-9 * r.max(1.0) { nearest as u64 } else { r.ceil() as u64 }
+        Ok(if (r - nearest).abs() < 1e-9 * r.max(1.0) { nearest as u64 } else { r.ceil() as u64 })
     };
-    PowerCalculation {
+    Ok(PowerCalculation {
         method: method.into(),
         n1,
         n2,
         power,
         sig_level: sig,
-        recruit1: inflate(n1),
-        recruit2: inflate(n2),
-    }
+        recruit1: inflate(n1)?,
+        recruit2: inflate(n2)?,
+    })
 }
 
 /// Power or sample size for comparing two proportions (`power.prop.test`).
@@ -144,12 +154,12 @@ pub fn two_proportions(design: &TwoProportions, solve: Solve) -> Result<PowerCal
     Ok(match solve {
         Solve::Power { n1 } => {
             let power = normal_cdf((d * n1.sqrt() - za * h0) / h1);
-            finish(method, n1, k, power, sig_level, attrition)
+            finish(method, n1, k, power, sig_level, attrition)?
         }
         Solve::SampleSize { power } => {
             let zb = normal_quantile(power);
             let n1 = ((za * h0 + zb * h1) / d).powi(2);
-            finish(method, n1, k, power, sig_level, attrition)
+            finish(method, n1, k, power, sig_level, attrition)?
         }
     })
 }
@@ -178,13 +188,13 @@ pub fn two_means(design: &TwoMeans, solve: Solve) -> Result<PowerCalculation> {
             if n1 * (1.0 + k) <= 2.0 {
                 return Err(invalid("need more than two participants in total"));
             }
-            finish(method, n1, k, t_power(n1, k, delta, sd, sig_level), sig_level, attrition)
+            finish(method, n1, k, t_power(n1, k, delta, sd, sig_level), sig_level, attrition)?
         }
         Solve::SampleSize { power } => {
             let lo = if (k - 1.0).abs() < 1e-12 { 2.0 } else { lo.max(1.0) };
             let f = |n: f64| t_power(n, k, delta, sd, sig_level) - power;
             if f(lo) >= 0.0 {
-                return Ok(finish(method, lo, k, t_power(lo, k, delta, sd, sig_level), sig_level, attrition));
+                return finish(method, lo, k, t_power(lo, k, delta, sd, sig_level), sig_level, attrition);
             }
             let mut hi = 1e7;
             if f(hi) < 0.0 {
@@ -203,7 +213,7 @@ pub fn two_means(design: &TwoMeans, solve: Solve) -> Result<PowerCalculation> {
                 }
             }
             let n1 = 0.5 * (a + hi);
-            finish(method, n1, k, t_power(n1, k, delta, sd, sig_level), sig_level, attrition)
+            finish(method, n1, k, t_power(n1, k, delta, sd, sig_level), sig_level, attrition)?
         }
     })
 }
@@ -229,5 +239,19 @@ mod tests {
         let back = two_means(&m, Solve::Power { n1: r.n1 }).unwrap();
         assert!((back.power - 0.8).abs() < 1e-9);
         assert!(two_proportions(&TwoProportions { p2: 0.3, ..d }, Solve::Power { n1: 10.0 }).is_err());
+    }
+
+    // See: p1 = 0.5, p2 = 0.50000000001 printed "18446744073709551615 +
+    // 18446744073709551615 = 18446744073709551614 in total" (saturating casts).
+    #[test]
+    fn a_design_no_trial_could_recruit_is_not_achievable() {
+        let d = TwoProportions { p1: 0.5, p2: 0.50000000001, sig_level: 0.05, allocation_ratio: 1.0, attrition: 0.0 };
+        let e = two_proportions(&d, Solve::SampleSize { power: 0.9 }).unwrap_err().to_string();
+        assert!(e.contains("the design is not achievable") && e.contains("10 million"), "{e}");
+        let m = TwoMeans { delta: 1e-9, sd: 1.0, sig_level: 0.05, allocation_ratio: 1.0, attrition: 0.0 };
+        assert!(two_means(&m, Solve::Power { n1: 1e30 }).unwrap_err().to_string().contains("not achievable"));
+        // Just under the limit is still answered.
+        let d = TwoProportions { p1: 0.5, p2: 0.501, ..d };
+        assert!(two_proportions(&d, Solve::SampleSize { power: 0.9 }).unwrap().recruit1 < 10_000_000);
     }
 }
