@@ -329,8 +329,10 @@ pub struct SubjectRow {
     pub randomised_at: String,
     /// Withdrawn with no further contact.
     pub no_further_contact: bool,
-    /// Current values: (timepoint, field, value).
-    pub current: Vec<(String, String, String)>,
+    /// Current values: (timepoint, field, value, collected on).
+    pub current: Vec<(String, String, String, String)>,
+    /// The follow-up status and its date, if not active.
+    pub status: Option<(String, String)>,
 }
 
 /// A participant's follow-up status (`participant_status`); absent means active.
@@ -1136,7 +1138,8 @@ const STATUS_OF_SQL: &str =
      WHERE participant = ?1 ORDER BY participant";
 // What the follow-up rules need of a participant, in one search: the
 // randomisation time, a no-further-contact withdrawal, and the current values.
-const SUBJECT_SQL: &str = "SELECT p.randomised_at, COALESCE(s.no_further_contact, 0), o.timepoint, o.field, o.value
+const SUBJECT_SQL: &str = "SELECT p.randomised_at, COALESCE(s.no_further_contact, 0), o.timepoint, o.field, o.value,
+     o.collected_on, s.status, s.on_date
      FROM participants AS p
      LEFT JOIN participant_status AS s ON s.participant = p.participant
      LEFT JOIN outcomes AS o ON o.participant = p.participant
@@ -1421,6 +1424,10 @@ impl Tx<'_> {
                     randomised_at: r.get(0).map_err(Error::sqlite(what))?,
                     no_further_contact: r.get::<_, i64>(1).map_err(Error::sqlite(what))? != 0,
                     current: Vec::new(),
+                    status: match r.get::<_, Option<String>>(6).map_err(Error::sqlite(what))? {
+                        Some(status) => Some((status, r.get(7).map_err(Error::sqlite(what))?)),
+                        None => None,
+                    },
                 }),
             };
             let timepoint: Option<String> = r.get(2).map_err(Error::sqlite(what))?;
@@ -1429,6 +1436,7 @@ impl Tx<'_> {
                     timepoint,
                     r.get(3).map_err(Error::sqlite(what))?,
                     r.get(4).map_err(Error::sqlite(what))?,
+                    r.get(5).map_err(Error::sqlite(what))?,
                 ));
             }
         }
