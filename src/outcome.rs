@@ -358,6 +358,31 @@ impl Trial {
         Ok(out)
     }
 
+    /// Why values were collected outside their timepoint's window, by
+    /// (participant, timepoint, outcome), as the log's `outcome_recorded`
+    /// entries record it (only entries that carry a reason are decoded).
+    pub fn window_reasons(&self) -> Result<BTreeMap<(String, String, String), String>> {
+        let mut out = BTreeMap::new();
+        for (seq, body) in self.store.log_bodies_containing("outcome_recorded", "\"window_reason\"")? {
+            let bad = || Error::Integrity(format!("log entry {seq} does not decode; run `chancery verify`"));
+            let entry = Entry::decode(&body).map_err(|_| bad())?;
+            let Event::OutcomeRecorded(o) = Event::from_parts(&entry.kind, &entry.data).map_err(|_| bad())? else {
+                return Err(bad());
+            };
+            if let Some(reason) = o.window_reason {
+                for field in o.values.into_keys() {
+                    out.insert((o.participant.clone(), o.timepoint.clone(), field), reason.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each randomised participant's date of randomisation.
+    pub fn randomisation_dates(&self) -> Result<BTreeMap<String, NaiveDate>> {
+        Ok(self.store.participants()?.into_iter().map(|p| (p.participant, date_of(&p.randomised_at))).collect())
+    }
+
     /// The date of the log's last entry: the default "as of" date of exports and
     /// the analysis (everything recorded so far).
     pub fn last_entry_date(&self) -> Result<NaiveDate> {

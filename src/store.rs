@@ -814,6 +814,18 @@ impl Store {
             .map_err(Error::sqlite(what))
     }
 
+    /// The bodies of the log entries of one type whose text contains `needle`, in order.
+    pub fn log_bodies_containing(&self, kind: &str, needle: &str) -> Result<Vec<(u64, String)>> {
+        let what = "reading the log";
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, body FROM log WHERE type = ?1 AND instr(body, ?2) > 0 ORDER BY seq")
+            .map_err(Error::sqlite(what))?;
+        stmt.query_map([kind, needle], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))
+    }
+
     /// Rows of a derived table as text, ordered by its key, for replay comparison.
     pub fn table_rows(&self, table: &str) -> Result<Vec<(String, String)>> {
         let (name, key) = DERIVED_TABLES

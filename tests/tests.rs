@@ -10,6 +10,7 @@ mod design;
 mod hardening;
 mod hostile;
 mod ledger;
+mod outcome_rules;
 mod outcomes;
 mod report;
 mod vectors;
