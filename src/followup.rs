@@ -176,7 +176,8 @@ pub fn validate_correction(
     let new = if c.value.trim().is_empty() {
         String::new()
     } else {
-        canonical_value(&o.kind, &c.value).map_err(|m| format!("participant {participant}, {timepoint}: {field}: {m}"))?
+        canonical_value(&o.kind, &c.value)
+            .map_err(|m| format!("participant {participant}, {timepoint}: {field}: {m}"))?
     };
     if new == old {
         let is = if old.is_empty() { "missing".to_string() } else { old };

@@ -768,7 +768,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Outcome(OutcomeCommand::Record { db, participant, timepoint, set, on, window_reason, clock, json }) => {
+        Command::Outcome(OutcomeCommand::Record {
+            db,
+            participant,
+            timepoint,
+            set,
+            on,
+            window_reason,
+            clock,
+            json,
+        }) => {
             let now = clock.now()?;
             let collected_on = match on {
                 Some(d) => chancery::clock::parse_date(&d)?,
@@ -806,9 +815,8 @@ fn run(cli: Cli) -> Result<()> {
             // alone, so a slip of `--set FIELD=` is not taken for one.
             let (field, value) = match (&set, &clear) {
                 (Some(set), _) => {
-                    let (field, value) = set
-                        .split_once('=')
-                        .ok_or_else(|| Error::Input(format!("--set {set:?} is not FIELD=VALUE")))?;
+                    let (field, value) =
+                        set.split_once('=').ok_or_else(|| Error::Input(format!("--set {set:?} is not FIELD=VALUE")))?;
                     if value.trim().is_empty() {
                         return Err(Error::Input(format!(
                             "--set {set:?} gives no value; to correct {} to missing use --clear {}",

@@ -89,8 +89,8 @@ fn verifies(db: &Path) {
         .arg(db)
         .output()
         .expect("python3 runs the reference verifier");
-    let r: serde_json::Value = serde_json::from_slice(&py.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&py.stderr)));
+    let r: serde_json::Value =
+        serde_json::from_slice(&py.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&py.stderr)));
     assert_eq!(r["ok"], true, "reference verifier: {r:#}");
     assert_eq!(r["head"], v["head"]);
 }
@@ -101,7 +101,11 @@ fn an_m4_value_on_day_0_needs_a_reason_which_is_recorded_and_flagged() {
     let db = trial(dir.path());
     // Day 0: 122 days before the m4 target, outside its ±30-day window.
     let day0 = record(&db, NOW, "P1", "m4", "2026-03-02", &["phq9=10"]);
-    refused(&db, &day0, "participant P1, m4: collected on 2026-03-02, day 0 after randomisation, outside the m4 window (days 92–152: 2026-06-02 to 2026-08-01)");
+    refused(
+        &db,
+        &day0,
+        "participant P1, m4: collected on 2026-03-02, day 0 after randomisation, outside the m4 window (days 92–152: 2026-06-02 to 2026-08-01)",
+    );
     refused(&db, &day0, "give the reason with --window-reason TEXT");
     // A blank reason is no reason.
     refused(&db, &with(day0.clone(), &["--window-reason", "  "]), "outside the m4 window");
@@ -120,15 +124,15 @@ fn an_m4_value_on_day_0_needs_a_reason_which_is_recorded_and_flagged() {
     let p1 = data.iter().find(|d| d.contains("\"participant\":\"P1\"") && d.contains("\"collected_on\"")).unwrap();
     assert!(p1.ends_with(",\"window_reason\":\"emigrating in March; assessed before leaving\"}"), "{p1}");
     let p2 = data.iter().find(|d| d.contains("\"participant\":\"P2\"") && d.contains("\"collected_on\"")).unwrap();
-    assert_eq!(p2, "{\"collected_on\":\"2026-07-02\",\"participant\":\"P2\",\"timepoint\":\"m4\",\"values\":{\"phq9\":\"9\"}}");
+    assert_eq!(
+        p2,
+        "{\"collected_on\":\"2026-07-02\",\"participant\":\"P2\",\"timepoint\":\"m4\",\"values\":{\"phq9\":\"9\"}}"
+    );
 
     // Flagged in the outcomes export, with the reason; in the window, not.
     let rows = export(&db, "outcomes");
     assert_eq!(cell(&rows, ("P1", "m4", "phq9"), "out_of_window"), "yes");
-    assert_eq!(
-        cell(&rows, ("P1", "m4", "phq9"), "window_reason"),
-        "emigrating in March; assessed before leaving"
-    );
+    assert_eq!(cell(&rows, ("P1", "m4", "phq9"), "window_reason"), "emigrating in March; assessed before leaving");
     assert_eq!(cell(&rows, ("P2", "m4", "phq9"), "out_of_window"), "no");
     assert_eq!(cell(&rows, ("P2", "m4", "phq9"), "window_reason"), "");
     let history = export(&db, "history");
@@ -151,14 +155,7 @@ fn the_m12_primary_outcome_on_the_day_of_randomisation_is_refused() {
     let day0 = record(&db, NOW, "P1", "m12", "2026-03-02", &["paid_work_13_weeks=no"]);
     refused(&db, &day0, "outside the m12 window (days 320–410: 2027-01-16 to 2027-04-16)");
     // 13 weeks in work cannot have passed on day 0, whatever the reason given.
-    let yes = record(
-        &db,
-        NOW,
-        "P1",
-        "m12",
-        "2026-03-02",
-        &["paid_work_13_weeks=yes", "first_job_date=2026-03-02"],
-    );
+    let yes = record(&db, NOW, "P1", "m12", "2026-03-02", &["paid_work_13_weeks=yes", "first_job_date=2026-03-02"]);
     refused(
         &db,
         &with(yes, &["--window-reason", "entered early by mistake"]),
@@ -171,11 +168,28 @@ fn an_import_needs_a_window_reason_for_each_row_outside_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
     let csv = dir.path().join("o.csv");
-    let import = s(&["outcome", "import", "--db", &db.display().to_string(), "--csv", &csv.display().to_string(), "--now", M4_NOW]);
+    let import = s(&[
+        "outcome",
+        "import",
+        "--db",
+        &db.display().to_string(),
+        "--csv",
+        &csv.display().to_string(),
+        "--now",
+        M4_NOW,
+    ]);
     std::fs::write(&csv, "participant,timepoint,collected_on,window_reason,phq9\nP1,m4,2026-03-02,,10\nP2,m4,2026-07-01,,9\nP3,m4,2026-05-20,,8\n").unwrap();
     refused(&db, &import, "2 of 3 records are invalid, so none was written");
-    refused(&db, &import, "o.csv:2: participant P1, m4: collected on 2026-03-02, day 0 after randomisation, outside the m4 window");
-    refused(&db, &import, "o.csv:4: participant P3, m4: collected on 2026-05-20, day 79 after randomisation, outside the m4 window");
+    refused(
+        &db,
+        &import,
+        "o.csv:2: participant P1, m4: collected on 2026-03-02, day 0 after randomisation, outside the m4 window",
+    );
+    refused(
+        &db,
+        &import,
+        "o.csv:4: participant P3, m4: collected on 2026-05-20, day 79 after randomisation, outside the m4 window",
+    );
     std::fs::write(&csv, "participant,timepoint,collected_on,window_reason,phq9\nP1,m4,2026-03-02,moving abroad,10\nP2,m4,2026-07-01,,9\nP3,m4,2026-05-20,participant asked to be seen early,8\n").unwrap();
     ok(&import);
     let rows = export(&db, "outcomes");
@@ -192,8 +206,17 @@ fn nothing_is_collected_after_a_recorded_death() {
     let db = trial(dir.path());
     ok(&record(&db, M4_NOW, "P1", "m4", "2026-07-01", &["phq9=10"]));
     ok(&s(&[
-        "died", "--db", &db.display().to_string(), "--participant", "P1", "--reason", "reported by GP", "--on", "2026-07-05",
-        "--now", M4_NOW,
+        "died",
+        "--db",
+        &db.display().to_string(),
+        "--participant",
+        "P1",
+        "--reason",
+        "reported by GP",
+        "--on",
+        "2026-07-05",
+        "--now",
+        M4_NOW,
     ]));
     // A PHQ-9 at m12, eight months after the recorded death.
     refused(
@@ -212,14 +235,32 @@ fn nothing_is_collected_after_a_recorded_death() {
     refused(
         &db,
         &s(&[
-            "died", "--db", &db.display().to_string(), "--participant", "P2", "--reason", "reported by GP", "--on",
-            "2026-07-01", "--now", M4_NOW,
+            "died",
+            "--db",
+            &db.display().to_string(),
+            "--participant",
+            "P2",
+            "--reason",
+            "reported by GP",
+            "--on",
+            "2026-07-01",
+            "--now",
+            M4_NOW,
         ]),
         "participant P2: follow-up at m4 was collected on 2026-07-05, after the date of death 2026-07-01",
     );
     ok(&s(&[
-        "died", "--db", &db.display().to_string(), "--participant", "P2", "--reason", "reported by GP", "--on", "2026-07-05",
-        "--now", M4_NOW,
+        "died",
+        "--db",
+        &db.display().to_string(),
+        "--participant",
+        "P2",
+        "--reason",
+        "reported by GP",
+        "--on",
+        "2026-07-05",
+        "--now",
+        M4_NOW,
     ]));
 }
 
@@ -300,14 +341,35 @@ fn a_first_job_date_is_one_date_at_every_timepoint_unless_corrected() {
     .unwrap();
     refused(
         &db,
-        &s(&["outcome", "import", "--db", &db.display().to_string(), "--csv", &csv.display().to_string(), "--now", M12_NOW]),
+        &s(&[
+            "outcome",
+            "import",
+            "--db",
+            &db.display().to_string(),
+            "--csv",
+            &csv.display().to_string(),
+            "--now",
+            M12_NOW,
+        ]),
         "o.csv:3: participant P2, m12: first_job_date 2026-05-02 differs from the one recorded at m4 (2026-05-01)",
     );
     // Corrected at m4, the m12 value that agrees with the correction is accepted.
     let correct = |value: &str| {
         s(&[
-            "outcome", "correct", "--db", &db.display().to_string(), "--participant", "P1", "--timepoint", "m4", "--set",
-            &format!("first_job_date={value}"), "--reason", "date checked with the employer", "--now", M12_NOW,
+            "outcome",
+            "correct",
+            "--db",
+            &db.display().to_string(),
+            "--participant",
+            "P1",
+            "--timepoint",
+            "m4",
+            "--set",
+            &format!("first_job_date={value}"),
+            "--reason",
+            "date checked with the employer",
+            "--now",
+            M12_NOW,
         ])
     };
     ok(&correct("2026-06-01"));
@@ -330,10 +392,18 @@ fn a_recorded_value_can_be_corrected_back_to_missing() {
         a
     };
     // An empty --set is a slip, not a way to clear.
-    refused(&db, &correct(&["--set", "phq9="], "x"), "--set \"phq9=\" gives no value; to correct phq9 to missing use --clear phq9");
+    refused(
+        &db,
+        &correct(&["--set", "phq9="], "x"),
+        "--set \"phq9=\" gives no value; to correct phq9 to missing use --clear phq9",
+    );
     refused(&db, &correct(&["--clear", "phq9"], " "), "a correction needs a reason");
     ok(&correct(&["--clear", "phq9"], "the questionnaire was the wrong participant's"));
-    refused(&db, &correct(&["--clear", "phq9"], "again"), "participant P1, m4: phq9 is already missing; nothing to correct");
+    refused(
+        &db,
+        &correct(&["--clear", "phq9"], "again"),
+        "participant P1, m4: phq9 is already missing; nothing to correct",
+    );
 
     // The event: old value kept, new value empty.
     let data = log_data(&db);
@@ -391,8 +461,20 @@ fn a_timepoint_whose_values_are_all_corrected_to_missing_is_due_again() {
     };
     assert!(!due().contains(&("P1".into(), "m4".into())));
     ok(&s(&[
-        "outcome", "correct", "--db", &db.display().to_string(), "--participant", "P1", "--timepoint", "m4", "--clear",
-        "phq9", "--reason", "recorded for the wrong participant", "--now", M4_NOW,
+        "outcome",
+        "correct",
+        "--db",
+        &db.display().to_string(),
+        "--participant",
+        "P1",
+        "--timepoint",
+        "m4",
+        "--clear",
+        "phq9",
+        "--reason",
+        "recorded for the wrong participant",
+        "--now",
+        M4_NOW,
     ]));
     assert!(due().contains(&("P1".into(), "m4".into())));
 }
@@ -405,15 +487,40 @@ fn hostile_outcomes_are_refused_with_their_reason() {
     let db = trial(dir.path());
     ok(&record(&db, M4_NOW, "P1", "m4", "2026-07-02", &["weeks_in_paid_work=2", "first_job_date=2026-06-20"]));
     ok(&s(&[
-        "died", "--db", &db.display().to_string(), "--participant", "P3", "--reason", "reported by GP", "--on", "2026-07-05",
-        "--now", M4_NOW,
+        "died",
+        "--db",
+        &db.display().to_string(),
+        "--participant",
+        "P3",
+        "--reason",
+        "reported by GP",
+        "--on",
+        "2026-07-05",
+        "--now",
+        M4_NOW,
     ]));
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
         ("m4 on day 0", record(&db, NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), "outside the m4 window"),
-        ("m4 a day after the window", record(&db, "2026-08-03T10:00:00Z", "P2", "m4", "2026-08-02", &["phq9=10"]), "outside the m4 window (days 92–152: 2026-06-02 to 2026-08-01)"),
-        ("m4 a day before the window", record(&db, M4_NOW, "P2", "m4", "2026-06-01", &["phq9=10"]), "outside the m4 window"),
-        ("m12 primary on day 0", record(&db, NOW, "P2", "m12", "2026-03-02", &["paid_work_13_weeks=no"]), "outside the m12 window"),
-        ("PHQ-9 after death", record(&db, M12_NOW, "P3", "m12", "2027-03-02", &["phq9=7"]), "recorded as died on 2026-07-05"),
+        (
+            "m4 a day after the window",
+            record(&db, "2026-08-03T10:00:00Z", "P2", "m4", "2026-08-02", &["phq9=10"]),
+            "outside the m4 window (days 92–152: 2026-06-02 to 2026-08-01)",
+        ),
+        (
+            "m4 a day before the window",
+            record(&db, M4_NOW, "P2", "m4", "2026-06-01", &["phq9=10"]),
+            "outside the m4 window",
+        ),
+        (
+            "m12 primary on day 0",
+            record(&db, NOW, "P2", "m12", "2026-03-02", &["paid_work_13_weeks=no"]),
+            "outside the m12 window",
+        ),
+        (
+            "PHQ-9 after death",
+            record(&db, M12_NOW, "P3", "m12", "2027-03-02", &["phq9=7"]),
+            "recorded as died on 2026-07-05",
+        ),
         (
             "13+ weeks with a first job 19 days before",
             record(&db, M12_NOW, "P2", "m12", "2027-03-02", &["paid_work_13_weeks=yes", "first_job_date=2027-02-11"]),
@@ -437,16 +544,40 @@ fn hostile_outcomes_are_refused_with_their_reason() {
         (
             "--set FIELD= as a clear",
             s(&[
-                "outcome", "correct", "--db", &db.display().to_string(), "--participant", "P1", "--timepoint", "m4",
-                "--set", "weeks_in_paid_work=", "--reason", "r", "--now", M4_NOW,
+                "outcome",
+                "correct",
+                "--db",
+                &db.display().to_string(),
+                "--participant",
+                "P1",
+                "--timepoint",
+                "m4",
+                "--set",
+                "weeks_in_paid_work=",
+                "--reason",
+                "r",
+                "--now",
+                M4_NOW,
             ]),
             "use --clear weeks_in_paid_work",
         ),
         (
             "--clear a value never recorded",
             s(&[
-                "outcome", "correct", "--db", &db.display().to_string(), "--participant", "P1", "--timepoint", "m4",
-                "--clear", "phq9", "--reason", "r", "--now", M4_NOW,
+                "outcome",
+                "correct",
+                "--db",
+                &db.display().to_string(),
+                "--participant",
+                "P1",
+                "--timepoint",
+                "m4",
+                "--clear",
+                "phq9",
+                "--reason",
+                "r",
+                "--now",
+                M4_NOW,
             ]),
             "phq9 has no recorded value to correct",
         ),
