@@ -37,7 +37,8 @@ pub struct Subject {
     pub no_further_contact: bool,
     /// Current values: timepoint → outcome → value (empty: corrected to missing).
     pub current: BTreeMap<String, BTreeMap<String, String>>,
-    /// When each timepoint's current values were collected.
+    /// When each timepoint's current values were collected (the latest, of
+    /// values not corrected to missing).
     pub collected: BTreeMap<String, NaiveDate>,
     /// The recorded date of death, if the participant died.
     pub died_on: Option<NaiveDate>,
@@ -254,6 +255,16 @@ fn check_window(
     let outside = on < opens || on > closes;
     let day = (on - randomised_on).num_days();
     let given = reason.is_some_and(|r| !r.trim().is_empty());
+    if let Some(r) = reason {
+        if r.chars().count() > 500 {
+            return Err(format!("participant {p}, {t}: the window reason is longer than 500 characters; shorten it"));
+        }
+        if r.chars().any(char::is_control) {
+            return Err(format!(
+                "participant {p}, {t}: the window reason contains a control character (such as a line break); write it on one line"
+            ));
+        }
+    }
     if outside && !given {
         return Err(format!(
             "participant {p}, {t}: collected on {on}, day {day} after randomisation, outside the {t} window \

@@ -91,7 +91,12 @@ fn subject(tx: &Tx, participant: &str) -> Result<std::result::Result<Subject, St
     let mut current: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut collected = BTreeMap::new();
     for (t, f, v, on) in p.current {
-        collected.entry(t.clone()).or_insert_with(|| date_of(&on));
+        // The latest collection of a value the timepoint still has (one
+        // corrected to missing was, in effect, not collected).
+        if !v.is_empty() {
+            let on = date_of(&on);
+            collected.entry(t.clone()).and_modify(|d: &mut NaiveDate| *d = (*d).max(on)).or_insert(on);
+        }
         current.entry(t).or_default().insert(f, v);
     }
     Ok(Ok(Subject {
@@ -153,7 +158,8 @@ impl Trial {
             });
             let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
             if let Event::OutcomeRecorded(o) = event {
-                subject.collected.entry(o.timepoint.clone()).or_insert(e.collected_on);
+                let on = e.collected_on;
+                subject.collected.entry(o.timepoint.clone()).and_modify(|d| *d = (*d).max(on)).or_insert(on);
                 subject.current.entry(o.timepoint).or_default().extend(o.values);
             }
             out.push(Written { participant: e.participant.clone(), seq, entry_hash });

@@ -582,6 +582,18 @@ fn hostile_outcomes_are_refused_with_their_reason() {
             "phq9 has no recorded value to correct",
         ),
     ];
+    let long = "x".repeat(501);
+    let mut cases = cases;
+    cases.push((
+        "a window reason with a terminal escape",
+        with(record(&db, NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", "early\u{1b}[2J"]),
+        "the window reason contains a control character",
+    ));
+    cases.push((
+        "a window reason of 501 characters",
+        with(record(&db, NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", &long]),
+        "the window reason is longer than 500 characters",
+    ));
     for (name, args, needle) in cases {
         let rows = export(&db, "outcomes");
         eprintln!("case: {name}");
