@@ -575,3 +575,69 @@ pub fn parse_outcome_csv(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protocol() -> Protocol {
+        Protocol::parse("work-health-ips.toml", include_str!("../protocol/work-health-ips.toml")).unwrap()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn entry(timepoint: &str, on: &str, values: &[(&str, &str)]) -> OutcomeEntry {
+        OutcomeEntry {
+            participant: "P1".into(),
+            timepoint: timepoint.into(),
+            collected_on: date(on),
+            values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            window_reason: None,
+        }
+    }
+
+    fn subject() -> Subject {
+        Subject {
+            randomised_on: date("2026-03-02"),
+            no_further_contact: false,
+            current: BTreeMap::new(),
+            collected: BTreeMap::new(),
+            died_on: None,
+        }
+    }
+
+    /// Weeks are weeks begun: a job that began on the day of collection is
+    /// in its first week, and 13 weeks need 84 days (12 whole weeks and a day
+    /// of the 13th). See: issue 18, "13+ weeks in work" 19 days after a first job.
+    #[test]
+    fn weeks_in_work_are_counted_as_weeks_begun_since_the_first_job() {
+        let (p, s, today) = (protocol(), subject(), date("2027-12-31"));
+        let at = |on: &str, values: &[(&str, &str)]| validate_entry(&p, &s, &entry("m12", on, values), today);
+        assert!(at("2027-03-02", &[("weeks_in_paid_work", "1"), ("first_job_date", "2027-03-02")]).is_ok());
+        let two = at("2027-03-02", &[("weeks_in_paid_work", "2"), ("first_job_date", "2027-03-02")]).unwrap_err();
+        assert!(two.contains("weeks_in_paid_work is 2 but the first job began on 2027-03-02, 0 days before"), "{two}");
+        let yes = |job: &str| at("2027-03-02", &[("paid_work_13_weeks", "yes"), ("first_job_date", job)]);
+        assert!(yes("2026-12-08").is_ok(), "84 days");
+        let short = yes("2026-12-09").unwrap_err();
+        assert!(short.contains("only 83 days before that collection (2027-03-02)"), "{short}");
+    }
+
+    /// The window's last day is in it, the next is not; a reason lets it through.
+    #[test]
+    fn the_window_is_the_target_day_plus_or_minus_the_window() {
+        let (p, s, today) = (protocol(), subject(), date("2027-12-31"));
+        // m4: target 2026-07-02, ±30 days.
+        assert!(validate_entry(&p, &s, &entry("m4", "2026-06-02", &[("phq9", "3")]), today).is_ok());
+        assert!(validate_entry(&p, &s, &entry("m4", "2026-08-01", &[("phq9", "3")]), today).is_ok());
+        let late = validate_entry(&p, &s, &entry("m4", "2026-08-02", &[("phq9", "3")]), today).unwrap_err();
+        assert!(late.contains("day 153 after randomisation, outside the m4 window"), "{late}");
+        let mut with_reason = entry("m4", "2026-08-02", &[("phq9", "3")]);
+        with_reason.window_reason = Some("in hospital in July".into());
+        assert!(validate_entry(&p, &s, &with_reason, today).is_ok());
+        assert_eq!(outside_window(&p, "m4", s.randomised_on, date("2026-08-02")), Some(true));
+        assert_eq!(outside_window(&p, "m4", s.randomised_on, date("2026-08-01")), Some(false));
+        assert_eq!(outside_window(&p, "m9", s.randomised_on, date("2026-08-01")), None);
+    }
+}
