@@ -403,6 +403,7 @@ pub fn run(opts: &DemoOptions, mut progress: impl FnMut(&str, u64, u64)) -> Resu
                         timepoint: p.timepoint,
                         collected_on: d,
                         values: p.values,
+                        window_reason: None,
                     },
                 ));
             }

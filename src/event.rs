@@ -100,6 +100,10 @@ impl Event {
                 write_string(&o.timepoint, out);
                 member(out, false, "values");
                 map(out, &o.values);
+                if let Some(r) = &o.window_reason {
+                    member(out, false, "window_reason");
+                    write_string(r, out);
+                }
                 out.push('}');
             }
             Event::ParticipantRandomised(r) => {
@@ -210,6 +214,10 @@ pub struct OutcomeRecorded {
     pub collected_on: String,
     /// Outcome values, canonical text, by outcome name.
     pub values: BTreeMap<String, String>,
+    /// Why the values were collected outside the timepoint's window; the
+    /// member is present only then (older entries never have it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_reason: Option<String>,
 }
 
 /// Data of `outcome_corrected`.
@@ -224,7 +232,7 @@ pub struct OutcomeCorrected {
     pub field: String,
     /// The value being corrected.
     pub old_value: String,
-    /// The corrected value.
+    /// The corrected value; empty when the value is corrected to missing.
     pub new_value: String,
     /// Why.
     pub reason: String,
@@ -706,8 +714,9 @@ mod tests {
         fn outcome_data_written_directly_is_the_canonical_encoding(
             participant in text(), timepoint in text(), collected_on in text(),
             values in proptest::collection::btree_map(text(), text(), 0..12),
+            window_reason in proptest::option::of(text()),
         ) {
-            let e = Event::OutcomeRecorded(OutcomeRecorded { participant, timepoint, collected_on, values });
+            let e = Event::OutcomeRecorded(OutcomeRecorded { participant, timepoint, collected_on, values, window_reason });
             prop_assert_eq!(direct(&e), generic(&e));
         }
 

@@ -7,9 +7,11 @@
 
 use std::io::Write;
 
+use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::followup::outside_window;
 
 /// A table: column names and rows of optional cells.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,19 +216,33 @@ pub fn participants(trial: &crate::ledger::Trial, as_of: chrono::NaiveDate) -> R
     Ok(Table { columns, rows })
 }
 
-/// Outcomes in long format: one row per current value.
+/// Outcomes in long format: one row per current value (empty when
+/// corrected to missing), flagged when collected outside its window.
 pub fn outcomes(trial: &crate::ledger::Trial) -> Result<Table> {
+    let mut reasons = trial.window_reasons()?;
+    let randomised = trial.randomisation_dates()?;
+    let protocol = trial.protocol();
     let rows = trial
         .store()
         .outcomes()?
         .into_iter()
         .map(|o| {
+            let reason = reasons.remove(&(o.participant.clone(), o.timepoint.clone(), o.field.clone()));
+            // Values recorded before windows were enforced carry no reason
+            // but are flagged all the same.
+            let outside = reason.is_some()
+                || match (randomised.get(&o.participant), NaiveDate::parse_from_str(&o.collected_on, "%Y-%m-%d")) {
+                    (Some(r), Ok(on)) => outside_window(protocol, &o.timepoint, *r, on).unwrap_or(false),
+                    _ => false,
+                };
             vec![
                 Some(o.participant),
                 Some(o.timepoint),
                 Some(o.field),
-                Some(o.value),
+                Some(o.value).filter(|v| !v.is_empty()),
                 Some(o.collected_on),
+                Some(if outside { "yes" } else { "no" }.to_string()),
+                reason,
                 Some(o.recorded_at),
                 Some(o.user),
                 Some(o.version.to_string()),
@@ -234,9 +250,20 @@ pub fn outcomes(trial: &crate::ledger::Trial) -> Result<Table> {
         })
         .collect();
     let t = Table {
-        columns: ["participant", "timepoint", "field", "value", "collected_on", "recorded_at", "user", "version"]
-            .map(String::from)
-            .to_vec(),
+        columns: [
+            "participant",
+            "timepoint",
+            "field",
+            "value",
+            "collected_on",
+            "out_of_window",
+            "window_reason",
+            "recorded_at",
+            "user",
+            "version",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows,
     };
     Ok(with_contact_flag(t, 0, &no_further_contact(trial)?))
@@ -254,8 +281,8 @@ pub fn history(trial: &crate::ledger::Trial) -> Result<Table> {
                 Some(h.timepoint),
                 Some(h.field),
                 Some(h.change),
-                h.old_value,
-                Some(h.new_value),
+                h.old_value.filter(|v| !v.is_empty()),
+                Some(h.new_value).filter(|v| !v.is_empty()),
                 Some(h.collected_on),
                 Some(h.user),
                 Some(h.at),
@@ -367,8 +394,10 @@ pub fn codebook(trial: &crate::ledger::Trial) -> Result<Table> {
         ("participant", "text", "Participant identifier"),
         ("timepoint", "category", "Follow-up timepoint"),
         ("field", "category", "Outcome name (see the participants rows of this codebook)"),
-        ("value", "text", "Current value, as the outcome's type"),
+        ("value", "text", "Current value, as the outcome's type (empty: missing, or corrected to missing)"),
         ("collected_on", "date", "Date the value was collected"),
+        ("out_of_window", "category", "yes if collected outside the timepoint's window (target day ± window)"),
+        ("window_reason", "text", "Why it was collected outside the window, as recorded"),
         ("recorded_at", "datetime", "When the current value was recorded (UTC)"),
         ("user", "text", "Who recorded the current value"),
         ("version", "integer", "1 for the original value, +1 per correction"),
@@ -382,11 +411,11 @@ pub fn codebook(trial: &crate::ledger::Trial) -> Result<Table> {
         ("field", "category", "Outcome name"),
         ("change", "category", "recorded or corrected"),
         ("old_value", "text", "Value before a correction (empty for the original record)"),
-        ("new_value", "text", "Value after the change"),
+        ("new_value", "text", "Value after the change (empty: corrected to missing)"),
         ("collected_on", "date", "Date the value was collected"),
         ("user", "text", "Who made the change"),
         ("at", "datetime", "When the change was made (UTC)"),
-        ("reason", "text", "Why a value was corrected"),
+        ("reason", "text", "Why a value was corrected, or why it was collected outside its window"),
     ] {
         add("history", c, k, None, "", d);
     }

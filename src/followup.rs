@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDate};
 use serde::Serialize;
 
-use crate::protocol::{Kind, Protocol};
+use crate::protocol::{Kind, Protocol, Timepoint};
 use crate::referral::{canonical_value, truncate};
 
 /// Follow-up values for one participant at one timepoint, as entered.
@@ -23,6 +23,9 @@ pub struct OutcomeEntry {
     pub collected_on: NaiveDate,
     /// `FIELD=VALUE` pairs as entered.
     pub values: Vec<(String, String)>,
+    /// Why the values were collected outside the timepoint's window, when
+    /// they were (an entry outside it without a reason is refused).
+    pub window_reason: Option<String>,
 }
 
 /// What the rules need to know about a participant.
@@ -32,8 +35,27 @@ pub struct Subject {
     pub randomised_on: NaiveDate,
     /// Withdrawn with no further contact.
     pub no_further_contact: bool,
-    /// Current values: timepoint → outcome → value.
+    /// Current values: timepoint → outcome → value (empty: corrected to missing).
     pub current: BTreeMap<String, BTreeMap<String, String>>,
+    /// When each timepoint's current values were collected (the latest, of
+    /// values not corrected to missing).
+    pub collected: BTreeMap<String, NaiveDate>,
+    /// The recorded date of death, if the participant died.
+    pub died_on: Option<NaiveDate>,
+}
+
+/// The first and last day of a timepoint's window for a participant
+/// randomised on `randomised_on`: the target day ± the window.
+pub fn window(tp: &Timepoint, randomised_on: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let target = randomised_on + Duration::days(i64::from(tp.day));
+    (target - Duration::days(i64::from(tp.window)), target + Duration::days(i64::from(tp.window)))
+}
+
+/// Whether a collection date lies outside the timepoint's window; `None` for
+/// an unknown timepoint.
+pub fn outside_window(protocol: &Protocol, timepoint: &str, randomised_on: NaiveDate, on: NaiveDate) -> Option<bool> {
+    let (opens, closes) = window(protocol.timepoint(timepoint)?, randomised_on);
+    Some(on < opens || on > closes)
 }
 
 /// Validates an entry against the protocol and the participant's record;
@@ -59,6 +81,15 @@ pub fn validate_entry(
         )
     })?;
     check_date(p, entry.collected_on, subject.randomised_on, today)?;
+    if let Some(died) = subject.died_on
+        && entry.collected_on > died
+    {
+        return Err(format!(
+            "participant {p}, {t}: the participant is recorded as died on {died}, so nothing can be collected on {}; check --on (or correct the status)",
+            entry.collected_on
+        ));
+    }
+    check_window(p, tp, subject.randomised_on, entry.collected_on, entry.window_reason.as_deref())?;
     if entry.values.is_empty() {
         return Err(format!("participant {p}, {t}: no values given; give --set FIELD=VALUE"));
     }
@@ -85,6 +116,11 @@ pub fn validate_entry(
         if values.insert(name.clone(), v).is_some() {
             return Err(format!("participant {p}, {t}: {name} is given twice; give it once"));
         }
+        if recorded.and_then(|r| r.get(name)).is_some_and(|old| old.is_empty()) {
+            return Err(format!(
+                "participant {p}, {t}: {name} was corrected to missing; to give it a value use `chancery outcome correct` with a reason"
+            ));
+        }
         if let Some(old) = recorded.and_then(|r| r.get(name)) {
             return Err(format!(
                 "participant {p}, {t}: {name} is already recorded ({old}); to change it use `chancery outcome correct` with a reason"
@@ -95,7 +131,8 @@ pub fn validate_entry(
         return Err(format!("participant {p}, {t}: every value given is empty; nothing to record"));
     }
     let merged = Values { current: &subject.current, timepoint: t, new: &values };
-    consistency(protocol, subject.randomised_on, &merged, &[(t.as_str(), entry.collected_on)])
+    let collected = Collected { others: &subject.collected, timepoint: t, on: entry.collected_on };
+    consistency(protocol, subject.randomised_on, &merged, &collected, true)
         .map_err(|m| format!("participant {p}, {t}: {m}"))?;
     Ok(values)
 }
@@ -109,14 +146,14 @@ pub struct Correction {
     pub timepoint: String,
     /// Outcome name.
     pub field: String,
-    /// The corrected value as entered.
+    /// The corrected value as entered; empty to correct the value to missing.
     pub value: String,
     /// Why the value is corrected.
     pub reason: String,
 }
 
 /// Validates a correction of a value collected on `collected_on`; returns the
-/// old and the canonical new value.
+/// old and the canonical new value (empty: the value is corrected to missing).
 pub fn validate_correction(
     protocol: &Protocol,
     subject: &Subject,
@@ -136,14 +173,23 @@ pub fn validate_correction(
             "participant {participant}, {timepoint}: {field} has no recorded value to correct; record it with `chancery outcome record`"
         )
     })?;
-    let new = canonical_value(&o.kind, &c.value)
-        .map_err(|m| format!("participant {participant}, {timepoint}: {field}: {m}"))?;
+    // An empty value is no value: the correction makes it missing.
+    let new = if c.value.trim().is_empty() {
+        String::new()
+    } else {
+        canonical_value(&o.kind, &c.value)
+            .map_err(|m| format!("participant {participant}, {timepoint}: {field}: {m}"))?
+    };
     if new == old {
-        return Err(format!("participant {participant}, {timepoint}: {field} is already {old}; nothing to correct"));
+        let is = if old.is_empty() { "missing".to_string() } else { old };
+        return Err(format!("participant {participant}, {timepoint}: {field} is already {is}; nothing to correct"));
     }
     let corrected = BTreeMap::from([(field.clone(), new.clone())]);
     let merged = Values { current: &subject.current, timepoint, new: &corrected };
-    consistency(protocol, subject.randomised_on, &merged, &[(timepoint.as_str(), collected_on)])
+    let collected = Collected { others: &subject.collected, timepoint, on: collected_on };
+    // A first job date is corrected one timepoint at a time, so a correction
+    // may differ from the other timepoints' until they are corrected too.
+    consistency(protocol, subject.randomised_on, &merged, &collected, false)
         .map_err(|m| format!("participant {participant}, {timepoint}: {m}"))?;
     Ok((old, new))
 }
@@ -158,13 +204,13 @@ struct Values<'a> {
 }
 
 impl Values<'_> {
+    /// The value, `None` if missing (never recorded, or corrected to missing).
     fn get(&self, timepoint: &str, name: &str) -> Option<&str> {
-        if timepoint == self.timepoint
-            && let Some(v) = self.new.get(name)
-        {
-            return Some(v);
-        }
-        self.current.get(timepoint)?.get(name).map(String::as_str)
+        let v = match self.new.get(name) {
+            Some(v) if timepoint == self.timepoint => v,
+            _ => self.current.get(timepoint)?.get(name)?,
+        };
+        (!v.is_empty()).then_some(v.as_str())
     }
 
     /// Every (timepoint, outcome, value), each (timepoint, outcome) once.
@@ -176,8 +222,65 @@ impl Values<'_> {
             .filter(|(t, n, _)| *t != self.timepoint || !self.new.contains_key(*n))
             .collect();
         out.extend(self.new.iter().map(|(n, v)| (self.timepoint, n.as_str(), v.as_str())));
+        out.retain(|(_, _, v)| !v.is_empty());
         out
     }
+}
+
+/// When each timepoint's values were collected, an entry's (or a
+/// correction's) date at its timepoint laid over those recorded.
+struct Collected<'a> {
+    others: &'a BTreeMap<String, NaiveDate>,
+    timepoint: &'a str,
+    on: NaiveDate,
+}
+
+impl Collected<'_> {
+    fn get(&self, timepoint: &str) -> Option<NaiveDate> {
+        if timepoint == self.timepoint { Some(self.on) } else { self.others.get(timepoint).copied() }
+    }
+}
+
+/// Refuses a collection outside the timepoint's window unless a reason is
+/// given, and a reason for one inside it (it would flag the value for nothing).
+fn check_window(
+    p: &str,
+    tp: &Timepoint,
+    randomised_on: NaiveDate,
+    on: NaiveDate,
+    reason: Option<&str>,
+) -> Result<(), String> {
+    let (opens, closes) = window(tp, randomised_on);
+    let t = &tp.id;
+    let outside = on < opens || on > closes;
+    let day = (on - randomised_on).num_days();
+    let given = reason.is_some_and(|r| !r.trim().is_empty());
+    if let Some(r) = reason {
+        if r.chars().count() > 500 {
+            return Err(format!("participant {p}, {t}: the window reason is longer than 500 characters; shorten it"));
+        }
+        if r.chars().any(char::is_control) {
+            return Err(format!(
+                "participant {p}, {t}: the window reason contains a control character (such as a line break); write it on one line"
+            ));
+        }
+    }
+    if outside && !given {
+        return Err(format!(
+            "participant {p}, {t}: collected on {on}, day {day} after randomisation, outside the {t} window \
+             (days {}–{}: {opens} to {closes}); if it was collected then, give the reason with --window-reason TEXT \
+             (a window_reason column in a CSV)",
+            i64::from(tp.day) - i64::from(tp.window),
+            i64::from(tp.day) + i64::from(tp.window),
+        ));
+    }
+    if !outside && reason.is_some() {
+        return Err(format!(
+            "participant {p}, {t}: collected on {on}, within the {t} window ({opens} to {closes}), but a window reason is given; \
+             give a window reason only for a collection outside the window"
+        ));
+    }
+    Ok(())
 }
 
 fn check_date(p: &str, on: NaiveDate, randomised_on: NaiveDate, today: NaiveDate) -> Result<(), String> {
@@ -194,43 +297,97 @@ fn check_date(p: &str, on: NaiveDate, randomised_on: NaiveDate, today: NaiveDate
 
 /// Built-in consistency rules between the employment outcomes, applied when
 /// the protocol declares them (by these names): in paid work with 0 weeks
-/// worked; more weeks worked than have passed; a first job date before
-/// randomisation or after the follow-up date; paid work for 13+ weeks without
-/// any first job date; 13+ weeks worked by 12 months but the primary outcome no.
+/// worked; more weeks worked than have passed since randomisation or since
+/// the first job began; a first job date before randomisation or after the
+/// follow-up date, or (for a new value) unlike the one at another timepoint;
+/// paid work for 13+ weeks without any first job date, or with less than 13
+/// weeks between the first job (or randomisation) and that collection; 13+
+/// weeks worked by 12 months but the primary outcome no.
+///
+/// Weeks are counted as calendar weeks begun: a job that began on the day of
+/// collection is in its first week, so `w` weeks need `7·(w − 1)` days.
 fn consistency(
     protocol: &Protocol,
     randomised_on: NaiveDate,
     values: &Values,
-    collected: &[(&str, NaiveDate)],
+    collected: &Collected,
+    same_first_job: bool,
 ) -> Result<(), String> {
     let has = |name: &str| protocol.outcome(name).is_some();
     let (in_paid_work, weeks, first_job, primary) =
         (has("in_paid_work"), has("weeks_in_paid_work"), has("first_job_date"), has("paid_work_13_weeks"));
     let get = |t: &str, name: &str| values.get(t, name);
-    for (t, on) in collected {
-        if in_paid_work && weeks && get(t, "in_paid_work") == Some("yes") && get(t, "weeks_in_paid_work") == Some("0") {
-            return Err("in_paid_work is yes but weeks_in_paid_work is 0; one of them is wrong".into());
+    let date = |v: &str| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok();
+    let all = values.all();
+    // The first job date at a timepoint, else the one recorded at another
+    // (they are one date: the first job after randomisation).
+    let first_job_at = |t: &str| {
+        get(t, "first_job_date")
+            .and_then(date)
+            .or_else(|| all.iter().find(|(_, n, _)| *n == "first_job_date").and_then(|(_, _, v)| date(v)))
+    };
+    let (t, on) = (collected.timepoint, collected.on);
+    if in_paid_work && weeks && get(t, "in_paid_work") == Some("yes") && get(t, "weeks_in_paid_work") == Some("0") {
+        return Err("in_paid_work is yes but weeks_in_paid_work is 0; one of them is wrong".into());
+    }
+    if let Some(w) = get(t, "weeks_in_paid_work").and_then(|w| w.parse::<i64>().ok()) {
+        let elapsed = (on - randomised_on).num_days();
+        if w * 7 > elapsed + 6 {
+            return Err(format!("weeks_in_paid_work is {w} but only {elapsed} days have passed since randomisation"));
         }
-        if let Some(w) = get(t, "weeks_in_paid_work").and_then(|w| w.parse::<i64>().ok()) {
-            let elapsed = (*on - randomised_on).num_days();
-            if w * 7 > elapsed + 6 {
+        if w > 0
+            && let Some(d) = first_job_at(t)
+            && w * 7 > (on - d).num_days() + 7
+        {
+            return Err(format!(
+                "weeks_in_paid_work is {w} but the first job began on {d}, {} days before the collection on {on}; one of them is wrong",
+                (on - d).num_days()
+            ));
+        }
+    }
+    if let Some(d) = get(t, "first_job_date").and_then(date) {
+        if d > on {
+            return Err(format!("first_job_date {d} is after the follow-up date {on}"));
+        }
+        if d < randomised_on {
+            return Err(format!(
+                "first_job_date {d} is before randomisation ({randomised_on}); record only the first job after randomisation"
+            ));
+        }
+        if same_first_job
+            && let Some((other, _, v)) =
+                all.iter().find(|(o, n, v)| *o != t && *n == "first_job_date" && date(v) != Some(d))
+        {
+            return Err(format!(
+                "first_job_date {d} differs from the one recorded at {other} ({v}); the first job after randomisation is one date at every timepoint: \
+                 record the same date, or correct the one that is wrong with `chancery outcome correct`"
+            ));
+        }
+    }
+    if primary {
+        for &(pt, n, v) in &all {
+            if n != "paid_work_13_weeks" || v != "yes" {
+                continue;
+            }
+            let Some(p_on) = collected.get(pt) else { continue };
+            let since = (p_on - randomised_on).num_days();
+            if 13 * 7 > since + 6 {
                 return Err(format!(
-                    "weeks_in_paid_work is {w} but only {elapsed} days have passed since randomisation"
+                    "paid_work_13_weeks is yes at {pt} but only {since} days passed between randomisation and that collection ({p_on}); one of them is wrong"
                 ));
             }
-        }
-        if let Some(d) = get(t, "first_job_date").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()) {
-            if d > *on {
-                return Err(format!("first_job_date {d} is after the follow-up date {on}"));
-            }
-            if d < randomised_on {
+            if first_job
+                && let Some(d) = first_job_at(pt)
+                && 13 * 7 > (p_on - d).num_days() + 7
+            {
                 return Err(format!(
-                    "first_job_date {d} is before randomisation ({randomised_on}); record only the first job after randomisation"
+                    "paid_work_13_weeks is yes at {pt} but the first job began on {d}, only {} days before that collection ({p_on}); \
+                     13 weeks in work need at least 84 days: one of them is wrong",
+                    (p_on - d).num_days()
                 ));
             }
         }
     }
-    let all = if primary { values.all() } else { Vec::new() };
     if primary && first_job {
         let primary_yes = all.iter().any(|(_, n, v)| *n == "paid_work_13_weeks" && *v == "yes");
         let any_job = all.iter().any(|(_, n, _)| *n == "first_job_date");
@@ -291,8 +448,7 @@ pub fn due(
         .filter(|t| !recorded.contains(&t.id))
         .filter_map(|t| {
             let target = randomised_on + Duration::days(i64::from(t.day));
-            let opens = target - Duration::days(i64::from(t.window));
-            let closes = target + Duration::days(i64::from(t.window));
+            let (opens, closes) = window(t, randomised_on);
             let state = if on > closes {
                 "overdue"
             } else if on >= opens {
@@ -322,8 +478,10 @@ pub fn is_numeric(kind: &Kind) -> bool {
 }
 
 /// Reads a batch of outcomes from CSV bytes with the header
-/// `participant,timepoint[,collected_on],<outcome>…`. Rows without a
-/// `collected_on` cell are dated `default_on`. Every malformed row is reported.
+/// `participant,timepoint[,collected_on][,window_reason],<outcome>…`. Rows
+/// without a `collected_on` cell are dated `default_on`; a `window_reason`
+/// cell says why a row was collected outside its window. Every malformed row
+/// is reported.
 pub fn parse_outcome_csv(
     name: &str,
     bytes: &[u8],
@@ -354,6 +512,7 @@ pub fn parse_outcome_csv(
         }
     }
     let date_col = headers.iter().position(|h| h == "collected_on");
+    let reason_col = headers.iter().position(|h| h == "window_reason");
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for record in reader.records() {
@@ -389,9 +548,10 @@ pub fn parse_outcome_csv(
             .iter()
             .enumerate()
             .skip(2)
-            .filter(|(i, _)| Some(*i) != date_col)
+            .filter(|(i, _)| Some(*i) != date_col && Some(*i) != reason_col)
             .map(|(i, h)| (h.clone(), record[i].to_string()))
             .collect();
+        let window_reason = reason_col.map(|i| record[i].trim()).filter(|r| !r.is_empty()).map(str::to_string);
         out.push((
             format!("{name}:{line}"),
             OutcomeEntry {
@@ -399,6 +559,7 @@ pub fn parse_outcome_csv(
                 timepoint: record[1].trim().to_string(),
                 collected_on,
                 values,
+                window_reason,
             },
         ));
     }
@@ -413,4 +574,70 @@ pub fn parse_outcome_csv(
         return Err(format!("{name}: the file has a header but no rows"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protocol() -> Protocol {
+        Protocol::parse("work-health-ips.toml", include_str!("../protocol/work-health-ips.toml")).unwrap()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn entry(timepoint: &str, on: &str, values: &[(&str, &str)]) -> OutcomeEntry {
+        OutcomeEntry {
+            participant: "P1".into(),
+            timepoint: timepoint.into(),
+            collected_on: date(on),
+            values: values.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            window_reason: None,
+        }
+    }
+
+    fn subject() -> Subject {
+        Subject {
+            randomised_on: date("2026-03-02"),
+            no_further_contact: false,
+            current: BTreeMap::new(),
+            collected: BTreeMap::new(),
+            died_on: None,
+        }
+    }
+
+    /// Weeks are weeks begun: a job that began on the day of collection is
+    /// in its first week, and 13 weeks need 84 days (12 whole weeks and a day
+    /// of the 13th). See: issue 18, "13+ weeks in work" 19 days after a first job.
+    #[test]
+    fn weeks_in_work_are_counted_as_weeks_begun_since_the_first_job() {
+        let (p, s, today) = (protocol(), subject(), date("2027-12-31"));
+        let at = |on: &str, values: &[(&str, &str)]| validate_entry(&p, &s, &entry("m12", on, values), today);
+        assert!(at("2027-03-02", &[("weeks_in_paid_work", "1"), ("first_job_date", "2027-03-02")]).is_ok());
+        let two = at("2027-03-02", &[("weeks_in_paid_work", "2"), ("first_job_date", "2027-03-02")]).unwrap_err();
+        assert!(two.contains("weeks_in_paid_work is 2 but the first job began on 2027-03-02, 0 days before"), "{two}");
+        let yes = |job: &str| at("2027-03-02", &[("paid_work_13_weeks", "yes"), ("first_job_date", job)]);
+        assert!(yes("2026-12-08").is_ok(), "84 days");
+        let short = yes("2026-12-09").unwrap_err();
+        assert!(short.contains("only 83 days before that collection (2027-03-02)"), "{short}");
+    }
+
+    /// The window's last day is in it, the next is not; a reason lets it through.
+    #[test]
+    fn the_window_is_the_target_day_plus_or_minus_the_window() {
+        let (p, s, today) = (protocol(), subject(), date("2027-12-31"));
+        // m4: target 2026-07-02, ±30 days.
+        assert!(validate_entry(&p, &s, &entry("m4", "2026-06-02", &[("phq9", "3")]), today).is_ok());
+        assert!(validate_entry(&p, &s, &entry("m4", "2026-08-01", &[("phq9", "3")]), today).is_ok());
+        let late = validate_entry(&p, &s, &entry("m4", "2026-08-02", &[("phq9", "3")]), today).unwrap_err();
+        assert!(late.contains("day 153 after randomisation, outside the m4 window"), "{late}");
+        let mut with_reason = entry("m4", "2026-08-02", &[("phq9", "3")]);
+        with_reason.window_reason = Some("in hospital in July".into());
+        assert!(validate_entry(&p, &s, &with_reason, today).is_ok());
+        assert_eq!(outside_window(&p, "m4", s.randomised_on, date("2026-08-02")), Some(true));
+        assert_eq!(outside_window(&p, "m4", s.randomised_on, date("2026-08-01")), Some(false));
+        assert_eq!(outside_window(&p, "m9", s.randomised_on, date("2026-08-01")), None);
+    }
 }

@@ -182,13 +182,17 @@ enum OutcomeCommand {
         /// The date the values were collected (default: today in the trial's time zone).
         #[arg(long, value_name = "DATE")]
         on: Option<String>,
+        /// Why the values were collected outside the timepoint's window
+        /// (required then; recorded and flagged in exports).
+        #[arg(long, value_name = "TEXT")]
+        window_reason: Option<String>,
         #[command(flatten)]
         clock: Clock,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Import outcomes from CSV (participant,timepoint[,collected_on],<outcome>…): all or nothing.
+    /// Import outcomes from CSV (participant,timepoint[,collected_on][,window_reason],<outcome>…): all or nothing.
     Import {
         /// The trial database.
         #[arg(long, value_name = "FILE")]
@@ -214,8 +218,11 @@ enum OutcomeCommand {
         #[arg(long, value_name = "T")]
         timepoint: String,
         /// The corrected value, FIELD=VALUE.
-        #[arg(long = "set", value_name = "FIELD=VALUE")]
-        set: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE", required_unless_present = "clear", conflicts_with = "clear")]
+        set: Option<String>,
+        /// Correct the value of FIELD to missing.
+        #[arg(long, value_name = "FIELD")]
+        clear: Option<String>,
         /// Why the value is corrected.
         #[arg(long, value_name = "TEXT")]
         reason: String,
@@ -795,9 +802,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Outcome(OutcomeCommand::Record { db, participant, timepoint, set, on, clock, json }) => {
+        Command::Outcome(OutcomeCommand::Record {
+            db,
+            participant,
+            timepoint,
+            set,
+            on,
+            window_reason,
+            clock,
+            json,
+        }) => {
             let now = clock.now()?;
-            let mut trial = Trial::open(&db)?;
+            let mut trial = open_writer(&db)?;
             let collected_on = match on {
                 Some(d) => chancery::clock::parse_date(&d)?,
                 // The trial's date now; the write checks it against its own
@@ -812,7 +828,8 @@ fn run(cli: Cli) -> Result<()> {
                         .ok_or_else(|| Error::Input(format!("--set {s:?} is not FIELD=VALUE")))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let entry = chancery::followup::OutcomeEntry { participant, timepoint, collected_on, values };
+            let entry =
+                chancery::followup::OutcomeEntry { participant, timepoint, collected_on, values, window_reason };
             let written = trial.record_outcomes(&[("outcome".to_string(), entry)], &clock.user(), now)?;
             report_written(&written[0], "recorded", json)
         }
@@ -830,9 +847,25 @@ fn run(cli: Cli) -> Result<()> {
             println!("imported {} follow-up records from {}", written.len(), csv.display());
             Ok(())
         }
-        Command::Outcome(OutcomeCommand::Correct { db, participant, timepoint, set, reason, clock, json }) => {
-            let (field, value) =
-                set.split_once('=').ok_or_else(|| Error::Input(format!("--set {set:?} is not FIELD=VALUE")))?;
+        Command::Outcome(OutcomeCommand::Correct { db, participant, timepoint, set, clear, reason, clock, json }) => {
+            // An empty value is a correction to missing: asked for by --clear
+            // alone, so a slip of `--set FIELD=` is not taken for one.
+            let (field, value) = match (&set, &clear) {
+                (Some(set), _) => {
+                    let (field, value) =
+                        set.split_once('=').ok_or_else(|| Error::Input(format!("--set {set:?} is not FIELD=VALUE")))?;
+                    if value.trim().is_empty() {
+                        return Err(Error::Input(format!(
+                            "--set {set:?} gives no value; to correct {} to missing use --clear {}",
+                            field.trim(),
+                            field.trim()
+                        )));
+                    }
+                    (field, value)
+                }
+                (None, Some(field)) => (field.as_str(), ""),
+                (None, None) => return Err(Error::Input("give --set FIELD=VALUE or --clear FIELD".into())),
+            };
             let mut trial = open_writer(&db)?;
             let correction = chancery::followup::Correction {
                 participant,

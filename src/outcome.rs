@@ -97,16 +97,23 @@ fn subject(tx: &Tx, participant: &str, zone: chrono_tz::Tz) -> Result<std::resul
         };
         return Ok(Err(msg));
     };
+    let mut current: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut collected = BTreeMap::new();
+    for (t, f, v, on) in p.current {
+        // The latest collection of a value the timepoint still has (one
+        // corrected to missing was, in effect, not collected).
+        if !v.is_empty() {
+            let on = date_of(&on);
+            collected.entry(t.clone()).and_modify(|d: &mut NaiveDate| *d = (*d).max(on)).or_insert(on);
+        }
+        current.entry(t).or_default().insert(f, v);
+    }
     Ok(Ok(Subject {
         randomised_on: local_date_of(&p.randomised_at, zone),
         no_further_contact: p.no_further_contact,
-        current: p.current.into_iter().fold(
-            BTreeMap::new(),
-            |mut m: BTreeMap<String, BTreeMap<String, String>>, (t, f, v)| {
-                m.entry(t).or_default().insert(f, v);
-                m
-            },
-        ),
+        current,
+        collected,
+        died_on: p.status.filter(|(s, _)| s == "died").map(|(_, on)| date_of(&on)),
     }))
 }
 
@@ -158,9 +165,12 @@ impl Trial {
                 timepoint: e.timepoint.clone(),
                 collected_on: e.collected_on.to_string(), // ISO 8601, YYYY-MM-DD: validated to lie between randomisation and today
                 values,
+                window_reason: e.window_reason.as_deref().map(|r| r.trim().to_string()),
             });
             let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
             if let Event::OutcomeRecorded(o) = event {
+                let on = e.collected_on;
+                subject.collected.entry(o.timepoint.clone()).and_modify(|d| *d = (*d).max(on)).or_insert(on);
                 subject.current.entry(o.timepoint).or_default().extend(o.values);
             }
             out.push(Written { participant: e.participant.clone(), seq, entry_hash });
@@ -241,6 +251,17 @@ impl Trial {
                 current.on_date
             )));
         }
+        // No outcome is collected after a death: a death dated before a
+        // collection already recorded contradicts it.
+        if kind == StatusKind::Died
+            && let Some((t, last)) = subject.collected.iter().max_by_key(|(_, d)| **d)
+            && *last > on
+        {
+            return Err(Error::Input(format!(
+                "participant {participant}: follow-up at {t} was collected on {last}, after the date of death {on}; \
+                 check --on, or correct the follow-up record first"
+            )));
+        }
         let mut state = load_state(&tx, protocol)?;
         let event = Event::StatusChanged(StatusChanged {
             participant: participant.to_string(),
@@ -308,7 +329,11 @@ impl Trial {
         let statuses: BTreeMap<String, (String, bool)> =
             self.store.statuses()?.into_iter().map(|s| (s.participant, (s.status, s.no_further_contact))).collect();
         let mut recorded: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        self.store.for_each_outcome_value(|participant, timepoint, _, _, _| {
+        self.store.for_each_outcome_value(|participant, timepoint, _, value, _| {
+            // A value corrected to missing does not make the timepoint done.
+            if value.is_empty() {
+                return;
+            }
             let tps = recorded.entry(participant.to_string()).or_default();
             if !tps.iter().any(|t| t == timepoint) {
                 tps.push(timepoint.to_string());
@@ -362,6 +387,7 @@ impl Trial {
             match Event::from_parts(&entry.kind, &entry.data).map_err(|_| bad())? {
                 Event::OutcomeRecorded(o) => {
                     collected.insert((o.participant.clone(), o.timepoint.clone()), o.collected_on.clone());
+                    let reason = o.window_reason.map(|r| format!("collected outside the window: {r}"));
                     for (field, value) in o.values {
                         out.push(HistoryRow {
                             seq,
@@ -374,7 +400,7 @@ impl Trial {
                             collected_on: o.collected_on.clone(),
                             user: entry.user.clone(),
                             at: entry.ts.clone(),
-                            reason: None,
+                            reason: reason.clone(),
                         });
                     }
                 }
@@ -399,6 +425,31 @@ impl Trial {
             }
         }
         Ok(out)
+    }
+
+    /// Why values were collected outside their timepoint's window, by
+    /// (participant, timepoint, outcome), as the log's `outcome_recorded`
+    /// entries record it (only entries that carry a reason are decoded).
+    pub fn window_reasons(&self) -> Result<BTreeMap<(String, String, String), String>> {
+        let mut out = BTreeMap::new();
+        for (seq, body) in self.store.log_bodies_containing("outcome_recorded", "\"window_reason\"")? {
+            let bad = || Error::Integrity(format!("log entry {seq} does not decode; run `chancery verify`"));
+            let entry = Entry::decode(&body).map_err(|_| bad())?;
+            let Event::OutcomeRecorded(o) = Event::from_parts(&entry.kind, &entry.data).map_err(|_| bad())? else {
+                return Err(bad());
+            };
+            if let Some(reason) = o.window_reason {
+                for field in o.values.into_keys() {
+                    out.insert((o.participant.clone(), o.timepoint.clone(), field), reason.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each randomised participant's date of randomisation.
+    pub fn randomisation_dates(&self) -> Result<BTreeMap<String, NaiveDate>> {
+        Ok(self.store.participants()?.into_iter().map(|p| (p.participant, date_of(&p.randomised_at))).collect())
     }
 
     /// The date of the log's last entry: the default "as of" date of exports and
@@ -684,7 +735,8 @@ fn outcome_runs(store: &Store, as_of: NaiveDate, range: (Option<&str>, Option<&s
             last_date.0.extend_from_slice(row.collected_on);
         }
         let collected_on = last_date.1;
-        if collected_on > as_of {
+        // A value corrected to missing is missing to the analysis.
+        if collected_on > as_of || row.value.is_empty() {
             return Ok(());
         }
         if run_of.as_bytes() != row.participant {

@@ -331,8 +331,10 @@ pub struct SubjectRow {
     pub randomised_at: String,
     /// Withdrawn with no further contact.
     pub no_further_contact: bool,
-    /// Current values: (timepoint, field, value).
-    pub current: Vec<(String, String, String)>,
+    /// Current values: (timepoint, field, value, collected on).
+    pub current: Vec<(String, String, String, String)>,
+    /// The follow-up status and its date, if not active.
+    pub status: Option<(String, String)>,
 }
 
 /// A participant's follow-up status (`participant_status`); absent means active.
@@ -950,6 +952,18 @@ impl Store {
             .map_err(Error::sqlite(what))
     }
 
+    /// The bodies of the log entries of one type whose text contains `needle`, in order.
+    pub fn log_bodies_containing(&self, kind: &str, needle: &str) -> Result<Vec<(u64, String)>> {
+        let what = "reading the log";
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, body FROM log WHERE type = ?1 AND instr(body, ?2) > 0 ORDER BY seq")
+            .map_err(Error::sqlite(what))?;
+        stmt.query_map([kind, needle], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(Error::sqlite(what))
+    }
+
     /// Rows of a derived table as text, ordered by its key, for replay comparison.
     pub fn table_rows(&self, table: &str) -> Result<Vec<(String, String)>> {
         let (name, key) = DERIVED_TABLES
@@ -1300,7 +1314,8 @@ const STATUS_OF_SQL: &str =
      WHERE participant = ?1 ORDER BY participant";
 // What the follow-up rules need of a participant, in one search: the
 // randomisation time, a no-further-contact withdrawal, and the current values.
-const SUBJECT_SQL: &str = "SELECT p.randomised_at, COALESCE(s.no_further_contact, 0), o.timepoint, o.field, o.value
+const SUBJECT_SQL: &str = "SELECT p.randomised_at, COALESCE(s.no_further_contact, 0), o.timepoint, o.field, o.value,
+     o.collected_on, s.status, s.on_date
      FROM participants AS p
      LEFT JOIN participant_status AS s ON s.participant = p.participant
      LEFT JOIN outcomes AS o ON o.participant = p.participant
@@ -1585,6 +1600,10 @@ impl Tx<'_> {
                     randomised_at: r.get(0).map_err(Error::sqlite(what))?,
                     no_further_contact: r.get::<_, i64>(1).map_err(Error::sqlite(what))? != 0,
                     current: Vec::new(),
+                    status: match r.get::<_, Option<String>>(6).map_err(Error::sqlite(what))? {
+                        Some(status) => Some((status, r.get(7).map_err(Error::sqlite(what))?)),
+                        None => None,
+                    },
                 }),
             };
             let timepoint: Option<String> = r.get(2).map_err(Error::sqlite(what))?;
@@ -1593,6 +1612,7 @@ impl Tx<'_> {
                     timepoint,
                     r.get(3).map_err(Error::sqlite(what))?,
                     r.get(4).map_err(Error::sqlite(what))?,
+                    r.get(5).map_err(Error::sqlite(what))?,
                 ));
             }
         }

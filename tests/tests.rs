@@ -13,6 +13,7 @@ mod files;
 mod hardening;
 mod hostile;
 mod ledger;
+mod outcome_rules;
 mod outcomes;
 mod report;
 mod vectors;

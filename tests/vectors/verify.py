@@ -587,6 +587,8 @@ def verify(db, seed=None, checkpoints=()):
                 alloc.record(levels, p.arms.index(d["arm"]) if d["arm"] in p.arms else 0, rec)
             participants[d["participant"]] = (d["site"], d["stratum"], d["arm"], seq)
         elif kind == "outcome_recorded":
+            # An optional window_reason (SPEC §4) derives nothing; an empty
+            # new_value below is a correction to missing, kept as an empty value.
             if d["participant"] not in participants:
                 fail("replay", seq)
             for field, value in d["values"].items():
