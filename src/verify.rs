@@ -1076,7 +1076,9 @@ impl SchemaCheck {
         check(
             Status::Passed,
             Some(true),
-            format!("the tables, views, indexes and triggers are exactly schema {SCHEMA_VERSION}'s; application_id and user_version are chancery's"),
+            format!(
+                "the tables, views, indexes and triggers are exactly schema {SCHEMA_VERSION}'s; application_id and user_version are chancery's"
+            ),
         )
     }
 }
@@ -1121,10 +1123,15 @@ fn schema_differences(found: &[&SchemaObject], expected: &[&SchemaObject], versi
 fn record_follows(protocol: &Protocol, state: &State, r: &Randomised) -> std::result::Result<(), String> {
     use crate::protocol::Method;
     match (&protocol.method, &r.allocation) {
-        (Method::PermutedBlocks { block_sizes }, AllocationRecord::PermutedBlocks { stream, block, start_word, position }) => {
+        (
+            Method::PermutedBlocks { block_sizes },
+            AllocationRecord::PermutedBlocks { stream, block, start_word, position },
+        ) => {
             let expected = format!("blocks/{}", r.stratum);
             if *stream != expected {
-                return Err(format!("the allocation record names stream {stream:?}, but its stratum's is {expected:?}"));
+                return Err(format!(
+                    "the allocation record names stream {stream:?}, but its stratum's is {expected:?}"
+                ));
             }
             let at = format!("block {block} (start word {start_word}) position {position}");
             let max = block_sizes.iter().copied().max().unwrap_or(0);
@@ -1133,7 +1140,9 @@ fn record_follows(protocol: &Protocol, state: &State, r: &Randomised) -> std::re
             }
             match state.blocks.get(stream) {
                 None if (*block, *start_word, *position) == (1, 0, 1) => Ok(()),
-                None => Err(format!("{at} is the stream's first allocation, which takes block 1 (start word 0) position 1")),
+                None => {
+                    Err(format!("{at} is the stream's first allocation, which takes block 1 (start word 0) position 1"))
+                }
                 Some(c) if *block == c.block && *start_word == c.start_word && *position == c.used + 1 => Ok(()),
                 Some(c)
                     if *block == c.block + 1
@@ -1154,7 +1163,8 @@ fn record_follows(protocol: &Protocol, state: &State, r: &Randomised) -> std::re
         }
         (Method::Simple, AllocationRecord::Simple { stream, word_start, word_end })
         | (Method::Minimisation { .. }, AllocationRecord::Minimisation { stream, word_start, word_end, .. }) => {
-            let (name, least) = if matches!(protocol.method, Method::Simple) { ("simple", 1) } else { ("minimisation", 0) };
+            let (name, least) =
+                if matches!(protocol.method, Method::Simple) { ("simple", 1) } else { ("minimisation", 0) };
             if stream != name {
                 return Err(format!("the allocation record names stream {stream:?}, not {name:?}"));
             }

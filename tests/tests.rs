@@ -13,3 +13,4 @@ mod ledger;
 mod outcomes;
 mod report;
 mod vectors;
+mod verify_schema;
