@@ -10,9 +10,12 @@
 //! recorded stratum follows from the recorded values), `unique_participants`
 //! (no participant id recorded twice, no identity randomised twice),
 //! `checkpoints`, `seed_commitment`, `allocations` (each re-derives exactly
-//! from the seed) and `sqlite_integrity`. A check that cannot run (no seed
-//! before the reveal, no checkpoint given) is reported as skipped, never as
-//! passed.
+//! from the seed), `sqlite_integrity` and `schema` (every table, view, index
+//! and trigger exactly the schema's). Without the seed, replay still checks that
+//! each allocation record follows the one before it in its stream. A check that
+//! cannot run (no seed before the reveal, no checkpoint given) is reported as
+//! skipped, never as passed; a file of an older schema is verified as it is,
+//! its derived tables reported as not compared until `chancery migrate`.
 //!
 //! Verification streams: one pass over the log in sequence order, with the
 //! replay written to a temporary SQLite file on disk (not in memory) with a
