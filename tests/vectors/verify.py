@@ -9,7 +9,8 @@ reference code, so the verifier needs nothing installed.
 
 Prints one JSON object: {"ok", "entries", "head", "first_bad_seq", "failed"}
 where "failed" maps each failing check's name to the sequence number it
-names. Exit status 0 when every check that could run passed, else 1.
+names (null for "schema", a check of the file rather than of an entry).
+Exit status 0 when every check that could run passed, else 1.
 """
 
 import hashlib
