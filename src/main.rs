@@ -1144,12 +1144,11 @@ fn verify(
             }
             Ok(())
         }
-        Some(c) => Err(Error::Integrity(format!(
-            "verification failed at log entry {}: {} check: {}",
-            c.seq.map_or("?".to_string(), |s| s.to_string()),
-            c.name,
-            c.message
-        ))),
+        Some(c) => Err(Error::Integrity(match c.seq {
+            Some(seq) => format!("verification failed at log entry {seq}: {} check: {}", c.name, c.message),
+            // A check of the file rather than of an entry (the schema).
+            None => format!("verification failed: {} check: {}", c.name, c.message),
+        })),
     }
 }
 

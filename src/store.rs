@@ -139,6 +139,51 @@ pub const DERIVED_TABLES: &[(&str, &str)] = &[
     ("allocation_counts", "factor, level, arm"),
 ];
 
+/// The objects of the schema that hold the log: every schema version defines
+/// them alike, so they are checked in a file of any version.
+pub const LOG_OBJECTS: [&str; 3] = ["log", "log_is_append_only_update", "log_is_append_only_delete"];
+
+/// One row of `sqlite_master`: a table, view, index or trigger.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SchemaObject {
+    /// `table`, `view`, `index` or `trigger`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The table it belongs to (its own name for a table or view).
+    pub table: String,
+    /// Its `CREATE` statement, whitespace normalised; empty if none is stored.
+    pub sql: String,
+}
+
+/// A definition with every run of ASCII whitespace (space, tab, line feed,
+/// carriage return, form feed) made one space and none at either end: SQLite
+/// keeps a `CREATE` statement's text as written, so layout alone never makes
+/// two definitions differ.
+pub fn normalise_sql(sql: &str) -> String {
+    sql.split([' ', '\t', '\n', '\r', '\x0c']).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+fn schema_objects(c: &Connection) -> Result<Vec<SchemaObject>> {
+    let what = "reading the schema (sqlite_master)";
+    let mut stmt = c
+        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+        .map_err(Error::sqlite(what))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(SchemaObject {
+                kind: r.get(0)?,
+                name: r.get(1)?,
+                table: r.get(2)?,
+                sql: normalise_sql(&r.get::<_, Option<String>>(3)?.unwrap_or_default()),
+            })
+        })
+        .map_err(Error::sqlite(what))?;
+    let mut out = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(Error::sqlite(what))?;
+    out.sort();
+    Ok(out)
+}
+
 /// The end of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
@@ -682,6 +727,22 @@ impl Store {
     /// Opens a chancery database read-only for an auditor, with a small page
     /// cache: verification streams the file and never writes to it.
     pub fn open_for_audit(path: &Path) -> Result<Store> {
+        let (store, version) = Store::open_any_for_audit(path)?;
+        if version < SCHEMA_VERSION {
+            return Err(Error::Refused(format!(
+                "{} has schema {version}, older than this build's {SCHEMA_VERSION}; run `chancery migrate --db {}` first (it rebuilds only the tables derived from the log, in one transaction)",
+                path.display(),
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    /// Opens a chancery database read-only for an auditor, as
+    /// [`Store::open_for_audit`] does, but accepting any schema a chancery
+    /// release wrote (1 to this build's): verification checks an older file's
+    /// log without migrating it. Returns the file's schema version.
+    pub fn open_any_for_audit(path: &Path) -> Result<(Store, i32)> {
         let what = format!("opening database {} for verification", path.display());
         let conn = open_reader(path, &what)?;
         conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).map_err(Error::sqlite(what.clone()))?;
@@ -692,22 +753,29 @@ impl Store {
         }
         let version: i32 =
             conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
-        if version < SCHEMA_VERSION {
+        if !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(Error::Refused(format!(
-                "{} has schema {version}, older than this build's {SCHEMA_VERSION}; run `chancery migrate --db {}` first (it rebuilds only the tables derived from the log, in one transaction)",
+                "{} has schema {version}; this build verifies schema {SCHEMA_VERSION} (and reads the log of schemas 1 to {})",
                 path.display(),
-                path.display()
+                SCHEMA_VERSION - 1
             )));
         }
-        if version != SCHEMA_VERSION {
-            return Err(Error::Refused(format!(
-                "{} has schema {version}; this build verifies schema {SCHEMA_VERSION}",
-                path.display()
-            )));
-        }
-        Ok(Store { conn })
+        Ok((Store { conn }, version))
     }
 
+    /// The file's tables, views, indexes and triggers as `sqlite_master` lists
+    /// them, SQLite's own objects (`sqlite_autoindex_…`, `sqlite_stat1`, …)
+    /// left out, each definition's whitespace normalised ([`normalise_sql`]);
+    /// sorted by type and name.
+    pub fn schema_objects(&self) -> Result<Vec<SchemaObject>> {
+        schema_objects(&self.conn)
+    }
+
+    /// What this build's schema creates, as [`Store::schema_objects`] lists it:
+    /// the schema made afresh in memory.
+    pub fn expected_schema() -> Result<Vec<SchemaObject>> {
+        Store::in_memory()?.schema_objects()
+    }
     fn install_schema(&self, what: &str) -> Result<()> {
         self.conn
             .execute_batch(&format!(

@@ -10,9 +10,12 @@
 //! recorded stratum follows from the recorded values), `unique_participants`
 //! (no participant id recorded twice, no identity randomised twice),
 //! `checkpoints`, `seed_commitment`, `allocations` (each re-derives exactly
-//! from the seed) and `sqlite_integrity`. A check that cannot run (no seed
-//! before the reveal, no checkpoint given) is reported as skipped, never as
-//! passed.
+//! from the seed), `sqlite_integrity` and `schema` (every table, view, index
+//! and trigger exactly the schema's). Without the seed, replay still checks that
+//! each allocation record follows the one before it in its stream. A check that
+//! cannot run (no seed before the reveal, no checkpoint given) is reported as
+//! skipped, never as passed; a file of an older schema is verified as it is,
+//! its derived tables reported as not compared until `chancery migrate`.
 //!
 //! Verification streams: one pass over the log in sequence order, with the
 //! replay written to a temporary SQLite file on disk (not in memory) with a
@@ -56,7 +59,8 @@ use crate::ledger;
 use crate::log::{Entry, EntryRef, FORMAT_VERSION, GENESIS_PREV};
 use crate::protocol::{FieldRef, Protocol};
 use crate::store::{
-    DERIVED_TABLES, LogRow, LogRowRef, NewOutcome, NewReferral, StatusRow, Store, StreamRow, TableDiff, TrialRow, Tx,
+    DERIVED_TABLES, LOG_OBJECTS, LogRow, LogRowRef, NewOutcome, NewReferral, SCHEMA_VERSION, SchemaObject, StatusRow,
+    Store, StreamRow, TableDiff, TrialRow, Tx,
 };
 
 /// What to verify, and with what.
@@ -127,8 +131,16 @@ impl Report {
 }
 
 /// The names of the checks, in report order.
-pub const CHECKS: [&str; 7] =
-    ["chain", "replay", "unique_participants", "checkpoints", "seed_commitment", "allocations", "sqlite_integrity"];
+pub const CHECKS: [&str; 8] = [
+    "chain",
+    "replay",
+    "unique_participants",
+    "checkpoints",
+    "seed_commitment",
+    "allocations",
+    "sqlite_integrity",
+    "schema",
+];
 
 /// A check's running result: nothing found yet, or the first failure.
 #[derive(Debug, Clone, Default)]
@@ -255,7 +267,16 @@ fn verify_with(
     reveal_from_trial_row: bool,
     form: Form,
 ) -> Result<std::result::Result<Report, Rerun>> {
-    let live = Store::open_for_audit(&opts.db)?;
+    let (live, version) = Store::open_any_for_audit(&opts.db)?;
+    // An older schema's derived tables are not compared (their layout is not
+    // this build's), so there is nothing for the digests to vouch for.
+    if version < SCHEMA_VERSION && form == Form::Digest {
+        return Ok(Err(Rerun));
+    }
+    let schema = SchemaCheck::of(&live, version)?;
+    if !schema.problems.is_empty() && form == Form::Digest {
+        return Ok(Err(Rerun));
+    }
 
     // The seed: the auditor's, or the one revealed in the log's first
     // `seed_revealed` entry. Reading the reveal ahead of the pass by its `type`
@@ -332,7 +353,7 @@ fn verify_with(
     // (and so every reported seq) is what one thread doing both would find.
     let (integrity, links, live, digests) =
         std::thread::scope(|s| -> Result<(String, Pass, Store, Option<Digests>)> {
-            let integrity = s.spawn(|| Store::open_for_audit(&opts.db)?.integrity_check());
+            let integrity = s.spawn(|| Store::open_any_for_audit(&opts.db)?.0.integrity_check());
             let live_digests = digest_key.map(|key| {
                 let columns = &columns;
                 s.spawn(move || live_digests(&opts.db, &key, columns))
@@ -417,7 +438,7 @@ fn verify_with(
             return Ok(Err(Rerun));
         }
     }
-    if !pass.chain.failed() && pass.stopped.is_none() {
+    if !pass.chain.failed() && pass.stopped.is_none() && version == SCHEMA_VERSION {
         let compared = |table: &str| form == Form::Exact || !DIGESTED.contains(&table);
         compare_tables((&live, &opts.db), (&scratch, &scratch_path.0), &mut pass, compared)?;
         if form == Form::Digest && pass.replay.failed() {
@@ -425,7 +446,7 @@ fn verify_with(
         }
     }
     drop(scratch);
-    Ok(Ok(pass.report(&integrity)))
+    Ok(Ok(pass.report(&integrity, &schema)))
 }
 
 /// Decoded entries waiting for derivation: enough to keep both threads busy,
@@ -790,6 +811,9 @@ impl Pass<'_> {
                         None
                     }
                 };
+                if let Err(m) = record_follows(&g.protocol, state, r) {
+                    self.replay.fail(seq, format!("entry {seq}: {m}"));
+                }
                 if let Some(seed) = self.seed
                     && self.seed_opens
                     && !self.allocations.failed()
@@ -873,7 +897,7 @@ impl Pass<'_> {
         Ok(None)
     }
 
-    fn report(self, integrity: &str) -> Report {
+    fn report(self, integrity: &str, schema: &SchemaCheck) -> Report {
         let entries = self.expected_seq;
         let stopped_note = |name: &str| match self.stopped {
             Some((seq, why)) if why != name => {
@@ -899,7 +923,7 @@ impl Pass<'_> {
             "replay",
             &self.replay,
             "replaying the log reproduces every derived table; every stratum follows from its recorded values".into(),
-            stopped_note("replay"),
+            stopped_note("replay").or_else(|| schema.tables_not_compared()),
         ));
         checks.push(make(
             "unique_participants",
@@ -978,6 +1002,7 @@ impl Pass<'_> {
             sqlite.fail(0, format!("SQLite's integrity_check reports: {integrity}"));
         }
         checks.push(make("sqlite_integrity", &sqlite, "SQLite's integrity_check: ok".into(), None));
+        checks.push(schema.check());
         // A failed check with skipped dependants: the report's ok is the absence of failures.
         let ok = checks.iter().all(|c| c.status != Status::Failed);
         let complete = checks.iter().all(|c| c.status != Status::Skipped);
@@ -995,6 +1020,170 @@ impl Pass<'_> {
             },
             checks,
         }
+    }
+}
+
+/// The `schema` check: the file's tables, views, indexes and triggers against
+/// those this build's schema creates (docs/SPEC.md §8, appendix A).
+struct SchemaCheck {
+    /// The file's `user_version`.
+    version: i32,
+    /// What differs, one phrase per object, in type and name order.
+    problems: Vec<String>,
+}
+
+impl SchemaCheck {
+    /// Compares `sqlite_master` with the schema made afresh. A file of an older
+    /// schema has its derived tables in that schema's layout: only the log's
+    /// objects (alike in every schema) are compared, and no other trigger may
+    /// exist (no schema has had one).
+    fn of(live: &Store, version: i32) -> Result<SchemaCheck> {
+        let older = version < SCHEMA_VERSION;
+        let checked = |o: &&SchemaObject| !older || LOG_OBJECTS.contains(&o.name.as_str()) || o.kind == "trigger";
+        let found = live.schema_objects()?;
+        let found: Vec<&SchemaObject> = found.iter().filter(checked).collect();
+        let expected = Store::expected_schema()?;
+        let expected: Vec<&SchemaObject> = expected.iter().filter(checked).collect();
+        let problems = schema_differences(&found, &expected, version);
+        Ok(SchemaCheck { version, problems })
+    }
+
+    /// Why the derived tables were not compared, for a file of an older schema.
+    fn tables_not_compared(&self) -> Option<String> {
+        (self.version < SCHEMA_VERSION).then(|| {
+            format!(
+                "not compared: the derived tables are in schema {}'s layout (this build's is {SCHEMA_VERSION}); the log was replayed and every other check ran. Run `chancery migrate` (it rebuilds only the derived tables) and verify again to compare them",
+                self.version
+            )
+        })
+    }
+
+    fn check(&self) -> Check {
+        let check = |status, ok, message| Check { name: "schema", ok, status, seq: None, message };
+        if !self.problems.is_empty() {
+            let mut message = self.problems.iter().take(6).cloned().collect::<Vec<_>>().join("; ");
+            if self.problems.len() > 6 {
+                message.push_str(&format!("; and {} more", self.problems.len() - 6));
+            }
+            return check(Status::Failed, Some(false), message);
+        }
+        if self.version < SCHEMA_VERSION {
+            return check(
+                Status::Skipped,
+                None,
+                format!(
+                    "schema {}, older than this build's {SCHEMA_VERSION}: the log table and its append-only triggers are as every schema defines them and there is no other trigger; the derived tables' layout is not checked until `chancery migrate`",
+                    self.version
+                ),
+            );
+        }
+        check(
+            Status::Passed,
+            Some(true),
+            format!(
+                "the tables, views, indexes and triggers are exactly schema {SCHEMA_VERSION}'s; application_id and user_version are chancery's"
+            ),
+        )
+    }
+}
+
+/// Each object that is not as `expected` defines it: missing, not part of the
+/// schema, or defined otherwise. Both lists sorted by type and name.
+fn schema_differences(found: &[&SchemaObject], expected: &[&SchemaObject], version: i32) -> Vec<String> {
+    let key = |o: &SchemaObject| (o.kind.clone(), o.name.clone());
+    let mut problems = Vec::new();
+    let (mut f, mut e) = (found.iter().peekable(), expected.iter().peekable());
+    loop {
+        match (f.peek(), e.peek()) {
+            (None, None) => break,
+            (Some(x), Some(y)) if key(x) == key(y) => {
+                if x != y {
+                    problems.push(format!("{} {} differs from schema {version}'s definition", x.kind, x.name));
+                }
+                f.next();
+                e.next();
+            }
+            (Some(x), y) if y.is_none_or(|y| key(x) < key(y)) => {
+                problems.push(format!("{} {} is not part of schema {version}", x.kind, x.name));
+                f.next();
+            }
+            (_, Some(y)) => {
+                problems.push(format!("{} {} is missing", y.kind, y.name));
+                e.next();
+            }
+            (Some(_), None) => unreachable!("handled above"),
+        }
+    }
+    problems
+}
+
+/// Whether a randomisation's allocation record follows the one before it in
+/// its stream, as any allocation must, checked without the seed (docs/SPEC.md
+/// §8.1): permuted blocks number from 1 and fill positions 1, 2, … of a block
+/// with the same start word, a new block (the next number, position 1, a later
+/// start word) beginning only once the last one's positions filled one of the
+/// protocol's block sizes; simple randomisation and minimisation use the words
+/// that follow the previous participant's. `state` is the state before it.
+fn record_follows(protocol: &Protocol, state: &State, r: &Randomised) -> std::result::Result<(), String> {
+    use crate::protocol::Method;
+    match (&protocol.method, &r.allocation) {
+        (
+            Method::PermutedBlocks { block_sizes },
+            AllocationRecord::PermutedBlocks { stream, block, start_word, position },
+        ) => {
+            let expected = format!("blocks/{}", r.stratum);
+            if *stream != expected {
+                return Err(format!(
+                    "the allocation record names stream {stream:?}, but its stratum's is {expected:?}"
+                ));
+            }
+            let at = format!("block {block} (start word {start_word}) position {position}");
+            let max = block_sizes.iter().copied().max().unwrap_or(0);
+            if *position > max {
+                return Err(format!("{at} is beyond the largest block size, {max}"));
+            }
+            match state.blocks.get(stream) {
+                None if (*block, *start_word, *position) == (1, 0, 1) => Ok(()),
+                None => {
+                    Err(format!("{at} is the stream's first allocation, which takes block 1 (start word 0) position 1"))
+                }
+                Some(c) if *block == c.block && *start_word == c.start_word && *position == c.used + 1 => Ok(()),
+                Some(c)
+                    if *block == c.block + 1
+                        && *start_word > c.start_word
+                        && *position == 1
+                        && block_sizes.contains(&c.used) =>
+                {
+                    Ok(())
+                }
+                Some(c) => Err(format!(
+                    "{at} does not follow the stream's last allocation, block {} (start word {}) position {}: positions fill a block in turn, and a new block starts (position 1, at a later word) only when the last is full{}",
+                    c.block,
+                    c.start_word,
+                    c.used,
+                    if *position <= c.used && *block == c.block { "; this position was already used" } else { "" }
+                )),
+            }
+        }
+        (Method::Simple, AllocationRecord::Simple { stream, word_start, word_end })
+        | (Method::Minimisation { .. }, AllocationRecord::Minimisation { stream, word_start, word_end, .. }) => {
+            let (name, least) =
+                if matches!(protocol.method, Method::Simple) { ("simple", 1) } else { ("minimisation", 0) };
+            if stream != name {
+                return Err(format!("the allocation record names stream {stream:?}, not {name:?}"));
+            }
+            if *word_start != state.next_word {
+                return Err(format!(
+                    "the allocation uses words from {word_start}, but the previous allocation's ended at {}: each starts where the last ended",
+                    state.next_word
+                ));
+            }
+            if *word_end < word_start.saturating_add(least) {
+                return Err(format!("the allocation's words end at {word_end}, before they start ({word_start})"));
+            }
+            Ok(())
+        }
+        _ => Err("the allocation record is not of the protocol's method".into()),
     }
 }
 

@@ -162,7 +162,16 @@ fn an_intact_trial_passes_every_check_and_says_which_could_not_run() {
     let names: Vec<&str> = v.json["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["chain", "replay", "unique_participants", "checkpoints", "seed_commitment", "allocations", "sqlite_integrity"]
+        [
+            "chain",
+            "replay",
+            "unique_participants",
+            "checkpoints",
+            "seed_commitment",
+            "allocations",
+            "sqlite_integrity",
+            "schema"
+        ]
     );
     let status = String::from_utf8(chancery().args(["status", "--db"]).arg(&db).output().unwrap().stdout).unwrap();
     assert!(status.contains(v.json["head"].as_str().unwrap()));

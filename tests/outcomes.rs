@@ -364,7 +364,7 @@ CREATE TABLE allocation_counts (factor INTEGER NOT NULL, level INTEGER NOT NULL,
 
 /// Rewrites a current database's derived tables in the layout of an earlier
 /// schema (1 or 2), as a file written by that release would hold them.
-fn downgrade(db: &Path, schema: i32) {
+pub(crate) fn downgrade(db: &Path, schema: i32) {
     let mut c = rusqlite::Connection::open(db).unwrap();
     let tx = c.transaction().unwrap();
     let tables = ["referrals", "outcomes", "participant_status", "allocation_streams", "allocation_counts"];
@@ -434,9 +434,11 @@ fn older_schema_migrates(schema: i32) {
     assert_eq!(refused.status.code(), Some(1));
     let msg = String::from_utf8_lossy(&refused.stderr);
     assert!(msg.contains(&format!("schema {schema}")) && msg.contains("chancery migrate --db"), "{msg}");
+    // Verification reads the older file as it is: the log checked, the tables
+    // left for after `migrate` (tests/verify_schema.rs has the details).
     let audit = chancery().args(["verify", "--db"]).arg(&db).output().unwrap();
-    assert_eq!(audit.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&audit.stderr).contains("chancery migrate"));
+    assert_eq!(audit.status.code(), Some(0), "{}", String::from_utf8_lossy(&audit.stderr));
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("chancery migrate"));
     assert_eq!(std::fs::read(&db).unwrap(), bytes_v1, "refusing writes nothing");
 
     let out = chancery().args(["migrate", "--db"]).arg(&db).output().unwrap();

@@ -18,6 +18,7 @@ mod outcomes;
 mod report;
 mod vectors;
 mod verify_promises;
+mod verify_schema;
 
 /// With `autotests = false`, a file under tests/ that no target names is
 /// never compiled and its tests never run, silently. Every `.rs` file there

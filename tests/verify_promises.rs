@@ -346,7 +346,7 @@ fn an_entry_inserted_and_re_chained_is_a_fork_against_an_earlier_checkpoint() {
 }
 
 /// Every column of every derived table is part of the replay (docs/SPEC.md
-/// §1.1), and a difference is named at the entry §8.1 says, by chancery and
+/// §1.1), and a difference is named at the entry §8.3 says, by chancery and
 /// by the reference verifier, which replays the tables from the
 /// specification's description alone. See: verify.py compared only some
 /// columns (not `reasons`, `screened_at`, `identities`, the allocation state

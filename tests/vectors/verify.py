@@ -9,13 +9,15 @@ reference code, so the verifier needs nothing installed.
 
 Prints one JSON object: {"ok", "entries", "head", "first_bad_seq", "failed"}
 where "failed" maps each failing check's name to the sequence number it
-names. Exit status 0 when every check that could run passed, else 1.
+names (null for "schema", a check of the file rather than of an entry).
+Exit status 0 when every check that could run passed, else 1.
 """
 
 import hashlib
 import hmac
 import json
 import math
+import re
 import sqlite3
 import struct
 import sys
@@ -382,9 +384,9 @@ def replay_tables(p, entries):
 
 
 def compare_tables(con, p, entries, fail):
-    """Compares every derived table with its replay (§1.1), reporting as §8.1 says."""
-    if con.execute("PRAGMA user_version").fetchone()[0] != 3:
-        return  # §1.1 describes schema 3's tables
+    """Compares every derived table with its replay (§1.1), reporting as §8.3 says."""
+    if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        return  # §1.1 describes the current schema's tables
     replayed = replay_tables(p, entries)
     if replayed is None:
         return
@@ -511,9 +513,136 @@ def signature_ok(c, public_hex):
 
 # --- §8 verification ---------------------------------------------------------------
 
+# Appendix A: the schema version 3 creates, as docs/SPEC.md states it.
+SCHEMA_VERSION = 3
+SCHEMA_SQL = """
+CREATE TABLE log (
+    seq  INTEGER PRIMARY KEY,
+    ts   TEXT NOT NULL,
+    type TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TRIGGER log_is_append_only_update BEFORE UPDATE ON log
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER log_is_append_only_delete BEFORE DELETE ON log
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TABLE trial (
+    singleton          INTEGER PRIMARY KEY CHECK (singleton = 1),
+    trial_id           TEXT NOT NULL,
+    title              TEXT NOT NULL,
+    protocol           TEXT NOT NULL,
+    protocol_sha256    TEXT NOT NULL,
+    seed_commitment    TEXT NOT NULL,
+    signing_public_key TEXT NOT NULL,
+    key_origin         TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    revealed_seq       INTEGER,
+    revealed_at        TEXT
+);
+CREATE TABLE referrals (
+    participant TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    site        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    reasons     TEXT NOT NULL,
+    screened_at TEXT NOT NULL,
+    stratum     TEXT,
+    arm         TEXT,
+    identity    TEXT,
+    CHECK ((status = 'randomised') = (stratum IS NOT NULL AND arm IS NOT NULL AND identity IS NOT NULL))
+) WITHOUT ROWID;
+CREATE TABLE identities (
+    identity    TEXT PRIMARY KEY,
+    participant TEXT NOT NULL,
+    seq         INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE VIEW participants (participant, seq, site, stratum, arm, identity, randomised_at) AS
+    SELECT participant, seq, site, stratum, arm, identity, screened_at FROM referrals WHERE status = 'randomised';
+CREATE TABLE outcomes (
+    participant  TEXT NOT NULL,
+    timepoint    TEXT NOT NULL,
+    field        TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    collected_on TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (participant, timepoint, field)
+) WITHOUT ROWID;
+CREATE TABLE participant_status (
+    participant        TEXT PRIMARY KEY,
+    status             TEXT NOT NULL,
+    reason             TEXT NOT NULL,
+    no_further_contact INTEGER NOT NULL,
+    on_date            TEXT NOT NULL,
+    seq                INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE allocation_streams (
+    stream     TEXT PRIMARY KEY,
+    block      INTEGER NOT NULL,
+    start_word INTEGER NOT NULL,
+    used       INTEGER NOT NULL,
+    next_word  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE allocation_counts (
+    factor INTEGER NOT NULL,
+    level  INTEGER NOT NULL,
+    arm    INTEGER NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (factor, level, arm)
+) WITHOUT ROWID;
+"""
+# The log's objects, alike in every schema version: all that is compared in a
+# file of an older schema (with its triggers: no version has had any other).
+LOG_OBJECTS = ("log", "log_is_append_only_update", "log_is_append_only_delete")
+
+
+def normalise_sql(sql):
+    return " ".join(w for w in re.split(r"[ \t\n\r\f]+", sql or "") if w)
+
+
+def schema_objects(con):
+    rows = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+    return {(t, n, tbl, normalise_sql(sql)) for t, n, tbl, sql in rows}
+
+
+def schema_ok(con, version):
+    """§8 `schema`: sqlite_master holds exactly what appendix A creates."""
+    mem = sqlite3.connect(":memory:")
+    mem.executescript(SCHEMA_SQL)
+    expected, found = schema_objects(mem), schema_objects(con)
+    if version < SCHEMA_VERSION:
+        keep = lambda o: o[1] in LOG_OBJECTS or o[0] == "trigger"
+        expected, found = set(filter(keep, expected)), set(filter(keep, found))
+    return expected == found
+
+
+def record_follows(p, follow, d):
+    """§8.1: an allocation record follows the one before it in its stream."""
+    rec = d["allocation"]
+    m = rec.get("method")
+    if p.method == "permuted_blocks" and m == "permuted_blocks":
+        b, w, pos = rec.get("block"), rec.get("start_word"), rec.get("position")
+        if rec.get("stream") != "blocks/" + d["stratum"] or pos > max(p.block_sizes):
+            return False
+        c = follow["cursor"].get(rec["stream"])
+        if c is None:
+            return (b, w, pos) == (1, 0, 1)
+        return (b == c[0] and w == c[1] and pos == c[2] + 1) or (
+            b == c[0] + 1 and w > c[1] and pos == 1 and c[2] in p.block_sizes)
+    if m == p.method and m in ("simple", "minimisation"):
+        least = 1 if m == "simple" else 0
+        return rec.get("stream") == m and rec.get("word_start") == follow["next_word"] and \
+            rec.get("word_end") >= rec["word_start"] + least
+    return False
+
 def verify(db, seed=None, checkpoints=()):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     failed = {}
+    # A file that is not chancery's, or of a schema no release wrote, is refused.
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    if con.execute("PRAGMA application_id").fetchone()[0] != 0x43484E43 or not 1 <= version <= SCHEMA_VERSION:
+        return {"ok": False, "entries": 0, "head": GENESIS, "first_bad_seq": None, "failed": {"schema": None}}
 
     def fail(check, seq):
         if check not in failed or seq < failed[check]:
@@ -559,6 +688,7 @@ def verify(db, seed=None, checkpoints=()):
 
     # Replay (derivation stops at a chain failure: entries after it are not trusted).
     alloc = Allocator(p, seed)
+    follow = {"cursor": {}, "next_word": 0}  # the recorded allocation state, for §8.1
     participants, referrals, identities, outcomes, status = {}, {}, set(), {}, {}
     for e in entries:
         seq, d, kind = e["seq"], e["data"], e["type"]
@@ -577,6 +707,12 @@ def verify(db, seed=None, checkpoints=()):
                 fail("replay", seq)
                 break
             rec = d["allocation"]
+            if not record_follows(p, follow, d):
+                fail("replay", seq)
+            if rec.get("method") == "permuted_blocks":
+                follow["cursor"][rec.get("stream")] = (rec.get("block"), rec.get("start_word"), rec.get("position"))
+            else:
+                follow["next_word"] = rec.get("word_end")
             if seed is not None and revealed is not None and seq > revealed["seq"]:
                 fail("allocations", seq)
             if seed is not None:
@@ -611,15 +747,16 @@ def verify(db, seed=None, checkpoints=()):
                 break
             status[d["participant"]] = (current[0], False, seq)
 
-    # The derived tables must be exactly the replay's.
-    if "chain" not in failed and "unique_participants" not in failed:
+    # The derived tables must be exactly the replay's (an older schema's are
+    # not compared: their layout is not the current version's).
+    if "chain" not in failed and "unique_participants" not in failed and version == SCHEMA_VERSION:
         def compare(stored, replayed, seq_of):
             for key in stored.keys() | replayed.keys():
                 if stored.get(key) != replayed.get(key):
                     fail("replay", min(seq_of(v) for v in (stored.get(key), replayed.get(key)) if v is not None))
 
         stored_p = {r[0]: (r[1], r[2], r[3], r[4]) for r in
-                    con.execute("SELECT participant, site, stratum, arm, seq FROM participants")}
+                    con.execute("SELECT participant, site, stratum, arm, seq FROM referrals WHERE status = 'randomised'")}
         compare(stored_p, participants, lambda v: v[3])
         stored_o = {(r[0], r[1], r[2]): (r[3], r[4]) for r in
                     con.execute("SELECT participant, timepoint, field, value, seq FROM outcomes")}
@@ -649,7 +786,11 @@ def verify(db, seed=None, checkpoints=()):
     if con.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
         fail("sqlite_integrity", 0)
 
-    first = min(failed.values()) if failed else None
+    # A failed schema check names no entry.
+    seqs = list(failed.values())
+    if not schema_ok(con, version):
+        failed["schema"] = None
+    first = min(seqs) if seqs else None
     return {"ok": not failed, "entries": len(entries), "head": head, "first_bad_seq": first, "failed": failed}
 
 
