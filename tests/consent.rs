@@ -165,8 +165,10 @@ fn a_schema_3_file_migrates_to_the_request_that_stands() {
     let c = rusqlite::Connection::open(&db).unwrap();
     c.execute_batch("UPDATE participant_status SET no_further_contact = 0; PRAGMA user_version = 3;").unwrap();
     drop(c);
+    // An auditor's verify reads the older file as it is and leaves the tables to migrate.
     let audit = chancery().args(["verify", "--db"]).arg(&db).output().unwrap();
-    assert!(String::from_utf8_lossy(&audit.stderr).contains("schema 3"), "{}", String::from_utf8_lossy(&audit.stderr));
+    let said = String::from_utf8_lossy(&audit.stdout);
+    assert!(said.contains("schema 3") && said.contains("chancery migrate"), "{said}");
     let out = ok(&db_args("migrate", &db, &[]));
     assert!(out.contains("from schema 3 to 4"), "{out}");
     assert_eq!(flags(&db, "participants")[0], ("P1".into(), "yes".into()));

@@ -82,14 +82,39 @@ fn assert_fails(v: &Verdicts, name: &str, seq: u64, says: &str) {
     assert_eq!(v.stderr.lines().count(), 1, "{}", v.stderr);
 }
 
-/// The database with write access and without the append-only triggers.
-fn insider(db: &Path) -> Connection {
+/// A connection as an insider with write access to the file would use: the
+/// append-only triggers dropped for the edit and put back, exactly as the
+/// schema defines them, when it is dropped (so only the edit itself is
+/// there for verify to find, not a missing trigger).
+struct Insider(Connection);
+
+impl std::ops::Deref for Insider {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl Drop for Insider {
+    fn drop(&mut self) {
+        self.0
+            .execute_batch(
+                "CREATE TRIGGER log_is_append_only_update BEFORE UPDATE ON log
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER log_is_append_only_delete BEFORE DELETE ON log
+BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;",
+            )
+            .unwrap();
+    }
+}
+
+fn insider(db: &Path) -> Insider {
     let c = Connection::open(db).unwrap();
     c.execute_batch(
         "DROP TRIGGER IF EXISTS log_is_append_only_update; DROP TRIGGER IF EXISTS log_is_append_only_delete;",
     )
     .unwrap();
-    c
+    Insider(c)
 }
 
 fn entries(c: &Connection) -> Vec<Entry> {
@@ -172,7 +197,13 @@ fn a_forged_allocation_record_with_matching_state_is_caught_by_the_seed() {
     drop(c);
     let v = verify(&db, true, &[]);
     assert_fails(&v, "allocations", at, "differs from the one the seed gives");
-    assert_eq!(check(&v, "replay")["ok"], true, "{:#}", v.json);
+    // The record no longer follows its stream's last one (docs/SPEC.md §8.1),
+    // which replay sees even without the seed.
+    let replay = check(&v, "replay");
+    assert_eq!(replay["ok"], false, "{:#}", v.json);
+    assert!(replay["message"].as_str().unwrap().contains("does not follow"), "{:#}", v.json);
+    let v = verify(&db, false, &[]);
+    assert_fails(&v, "replay", at, "does not follow");
 }
 
 /// The `ts` and `type` columns are copies of the body's members; a copy that

@@ -372,8 +372,16 @@ def replay_tables(p, entries):
             old = t["outcomes"][key]
             t["outcomes"][key] = (*key, d["new_value"], old[4], old[5] + 1, seq)
         elif kind == "status_changed":
+            # A request for no further contact stands until consent_renewed (§4).
+            before = t["participant_status"].get((d["participant"],))
+            asked = d["no_further_contact"] or (before is not None and before[3] == 1)
             t["participant_status"][(d["participant"],)] = (d["participant"], d["status"], d["reason"],
-                                                             1 if d["no_further_contact"] else 0, d["on"], seq)
+                                                             1 if asked else 0, d["on"], seq)
+        elif kind == "consent_renewed":
+            before = t["participant_status"].get((d["participant"],))
+            if before is None or before[3] != 1:
+                return None
+            t["participant_status"][(d["participant"],)] = (*before[:3], 0, before[4], seq)
     for stream, row in streams.items():
         t["allocation_streams"][(stream,)] = (stream, *row)
     if p.method in ("simple", "minimisation") and next_word > 0:
@@ -513,8 +521,8 @@ def signature_ok(c, public_hex):
 
 # --- §8 verification ---------------------------------------------------------------
 
-# Appendix A: the schema version 3 creates, as docs/SPEC.md states it.
-SCHEMA_VERSION = 3
+# Appendix A: the schema version 4 creates, as docs/SPEC.md states it.
+SCHEMA_VERSION = 4
 SCHEMA_SQL = """
 CREATE TABLE log (
     seq  INTEGER PRIMARY KEY,
