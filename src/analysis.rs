@@ -1535,7 +1535,11 @@ pub fn write_tables(a: &Analysis, dir: &Path) -> Result<Vec<std::path::PathBuf>>
 }
 
 fn table(columns: &[&str]) -> crate::export::Table {
-    crate::export::Table { columns: columns.iter().map(|c| c.to_string()).collect(), rows: Vec::new() }
+    crate::export::Table {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows: Vec::new(),
+        json: Vec::new(),
+    }
 }
 
 fn csv_bytes(t: &crate::export::Table) -> Result<Vec<u8>> {

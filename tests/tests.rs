@@ -9,6 +9,7 @@ mod demo;
 mod design;
 mod hardening;
 mod hostile;
+mod inputs;
 mod ledger;
 mod outcomes;
 mod report;
