@@ -1540,7 +1540,11 @@ pub fn tables(a: &Analysis) -> Result<Vec<(&'static str, Vec<u8>)>> {
 }
 
 fn table(columns: &[&str]) -> crate::export::Table {
-    crate::export::Table { columns: columns.iter().map(|c| c.to_string()).collect(), rows: Vec::new() }
+    crate::export::Table {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows: Vec::new(),
+        json: Vec::new(),
+    }
 }
 
 fn csv_bytes(t: &crate::export::Table) -> Result<Vec<u8>> {

@@ -137,12 +137,9 @@ impl Clock {
     }
 }
 
-/// Parses a calendar date, `YYYY-MM-DD`.
+/// Parses a calendar date, `YYYY-MM-DD`, by [`crate::values`]' rules.
 pub fn parse_date(s: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .ok()
-        .filter(|_| s.trim().len() == 10)
-        .ok_or_else(|| Error::Input(format!("date {:?} is not YYYY-MM-DD", crate::referral::truncate(s, 40))))
+    crate::values::parse_date(s).map_err(Error::Input)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use chrono::NaiveDate;
-use serde_json::{Map, Value};
+use serde::ser::{SerializeMap, Serializer};
 
 use crate::error::{Error, Result};
 use crate::followup::outside_window;
@@ -20,6 +20,20 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Rows; `None` is a missing value.
     pub rows: Vec<Vec<Option<String>>>,
+    /// How each column is written in JSON, by column index; a column not
+    /// listed (and every column of an empty list) is text.
+    pub json: Vec<JsonCell>,
+}
+
+/// How a column's cells are written in a JSON export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonCell {
+    /// A string.
+    Text,
+    /// A number (the cell is a whole number chancery wrote).
+    Integer,
+    /// JSON already (the log's canonical data), written as it is.
+    Json,
 }
 
 /// Export format.
@@ -67,20 +81,13 @@ impl Table {
                 w.flush().map_err(Error::io("writing CSV"))
             }
             Format::Json => {
-                let rows: Vec<Value> = self
-                    .rows
-                    .iter()
-                    .map(|row| {
-                        let mut m = Map::new();
-                        for (c, v) in self.columns.iter().zip(row) {
-                            m.insert(c.clone(), v.clone().map(Value::String).unwrap_or(Value::Null));
-                        }
-                        Value::Object(m)
-                    })
-                    .collect();
-                serde_json::to_writer_pretty(&mut *out, &rows)
+                // Row by row straight to the writer: no tree of values for the
+                // whole table beside the table itself.
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+                let mut ser = serde_json::Serializer::pretty(&mut out);
+                ser.collect_seq(self.rows.iter().map(|row| JsonRow { table: self, row }))
                     .map_err(|e| Error::Io { context: "writing JSON".into(), source: e.into() })?;
-                out.write_all(b"\n").map_err(Error::io("writing JSON"))
+                out.write_all(b"\n").and_then(|()| out.flush()).map_err(Error::io("writing JSON"))
             }
         }
     }
@@ -108,6 +115,34 @@ fn with_contact_flag(mut t: Table, participant_col: usize, asked: &std::collecti
     t
 }
 
+/// One row of a table as a JSON object, its cells typed by the table's `json`.
+struct JsonRow<'a> {
+    table: &'a Table,
+    row: &'a [Option<String>],
+}
+
+impl serde::Serialize for JsonRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut m = s.serialize_map(Some(self.table.columns.len()))?;
+        for (i, (c, v)) in self.table.columns.iter().zip(self.row).enumerate() {
+            let Some(v) = v else {
+                m.serialize_entry(c, &())?;
+                continue;
+            };
+            match self.table.json.get(i).copied().unwrap_or(JsonCell::Text) {
+                JsonCell::Integer if let Ok(n) = v.parse::<i64>() => m.serialize_entry(c, &n)?,
+                JsonCell::Json => {
+                    let raw: &serde_json::value::RawValue = serde_json::from_str(v).map_err(S::Error::custom)?;
+                    m.serialize_entry(c, raw)?
+                }
+                _ => m.serialize_entry(c, v)?,
+            }
+        }
+        m.end()
+    }
+}
+
 /// The allocations table: one row per randomised participant.
 pub fn allocations(trial: &crate::ledger::Trial) -> Result<Table> {
     let rows = trial
@@ -128,6 +163,7 @@ pub fn allocations(trial: &crate::ledger::Trial) -> Result<Table> {
     let t = Table {
         columns: ["participant", "site", "stratum", "arm", "seq", "randomised_at"].map(String::from).to_vec(),
         rows,
+        json: typed(&[(4, JsonCell::Integer)]),
     };
     Ok(with_contact_flag(t, 0, &no_further_contact(trial)?))
 }
@@ -151,7 +187,11 @@ pub fn log(trial: &crate::ledger::Trial) -> Result<Table> {
         ]);
         Ok(())
     })?;
-    Ok(Table { columns: ["seq", "ts", "user", "type", "prev", "hash", "data"].map(String::from).to_vec(), rows })
+    Ok(Table {
+        columns: ["seq", "ts", "user", "type", "prev", "hash", "data"].map(String::from).to_vec(),
+        rows,
+        json: typed(&[(0, JsonCell::Integer), (6, JsonCell::Json)]),
+    })
 }
 
 /// One row per randomised participant: site, strata as used at randomisation,
@@ -213,7 +253,7 @@ pub fn participants(trial: &crate::ledger::Trial, as_of: chrono::NaiveDate) -> R
             row
         })
         .collect();
-    Ok(Table { columns, rows })
+    Ok(Table { columns, rows, json: Vec::new() })
 }
 
 /// Outcomes in long format: one row per current value (empty when
@@ -265,6 +305,7 @@ pub fn outcomes(trial: &crate::ledger::Trial) -> Result<Table> {
         .map(String::from)
         .to_vec(),
         rows,
+        json: typed(&[(9, JsonCell::Integer)]),
     };
     Ok(with_contact_flag(t, 0, &no_further_contact(trial)?))
 }
@@ -307,6 +348,7 @@ pub fn history(trial: &crate::ledger::Trial) -> Result<Table> {
         .map(String::from)
         .to_vec(),
         rows,
+        json: typed(&[(0, JsonCell::Integer)]),
     };
     Ok(with_contact_flag(t, 1, &no_further_contact(trial)?))
 }
@@ -419,7 +461,20 @@ pub fn codebook(trial: &crate::ledger::Trial) -> Result<Table> {
     ] {
         add("history", c, k, None, "", d);
     }
-    Ok(Table { columns: ["export", "column", "type", "unit", "valid", "definition"].map(String::from).to_vec(), rows })
+    Ok(Table {
+        columns: ["export", "column", "type", "unit", "valid", "definition"].map(String::from).to_vec(),
+        rows,
+        json: Vec::new(),
+    })
+}
+
+/// Column kinds for JSON: text but for the given (index, kind) pairs.
+fn typed(kinds: &[(usize, JsonCell)]) -> Vec<JsonCell> {
+    let mut v = vec![JsonCell::Text; kinds.iter().map(|(i, _)| i + 1).max().unwrap_or(0)];
+    for &(i, k) in kinds {
+        v[i] = k;
+    }
+    v
 }
 
 #[cfg(test)]
@@ -438,9 +493,24 @@ mod tests {
 
     #[test]
     fn csv_has_a_header_and_empty_missing_cells() {
-        let t = Table { columns: vec!["a".into(), "b".into()], rows: vec![vec![Some("x,y".into()), None]] };
+        let t =
+            Table { columns: vec!["a".into(), "b".into()], rows: vec![vec![Some("x,y".into()), None]], json: vec![] };
         let mut out = Vec::new();
         t.write(Format::Csv, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a,b\n\"x,y\",\n");
+    }
+
+    #[test]
+    fn json_cells_are_typed_and_streamed_as_before() {
+        let t = Table {
+            columns: vec!["seq".into(), "data".into(), "t".into()],
+            rows: vec![vec![Some("7".into()), Some(r#"{"a":[1,"x"]}"#.into()), None]],
+            json: typed(&[(0, JsonCell::Integer), (1, JsonCell::Json)]),
+        };
+        let mut out = Vec::new();
+        t.write(Format::Json, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!([{ "seq": 7, "data": { "a": [1, "x"] }, "t": null }]));
+        assert!(String::from_utf8(out).unwrap().starts_with("[\n  {\n    \"seq\": 7,"));
     }
 }

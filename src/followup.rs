@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use crate::protocol::{Kind, Protocol, Timepoint};
 use crate::referral::{canonical_value, truncate};
+use crate::table_input::{CsvFile, CsvOptions};
+use crate::values::{canonical_name, parse_date};
 
 /// Follow-up values for one participant at one timepoint, as entered.
 #[derive(Debug, Clone, PartialEq)]
@@ -487,62 +489,32 @@ pub fn parse_outcome_csv(
     bytes: &[u8],
     default_on: NaiveDate,
 ) -> Result<Vec<(String, OutcomeEntry)>, String> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-        format!("{name}:{line}: the file is not UTF-8 text; save it as UTF-8 CSV")
-    })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| format!("{name}:1: cannot read the header row: {e}"))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+    read_outcome_csv(name, bytes, default_on, &CsvOptions::default())
+}
+
+/// [`parse_outcome_csv`] from any reader, read as `options` say (see [`crate::table_input`]).
+pub fn read_outcome_csv(
+    name: &str,
+    input: impl std::io::Read,
+    default_on: NaiveDate,
+    options: &CsvOptions,
+) -> Result<Vec<(String, OutcomeEntry)>, String> {
+    let file = CsvFile::read(name, input, options)?;
+    let headers = file.headers();
     if headers.len() < 3 || headers[0] != "participant" || headers[1] != "timepoint" {
         return Err(format!(
-            "{name}:1: the header must start with participant,timepoint then outcome names (found {:?})",
+            "{name}:{}: the header must start with participant,timepoint then outcome names (found {:?})",
+            file.header_line(),
             truncate(&headers.join(","), 60)
         ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for h in &headers {
-        if !seen.insert(h) {
-            return Err(format!("{name}:1: column {:?} appears twice in the header", truncate(h, 40)));
-        }
     }
     let date_col = headers.iter().position(|h| h == "collected_on");
     let reason_col = headers.iter().position(|h| h == "window_reason");
     let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                problems.push(format!("{name}:{line}: cannot read the row: {e}"));
-                continue;
-            }
-        };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        if record.len() != headers.len() {
-            problems.push(format!(
-                "{name}:{line}: the row has {} cells but the header has {}",
-                record.len(),
-                headers.len()
-            ));
-            continue;
-        }
+    let problems = file.rows(|line, record| {
         let collected_on = match date_col.map(|i| record[i].trim()).filter(|d| !d.is_empty()) {
             None => default_on,
-            Some(d) => match NaiveDate::parse_from_str(d, "%Y-%m-%d") {
-                Ok(d) => d,
-                Err(_) => {
-                    problems
-                        .push(format!("{name}:{line}: collected_on {:?} is not a date YYYY-MM-DD", truncate(d, 20)));
-                    continue;
-                }
-            },
+            Some(d) => parse_date(d).map_err(|m| format!("collected_on {m}"))?,
         };
         let values = headers
             .iter()
@@ -556,13 +528,14 @@ pub fn parse_outcome_csv(
             format!("{name}:{line}"),
             OutcomeEntry {
                 participant: record[0].trim().to_string(),
-                timepoint: record[1].trim().to_string(),
+                timepoint: canonical_name(&record[1]),
                 collected_on,
                 values,
                 window_reason,
             },
         ));
-    }
+        Ok(())
+    });
     if !problems.is_empty() {
         return Err(format!(
             "{} rows of {name} cannot be read, so nothing was written:\n  {}",

@@ -17,6 +17,9 @@ pub fn normalise_nhs_number(raw: &str) -> Option<String> {
     if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    if is_never_issued(&digits) {
+        return None;
+    }
     let d: Vec<u32> = digits.bytes().map(|b| u32::from(b - b'0')).collect();
     let sum: u32 = d[..9].iter().zip((2..=10).rev()).map(|(x, w)| x * w).sum();
     let check = match 11 - sum % 11 {
@@ -25,6 +28,15 @@ pub fn normalise_nhs_number(raw: &str) -> Option<String> {
         c => c,
     };
     (check == d[9]).then_some(digits)
+}
+
+/// Whether a number is one the NHS never issues though its check digit holds:
+/// all ten digits the same (0000000000, 9999999999: placeholders and test
+/// entries, for which every digit is its own check digit).
+pub fn is_never_issued(raw: &str) -> bool {
+    let mut digits = raw.bytes().filter(|&b| b != b' ' && b != b'-');
+    let first = digits.next();
+    first.is_some_and(|f| f.is_ascii_digit()) && digits.clone().count() == 9 && digits.all(|b| Some(b) == first)
 }
 
 /// The keyed hash of a normalised identity value, lowercase hex.
@@ -65,7 +77,8 @@ pub fn nhs_number_from_stem(stem: u32) -> Option<String> {
         10 => return None,
         c => c,
     };
-    Some(format!("{s}{check}"))
+    let n = format!("{s}{check}");
+    (!is_never_issued(&n)).then_some(n)
 }
 
 #[cfg(test)]
@@ -82,6 +95,18 @@ mod tests {
         assert_eq!(normalise_nhs_number("94347659190"), None, "eleven digits");
         assert_eq!(normalise_nhs_number("94347a5919"), None);
         assert_eq!(normalise_nhs_number(""), None);
+    }
+
+    #[test]
+    fn numbers_of_one_repeated_digit_are_never_issued() {
+        // Each passes the modulus-11 check: the check digit of d×9 is d.
+        for d in 0..10 {
+            let n = d.to_string().repeat(10);
+            assert_eq!(normalise_nhs_number(&n), None, "{n}");
+            assert!(is_never_issued(&format!("{} {} {}", &n[..3], &n[3..6], &n[6..])));
+        }
+        assert!(!is_never_issued("9434765919"));
+        assert!(!is_never_issued("999999999"));
     }
 
     #[test]

@@ -667,6 +667,7 @@ impl Trial {
             hasher,
             own_state: None,
             ids: HashMap::with_capacity(referrals.len()),
+            folded: HashMap::with_capacity(referrals.len()),
             identities: HashMap::with_capacity(referrals.len()),
             failed: false,
             chain: None,
@@ -680,7 +681,7 @@ impl Trial {
             user,
             ts: &ts,
             touched: Touched::default(),
-            problems: Vec::new(),
+            problems: ids_in_other_case(&tx, referrals)?,
             out: Vec::with_capacity(referrals.len()),
             spent: Vec::new(),
         };
@@ -909,6 +910,8 @@ struct Preparer<'a> {
     own_state: Option<State>,
     /// Participant id → where it first appears in the batch.
     ids: HashMap<&'a str, &'a str>,
+    /// Lowercase participant id → the id and where it first appears.
+    folded: HashMap<String, (&'a str, &'a str)>,
     /// Identity hash of each referral to randomise → its index and origin.
     identities: HashMap<String, (usize, &'a str)>,
     failed: bool,
@@ -955,6 +958,17 @@ impl<'a> Preparer<'a> {
             }
             Slot::Vacant(slot) => {
                 slot.insert(origin);
+            }
+        }
+        if r.participant.bytes().any(|b| b.is_ascii_alphabetic()) {
+            match self.folded.entry(r.participant.to_ascii_lowercase()) {
+                Slot::Occupied(first) => {
+                    let (other, at) = first.get();
+                    return Err(differs_in_case(origin, &r.participant, other, &format!("is at {at}")));
+                }
+                Slot::Vacant(slot) => {
+                    slot.insert((r.participant.as_str(), origin));
+                }
             }
         }
         let identity = self.hasher.hash(&s.identity);
@@ -1119,6 +1133,35 @@ fn refuse_if_revealed(tx: &Tx) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// Referrals whose participant id differs only in case from one already
+/// recorded: likely the same referral entered twice, so refused, naming it.
+/// A large batch checks against every recorded id in memory; a small one
+/// searches the store for each.
+fn ids_in_other_case(tx: &Tx, referrals: &[(String, Referral)]) -> Result<Vec<(usize, String)>> {
+    let mut problems = Vec::new();
+    let recorded = if referrals.len() >= PIPELINE_FROM { Some(tx.participant_ids_by_folded()?) } else { None };
+    for (i, (origin, r)) in referrals.iter().enumerate() {
+        let id = r.participant.as_str();
+        if !id.bytes().any(|b| b.is_ascii_alphabetic()) {
+            continue;
+        }
+        let other = match &recorded {
+            Some(m) => m.get(&id.to_ascii_lowercase()).filter(|o| *o != id).cloned(),
+            None => tx.participant_in_other_case(id)?,
+        };
+        if let Some(other) = other {
+            problems.push((i, differs_in_case(origin, id, &other, "is already recorded")));
+        }
+    }
+    Ok(problems)
+}
+
+fn differs_in_case(origin: &str, participant: &str, other: &str, where_: &str) -> String {
+    format!(
+        "{origin}: participant {participant} differs only in case from participant {other}, which {where_}: likely the same referral; use {other} if it is, or an id that differs in more than case"
+    )
 }
 
 fn already_recorded(origin: &str, participant: &str) -> String {

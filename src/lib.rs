@@ -42,7 +42,9 @@ pub mod report;
 pub mod stats;
 pub mod store;
 pub mod svg;
+pub mod table_input;
 pub mod text;
+pub mod values;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -105,21 +105,21 @@ enum PowerDesign {
     /// Two proportions (R's power.prop.test).
     Proportions {
         /// Expected proportion in the intervention arm, e.g. 0.29.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         p1: f64,
         /// Expected proportion in the control arm, e.g. 0.25.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         p2: f64,
         #[command(flatten)]
         common: PowerArgs,
     },
     /// Two means (R's power.t.test, strict = TRUE).
     Means {
-        /// Difference in means to detect.
-        #[arg(long)]
+        /// Difference in means to detect (a negative difference is a fall).
+        #[arg(long, allow_negative_numbers = true)]
         delta: f64,
         /// Common standard deviation.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         sd: f64,
         #[command(flatten)]
         common: PowerArgs,
@@ -129,19 +129,19 @@ enum PowerDesign {
 #[derive(clap::Args)]
 struct PowerArgs {
     /// Target power: solve for the sample size.
-    #[arg(long, conflicts_with = "n")]
+    #[arg(long, conflicts_with = "n", allow_negative_numbers = true)]
     power: Option<f64>,
     /// Participants analysed in the intervention arm: solve for the power.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     n: Option<f64>,
     /// Two-sided significance level.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     alpha: f64,
     /// Control participants per intervention participant (allocation ratio).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     ratio: f64,
     /// Expected share without an outcome (lost, withdrawn), 0 ≤ a < 1.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     attrition: f64,
 }
 
@@ -174,7 +174,7 @@ enum OutcomeCommand {
         #[arg(long, value_name = "ID")]
         participant: String,
         /// Timepoint id (e.g. m4, m12).
-        #[arg(long, value_name = "T")]
+        #[arg(long, value_name = "T", value_parser = protocol_name)]
         timepoint: String,
         /// An outcome value, FIELD=VALUE (repeat).
         #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
@@ -200,6 +200,9 @@ enum OutcomeCommand {
         /// The CSV file.
         #[arg(long, value_name = "FILE")]
         csv: PathBuf,
+        /// The CSV file's separator, if not a comma: ';' (Excel in many locales) or tab.
+        #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+        delimiter: Option<u8>,
         #[command(flatten)]
         clock: Clock,
         /// Print JSON.
@@ -215,7 +218,7 @@ enum OutcomeCommand {
         #[arg(long, value_name = "ID")]
         participant: String,
         /// Timepoint id.
-        #[arg(long, value_name = "T")]
+        #[arg(long, value_name = "T", value_parser = protocol_name)]
         timepoint: String,
         /// The corrected value, FIELD=VALUE.
         #[arg(long = "set", value_name = "FIELD=VALUE", required_unless_present = "clear", conflicts_with = "clear")]
@@ -297,6 +300,9 @@ enum Command {
         /// A CSV file of referrals: participant,site,<field>… processed in file order in one transaction.
         #[arg(long, value_name = "FILE")]
         batch: Option<PathBuf>,
+        /// The batch file's separator, if not a comma: ';' (Excel in many locales) or tab.
+        #[arg(long, value_name = "CHAR", value_parser = parse_delimiter, requires = "batch")]
+        delimiter: Option<u8>,
         #[command(flatten)]
         clock: Clock,
         /// Print JSON: one object, or an array for a batch.
@@ -416,10 +422,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         protocol: Option<PathBuf>,
         /// With the protocol's [design]: participants analysed in the intervention arm; solve for the power.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
         n: Option<f64>,
         /// With the protocol's [design]: expected attrition instead of the protocol's.
-        #[arg(long, value_name = "A")]
+        #[arg(long, value_name = "A", allow_negative_numbers = true)]
         attrition: Option<f64>,
         /// Print JSON.
         #[arg(long, global = true)]
@@ -551,13 +557,21 @@ enum Command {
 
 fn main() -> ExitCode {
     chancery::allocator::keep_freed_memory();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
+            if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+                let message = e.kind().as_str().map_or_else(|| e.to_string(), str::to_string);
+                print_error_json("usage", &message, "arguments");
+            }
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
+    let (command, json) = command_of(&matches);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -567,16 +581,97 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let _ = writeln!(std::io::stderr(), "error: {e}");
+            if json && !JSON_WRITTEN.load(std::sync::atomic::Ordering::Relaxed) {
+                print_error_json(error_kind(&e), &e.to_string(), &command);
+            }
             ExitCode::from(1)
         }
     }
+}
+
+/// The subcommand path (`outcome import`) and whether it was given `--json`.
+fn command_of(matches: &clap::ArgMatches) -> (String, bool) {
+    let mut path = Vec::new();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        path.push(name);
+        m = sub;
+    }
+    let json = matches!(m.try_get_one::<bool>("json"), Ok(Some(true)));
+    (path.join(" "), json)
+}
+
+fn error_kind(e: &Error) -> &'static str {
+    match e {
+        Error::Protocol(_) => "protocol",
+        Error::Input(_) => "input",
+        Error::Refused(_) => "refused",
+        Error::Integrity(_) => "integrity",
+        Error::Key(_) => "key",
+        Error::Sqlite { .. } => "database",
+        Error::Io { .. } => "file",
+        _ => "error",
+    }
+}
+
+/// An error as one JSON object on standard output, for scripts run with
+/// `--json`: `error` is the message's first line, `where` the command (or the
+/// file and line the message begins with), `kind` what sort of refusal it is,
+/// and `problems` each line of a file's report, with its own `where`.
+fn print_error_json(kind: &str, message: &str, command: &str) {
+    let mut lines = message.lines();
+    let first = lines.next().unwrap_or_default();
+    let located = |line: &str| -> (Option<String>, String) {
+        // `file.csv:12: message`: a file and line number, as every file report begins.
+        let mut parts = line.splitn(3, ": ");
+        if let (Some(place), Some(rest)) = (parts.next(), parts.next()) {
+            let rest = parts.next().map_or_else(|| rest.to_string(), |more| format!("{rest}: {more}"));
+            if place.rsplit_once(':').is_some_and(|(f, n)| !f.is_empty() && n.parse::<u64>().is_ok()) {
+                return (Some(place.to_string()), rest);
+            }
+        }
+        (None, line.to_string())
+    };
+    let (place, error) = located(first);
+    let problems: Vec<serde_json::Value> = lines
+        .map(|l| {
+            let (place, error) = located(l.trim_start());
+            serde_json::json!({ "error": error, "where": place })
+        })
+        .collect();
+    let mut object = serde_json::json!({
+        "error": error,
+        "where": place.unwrap_or_else(|| command.to_string()),
+        "command": command,
+        "kind": kind,
+    });
+    if !problems.is_empty() {
+        object["problems"] = serde_json::Value::Array(problems);
+    }
+    let _ = writeln!(std::io::stdout(), "{object}");
+}
+
+/// A name as the protocol spells it (trimmed, lowercase), for clap.
+fn protocol_name(s: &str) -> std::result::Result<String, String> {
+    Ok(chancery::values::canonical_name(s))
+}
+
+/// A `--delimiter` value, for clap.
+fn parse_delimiter(s: &str) -> std::result::Result<u8, String> {
+    chancery::table_input::parse_delimiter(s)
 }
 
 fn key_path(db: &Path, key: &Option<PathBuf>) -> PathBuf {
     key.clone().unwrap_or_else(|| keys::default_key_path(db))
 }
 
+/// Set once a command has written its JSON result: a failure after it (a
+/// `verify` that found a problem) is then told by that result, not by a
+/// second JSON document after it.
+static JSON_WRITTEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    JSON_WRITTEN.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)
         .map_err(|e| Error::Io { context: "writing JSON".into(), source: e.into() })?;
@@ -613,13 +708,14 @@ fn run(cli: Cli) -> Result<()> {
             println!("  signing key       {}", report.signing_public_key);
             Ok(())
         }
-        Command::Randomise { db, key, participant, site, set, batch, clock, json } => {
+        Command::Randomise { db, key, participant, site, set, batch, delimiter, clock, json } => {
             let now = clock.now()?; // read inside the write transaction
             let user = clock.user();
             let referrals = match &batch {
                 Some(path) => {
                     let bytes = bounded::read(path, Limits::CSV)?;
-                    referral::parse_batch_csv(&path.display().to_string(), &bytes).map_err(Error::Input)?
+                    let options = chancery::table_input::CsvOptions { delimiter };
+                    referral::read_batch_csv(&path.display().to_string(), &bytes[..], &options).map_err(Error::Input)?
                 }
                 None => {
                     let r = referral::from_assignments(
@@ -824,7 +920,7 @@ fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|s| {
                     s.split_once('=')
-                        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                        .map(|(k, v)| (chancery::values::canonical_name(k), v.to_string()))
                         .ok_or_else(|| Error::Input(format!("--set {s:?} is not FIELD=VALUE")))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -833,12 +929,13 @@ fn run(cli: Cli) -> Result<()> {
             let written = trial.record_outcomes(&[("outcome".to_string(), entry)], &clock.user(), now)?;
             report_written(&written[0], "recorded", json)
         }
-        Command::Outcome(OutcomeCommand::Import { db, csv, clock, json }) => {
+        Command::Outcome(OutcomeCommand::Import { db, csv, delimiter, clock, json }) => {
             let now = clock.now()?;
             let bytes = bounded::read(&csv, Limits::CSV)?;
             let mut trial = open_writer(&db)?;
             let today = now.today(trial.protocol().timezone);
-            let entries = chancery::followup::parse_outcome_csv(&csv.display().to_string(), &bytes, today)
+            let options = chancery::table_input::CsvOptions { delimiter };
+            let entries = chancery::followup::read_outcome_csv(&csv.display().to_string(), &bytes[..], today, &options)
                 .map_err(Error::Input)?;
             let written = trial.record_outcomes(&entries, &clock.user(), now)?;
             if json {
@@ -870,7 +967,7 @@ fn run(cli: Cli) -> Result<()> {
             let correction = chancery::followup::Correction {
                 participant,
                 timepoint,
-                field: field.trim().to_string(),
+                field: chancery::values::canonical_name(field),
                 value: value.to_string(),
                 reason,
             };

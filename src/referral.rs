@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::identity::normalise_nhs_number;
 use crate::protocol::{Condition, FieldRef, Kind, Op, Operand, Protocol, Stage};
+use crate::table_input::{CsvFile, CsvOptions};
 
 /// A referral as entered: participant id, site and `FIELD=VALUE` pairs.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,9 +90,16 @@ pub fn truncate(s: &str, max: usize) -> String {
 /// Parses a value of `kind` and returns its canonical text, or why it is invalid.
 /// Canonical text: integers without sign or leading zeros beyond `-`, decimals as
 /// plain decimal strings (no exponent), levels exactly as declared, dates YYYY-MM-DD.
+/// The rules for what is accepted are [`crate::values`]'s.
 pub fn canonical_value(kind: &Kind, raw: &str) -> Result<String, String> {
     let v = raw.trim();
     let expected = || format!("expected {}", kind.describe());
+    // A leading `+` is read as people mean it and not recorded (see `values`).
+    let unsigned = |v: &'_ str| -> bool { v.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.') };
+    let v = match v.strip_prefix('+') {
+        Some(rest) if matches!(kind, Kind::Integer { .. } | Kind::Number { .. }) && unsigned(rest) => rest,
+        _ => v,
+    };
     match kind {
         Kind::Integer { min, max } => {
             let plain = v.strip_prefix('-').unwrap_or(v);
@@ -148,14 +156,14 @@ pub fn canonical_value(kind: &Kind, raw: &str) -> Result<String, String> {
             .find(|l| l.eq_ignore_ascii_case(v))
             .cloned()
             .ok_or_else(|| format!("{:?} is not a valid level; {}", truncate(v, 40), expected())),
-        Kind::Date => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-            .ok()
-            .filter(|_| v.len() == 10)
-            .map(|d| d.format("%Y-%m-%d").to_string())
-            .ok_or_else(|| format!("{:?} is not a date; {}", truncate(v, 40), expected())),
+        Kind::Date => crate::values::parse_date(v).map(|d| d.format("%Y-%m-%d").to_string()),
         // The value itself is never echoed: it is a direct identifier.
         Kind::NhsNumber => normalise_nhs_number(v).ok_or_else(|| {
-            "the value is not a valid NHS number (10 digits with a valid modulus-11 check digit); check it against the referral form".to_string()
+            if crate::identity::is_never_issued(v) {
+                "the value is not an NHS number that is ever issued (every digit the same, though the check digit holds); check it against the referral form".to_string()
+            } else {
+                "the value is not a valid NHS number (10 digits with a valid modulus-11 check digit); check it against the referral form".to_string()
+            }
         }),
     }
 }
@@ -166,7 +174,7 @@ pub fn canonical_value(kind: &Kind, raw: &str) -> Result<String, String> {
 pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, String> {
     check_participant_id(&referral.participant)?;
     let p = &referral.participant;
-    let site = protocol.site(&referral.site).ok_or_else(|| {
+    let site = protocol.sites.iter().find(|s| s.id.eq_ignore_ascii_case(referral.site.trim())).ok_or_else(|| {
         format!(
             "participant {p}: unknown site {:?}; sites are {}",
             truncate(&referral.site, 40),
@@ -184,7 +192,7 @@ pub fn screen(protocol: &Protocol, referral: &Referral) -> Result<Screened, Stri
     for (name, raw) in &referral.values {
         let i = match protocol.fields.get(next) {
             Some(f) if f.name == *name => next,
-            _ => protocol.fields.iter().position(|f| &f.name == name).ok_or_else(|| {
+            _ => protocol.fields.iter().position(|f| f.name.eq_ignore_ascii_case(name.trim())).ok_or_else(|| {
                 format!(
                     "participant {p}: unknown field {:?}; the protocol's fields are {}",
                     truncate(name, 40),
@@ -343,56 +351,37 @@ pub fn from_assignments(participant: &str, site: &str, sets: &[String]) -> Resul
 /// `participant,site,<field>…`. `name` names the file in messages. Every
 /// malformed row is reported (with its line), and none is returned if any is bad.
 pub fn parse_batch_csv(name: &str, bytes: &[u8]) -> Result<Vec<(String, Referral)>, String> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-        format!("{name}:{line}: the file is not UTF-8 text; save it as UTF-8 CSV")
-    })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| format!("{name}:1: cannot read the header row: {e}"))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+    read_batch_csv(name, bytes, &CsvOptions::default())
+}
+
+/// [`parse_batch_csv`] from any reader, read as `options` say (see [`crate::table_input`]).
+pub fn read_batch_csv(
+    name: &str,
+    input: impl std::io::Read,
+    options: &CsvOptions,
+) -> Result<Vec<(String, Referral)>, String> {
+    let file = CsvFile::read(name, input, options)?;
+    let headers = file.headers();
     if headers.len() < 2 || headers[0] != "participant" || headers[1] != "site" {
         return Err(format!(
-            "{name}:1: the header must start with participant,site then the field names (found {:?})",
+            "{name}:{}: the header must start with participant,site then the field names (found {:?})",
+            file.header_line(),
             truncate(&headers.join(","), 60)
         ));
     }
-    let mut seen = std::collections::HashSet::new();
-    for h in &headers {
-        if !seen.insert(h) {
-            return Err(format!("{name}:1: column {:?} appears twice in the header", truncate(h, 40)));
-        }
-    }
     let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                problems.push(format!("{name}:{line}: cannot read the row: {e}"));
-                continue;
-            }
-        };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        if record.len() != headers.len() {
-            problems.push(format!(
-                "{name}:{line}: the row has {} cells but the header has {}",
-                record.len(),
-                headers.len()
-            ));
-            continue;
-        }
-        let values = headers[2..].iter().cloned().zip(record.iter().skip(2).map(str::to_string)).collect();
+    let problems = file.rows(|line, record| {
+        let values = headers[2..]
+            .iter()
+            .cloned()
+            .zip(record.iter().skip(2).take(headers.len() - 2).map(str::to_string))
+            .collect();
         out.push((
             format!("{name}:{line}"),
             Referral { participant: record[0].trim().to_string(), site: record[1].trim().to_string(), values },
         ));
-    }
+        Ok(())
+    });
     if !problems.is_empty() {
         return Err(format!(
             "{} rows of {name} cannot be read, so nothing was written:\n  {}",

@@ -1621,6 +1621,54 @@ impl Tx<'_> {
             .map_err(Error::sqlite("checking for a duplicate participant id"))
     }
 
+    /// A recorded participant id that differs from `participant` only in the
+    /// case of its letters (`p0001` for `P0001`), if any.
+    ///
+    /// Searched on the primary key, without an index of its own: under
+    /// SQLite's byte order every case variant of an id lies between its
+    /// uppercase and lowercase forms, so the search fixes one letter's case
+    /// at a time and descends only into ranges that hold a row. An id with
+    /// its letters in one place (`P0001`, `SHF-12`) costs a few seeks.
+    pub fn participant_in_other_case(&self, participant: &str) -> Result<Option<String>> {
+        let what = "checking for a participant id that differs only in case";
+        let mut first = self
+            .tx
+            .prepare_cached("SELECT participant FROM referrals WHERE participant BETWEEN ?1 AND ?2 LIMIT 1")
+            .map_err(Error::sqlite(what))?;
+        let mut prefixes = vec![String::new()];
+        while let Some(prefix) = prefixes.pop() {
+            let rest = &participant[prefix.len()..];
+            let (lo, hi) =
+                (format!("{prefix}{}", rest.to_ascii_uppercase()), format!("{prefix}{}", rest.to_ascii_lowercase()));
+            let found: Option<String> =
+                first.query_row([&lo, &hi], |r| r.get(0)).optional().map_err(Error::sqlite(what))?;
+            let Some(found) = found else { continue };
+            if found != participant && found.eq_ignore_ascii_case(participant) {
+                return Ok(Some(found));
+            }
+            if let Some(k) = rest.bytes().position(|b| b.is_ascii_alphabetic()) {
+                let (head, letter) = (&rest[..k], &rest[k..=k]);
+                prefixes.push(format!("{prefix}{head}{}", letter.to_ascii_lowercase()));
+                prefixes.push(format!("{prefix}{head}{}", letter.to_ascii_uppercase()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every recorded participant id by its lowercase form, for checking a
+    /// large batch against them in memory.
+    pub fn participant_ids_by_folded(&self) -> Result<std::collections::HashMap<String, String>> {
+        let what = "reading the participant ids";
+        let mut s = self.tx.prepare("SELECT participant FROM referrals").map_err(Error::sqlite(what))?;
+        let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(Error::sqlite(what))?;
+        let mut out = std::collections::HashMap::new();
+        for id in rows {
+            let id = id.map_err(Error::sqlite(what))?;
+            out.insert(id.to_ascii_lowercase(), id);
+        }
+        Ok(out)
+    }
+
     /// The participant already randomised with this identity hash, if any.
     pub fn participant_with_identity(&self, identity: &str) -> Result<Option<(String, String)>> {
         self.tx

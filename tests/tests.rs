@@ -12,6 +12,7 @@ mod design;
 mod files;
 mod hardening;
 mod hostile;
+mod inputs;
 mod ledger;
 mod outcome_rules;
 mod outcomes;
