@@ -32,6 +32,7 @@ pub mod identity;
 pub mod keys;
 pub mod ledger;
 pub mod log;
+pub mod operating;
 pub mod outcome;
 pub mod protocol;
 pub mod random;

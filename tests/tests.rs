@@ -10,6 +10,7 @@ mod design;
 mod hardening;
 mod hostile;
 mod ledger;
+mod operating;
 mod outcomes;
 mod report;
 mod vectors;
