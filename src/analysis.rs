@@ -343,21 +343,9 @@ pub struct Cace {
 /// (fewer than two arms); thin or degenerate data give labelled results.
 pub fn analyse(d: &Dataset) -> Result<Analysis> {
     let p = &d.protocol;
-    if p.arms.len() < 2 {
-        return Err(Error::Input("the analysis compares two arms; this protocol has one".into()));
-    }
+    let arms = compared_arms(p)?;
     let level = p.analysis.confidence;
-    let (first, last) = (&p.arms[0], &p.arms[p.arms.len() - 1]);
-    let arms = Arms {
-        intervention: first.id.clone(),
-        intervention_label: first.label.clone(),
-        control: last.id.clone(),
-        control_label: last.label.clone(),
-    };
-    // The two arms compared; with more arms, the others are left out of comparisons.
-    let people: Vec<&ParticipantRecord> =
-        d.participants.iter().filter(|r| r.arm == arms.intervention || r.arm == arms.control).collect();
-    let treated: Vec<bool> = people.iter().map(|r| r.arm == arms.intervention).collect();
+    let (people, treated) = compared_people(d, &arms);
     let baseline_names: Vec<&str> = p
         .fields
         .iter()
@@ -376,9 +364,7 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
     };
     let cols =
         Columns::new(&people, &baseline_names, &strata_names, &outcome_keys, numeric, p.analysis.take_up.as_deref());
-    let strata: Vec<Factor> = p.factors.iter().map(|f| Factor::from_labels(&f.name, &cols.stratum(&f.name))).collect();
-    let covariates: Vec<Covariate> = p.analysis.covariates.iter().map(|c| Covariate::new(c, cols.number(c))).collect();
-    let adj = Adjustment { factors: strata.clone(), covariates };
+    let adj = adjustment(p, &cols);
     let stats_err = |e: crate::stats::StatsError| Error::Integrity(format!("analysis: {e}"));
 
     let take_up: Option<&[Option<bool>]> = cols.take_up.as_deref();
@@ -386,19 +372,7 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
     // 3. Primary outcome: its values first, which the subgroups, the missing
     // data and the CACE sections analyse too.
     let primary_outcome = p.outcomes.iter().find(|o| o.primary);
-    let primary_values: Option<(&crate::protocol::Outcome, &String, Vec<Option<bool>>)> =
-        primary_outcome.and_then(|o| o.timepoints.last().map(|tp| (o, tp))).map(|(o, tp)| {
-            let y = cols
-                .outcome(tp, &o.name)
-                .into_iter()
-                .map(|v| match v?.value.as_str() {
-                    "yes" => Some(true),
-                    "no" => Some(false),
-                    _ => None,
-                })
-                .collect();
-            (o, tp, y)
-        });
+    let primary_values = primary_values(p, &cols);
     let y = primary_values.as_ref().map(|(_, _, y)| y.as_slice());
     let mi_adj = y.map(|_| imputation_adjustment(p, &adj, &cols));
 
@@ -512,6 +486,84 @@ pub fn analyse(d: &Dataset) -> Result<Analysis> {
         missing_data,
         cace,
     })
+}
+
+/// Section 3 alone, the primary outcome's analysis with the headline, as
+/// [`analyse`] computes it (the same columns, adjustment and estimators) but
+/// without the other sections: for running the analysis over many simulated
+/// trials ([`crate::operating`]). `None` when the protocol has no primary
+/// outcome.
+pub fn analyse_primary(d: &Dataset) -> Result<Option<PrimaryOutcome>> {
+    let p = &d.protocol;
+    let arms = compared_arms(p)?;
+    let (people, treated) = compared_people(d, &arms);
+    let Some((o, tp)) = p.outcomes.iter().find(|o| o.primary).and_then(|o| o.timepoints.last().map(|tp| (o, tp)))
+    else {
+        return Ok(None);
+    };
+    let covariates: Vec<&str> = p.analysis.covariates.iter().map(String::as_str).collect();
+    let factors: Vec<&str> = p.factors.iter().map(|f| f.name.as_str()).collect();
+    let numeric =
+        |name: &str| matches!(p.field(name).map(|f| &f.kind), Some(Kind::Integer { .. } | Kind::Number { .. }));
+    let cols = Columns::new(&people, &covariates, &factors, &[(tp.as_str(), o.name.as_str())], numeric, None);
+    let adj = adjustment(p, &cols);
+    let Some((o, tp, y)) = primary_values(p, &cols) else { return Ok(None) };
+    primary_analysis(o, tp, &y, &treated, &adj, p.analysis.confidence)
+        .map(Some)
+        .map_err(|e| Error::Integrity(format!("analysis: {e}")))
+}
+
+/// The two arms compared: the protocol's first (the intervention) and its
+/// last (the control).
+fn compared_arms(p: &Protocol) -> Result<Arms> {
+    if p.arms.len() < 2 {
+        return Err(Error::Input("the analysis compares two arms; this protocol has one".into()));
+    }
+    let (first, last) = (&p.arms[0], &p.arms[p.arms.len() - 1]);
+    Ok(Arms {
+        intervention: first.id.clone(),
+        intervention_label: first.label.clone(),
+        control: last.id.clone(),
+        control_label: last.label.clone(),
+    })
+}
+
+/// The participants of the two arms compared (with more arms, the others are
+/// left out of comparisons), and whether each is in the intervention arm.
+fn compared_people<'d>(d: &'d Dataset, arms: &Arms) -> (Vec<&'d ParticipantRecord>, Vec<bool>) {
+    let people: Vec<&ParticipantRecord> =
+        d.participants.iter().filter(|r| r.arm == arms.intervention || r.arm == arms.control).collect();
+    let treated = people.iter().map(|r| r.arm == arms.intervention).collect();
+    (people, treated)
+}
+
+/// The adjustment of the adjusted models: the stratification factors as main
+/// effects and the analysis plan's baseline covariates.
+fn adjustment(p: &Protocol, cols: &Columns<'_>) -> Adjustment {
+    let factors = p.factors.iter().map(|f| Factor::from_labels(&f.name, &cols.stratum(&f.name))).collect();
+    let covariates = p.analysis.covariates.iter().map(|c| Covariate::new(c, cols.number(c))).collect();
+    Adjustment { factors, covariates }
+}
+
+/// The primary outcome, its timepoint (the last of its timepoints) and its
+/// values there (`yes` true, `no` false, anything else missing).
+#[allow(clippy::type_complexity)]
+fn primary_values<'p>(
+    p: &'p Protocol,
+    cols: &Columns<'_>,
+) -> Option<(&'p crate::protocol::Outcome, &'p String, Vec<Option<bool>>)> {
+    let o = p.outcomes.iter().find(|o| o.primary)?;
+    let tp = o.timepoints.last()?;
+    let y = cols
+        .outcome(tp, &o.name)
+        .into_iter()
+        .map(|v| match v?.value.as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        })
+        .collect();
+    Some((o, tp, y))
 }
 
 /// Section 3, the primary outcome `y`: the unadjusted comparison and the

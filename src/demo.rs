@@ -78,19 +78,42 @@ pub fn simulate_referrals(protocol: &Protocol, seed: &[u8; 32], n: u32) -> Vec<R
 /// [`simulate_referrals`] drawing from a given stream (the design assessment
 /// uses its own stream, so its referral mix never shares draws with a demo).
 pub fn simulate_referrals_from(protocol: &Protocol, s: &mut Stream, n: u32) -> Vec<Referral> {
-    let mut out = Vec::with_capacity(n as usize);
-    let mut stem = 400_000_000u32;
-    let site_weights: Vec<u32> = protocol
-        .sites
-        .iter()
-        .map(|site| match site.id.as_str() {
-            "sheffield" | "birmingham" => 5,
-            "doncaster" | "rotherham" | "barnsley" | "wolverhampton" | "sandwell" => 3,
-            _ => 2,
-        })
-        .collect();
-    for i in 0..n {
-        let site = &protocol.sites[s.weighted(&site_weights)];
+    let mut referrals = ReferralGenerator::new(protocol);
+    (0..n).map(|_| referrals.next(s)).collect()
+}
+
+/// Simulated referrals one at a time, in the order [`simulate_referrals`]
+/// draws them: the simulation of whole trials draws referrals until enough
+/// are randomised, with the same generator the demonstration uses.
+pub struct ReferralGenerator<'p> {
+    protocol: &'p Protocol,
+    site_weights: Vec<u32>,
+    stem: u32,
+    made: u32,
+}
+
+impl<'p> ReferralGenerator<'p> {
+    /// The generator for `protocol`, before its first referral.
+    pub fn new(protocol: &'p Protocol) -> ReferralGenerator<'p> {
+        let site_weights: Vec<u32> = protocol
+            .sites
+            .iter()
+            .map(|site| match site.id.as_str() {
+                "sheffield" | "birmingham" => 5,
+                "doncaster" | "rotherham" | "barnsley" | "wolverhampton" | "sandwell" => 3,
+                _ => 2,
+            })
+            .collect();
+        ReferralGenerator { protocol, site_weights, stem: 400_000_000, made: 0 }
+    }
+
+    /// The next referral, drawn from `s`.
+    pub fn next(&mut self, s: &mut Stream) -> Referral {
+        let protocol = self.protocol;
+        let i = self.made;
+        self.made += 1;
+        let stem = &mut self.stem;
+        let site = &protocol.sites[s.weighted(&self.site_weights)];
         let scr = site.region.as_deref() == Some("sheffield_city_region");
         let mut values = Vec::new();
         let in_work = scr && unit(s) < 0.3;
@@ -98,8 +121,8 @@ pub fn simulate_referrals_from(protocol: &Protocol, s: &mut Stream, n: u32) -> V
         for f in &protocol.fields {
             let v: String = match (f.name.as_str(), &f.kind) {
                 (_, Kind::NhsNumber) => loop {
-                    stem += 1;
-                    if let Some(x) = nhs_number_from_stem(stem) {
+                    *stem += 1;
+                    if let Some(x) = nhs_number_from_stem(*stem) {
                         break x;
                     }
                 },
@@ -156,9 +179,8 @@ pub fn simulate_referrals_from(protocol: &Protocol, s: &mut Stream, n: u32) -> V
             };
             values.push((f.name.clone(), v));
         }
-        out.push(Referral { participant: format!("R{:05}", i + 1), site: site.id.clone(), values });
+        Referral { participant: format!("R{:05}", i + 1), site: site.id.clone(), values }
     }
-    out
 }
 
 /// Picks the folder for a demonstration: `dir` if it is new or empty.
@@ -183,6 +205,29 @@ struct Planned {
     values: Vec<(String, String)>,
 }
 
+/// The chance that a randomised participant with these baseline values is in
+/// paid work for 13+ weeks in the 12 months after randomisation (the default
+/// protocol's primary outcome), in the IPS arm (`ips`) or usual care: the
+/// control-arm rate for their employment status and condition, and
+/// `effect_pp` percentage points more under IPS (within 0 to 1).
+///
+/// Whoever works 13+ weeks in the model has it recorded so at the 12-month
+/// contact, whenever in its window the contact falls, and attrition is drawn
+/// apart from the outcome and the arm: so the effect on the primary outcome,
+/// as a risk difference among all randomised or among those followed up, is
+/// the average over participants of this risk under IPS minus under usual
+/// care, which is `effect_pp` unless the bounds clip it.
+pub fn primary_risk(baseline: &BTreeMap<String, String>, ips: bool, effect_pp: f64) -> f64 {
+    let in_work = baseline.get("employment_status").is_some_and(|v| v == "in_work");
+    let base = match (in_work, baseline.get("condition").map(String::as_str)) {
+        (true, _) => 0.50,
+        (false, Some("msk")) => 0.27,
+        (false, Some("both")) => 0.18,
+        _ => 0.23,
+    };
+    (base + if ips { effect_pp / 100.0 } else { 0.0 }).clamp(0.0, 1.0)
+}
+
 /// A participant's simulated course after randomisation: whether and when
 /// they find paid work, take up IPS, and respond at each timepoint.
 struct Course {
@@ -198,15 +243,7 @@ struct Course {
 /// of paid work for 13+ weeks that depends on employment status and condition,
 /// and `effect_pp` percentage points more in the IPS arm.
 fn simulate_course(s: &mut Stream, ips: bool, baseline: &BTreeMap<String, String>, effect_pp: f64) -> Course {
-    let in_work = baseline.get("employment_status").is_some_and(|v| v == "in_work");
-    let base = match (in_work, baseline.get("condition").map(String::as_str)) {
-        (true, _) => 0.50,
-        (false, Some("msk")) => 0.27,
-        (false, Some("both")) => 0.18,
-        _ => 0.23,
-    };
-    let p = (base + if ips { effect_pp / 100.0 } else { 0.0 }).clamp(0.0, 1.0);
-    let works_13 = unit(s) < p;
+    let works_13 = unit(s) < primary_risk(baseline, ips, effect_pp);
     let some_work = works_13 || unit(s) < 0.12;
     let (job_day, weeks) = if works_13 {
         let d = 10 + (unit(s) * 250.0) as i64;
@@ -305,6 +342,63 @@ fn follow_up_values(
     v
 }
 
+/// Whether the demonstration's follow-up model fits the protocol: two
+/// timepoints (4 and 12 months in the default protocol) and the outcome
+/// `paid_work_13_weeks`. Without them the demonstration randomises only.
+pub fn follows_up(protocol: &Protocol) -> bool {
+    protocol.timepoints.len() == 2 && protocol.outcome("paid_work_13_weeks").is_some()
+}
+
+/// One randomised participant's simulated follow-up.
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    /// A change of status, if any: days after randomisation, kind, reason,
+    /// and whether further contact is refused.
+    pub status: Option<(i64, crate::outcome::StatusKind, &'static str, bool)>,
+    /// The contacts made, in timepoint order.
+    pub contacts: Vec<Contact>,
+}
+
+/// One follow-up contact of a simulated participant.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    /// Index of the timepoint in the protocol's timepoints.
+    pub timepoint: usize,
+    /// Days after randomisation the values were collected.
+    pub day: i64,
+    /// The values collected (outcome name, value as entered).
+    pub values: Vec<(String, String)>,
+}
+
+/// Simulates the follow-up of one participant randomised on `randomised_on`
+/// (to IPS if `ips`) with these baseline values, drawing from `s`: the course
+/// ([`primary_risk`] for the primary outcome), then at each timepoint the day
+/// of the contact (the timepoint's day, give or take a few weeks) and, if the
+/// participant responds and is still in follow-up, the values collected. The
+/// demonstration and the simulation of the analysis both use it, so they
+/// share one outcome model. Meant for a protocol that [`follows_up`].
+pub fn simulate_follow_up(
+    s: &mut Stream,
+    protocol: &Protocol,
+    ips: bool,
+    baseline: &BTreeMap<String, String>,
+    randomised_on: chrono::NaiveDate,
+    effect_pp: f64,
+) -> FollowUp {
+    let course = simulate_course(s, ips, baseline, effect_pp);
+    let stop = course.status.map(|(d, ..)| d).unwrap_or(i64::MAX);
+    let mut contacts = Vec::with_capacity(protocol.timepoints.len());
+    for (tp, t) in protocol.timepoints.iter().enumerate() {
+        let d = i64::from(t.day) + (normal(s, 0.0, 8.0).round() as i64).clamp(-20, 25);
+        if !course.respond[tp] || d >= stop {
+            continue;
+        }
+        let values = follow_up_values(s, &course, tp, d, randomised_on, baseline, ips);
+        contacts.push(Contact { timepoint: tp, day: d, values });
+    }
+    FollowUp { status: course.status, contacts }
+}
+
 /// Runs the demonstration (in a folder made ready by [`prepare_dir`]): creates
 /// the trial, randomises the simulated referrals a working day's batch per
 /// transaction from 5 January 2026, and follows every randomised participant up
@@ -327,7 +421,7 @@ pub fn run(opts: &DemoOptions, mut progress: impl FnMut(&str, u64, u64)) -> Resu
     let mut trial = Trial::open(&db)?;
     let key = keys::TrialKey::read(&key_path)?;
     let referrals = simulate_referrals(trial.protocol(), &opts.seed, opts.referrals);
-    let follows_up = trial.protocol().timepoints.len() == 2 && trial.protocol().outcome("paid_work_13_weeks").is_some();
+    let follows_up = follows_up(trial.protocol());
     let mut s = Stream::open(&opts.seed, "demo/follow-up", 0);
     // Follow-up contacts and status changes by date.
     let mut contacts: BTreeMap<chrono::NaiveDate, Vec<Planned>> = BTreeMap::new();
@@ -362,9 +456,8 @@ pub fn run(opts: &DemoOptions, mut progress: impl FnMut(&str, u64, u64)) -> Resu
                     let Some(arm) = &c.arm else { continue };
                     let baseline: BTreeMap<String, String> = r.values.iter().cloned().collect();
                     let ips = arm == &trial.protocol().arms[0].id;
-                    let course = simulate_course(&mut s, ips, &baseline, opts.effect_pp);
-                    let stop = course.status.map(|(d, ..)| d).unwrap_or(i64::MAX);
-                    if let Some((d, kind, reason, nfc)) = course.status {
+                    let follow = simulate_follow_up(&mut s, trial.protocol(), ips, &baseline, today, opts.effect_pp);
+                    if let Some((d, kind, reason, nfc)) = follow.status {
                         changes.entry(today + Duration::days(d)).or_default().push((
                             c.participant.clone(),
                             kind,
@@ -372,16 +465,11 @@ pub fn run(opts: &DemoOptions, mut progress: impl FnMut(&str, u64, u64)) -> Resu
                             nfc,
                         ));
                     }
-                    for (tp, t) in trial.protocol().timepoints.clone().iter().enumerate() {
-                        let d = i64::from(t.day) + (normal(&mut s, 0.0, 8.0).round() as i64).clamp(-20, 25);
-                        if !course.respond[tp] || d >= stop {
-                            continue;
-                        }
-                        let values = follow_up_values(&mut s, &course, tp, d, today, &baseline, ips);
-                        contacts.entry(today + Duration::days(d)).or_default().push(Planned {
+                    for contact in follow.contacts {
+                        contacts.entry(today + Duration::days(contact.day)).or_default().push(Planned {
                             participant: c.participant.clone(),
-                            timepoint: t.id.clone(),
-                            values,
+                            timepoint: trial.protocol().timepoints[contact.timepoint].id.clone(),
+                            values: contact.values,
                         });
                     }
                 }
@@ -454,4 +542,46 @@ pub fn publish(r: &DemoReport) -> Result<Published> {
     let report = dir.join("report.html");
     std::fs::write(&report, &built.html).map_err(Error::io(format!("writing {}", report.display())))?;
     Ok(Published { checkpoint: cp_path, tables, report, built })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The effect the demonstration states is the effect on the recorded
+    /// primary outcome: whoever the model has in paid work for 13+ weeks is
+    /// recorded so at 12 months, whichever day of its contact range (the
+    /// default protocol's day 365, 20 days early to 25 late) the contact
+    /// falls on, and nobody else is.
+    #[test]
+    fn the_recorded_primary_outcome_is_the_modelled_one() {
+        let seed = [0x19; 32];
+        let mut s = Stream::open(&seed, "test/courses", 0);
+        let on = chrono::NaiveDate::from_ymd_opt(2026, 1, 6).unwrap();
+        let baselines: Vec<BTreeMap<String, String>> =
+            [("in_work", "msk"), ("out_of_work", "msk"), ("out_of_work", "both"), ("out_of_work", "mental_health")]
+                .iter()
+                .map(|(e, c)| {
+                    [("employment_status", *e), ("condition", *c)]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .collect();
+        let mut working = 0;
+        for i in 0..4000 {
+            let (baseline, ips) = (&baselines[i % 4], i % 8 < 4);
+            // The course's first draw decides the outcome.
+            let works_13 =
+                unit(&mut Stream::open(&seed, "test/courses", s.word_pos())) < primary_risk(baseline, ips, 4.0);
+            working += usize::from(works_13);
+            let course = simulate_course(&mut s, ips, baseline, 4.0);
+            for day in 365 - 20..=365 + 25 {
+                let values = follow_up_values(&mut s, &course, 1, day, on, baseline, ips);
+                let recorded = values.iter().find(|(k, _)| k == "paid_work_13_weeks").map(|(_, v)| v.as_str());
+                assert_eq!(recorded, Some(if works_13 { "yes" } else { "no" }), "course {i}, day {day}");
+            }
+        }
+        assert!(working > 800 && working < 1400, "{working}");
+    }
 }

@@ -347,7 +347,7 @@ fn spread(values: &mut [f64]) -> Spread {
 }
 
 /// The seed of simulated trial `k`: eight words of `simulate/trials` from word 8k.
-fn trial_seed(seed: &[u8; 32], k: u32) -> [u8; 32] {
+pub(crate) fn trial_seed(seed: &[u8; 32], k: u32) -> [u8; 32] {
     let mut s = Stream::open(seed, "simulate/trials", 8 * u64::from(k));
     let mut out = [0u8; 32];
     for chunk in out.chunks_exact_mut(4) {

@@ -33,6 +33,7 @@ pub mod identity;
 pub mod keys;
 pub mod ledger;
 pub mod log;
+pub mod operating;
 pub mod outcome;
 pub mod outfile;
 pub mod protocol;

@@ -436,13 +436,15 @@ enum Command {
     /// Properties of the protocol's allocation method by simulation: imbalance
     /// overall and per stratum, and predictability, compared with simple
     /// randomisation, fixed blocks and minimisation on the same referrals.
+    /// With --analysis: how the primary analysis behaves over whole simulated
+    /// trials (bias, standard errors, CI coverage, power or type I error).
     Simulate {
         /// Protocol file (default: the bundled work-health-ips protocol).
         #[arg(long, value_name = "FILE")]
         protocol: Option<PathBuf>,
-        /// Number of simulated trials.
-        #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        trials: u32,
+        /// Number of simulated trials (default 100; with --analysis 200).
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        trials: Option<u32>,
         /// Participants randomised per trial (default: the number to recruit for
         /// the protocol's [design], else 1000).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -454,6 +456,15 @@ enum Command {
             default_value = "5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a7e5e1a"
         )]
         seed: String,
+        /// Run whole simulated trials (the demonstration's recruitment,
+        /// attrition and outcomes) through the primary analysis and report its
+        /// operating characteristics, instead of the allocation method's.
+        #[arg(long)]
+        analysis: bool,
+        /// With --analysis: the true effect on the primary outcome, in
+        /// percentage points (default: the protocol's [design] effect, else 4).
+        #[arg(long, value_name = "PP", requires = "analysis", allow_negative_numbers = true)]
+        effect: Option<f64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -1022,8 +1033,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Simulate { protocol, trials, participants, seed, json } => {
-            simulate(protocol, trials, participants, &seed, json)
+        Command::Simulate { protocol, trials, participants, seed, analysis: true, effect, json } => {
+            simulate_analysis(protocol, trials.unwrap_or(200), participants, effect, &seed, json)
+        }
+        Command::Simulate { protocol, trials, participants, seed, analysis: false, effect: _, json } => {
+            simulate(protocol, trials.unwrap_or(100), participants, &seed, json)
         }
         Command::Migrate { db } => {
             let (from, to) = chancery::ledger::migrate(&db)?;
@@ -1372,19 +1386,90 @@ fn load_protocol(path: &Option<PathBuf>) -> Result<chancery::protocol::Protocol>
     }
 }
 
-fn simulate(protocol: Option<PathBuf>, trials: u32, participants: Option<u32>, seed: &str, json: bool) -> Result<()> {
-    let seed = keys::parse_seed(seed)?;
-    let p = load_protocol(&protocol)?;
-    let participants = match participants {
+/// Participants per simulated trial: as given, else the number to recruit
+/// for the protocol's [design], else 1000.
+fn simulated_participants(p: &chancery::protocol::Protocol, participants: Option<u32>) -> Result<u32> {
+    Ok(match participants {
         Some(n) => n,
         None => match &p.design {
             Some(_) => {
-                let s = chancery::design::sample_size(&p, &Default::default())?;
+                let s = chancery::design::sample_size(p, &Default::default())?;
                 u32::try_from(s.recruit_total).unwrap_or(u32::MAX).min(1_000_000)
             }
             None => 1000,
         },
-    };
+    })
+}
+
+fn simulate_analysis(
+    protocol: Option<PathBuf>,
+    trials: u32,
+    participants: Option<u32>,
+    effect: Option<f64>,
+    seed: &str,
+    json: bool,
+) -> Result<()> {
+    let seed = keys::parse_seed(seed)?;
+    let p = load_protocol(&protocol)?;
+    let participants = simulated_participants(&p, participants)?;
+    let effect_pp = effect.unwrap_or_else(|| p.design.as_ref().map_or(4.0, |d| d.effect_pp));
+    let bar = progress_bar(u64::from(trials), "simulating trials");
+    let o = chancery::operating::simulate_analysis(
+        &p,
+        &chancery::operating::OperatingOptions { trials, participants, effect_pp, seed },
+        |done, _| bar.set_position(done),
+    )?;
+    bar.finish_and_clear();
+    if json {
+        return print_json(&o);
+    }
+    let mut out = std::io::stdout().lock();
+    let w = |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(Error::io("writing output"));
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    w(
+        &mut out,
+        format!(
+            "trial {}: {} simulated trials of {} participants (the demonstration's referrals, attrition and outcomes), effect {:+} pp",
+            o.trial, o.trials, o.participants, o.effect_pp
+        ),
+    )?;
+    w(&mut out, format!("primary outcome: {}; headline: {}", o.outcome, o.method))?;
+    w(&mut out, format!("true effect: {:+.2} pp ({})", o.true_effect, o.estimand))?;
+    w(
+        &mut out,
+        format!("mean estimate: {:+.2} pp (Monte Carlo SE {:.2}); bias {:+.2} pp", o.mean_estimate, o.mc_se, o.bias),
+    )?;
+    w(
+        &mut out,
+        format!("standard error: empirical {:.2} pp, mean reported {:.2} pp", o.empirical_se, o.mean_reported_se),
+    )?;
+    w(
+        &mut out,
+        format!("{:.0}% CI coverage: {} (Monte Carlo SE {})", o.level * 100.0, pct(o.coverage), pct(o.coverage_mc_se)),
+    )?;
+    let what = if o.true_effect == 0.0 { "type I error" } else { "power" };
+    w(
+        &mut out,
+        format!(
+            "rejection rate ({what}, two-sided {}): {} (Monte Carlo SE {})",
+            ((1.0 - o.level) * 1000.0).round() / 1000.0,
+            pct(o.rejection_rate),
+            pct(o.rejection_mc_se)
+        ),
+    )?;
+    w(
+        &mut out,
+        format!(
+            "analysed: {:.0} of {} per trial on average (the rest without the primary outcome); estimable in {} of {} trials",
+            o.mean_analysed, o.participants, o.estimated, o.trials
+        ),
+    )
+}
+
+fn simulate(protocol: Option<PathBuf>, trials: u32, participants: Option<u32>, seed: &str, json: bool) -> Result<()> {
+    let seed = keys::parse_seed(seed)?;
+    let p = load_protocol(&protocol)?;
+    let participants = simulated_participants(&p, participants)?;
     let bar = progress_bar(u64::from(trials), "simulating trials");
     let a = chancery::design::simulate(
         &p,

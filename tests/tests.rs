@@ -14,6 +14,7 @@ mod hardening;
 mod hostile;
 mod inputs;
 mod ledger;
+mod operating;
 mod outcome_rules;
 mod outcomes;
 mod report;
