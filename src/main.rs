@@ -483,9 +483,12 @@ enum Command {
         /// The trial database.
         #[arg(long, value_name = "FILE")]
         db: PathBuf,
-        /// The new copy.
+        /// The new copy (an existing file is refused unless --force).
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
+        /// Replace an existing copy at --to.
+        #[arg(long)]
+        force: bool,
     },
     /// Check the trial's records: the log's chain, the tables against a replay of
     /// the log, unique participants, checkpoints, the seed commitment and (with
@@ -1047,8 +1050,8 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Backup { db, to } => {
-            let b = chancery::verify::backup(&db, &to)?;
+        Command::Backup { db, to, force } => {
+            let b = chancery::verify::backup(&db, &to, Overwrite::forced(force))?;
             println!("backed up {} entries (head {}) to {}; the copy verifies", b.entries, b.head, b.path.display());
             Ok(())
         }

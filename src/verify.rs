@@ -1682,10 +1682,11 @@ pub struct Backup {
 /// Copies a live trial database with SQLite's online backup API (consistent
 /// even while coordinators write), verifies the copy — chain, replay and
 /// SQLite integrity — and only then gives it its name. Never overwrites.
-pub fn backup(db: &Path, to: &Path) -> Result<Backup> {
-    if to.exists() || to.is_symlink() {
+pub fn backup(db: &Path, to: &Path, overwrite: crate::outfile::Overwrite) -> Result<Backup> {
+    let replace = overwrite == crate::outfile::Overwrite::Force;
+    if (to.exists() || to.is_symlink()) && !replace {
         return Err(Error::Refused(format!(
-            "{} already exists; chancery never overwrites a file (choose another --to)",
+            "{} already exists; chancery does not overwrite files (choose another --to, or give --force to replace it)",
             to.display()
         )));
     }
@@ -1734,6 +1735,27 @@ pub fn backup(db: &Path, to: &Path) -> Result<Backup> {
             Ok(_) => std::fs::remove_file(&side).map_err(Error::io(format!("removing {}", side.display())))?,
         }
     }
-    std::fs::rename(&partial, to).map_err(Error::io(format!("naming the backup {}", to.display())))?;
+    if replace {
+        // A replaced copy's own side files belong to the old copy: a stale
+        // `-wal` beside the new one would be read into it.
+        for suffix in ["-wal", "-shm"] {
+            let side = with_suffix(to, suffix);
+            if side.exists() && !(suffix == "-wal" && with_suffix(&partial, suffix).exists()) {
+                std::fs::remove_file(&side).map_err(Error::io(format!("removing {}", side.display())))?;
+            }
+        }
+        std::fs::rename(&partial, to).map_err(Error::io(format!("naming the backup {}", to.display())))?;
+    } else {
+        // Named without replacing: a file that appeared at `to` meanwhile is kept.
+        std::fs::hard_link(&partial, to).map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Refused(format!("{} appeared while the backup was made; nothing was replaced", to.display()))
+            } else {
+                Error::Io { context: format!("naming the backup {}", to.display()), source: e }
+            }
+        })?;
+        std::fs::remove_file(&partial).map_err(Error::io(format!("removing {}", partial.display())))?;
+    }
     Ok(Backup { path: to.to_path_buf(), entries: report.entries, head: report.head })
 }

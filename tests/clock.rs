@@ -130,11 +130,16 @@ fn followup_due_uses_the_same_clock_as_the_writes() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("follow-up due on 2026-04-01: 0"));
 }
 
-/// The default protocol declaring the trial's time zone.
+/// The default protocol declaring the time zone `zone`, or none if it is empty.
 fn london_protocol(dir: &Path, zone: &str) -> PathBuf {
     let text = std::fs::read_to_string(protocol("work-health-ips.toml")).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("timezone = ")).map(|l| format!("{l}\n")).collect();
     let title = text.lines().find(|l| l.starts_with("title = ")).unwrap();
-    let text = text.replacen(title, &format!("{title}\ntimezone = \"{zone}\""), 1);
+    let text = if zone.is_empty() {
+        text.clone()
+    } else {
+        text.replacen(title, &format!("{title}\ntimezone = \"{zone}\""), 1)
+    };
     let path = dir.join("london.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -245,7 +250,7 @@ fn dates_people_enter_are_in_the_trial_time_zone_around_midnight_and_both_clock_
 #[test]
 fn a_protocol_without_a_time_zone_keeps_utc_dates() {
     let dir = tempfile::tempdir().unwrap();
-    let db = init(dir.path(), "work-health-ips.toml");
+    let db = init_with(dir.path(), &london_protocol(dir.path(), ""));
     ok(&randomise(&db, "P1", 1));
     refused(
         &db,
@@ -282,4 +287,14 @@ fn verify_clean(db: &Path) {
     let out = chancery().args(["verify", "--json", "--db"]).arg(db).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true, "{v:#}");
+}
+
+/// The default protocol is the trial's, in England: its dates are London's.
+#[test]
+fn the_default_protocol_dates_in_london() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = init(dir.path(), "work-health-ips.toml");
+    ok(&randomise(&db, "P1", 1));
+    // 23:30 UTC on 30 June is 00:30 on 1 July in British Summer Time.
+    ok(&at("2026-06-30T23:30:00Z", record(&db, "P1", Some("2026-07-01"))));
 }

@@ -322,7 +322,23 @@ fn a_backup_is_a_verified_copy_and_never_overwrites() {
     let before = std::fs::read(&copy).unwrap();
     let out = chancery().args(["backup", "--db"]).arg(&db).arg("--to").arg(&copy).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(&copy).unwrap(), before);
+    // --force replaces it, as it does for every other output: after more
+    // randomisations the new copy has them, and verifies.
+    let more = dir.path().join("more.csv");
+    std::fs::write(&more, batch_csv("M", 5, 310_000)).unwrap();
+    chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&more).assert().success();
+    std::fs::write(format!("{}-wal", copy.display()), b"a stale side file of the old copy").unwrap();
+    chancery().args(["backup", "--force", "--db"]).arg(&db).arg("--to").arg(&copy).assert().success();
+    assert!(!std::path::Path::new(&format!("{}-wal", copy.display())).exists(), "the old copy's -wal was left");
+    assert_eq!(verify_ok(&copy)["head"], verify_ok(&db)["head"]);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// Every output and file a trial produces, searched for its secrets and the
