@@ -1076,8 +1076,8 @@ fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 Some(path) => {
-                    // A checkpoint is a public statement (no trial data): readable by all.
-                    outfile::write(&path, c.to_text().as_bytes(), Overwrite::forced(force), 0o644)?;
+                    // Owner-only like every output; share it as a file, by hand.
+                    outfile::write(&path, c.to_text().as_bytes(), Overwrite::forced(force), outfile::OUTPUT_MODE)?;
                     println!("checkpoint of {} entries, head {}, written to {}", c.length, c.head, path.display());
                     Ok(())
                 }

@@ -397,7 +397,7 @@ fn a_recorded_value_can_be_corrected_back_to_missing() {
         &correct(&["--set", "phq9="], "x"),
         "--set \"phq9=\" gives no value; to correct phq9 to missing use --clear phq9",
     );
-    refused(&db, &correct(&["--clear", "phq9"], " "), "a correction needs a reason");
+    refused(&db, &correct(&["--clear", "phq9"], " "), "every change needs a reason");
     ok(&correct(&["--clear", "phq9"], "the questionnaire was the wrong participant's"));
     refused(
         &db,
@@ -500,7 +500,7 @@ fn hostile_outcomes_are_refused_with_their_reason() {
         M4_NOW,
     ]));
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
-        ("m4 on day 0", record(&db, NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), "outside the m4 window"),
+        ("m4 on day 0", record(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), "outside the m4 window"),
         (
             "m4 a day after the window",
             record(&db, "2026-08-03T10:00:00Z", "P2", "m4", "2026-08-02", &["phq9=10"]),
@@ -513,7 +513,7 @@ fn hostile_outcomes_are_refused_with_their_reason() {
         ),
         (
             "m12 primary on day 0",
-            record(&db, NOW, "P2", "m12", "2026-03-02", &["paid_work_13_weeks=no"]),
+            record(&db, M4_NOW, "P2", "m12", "2026-03-02", &["paid_work_13_weeks=no"]),
             "outside the m12 window",
         ),
         (
@@ -586,12 +586,12 @@ fn hostile_outcomes_are_refused_with_their_reason() {
     let mut cases = cases;
     cases.push((
         "a window reason with a terminal escape",
-        with(record(&db, NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", "early\u{1b}[2J"]),
+        with(record(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", "early\u{1b}[2J"]),
         "the window reason contains a control character",
     ));
     cases.push((
         "a window reason of 501 characters",
-        with(record(&db, NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", &long]),
+        with(record(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", &long]),
         "the window reason is longer than 500 characters",
     ));
     for (name, args, needle) in cases {
