@@ -913,6 +913,18 @@ impl Store {
         head(&self.conn)
     }
 
+    /// Pins this connection to the database as it stands now: begins a read
+    /// transaction that lasts until the connection is dropped, so every later
+    /// read on it sees this one state, whatever writers commit meanwhile.
+    /// Returns the log's head in that state; two pinned connections with the
+    /// same head see the same tables (every write appends a log entry).
+    pub fn pin_snapshot(&self) -> Result<Head> {
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN DEFERRED").map_err(Error::sqlite("beginning a read"))?;
+        }
+        head(&self.conn)
+    }
+
     /// The trial row, if the trial has been created.
     pub fn trial(&self) -> Result<Option<TrialRow>> {
         trial(&self.conn)

@@ -59,8 +59,8 @@ use crate::ledger;
 use crate::log::{Entry, EntryRef, FORMAT_VERSION, GENESIS_PREV};
 use crate::protocol::{FieldRef, Protocol};
 use crate::store::{
-    DERIVED_TABLES, LOG_OBJECTS, LogRow, LogRowRef, NewOutcome, NewReferral, SCHEMA_VERSION, SchemaObject, StatusRow,
-    Store, StreamRow, TableDiff, TrialRow, Tx,
+    DERIVED_TABLES, Head, LOG_OBJECTS, LogRow, LogRowRef, NewOutcome, NewReferral, SCHEMA_VERSION, SchemaObject,
+    StatusRow, Store, StreamRow, TableDiff, TrialRow, Tx,
 };
 
 /// What to verify, and with what.
@@ -268,6 +268,10 @@ fn verify_with(
     form: Form,
 ) -> Result<std::result::Result<Report, Rerun>> {
     let (live, version) = Store::open_any_for_audit(&opts.db)?;
+    // Coordinators may be writing while an auditor verifies: every read is of
+    // the database as it stood here (the log and its tables read at one
+    // moment, on this connection and on every other one verification opens).
+    let pinned = live.pin_snapshot()?;
     // An older schema's derived tables are not compared (their layout is not
     // this build's), so there is nothing for the digests to vouch for.
     if version < SCHEMA_VERSION && form == Form::Digest {
@@ -356,7 +360,8 @@ fn verify_with(
             let integrity = s.spawn(|| Store::open_any_for_audit(&opts.db)?.0.integrity_check());
             let live_digests = digest_key.map(|key| {
                 let columns = &columns;
-                s.spawn(move || live_digests(&opts.db, &key, columns))
+                let pinned = &pinned;
+                s.spawn(move || live_digests(&opts.db, pinned, &key, columns))
             });
             let (steps, queue) = std::sync::mpsc::sync_channel::<Vec<Step>>(QUEUE / BATCH);
             // The undecoded entries' strings come back to be filled again, so
@@ -379,7 +384,7 @@ fn verify_with(
             });
             let derived = (|| {
                 let tx = scratch.transaction()?;
-                let replay = Replay::new(&tx, digest_key.as_ref(), &opts.db);
+                let replay = Replay::new(&tx, digest_key.as_ref(), &opts.db, &pinned);
                 for batch in queue {
                     let mut texts = Vec::with_capacity(batch.len());
                     for step in batch {
@@ -440,7 +445,7 @@ fn verify_with(
     }
     if !pass.chain.failed() && pass.stopped.is_none() && version == SCHEMA_VERSION {
         let compared = |table: &str| form == Form::Exact || !DIGESTED.contains(&table);
-        compare_tables((&live, &opts.db), (&scratch, &scratch_path.0), &mut pass, compared)?;
+        compare_tables((&live, &opts.db, &pinned), (&scratch, &scratch_path.0), &mut pass, compared)?;
         if form == Form::Digest && pass.replay.failed() {
             return Ok(Err(Rerun));
         }
@@ -499,7 +504,7 @@ fn hinted_reveal(live: &Store) -> Option<Option<LogRow>> {
 /// pair of connections in another thread. The findings are then taken in
 /// `DERIVED_TABLES` order, as one thread comparing them all would.
 fn compare_tables(
-    (live, live_path): (&Store, &Path),
+    (live, live_path, pinned): (&Store, &Path, &Head),
     (scratch, scratch_path): (&Store, &Path),
     pass: &mut Pass,
     compared: impl Fn(&str) -> bool + Sync,
@@ -512,12 +517,20 @@ fn compare_tables(
         }
         Ok(out)
     };
+    // Half the tables on a second connection to the live database, if it can
+    // be pinned to the same state as the first (a write may have landed
+    // between the two); otherwise all of them on the first.
+    let second = open_pinned(live_path, pinned)?;
+    let compare = &compare;
     let (mine, other) = std::thread::scope(|s| {
-        let other = s.spawn(|| compare(&Store::open_for_audit(live_path)?, &Store::open_for_audit(scratch_path)?, 1));
+        let other = second.map(|second| s.spawn(move || compare(&second, &Store::open_for_audit(scratch_path)?, 1)));
         let mine = compare(live, scratch, 0);
-        (mine, other.join())
+        (mine, other.map(|o| o.join()))
     });
-    let other = other.map_err(|_| Error::Integrity("a table comparison stopped unexpectedly".into()))??;
+    let other = match other {
+        Some(o) => o.map_err(|_| Error::Integrity("a table comparison stopped unexpectedly".into()))??,
+        None => compare(live, scratch, 1)?,
+    };
     let mut diffs = mine?;
     diffs.extend(other);
     diffs.sort_by_key(|(i, _)| *i);
@@ -1415,8 +1428,20 @@ fn digested(table: &str) -> usize {
 /// its keys strictly increasing, so that no key is there twice and both sides
 /// would be walked in the same order (for `identities`, keyed by the identity
 /// hash, that no person is there twice). `None` if any of that fails.
-fn live_digests(db: &Path, key: &[u8; 32], columns: &[Vec<String>]) -> Result<Option<Sums>> {
-    let live = Store::open_for_audit(db)?;
+/// Opens another read-only connection to the live database pinned to the
+/// same state as `pinned`, or `None` if a write has moved the log since.
+fn open_pinned(db: &Path, pinned: &Head) -> Result<Option<Store>> {
+    let store = Store::open_for_audit(db)?;
+    let head = store.pin_snapshot()?;
+    Ok((head.len == pinned.len && head.hash == pinned.hash).then_some(store))
+}
+
+/// The live tables' digests in the pinned state, or `None` (the digest form
+/// then declines) if that state cannot be read on a second connection.
+fn live_digests(db: &Path, pinned: &Head, key: &[u8; 32], columns: &[Vec<String>]) -> Result<Option<Sums>> {
+    let Some(live) = open_pinned(db, pinned)? else {
+        return Ok(None);
+    };
     let mut hasher = RowHasher::new(key);
     let mut sums = Sums::default();
     for (t, table) in DIGESTED.iter().enumerate() {
@@ -1471,8 +1496,10 @@ fn live_digests(db: &Path, key: &[u8; 32], columns: &[Vec<String>]) -> Result<Op
 struct Replay<'t, 'c> {
     scratch: &'t Tx<'c>,
     digest: Option<std::cell::RefCell<ReplayDigest>>,
-    /// The live database, opened when a follow-up event first needs it.
+    /// The live database, opened when a follow-up event first needs it,
+    /// pinned to the state verification reads.
     db: &'t Path,
+    pinned: &'t Head,
     live: std::cell::RefCell<Option<Store>>,
 }
 
@@ -1484,7 +1511,7 @@ struct ReplayDigest {
 }
 
 impl<'t, 'c> Replay<'t, 'c> {
-    fn new(scratch: &'t Tx<'c>, key: Option<&[u8; 32]>, db: &'t Path) -> Replay<'t, 'c> {
+    fn new(scratch: &'t Tx<'c>, key: Option<&[u8; 32]>, db: &'t Path, pinned: &'t Head) -> Replay<'t, 'c> {
         let digest = key.map(|key| {
             std::cell::RefCell::new(ReplayDigest {
                 hasher: RowHasher::new(key),
@@ -1493,7 +1520,7 @@ impl<'t, 'c> Replay<'t, 'c> {
                 revealed: None,
             })
         });
-        Replay { scratch, digest, db, live: std::cell::RefCell::new(None) }
+        Replay { scratch, digest, db, pinned, live: std::cell::RefCell::new(None) }
     }
 
     /// The replayed digests, the trial row folded in as the last entry left it.
@@ -1549,7 +1576,10 @@ impl<'t, 'c> Replay<'t, 'c> {
         let mut live = self.live.borrow_mut();
         let live = match &mut *live {
             Some(l) => l,
-            None => live.insert(Store::open_for_audit(self.db)?),
+            None => live.insert(
+                open_pinned(self.db, self.pinned)?
+                    .ok_or_else(|| Error::Integrity("the database changed while it was read; verify again".into()))?,
+            ),
         };
         Ok(live.participant_seq(participant)?.is_some_and(|s| s >= 0 && (s as u64) < seq))
     }

@@ -369,6 +369,97 @@ fn catalogue() -> Vec<Case> {
             damage: Some(|db| std::fs::write(db, "just some text, not SQLite\n").unwrap()),
             expect: "",
         },
+        // Seen in use (issue 18): times, text, outcomes and files as people make them.
+        case(
+            "a --now decades ahead",
+            &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "moved", "--now", "2062-07-11T10:00:00Z"],
+        ),
+        case(
+            "a terminal escape in a reason",
+            &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "moved\u{1b}[2J"],
+        ),
+        Case {
+            name: "a reason past the length limit",
+            args: vec![
+                "withdraw",
+                "--db",
+                "{db}",
+                "--participant",
+                "P2",
+                "--reason",
+                Box::leak("x".repeat(501).into_boxed_str()),
+            ],
+            files: vec![],
+            damage: None,
+            expect: "",
+        },
+        case("an empty user", &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "moved", "--user", ""]),
+        Case {
+            name: "an NHS number of one digit",
+            args: single("nhs_number", "9999999999"),
+            files: vec![],
+            damage: None,
+            expect: "",
+        },
+        Case {
+            name: "an id differing only in case",
+            args: {
+                let mut a = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
+                a.extend(referral_args("p1", "sheffield", &nhs(902), &[]));
+                a.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect()
+            },
+            files: vec![],
+            damage: None,
+            expect: "",
+        },
+        with_file(
+            "a semicolon-separated batch",
+            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            "b.csv",
+            format!("{}{}", REFERRAL_HEADER.replace(',', ";"), good_row.replace(',', ";")),
+        ),
+        case(
+            "an m4 value collected on the day of randomisation",
+            &[
+                "outcome",
+                "record",
+                "--db",
+                "{db}",
+                "--participant",
+                "P2",
+                "--timepoint",
+                "m4",
+                "--on",
+                "2026-03-02",
+                "--set",
+                "phq9=5",
+            ],
+        ),
+        case(
+            "a correction to nothing without --clear",
+            &[
+                "outcome",
+                "correct",
+                "--db",
+                "{db}",
+                "--participant",
+                "P1",
+                "--timepoint",
+                "m4",
+                "--set",
+                "phq9=",
+                "--reason",
+                "typo",
+            ],
+        ),
+        case("a checkpoint file of random bytes", &["verify", "--db", "{db}", "--checkpoint", "/dev/urandom"]),
+        case("an outcome file that never ends", &["outcome", "import", "--db", "{db}", "--csv", "/dev/zero"]),
+        with_file(
+            "minimisation that always takes another arm",
+            &init,
+            "p.toml",
+            include_str!("../protocol/example-minimisation.toml").replacen("p = 0.8\n", "p = 0\n", 1),
+        ),
     ];
     // What each refusal must say: its reason, not some other problem met first.
     let expected: &[(&str, &str)] = &[
@@ -425,6 +516,18 @@ fn catalogue() -> Vec<Case> {
         ("a truncated database file", "malformed"),
         ("a database with corrupted pages", "malformed"),
         ("a file that is not a database", "not a SQLite database"),
+        ("a --now decades ahead", "ahead of the system clock"),
+        ("a terminal escape in a reason", "control character (U+001B)"),
+        ("a reason past the length limit", "501 characters long"),
+        ("an empty user", "no user to record"),
+        ("an NHS number of one digit", "not an NHS number that is ever issued"),
+        ("an id differing only in case", "differs only in case from participant P1"),
+        ("a semicolon-separated batch", "separated by semicolons"),
+        ("an m4 value collected on the day of randomisation", "outside the m4 window"),
+        ("a correction to nothing without --clear", "--clear phq9"),
+        ("a checkpoint file of random bytes", "larger than a checkpoint can be"),
+        ("an outcome file that never ends", "/dev/zero"),
+        ("minimisation that always takes another arm", "0.5"),
     ];
     for (name, needle) in expected {
         match c.iter_mut().find(|x| x.name == *name) {
@@ -483,7 +586,13 @@ fn every_hostile_input_gets_one_clear_error_and_changes_nothing() {
             .collect();
         // A time after the fixture's last entry, so that each case is refused
         // for what it is, not for back-dating the log.
-        let out = chancery().args(&args).env("CHANCERY_NOW", LATER).env("RUST_BACKTRACE", "1").output().unwrap();
+        let out = chancery()
+            .args(&args)
+            .env("CHANCERY_NOW", LATER)
+            .env_remove("CHANCERY_ALLOW_FUTURE_TIME")
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let lines: Vec<&str> = stderr.lines().collect();
         let problem = if out.status.code() != Some(1) {
