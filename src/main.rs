@@ -50,14 +50,17 @@ struct Now {
         long,
         env = "CHANCERY_ALLOW_FUTURE_TIME",
         action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new()
+        // Set but empty is off, like unset (FalseyValueParser: "", 0, no,
+        // false, off are off).
+        value_parser = clap::builder::FalseyValueParser::new()
     )]
     allow_future_time: bool,
 }
 
 impl Now {
     fn resolve(&self) -> Result<chancery::clock::Clock> {
-        match &self.now {
+        // CHANCERY_NOW set but empty is unset: the system clock.
+        match self.now.as_deref().filter(|t| !t.trim().is_empty()) {
             Some(t) => chancery::clock::Clock::given(Timestamp::parse(t)?, Timestamp::system(), self.allow_future_time),
             None => Ok(chancery::clock::Clock::System),
         }

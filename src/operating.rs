@@ -339,6 +339,16 @@ pub fn simulate_analysis(
     let truth = true_effect(protocol, &options.seed, options.effect_pp);
     let level = protocol.analysis.confidence;
     let estimates: Vec<&TrialEstimate> = results.iter().filter_map(|(e, ..)| e.as_ref()).collect();
+    // Means, standard deviations and Monte Carlo errors need two estimates at
+    // least: with fewer there is nothing to report but that (never a NaN).
+    if estimates.len() < 2 {
+        return Err(Error::Input(format!(
+            "the primary analysis was estimable in {} of {} simulated trials of {} participants; operating characteristics need two at least: give more --participants or --trials",
+            estimates.len(),
+            options.trials,
+            options.participants
+        )));
+    }
     let m = estimates.len() as f64;
     let mean = |f: &dyn Fn(&TrialEstimate) -> f64| estimates.iter().map(|e| f(e)).sum::<f64>() / m;
     let share = |f: &dyn Fn(&TrialEstimate) -> bool| estimates.iter().filter(|e| f(e)).count() as f64 / m;

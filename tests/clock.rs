@@ -298,3 +298,27 @@ fn the_default_protocol_dates_in_london() {
     // 23:30 UTC on 30 June is 00:30 on 1 July in British Summer Time.
     ok(&at("2026-06-30T23:30:00Z", record(&db, "P1", Some("2026-07-01"))));
 }
+
+/// An environment variable set but empty is as if unset, not an error.
+/// See: `CHANCERY_ALLOW_FUTURE_TIME=` made every writing command a usage error.
+#[test]
+fn empty_clock_variables_are_as_if_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = init(dir.path(), "work-health-ips.toml");
+    let out = chancery()
+        .env("CHANCERY_NOW", "")
+        .env("CHANCERY_ALLOW_FUTURE_TIME", "")
+        .args(randomise(&db, "P1", 1))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // And empty is off: a far-future time is still refused.
+    let out = chancery()
+        .env("CHANCERY_NOW", "2062-01-01T00:00:00Z")
+        .env("CHANCERY_ALLOW_FUTURE_TIME", "")
+        .args(randomise(&db, "P2", 2))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("ahead of the system clock"), "{}", stderr(&out));
+}

@@ -159,6 +159,10 @@ fn simulate_analysis_refuses_what_it_cannot_simulate_in_one_line() {
     let e = err(&["--protocol", p.to_str().unwrap()]);
     assert!(e.contains("protocol example-minimisation cannot be simulated"), "{e}");
     assert!(e.contains("paid_work_13_weeks"), "{e}");
+    // Trials too small to estimate anything say so, instead of printing NaN.
+    // See: `--trials 5 --participants 10` printed "mean estimate: NaN pp".
+    let e = err(&["--trials", "5", "--participants", "10"]);
+    assert!(e.contains("estimable in 0 of 5 simulated trials of 10 participants"), "{e}");
     // --effect is the analysis simulation's alone.
     let out = chancery().args(["simulate", "--effect", "3"]).output().unwrap();
     assert!(!out.status.success());
