@@ -79,6 +79,12 @@ impl fmt::Display for Error {
                             "{context}: the database is busy (another coordinator is writing); try again in a moment"
                         );
                     }
+                    if e.code == rusqlite::ErrorCode::DatabaseCorrupt {
+                        return write!(
+                            f,
+                            "{context}: the database file is damaged ({source}); restore it from a backup (`chancery backup` makes verified copies) and run `chancery verify`"
+                        );
+                    }
                     if e.code == rusqlite::ErrorCode::NotADatabase {
                         return write!(
                             f,

@@ -87,7 +87,7 @@ pub fn validate_entry(
         && entry.collected_on > died
     {
         return Err(format!(
-            "participant {p}, {t}: the participant is recorded as died on {died}, so nothing can be collected on {}; check --on (or correct the status)",
+            "participant {p}, {t}: the participant is recorded as died on {died}, so nothing can be collected on {}; check --on",
             entry.collected_on
         ));
     }

@@ -1339,8 +1339,12 @@ fn flush_touched(tx: &Tx, protocol: &Protocol, state: &State, touched: &Touched)
 pub(crate) fn batch_error(total: usize, problems: Vec<String>) -> Error {
     if total == 1 && problems.len() == 1 {
         let only = problems.into_iter().next().unwrap_or_default();
-        // A single referral: the origin prefix is noise.
-        let msg = only.split_once(": ").map(|(_, m)| m.to_string()).unwrap_or(only);
+        // A single record from the command line: its origin ("referral",
+        // "outcome") is noise. A file's one row keeps its `file:line`.
+        let msg = match only.split_once(": ") {
+            Some((origin, m)) if !origin.contains(':') => m.to_string(),
+            _ => only,
+        };
         return Error::Input(format!("{msg}; nothing was written"));
     }
     let n = problems.len();

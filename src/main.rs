@@ -582,7 +582,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
-                let message = e.kind().as_str().map_or_else(|| e.to_string(), str::to_string);
+                // clap's own first line, which names the argument ("unexpected
+                // argument '--bogus' found"), without its "error: " prefix.
+                let rendered = e.render().to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                let message = first.strip_prefix("error: ").unwrap_or(first).trim().to_string();
                 print_error_json("usage", &message, "arguments");
             }
             return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };

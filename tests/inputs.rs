@@ -295,6 +295,8 @@ fn with_json_an_error_is_also_a_json_object_on_standard_output() {
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["kind"], "usage");
+    // Naming the argument, as the text does. See: it said only "unexpected argument found".
+    assert!(v["error"].as_str().unwrap().contains("--bogus"), "{v}");
     let out = randomise_one(&db, "P1", &nhs(1), &[]);
     assert!(out.stdout.is_empty());
 }
@@ -461,4 +463,23 @@ fn hostile_inputs_as_people_make_them() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A file of one row names its file and line like a longer one.
+/// See: a one-row batch's error lost its `file:line`.
+#[test]
+fn a_one_row_file_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = init(dir.path(), "work-health-ips.toml");
+    let csv = dir.path().join("one.csv");
+    std::fs::write(
+        &csv,
+        "participant,site,nhs_number,age,sex,employment_status,condition,referral_source,weeks_out_of_work,gp_in_area,wants_work,receiving_ips,consent,phq9,gad7,swemwbs,eq5d\n\
+         N1,sheffield,9434765919,34,female,out_of_work,msk,gp,NA,yes,yes,no,yes,12,9,21,0.731\n",
+    )
+    .unwrap();
+    let out = chancery().args(["randomise", "--db"]).arg(&db).arg("--batch").arg(&csv).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("one.csv:2: participant N1"), "{err}");
 }
