@@ -535,12 +535,14 @@ pub fn publish(r: &DemoReport) -> Result<Published> {
         ));
     let checkpoint = trial.checkpoint(&signing, when)?;
     let cp_path = dir.join("checkpoint.txt");
-    std::fs::write(&cp_path, checkpoint.to_text()).map_err(Error::io(format!("writing {}", cp_path.display())))?;
+    // Written as every output is: whole or not at all, owner-only.
+    use crate::outfile::{OUTPUT_MODE, Overwrite, write};
+    write(&cp_path, checkpoint.to_text().as_bytes(), Overwrite::Refuse, OUTPUT_MODE)?;
     let built = crate::report::for_trial(&r.db, vec![(cp_path.display().to_string(), checkpoint)], None)?;
     let tables = dir.join("analysis");
     crate::analysis::write_tables(&built.analysis, &tables)?;
     let report = dir.join("report.html");
-    std::fs::write(&report, &built.html).map_err(Error::io(format!("writing {}", report.display())))?;
+    write(&report, built.html.as_bytes(), Overwrite::Refuse, OUTPUT_MODE)?;
     Ok(Published { checkpoint: cp_path, tables, report, built })
 }
 

@@ -39,6 +39,16 @@ fn the_demo_says_it_is_simulated_and_follows_everyone_up() {
     let outcomes = chancery().args(["export", "--db"]).arg(&db).args(["--what", "outcomes"]).assert().success();
     let text = String::from_utf8(outcomes.get_output().stdout.clone()).unwrap();
     assert!(text.lines().filter(|l| l.contains(",m12,paid_work_13_weeks,")).count() as u64 == n("m12"));
+    // Its outputs are owner-only like any trial's. See: the demonstration
+    // wrote report.html and checkpoint.txt 0644.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["trial.db", "report.html", "checkpoint.txt", "analysis/estimates.csv"] {
+            let mode = std::fs::metadata(dir.path().join("d").join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
 }
 
 #[test]
