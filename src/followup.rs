@@ -341,9 +341,14 @@ fn consistency(
             && let Some(d) = first_job_at(t)
             && w * 7 > (on - d).num_days() + 7
         {
+            let days = (on - d).num_days();
+            let when = if days < 0 {
+                format!("{} days after the collection on {on}", -days)
+            } else {
+                format!("{days} days before the collection on {on}")
+            };
             return Err(format!(
-                "weeks_in_paid_work is {w} but the first job began on {d}, {} days before the collection on {on}; one of them is wrong",
-                (on - d).num_days()
+                "weeks_in_paid_work is {w} but the first job began on {d}, {when}; one of them is wrong"
             ));
         }
     }
@@ -591,6 +596,9 @@ mod tests {
         assert!(at("2027-03-02", &[("weeks_in_paid_work", "1"), ("first_job_date", "2027-03-02")]).is_ok());
         let two = at("2027-03-02", &[("weeks_in_paid_work", "2"), ("first_job_date", "2027-03-02")]).unwrap_err();
         assert!(two.contains("weeks_in_paid_work is 2 but the first job began on 2027-03-02, 0 days before"), "{two}");
+        // A job after the collection is said so, not as a negative count. See: "-11 days before".
+        let after = at("2027-03-02", &[("weeks_in_paid_work", "2"), ("first_job_date", "2027-03-10")]).unwrap_err();
+        assert!(after.contains("began on 2027-03-10, 8 days after the collection on 2027-03-02"), "{after}");
         let yes = |job: &str| at("2027-03-02", &[("paid_work_13_weeks", "yes"), ("first_job_date", job)]);
         assert!(yes("2026-12-08").is_ok(), "84 days");
         let short = yes("2026-12-09").unwrap_err();

@@ -216,7 +216,11 @@ pub fn create_new_file(path: &Path, mode: u32) -> std::io::Result<fs::File> {
 /// and write bits only (never execute or set-id).
 pub fn parse_mode(text: &str) -> std::result::Result<u32, String> {
     match u32::from_str_radix(text, 8) {
-        Ok(m) if m & !0o666 == 0 && !text.is_empty() => Ok(m),
+        // Trial data is never writable by anyone but its owner.
+        Ok(m) if m & !0o666 == 0 && m & 0o022 != 0 && !text.is_empty() => Err(format!(
+            "--mode {text} would let others change trial data; give at most 0644 (owner writes; group and others may read)"
+        )),
+        Ok(m) if m & !0o644 == 0 && !text.is_empty() => Ok(m),
         _ => Err(format!(
             "{text:?} is not a file mode: give octal read/write bits such as 0600 (owner only, the default) or 0640"
         )),
@@ -263,6 +267,22 @@ fn read_secret(path: &Path, format: &str) -> Result<Vec<(String, String)>> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Outputs may be shared for reading, never writable by others.
+    /// See: `--mode 0666` was accepted for exports of trial data.
+    #[test]
+    fn an_output_mode_lets_no_one_but_the_owner_write() {
+        assert_eq!(parse_mode("0600"), Ok(0o600));
+        assert_eq!(parse_mode("0640"), Ok(0o640));
+        assert_eq!(parse_mode("644"), Ok(0o644));
+        for writable in ["0666", "0660", "0602", "0622"] {
+            let e = parse_mode(writable).unwrap_err();
+            assert!(e.contains("would let others change trial data"), "{writable}: {e}");
+        }
+        assert!(parse_mode("0777").unwrap_err().contains("is not a file mode"));
+        assert!(parse_mode("rw").unwrap_err().contains("is not a file mode"));
+        assert!(parse_mode("").is_err());
+    }
 
     #[test]
     fn key_files_round_trip_with_mode_0600_and_are_never_overwritten() {
