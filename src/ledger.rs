@@ -571,7 +571,7 @@ impl Trial {
             Error::Integrity(format!("{} has no trial record; it was not created by `chancery init`", db.display()))
         })?;
         check_trial_row(&store, &row, db)?;
-        let protocol = Protocol::parse(&format!("{} (stored protocol)", db.display()), &row.protocol)?;
+        let protocol = Protocol::parse_recorded(&format!("{} (stored protocol)", db.display()), &row.protocol)?;
         Ok(Trial {
             store,
             protocol,

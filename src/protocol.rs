@@ -726,6 +726,16 @@ fn parse_kind(
     Ok(k)
 }
 
+/// Which rules a protocol is parsed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// Every rule: a protocol for a trial about to be created.
+    NewTrial,
+    /// A protocol a log already holds: the rules of the format it was
+    /// accepted under (see [`Protocol::parse_recorded`]).
+    Recorded,
+}
+
 impl Protocol {
     /// Reads and validates a protocol file.
     pub fn load(path: &Path) -> Result<Protocol> {
@@ -740,8 +750,22 @@ impl Protocol {
         Protocol::parse(&path.display().to_string(), &text)
     }
 
-    /// Parses and validates protocol text; `file` names it in messages.
+    /// Parses and validates protocol text for a new trial; `file` names it in
+    /// messages.
     pub fn parse(file: &str, text: &str) -> Result<Protocol> {
+        Protocol::parse_as(file, text, Rules::NewTrial)
+    }
+
+    /// Parses the protocol a trial's log entry 0 committed to. The rules added
+    /// for new trials since a log may have been written (minimisation's p above
+    /// 0.5, a bound on the number of strata) are not applied: that trial
+    /// allocated under its protocol as it was accepted, and must still verify
+    /// and go on by it.
+    pub fn parse_recorded(file: &str, text: &str) -> Result<Protocol> {
+        Protocol::parse_as(file, text, Rules::Recorded)
+    }
+
+    fn parse_as(file: &str, text: &str, rules: Rules) -> Result<Protocol> {
         let w = Where { file, text };
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| w.line(s.start));
@@ -1007,7 +1031,7 @@ impl Protocol {
                 if !(0.0..=1.0).contains(&p) {
                     return Err(w.at(&raw.allocation, format!("p = {p} is not a probability between 0 and 1")));
                 }
-                if p <= 0.5 {
+                if p <= 0.5 && rules == Rules::NewTrial {
                     return Err(w.at(
                         &raw.allocation,
                         format!(
@@ -1059,7 +1083,7 @@ impl Protocol {
             })?;
             factors.push(Factor { source, name, levels, weight, weight_milli: (weight * 1000.0).round() as u64 });
         }
-        if strata_count(&factors).is_none_or(|n| n > MAX_STRATA) {
+        if rules == Rules::NewTrial && strata_count(&factors).is_none_or(|n| n > MAX_STRATA) {
             let levels: Vec<String> = factors.iter().map(|f| f.levels.len().to_string()).collect();
             return Err(w.at(
                 &raw.allocation,
@@ -1552,6 +1576,17 @@ mod tests {
             let got = Protocol::parse("p.toml", &t).unwrap().method;
             assert_eq!(got, Method::Minimisation { imbalance: Imbalance::Range, p_millionths: millionths }, "p {p}");
         }
+    }
+
+    /// The rules added for new trials do not stop a trial already in a log from
+    /// being verified or going on: its protocol is read as it was accepted.
+    #[test]
+    fn a_recorded_protocol_is_read_as_it_was_accepted() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/example-minimisation.toml");
+        let text = std::fs::read_to_string(path).unwrap().replace("p = 0.8\n", "p = 0.5\n");
+        assert!(Protocol::parse("p.toml", &text).unwrap_err().to_string().contains("use p above 0.5"));
+        let recorded = Protocol::parse_recorded("p.toml", &text).unwrap();
+        assert_eq!(recorded.method, Method::Minimisation { imbalance: Imbalance::Range, p_millionths: 500_000 });
     }
 
     /// A factor's level is needed for every randomisation; an optional baseline

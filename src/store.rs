@@ -637,6 +637,19 @@ fn open_read_write(path: &Path, what: &str, missing: &str) -> Result<Connection>
 
 /// The schema version of a chancery database; refuses any other file, and one
 /// written by a newer chancery.
+/// Refuses a file of an older schema: only `chancery migrate` (and an
+/// auditor's `verify`) read one.
+fn require_current(version: i32, path: &Path) -> Result<()> {
+    if version < SCHEMA_VERSION {
+        return Err(Error::Refused(format!(
+            "{} has schema {version}, older than this build's {SCHEMA_VERSION}; back it up, then run `chancery migrate --db {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn schema_of(conn: &Connection, path: &Path, what: &str) -> Result<i32> {
     let app: i32 =
         conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.to_string()))?;
@@ -788,14 +801,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let what = format!("opening database {}", path.display());
         let conn = open_read_write(path, &what, "create it with `chancery init` or check --db")?;
-        let version = schema_of(&conn, path, &what)?;
-        if version < SCHEMA_VERSION {
-            return Err(Error::Refused(format!(
-                "{} has schema {version}, older than this build's {SCHEMA_VERSION}; back it up, then run `chancery migrate --db {}`",
-                path.display(),
-                path.display()
-            )));
-        }
+        require_current(schema_of(&conn, path, &what)?, path)?;
         Ok(Store { conn })
     }
 
@@ -806,14 +812,7 @@ impl Store {
         let what = format!("opening database {}", path.display());
         let conn = open_reader(path, &what)?;
         configure(&conn, &what)?;
-        let version = schema_of(&conn, path, &what)?;
-        if version < SCHEMA_VERSION {
-            return Err(Error::Refused(format!(
-                "{} has schema {version}, older than this build's {SCHEMA_VERSION}; back it up, then run `chancery migrate --db {}`",
-                path.display(),
-                path.display()
-            )));
-        }
+        require_current(schema_of(&conn, path, &what)?, path)?;
         Ok(Store { conn })
     }
 

@@ -743,7 +743,7 @@ impl Pass<'_> {
                 if hex::encode(Sha256::digest(t.protocol.as_bytes())) != t.protocol_sha256 {
                     return Err("entry 0's protocol_sha256 is not the SHA-256 of its protocol text".into());
                 }
-                let protocol = Protocol::parse("the protocol in log entry 0", &t.protocol)
+                let protocol = Protocol::parse_recorded("the protocol in log entry 0", &t.protocol)
                     .map_err(|e| format!("entry 0's protocol does not parse: {e}"))?;
                 if protocol.id != t.trial {
                     return Err(format!("entry 0 names trial {:?} but its protocol is {:?}", t.trial, protocol.id));
