@@ -6,7 +6,9 @@
 //! are screened ([`referral`]) and allocated ([`allocation`]) from a seed whose
 //! commitment is published first ([`keys`]), and every change is an event
 //! ([`event`]) in a hash-chained log ([`log`]) kept in SQLite ([`store`]).
-//! [`ledger`] ties these together for coordinators.
+//! [`ledger`] ties these together for coordinators; [`operations`] names
+//! everything a front end (the command line, a service) can do, each as one
+//! function with a plain request and result.
 //!
 //! ```
 //! use chancery::protocol::Protocol;
@@ -34,6 +36,7 @@ pub mod keys;
 pub mod ledger;
 pub mod log;
 pub mod operating;
+pub mod operations;
 pub mod outcome;
 pub mod outfile;
 pub mod protocol;
