@@ -33,6 +33,8 @@
 //!   `benches/analyse.rs`), RUNS times (5), each phase timed (dataset, the
 //!   analysis, dropping the dataset); with TEMPLATE (a folder) the trial is
 //!   built there once and reused.
+//! - `inputs [N] [DIR]`: writes into DIR (`bench-inputs`) the trials and
+//!   files the whole commands in `benches/commands.sh` run on.
 //!
 //! `cargo run --release --example timing -- batch 100000`. The allocator
 //! is the `chancery` binary's (mimalloc).
@@ -383,6 +385,21 @@ fn import(n: usize, template: Option<&Path>) {
     }
     let ids: Vec<String> =
         Trial::open(&db).unwrap().store().participants().unwrap().into_iter().map(|p| p.participant).collect();
+    let csv = outcome_csv(&ids);
+    let now = Timestamp::parse("2027-01-10T12:00:00Z").unwrap();
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let mut trial = Trial::open(&db).unwrap();
+    let entries = parse_outcome_csv("outcomes.csv", csv.as_bytes(), now.date()).unwrap();
+    let parsed = t.elapsed().as_secs_f64();
+    let written = trial.record_outcomes(&entries, "probe", now).unwrap();
+    drop(trial);
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    println!("import of {} rows: wall {wall:.3} s (parsing {parsed:.3} s), cpu {cpu:.3} s", written.len());
+}
+
+/// The follow-up CSV `benches/outcomes.rs` builds: m4 and m12, ten values
+/// each, for every participant in `ids`.
+fn outcome_csv(ids: &[String]) -> String {
     let mut csv = String::from(
         "participant,timepoint,collected_on,in_paid_work,weeks_in_paid_work,first_job_date,paid_work_13_weeks,\
          earnings_monthly,sickness_absence_days,phq9,gad7,swemwbs,eq5d,ips_contacts\n",
@@ -399,15 +416,65 @@ fn import(n: usize, template: Option<&Path>) {
             csv.push_str(&format!("{p},m12,2027-01-04,no,0,,no,0,0,{phq},{gad},{swe},0.{eq:03},{}\n", i % 60));
         }
     }
-    let now = Timestamp::parse("2027-01-10T12:00:00Z").unwrap();
-    let (t, c) = (Instant::now(), cpu_seconds());
-    let mut trial = Trial::open(&db).unwrap();
-    let entries = parse_outcome_csv("outcomes.csv", csv.as_bytes(), now.date()).unwrap();
-    let parsed = t.elapsed().as_secs_f64();
-    let written = trial.record_outcomes(&entries, "probe", now).unwrap();
-    drop(trial);
-    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
-    println!("import of {} rows: wall {wall:.3} s (parsing {parsed:.3} s), cpu {cpu:.3} s", written.len());
+    csv
+}
+
+/// Writes into `dir` the inputs of the whole commands BENCHMARKS.md times
+/// (`benches/commands.sh` runs them): `batch.db`, a fresh trial (seed 0x5a..,
+/// key `batch.db.key`) and `referrals.csv`, `n` eligible referrals for it
+/// (100,000); `one.csv`, one more referral; `import.db`, a trial with `n / 2`
+/// randomised participants, and `outcomes.csv`, their m4 and m12 rows (the
+/// import probe's); `demo/`, the analysis bench's demonstration trial (125,000
+/// referrals, seed 0x42..); `verify.db`, the verify bench's 1,000,001-entry log.
+fn inputs(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let t = Instant::now();
+    let (fresh, _, refs) = trial(&dir.join("batch.db"), [0x5a; 32], n + 1);
+    drop(fresh);
+    let fields: Vec<&str> = refs[0].1.values.iter().map(|(k, _)| k.as_str()).collect();
+    let write_csv = |path: &Path, rows: &[(String, Referral)]| {
+        let mut w = csv::Writer::from_path(path).unwrap();
+        w.write_record(["participant", "site"].iter().chain(&fields)).unwrap();
+        for (_, r) in rows {
+            let values = fields.iter().map(|f| r.values.iter().find(|(k, _)| k == f).map_or("", |(_, v)| v));
+            w.write_record([r.participant.as_str(), r.site.as_str()].into_iter().chain(values)).unwrap();
+        }
+        w.flush().unwrap();
+    };
+    write_csv(&dir.join("referrals.csv"), &refs[..n]);
+    write_csv(&dir.join("one.csv"), &refs[n..]);
+    let db = dir.join("import.db");
+    let (mut randomised, key, refs) = trial(&db, [0x5b; 32], n / 2);
+    randomised.randomise(&key, &refs, "probe", Timestamp::parse("2026-01-02T09:00:00Z").unwrap()).unwrap();
+    let ids: Vec<String> = randomised.store().participants().unwrap().into_iter().map(|p| p.participant).collect();
+    drop(randomised);
+    std::fs::write(dir.join("outcomes.csv"), outcome_csv(&ids)).unwrap();
+    println!("batch and import inputs: {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    chancery::demo::run(
+        &chancery::demo::DemoOptions {
+            dir: dir.join("demo"),
+            protocol: concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/work-health-ips.toml").into(),
+            referrals: 125_000,
+            seed: [0x42; 32],
+            effect_pp: 4.0,
+        },
+        |_, _, _| {},
+    )
+    .unwrap();
+    println!("demonstration trial: {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let db = dir.join("verify.db");
+    let (mut big, key, _) = trial(&db, [0x77; 32], 1);
+    let referrals: Vec<_> = chancery::demo::simulate_referrals(big.protocol(), &[0x77; 32], 1_000_000)
+        .into_iter()
+        .map(|r| (r.participant.clone(), r))
+        .collect();
+    for (i, chunk) in referrals.chunks(100_000).enumerate() {
+        let at = Timestamp::parse(&format!("2026-01-{:02}T09:00:00Z", 2 + i)).unwrap();
+        big.randomise(&key, chunk, "probe", at).unwrap();
+    }
+    println!("1,000,001-entry log: {:.1} s", t.elapsed().as_secs_f64());
 }
 
 fn analyse(n: u32, template: Option<&Path>, runs: usize) {
@@ -498,13 +565,14 @@ fn main() {
         Some("storage") => storage(n(100_000), args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3)),
         Some("import") => import(n(50_000), args.get(2).map(Path::new)),
         Some("verify") => verify(n(100_000), args.get(2).map(Path::new)),
+        Some("inputs") => inputs(Path::new(args.get(2).map_or("bench-inputs", String::as_str)), n(100_000)),
         Some("analyse") => analyse(
             n(125_000) as u32,
             args.get(2).map(Path::new),
             args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5),
         ),
         _ => eprintln!(
-            "usage: timing batch [N] | one [N] [KEEP] | storage [N] [RUNS] | import [N] [TEMPLATE] | verify [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"
+            "usage: timing inputs [N] [DIR] | batch [N] | one [N] [KEEP] | storage [N] [RUNS] | import [N] [TEMPLATE] | verify [N] [TEMPLATE] | analyse [N] [TEMPLATE] [RUNS]"
         ),
     }
 }
