@@ -617,17 +617,7 @@ mod tests {
         ];
         let risk = [0.0, 90.0, 180.0, 270.0, 365.0];
         let at_risk = vec![vec![2455, 2101, 1702, 1433, 1350], vec![2455, 2290, 2011, 1876, 1801]];
-        let svg = kaplan_meier(
-            "Time to first job",
-            &series,
-            365.0,
-            &risk,
-            &at_risk,
-            "days since randomisation",
-            "without a job",
-        );
-        assert_eq!(
-            svg,
+        let draw = || {
             kaplan_meier(
                 "Time to first job",
                 &series,
@@ -635,9 +625,11 @@ mod tests {
                 &risk,
                 &at_risk,
                 "days since randomisation",
-                "without a job"
+                "without a job",
             )
-        );
+        };
+        let svg = draw();
+        assert_eq!(svg, draw());
         let t = texts(&svg);
         for needle in
             ["Number at risk", "IPS", "usual care", "2455", "1350", "1801", "days since randomisation", "without a job"]

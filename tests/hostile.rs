@@ -61,6 +61,15 @@ fn with_file(name: &'static str, args: &[&'static str], file: &'static str, byte
     Case { name, args: args.to_vec(), files: vec![(file, bytes.into())], damage: None, expect: "" }
 }
 
+/// A case that randomises a complete, eligible referral, so that only what
+/// `name` says is wrong with it.
+fn complete_referral(name: &'static str, participant: &str, nhs: &str) -> Case {
+    let mut args = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
+    args.extend(referral_args(participant, "sheffield", nhs, &[]));
+    let args = args.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect();
+    Case { name, args, files: vec![], damage: None, expect: "" }
+}
+
 const GOOD_PROTOCOL: &str = include_str!("../protocol/work-health-ips.toml");
 
 fn protocol_with(from: &str, to: &str) -> Vec<u8> {
@@ -194,17 +203,7 @@ fn catalogue() -> Vec<Case> {
         ),
         case("SQL in a site", &["randomise", "--db", "{db}", "--participant", "N8", "--site", "sheffield' OR '1'='1"]),
         // A complete referral, so that the duplicate id is what is refused.
-        Case {
-            name: "a participant id used before",
-            args: {
-                let mut a = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
-                a.extend(referral_args("P1", "sheffield", &nhs(901), &[]));
-                a.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect()
-            },
-            files: vec![],
-            damage: None,
-            expect: "",
-        },
+        complete_referral("a participant id used before", "P1", &nhs(901)),
         case("control characters in the user", &["status", "--db", "{db}"]), // replaced below
         case(
             "a time before the log's last entry",
@@ -393,17 +392,7 @@ fn catalogue() -> Vec<Case> {
             damage: None,
             expect: "",
         },
-        Case {
-            name: "an id differing only in case",
-            args: {
-                let mut a = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
-                a.extend(referral_args("p1", "sheffield", &nhs(902), &[]));
-                a.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect()
-            },
-            files: vec![],
-            damage: None,
-            expect: "",
-        },
+        complete_referral("an id differing only in case", "p1", &nhs(902)),
         with_file(
             "a semicolon-separated batch",
             &batch,
