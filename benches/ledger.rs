@@ -9,51 +9,18 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::Path;
-
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 use chancery::clock::Timestamp;
-use chancery::demo::simulate_referrals;
-use chancery::keys::{TrialKey, default_key_path};
-use chancery::ledger::{InitOptions, Trial, init};
-use chancery::referral::Referral;
 
 #[path = "support/same_rows.rs"]
 mod same_rows;
+#[path = "support/trials.rs"]
+mod trials;
+
+use trials::{eligible_referrals, new_trial};
 
 const SEED: [u8; 32] = [0x5a; 32];
-
-fn protocol_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/work-health-ips.toml")
-}
-
-fn new_trial(dir: &Path) -> (Trial, TrialKey) {
-    let db = dir.join("trial.db");
-    init(&InitOptions {
-        protocol: protocol_path(),
-        db: db.clone(),
-        key: default_key_path(&db),
-        seed: Some(SEED),
-        user: "bench".into(),
-        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap().into(),
-    })
-    .unwrap();
-    (Trial::open(&db).unwrap(), TrialKey::read(&default_key_path(&db)).unwrap())
-}
-
-/// Eligible, consenting referrals only, so every one is allocated.
-fn eligible_referrals(trial: &Trial, n: usize) -> Vec<(String, Referral)> {
-    let protocol = trial.protocol();
-    simulate_referrals(protocol, &SEED, (n * 2) as u32)
-        .into_iter()
-        .filter(|r| {
-            chancery::referral::screen(protocol, r).is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
-        })
-        .take(n)
-        .map(|r| (r.participant.clone(), r))
-        .collect()
-}
 
 fn durable_randomisation(c: &mut Criterion) {
     chancery::allocator::keep_freed_memory();
@@ -77,10 +44,10 @@ fn durable_randomisation(c: &mut Criterion) {
     // that chancery's randomisations wrote (captured from a trial built
     // first), into a copy of a fresh trial database.
     let dir = tempfile::tempdir().unwrap();
-    let (mut trial, key) = new_trial(dir.path());
+    let (mut trial, key) = new_trial(&dir.path().join("trial.db"), SEED);
     let fresh = dir.path().join("fresh.db");
     std::fs::copy(dir.path().join("trial.db"), &fresh).unwrap();
-    let referrals = eligible_referrals(&trial, 20_000);
+    let referrals = eligible_referrals(trial.protocol(), &SEED, 20_000);
     let now = Timestamp::parse("2026-01-02T00:00:00Z").unwrap();
     for chunk in referrals.chunks(1_000) {
         trial.randomise(&key, chunk, "bench", now).unwrap();
@@ -102,8 +69,8 @@ fn durable_randomisation(c: &mut Criterion) {
     drop(same);
 
     let dir = tempfile::tempdir().unwrap();
-    let (mut trial, key) = new_trial(dir.path());
-    let referrals = eligible_referrals(&trial, 20_000);
+    let (mut trial, key) = new_trial(&dir.path().join("trial.db"), SEED);
+    let referrals = eligible_referrals(trial.protocol(), &SEED, 20_000);
     let mut next = 0usize;
     let now = Timestamp::parse("2026-01-02T00:00:00Z").unwrap();
     group.bench_function("randomise_one", |b| {
@@ -134,14 +101,14 @@ fn batch_100k(c: &mut Criterion) {
     let mut group = c.benchmark_group("batch");
     group.sample_size(10);
     let dir = tempfile::tempdir().unwrap();
-    let (probe, _) = new_trial(dir.path());
-    let referrals = eligible_referrals(&probe, 100_000);
+    let (probe, _) = new_trial(&dir.path().join("trial.db"), SEED);
+    let referrals = eligible_referrals(probe.protocol(), &SEED, 100_000);
     drop(probe);
     // The structural floor: raw SQLite writing the rows the batch writes, in
     // one transaction, into a copy of a fresh trial database.
     let (fresh, rows) = {
         let dir = tempfile::tempdir().unwrap();
-        let (mut trial, key) = new_trial(dir.path());
+        let (mut trial, key) = new_trial(&dir.path().join("trial.db"), SEED);
         let fresh = tempfile::NamedTempFile::new_in(dir.path().parent().unwrap()).unwrap();
         std::fs::copy(dir.path().join("trial.db"), fresh.path()).unwrap();
         trial.randomise(&key, &referrals, "bench", Timestamp::parse("2026-01-02T00:00:00Z").unwrap()).unwrap();
@@ -168,7 +135,7 @@ fn batch_100k(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let dir = tempfile::tempdir().unwrap();
-                let (trial, key) = new_trial(dir.path());
+                let (trial, key) = new_trial(&dir.path().join("trial.db"), SEED);
                 (dir, trial, key)
             },
             |(dir, mut trial, key)| {

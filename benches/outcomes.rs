@@ -19,10 +19,13 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 
 use chancery::clock::Timestamp;
-use chancery::demo::simulate_referrals;
 use chancery::followup::parse_outcome_csv;
-use chancery::keys::{TrialKey, default_key_path};
-use chancery::ledger::{InitOptions, Trial, init};
+use chancery::ledger::Trial;
+
+#[path = "support/trials.rs"]
+mod trials;
+
+use trials::{eligible_referrals, new_trial};
 
 const SEED: [u8; 32] = [0x5b; 32];
 
@@ -35,27 +38,8 @@ fn participants() -> usize {
 /// A trial with `n` randomised participants, closed so its file can be copied.
 fn prepared_trial(dir: &Path, n: usize) -> (PathBuf, Vec<String>) {
     let db = dir.join("template.db");
-    init(&InitOptions {
-        protocol: Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/work-health-ips.toml"),
-        db: db.clone(),
-        key: default_key_path(&db),
-        seed: Some(SEED),
-        user: "bench".into(),
-        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap().into(),
-    })
-    .unwrap();
-    let mut trial = Trial::open(&db).unwrap();
-    let key = TrialKey::read(&default_key_path(&db)).unwrap();
-    let protocol = trial.protocol().clone();
-    let referrals: Vec<_> = simulate_referrals(&protocol, &SEED, (n * 2) as u32)
-        .into_iter()
-        .filter(|r| {
-            chancery::referral::screen(&protocol, r)
-                .is_ok_and(|s| s.decision == chancery::referral::Decision::Randomise)
-        })
-        .take(n)
-        .map(|r| (r.participant.clone(), r))
-        .collect();
+    let (mut trial, key) = new_trial(&db, SEED);
+    let referrals = eligible_referrals(trial.protocol(), &SEED, n);
     assert_eq!(referrals.len(), n);
     let out = trial.randomise(&key, &referrals, "bench", Timestamp::parse("2026-01-02T09:00:00Z").unwrap()).unwrap();
     drop(trial);

@@ -24,11 +24,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 
 use chancery::clock::Timestamp;
-use chancery::keys::{TrialKey, default_key_path};
-use chancery::ledger::{InitOptions, Trial, init};
 
 #[path = "support/least_verify.rs"]
 mod least_verify;
+#[path = "support/trials.rs"]
+mod trials;
+
+use trials::new_trial;
 
 const SEED: [u8; 32] = [0x77; 32];
 
@@ -39,17 +41,7 @@ fn bench_mode() -> bool {
 /// A trial whose log has about `entries` entries: one per screened referral.
 fn trial_with(dir: &Path, entries: usize) -> PathBuf {
     let db = dir.join(format!("trial-{entries}.db"));
-    init(&InitOptions {
-        protocol: Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/work-health-ips.toml"),
-        db: db.clone(),
-        key: default_key_path(&db),
-        seed: Some(SEED),
-        user: "bench".into(),
-        now: Timestamp::parse("2026-01-01T00:00:00Z").unwrap().into(),
-    })
-    .unwrap();
-    let mut trial = Trial::open(&db).unwrap();
-    let key = TrialKey::read(&default_key_path(&db)).unwrap();
+    let (mut trial, key) = new_trial(&db, SEED);
     let protocol = trial.protocol().clone();
     let referrals: Vec<_> = chancery::demo::simulate_referrals(&protocol, &SEED, entries as u32)
         .into_iter()

@@ -505,18 +505,11 @@ pub fn read_outcome_csv(
     options: &CsvOptions,
 ) -> Result<Vec<(String, OutcomeEntry)>, String> {
     let file = CsvFile::read(name, input, options)?;
+    file.expect_header(&["participant", "timepoint"], 3, "outcome names")?;
     let headers = file.headers();
-    if headers.len() < 3 || headers[0] != "participant" || headers[1] != "timepoint" {
-        return Err(format!(
-            "{name}:{}: the header must start with participant,timepoint then outcome names (found {:?})",
-            file.header_line(),
-            truncate(&headers.join(","), 60)
-        ));
-    }
     let date_col = headers.iter().position(|h| h == "collected_on");
     let reason_col = headers.iter().position(|h| h == "window_reason");
-    let mut out = Vec::new();
-    let problems = file.rows(|line, record| {
+    file.collect("rows", |record| {
         let collected_on = match date_col.map(|i| record[i].trim()).filter(|d| !d.is_empty()) {
             None => default_on,
             Some(d) => parse_date(d).map_err(|m| format!("collected_on {m}"))?,
@@ -529,29 +522,14 @@ pub fn read_outcome_csv(
             .map(|(i, h)| (h.clone(), record[i].to_string()))
             .collect();
         let window_reason = reason_col.map(|i| record[i].trim()).filter(|r| !r.is_empty()).map(str::to_string);
-        out.push((
-            format!("{name}:{line}"),
-            OutcomeEntry {
-                participant: record[0].trim().to_string(),
-                timepoint: canonical_name(&record[1]),
-                collected_on,
-                values,
-                window_reason,
-            },
-        ));
-        Ok(())
-    });
-    if !problems.is_empty() {
-        return Err(format!(
-            "{} rows of {name} cannot be read, so nothing was written:\n  {}",
-            problems.len(),
-            problems.join("\n  ")
-        ));
-    }
-    if out.is_empty() {
-        return Err(format!("{name}: the file has a header but no rows"));
-    }
-    Ok(out)
+        Ok(OutcomeEntry {
+            participant: record[0].trim().to_string(),
+            timepoint: canonical_name(&record[1]),
+            collected_on,
+            values,
+            window_reason,
+        })
+    })
 }
 
 #[cfg(test)]

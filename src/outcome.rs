@@ -20,8 +20,9 @@ use crate::event::{ConsentRenewed, Event, OutcomeCorrected, OutcomeRecorded, Ran
 use crate::followup::{self, Correction, Due, OutcomeEntry, Subject};
 use crate::ledger::{Trial, append, batch_error, check_user, load_state};
 use crate::log::Entry;
+use crate::protocol::Protocol;
 use crate::referral::truncate;
-use crate::store::{HistoryRow, Store, Tx};
+use crate::store::{Head, HistoryRow, Store, Tx};
 
 /// What a write reports.
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +118,28 @@ fn subject(tx: &Tx, participant: &str, zone: chrono_tz::Tz) -> Result<std::resul
     }))
 }
 
+/// A write's `--reason`, checked as every reason is ([`crate::text::reason`]).
+fn checked_reason(reason: &str) -> Result<String> {
+    crate::text::reason("--reason", reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))
+}
+
+/// The end of a write of one event about `participant`: appends and applies
+/// `event` and commits.
+fn write_one(
+    tx: Tx<'_>,
+    protocol: &Protocol,
+    head: &mut Head,
+    event: &Event,
+    user: &str,
+    now: Timestamp,
+    participant: &str,
+) -> Result<Written> {
+    let mut state = load_state(&tx, protocol)?;
+    let (seq, entry_hash) = append(&tx, protocol, &mut state, head, event, user, now)?;
+    tx.commit()?;
+    Ok(Written { participant: participant.to_string(), seq, entry_hash })
+}
+
 impl Trial {
     /// Records follow-up values, one event per entry, all in one transaction.
     /// If any entry is invalid nothing is written and every bad one is listed.
@@ -185,7 +208,7 @@ impl Trial {
     /// Corrects one recorded value; the original stays in the log and the history.
     pub fn correct_outcome(&mut self, c: &Correction, user: &str, clock: impl Into<Clock>) -> Result<Written> {
         check_user(user)?;
-        crate::text::reason("--reason", &c.reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
+        checked_reason(&c.reason)?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
         let mut head = tx.head()?;
@@ -197,7 +220,6 @@ impl Trial {
             .unwrap_or(subject.randomised_on);
         let (old, new) = followup::validate_correction(protocol, &subject, c, collected_on)
             .map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
-        let mut state = load_state(&tx, protocol)?;
         let event = Event::OutcomeCorrected(OutcomeCorrected {
             participant: c.participant.clone(),
             timepoint: c.timepoint.clone(),
@@ -206,9 +228,7 @@ impl Trial {
             new_value: new,
             reason: c.reason.trim().to_string(),
         });
-        let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
-        tx.commit()?;
-        Ok(Written { participant: c.participant.clone(), seq, entry_hash })
+        write_one(tx, protocol, &mut head, &event, user, now, &c.participant)
     }
 
     /// Records that a participant withdrew, was lost to follow-up, or died.
@@ -225,8 +245,7 @@ impl Trial {
         clock: impl Into<Clock>,
     ) -> Result<Written> {
         check_user(user)?;
-        let reason =
-            crate::text::reason("--reason", reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
+        let reason = checked_reason(reason)?;
         if no_further_contact && kind != StatusKind::Withdrawn {
             return Err(Error::Input("--no-further-contact applies only to a withdrawal".into()));
         }
@@ -262,7 +281,6 @@ impl Trial {
                  check --on, or correct the follow-up record first"
             )));
         }
-        let mut state = load_state(&tx, protocol)?;
         let event = Event::StatusChanged(StatusChanged {
             participant: participant.to_string(),
             status: kind.as_str().to_string(),
@@ -270,9 +288,7 @@ impl Trial {
             no_further_contact,
             on: on.format("%Y-%m-%d").to_string(),
         });
-        let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
-        tx.commit()?;
-        Ok(Written { participant: participant.to_string(), seq, entry_hash })
+        write_one(tx, protocol, &mut head, &event, user, now, participant)
     }
 
     /// Records that a participant who asked for no further contact consented
@@ -287,8 +303,7 @@ impl Trial {
         clock: impl Into<Clock>,
     ) -> Result<Written> {
         check_user(user)?;
-        let reason =
-            crate::text::reason("--reason", reason).map_err(|m| Error::Input(format!("{m}; nothing was written")))?;
+        let reason = checked_reason(reason)?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
         let mut head = tx.head()?;
@@ -313,15 +328,12 @@ impl Trial {
                 status.on_date,
             )));
         }
-        let mut state = load_state(&tx, protocol)?;
         let event = Event::ConsentRenewed(ConsentRenewed {
             participant: participant.to_string(),
             reason,
             on: on.format("%Y-%m-%d").to_string(),
         });
-        let (seq, entry_hash) = append(&tx, protocol, &mut state, &mut head, &event, user, now)?;
-        tx.commit()?;
-        Ok(Written { participant: participant.to_string(), seq, entry_hash })
+        write_one(tx, protocol, &mut head, &event, user, now, participant)
     }
 
     /// The follow-ups due, in window or overdue on `on`, by window close date.

@@ -361,38 +361,16 @@ pub fn read_batch_csv(
     options: &CsvOptions,
 ) -> Result<Vec<(String, Referral)>, String> {
     let file = CsvFile::read(name, input, options)?;
+    file.expect_header(&["participant", "site"], 2, "the field names")?;
     let headers = file.headers();
-    if headers.len() < 2 || headers[0] != "participant" || headers[1] != "site" {
-        return Err(format!(
-            "{name}:{}: the header must start with participant,site then the field names (found {:?})",
-            file.header_line(),
-            truncate(&headers.join(","), 60)
-        ));
-    }
-    let mut out = Vec::new();
-    let problems = file.rows(|line, record| {
+    file.collect("referrals", |record| {
         let values = headers[2..]
             .iter()
             .cloned()
             .zip(record.iter().skip(2).take(headers.len() - 2).map(str::to_string))
             .collect();
-        out.push((
-            format!("{name}:{line}"),
-            Referral { participant: record[0].trim().to_string(), site: record[1].trim().to_string(), values },
-        ));
-        Ok(())
-    });
-    if !problems.is_empty() {
-        return Err(format!(
-            "{} rows of {name} cannot be read, so nothing was written:\n  {}",
-            problems.len(),
-            problems.join("\n  ")
-        ));
-    }
-    if out.is_empty() {
-        return Err(format!("{name}: the file has a header but no referrals"));
-    }
-    Ok(out)
+        Ok(Referral { participant: record[0].trim().to_string(), site: record[1].trim().to_string(), values })
+    })
 }
 
 #[cfg(test)]

@@ -56,6 +56,18 @@ fn text(out: &mut String, x: f64, y: f64, anchor: &str, size: u32, weight: &str,
     );
 }
 
+/// A straight line from `from` to `to`, stroked as `style` (its attributes) says.
+fn line(out: &mut String, from: (f64, f64), to: (f64, f64), style: &str) {
+    let _ = writeln!(
+        out,
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" {style}/>",
+        c(from.0),
+        c(from.1),
+        c(to.0),
+        c(to.1)
+    );
+}
+
 fn open(width: f64, height: f64, title: &str) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"{}\">\n<title>{}</title>\n",
@@ -122,14 +134,7 @@ pub fn consort(flow: &Flow) -> String {
         h
     };
     let arrow = |s: &mut String, x1: f64, y1: f64, x2: f64, y2: f64| {
-        let _ = writeln!(
-            s,
-            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#333\" marker-end=\"url(#arrow)\"/>",
-            c(x1),
-            c(y1),
-            c(x2),
-            c(y2)
-        );
+        line(s, (x1, y1), (x2, y2), "stroke=\"#333\" marker-end=\"url(#arrow)\"");
     };
     let main_w = 300.0;
     let mid = width / 2.0;
@@ -201,14 +206,7 @@ pub fn forest(title: &str, rows: &[ForestRow], reference: f64, unit: &str) -> St
     let x = |v: f64| label_w + (v - lo) / (hi - lo) * plot_w;
     let top = 40.0;
     let bottom = top + row_h * rows.len().max(1) as f64;
-    let _ = writeln!(
-        s,
-        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>",
-        c(x(reference)),
-        c(top),
-        c(x(reference)),
-        c(bottom)
-    );
+    line(&mut s, (x(reference), top), (x(reference), bottom), "stroke=\"#888\" stroke-dasharray=\"4 3\"");
     if rows.is_empty() {
         text(&mut s, label_w + plot_w / 2.0, top + 16.0, "middle", 11, "normal", "no subgroups");
     }
@@ -221,23 +219,9 @@ pub fn forest(title: &str, rows: &[ForestRow], reference: f64, unit: &str) -> St
             && l.is_finite()
             && h.is_finite()
         {
-            let _ = writeln!(
-                s,
-                "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
-                c(x(l)),
-                c(yc),
-                c(x(h)),
-                c(yc)
-            );
+            line(&mut s, (x(l), yc), (x(h), yc), "stroke=\"#000\"");
             for v in [l, h] {
-                let _ = writeln!(
-                    s,
-                    "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
-                    c(x(v)),
-                    c(yc - 4.0),
-                    c(x(v)),
-                    c(yc + 4.0)
-                );
+                line(&mut s, (x(v), yc - 4.0), (x(v), yc + 4.0), "stroke=\"#000\"");
             }
             let _ = writeln!(
                 s,
@@ -254,18 +238,10 @@ pub fn forest(title: &str, rows: &[ForestRow], reference: f64, unit: &str) -> St
 
 /// A horizontal axis from `lo` to `hi` drawn at `y`, with ticks and a label.
 fn axis(s: &mut String, lo: f64, hi: f64, x0: f64, w: f64, y: f64, label: &str) {
-    let _ =
-        writeln!(s, "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>", c(x0), c(y), c(x0 + w), c(y));
+    line(s, (x0, y), (x0 + w, y), "stroke=\"#000\"");
     for t in ticks(lo, hi) {
         let xt = x0 + (t - lo) / (hi - lo) * w;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
-            c(xt),
-            c(y),
-            c(xt),
-            c(y + 4.0)
-        );
+        line(s, (xt, y), (xt, y + 4.0), "stroke=\"#000\"");
         text(s, xt, y + 16.0, "middle", 10, "normal", &tick_label(t));
     }
     text(s, x0 + w / 2.0, y + 32.0, "middle", 11, "normal", label);
@@ -323,23 +299,9 @@ pub fn kaplan_meier(
     let x_max = if x_max.is_finite() && x_max > 0.0 { x_max } else { 1.0 };
     let x = |t: f64| left + (t / x_max).clamp(0.0, 1.0) * plot_w;
     let y = |v: f64| top + (1.0 - v.clamp(0.0, 1.0)) * plot_h;
-    let _ = writeln!(
-        s,
-        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
-        c(left),
-        c(top),
-        c(left),
-        c(top + plot_h)
-    );
+    line(&mut s, (left, top), (left, top + plot_h), "stroke=\"#000\"");
     for v in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let _ = writeln!(
-            s,
-            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
-            c(left - 4.0),
-            c(y(v)),
-            c(left),
-            c(y(v))
-        );
+        line(&mut s, (left - 4.0, y(v)), (left, y(v)), "stroke=\"#000\"");
         text(&mut s, left - 8.0, y(v) + 4.0, "end", 10, "normal", &tick_label(v));
     }
     let _ = writeln!(
@@ -370,13 +332,11 @@ pub fn kaplan_meier(
         let dash = if k == 1 { " stroke-dasharray=\"6 3\"" } else { "" };
         let _ = writeln!(s, "<path d=\"{d}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>");
         let ly = top + 14.0 + 16.0 * k as f64;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>",
-            c(left + plot_w - 150.0),
-            c(ly),
-            c(left + plot_w - 125.0),
-            c(ly)
+        line(
+            &mut s,
+            (left + plot_w - 150.0, ly),
+            (left + plot_w - 125.0, ly),
+            &format!("stroke=\"{colour}\" stroke-width=\"2\"{dash}"),
         );
         text(&mut s, left + plot_w - 120.0, ly + 4.0, "start", 11, "normal", &se.label);
     }
@@ -407,32 +367,11 @@ pub fn lines(title: &str, series: &[Series], x_labels: &[(f64, String)], y_label
         series.iter().flat_map(|se| se.points.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(1.0, f64::max);
     let x = |t: f64| left + (t / x_max).clamp(0.0, 1.0) * plot_w;
     let y = |v: f64| top + (1.0 - (v / y_max).clamp(0.0, 1.0)) * plot_h;
-    let _ = writeln!(
-        s,
-        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
-        c(left),
-        c(top),
-        c(left),
-        c(top + plot_h)
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
-        c(left),
-        c(top + plot_h),
-        c(left + plot_w),
-        c(top + plot_h)
-    );
+    line(&mut s, (left, top), (left, top + plot_h), "stroke=\"#000\"");
+    line(&mut s, (left, top + plot_h), (left + plot_w, top + plot_h), "stroke=\"#000\"");
     for t in ticks(0.0, y_max) {
         text(&mut s, left - 6.0, y(t) + 4.0, "end", 10, "normal", &tick_label(t));
-        let _ = writeln!(
-            s,
-            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#ddd\"/>",
-            c(left),
-            c(y(t)),
-            c(left + plot_w),
-            c(y(t))
-        );
+        line(&mut s, (left, y(t)), (left + plot_w, y(t)), "stroke=\"#ddd\"");
     }
     for (t, l) in x_labels {
         text(&mut s, x(*t), top + plot_h + 16.0, "middle", 10, "normal", l);
@@ -553,14 +492,7 @@ fn bars_with_notes(title: &str, rows: &[(String, f64, String)], x_label: &str) -
         }
     }
     let bottom = top + row_h * rows.len().max(1) as f64;
-    let _ = writeln!(
-        s,
-        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#000\"/>",
-        c(x(0.0)),
-        c(top),
-        c(x(0.0)),
-        c(bottom)
-    );
+    line(&mut s, (x(0.0), top), (x(0.0), bottom), "stroke=\"#000\"");
     axis(&mut s, -m, m, label_w, plot_w, bottom, x_label);
     s.push_str("</svg>\n");
     s
@@ -685,17 +617,7 @@ mod tests {
         ];
         let risk = [0.0, 90.0, 180.0, 270.0, 365.0];
         let at_risk = vec![vec![2455, 2101, 1702, 1433, 1350], vec![2455, 2290, 2011, 1876, 1801]];
-        let svg = kaplan_meier(
-            "Time to first job",
-            &series,
-            365.0,
-            &risk,
-            &at_risk,
-            "days since randomisation",
-            "without a job",
-        );
-        assert_eq!(
-            svg,
+        let draw = || {
             kaplan_meier(
                 "Time to first job",
                 &series,
@@ -703,9 +625,11 @@ mod tests {
                 &risk,
                 &at_risk,
                 "days since randomisation",
-                "without a job"
+                "without a job",
             )
-        );
+        };
+        let svg = draw();
+        assert_eq!(svg, draw());
         let t = texts(&svg);
         for needle in
             ["Number at risk", "IPS", "usual care", "2455", "1350", "1801", "days since randomisation", "without a job"]

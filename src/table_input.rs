@@ -112,6 +112,51 @@ impl CsvFile {
         self.header_line
     }
 
+    /// Refuses a header that does not start with the names `first` or has
+    /// fewer than `columns` names; `then` says what the first names are
+    /// followed by, for the message.
+    pub fn expect_header(&self, first: &[&str], columns: usize, then: &str) -> Result<(), String> {
+        let headers = &self.headers;
+        if headers.len() < columns.max(first.len()) || !headers.iter().zip(first).all(|(h, f)| h == f) {
+            return Err(format!(
+                "{}:{}: the header must start with {} then {then} (found {:?})",
+                self.name,
+                self.header_line,
+                first.join(","),
+                truncate(&headers.join(","), 60)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every data row made into a value by `row` (see [`CsvFile::rows`]),
+    /// each with where it stands (`name:line`). The file is refused whole if
+    /// any row has a problem (every one is listed) or if it has no data rows;
+    /// `what` names the rows it should have held, for that message.
+    pub fn collect<T>(
+        &self,
+        what: &str,
+        mut row: impl FnMut(&csv::StringRecord) -> Result<T, String>,
+    ) -> Result<Vec<(String, T)>, String> {
+        let name = &self.name;
+        let mut out = Vec::new();
+        let problems = self.rows(|line, record| {
+            out.push((format!("{name}:{line}"), row(record)?));
+            Ok(())
+        });
+        if !problems.is_empty() {
+            return Err(format!(
+                "{} rows of {name} cannot be read, so nothing was written:\n  {}",
+                problems.len(),
+                problems.join("\n  ")
+            ));
+        }
+        if out.is_empty() {
+            return Err(format!("{name}: the file has a header but no {what}"));
+        }
+        Ok(out)
+    }
+
     /// Calls `row` with each data row's physical line and cells (at least as
     /// many as the header has names; read only those). Rows that are wholly
     /// empty are skipped. Every problem is collected, the reader's and those

@@ -17,14 +17,8 @@ fn real_clock() -> Command {
     c
 }
 
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
-
 fn randomise(db: &Path, participant: &str, i: u32) -> Vec<String> {
-    let mut args = s(&["randomise", "--db", &db.display().to_string()]);
-    args.extend(referral_args(participant, "sheffield", &nhs(i), &[]));
-    args
+    randomise_args(db, participant, &nhs(i), &[])
 }
 
 fn stderr(out: &std::process::Output) -> String {
@@ -37,14 +31,7 @@ fn stderr(out: &std::process::Output) -> String {
 fn a_given_time_far_ahead_of_the_system_clock_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("trial.db");
-    real_clock()
-        .args(["init", "--protocol"])
-        .arg(protocol("work-health-ips.toml"))
-        .arg("--db")
-        .arg(&db)
-        .args(["--seed", SEED])
-        .assert()
-        .success();
+    init_command(real_clock(), &protocol("work-health-ips.toml"), &db).assert().success();
     for mistyped in ["2062-12-07T10:00:00Z", "9999-12-31T00:00:00Z"] {
         let before = log_snapshot(&db);
         let mut args = randomise(&db, "P1", 1);
@@ -85,14 +72,7 @@ fn a_given_time_far_ahead_of_the_system_clock_is_refused_unless_allowed() {
 fn the_system_clock_is_not_refused_after_an_entry_a_little_ahead_of_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("trial.db");
-    real_clock()
-        .args(["init", "--protocol"])
-        .arg(protocol("work-health-ips.toml"))
-        .arg("--db")
-        .arg(&db)
-        .args(["--seed", SEED])
-        .assert()
-        .success();
+    init_command(real_clock(), &protocol("work-health-ips.toml"), &db).assert().success();
     let ahead = chancery::clock::Timestamp(chrono::Utc::now() + chrono::Duration::minutes(3)).to_log_text();
     let mut args = randomise(&db, "P1", 1);
     args.extend(s(&["--now", &ahead]));
@@ -147,14 +127,7 @@ fn london_protocol(dir: &Path, zone: &str) -> PathBuf {
 
 fn init_with(dir: &Path, protocol: &Path) -> PathBuf {
     let db = dir.join("trial.db");
-    chancery()
-        .args(["init", "--protocol"])
-        .arg(protocol)
-        .arg("--db")
-        .arg(&db)
-        .args(["--seed", SEED])
-        .assert()
-        .success();
+    init_command(chancery(), protocol, &db).assert().success();
     db
 }
 
@@ -266,14 +239,7 @@ fn an_unknown_time_zone_is_refused_at_init_with_its_line() {
     let path = london_protocol(dir.path(), "Europe/Lndon");
     let line = std::fs::read_to_string(&path).unwrap().lines().position(|l| l.starts_with("timezone")).unwrap() + 1;
     let db = dir.path().join("trial.db");
-    let out = chancery()
-        .args(["init", "--protocol"])
-        .arg(&path)
-        .arg("--db")
-        .arg(&db)
-        .args(["--seed", SEED])
-        .output()
-        .unwrap();
+    let out = init_command(chancery(), &path, &db).output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

@@ -11,17 +11,7 @@ const LATER: &str = "2026-07-10T10:00:00Z";
 
 /// A trial with three randomised participants, P1 to P3.
 fn trial(dir: &Path) -> PathBuf {
-    let db = init(dir, "work-health-ips.toml");
-    for (i, p) in ["P1", "P2", "P3"].iter().enumerate() {
-        let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
-        args.extend(referral_args(p, "sheffield", &nhs(300 + i as u32), &[]));
-        chancery().args(&args).assert().success();
-    }
-    db
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
+    randomised_trial(dir, &["P1", "P2", "P3"], 300)
 }
 
 /// A writing command's [`db_args`], at [`LATER`].

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::sync::OnceLock;
 
-use crate::util::{SEED, chancery, protocol};
+use crate::util::{chancery, init_command, protocol};
 
 /// A finished demonstration trial, made once and only read (or copied).
 fn demo() -> &'static Path {
@@ -283,14 +283,7 @@ fn a_database_on_a_memory_filesystem_is_warned_about() {
     }
     let dir = tempfile::tempdir_in(shm).unwrap();
     let db = dir.path().join("trial.db");
-    let out = chancery()
-        .args(["init", "--protocol"])
-        .arg(protocol("work-health-ips.toml"))
-        .arg("--db")
-        .arg(&db)
-        .args(["--seed", SEED])
-        .output()
-        .unwrap();
+    let out = init_command(chancery(), &protocol("work-health-ips.toml"), &db).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let warning = format!(
         "warning: {} is on a memory-backed filesystem (tmpfs) and will be lost when the machine restarts; keep a trial's database on a disk\n",
@@ -367,14 +360,7 @@ fn impossible_strata_counts_are_refused_before_anything_is_allocated() {
     for n in [40, 12] {
         let p = minimisation_protocol(dir.path(), many_factors(n));
         let db = dir.path().join(format!("t{n}.db"));
-        let out = chancery()
-            .args(["init", "--protocol"])
-            .arg(&p)
-            .arg("--db")
-            .arg(&db)
-            .args(["--seed", SEED])
-            .output()
-            .unwrap();
+        let out = init_command(chancery(), &p, &db).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{n}");
         let e = stderr(&out);
         assert!(e.contains("strata, more than the 100000 any trial could fill"), "{e}");
@@ -385,14 +371,7 @@ fn impossible_strata_counts_are_refused_before_anything_is_allocated() {
     }
     // 3 sites x 3 conditions x 2 employment statuses x 4^3 = 1152 strata are fine.
     let p = minimisation_protocol(dir.path(), many_factors(3));
-    chancery()
-        .args(["init", "--protocol"])
-        .arg(&p)
-        .arg("--db")
-        .arg(dir.path().join("ok.db"))
-        .args(["--seed", SEED])
-        .assert()
-        .success();
+    init_command(chancery(), &p, &dir.path().join("ok.db")).assert().success();
 }
 
 // See: p1 = 0.5, p2 = 0.50000000001 printed "18446744073709551615 +
@@ -413,14 +392,7 @@ fn minimisation_with_p_at_most_a_half_is_refused_at_init() {
     for p in ["0", "0.5"] {
         let path = minimisation_protocol(dir.path(), |t| t.replace("p = 0.8", &format!("p = {p}")));
         let db = dir.path().join("t.db");
-        let out = chancery()
-            .args(["init", "--protocol"])
-            .arg(&path)
-            .arg("--db")
-            .arg(&db)
-            .args(["--seed", SEED])
-            .output()
-            .unwrap();
+        let out = init_command(chancery(), &path, &db).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "p = {p}");
         let e = stderr(&out);
         assert!(
@@ -430,12 +402,5 @@ fn minimisation_with_p_at_most_a_half_is_refused_at_init() {
         assert!(!db.exists());
     }
     let path = minimisation_protocol(dir.path(), |t| t.replace("p = 0.8", "p = 0.51"));
-    chancery()
-        .args(["init", "--protocol"])
-        .arg(&path)
-        .arg("--db")
-        .arg(dir.path().join("ok.db"))
-        .args(["--seed", SEED])
-        .assert()
-        .success();
+    init_command(chancery(), &path, &dir.path().join("ok.db")).assert().success();
 }

@@ -61,6 +61,15 @@ fn with_file(name: &'static str, args: &[&'static str], file: &'static str, byte
     Case { name, args: args.to_vec(), files: vec![(file, bytes.into())], damage: None, expect: "" }
 }
 
+/// A case that randomises a complete, eligible referral, so that only what
+/// `name` says is wrong with it.
+fn complete_referral(name: &'static str, participant: &str, nhs: &str) -> Case {
+    let mut args = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
+    args.extend(referral_args(participant, "sheffield", nhs, &[]));
+    let args = args.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect();
+    Case { name, args, files: vec![], damage: None, expect: "" }
+}
+
 const GOOD_PROTOCOL: &str = include_str!("../protocol/work-health-ips.toml");
 
 fn protocol_with(from: &str, to: &str) -> Vec<u8> {
@@ -79,6 +88,8 @@ fn catalogue() -> Vec<Case> {
     let n2 = nhs(801);
     let good_row = referral_row("N1", &n1);
     let init = ["init", "--protocol", "{dir}/p.toml", "--db", "{dir}/new.db"];
+    let batch = ["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"];
+    let import = ["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"];
     let single = |field: &'static str, value: &'static str| -> Vec<&'static str> {
         let owned: Vec<String> = {
             let mut a = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
@@ -192,17 +203,7 @@ fn catalogue() -> Vec<Case> {
         ),
         case("SQL in a site", &["randomise", "--db", "{db}", "--participant", "N8", "--site", "sheffield' OR '1'='1"]),
         // A complete referral, so that the duplicate id is what is refused.
-        Case {
-            name: "a participant id used before",
-            args: {
-                let mut a = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
-                a.extend(referral_args("P1", "sheffield", &nhs(901), &[]));
-                a.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect()
-            },
-            files: vec![],
-            damage: None,
-            expect: "",
-        },
+        complete_referral("a participant id used before", "P1", &nhs(901)),
         case("control characters in the user", &["status", "--db", "{db}"]), // replaced below
         case(
             "a time before the log's last entry",
@@ -213,82 +214,72 @@ fn catalogue() -> Vec<Case> {
             &["withdraw", "--db", "{db}", "--participant", "P2", "--reason", "moved", "--now", "yesterday"],
         ),
         // Batch CSV files.
-        with_file(
-            "ragged rows",
-            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
-            "b.csv",
-            format!("{REFERRAL_HEADER}{good_row}N2,sheffield\n"),
-        ),
-        with_file(
-            "duplicate headers",
-            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
-            "b.csv",
-            "participant,site,age,age\nN1,sheffield,30,31\n",
-        ),
+        with_file("ragged rows", &batch, "b.csv", format!("{REFERRAL_HEADER}{good_row}N2,sheffield\n")),
+        with_file("duplicate headers", &batch, "b.csv", "participant,site,age,age\nN1,sheffield,30,31\n"),
         with_file(
             "a participant twice in one file",
-            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            &batch,
             "b.csv",
             format!("{REFERRAL_HEADER}{good_row}{}", referral_row("N1", &n2)),
         ),
         with_file(
             "an NHS number twice in one file",
-            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            &batch,
             "b.csv",
             format!("{REFERRAL_HEADER}{good_row}{}", referral_row("N2", &n1)),
         ),
         with_file(
             "embedded quotes and newlines",
-            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            &batch,
             "b.csv",
             format!("{REFERRAL_HEADER}{}", good_row.replace(",female,", ",\"fe\"\"male\nx\",")),
         ),
         with_file(
             "a formula-injection cell",
-            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            &batch,
             "b.csv",
             format!("{REFERRAL_HEADER}{}", good_row.replace("N1,", "=cmd|'/c calc'!A1,")),
         ),
-        with_file("non-UTF-8 CSV", &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"], "b.csv", {
+        with_file("non-UTF-8 CSV", &batch, "b.csv", {
             let mut b = format!("{REFERRAL_HEADER}{good_row}").into_bytes();
             b.splice(REFERRAL_HEADER.len() + 1..REFERRAL_HEADER.len() + 1, [0xc3, 0x28]);
             b
         }),
-        with_file("an empty file", &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"], "b.csv", ""),
+        with_file("an empty file", &batch, "b.csv", ""),
         with_file(
             "a BOM and a bad row",
-            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            &batch,
             "b.csv",
             format!("\u{feff}{REFERRAL_HEADER}{}", good_row.replace(",34,", ",17x,")),
         ),
         // Outcomes.
         with_file(
             "outcome CSV with NaN",
-            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            &import,
             "o.csv",
             "participant,timepoint,collected_on,phq9\nP2,m4,2026-07-01,NaN\n",
         ),
         with_file(
             "outcome for an unknown participant with SQL",
-            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            &import,
             "o.csv",
             "participant,timepoint,collected_on,phq9\n\"P2' OR 1=1 --\",m4,2026-07-01,5\n",
         ),
         with_file(
             "outcome dated in the future",
-            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            &import,
             "o.csv",
             "participant,timepoint,collected_on,phq9\nP2,m4,2027-07-01,5\n",
         ),
         with_file(
             "outcome dated before the trial",
-            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            &import,
             "o.csv",
             "participant,timepoint,collected_on,phq9\nP2,m4,2020-01-01,5\n",
         ),
         with_file(
             "the same outcome row twice",
-            &["outcome", "import", "--db", "{db}", "--csv", "{dir}/o.csv", "--now", "2026-07-11T10:00:00Z"],
+            &import,
             "o.csv",
             "participant,timepoint,collected_on,phq9\nP2,m4,2026-07-01,5\nP2,m4,2026-07-01,6\n",
         ),
@@ -401,20 +392,10 @@ fn catalogue() -> Vec<Case> {
             damage: None,
             expect: "",
         },
-        Case {
-            name: "an id differing only in case",
-            args: {
-                let mut a = vec!["randomise".to_string(), "--db".into(), "{db}".into()];
-                a.extend(referral_args("p1", "sheffield", &nhs(902), &[]));
-                a.into_iter().map(|s| &*Box::leak(s.into_boxed_str())).collect()
-            },
-            files: vec![],
-            damage: None,
-            expect: "",
-        },
+        complete_referral("an id differing only in case", "p1", &nhs(902)),
         with_file(
             "a semicolon-separated batch",
-            &["randomise", "--db", "{db}", "--batch", "{dir}/b.csv"],
+            &batch,
             "b.csv",
             format!("{}{}", REFERRAL_HEADER.replace(',', ";"), good_row.replace(',', ";")),
         ),

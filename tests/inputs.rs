@@ -12,30 +12,12 @@ use crate::util::*;
 
 const LATER: &str = "2026-07-10T10:00:00Z";
 
-/// The fields of a complete eligible, consenting referral, in protocol order.
-const FIELDS: [(&str, &str); 14] = [
-    ("age", "34"),
-    ("sex", "female"),
-    ("employment_status", "out_of_work"),
-    ("condition", "mental_health"),
-    ("referral_source", "gp"),
-    ("weeks_out_of_work", "10"),
-    ("gp_in_area", "yes"),
-    ("wants_work", "yes"),
-    ("receiving_ips", "no"),
-    ("consent", "yes"),
-    ("phq9", "12"),
-    ("gad7", "9"),
-    ("swemwbs", "21"),
-    ("eq5d", "0.731"),
-];
-
 /// A referral batch as a spreadsheet saves it: `header` then one row per
 /// (participant, NHS number, phq9), each line ended by `eol`.
 fn batch(header: &str, rows: &[(&str, String, &str)], eol: &str, trailing: &str) -> String {
     let mut out = format!("{header}{trailing}{eol}");
     for (p, nhs, phq9) in rows {
-        let values: Vec<&str> = FIELDS.iter().map(|(k, v)| if *k == "phq9" { *phq9 } else { *v }).collect();
+        let values: Vec<&str> = REFERRAL_FIELDS.iter().map(|(k, v)| if *k == "phq9" { *phq9 } else { *v }).collect();
         out.push_str(&format!("{p},sheffield,{nhs},{}{trailing}{eol}", values.join(",")));
     }
     out
@@ -43,12 +25,8 @@ fn batch(header: &str, rows: &[(&str, String, &str)], eol: &str, trailing: &str)
 
 fn header() -> String {
     let mut h = vec!["participant", "site", "nhs_number"];
-    h.extend(FIELDS.iter().map(|(k, _)| *k));
+    h.extend(REFERRAL_FIELDS.iter().map(|(k, _)| *k));
     h.join(",")
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
 }
 
 fn randomise_batch(db: &Path, csv: &Path, extra: &[&str]) -> std::process::Output {
@@ -56,9 +34,7 @@ fn randomise_batch(db: &Path, csv: &Path, extra: &[&str]) -> std::process::Outpu
 }
 
 fn randomise_one(db: &Path, participant: &str, nhs: &str, overrides: &[(&str, &str)]) -> std::process::Output {
-    let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
-    args.extend(referral_args(participant, "sheffield", nhs, overrides));
-    chancery().args(&args).output().unwrap()
+    chancery().args(randomise_args(db, participant, nhs, overrides)).output().unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -395,62 +371,11 @@ fn hostile_inputs_as_people_make_them() {
             "participant p1 differs only in case from participant P1",
         ),
         (
-            s(&[
-                "outcome",
-                "record",
-                "--db",
-                &d,
-                "--now",
-                LATER,
-                "--participant",
-                "P1",
-                "--timepoint",
-                "m4",
-                "--on",
-                "2026-07-1x",
-                "--set",
-                "phq9=3",
-            ]),
+            outcome_record_args(&db, LATER, "P1", "m4", "2026-07-1x", &["phq9=3"]),
             "\"2026-07-1x\" is not a date; write it as YYYY-MM-DD",
         ),
-        (
-            s(&[
-                "outcome",
-                "record",
-                "--db",
-                &d,
-                "--now",
-                LATER,
-                "--participant",
-                "P1",
-                "--timepoint",
-                "m4",
-                "--on",
-                "2026-07-01",
-                "--set",
-                "phq9=+-3",
-            ]),
-            "\"+-3\" is not a whole number",
-        ),
-        (
-            s(&[
-                "outcome",
-                "record",
-                "--db",
-                &d,
-                "--now",
-                LATER,
-                "--participant",
-                "P1",
-                "--timepoint",
-                "m4",
-                "--on",
-                "2026-07-01",
-                "--set",
-                "phq9=1e1",
-            ]),
-            "\"1e1\" is not a whole number",
-        ),
+        (outcome_record_args(&db, LATER, "P1", "m4", "2026-07-01", &["phq9=+-3"]), "\"+-3\" is not a whole number"),
+        (outcome_record_args(&db, LATER, "P1", "m4", "2026-07-01", &["phq9=1e1"]), "\"1e1\" is not a whole number"),
     ];
     for (args, needle) in cases {
         refused(&db, &args, needle);

@@ -16,31 +16,10 @@ const M4_NOW: &str = "2026-07-10T10:00:00Z";
 const M12_NOW: &str = "2027-03-10T10:00:00Z";
 
 fn trial(dir: &Path) -> PathBuf {
-    let db = init(dir, "work-health-ips.toml");
-    for (i, p) in ["P1", "P2", "P3"].iter().enumerate() {
-        let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
-        args.extend(referral_args(p, "sheffield", &nhs(300 + i as u32), &[]));
-        chancery().args(&args).assert().success();
-    }
-    db
+    randomised_trial(dir, &["P1", "P2", "P3"], 300)
 }
 
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
-
-/// `outcome record` arguments; `extra` goes after the values (e.g. a window reason).
-fn record(db: &Path, now: &str, participant: &str, timepoint: &str, on: &str, sets: &[&str]) -> Vec<String> {
-    let mut a = s(&["outcome", "record", "--db"]);
-    a.push(db.display().to_string());
-    a.extend(s(&["--now", now, "--participant", participant, "--timepoint", timepoint, "--on", on]));
-    for x in sets {
-        a.push("--set".into());
-        a.push(x.to_string());
-    }
-    a
-}
-
+/// `args` with `extra` after them (e.g. a window reason after the values).
 fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
     args.extend(s(extra));
     args
@@ -100,7 +79,7 @@ fn an_m4_value_on_day_0_needs_a_reason_which_is_recorded_and_flagged() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
     // Day 0: 122 days before the m4 target, outside its ±30-day window.
-    let day0 = record(&db, NOW, "P1", "m4", "2026-03-02", &["phq9=10"]);
+    let day0 = outcome_record_args(&db, NOW, "P1", "m4", "2026-03-02", &["phq9=10"]);
     refused(
         &db,
         &day0,
@@ -113,10 +92,10 @@ fn an_m4_value_on_day_0_needs_a_reason_which_is_recorded_and_flagged() {
     // In the window, a reason would flag the value for nothing.
     refused(
         &db,
-        &with(record(&db, M4_NOW, "P2", "m4", "2026-07-02", &["phq9=9"]), &["--window-reason", "late"]),
+        &with(outcome_record_args(&db, M4_NOW, "P2", "m4", "2026-07-02", &["phq9=9"]), &["--window-reason", "late"]),
         "within the m4 window (2026-06-02 to 2026-08-01), but a window reason is given",
     );
-    ok(&record(&db, M4_NOW, "P2", "m4", "2026-07-02", &["phq9=9"]));
+    ok(&outcome_record_args(&db, M4_NOW, "P2", "m4", "2026-07-02", &["phq9=9"]));
 
     // Recorded in the event, only where given: entries in the window are
     // encoded as before.
@@ -152,10 +131,17 @@ fn an_m4_value_on_day_0_needs_a_reason_which_is_recorded_and_flagged() {
 fn the_m12_primary_outcome_on_the_day_of_randomisation_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    let day0 = record(&db, NOW, "P1", "m12", "2026-03-02", &["paid_work_13_weeks=no"]);
+    let day0 = outcome_record_args(&db, NOW, "P1", "m12", "2026-03-02", &["paid_work_13_weeks=no"]);
     refused(&db, &day0, "outside the m12 window (days 320–410: 2027-01-16 to 2027-04-16)");
     // 13 weeks in work cannot have passed on day 0, whatever the reason given.
-    let yes = record(&db, NOW, "P1", "m12", "2026-03-02", &["paid_work_13_weeks=yes", "first_job_date=2026-03-02"]);
+    let yes = outcome_record_args(
+        &db,
+        NOW,
+        "P1",
+        "m12",
+        "2026-03-02",
+        &["paid_work_13_weeks=yes", "first_job_date=2026-03-02"],
+    );
     refused(
         &db,
         &with(yes, &["--window-reason", "entered early by mistake"]),
@@ -204,7 +190,7 @@ fn an_import_needs_a_window_reason_for_each_row_outside_the_window() {
 fn nothing_is_collected_after_a_recorded_death() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    ok(&record(&db, M4_NOW, "P1", "m4", "2026-07-01", &["phq9=10"]));
+    ok(&outcome_record_args(&db, M4_NOW, "P1", "m4", "2026-07-01", &["phq9=10"]));
     ok(&s(&[
         "died",
         "--db",
@@ -221,17 +207,17 @@ fn nothing_is_collected_after_a_recorded_death() {
     // A PHQ-9 at m12, eight months after the recorded death.
     refused(
         &db,
-        &record(&db, M12_NOW, "P1", "m12", "2027-03-02", &["phq9=7"]),
+        &outcome_record_args(&db, M12_NOW, "P1", "m12", "2027-03-02", &["phq9=7"]),
         "participant P1, m12: the participant is recorded as died on 2026-07-05, so nothing can be collected on 2027-03-02",
     );
     // Even with a window reason, and whatever the timepoint.
     refused(
         &db,
-        &with(record(&db, M4_NOW, "P1", "m12", "2026-07-06", &["phq9=7"]), &["--window-reason", "early"]),
+        &with(outcome_record_args(&db, M4_NOW, "P1", "m12", "2026-07-06", &["phq9=7"]), &["--window-reason", "early"]),
         "recorded as died on 2026-07-05",
     );
     // A death dated before a collection already recorded is refused too.
-    ok(&record(&db, M4_NOW, "P2", "m4", "2026-07-05", &["phq9=10"]));
+    ok(&outcome_record_args(&db, M4_NOW, "P2", "m4", "2026-07-05", &["phq9=10"]));
     refused(
         &db,
         &s(&[
@@ -271,7 +257,7 @@ fn weeks_in_work_cannot_exceed_the_weeks_since_the_first_job() {
     // 10 weeks in work, but the first job began 12 days before collection.
     refused(
         &db,
-        &record(
+        &outcome_record_args(
             &db,
             M4_NOW,
             "P1",
@@ -282,7 +268,7 @@ fn weeks_in_work_cannot_exceed_the_weeks_since_the_first_job() {
         "participant P1, m4: weeks_in_paid_work is 10 but the first job began on 2026-06-20, 12 days before the collection on 2026-07-02",
     );
     // Two weeks begun in 12 days is possible.
-    ok(&record(
+    ok(&outcome_record_args(
         &db,
         M4_NOW,
         "P1",
@@ -293,7 +279,7 @@ fn weeks_in_work_cannot_exceed_the_weeks_since_the_first_job() {
     // "13+ weeks in work = yes" with a first job 19 days before collection.
     refused(
         &db,
-        &record(
+        &outcome_record_args(
             &db,
             M12_NOW,
             "P2",
@@ -306,13 +292,13 @@ fn weeks_in_work_cannot_exceed_the_weeks_since_the_first_job() {
     // The first job date recorded at m4 counts at m12: P1's began 2026-06-20.
     refused(
         &db,
-        &record(&db, M12_NOW, "P1", "m12", "2026-08-01", &["weeks_in_paid_work=8"])
+        &outcome_record_args(&db, M12_NOW, "P1", "m12", "2026-08-01", &["weeks_in_paid_work=8"])
             .into_iter()
             .chain(s(&["--window-reason", "seen early"]))
             .collect::<Vec<_>>(),
         "weeks_in_paid_work is 8 but the first job began on 2026-06-20, 42 days before the collection on 2026-08-01",
     );
-    ok(&record(
+    ok(&outcome_record_args(
         &db,
         M12_NOW,
         "P2",
@@ -326,10 +312,17 @@ fn weeks_in_work_cannot_exceed_the_weeks_since_the_first_job() {
 fn a_first_job_date_is_one_date_at_every_timepoint_unless_corrected() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    ok(&record(&db, M4_NOW, "P1", "m4", "2026-07-02", &["weeks_in_paid_work=5", "first_job_date=2026-05-01"]));
+    ok(&outcome_record_args(
+        &db,
+        M4_NOW,
+        "P1",
+        "m4",
+        "2026-07-02",
+        &["weeks_in_paid_work=5", "first_job_date=2026-05-01"],
+    ));
     refused(
         &db,
-        &record(&db, M12_NOW, "P1", "m12", "2027-03-02", &["first_job_date=2026-06-01"]),
+        &outcome_record_args(&db, M12_NOW, "P1", "m12", "2027-03-02", &["first_job_date=2026-06-01"]),
         "participant P1, m12: first_job_date 2026-06-01 differs from the one recorded at m4 (2026-05-01)",
     );
     // The same within one import: m4 and m12 rows that disagree.
@@ -373,7 +366,7 @@ fn a_first_job_date_is_one_date_at_every_timepoint_unless_corrected() {
         ])
     };
     ok(&correct("2026-06-01"));
-    ok(&record(&db, M12_NOW, "P1", "m12", "2027-03-02", &["first_job_date=2026-06-01"]));
+    ok(&outcome_record_args(&db, M12_NOW, "P1", "m12", "2027-03-02", &["first_job_date=2026-06-01"]));
     let rows = export(&db, "outcomes");
     assert_eq!(cell(&rows, ("P1", "m4", "first_job_date"), "value"), "2026-06-01");
     assert_eq!(cell(&rows, ("P1", "m12", "first_job_date"), "value"), "2026-06-01");
@@ -383,7 +376,7 @@ fn a_first_job_date_is_one_date_at_every_timepoint_unless_corrected() {
 fn a_recorded_value_can_be_corrected_back_to_missing() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    ok(&record(&db, M4_NOW, "P1", "m4", "2026-07-02", &["phq9=10", "gad7=8"]));
+    ok(&outcome_record_args(&db, M4_NOW, "P1", "m4", "2026-07-02", &["phq9=10", "gad7=8"]));
     let dbs = db.display().to_string();
     let correct = |how: &[&str], reason: &str| {
         let mut a = s(&["outcome", "correct", "--db", &dbs, "--participant", "P1", "--timepoint", "m4"]);
@@ -437,7 +430,7 @@ fn a_recorded_value_can_be_corrected_back_to_missing() {
     // Recording it afresh goes through a correction, with a reason.
     refused(
         &db,
-        &record(&db, M4_NOW, "P1", "m4", "2026-07-02", &["phq9=11"]),
+        &outcome_record_args(&db, M4_NOW, "P1", "m4", "2026-07-02", &["phq9=11"]),
         "participant P1, m4: phq9 was corrected to missing; to give it a value use `chancery outcome correct` with a reason",
     );
     ok(&correct(&["--set", "phq9=11"], "the participant's own questionnaire found"));
@@ -449,7 +442,7 @@ fn a_recorded_value_can_be_corrected_back_to_missing() {
 fn a_timepoint_whose_values_are_all_corrected_to_missing_is_due_again() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    ok(&record(&db, M4_NOW, "P1", "m4", "2026-07-02", &["phq9=10"]));
+    ok(&outcome_record_args(&db, M4_NOW, "P1", "m4", "2026-07-02", &["phq9=10"]));
     let due = || -> Vec<(String, String)> {
         let out = ok(&s(&["followup", "due", "--json", "--on", "2026-07-10", "--db", &db.display().to_string()]));
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -485,7 +478,14 @@ fn a_timepoint_whose_values_are_all_corrected_to_missing_is_due_again() {
 fn hostile_outcomes_are_refused_with_their_reason() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    ok(&record(&db, M4_NOW, "P1", "m4", "2026-07-02", &["weeks_in_paid_work=2", "first_job_date=2026-06-20"]));
+    ok(&outcome_record_args(
+        &db,
+        M4_NOW,
+        "P1",
+        "m4",
+        "2026-07-02",
+        &["weeks_in_paid_work=2", "first_job_date=2026-06-20"],
+    ));
     ok(&s(&[
         "died",
         "--db",
@@ -500,45 +500,56 @@ fn hostile_outcomes_are_refused_with_their_reason() {
         M4_NOW,
     ]));
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
-        ("m4 on day 0", record(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), "outside the m4 window"),
+        (
+            "m4 on day 0",
+            outcome_record_args(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]),
+            "outside the m4 window",
+        ),
         (
             "m4 a day after the window",
-            record(&db, "2026-08-03T10:00:00Z", "P2", "m4", "2026-08-02", &["phq9=10"]),
+            outcome_record_args(&db, "2026-08-03T10:00:00Z", "P2", "m4", "2026-08-02", &["phq9=10"]),
             "outside the m4 window (days 92–152: 2026-06-02 to 2026-08-01)",
         ),
         (
             "m4 a day before the window",
-            record(&db, M4_NOW, "P2", "m4", "2026-06-01", &["phq9=10"]),
+            outcome_record_args(&db, M4_NOW, "P2", "m4", "2026-06-01", &["phq9=10"]),
             "outside the m4 window",
         ),
         (
             "m12 primary on day 0",
-            record(&db, M4_NOW, "P2", "m12", "2026-03-02", &["paid_work_13_weeks=no"]),
+            outcome_record_args(&db, M4_NOW, "P2", "m12", "2026-03-02", &["paid_work_13_weeks=no"]),
             "outside the m12 window",
         ),
         (
             "PHQ-9 after death",
-            record(&db, M12_NOW, "P3", "m12", "2027-03-02", &["phq9=7"]),
+            outcome_record_args(&db, M12_NOW, "P3", "m12", "2027-03-02", &["phq9=7"]),
             "recorded as died on 2026-07-05",
         ),
         (
             "13+ weeks with a first job 19 days before",
-            record(&db, M12_NOW, "P2", "m12", "2027-03-02", &["paid_work_13_weeks=yes", "first_job_date=2027-02-11"]),
+            outcome_record_args(
+                &db,
+                M12_NOW,
+                "P2",
+                "m12",
+                "2027-03-02",
+                &["paid_work_13_weeks=yes", "first_job_date=2027-02-11"],
+            ),
             "only 19 days before that collection",
         ),
         (
             "more weeks in work than since the first job",
-            record(&db, M12_NOW, "P1", "m12", "2027-03-02", &["weeks_in_paid_work=40"]),
+            outcome_record_args(&db, M12_NOW, "P1", "m12", "2027-03-02", &["weeks_in_paid_work=40"]),
             "weeks_in_paid_work is 40 but the first job began on 2026-06-20",
         ),
         (
             "a first job date unlike m4's",
-            record(&db, M12_NOW, "P1", "m12", "2027-03-02", &["first_job_date=2026-06-21"]),
+            outcome_record_args(&db, M12_NOW, "P1", "m12", "2027-03-02", &["first_job_date=2026-06-21"]),
             "differs from the one recorded at m4 (2026-06-20)",
         ),
         (
             "a window reason in the window",
-            with(record(&db, M4_NOW, "P2", "m4", "2026-07-02", &["phq9=10"]), &["--window-reason", "x"]),
+            with(outcome_record_args(&db, M4_NOW, "P2", "m4", "2026-07-02", &["phq9=10"]), &["--window-reason", "x"]),
             "but a window reason is given",
         ),
         (
@@ -586,12 +597,15 @@ fn hostile_outcomes_are_refused_with_their_reason() {
     let mut cases = cases;
     cases.push((
         "a window reason with a terminal escape",
-        with(record(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", "early\u{1b}[2J"]),
+        with(
+            outcome_record_args(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]),
+            &["--window-reason", "early\u{1b}[2J"],
+        ),
         "the window reason contains a control character",
     ));
     cases.push((
         "a window reason of 501 characters",
-        with(record(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", &long]),
+        with(outcome_record_args(&db, M4_NOW, "P2", "m4", "2026-03-02", &["phq9=10"]), &["--window-reason", &long]),
         "the window reason is longer than 500 characters",
     ));
     for (name, args, needle) in cases {

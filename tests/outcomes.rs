@@ -10,31 +10,9 @@ const YEAR: &str = "2027-03-10T10:00:00Z";
 
 /// A trial with three randomised participants (P1–P3) and one screened out (X1).
 fn trial(dir: &Path) -> PathBuf {
-    let db = init(dir, "work-health-ips.toml");
-    for (i, p) in ["P1", "P2", "P3"].iter().enumerate() {
-        let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
-        args.extend(referral_args(p, "sheffield", &nhs(100 + i as u32), &[]));
-        chancery().args(&args).assert().success();
-    }
-    let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
-    args.extend(referral_args("X1", "sheffield", &nhs(200), &[("age", "17")]));
-    chancery().args(&args).assert().success();
+    let db = randomised_trial(dir, &["P1", "P2", "P3"], 100);
+    chancery().args(randomise_args(&db, "X1", &nhs(200), &[("age", "17")])).assert().success();
     db
-}
-
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
-
-fn record(db: &Path, now: &str, participant: &str, timepoint: &str, on: &str, sets: &[&str]) -> Vec<String> {
-    let mut a = s(&["outcome", "record", "--db"]);
-    a.push(db.display().to_string());
-    a.extend(s(&["--now", now, "--participant", participant, "--timepoint", timepoint, "--on", on]));
-    for x in sets {
-        a.push("--set".into());
-        a.push(x.to_string());
-    }
-    a
 }
 
 fn export(db: &Path, what: &str) -> String {
@@ -67,7 +45,7 @@ fn the_due_list_follows_the_windows_and_hides_the_arm() {
     assert_eq!(late[0]["days_overdue"], 10);
     // Recording m4 for P1 removes it; losing P2 removes P2.
     chancery()
-        .args(record(&db, LATER, "P1", "m4", "2026-07-05", &["in_paid_work=no", "weeks_in_paid_work=0"]))
+        .args(outcome_record_args(&db, LATER, "P1", "m4", "2026-07-05", &["in_paid_work=no", "weeks_in_paid_work=0"]))
         .assert()
         .success();
     chancery()
@@ -86,7 +64,7 @@ fn record_import_correct_and_history_keep_the_original() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
     chancery()
-        .args(record(
+        .args(outcome_record_args(
             &db,
             LATER,
             "P1",
@@ -172,38 +150,58 @@ fn status_changes_keep_participants_in_their_arm() {
         "recorded as died",
     );
     // No further contact: no more data.
-    refused(&db, &record(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=3"]), "asked for no further contact");
+    refused(
+        &db,
+        &outcome_record_args(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=3"]),
+        "asked for no further contact",
+    );
 }
 
 #[test]
 fn every_validation_case_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    chancery().args(record(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=9"])).assert().success();
+    chancery().args(outcome_record_args(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=9"])).assert().success();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (record(&db, LATER, "P2", "m4", "2026-07-05", &["phq9=28"]), "phq9: 28 is out of range"),
-        (record(&db, LATER, "P2", "m4", "2026-07-05", &["phq9=lots"]), "is not a whole number"),
-        (record(&db, LATER, "P2", "m4", "2026-07-05", &["earnings_monthly=-5"]), "out of range"),
-        (record(&db, LATER, "P2", "m4", "2026-07-05", &["mood=good"]), "unknown outcome \"mood\""),
-        (record(&db, LATER, "P2", "m6", "2026-07-05", &["phq9=3"]), "unknown timepoint \"m6\""),
-        (record(&db, LATER, "P9", "m4", "2026-07-05", &["phq9=3"]), "unknown participant \"P9\""),
-        (record(&db, LATER, "X1", "m4", "2026-07-05", &["phq9=3"]), "never randomised"),
-        (record(&db, LATER, "P2", "m4", "2026-02-01", &["phq9=3"]), "before randomisation"),
-        (record(&db, LATER, "P2", "m4", "2026-12-01", &["phq9=3"]), "in the future"),
-        (record(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=3"]), "already recorded (9)"),
+        (outcome_record_args(&db, LATER, "P2", "m4", "2026-07-05", &["phq9=28"]), "phq9: 28 is out of range"),
+        (outcome_record_args(&db, LATER, "P2", "m4", "2026-07-05", &["phq9=lots"]), "is not a whole number"),
+        (outcome_record_args(&db, LATER, "P2", "m4", "2026-07-05", &["earnings_monthly=-5"]), "out of range"),
+        (outcome_record_args(&db, LATER, "P2", "m4", "2026-07-05", &["mood=good"]), "unknown outcome \"mood\""),
+        (outcome_record_args(&db, LATER, "P2", "m6", "2026-07-05", &["phq9=3"]), "unknown timepoint \"m6\""),
+        (outcome_record_args(&db, LATER, "P9", "m4", "2026-07-05", &["phq9=3"]), "unknown participant \"P9\""),
+        (outcome_record_args(&db, LATER, "X1", "m4", "2026-07-05", &["phq9=3"]), "never randomised"),
+        (outcome_record_args(&db, LATER, "P2", "m4", "2026-02-01", &["phq9=3"]), "before randomisation"),
+        (outcome_record_args(&db, LATER, "P2", "m4", "2026-12-01", &["phq9=3"]), "in the future"),
+        (outcome_record_args(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=3"]), "already recorded (9)"),
         (
-            record(&db, LATER, "P2", "m4", "2026-07-05", &["paid_work_13_weeks=yes"]),
+            outcome_record_args(&db, LATER, "P2", "m4", "2026-07-05", &["paid_work_13_weeks=yes"]),
             "paid_work_13_weeks is not collected at m4",
         ),
         (
-            record(&db, LATER, "P2", "m4", "2026-07-05", &["in_paid_work=yes", "weeks_in_paid_work=0"]),
+            outcome_record_args(&db, LATER, "P2", "m4", "2026-07-05", &["in_paid_work=yes", "weeks_in_paid_work=0"]),
             "in_paid_work is yes but weeks_in_paid_work is 0",
         ),
-        (record(&db, LATER, "P2", "m4", "2026-07-05", &["first_job_date=2026-07-08"]), "is after the follow-up date"),
-        (record(&db, LATER, "P2", "m4", "2026-07-05", &["weeks_in_paid_work=40"]), "only 125 days have passed"),
-        (record(&db, YEAR, "P2", "m12", "2027-03-01", &["paid_work_13_weeks=yes"]), "no first_job_date is recorded"),
         (
-            record(&db, YEAR, "P2", "m12", "2027-03-01", &["paid_work_13_weeks=no", "weeks_in_paid_work=20"]),
+            outcome_record_args(&db, LATER, "P2", "m4", "2026-07-05", &["first_job_date=2026-07-08"]),
+            "is after the follow-up date",
+        ),
+        (
+            outcome_record_args(&db, LATER, "P2", "m4", "2026-07-05", &["weeks_in_paid_work=40"]),
+            "only 125 days have passed",
+        ),
+        (
+            outcome_record_args(&db, YEAR, "P2", "m12", "2027-03-01", &["paid_work_13_weeks=yes"]),
+            "no first_job_date is recorded",
+        ),
+        (
+            outcome_record_args(
+                &db,
+                YEAR,
+                "P2",
+                "m12",
+                "2027-03-01",
+                &["paid_work_13_weeks=no", "weeks_in_paid_work=20"],
+            ),
             "13 or more but paid_work_13_weeks is no",
         ),
         (
@@ -294,7 +292,10 @@ fn a_bad_import_is_refused_whole_listing_every_bad_row() {
 fn exports_match_the_codebook_and_read_as_plain_csv() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
-    chancery().args(record(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=9", "eq5d=0.5"])).assert().success();
+    chancery()
+        .args(outcome_record_args(&db, LATER, "P1", "m4", "2026-07-05", &["phq9=9", "eq5d=0.5"]))
+        .assert()
+        .success();
     let codebook = export(&db, "codebook");
     let mut reader = csv::Reader::from_reader(codebook.as_bytes());
     let documented: Vec<(String, String)> = reader
@@ -408,7 +409,14 @@ fn older_schema_migrates(schema: i32) {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
     chancery()
-        .args(record(&db, LATER, "P1", "m4", "2026-07-05", &["in_paid_work=no", "weeks_in_paid_work=0", "phq9=9"]))
+        .args(outcome_record_args(
+            &db,
+            LATER,
+            "P1",
+            "m4",
+            "2026-07-05",
+            &["in_paid_work=no", "weeks_in_paid_work=0", "phq9=9"],
+        ))
         .assert()
         .success();
     chancery()

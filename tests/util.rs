@@ -24,42 +24,53 @@ pub fn chancery() -> Command {
     c
 }
 
+/// `cmd` (a chancery command) made to create a trial from `protocol` in
+/// `db` with the test seed.
+pub fn init_command(mut cmd: Command, protocol: &Path, db: &Path) -> Command {
+    cmd.args(["init", "--protocol"]).arg(protocol).arg("--db").arg(db).args(["--seed", SEED]);
+    cmd
+}
+
 /// Creates a trial from `protocol_name` with the test seed in `dir`; returns the db path.
 pub fn init(dir: &Path, protocol_name: &str) -> PathBuf {
     let db = dir.join("trial.db");
-    chancery()
-        .args(["init", "--protocol"])
-        .arg(protocol(protocol_name))
-        .arg("--db")
-        .arg(&db)
-        .args(["--seed", SEED])
-        .assert()
-        .success();
+    init_command(chancery(), &protocol(protocol_name), &db).assert().success();
     db
 }
 
+/// A trial of the default protocol in `dir` with `participants` randomised
+/// in order, the i-th with NHS number `nhs(first_nhs + i)`; returns the db path.
+pub fn randomised_trial(dir: &Path, participants: &[&str], first_nhs: u32) -> PathBuf {
+    let db = init(dir, "work-health-ips.toml");
+    for (i, p) in participants.iter().enumerate() {
+        chancery().args(randomise_args(&db, p, &nhs(first_nhs + i as u32), &[])).assert().success();
+    }
+    db
+}
+
+/// The fields of a complete eligible, consenting referral for the default
+/// protocol, in protocol order, but for the NHS number.
+pub const REFERRAL_FIELDS: [(&str, &str); 14] = [
+    ("age", "34"),
+    ("sex", "female"),
+    ("employment_status", "out_of_work"),
+    ("condition", "mental_health"),
+    ("referral_source", "gp"),
+    ("weeks_out_of_work", "10"),
+    ("gp_in_area", "yes"),
+    ("wants_work", "yes"),
+    ("receiving_ips", "no"),
+    ("consent", "yes"),
+    ("phq9", "12"),
+    ("gad7", "9"),
+    ("swemwbs", "21"),
+    ("eq5d", "0.731"),
+];
+
 /// A complete eligible, consenting referral for the default protocol.
 pub fn referral_args(participant: &str, site: &str, nhs: &str, overrides: &[(&str, &str)]) -> Vec<String> {
-    let mut fields: Vec<(String, String)> = [
-        ("nhs_number", nhs),
-        ("age", "34"),
-        ("sex", "female"),
-        ("employment_status", "out_of_work"),
-        ("condition", "mental_health"),
-        ("referral_source", "gp"),
-        ("weeks_out_of_work", "10"),
-        ("gp_in_area", "yes"),
-        ("wants_work", "yes"),
-        ("receiving_ips", "no"),
-        ("consent", "yes"),
-        ("phq9", "12"),
-        ("gad7", "9"),
-        ("swemwbs", "21"),
-        ("eq5d", "0.731"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
+    let mut fields = vec![("nhs_number".to_string(), nhs.to_string())];
+    fields.extend(REFERRAL_FIELDS.iter().map(|(a, b)| (a.to_string(), b.to_string())));
     for (k, v) in overrides {
         match fields.iter_mut().find(|(n, _)| n == k) {
             Some(slot) => slot.1 = v.to_string(),
@@ -72,6 +83,37 @@ pub fn referral_args(participant: &str, site: &str, nhs: &str, overrides: &[(&st
         args.push(format!("{k}={v}"));
     }
     args
+}
+
+/// `randomise` arguments for [`referral_args`] at site sheffield.
+pub fn randomise_args(db: &Path, participant: &str, nhs: &str, overrides: &[(&str, &str)]) -> Vec<String> {
+    let mut args = vec!["randomise".to_string(), "--db".into(), db.display().to_string()];
+    args.extend(referral_args(participant, "sheffield", nhs, overrides));
+    args
+}
+
+/// `outcome record` arguments at `now`, one `--set` per entry of `sets`.
+pub fn outcome_record_args(
+    db: &Path,
+    now: &str,
+    participant: &str,
+    timepoint: &str,
+    on: &str,
+    sets: &[&str],
+) -> Vec<String> {
+    let mut a = s(&["outcome", "record", "--db"]);
+    a.push(db.display().to_string());
+    a.extend(s(&["--now", now, "--participant", participant, "--timepoint", timepoint, "--on", on]));
+    for x in sets {
+        a.push("--set".into());
+        a.push(x.to_string());
+    }
+    a
+}
+
+/// Owned strings, for argument lists.
+pub fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
 }
 
 /// Valid NHS numbers, distinct for distinct `i`.

@@ -27,7 +27,7 @@
 use super::design::{Adjustment, Design, Factor, build};
 use super::dist::{normal_quantile, normal_two_sided_p};
 use super::gram::{MIN_COPIES, Patterns, Rows, inverse_spd, solve_spd};
-use super::{ArmCounts, Coefficient, Estimable, Estimate, Result, all_finite, check_len, check_level};
+use super::{ArmCounts, Coefficient, Estimable, Estimate, Result, Settling, all_finite, check_len, check_level};
 use nalgebra::{DMatrix, DVector};
 
 /// A fitted logistic regression.
@@ -242,14 +242,8 @@ fn irls_weighted(
     link(&eta, &mut mu, &mut me);
     let mut dev_old = binomial_deviance(y, &mu, w);
     let mut beta = start.cloned().unwrap_or_else(|| DVector::zeros(p));
-    let mut converged = false;
+    let mut settling = Settling::new();
     let mut iterations = 0;
-    // After the deviance criterion is met, a few more Newton steps: at a true
-    // optimum they shrink to nothing (quadratic convergence); when the MLE
-    // does not exist (separation) some coefficient keeps moving by about one
-    // unit per step while the deviance creeps towards its infimum.
-    let mut extra = 0;
-    let mut last_step = f64::INFINITY;
     let (mut wt, mut z) = (vec![0.0; n], vec![0.0; n]);
     for iter in 1..=80 {
         iterations = iter;
@@ -286,23 +280,13 @@ fn irls_weighted(
         let dev = binomial_deviance(y, &mu, w);
         let rel = (dev - dev_old).abs() / (dev.abs() + 0.1);
         dev_old = dev;
-        if converged {
-            extra += 1;
-            last_step = step;
-            if step <= 1e-8 * (1.0 + beta.amax()) || extra >= 6 {
-                break;
-            }
-        } else if rel < 1e-10 {
-            converged = true;
-            last_step = step;
-            if step <= 1e-8 * (1.0 + beta.amax()) {
-                break;
-            }
+        if settling.stop(step, rel < 1e-10, &beta) {
+            break;
         }
     }
+    let converged = settling.converged();
     let eps = 10.0 * f64::EPSILON;
-    let separated =
-        mu.iter().any(|&m| m > 1.0 - eps || m < eps) || (converged && last_step > 1e-4 * (1.0 + beta.amax()));
+    let separated = mu.iter().any(|&m| m > 1.0 - eps || m < eps) || settling.still_moving(&beta);
     // Inverse Fisher information at the estimate: (Xᵀ W X)⁻¹, by Cholesky,
     // or by QR of W^½X when ill-conditioned.
     let info: Vec<f64> = (0..n).map(|i| w[i] * mu[i] * (1.0 - mu[i])).collect();

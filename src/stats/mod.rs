@@ -252,6 +252,55 @@ pub(crate) fn all_finite(values: &[f64]) -> bool {
     values.iter().all(|v| v.is_finite())
 }
 
+/// When the Newton-type iterations of the logistic (IRLS) and Cox fits stop.
+///
+/// Once the objective (deviance, partial likelihood) has settled, a few more
+/// steps: at a true optimum they shrink to nothing (quadratic convergence);
+/// where the estimate does not exist (separation, monotone likelihood) some
+/// coefficient keeps moving by about one unit per step while the objective
+/// creeps towards its limit. So the iterations stop once a step has shrunk to
+/// nothing, or six steps after the objective settled.
+pub(crate) struct Settling {
+    converged: bool,
+    extra: u32,
+    last_step: f64,
+}
+
+impl Settling {
+    pub(crate) fn new() -> Settling {
+        Settling { converged: false, extra: 0, last_step: f64::INFINITY }
+    }
+
+    /// Records a step whose largest coefficient change was `step`, to `beta`;
+    /// `settled` is whether the objective's relative change met the fit's
+    /// tolerance. Returns whether to stop.
+    pub(crate) fn stop(&mut self, step: f64, settled: bool, beta: &nalgebra::DVector<f64>) -> bool {
+        let shrunk = step <= 1e-8 * (1.0 + beta.amax());
+        if self.converged {
+            self.extra += 1;
+            self.last_step = step;
+            shrunk || self.extra >= 6
+        } else if settled {
+            self.converged = true;
+            self.last_step = step;
+            shrunk
+        } else {
+            false
+        }
+    }
+
+    /// Whether the objective settled.
+    pub(crate) fn converged(&self) -> bool {
+        self.converged
+    }
+
+    /// Whether the objective settled but the last step at `beta` was still
+    /// large: a coefficient is infinite.
+    pub(crate) fn still_moving(&self, beta: &nalgebra::DVector<f64>) -> bool {
+        self.converged && self.last_step > 1e-4 * (1.0 + beta.amax())
+    }
+}
+
 /// `f` over `items` on the thread pool (as many threads as there are
 /// cores), results in the order of `items`: items are taken by whichever
 /// thread is free, so a call made from a pool task shares the cores with the

@@ -15,10 +15,11 @@
 //! once and sweep with running sums, so they are O(n log n).
 
 use super::design::{Adjustment, Factor, build};
-use super::dist::{chisq_upper, normal_quantile, normal_two_sided_p};
-use super::logistic::arm_counts;
+use super::dist::{chisq_upper, normal_quantile};
+use super::logistic::{arm_counts, coefficients_z};
 use super::{
-    ArmCounts, Coefficient, Estimable, Estimate, Result, StatsError, TestResult, all_finite, check_len, check_level,
+    ArmCounts, Coefficient, Estimable, Estimate, Result, Settling, StatsError, TestResult, all_finite, check_len,
+    check_level,
 };
 use nalgebra::{DMatrix, DVector};
 
@@ -592,10 +593,8 @@ pub fn cox_regression(
     let sweep = Sweep::new(&x, time, event, &codes, &order, &pos);
     let (ll0, mut u, mut info) = efron(&sweep, &beta);
     let mut ll = ll0;
-    let mut converged = false;
+    let mut settling = Settling::new();
     let mut iterations = 0;
-    let mut extra = 0;
-    let mut last_step = f64::INFINITY;
     for iter in 1..=60 {
         iterations = iter;
         let Some(chol) = info.clone().cholesky() else {
@@ -621,25 +620,15 @@ pub fn cox_regression(
         ll = ll_new;
         u = u_new;
         info = i_new;
-        if converged {
-            extra += 1;
-            last_step = size;
-            if size <= 1e-8 * (1.0 + beta.amax()) || extra >= 6 {
-                break;
-            }
-        } else if rel < 1e-11 {
-            converged = true;
-            last_step = size;
-            if size <= 1e-8 * (1.0 + beta.amax()) {
-                break;
-            }
+        if settling.stop(size, rel < 1e-11, &beta) {
+            break;
         }
     }
     let _ = u;
-    if !converged {
+    if !settling.converged() {
         return Ok(Estimable::not_estimable("not estimable: Cox model did not converge"));
     }
-    if last_step > 1e-4 * (1.0 + beta.amax()) {
+    if settling.still_moving(&beta) {
         return Ok(Estimable::not_estimable(
             "not estimable: monotone likelihood (a coefficient is infinite, e.g. no events in an arm)",
         ));
@@ -648,22 +637,7 @@ pub fn cox_regression(
         return Ok(Estimable::not_estimable("not estimable: information matrix is singular"));
     };
     let z = normal_quantile(0.5 + level / 2.0);
-    let coefficients: Vec<Coefficient> = names
-        .iter()
-        .enumerate()
-        .map(|(j, name)| {
-            let se = cov[(j, j)].sqrt();
-            Coefficient {
-                term: name.clone(),
-                estimate: beta[j],
-                se,
-                statistic: beta[j] / se,
-                p_value: normal_two_sided_p(beta[j] / se),
-                ci_low: beta[j] - z * se,
-                ci_high: beta[j] + z * se,
-            }
-        })
-        .collect();
+    let coefficients = coefficients_z(&names, &beta, &cov, z);
     let method = if strata.is_some() {
         "stratified Cox proportional hazards, Efron ties, Wald CI"
     } else {
