@@ -15,6 +15,7 @@ mod hostile;
 mod inputs;
 mod ledger;
 mod operating;
+mod operations;
 mod outcome_rules;
 mod outcomes;
 mod report;

@@ -49,7 +49,7 @@
 //!   (today in the trial's time zone, the date of the log's last entry) are
 //!   resolved here, not by the front end.
 //! - Nothing here prints: warnings ([`volatile_warning`]) and progress are
-//!   data or callbacks, and errors are [`Error`](crate::Error)s whose messages
+//!   data or callbacks, and errors are [`Error`]s whose messages
 //!   name the command line's options, as the rest of the library's do.
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Reading a trial: its counts and log head ([`status`]) and the export
-//! tables ([`export`]).
+//! tables ([`export()`]).
 
 use serde::Serialize;
 
