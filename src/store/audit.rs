@@ -46,52 +46,31 @@ impl Store {
 
     /// Calls `f` on every log row in sequence order, streaming.
     pub fn each_log_row(&self, mut f: impl FnMut(LogRow) -> Result<()>) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, ts, type, hash, body FROM log ORDER BY seq")
-            .map_err(Error::sqlite("reading the log"))?;
-        let mut rows = stmt.query([]).map_err(Error::sqlite("reading the log"))?;
-        while let Some(r) = rows.next().map_err(Error::sqlite("reading the log"))? {
-            let row = LogRow {
-                seq: r.get::<_, i64>(0).map_err(Error::sqlite("reading the log"))? as u64,
-                ts: r.get(1).map_err(Error::sqlite("reading the log"))?,
-                kind: r.get(2).map_err(Error::sqlite("reading the log"))?,
-                hash: r.get(3).map_err(Error::sqlite("reading the log"))?,
-                body: r.get(4).map_err(Error::sqlite("reading the log"))?,
-            };
-            f(row)?;
+        self.scan_log(|r| f(log_row(r).map_err(Error::sqlite("reading the log"))?))
+    }
+
+    /// Calls `f` on every log row as SQLite holds it (`seq, ts, type, hash,
+    /// body`), in sequence order, streaming: what [`Store::each_log_row`] and
+    /// [`Store::each_log_row_ref`] read.
+    fn scan_log(&self, mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<()>) -> Result<()> {
+        let what = "reading the log";
+        let mut stmt =
+            self.conn.prepare("SELECT seq, ts, type, hash, body FROM log ORDER BY seq").map_err(Error::sqlite(what))?;
+        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
+        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+            f(r)?;
         }
         Ok(())
     }
 
     /// Rows of a derived table as text, ordered by its key, for replay comparison.
     pub fn table_rows(&self, table: &str) -> Result<Vec<(String, String)>> {
-        let (name, key) = DERIVED_TABLES
-            .iter()
-            .find(|(t, _)| *t == table)
-            .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
-        let what = format!("reading table {name}");
-        let mut stmt =
-            self.conn.prepare(&format!("SELECT * FROM {name} ORDER BY {key}")).map_err(Error::sqlite(what.clone()))?;
-        let cols = stmt.column_count();
-        let key_cols: Vec<usize> = key.split(',').map(|k| stmt.column_index(k.trim()).unwrap_or(0)).collect();
-        stmt.query_map([], |r| {
-            let mut all = Vec::with_capacity(cols);
-            for i in 0..cols {
-                let v: rusqlite::types::Value = r.get(i)?;
-                all.push(match v {
-                    rusqlite::types::Value::Null => "NULL".to_string(),
-                    rusqlite::types::Value::Integer(i) => i.to_string(),
-                    rusqlite::types::Value::Real(f) => format!("{f:?}"),
-                    rusqlite::types::Value::Text(t) => format!("{t:?}"),
-                    rusqlite::types::Value::Blob(b) => format!("x'{}'", hex::encode(b)),
-                });
-            }
-            let k = key_cols.iter().map(|&i| all[i].clone()).collect::<Vec<_>>().join(",");
-            Ok((k, all.join("|")))
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(Error::sqlite(what))
+        let mut out = Vec::new();
+        self.each_table_row(table, |key, text, _| {
+            out.push((key, text));
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Calls `f` with each row of a derived table in key order, streaming: the
@@ -102,10 +81,7 @@ impl Store {
         table: &str,
         mut f: impl FnMut(String, String, Option<u64>) -> Result<()>,
     ) -> Result<()> {
-        let (name, key) = DERIVED_TABLES
-            .iter()
-            .find(|(t, _)| *t == table)
-            .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
+        let (name, key) = derived_table(table)?;
         let what = format!("reading table {name}");
         let mut stmt =
             self.conn.prepare(&format!("SELECT * FROM {name} ORDER BY {key}")).map_err(Error::sqlite(what.clone()))?;
@@ -123,13 +99,7 @@ impl Store {
                 {
                     seq = u64::try_from(n).ok();
                 }
-                all.push(match v {
-                    rusqlite::types::Value::Null => "NULL".to_string(),
-                    rusqlite::types::Value::Integer(i) => i.to_string(),
-                    rusqlite::types::Value::Real(f) => format!("{f:?}"),
-                    rusqlite::types::Value::Text(t) => format!("{t:?}"),
-                    rusqlite::types::Value::Blob(b) => format!("x'{}'", hex::encode(b)),
-                });
+                all.push(text_of(&v));
             }
             let k = key_cols.iter().map(|&i| all[i].clone()).collect::<Vec<_>>().join(",");
             f(k, all.join("|"), seq)?;
@@ -142,10 +112,7 @@ impl Store {
     /// number of differing rows and, of those, the one with the least `seq`
     /// (rows without a `seq` column come last).
     pub fn compare_table(&self, replayed: &Store, table: &str) -> Result<Option<TableDiff>> {
-        let (name, key) = DERIVED_TABLES
-            .iter()
-            .find(|(t, _)| *t == table)
-            .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))?;
+        let (name, key) = derived_table(table)?;
         let what = format!("comparing table {name} with its replay");
         let sql = format!("SELECT * FROM {name} ORDER BY {key}");
         let mut a_stmt = self.conn.prepare(&sql).map_err(Error::sqlite(what.clone()))?;
@@ -290,11 +257,7 @@ impl Store {
     /// text borrowed rather than copied. The same rows, in the same order, as
     /// [`Store::each_log_row`], and the same errors for a row that is not text.
     pub fn each_log_row_ref(&self, mut f: impl FnMut(LogRowRef<'_>) -> Result<()>) -> Result<()> {
-        let what = "reading the log";
-        let mut stmt =
-            self.conn.prepare("SELECT seq, ts, type, hash, body FROM log ORDER BY seq").map_err(Error::sqlite(what))?;
-        let mut rows = stmt.query([]).map_err(Error::sqlite(what))?;
-        while let Some(r) = rows.next().map_err(Error::sqlite(what))? {
+        self.scan_log(|r| {
             let text = |i: usize| -> rusqlite::Result<&str> {
                 r.get_ref(i)?.as_str().map_err(|e| {
                     rusqlite::Error::FromSqlConversionFailure(i, r.get_ref_unwrap(i).data_type(), Box::new(e))
@@ -309,10 +272,9 @@ impl Store {
                     body: text(4)?,
                 })
             })()
-            .map_err(Error::sqlite(what))?;
-            f(row)?;
-        }
-        Ok(())
+            .map_err(Error::sqlite("reading the log"))?;
+            f(row)
+        })
     }
 
     /// Whether `table` has a unique index on exactly `column` that covers every
@@ -448,6 +410,16 @@ pub(crate) fn sql_order_ref(a: rusqlite::types::ValueRef, b: rusqlite::types::Va
     }
 }
 
+/// A derived table's name and key columns, as [`DERIVED_TABLES`] lists them.
+fn derived_table(table: &str) -> Result<(&'static str, &'static str)> {
+    DERIVED_TABLES
+        .iter()
+        .find(|(t, _)| *t == table)
+        .copied()
+        .ok_or_else(|| Error::Integrity(format!("{table} is not a derived table")))
+}
+
+/// A stored value as the replay comparison shows it.
 fn text_of(v: &rusqlite::types::Value) -> String {
     match v {
         rusqlite::types::Value::Null => "NULL".to_string(),

@@ -192,8 +192,6 @@ pub(super) fn open_read_write(path: &Path, what: &str, missing: &str) -> Result<
     Ok(conn)
 }
 
-/// The schema version of a chancery database; refuses any other file, and one
-/// written by a newer chancery.
 /// Refuses a file of an older schema: only `chancery migrate` (and an
 /// auditor's `verify`) read one.
 fn require_current(version: i32, path: &Path) -> Result<()> {
@@ -207,14 +205,20 @@ fn require_current(version: i32, path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn schema_of(conn: &Connection, path: &Path, what: &str) -> Result<i32> {
+/// The `user_version` of a chancery database; refuses any other file.
+fn chancery_version(conn: &Connection, path: &Path, what: &str) -> Result<i32> {
     let app: i32 =
         conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.to_string()))?;
     if app != APPLICATION_ID {
         return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
     }
-    let version: i32 =
-        conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.to_string()))?;
+    conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.to_string()))
+}
+
+/// The schema version of a chancery database; refuses any other file, and one
+/// written by a newer chancery.
+pub(super) fn schema_of(conn: &Connection, path: &Path, what: &str) -> Result<i32> {
+    let version = chancery_version(conn, path, what)?;
     if version > SCHEMA_VERSION {
         return Err(Error::Refused(format!(
             "{} was written by a newer chancery (schema {version}, this build reads {SCHEMA_VERSION}); upgrade chancery",
@@ -316,13 +320,7 @@ impl Store {
         let what = format!("opening database {} for verification", path.display());
         let conn = open_reader(path, &what)?;
         conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).map_err(Error::sqlite(what.clone()))?;
-        let app: i32 =
-            conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
-        if app != APPLICATION_ID {
-            return Err(Error::Refused(format!("{} is not a chancery database; check --db", path.display())));
-        }
-        let version: i32 =
-            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(Error::sqlite(what.clone()))?;
+        let version = chancery_version(&conn, path, &what)?;
         if !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(Error::Refused(format!(
                 "{} has schema {version}; this build verifies schema {SCHEMA_VERSION} (and reads the log of schemas 1 to {})",

@@ -96,22 +96,22 @@ impl Store {
 
     /// The bodies of the log entries of one type, in order.
     pub fn log_bodies(&self, kind: &str) -> Result<Vec<(u64, String)>> {
-        let what = "reading the log";
-        let mut stmt =
-            self.conn.prepare("SELECT seq, body FROM log WHERE type = ?1 ORDER BY seq").map_err(Error::sqlite(what))?;
-        stmt.query_map([kind], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(Error::sqlite(what))
+        self.seq_and_body("SELECT seq, body FROM log WHERE type = ?1 ORDER BY seq", [kind])
     }
 
     /// The bodies of the log entries of one type whose text contains `needle`, in order.
     pub fn log_bodies_containing(&self, kind: &str, needle: &str) -> Result<Vec<(u64, String)>> {
+        self.seq_and_body(
+            "SELECT seq, body FROM log WHERE type = ?1 AND instr(body, ?2) > 0 ORDER BY seq",
+            [kind, needle],
+        )
+    }
+
+    /// The `(seq, body)` log rows `sql` selects, in its order.
+    fn seq_and_body(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<(u64, String)>> {
         let what = "reading the log";
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, body FROM log WHERE type = ?1 AND instr(body, ?2) > 0 ORDER BY seq")
-            .map_err(Error::sqlite(what))?;
-        stmt.query_map([kind, needle], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        let mut stmt = self.conn.prepare(sql).map_err(Error::sqlite(what))?;
+        stmt.query_map(params, |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .and_then(|rows| rows.collect())
             .map_err(Error::sqlite(what))
     }
@@ -194,20 +194,7 @@ impl Tx<'_> {
     pub fn participant(&self, participant: &str) -> Result<Option<ParticipantRow>> {
         self.tx
             .prepare_cached(PARTICIPANT_SQL)
-            .and_then(|mut s| {
-                s.query_row([participant], |r| {
-                    Ok(ParticipantRow {
-                        participant: r.get(0)?,
-                        seq: r.get::<_, i64>(1)? as u64,
-                        site: r.get(2)?,
-                        stratum: r.get(3)?,
-                        arm: r.get(4)?,
-                        identity: r.get(5)?,
-                        randomised_at: r.get(6)?,
-                    })
-                })
-                .optional()
-            })
+            .and_then(|mut s| s.query_row([participant], participant_row).optional())
             .map_err(Error::sqlite("reading a participant"))
     }
 
@@ -425,19 +412,21 @@ fn participants(c: &Connection) -> Result<Vec<ParticipantRow>> {
     let mut stmt = c
         .prepare("SELECT participant, seq, site, stratum, arm, identity, randomised_at FROM participants ORDER BY seq")
         .map_err(Error::sqlite(what))?;
-    stmt.query_map([], |r| {
-        Ok(ParticipantRow {
-            participant: r.get(0)?,
-            seq: r.get::<_, i64>(1)? as u64,
-            site: r.get(2)?,
-            stratum: r.get(3)?,
-            arm: r.get(4)?,
-            identity: r.get(5)?,
-            randomised_at: r.get(6)?,
-        })
+    stmt.query_map([], participant_row).and_then(|rows| rows.collect()).map_err(Error::sqlite(what))
+}
+
+/// A `participants` row read as `SELECT participant, seq, site, stratum, arm,
+/// identity, randomised_at`.
+fn participant_row(r: &rusqlite::Row) -> rusqlite::Result<ParticipantRow> {
+    Ok(ParticipantRow {
+        participant: r.get(0)?,
+        seq: r.get::<_, i64>(1)? as u64,
+        site: r.get(2)?,
+        stratum: r.get(3)?,
+        arm: r.get(4)?,
+        identity: r.get(5)?,
+        randomised_at: r.get(6)?,
     })
-    .and_then(|rows| rows.collect())
-    .map_err(Error::sqlite(what))
 }
 
 #[cfg(test)]
