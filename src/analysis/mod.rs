@@ -36,10 +36,10 @@
 //! 8. `cace`: [`Cace`].
 //!
 //! A section the protocol does not call for is `None` (or empty). Every
-//! estimate is an [`Estimable`]: a value carrying its n per arm, method and
-//! confidence level, or "not estimable: why". In JSON an `Estimable` is
-//! `{"status": "estimated", "value": …}` or `{"status": "not_estimable",
-//! "reason": …}`.
+//! estimate is an [`Estimable`](crate::stats::Estimable): a value carrying
+//! its n per arm, method and confidence level, or "not estimable: why". In
+//! JSON an `Estimable` is `{"status": "estimated", "value": …}` or
+//! `{"status": "not_estimable", "reason": …}`.
 //!
 //! # Where each part is
 //!

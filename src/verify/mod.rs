@@ -52,7 +52,7 @@
 //!   canonical bytes, seq, hash, link and time, the checkpoints' heads as the
 //!   chain reaches them, and what it hands the derivation thread.
 //! - `derive.rs`: derivation, on the other thread: each event replayed
-//!   through [`ledger::apply`] in log order, with the uniqueness, stratum,
+//!   through `ledger::apply` in log order, with the uniqueness, stratum,
 //!   seed-commitment and follow-up checks on the way.
 //! - `allocations.rs`: the allocation records checked without the seed, and
 //!   each allocation re-derived from it.
