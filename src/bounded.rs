@@ -38,7 +38,7 @@ impl Limits {
 }
 
 /// Why a bounded read stopped.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Over {
     Size,
     Line(u64),
@@ -107,20 +107,42 @@ pub fn read(path: &Path, limits: Limits) -> Result<Vec<u8>> {
     match reader.read_to_end(&mut bytes) {
         Ok(_) => Ok(bytes),
         Err(e) => Err(match reader.over {
-            Some(Over::Size) => Error::Input(format!(
-                "{} is larger than a {} can be (over {}); check the file name",
-                path.display(),
-                limits.what,
-                megabytes(limits.max_bytes)
-            )),
-            Some(Over::Line(line)) => Error::Input(format!(
-                "{} line {line}: longer than {} bytes, more than any row of a {} holds; check the file (is it a CSV file?)",
-                path.display(),
-                limits.max_line.unwrap_or_default(),
-                limits.what
-            )),
+            Some(over) => over_limit(&path.display().to_string(), limits, over),
             None => Error::Io { context: format!("reading {}", path.display()), source: e },
         }),
+    }
+}
+
+/// Checks bytes already in memory (an upload, a file read by a front end)
+/// against `limits`, with the message [`read`] gives; `name` names them.
+/// Operations that take a file's bytes check them here, so a front end that
+/// did not read them through [`read`] gets the same bounds.
+pub fn check(name: &str, bytes: &[u8], limits: Limits) -> Result<()> {
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(over_limit(name, limits, Over::Size));
+    }
+    if let Some(max_line) = limits.max_line {
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if line.len() > max_line {
+                return Err(over_limit(name, limits, Over::Line(i as u64 + 1)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn over_limit(name: &str, limits: Limits, over: Over) -> Error {
+    match over {
+        Over::Size => Error::Input(format!(
+            "{name} is larger than a {} can be (over {}); check the file name",
+            limits.what,
+            megabytes(limits.max_bytes)
+        )),
+        Over::Line(line) => Error::Input(format!(
+            "{name} line {line}: longer than {} bytes, more than any row of a {} holds; check the file (is it a CSV file?)",
+            limits.max_line.unwrap_or_default(),
+            limits.what
+        )),
     }
 }
 
@@ -166,5 +188,23 @@ mod tests {
         assert!(out.len() <= 1 << 20);
         let e = read(Path::new("/dev/zero"), Limits::CHECKPOINT).unwrap_err().to_string();
         assert_eq!(e, "/dev/zero is larger than a checkpoint can be (over 16 KiB); check the file name");
+    }
+
+    #[test]
+    fn bytes_in_memory_meet_the_same_limits_with_the_same_messages_as_a_file() {
+        let dir = std::env::temp_dir().join(format!("chancery-bounded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let l = limits(8, Some(3));
+        for bytes in [&b"abc\ndef\n"[..], b"abc\nde", b"abcd\n", b"ab\nabc\nabcd", b"abc\nabc\nab", b"a\r\nbc\r\n"] {
+            let path = dir.join("f.csv");
+            std::fs::write(&path, bytes).unwrap();
+            let from_file = read(&path, l).map(|_| ()).map_err(|e| e.to_string());
+            let name = path.display().to_string();
+            let in_memory = check(&name, bytes, l).map_err(|e| e.to_string());
+            assert_eq!(in_memory, from_file, "{:?}", String::from_utf8_lossy(bytes));
+        }
+        assert!(check("x", b"abc\nabc\nab", l).unwrap_err().to_string().contains("larger than a test file"));
+        assert!(check("x", b"ab\nabcd", l).unwrap_err().to_string().starts_with("x line 2: longer than 3 bytes"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -282,3 +282,37 @@ fn verification_failure_is_data() {
     let e = op::checkpoint_from_text("cp.txt", "not a checkpoint").unwrap_err();
     assert!(e.to_string().starts_with("checkpoint cp.txt: "), "{e}");
 }
+
+/// A front end that receives a file's bytes itself (an HTTP upload) gets the
+/// bounds the command line applies when it reads a file: a line no referral
+/// or outcome row could be is refused with its line number, before the trial
+/// is touched.
+#[test]
+fn uploaded_bytes_are_held_to_the_csv_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = init(dir.path());
+    let before = db_snapshot(&db);
+    let mut upload = referrals_csv().into_bytes();
+    upload.extend(std::iter::repeat_n(b'x', chancery::bounded::CSV_LINE_BYTES + 1));
+    let lines = upload.iter().filter(|&&b| b == b'\n').count() + 1;
+    let e = Referrals::from_csv("upload.csv", &upload, None).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "upload.csv line {lines}: longer than 65536 bytes, more than any row of a CSV file holds; check the file (is it a CSV file?)"
+        )
+    );
+
+    let mut trial = op::open(&db).unwrap();
+    let request = op::ImportRequest {
+        name: "m4.csv".into(),
+        csv: [&b"participant,timepoint,in_paid_work\nR1,m4,"[..], &vec![b'y'; 70_000]].concat(),
+        delimiter: None,
+        user: "tester".into(),
+        clock: clock(NOW),
+    };
+    let e = op::import_outcomes(&mut trial, &request).unwrap_err().to_string();
+    assert!(e.starts_with("m4.csv line 2: longer than 65536 bytes"), "{e}");
+    drop(trial);
+    assert_eq!(db_snapshot(&db), before);
+}

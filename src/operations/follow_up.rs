@@ -53,7 +53,7 @@ pub fn record_outcome(trial: &mut Trial, request: &RecordRequest) -> Result<Writ
 pub struct ImportRequest {
     /// The file's name, for messages.
     pub name: String,
-    /// Its bytes (read under [`crate::bounded::Limits::CSV`]).
+    /// Its bytes (checked here against [`crate::bounded::Limits::CSV`]).
     pub csv: Vec<u8>,
     /// Its separator, if not a comma.
     pub delimiter: Option<u8>,
@@ -76,6 +76,7 @@ pub struct Imported {
 /// before the trial is opened: a row without a date is dated today in the
 /// trial's time zone.
 pub fn import_outcomes(trial: &mut Trial, request: &ImportRequest) -> Result<Imported> {
+    crate::bounded::check(&request.name, &request.csv, crate::bounded::Limits::CSV)?;
     let today = request.clock.today(trial.protocol().timezone);
     let options = CsvOptions { delimiter: request.delimiter };
     let entries =

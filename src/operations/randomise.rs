@@ -30,8 +30,10 @@ impl Referrals {
     /// A batch from a CSV file's bytes (`participant,site,<field>…`), in file
     /// order; `name` names the file in messages, `delimiter` is its separator
     /// if not a comma. Every malformed row is reported, and none is kept if
-    /// any is bad. The bytes are expected read under [`crate::bounded::Limits::CSV`].
+    /// any is bad. The bytes are held to [`crate::bounded::Limits::CSV`] here,
+    /// however the front end received them.
     pub fn from_csv(name: &str, bytes: &[u8], delimiter: Option<u8>) -> Result<Referrals> {
+        crate::bounded::check(name, bytes, crate::bounded::Limits::CSV)?;
         let list = referral::read_batch_csv(name, bytes, &CsvOptions { delimiter }).map_err(Error::Input)?;
         Ok(Referrals { list, batch: true })
     }
