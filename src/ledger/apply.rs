@@ -54,7 +54,7 @@ pub(super) fn append_started(
 }
 
 /// Refuses a time earlier than the log's last entry: every write's time
-/// comes from [`Clock::stamp`], which has checked it; this holds the log's
+/// comes from [`Clock::stamp`](crate::clock::Clock::stamp), which has checked it; this holds the log's
 /// order whatever a caller passes.
 fn not_back_dated(head: &Head, ts: &str) -> Result<()> {
     match &head.ts {

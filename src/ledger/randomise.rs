@@ -599,7 +599,7 @@ impl Touched {
     }
 }
 
-/// Writes the rows `touched` names, leaving the tables as [`flush_state`] would.
+/// Writes the rows `touched` names, leaving the tables as [`flush_state`](super::flush_state) would.
 fn flush_touched(tx: &Tx, protocol: &Protocol, state: &State, touched: &Touched) -> Result<()> {
     for stream in &touched.streams {
         if let Some(c) = state.blocks.get(stream) {
