@@ -20,10 +20,12 @@ pub(crate) fn json_written() -> bool {
 /// A result as pretty JSON on standard output.
 pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     JSON_WRITTEN.store(true, Ordering::Relaxed);
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout flushes at every line, and a batch's JSON is a million
+    // lines (a write call each).
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, v)
         .map_err(|e| Error::Io { context: "writing JSON".into(), source: e.into() })?;
-    writeln!(out).map_err(Error::io("writing output"))
+    writeln!(out).and_then(|()| out.flush()).map_err(Error::io("writing output"))
 }
 
 /// Writes one line of a command's text output.

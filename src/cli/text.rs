@@ -27,7 +27,8 @@ pub(crate) fn init(report: &InitReport) {
 }
 
 pub(crate) fn randomisation(r: &Randomisation) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout flushes at every line, one a referral of a batch.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for c in &r.confirmations {
         confirmation(&mut out, c).map_err(Error::io("writing output"))?;
     }
@@ -46,7 +47,7 @@ pub(crate) fn randomisation(r: &Randomisation) -> Result<()> {
         writeln!(out, "receipt: log length {}, head {}", last.log_length, last.head)
             .map_err(Error::io("writing output"))?;
     }
-    Ok(())
+    out.flush().map_err(Error::io("writing output"))
 }
 
 fn confirmation(out: &mut dyn Write, c: &Confirmation) -> std::io::Result<()> {
