@@ -256,7 +256,7 @@ fn ratio_lcm(protocol: &Protocol) -> u64 {
 pub const MINIMISATION_PARTICIPANTS: u64 = 1_000_000_000;
 
 /// Whether every minimisation score for up to `participants` participants
-/// fits the 128-bit integers [`minimise`] computes in, so that scores are
+/// fits the 128-bit integers `minimise` computes in, so that scores are
 /// exact (docs/SPEC.md §6.4): `K² × ((N + 1)·L)² × Σ weight_milli < 2^128`.
 pub fn scores_fit(protocol: &Protocol, participants: u64) -> bool {
     let k = protocol.arms.len() as u128;

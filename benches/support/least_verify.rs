@@ -30,8 +30,8 @@ pub fn chain(db: &Path) {
 pub fn derived_tables(db: &Path) -> u64 {
     let conn = Store::open_for_audit(db).unwrap();
     let mut cells = 0u64;
-    for (table, key) in DERIVED_TABLES {
-        conn.each_row_ref(&format!("SELECT * FROM {table} ORDER BY {key}"), |row| {
+    for (table, _) in DERIVED_TABLES {
+        conn.each_row_in_key_order(table, |row| {
             for i in 0..row.as_ref().column_count() {
                 cells += match row.get_ref(i).unwrap() {
                     rusqlite::types::ValueRef::Text(t) => t.len() as u64,

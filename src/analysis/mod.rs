@@ -55,7 +55,7 @@
 //!   outcome, the continuous outcomes, missing data (multiple imputation) and
 //!   the complier average causal effect.
 //! - `time_to_event.rs`: section 5, time to first job.
-//! - `estimates.rs`: every estimate and test in one flat table ([`estimates`]).
+//! - `estimates.rs`: every estimate and test in one flat table ([`estimates()`]).
 //! - `tables.rs`: the files [`write_tables`] writes (analysis.json and the CSVs).
 //! - `markdown.rs`: the Markdown summary ([`markdown()`]) and the number
 //!   formats the HTML report shares with it.

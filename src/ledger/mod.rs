@@ -1,10 +1,11 @@
 //! The trial ledger: creating a trial, randomising referrals, and reading its
 //! state, each write as one transaction of one or more log events.
 //!
-//! This is the library's front door for coordinators. It screens referrals
+//! This is where a trial's writes are made; front ends reach it through
+//! [`crate::operations`], not directly. It screens referrals
 //! ([`crate::referral`]), allocates ([`crate::allocation`]), records events in
 //! the hash-chained log ([`crate::log`]) and derives the tables from them in
-//! the same transaction ([`apply()`], which replay during verification reuses).
+//! the same transaction (`apply`, which replay during verification reuses).
 //!
 //! Which file holds what:
 //! - `mod.rs`: [`Trial`]: opening it (its trial row checked against log entry

@@ -166,7 +166,7 @@ fn load_protocol(path: &Option<PathBuf>) -> Result<Protocol> {
 }
 
 /// Participants per simulated trial: as given, else the number to recruit
-/// for the protocol's [design], else 1000.
+/// for the protocol's `[design]`, else 1000.
 fn simulated_participants(p: &Protocol, participants: Option<u32>) -> Result<u32> {
     Ok(match participants {
         Some(n) => n,

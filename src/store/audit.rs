@@ -306,9 +306,23 @@ impl Store {
         Ok(false)
     }
 
-    /// Runs a read-only query of verification's, calling `f` with each row as
-    /// SQLite holds it (nothing copied); returns the query's column names.
-    pub fn each_row_ref(&self, sql: &str, mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<()>) -> Result<Vec<String>> {
+    /// A derived table's column names, as this database's schema has them.
+    pub fn table_columns(&self, table: &str) -> Result<Vec<String>> {
+        self.each_row_ref(&format!("SELECT * FROM {} LIMIT 0", derived_table(table)?.0), |_| Ok(()))
+    }
+
+    /// Every row of a derived table in its key's order, each passed to `f` as
+    /// SQLite holds it (nothing copied); returns the table's column names.
+    pub fn each_row_in_key_order(
+        &self,
+        table: &str,
+        f: impl FnMut(&rusqlite::Row<'_>) -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let (name, key) = derived_table(table)?;
+        self.each_row_ref(&format!("SELECT * FROM {name} ORDER BY {key}"), f)
+    }
+
+    fn each_row_ref(&self, sql: &str, mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<()>) -> Result<Vec<String>> {
         let what = "reading a derived table";
         let mut stmt = self.conn.prepare(sql).map_err(Error::sqlite(what))?;
         let names = stmt.column_names().map(|c| c.to_string()).collect();

@@ -2,6 +2,8 @@
 //!
 //! **Only the store talks to SQLite**: no other module holds a connection,
 //! a statement or SQL text, so every read and write of a trial's file is here.
+//! (Verification's digests read rows as SQLite holds them, `rusqlite`'s
+//! borrowed values, so they need not be copied; the queries are still here.)
 //!
 //! One file holds the append-only log and the tables derived from it. Every
 //! write is one `BEGIN IMMEDIATE` transaction (WAL, `synchronous=FULL`), so a

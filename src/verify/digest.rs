@@ -197,7 +197,7 @@ pub(super) fn live_digests(db: &Path, pinned: &Head, key: &[u8; 32], columns: &[
         let mut ordered = !key_cols.is_empty();
         let mut last: Option<Vec<KeyValue>> = None;
         let mut sum = Sum::default();
-        let names = live.each_row_ref(&format!("SELECT * FROM {table} ORDER BY {key_names}"), |row| {
+        let names = live.each_row_in_key_order(table, |row| {
             let n = row.as_ref().column_count();
             if n != expected.len() {
                 ordered = false;

@@ -6,7 +6,7 @@
 //! Checks, each reported by name (docs/SPEC.md §8):
 //! `chain` (every entry is canonical, contiguous, hashed and linked, with time
 //! never going backwards), `replay` (replaying the log through the same
-//! [`ledger::apply`] live writes use reproduces every derived table, and every
+//! `ledger::apply` live writes use reproduces every derived table, and every
 //! recorded stratum follows from the recorded values), `unique_participants`
 //! (no participant id recorded twice, no identity randomised twice),
 //! `checkpoints`, `seed_commitment`, `allocations` (each re-derives exactly
@@ -23,7 +23,7 @@
 //! on each side. Memory is therefore bounded by the protocol (strata, factor
 //! levels), never by the log's length.
 //!
-//! The replay first runs in a digest form ([`Form::Digest`]): the tables that
+//! The replay first runs in a digest form (`Form::Digest`): the tables that
 //! are only ever inserted into (and the trial row and allocation state, which
 //! are written once from what the last entry left) are not written anywhere but
 //! folded into a keyed, order-independent digest, and the live tables are
@@ -31,7 +31,7 @@
 //! last; the rest go to the scratch database as before. That form only ever
 //! vouches for a trial whose every derivation check passes and whose digests
 //! agree; anything else is verified again from the start in the exact form
-//! ([`Form::Exact`]), everything replayed into the scratch database, whose
+//! (`Form::Exact`), everything replayed into the scratch database, whose
 //! report names the first differing row. The report is the same either way.
 //!
 //! The work is spread over threads without changing what is found: one thread
@@ -266,7 +266,7 @@ fn verify_with(
     };
     let mut columns = Vec::new();
     for table in DIGESTED {
-        columns.push(scratch.each_row_ref(&format!("SELECT * FROM {table} LIMIT 0"), |_| Ok(()))?);
+        columns.push(scratch.table_columns(table)?);
     }
     let new_pass = || Pass {
         expected_seq: 0,
