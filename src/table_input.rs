@@ -145,8 +145,9 @@ impl CsvFile {
             Ok(())
         });
         if !problems.is_empty() {
+            let rows = if problems.len() == 1 { "row" } else { "rows" };
             return Err(format!(
-                "{} rows of {name} cannot be read, so nothing was written:\n  {}",
+                "{} {rows} of {name} cannot be read, so nothing was written:\n  {}",
                 problems.len(),
                 problems.join("\n  ")
             ));

@@ -104,6 +104,21 @@ fn rows_of_a_crlf_file_are_numbered_by_their_physical_line() {
     );
 }
 
+// See: one unreadable row was counted as "1 rows of ... cannot be read".
+#[test]
+fn unreadable_rows_are_counted_in_words_that_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
+    let csv = dir.path().join("o.csv");
+    let mut args = s(&["outcome", "import", "--now", LATER, "--db", &db.display().to_string(), "--csv"]);
+    args.push(csv.display().to_string());
+    let one = "participant,timepoint,collected_on,phq9\nP1,m4,2026-07-01,5,6,7\n";
+    std::fs::write(&csv, one).unwrap();
+    refused(&db, &args, "1 row of ");
+    std::fs::write(&csv, format!("{one}P1,m4,2026-07-01,5,6,7\n")).unwrap();
+    refused(&db, &args, "2 rows of ");
+}
+
 // See: a semicolon-separated file (Excel's CSV in many locales) got a confusing message.
 #[test]
 fn a_semicolon_separated_file_says_how_to_save_it_and_reads_with_delimiter() {

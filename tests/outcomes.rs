@@ -43,6 +43,16 @@ fn the_due_list_follows_the_windows_and_hides_the_arm() {
     let late = due("2026-08-11");
     assert_eq!(late[0]["state"], "overdue");
     assert_eq!(late[0]["days_overdue"], 10);
+    // The text lists say each state once (they said "in window window ...").
+    let text = |on: &str| -> String {
+        let out = chancery().args(["followup", "due", "--on", on, "--db"]).arg(&db).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lines = text("2026-07-02");
+    assert!(lines.contains(" m4   in window (2026-06-02 to 2026-08-01)\n"), "{lines}");
+    assert!(!lines.contains("window window"), "{lines}");
+    let lines = text("2026-08-11");
+    assert!(lines.contains(" m4   overdue   (2026-06-02 to 2026-08-01, 10 days overdue)\n"), "{lines}");
     // Recording m4 for P1 removes it; losing P2 removes P2.
     chancery()
         .args(outcome_record_args(&db, LATER, "P1", "m4", "2026-07-05", &["in_paid_work=no", "weeks_in_paid_work=0"]))

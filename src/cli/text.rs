@@ -173,7 +173,7 @@ pub(crate) fn due(d: &DueList) -> Result<()> {
         w(
             &mut out,
             format!(
-                "  {:<12} {:<14} {:<4} {:<9} window {} to {}{extra}",
+                "  {:<12} {:<14} {:<4} {:<9} ({} to {}{extra})",
                 d.participant, d.site, d.timepoint, d.state, d.window_opens, d.window_closes
             ),
         )?;
