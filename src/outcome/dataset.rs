@@ -1,6 +1,6 @@
 //! [`Trial::dataset`]: the analysis dataset, read from one snapshot of the
-//! database, the randomising entries decoded on a thread of their own and the
-//! outcome values read in two halves on two more connections beside it.
+//! database on one connection, the randomising entries decoded on a thread of
+//! their own while the rest is read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,65 +22,20 @@ use crate::store::Store;
 impl Trial {
     /// The analysis dataset as of `as_of`: values collected after it are left out.
     ///
-    /// One state of the database is read: this connection's reads are one
-    /// read transaction, and the outcome values, read in two halves on two
-    /// more connections beside them (on other threads), are kept only if both
-    /// connections' snapshots have the same log head; otherwise (a write
-    /// committed between the snapshots) they are read again on this connection.
+    /// One state of the database is read: every read below is on this
+    /// connection, inside one read transaction.
     pub fn dataset(&self, as_of: NaiveDate) -> Result<Dataset> {
-        self.dataset_read(as_of, || {})
-    }
-
-    /// [`Trial::dataset`], with `between` called after this connection's
-    /// snapshot is taken and before the second connection's (tests write there).
-    fn dataset_read(&self, as_of: NaiveDate, between: impl FnOnce()) -> Result<Dataset> {
-        let (_snapshot, head) = self.store.read_snapshot()?;
-        between();
-        let (second, third) = (self.store.second_reader(), self.store.second_reader());
+        let (_snapshot, _head) = self.store.read_snapshot()?;
         let protocol = self.protocol.clone();
         let zone = protocol.timezone;
         // The randomising entries, read by key through the participants table,
         // their bodies copied into chunks that another thread decodes while
-        // this one reads on; the outcome values meanwhile on two more threads,
-        // from the second and third connections. The decoder hands each
-        // chunk's buffer back for reuse.
+        // this one reads on (the rest of the referrals, the statuses and the
+        // outcome values). The decoder hands each chunk's buffer back for
+        // reuse. (The outcome values were once read in two halves on two more
+        // connections; on this machine's two cores that bought nothing
+        // measurable, see BENCHMARKS.md, and was folded into this one read.)
         let (referrals, statuses, randomisations, outcomes) = std::thread::scope(|scope| {
-            // The outcome values, the longest read, in two halves split at a
-            // referral near the middle, each on a connection and thread of
-            // its own, so that the two cores share the reads evenly; each
-            // half is kept only if its snapshot is this one. The first half's
-            // thread finds the middle and sends it to the second's (or, with
-            // no third connection or no referrals, reads the whole).
-            let halves = third.is_some();
-            let (split_to, split) = std::sync::mpsc::channel::<String>();
-            let first_half = second.map(|reader| {
-                let head = &head;
-                scope.spawn(move || -> Option<(OutcomeRuns, bool)> {
-                    let (_snapshot, at) = reader.read_snapshot().ok()?;
-                    if at != *head {
-                        return None;
-                    }
-                    let middle = if halves { reader.referral_near_middle().ok().flatten() } else { None };
-                    if let Some(m) = &middle {
-                        let _ = split_to.send(m.clone());
-                    }
-                    drop(split_to);
-                    let runs = outcome_runs(&reader, as_of, (None, middle.as_deref())).ok()?;
-                    Some((runs, middle.is_none()))
-                })
-            });
-            let second_half = third.map(|reader| {
-                let head = &head;
-                scope.spawn(move || -> Option<OutcomeRuns> {
-                    let (_snapshot, at) = reader.read_snapshot().ok()?;
-                    // No middle sent: the first half's thread reads the whole, or failed.
-                    let middle = split.recv().ok()?;
-                    if at != *head {
-                        return None;
-                    }
-                    outcome_runs(&reader, as_of, (Some(&middle), None)).ok()
-                })
-            });
             let (to_decoder, chunks) = std::sync::mpsc::channel::<RandomisingEntries>();
             let (give_back, returned) = std::sync::mpsc::channel::<RandomisingEntries>();
             let decoded = scope.spawn(move || {
@@ -111,23 +66,12 @@ impl Trial {
                 let _ = to_decoder.send(std::mem::replace(chunk, empty));
             });
             drop(to_decoder);
-            let rest = sent.and_then(|()| Ok((self.referral_records(as_of)?, self.status_records(as_of)?)));
-            let first_half = first_half.and_then(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-            let second_half = second_half.and_then(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-            let beside = match first_half {
-                Some((whole, true)) => Some(whole),
-                Some((first, false)) => second_half.map(|second| joined_runs(first, second)),
-                None => None,
-            };
+            let rest = sent.and_then(|()| {
+                Ok((self.referral_records(as_of)?, self.status_records(as_of)?, outcome_runs(&self.store, as_of)?))
+            });
             let decoded = decoded.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            let (referrals, statuses) = rest?;
+            let (referrals, statuses, outcomes) = rest?;
             let randomisations = decoded?;
-            // Read here when a connection beside saw another state, failed or
-            // could not be opened.
-            let outcomes = match beside {
-                Some(runs) => runs,
-                None => outcome_runs(&self.store, as_of, (None, None))?,
-            };
             Ok::<_, Error>((referrals, statuses, randomisations, outcomes))
         })?;
         let (mut runs, seen) = outcomes;
@@ -283,14 +227,14 @@ type OutcomeRuns = (Vec<(String, Vec<(u32, OutcomeValue)>)>, Vec<(String, String
 /// (byte) order for binary search. A participant id, key or date equal to
 /// the one before (or to a known key) is compared as bytes and not checked
 /// again as text.
-fn outcome_runs(store: &Store, as_of: NaiveDate, range: (Option<&str>, Option<&str>)) -> Result<OutcomeRuns> {
+fn outcome_runs(store: &Store, as_of: NaiveDate) -> Result<OutcomeRuns> {
     let mut runs: Vec<(String, Vec<(u32, OutcomeValue)>)> = Vec::new();
     let mut run_of = String::new();
     let mut run: Vec<(u32, OutcomeValue)> = Vec::new();
     let mut seen: Vec<(String, String)> = Vec::new();
     let mut last_key = 0usize;
     let mut last_date: (Vec<u8>, NaiveDate) = (Vec::new(), NaiveDate::MIN);
-    store.for_each_outcome_row(range, |row| {
+    store.for_each_outcome_row(|row| {
         if last_date.0 != row.collected_on {
             last_date.1 = date_of(row.text(row.collected_on)?);
             last_date.0.clear();
@@ -329,31 +273,6 @@ fn outcome_runs(store: &Store, as_of: NaiveDate, range: (Option<&str>, Option<&s
         runs.push((run_of, run));
     }
     Ok((runs, seen))
-}
-
-/// The outcome values of two ranges of participants read one after the
-/// other, as one read of both: the second's keys numbered on from the
-/// first's.
-fn joined_runs(first: OutcomeRuns, second: OutcomeRuns) -> OutcomeRuns {
-    let (mut runs, mut seen) = first;
-    let (more, more_seen) = second;
-    let renumber: Vec<u32> = more_seen
-        .into_iter()
-        .map(|key| match seen.iter().position(|k| *k == key) {
-            Some(k) => k as u32,
-            None => {
-                seen.push(key);
-                (seen.len() - 1) as u32
-            }
-        })
-        .collect();
-    runs.extend(more.into_iter().map(|(participant, mut values)| {
-        for (k, _) in &mut values {
-            *k = renumber[*k as usize];
-        }
-        (participant, values)
-    }));
-    (runs, seen)
 }
 
 /// Bytes of randomising entries read before they are handed to the decoder:
@@ -532,8 +451,6 @@ struct RandomisedParts<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
-    use crate::followup::Correction;
 
     /// A small demonstration trial in `dir`, its database's path.
     fn demo_trial(dir: &std::path::Path) -> std::path::PathBuf {
@@ -549,46 +466,6 @@ mod tests {
         )
         .unwrap()
         .db
-    }
-
-    /// A write committed between the two connections' snapshots: the
-    /// outcome values the second connection read are of another state, so
-    /// they are read again on the first, and the dataset is the one before
-    /// the write, whole; read again afterwards, it has the write.
-    #[test]
-    fn a_write_between_the_two_snapshots_reads_the_outcomes_again_from_the_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = demo_trial(dir.path());
-        let trial = Trial::open(&db).unwrap();
-        let before = trial.dataset(NaiveDate::MAX).unwrap();
-        let (who, old) = before
-            .participants
-            .iter()
-            .find_map(|p| p.outcomes.get("m12", "phq9").map(|v| (p.participant.clone(), v.value.to_string())))
-            .expect("a participant with a 12-month PHQ-9");
-        let new = if old == "0" { "1" } else { "0" };
-        let during = trial
-            .dataset_read(NaiveDate::MAX, || {
-                let mut writer = Trial::open(&db).unwrap();
-                let c = Correction {
-                    participant: who.clone(),
-                    timepoint: "m12".into(),
-                    field: "phq9".into(),
-                    value: new.into(),
-                    reason: "transcription error".into(),
-                };
-                writer.correct_outcome(&c, "tester", Timestamp::parse("2030-01-01T00:00:00Z").unwrap()).unwrap();
-            })
-            .unwrap();
-        assert_eq!(during.participants, before.participants);
-        assert_eq!(during.referrals, before.referrals);
-        let after = trial.dataset(NaiveDate::MAX).unwrap();
-        let value = |d: &Dataset| {
-            d.participants.iter().find(|p| p.participant == who).unwrap().outcomes.get("m12", "phq9").unwrap().clone()
-        };
-        assert_eq!(value(&after).value, new);
-        assert_eq!(value(&before).value, old);
-        assert_eq!(after.participants.len(), before.participants.len());
     }
 
     /// The dataset's referrals, read in key order and sorted by seq, are the
@@ -631,69 +508,5 @@ mod tests {
         }
         assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq) && rows.len() > 300);
         assert!(rows.iter().any(|r| !r.reasons.is_empty()));
-    }
-
-    /// With no write between them, the values read on the second connection
-    /// are those a read on the first alone gives.
-    /// The outcome values read in two halves, split anywhere, are the read
-    /// of the whole: the same runs in the same order under the same key
-    /// numbers (keys first met in the second half numbered on). And the
-    /// split the dataset uses lies near the middle of the referrals.
-    #[test]
-    fn two_halves_of_the_outcomes_joined_are_the_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = demo_trial(dir.path());
-        let trial = Trial::open(&db).unwrap();
-        let whole = outcome_runs(&trial.store, NaiveDate::MAX, (None, None)).unwrap();
-        let ids: Vec<String> = whole.0.iter().map(|(p, _)| p.clone()).collect();
-        let middle = trial.store.referral_near_middle().unwrap().expect("referrals");
-        let mut referrals: Vec<String> = trial.store.referrals().unwrap().into_iter().map(|r| r.participant).collect();
-        referrals.sort();
-        let at = referrals.iter().position(|r| *r == middle).unwrap();
-        assert!((at as f64 / referrals.len() as f64 - 0.5).abs() < 0.01, "{at} of {}", referrals.len());
-        let mut splits: Vec<String> = ids.iter().step_by(37).cloned().collect();
-        splits.extend([middle, String::new(), "~".to_string(), format!("{}0", ids[1])]);
-        let mut numbered_on = false;
-        for split in &splits {
-            let first = outcome_runs(&trial.store, NaiveDate::MAX, (None, Some(split))).unwrap();
-            let second = outcome_runs(&trial.store, NaiveDate::MAX, (Some(split), None)).unwrap();
-            assert!(first.0.iter().all(|(p, _)| p < split) && second.0.iter().all(|(p, _)| p >= split));
-            numbered_on |= second.1.iter().any(|k| !first.1.contains(k)) && !first.1.is_empty();
-            assert_eq!(joined_runs(first, second), whole, "split at {split:?}");
-        }
-        // A range bounded at both ends: three pieces joined are the whole too.
-        let (a, b) = (&ids[ids.len() / 3], &ids[2 * ids.len() / 3]);
-        let pieces = [(None, Some(a.as_str())), (Some(a.as_str()), Some(b.as_str())), (Some(b.as_str()), None)]
-            .map(|range| outcome_runs(&trial.store, NaiveDate::MAX, range).unwrap());
-        let [first, middle, last] = pieces;
-        assert!(!middle.0.is_empty() && middle.0.iter().all(|(p, _)| p >= a && p < b));
-        assert_eq!(joined_runs(joined_runs(first, middle), last), whole);
-        assert!(numbered_on, "some split has keys met first in its second half");
-        assert_eq!(Store::in_memory().unwrap().referral_near_middle().unwrap(), None);
-    }
-
-    #[test]
-    fn the_outcomes_read_beside_are_those_read_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = demo_trial(dir.path());
-        let trial = Trial::open(&db).unwrap();
-        let (_snapshot, head) = trial.store.read_snapshot().unwrap();
-        let second = trial.store.second_reader().expect("a file database opens a second connection");
-        let (_beside, at) = second.read_snapshot().unwrap();
-        assert_eq!(at, head);
-        let (alone, beside) = (
-            outcome_runs(&trial.store, NaiveDate::MAX, (None, None)).unwrap(),
-            outcome_runs(&second, NaiveDate::MAX, (None, None)).unwrap(),
-        );
-        assert_eq!(alone, beside);
-        assert!(alone.0.len() > 100, "{} participants with outcomes", alone.0.len());
-        drop((_beside, _snapshot));
-        // As of an earlier date, later values are left out alike.
-        let early = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
-        assert_eq!(
-            outcome_runs(&trial.store, early, (None, None)).unwrap(),
-            outcome_runs(&second, early, (None, None)).unwrap()
-        );
-        assert!(Store::in_memory().unwrap().second_reader().is_none());
     }
 }

@@ -9,8 +9,8 @@
 //!   `record_outcomes`, `correct_outcome`, `change_status`, `renew_consent`.
 //! - `reads.rs`: the follow-up reads: `due`, `history` and the window reasons
 //!   (decoded from the log itself), the randomisations and their dates.
-//! - `dataset.rs`: `dataset`, the analysis dataset read from one snapshot,
-//!   the outcome values in two halves on two connections beside it.
+//! - `dataset.rs`: `dataset`, the analysis dataset read from one snapshot on
+//!   one connection, the randomising entries decoded on a thread beside it.
 
 use chrono::NaiveDate;
 use serde::Serialize;

@@ -1,14 +1,9 @@
-//! The analysis dataset's reads: the current outcome values (whole, or a
-//! range of participants) and each participant's randomising log entry,
-//! passed borrowed from SQLite's row buffer; a read snapshot that holds one
-//! state across reads, and a second read-only connection for a read on
-//! another thread.
+//! The analysis dataset's reads: the current outcome values and each
+//! participant's randomising log entry, passed borrowed from SQLite's row
+//! buffer; a read snapshot that holds one state across reads.
 
-use std::path::Path;
+use rusqlite::Connection;
 
-use rusqlite::{Connection, OptionalExtension};
-
-use super::open::{AUDIT_CACHE_KIB, open_reader};
 use super::reads::head;
 use super::{Head, Store};
 use crate::error::{Error, Result};
@@ -18,7 +13,7 @@ impl Store {
     /// field, passed to `f` as `(participant, timepoint, field, value,
     /// collected_on)` borrowed from the row, with no allocation per row.
     pub fn for_each_outcome_value(&self, mut f: impl FnMut(&str, &str, &str, &str, &str)) -> Result<()> {
-        self.for_each_outcome_row((None, None), |row| {
+        self.for_each_outcome_row(|row| {
             f(
                 row.text(row.participant)?,
                 row.text(row.timepoint)?,
@@ -30,43 +25,20 @@ impl Store {
         })
     }
 
-    /// The current outcome values of the participants in `range` (ids from
-    /// `.0`, inclusive, to `.1`, exclusive, in byte order; `None` for an open
-    /// end), ordered by participant, timepoint and field, passed to
-    /// `f` as the row's bytes: a reader that compares most of them with the
-    /// row before (the same participant, a known timepoint and field, the
-    /// same date) need not check that each is UTF-8, and checks the rest
-    /// itself. The first error `f` returns ends the read.
-    pub fn for_each_outcome_row(
-        &self,
-        (from, to): (Option<&str>, Option<&str>),
-        mut f: impl FnMut(StoredOutcome<'_>) -> Result<()>,
-    ) -> Result<()> {
+    /// The current outcome values, ordered by participant, timepoint and
+    /// field, passed to `f` as the row's bytes: a reader that compares most
+    /// of them with the row before (the same participant, a known timepoint
+    /// and field, the same date) need not check that each is UTF-8, and
+    /// checks the rest itself. The first error `f` returns ends the read.
+    pub fn for_each_outcome_row(&self, mut f: impl FnMut(StoredOutcome<'_>) -> Result<()>) -> Result<()> {
         let what = "reading outcomes";
-        let sql = match (from.is_some(), to.is_some()) {
-            (false, false) => {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
                 "SELECT participant, timepoint, field, value, collected_on FROM outcomes
-                 ORDER BY participant, timepoint, field"
-            }
-            (true, false) => {
-                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
-                 WHERE participant >= ?1 ORDER BY participant, timepoint, field"
-            }
-            (false, true) => {
-                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
-                 WHERE participant < ?2 ORDER BY participant, timepoint, field"
-            }
-            (true, true) => {
-                "SELECT participant, timepoint, field, value, collected_on FROM outcomes
-                 WHERE participant >= ?1 AND participant < ?2 ORDER BY participant, timepoint, field"
-            }
-        };
-        let mut stmt = self.conn.prepare_cached(sql).map_err(Error::sqlite(what))?;
-        for (i, bound) in [from, to].into_iter().enumerate() {
-            if let Some(b) = bound {
-                stmt.raw_bind_parameter(i + 1, b).map_err(Error::sqlite(what))?;
-            }
-        }
+                 ORDER BY participant, timepoint, field",
+            )
+            .map_err(Error::sqlite(what))?;
         let mut rows = stmt.raw_query();
         // The error is made only on failure: `Error::sqlite` allocates its
         // context when called, six times a row here otherwise.
@@ -84,24 +56,6 @@ impl Store {
             f(StoredOutcome { participant, timepoint, field, value, collected_on })?;
         }
         Ok(())
-    }
-
-    /// A referral id near the middle of the referrals in byte order (`None`
-    /// when there are none): where to split a read of the outcome values,
-    /// which are keyed by participant, into two halves of about equal size.
-    /// Counting and stepping over half the referrals' keys is a small part of
-    /// reading their outcome values.
-    pub fn referral_near_middle(&self) -> Result<Option<String>> {
-        let what = "finding the middle referral";
-        self.conn
-            .query_row(
-                "SELECT participant FROM referrals ORDER BY participant
-                 LIMIT 1 OFFSET (SELECT count(*) FROM referrals) / 2",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(Error::sqlite(what))
     }
 
     /// Each randomised participant's randomising log entry, read by primary
@@ -147,20 +101,6 @@ impl Store {
             f(RandomisingRow { participant, seq, entry })?;
         }
         Ok(())
-    }
-
-    /// A second, read-only connection to this store's database file, for a
-    /// read that runs on another thread beside this connection's (the
-    /// dataset's outcome values beside its randomisations); `None` for a
-    /// database in memory, or if the file cannot be opened again. It reads
-    /// whatever state is current when its own read begins, so a caller that
-    /// needs one state across both connections compares their
-    /// [`Store::read_snapshot`] heads.
-    pub fn second_reader(&self) -> Option<Store> {
-        let path = self.conn.path().filter(|p| !p.is_empty())?;
-        let conn = open_reader(Path::new(path), "opening a second reader").ok()?;
-        conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).ok()?;
-        Some(Store { conn })
     }
 
     /// Begins a read transaction: until the returned guard is dropped, every

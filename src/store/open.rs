@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 /// Page cache of the connections verification uses (KiB): small and fixed, so
 /// memory does not grow with the log.
-pub(super) const AUDIT_CACHE_KIB: i64 = 8_192;
+const AUDIT_CACHE_KIB: i64 = 8_192;
 /// How long a writer waits for another coordinator's transaction.
 pub const BUSY_TIMEOUT_MS: u64 = 30_000;
 
@@ -129,7 +129,7 @@ fn uri(path: &Path, query: &str) -> String {
 /// `-shm` and reads the main file alone. That is exact only when no `-wal`
 /// file holds committed pages, so one that is not empty is refused with what
 /// to do. Nothing is ever written either way.
-pub(super) fn open_reader(path: &Path, what: &str) -> Result<Connection> {
+fn open_reader(path: &Path, what: &str) -> Result<Connection> {
     if !path.exists() {
         return Err(Error::Input(format!("database {} does not exist; check --db", path.display())));
     }
