@@ -63,50 +63,6 @@ impl Store {
         Ok(())
     }
 
-    /// Rows of a derived table as text, ordered by its key, for replay comparison.
-    pub fn table_rows(&self, table: &str) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        self.each_table_row(table, |key, text, _| {
-            out.push((key, text));
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// Calls `f` with each row of a derived table in key order, streaming: the
-    /// row's key and full text as in [`Store::table_rows`], and its `seq` column
-    /// if the table has one.
-    pub fn each_table_row(
-        &self,
-        table: &str,
-        mut f: impl FnMut(String, String, Option<u64>) -> Result<()>,
-    ) -> Result<()> {
-        let (name, key) = derived_table(table)?;
-        let what = format!("reading table {name}");
-        let mut stmt =
-            self.conn.prepare(&format!("SELECT * FROM {name} ORDER BY {key}")).map_err(Error::sqlite(what.clone()))?;
-        let cols = stmt.column_count();
-        let key_cols: Vec<usize> = key.split(',').map(|k| stmt.column_index(k.trim()).unwrap_or(0)).collect();
-        let seq_col = stmt.column_index("seq").ok();
-        let mut rows = stmt.query([]).map_err(Error::sqlite(what.clone()))?;
-        while let Some(r) = rows.next().map_err(Error::sqlite(what.clone()))? {
-            let mut all = Vec::with_capacity(cols);
-            let mut seq = None;
-            for i in 0..cols {
-                let v: rusqlite::types::Value = r.get(i).map_err(Error::sqlite(what.clone()))?;
-                if Some(i) == seq_col
-                    && let rusqlite::types::Value::Integer(n) = v
-                {
-                    seq = u64::try_from(n).ok();
-                }
-                all.push(text_of(&v));
-            }
-            let k = key_cols.iter().map(|&i| all[i].clone()).collect::<Vec<_>>().join(",");
-            f(k, all.join("|"), seq)?;
-        }
-        Ok(())
-    }
-
     /// Compares a derived table here with the same table in `replayed`, row by
     /// row in key order with one cursor on each (constant memory). Returns the
     /// number of differing rows and, of those, the one with the least `seq`
