@@ -337,16 +337,6 @@ pub fn factor_levels(protocol: &Protocol, s: &Screened) -> Vec<usize> {
         .collect()
 }
 
-/// Builds a referral from `FIELD=VALUE` assignments (as given to `--set`).
-pub fn from_assignments(participant: &str, site: &str, sets: &[String]) -> Result<Referral, String> {
-    let mut values = Vec::with_capacity(sets.len());
-    for s in sets {
-        let (k, v) = s.split_once('=').ok_or_else(|| format!("--set {:?} is not FIELD=VALUE", truncate(s, 40)))?;
-        values.push((k.trim().to_string(), v.to_string()));
-    }
-    Ok(Referral { participant: participant.to_string(), site: site.to_string(), values })
-}
-
 /// Reads a batch of referrals from CSV bytes with the header
 /// `participant,site,<field>…`. `name` names the file in messages. Every
 /// malformed row is reported (with its line), and none is returned if any is bad.
