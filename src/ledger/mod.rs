@@ -69,12 +69,16 @@ pub struct Trial {
     /// the log head it belongs to. The state is a function of the log, so it is
     /// reused only while the head read inside a new transaction is that same
     /// head (nobody else has written since); otherwise it is loaded afresh.
+    /// Kept because loading it costs more than the rest of a randomisation's
+    /// own work: 167,000 → 284,000 instructions a call without it
+    /// (`valgrind --tool=callgrind`, `timing one 300`; BENCHMARKS.md).
     cached_state: Option<(Head, State)>,
     /// The last key this handle accepted and its identity hasher, so that
     /// randomising one referral at a time does not derive them again.
     accepted_key: Option<(TrialKey, IdentityHasher)>,
     /// The permuted blocks this handle's allocations generated, kept for the
-    /// next ones (a cache: allocations are the same without it).
+    /// next ones (a cache: allocations are the same without it; what it buys
+    /// is measured at [`allocation::Blocks`]).
     blocks: allocation::Blocks,
 }
 
