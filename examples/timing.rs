@@ -159,7 +159,8 @@ fn one(n: usize, keep: Option<&Path>) {
     let per = |x: f64| x / refs.len() as f64 * 1e6;
     println!(
         "floor: wall {:.0} µs, cpu {:.0} µs; the same rows, raw: wall {:.0} µs, cpu {:.0} µs; \
-         randomise one: wall {:.0} µs, cpu {:.0} µs; ratio {:.2} (same rows {:.2})",
+         randomise one: wall {:.0} µs, cpu {:.0} µs; ratio {:.2} the raw commit, {:.2} the same rows \
+         (which are {:.2} the raw commit)",
         per(wall[0]),
         per(cpu[0]),
         per(wall[2]),
@@ -167,6 +168,7 @@ fn one(n: usize, keep: Option<&Path>) {
         per(wall[1]),
         per(cpu[1]),
         wall[1] / wall[0],
+        wall[1] / wall[2],
         wall[2] / wall[0]
     );
     if let Some(keep) = keep {
