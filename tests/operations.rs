@@ -126,25 +126,12 @@ fn a_refused_operation_leaves_the_trial_as_it_was() {
     let mut fresh = op::open(&db_b).unwrap();
     randomise(&mut fresh, &db_b, Referrals::from_csv("upload.csv", csv.as_bytes(), None).unwrap(), NOW).unwrap();
     let one = |id: &str| {
-        let fields = [("nhs_number", nhs(200)), ("age", "44".into()), ("sex", "male".into())]
-            .into_iter()
-            .chain(
-                [
-                    ("employment_status", "out_of_work"),
-                    ("condition", "mental_health"),
-                    ("referral_source", "gp"),
-                    ("weeks_out_of_work", "10"),
-                    ("gp_in_area", "yes"),
-                    ("wants_work", "yes"),
-                    ("receiving_ips", "no"),
-                    ("consent", "yes"),
-                    ("phq9", "12"),
-                    ("gad7", "9"),
-                    ("swemwbs", "21"),
-                    ("eq5d", "0.731"),
-                ]
-                .map(|(k, v)| (k, v.to_string())),
-            )
+        let fields = std::iter::once(("nhs_number", nhs(200)))
+            .chain(REFERRAL_FIELDS.map(|(k, v)| match k {
+                "age" => (k, "44".to_string()),
+                "sex" => (k, "male".to_string()),
+                _ => (k, v.to_string()),
+            }))
             .map(|(k, v)| (format!(" {k}"), v))
             .collect::<Vec<_>>();
         Referrals::single(id, "sheffield", &fields)
