@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::protocol::{Kind, Protocol, Timepoint};
 use crate::referral::{canonical_value, truncate};
-use crate::table_input::{CsvFile, CsvOptions};
+use crate::table_input::{CsvFile, CsvOptions, Rows};
 use crate::values::{canonical_name, parse_date};
 
 /// Follow-up values for one participant at one timepoint, as entered.
@@ -487,29 +487,44 @@ pub fn is_numeric(kind: &Kind) -> bool {
 /// Reads a batch of outcomes from CSV bytes with the header
 /// `participant,timepoint[,collected_on][,window_reason],<outcome>…`. Rows
 /// without a `collected_on` cell are dated `default_on`; a `window_reason`
-/// cell says why a row was collected outside its window. Every malformed row
-/// is reported.
+/// cell says why a row was collected outside its window. Refused whole, every
+/// malformed row listed, if any row cannot be read.
 pub fn parse_outcome_csv(
     name: &str,
     bytes: &[u8],
     default_on: NaiveDate,
 ) -> Result<Vec<(String, OutcomeEntry)>, String> {
-    read_outcome_csv(name, bytes, default_on, &CsvOptions::default())
+    let rows = read_outcome_csv(name, bytes, default_on, &CsvOptions::default())?;
+    let problems: Vec<String> =
+        rows.iter().filter_map(|(at, r)| r.as_ref().err().map(|m| format!("{at}: {m}"))).collect();
+    if !problems.is_empty() {
+        let rows = if problems.len() == 1 { "row" } else { "rows" };
+        return Err(format!(
+            "{} {rows} of {name} cannot be read, so nothing was written:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ));
+    }
+    Ok(rows.into_iter().filter_map(|(at, r)| r.ok().map(|e| (at, e))).collect())
 }
 
-/// [`parse_outcome_csv`] from any reader, read as `options` say (see [`crate::table_input`]).
+/// The rows of an outcome CSV (see [`parse_outcome_csv`]) from any reader,
+/// read as `options` say (see [`crate::table_input`]), each with where it
+/// stands and its entry or why it cannot be read, in file order, so that an
+/// import lists these problems with those of the values in one report. Only a
+/// file that cannot be read at all, or whose header is wrong, is an error here.
 pub fn read_outcome_csv(
     name: &str,
     input: impl std::io::Read,
     default_on: NaiveDate,
     options: &CsvOptions,
-) -> Result<Vec<(String, OutcomeEntry)>, String> {
+) -> Result<Rows<OutcomeEntry>, String> {
     let file = CsvFile::read(name, input, options)?;
     file.expect_header(&["participant", "timepoint"], 3, "outcome names")?;
     let headers = file.headers();
     let date_col = headers.iter().position(|h| h == "collected_on");
     let reason_col = headers.iter().position(|h| h == "window_reason");
-    file.collect("rows", |record| {
+    file.collect_each("rows", |record| {
         let collected_on = match date_col.map(|i| record[i].trim()).filter(|d| !d.is_empty()) {
             None => default_on,
             Some(d) => parse_date(d).map_err(|m| format!("collected_on {m}"))?,

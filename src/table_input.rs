@@ -29,6 +29,10 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
     }
 }
 
+/// A file's data rows in file order, each with where it stands (`name:line`)
+/// and its value, or why it cannot be read.
+pub type Rows<T> = Vec<(String, Result<T, String>)>;
+
 /// A CSV file read into memory, its header parsed; rows are read by [`CsvFile::rows`].
 pub struct CsvFile {
     name: String,
@@ -158,18 +162,49 @@ impl CsvFile {
         Ok(out)
     }
 
+    /// Every data row made into a value by `row`, or the problem that stops
+    /// it (the reader's or `row`'s), each with where it stands (`name:line`),
+    /// in file order: for a caller that checks the readable rows further and
+    /// lists every problem of the file at once. Refused whole only if it has
+    /// no data rows; `what` names them, for that message.
+    pub fn collect_each<T>(
+        &self,
+        what: &str,
+        mut row: impl FnMut(&csv::StringRecord) -> Result<T, String>,
+    ) -> Result<Rows<T>, String> {
+        let name = &self.name;
+        let mut out = Vec::new();
+        self.each_row(|line, record| out.push((format!("{name}:{line}"), record.and_then(&mut row))));
+        if out.is_empty() {
+            return Err(format!("{name}: the file has a header but no {what}"));
+        }
+        Ok(out)
+    }
+
     /// Calls `row` with each data row's physical line and cells (at least as
     /// many as the header has names; read only those). Rows that are wholly
     /// empty are skipped. Every problem is collected, the reader's and those
     /// `row` returns, each as `name:line: message`.
     pub fn rows(&self, mut row: impl FnMut(u64, &csv::StringRecord) -> Result<(), String>) -> Vec<String> {
         let name = &self.name;
+        let mut problems = Vec::new();
+        self.each_row(|line, record| {
+            if let Err(m) = record.and_then(|r| row(line, r)) {
+                problems.push(format!("{name}:{line}: {m}"));
+            }
+        });
+        problems
+    }
+
+    /// Calls `row` with each data row's physical line and its cells, or the
+    /// reason they cannot be read (a malformed row, too few cells, a value in
+    /// a column without a name). Wholly empty rows are skipped.
+    fn each_row(&self, mut row: impl FnMut(u64, Result<&csv::StringRecord, String>)) {
         let width = self.headers.len();
         let mut reader = builder(self.delimiter).from_reader(&self.text[self.body..]);
         let mut lines = Lines::default();
         lines.at(&self.text, self.body);
         let mut record = csv::StringRecord::new();
-        let mut problems = Vec::new();
         loop {
             let start = self.body;
             match reader.read_record(&mut record) {
@@ -177,7 +212,7 @@ impl CsvFile {
                 Ok(true) => {}
                 Err(e) => {
                     let at = start + e.position().map_or(0, |p| p.byte() as usize);
-                    problems.push(format!("{name}:{}: cannot read the row: {e}", lines.at(&self.text, at)));
+                    row(lines.at(&self.text, at), Err(format!("cannot read the row: {e}")));
                     continue;
                 }
             }
@@ -187,21 +222,21 @@ impl CsvFile {
                 continue;
             }
             if record.len() < width {
-                problems.push(format!("{name}:{line}: the row has {} cells but the header has {width}", record.len()));
+                row(line, Err(format!("the row has {} cells but the header has {width}", record.len())));
                 continue;
             }
             if let Some(extra) = record.iter().skip(width).position(|c| !c.trim().is_empty()) {
-                problems.push(format!(
-                    "{name}:{line}: column {} holds a value but has no name in the header; name the column or delete the value",
-                    width + extra + 1
-                ));
+                row(
+                    line,
+                    Err(format!(
+                        "column {} holds a value but has no name in the header; name the column or delete the value",
+                        width + extra + 1
+                    )),
+                );
                 continue;
             }
-            if let Err(m) = row(line, &record) {
-                problems.push(format!("{name}:{line}: {m}"));
-            }
+            row(line, Ok(&record));
         }
-        problems
     }
 }
 

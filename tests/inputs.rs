@@ -109,14 +109,39 @@ fn rows_of_a_crlf_file_are_numbered_by_their_physical_line() {
 fn unreadable_rows_are_counted_in_words_that_agree() {
     let dir = tempfile::tempdir().unwrap();
     let db = trial(dir.path());
+    let path = dir.path().join("b.csv");
+    let mut args = s(&["randomise", "--db", &db.display().to_string(), "--batch"]);
+    args.push(path.display().to_string());
+    let good = batch(&header(), &[("P2", nhs(2), "12")], "\n", "");
+    std::fs::write(&path, format!("{good}P3,sheffield\n")).unwrap();
+    refused(&db, &args, "1 row of ");
+    std::fs::write(&path, format!("{good}P3,sheffield\nP4,sheffield\n")).unwrap();
+    refused(&db, &args, "2 rows of ");
+}
+
+// See: an outcome file with a row that could not be read (a bad date) and a
+// row with an invalid value reported the first alone; the second was found
+// only when the corrected file was submitted again.
+#[test]
+fn an_import_lists_unreadable_rows_and_invalid_values_in_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial(dir.path());
     let csv = dir.path().join("o.csv");
+    std::fs::write(
+        &csv,
+        "participant,timepoint,collected_on,phq9\nP1,m4,2026-07-01,5\nP1,m12,2026-7-40,6\nP1,m4,2026-07-01,99\nP1,m4,2026-07-01,5,extra\n",
+    )
+    .unwrap();
     let mut args = s(&["outcome", "import", "--now", LATER, "--db", &db.display().to_string(), "--csv"]);
     args.push(csv.display().to_string());
-    let one = "participant,timepoint,collected_on,phq9\nP1,m4,2026-07-01,5,6,7\n";
-    std::fs::write(&csv, one).unwrap();
-    refused(&db, &args, "1 row of ");
-    std::fs::write(&csv, format!("{one}P1,m4,2026-07-01,5,6,7\n")).unwrap();
-    refused(&db, &args, "2 rows of ");
+    refused(&db, &args, "3 of 4 records are invalid, so none was written");
+    let out = chancery().args(&args).output().unwrap();
+    let e = text(&out.stderr);
+    let lines: Vec<&str> = e.lines().skip(1).map(str::trim).collect();
+    assert_eq!(lines.len(), 3, "{e}");
+    assert!(lines[0].contains("o.csv:3: collected_on \"2026-7-40\" is not a date"), "{e}");
+    assert!(lines[1].contains("o.csv:4: participant P1, m4: phq9: 99 is out of range"), "{e}");
+    assert!(lines[2].contains("o.csv:5: column 5 holds a value but has no name"), "{e}");
 }
 
 // See: a semicolon-separated file (Excel's CSV in many locales) got a confusing message.

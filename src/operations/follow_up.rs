@@ -79,9 +79,11 @@ pub fn import_outcomes(trial: &mut Trial, request: &ImportRequest) -> Result<Imp
     crate::bounded::check(&request.name, &request.csv, crate::bounded::Limits::CSV)?;
     let today = request.clock.today(trial.protocol().timezone);
     let options = CsvOptions { delimiter: request.delimiter };
-    let entries =
+    // Rows that cannot be read are listed with the invalid values of the rest,
+    // in file order: one submission finds every problem.
+    let rows =
         crate::followup::read_outcome_csv(&request.name, &request.csv[..], today, &options).map_err(Error::Input)?;
-    let written = trial.record_outcomes(&entries, &request.user, request.clock)?;
+    let written = trial.record_outcome_rows(&rows, &request.user, request.clock)?;
     Ok(Imported { name: request.name.clone(), written })
 }
 

@@ -81,6 +81,35 @@ impl Trial {
         user: &str,
         clock: impl Into<Clock>,
     ) -> Result<Vec<Written>> {
+        self.record_rows(entries.iter().map(|(at, e)| (at.as_str(), Ok(e))), entries.len(), user, clock)
+    }
+
+    /// [`Trial::record_outcomes`] for a file's rows, some of which may not
+    /// have been readable (see [`followup::read_outcome_csv`]): if any row
+    /// cannot be read or holds an invalid entry, nothing is written and every
+    /// problem of either kind is listed, in file order, so one submission
+    /// finds them all.
+    pub fn record_outcome_rows(
+        &mut self,
+        rows: &crate::table_input::Rows<OutcomeEntry>,
+        user: &str,
+        clock: impl Into<Clock>,
+    ) -> Result<Vec<Written>> {
+        self.record_rows(
+            rows.iter().map(|(at, r)| (at.as_str(), r.as_ref().map_err(String::as_str))),
+            rows.len(),
+            user,
+            clock,
+        )
+    }
+
+    fn record_rows<'a>(
+        &mut self,
+        entries: impl Iterator<Item = (&'a str, std::result::Result<&'a OutcomeEntry, &'a str>)>,
+        total: usize,
+        user: &str,
+        clock: impl Into<Clock>,
+    ) -> Result<Vec<Written>> {
         check_user(user)?;
         let protocol = &self.protocol;
         let tx = self.store.transaction()?;
@@ -89,12 +118,19 @@ impl Trial {
         let today = now.date_in(protocol.timezone);
         let mut state = load_state(&tx, protocol)?;
         let mut problems = Vec::new();
-        let mut out = Vec::with_capacity(entries.len());
+        let mut out = Vec::with_capacity(total);
         // The last participant read, with the values this transaction has added
         // since: a file lists a participant's timepoints together, so each is
         // read from the database once (bounded memory, whatever the file's order).
         let mut last: Option<(&str, Subject)> = None;
         for (origin, e) in entries {
+            let e = match e {
+                Ok(e) => e,
+                Err(m) => {
+                    problems.push(format!("{origin}: {m}"));
+                    continue;
+                }
+            };
             let subject = match last.take() {
                 Some((p, s)) if p == e.participant => &mut last.insert((p, s)).1,
                 _ => match subject(&tx, &e.participant, protocol.timezone)? {
@@ -131,7 +167,7 @@ impl Trial {
             out.push(Written { participant: e.participant.clone(), seq, entry_hash });
         }
         if !problems.is_empty() {
-            return Err(batch_error(entries.len(), problems));
+            return Err(batch_error(total, problems));
         }
         tx.commit()?;
         Ok(out)
