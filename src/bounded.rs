@@ -118,17 +118,14 @@ pub fn read(path: &Path, limits: Limits) -> Result<Vec<u8>> {
 /// Operations that take a file's bytes check them here, so a front end that
 /// did not read them through [`read`] gets the same bounds.
 pub fn check(name: &str, bytes: &[u8], limits: Limits) -> Result<()> {
-    if bytes.len() as u64 > limits.max_bytes {
-        return Err(over_limit(name, limits, Over::Size));
+    let mut reader = Bounded::new(bytes, limits);
+    match std::io::copy(&mut reader, &mut std::io::sink()) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match reader.over {
+            Some(over) => over_limit(name, limits, over),
+            None => Error::Io { context: format!("reading {name}"), source: e },
+        }),
     }
-    if let Some(max_line) = limits.max_line {
-        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-            if line.len() > max_line {
-                return Err(over_limit(name, limits, Over::Line(i as u64 + 1)));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn over_limit(name: &str, limits: Limits, over: Over) -> Error {

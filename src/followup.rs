@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::protocol::{Kind, Protocol, Timepoint};
 use crate::referral::{canonical_value, truncate};
-use crate::table_input::{CsvFile, CsvOptions, Rows};
+use crate::table_input::{CsvFile, CsvOptions, Rows, all_readable};
 use crate::values::{canonical_name, parse_date};
 
 /// Follow-up values for one participant at one timepoint, as entered.
@@ -494,18 +494,7 @@ pub fn parse_outcome_csv(
     bytes: &[u8],
     default_on: NaiveDate,
 ) -> Result<Vec<(String, OutcomeEntry)>, String> {
-    let rows = read_outcome_csv(name, bytes, default_on, &CsvOptions::default())?;
-    let problems: Vec<String> =
-        rows.iter().filter_map(|(at, r)| r.as_ref().err().map(|m| format!("{at}: {m}"))).collect();
-    if !problems.is_empty() {
-        let rows = if problems.len() == 1 { "row" } else { "rows" };
-        return Err(format!(
-            "{} {rows} of {name} cannot be read, so nothing was written:\n  {}",
-            problems.len(),
-            problems.join("\n  ")
-        ));
-    }
-    Ok(rows.into_iter().filter_map(|(at, r)| r.ok().map(|e| (at, e))).collect())
+    all_readable(name, read_outcome_csv(name, bytes, default_on, &CsvOptions::default())?)
 }
 
 /// The rows of an outcome CSV (see [`parse_outcome_csv`]) from any reader,

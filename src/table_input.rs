@@ -33,7 +33,8 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
 /// and its value, or why it cannot be read.
 pub type Rows<T> = Vec<(String, Result<T, String>)>;
 
-/// A CSV file read into memory, its header parsed; rows are read by [`CsvFile::rows`].
+/// A CSV file read into memory, its header parsed; rows are read by
+/// [`CsvFile::collect`] or [`CsvFile::collect_each`].
 pub struct CsvFile {
     name: String,
     text: Vec<u8>,
@@ -133,33 +134,16 @@ impl CsvFile {
         Ok(())
     }
 
-    /// Every data row made into a value by `row` (see [`CsvFile::rows`]),
-    /// each with where it stands (`name:line`). The file is refused whole if
-    /// any row has a problem (every one is listed) or if it has no data rows;
+    /// Every data row made into a value by `row`, each with where it stands
+    /// (`name:line`). The file is refused whole if any row has a problem
+    /// (every one is listed, see [`all_readable`]) or if it has no data rows;
     /// `what` names the rows it should have held, for that message.
     pub fn collect<T>(
         &self,
         what: &str,
-        mut row: impl FnMut(&csv::StringRecord) -> Result<T, String>,
+        row: impl FnMut(&csv::StringRecord) -> Result<T, String>,
     ) -> Result<Vec<(String, T)>, String> {
-        let name = &self.name;
-        let mut out = Vec::new();
-        let problems = self.rows(|line, record| {
-            out.push((format!("{name}:{line}"), row(record)?));
-            Ok(())
-        });
-        if !problems.is_empty() {
-            let rows = if problems.len() == 1 { "row" } else { "rows" };
-            return Err(format!(
-                "{} {rows} of {name} cannot be read, so nothing was written:\n  {}",
-                problems.len(),
-                problems.join("\n  ")
-            ));
-        }
-        if out.is_empty() {
-            return Err(format!("{name}: the file has a header but no {what}"));
-        }
-        Ok(out)
+        all_readable(&self.name, self.collect_each(what, row)?)
     }
 
     /// Every data row made into a value by `row`, or the problem that stops
@@ -179,21 +163,6 @@ impl CsvFile {
             return Err(format!("{name}: the file has a header but no {what}"));
         }
         Ok(out)
-    }
-
-    /// Calls `row` with each data row's physical line and cells (at least as
-    /// many as the header has names; read only those). Rows that are wholly
-    /// empty are skipped. Every problem is collected, the reader's and those
-    /// `row` returns, each as `name:line: message`.
-    pub fn rows(&self, mut row: impl FnMut(u64, &csv::StringRecord) -> Result<(), String>) -> Vec<String> {
-        let name = &self.name;
-        let mut problems = Vec::new();
-        self.each_row(|line, record| {
-            if let Err(m) = record.and_then(|r| row(line, r)) {
-                problems.push(format!("{name}:{line}: {m}"));
-            }
-        });
-        problems
     }
 
     /// Calls `row` with each data row's physical line and its cells, or the
@@ -240,6 +209,23 @@ impl CsvFile {
     }
 }
 
+/// The rows' values if every row could be read; else one message listing
+/// every row that could not (`N rows of NAME cannot be read, …`), in file
+/// order.
+pub fn all_readable<T>(name: &str, rows: Rows<T>) -> Result<Vec<(String, T)>, String> {
+    let problems: Vec<String> =
+        rows.iter().filter_map(|(at, r)| r.as_ref().err().map(|m| format!("{at}: {m}"))).collect();
+    if !problems.is_empty() {
+        let rows = if problems.len() == 1 { "row" } else { "rows" };
+        return Err(format!(
+            "{} {rows} of {name} cannot be read, so nothing was written:\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        ));
+    }
+    Ok(rows.into_iter().filter_map(|(at, r)| r.ok().map(|v| (at, v))).collect())
+}
+
 fn builder(delimiter: u8) -> csv::ReaderBuilder {
     let mut b = csv::ReaderBuilder::new();
     b.has_headers(false).flexible(true).delimiter(delimiter);
@@ -281,10 +267,10 @@ mod tests {
 
     fn read(text: &str) -> Result<Read, String> {
         let f = CsvFile::read("t.csv", text.as_bytes(), &CsvOptions::default())?;
-        let mut rows = Vec::new();
-        let problems = f.rows(|line, r| {
-            rows.push((line, r.iter().take(f.headers().len()).map(str::to_string).collect()));
-            Ok(())
+        let (mut rows, mut problems) = (Vec::new(), Vec::new());
+        f.each_row(|line, r| match r {
+            Ok(r) => rows.push((line, r.iter().take(f.headers().len()).map(str::to_string).collect())),
+            Err(m) => problems.push(format!("t.csv:{line}: {m}")),
         });
         Ok((f.headers().to_vec(), rows, problems))
     }
