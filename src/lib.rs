@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod allocation;
 pub mod allocator;
 pub mod analysis;

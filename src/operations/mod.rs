@@ -58,8 +58,10 @@ use crate::error::{Error, Result};
 use crate::keys::{self, TrialKey};
 pub use crate::ledger::Trial;
 
+pub mod accounts;
 pub mod audit;
 pub mod follow_up;
+pub mod group;
 pub mod planning;
 pub mod randomise;
 pub mod reading;
