@@ -497,6 +497,7 @@ fn bad_account_input_is_one_line_exit_1_and_changes_nothing() {
         (add("x", &["--role", "admin", "--site", "sheffield"]), good, "only a coordinator is bound to sites"),
         (add("x", &["--role", "root"]), good, "there is no role \"root\"; the roles are admin"),
         (add("admin", &["--role", "admin"]), good, "account admin already exists"),
+        (add("Admin", &["--role", "admin"]), good, "account Admin already exists as admin"),
         (add("x", &["--role", "admin"]), "short\n", "the password is 5 characters long; use at least 12"),
         (add("x", &["--role", "admin"]), "", "the password is 0 characters long; use at least 12"),
         (add("x", &["--role", "admin", "--reason", " "]), good, "--reason is empty"),
