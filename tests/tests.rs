@@ -19,6 +19,8 @@ mod operations;
 mod outcome_rules;
 mod outcomes;
 mod report;
+mod service_api;
+mod service_auth;
 mod vectors;
 mod verify_promises;
 mod verify_schema;
