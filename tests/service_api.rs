@@ -468,7 +468,10 @@ async fn coordinators_and_data_managers_see_the_status_without_arms() {
         let s = app.call(Some(who), "GET", "/api/v1/status", None).await;
         assert_eq!(s.status, StatusCode::OK);
         let text = s.text();
-        assert!(!text.contains("ips") && !text.contains("usual_care") && !text.contains("by_arm"), "{who}: {text}");
+        // (The trial's id, work-health-ips, names an arm too.)
+        let arms = text.replace("work-health-ips", "");
+        assert!(!arms.contains("\"ips\"") && !arms.contains("usual_care") && !arms.contains("by_arm"), "{who}: {text}");
+        assert!(s.json()["by_stratum"].as_object().unwrap().values().all(Value::is_u64), "{text}");
         assert_eq!(s.json()["randomised"], 2);
         assert_eq!(s.json()["by_site"]["sheffield"], 1);
     }
@@ -575,4 +578,38 @@ async fn the_api_answers_with_the_json_the_command_line_prints() {
     let cli = cli_json(&util::s(&["verify", "--json", "--db", &db]));
     let names = |v: &Value| v["checks"].as_array().map(|c| c.iter().map(|x| x["name"].clone()).collect::<Vec<_>>());
     assert_eq!(names(&api), names(&cli), "{api}");
+}
+
+#[tokio::test]
+async fn only_a_data_manager_imports_outcomes_and_only_as_csv() {
+    let app = App::new();
+    let csv = format!(
+        "participant,timepoint,collected_on,window_reason,in_paid_work\n{AT_SHEFFIELD},m4,2026-03-02,early,yes\n"
+    );
+    let import = |who: &'static str, content_type: &'static str| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/outcomes/import")
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.token(who)))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(csv.clone()))
+            .unwrap()
+    };
+    let before = app.log();
+    for who in ["ann", "cora", "colin", "eve", "audrey"] {
+        let a = app.send(import(who, "text/csv")).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{who}: {}", a.text());
+        discloses_nothing(&a);
+    }
+    let a = app.send(import("dora", "application/json")).await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", a.text());
+    assert_eq!(app.log(), before);
+    let a = app.send(import("dora", "text/csv")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let written = a.json();
+    assert_eq!(written.as_array().unwrap().len(), 1);
+    assert_eq!(written[0]["participant"], AT_SHEFFIELD);
+    // The same file again is refused as the command line refuses it: 422 or 409, never 500.
+    let a = app.send(import("dora", "text/csv")).await;
+    assert!(a.status == StatusCode::UNPROCESSABLE_ENTITY || a.status == StatusCode::CONFLICT, "{}", a.text());
 }

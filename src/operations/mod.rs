@@ -16,6 +16,7 @@
 //! | | [`change_status`] (withdraw, reconsent, lost, died) | [`StatusChangeRequest`] ([`StatusChange`]) | [`Written`](crate::outcome::Written) |
 //! | | [`due`] (the follow-up work list) | [`DueRequest`] | [`DueList`] |
 //! | reading ([`reading`]) | [`status`] | the trial | [`TrialStatus`] |
+//! | | [`participant_site`] | a participant id | the site of its referral, if any |
 //! | | [`export`] | [`ExportTable`] | [`Table`](crate::export::Table) (written as CSV or JSON by [`Table::write`](crate::export::Table::write)) |
 //! | results ([`results`]) | [`analyse`] | [`AnalyseRequest`] | [`Analysed`] |
 //! | | [`report`] | [`ReportRequest`] | [`Reported`] |
