@@ -10,6 +10,7 @@ mod consent;
 mod demo;
 mod design;
 mod files;
+mod group_commit;
 mod hardening;
 mod hostile;
 mod inputs;

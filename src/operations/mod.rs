@@ -24,6 +24,7 @@
 //! | | [`checkpoint`] | [`CheckpointRequest`] | [`Checkpoint`](crate::checkpoint::Checkpoint) |
 //! | | [`reveal`] | [`RevealRequest`] | [`Revealed`](crate::ledger::Revealed) |
 //! | | [`backup`] | [`BackupRequest`] | [`Backup`](crate::verify::Backup) |
+//! | several writes, one commit ([`group`]) | [`in_one_commit`](group::in_one_commit) (the service's writer) | [`Job`](group::Job)s on the open trial | one result per job, after the commit |
 //! | planning ([`planning`]) | [`power`] | [`PowerRequest`] | [`Power`] |
 //! | | [`simulate_allocation`], [`simulate_analysis`] | [`SimulateRequest`] | [`Assessment`](crate::design::Assessment), [`OperatingCharacteristics`](crate::operating::OperatingCharacteristics) |
 //! | | [`prepare_demo`], [`run_demo`], [`publish_demo`] | [`DemoRequest`] | [`DemoPlan`], [`DemoRun`], [`DemoPublished`] |
