@@ -1,0 +1,3 @@
+//! The trial as an HTTP service (`chancery serve`).
+
+pub mod pages;

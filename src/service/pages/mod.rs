@@ -1,0 +1,3 @@
+//! The service's HTML pages, rendered on the server with maud.
+
+pub mod form;
