@@ -1,3 +1,4 @@
 //! The service's HTML pages, rendered on the server with maud.
 
 pub mod form;
+pub mod layout;
