@@ -247,18 +247,24 @@ fn stage_name(stage: Stage) -> &'static str {
 /// The help text shown beside a field: the protocol's description, then
 /// what values it takes and its unit.
 pub fn help_text(f: &Field) -> String {
+    let mut text = value_help(f.description.as_deref(), &f.kind, f.unit.as_deref());
+    if f.stage == Stage::Screening && !f.required {
+        text.push_str(" May be left empty.");
+    }
+    text
+}
+
+/// A description (if any), then the values a `kind` takes and its unit.
+pub fn value_help(description: Option<&str>, kind: &Kind, unit: Option<&str>) -> String {
     let mut parts = Vec::new();
-    if let Some(d) = &f.description {
+    if let Some(d) = description {
         parts.push(ensure_stop(d));
     }
-    let mut valid = f.kind.describe();
-    if let Some(u) = &f.unit {
+    let mut valid = kind.describe();
+    if let Some(u) = unit {
         valid.push_str(&format!(" ({u})"));
     }
     parts.push(ensure_stop(&capitalise(&valid)));
-    if f.stage == Stage::Screening && !f.required {
-        parts.push("May be left empty.".into());
-    }
     parts.join(" ")
 }
 
@@ -304,6 +310,48 @@ fn text_input(
     }
 }
 
+/// The input for a value of `kind`: a select of the levels (with "not
+/// answered" first), a bounded number input (step 1 for whole numbers), a
+/// date input, or a text input for an NHS number.
+pub fn control(
+    kind: &Kind,
+    id: &str,
+    name: &str,
+    value: &str,
+    required: bool,
+    invalid: Option<&str>,
+    described: &str,
+) -> Markup {
+    html! {
+        @match kind {
+            Kind::Category { levels } => {
+                select id=(id) name=(name) required[required] aria-invalid=[invalid] aria-describedby=(described) {
+                    option value="" { "Not answered" }
+                    @for l in levels {
+                        option value=(l) selected[l.eq_ignore_ascii_case(value.trim())] { (l) }
+                    }
+                }
+            }
+            Kind::Integer { min, max } => {
+                input type="number" id=(id) name=(name) value=(value) min=[min] max=[max] step="1"
+                    inputmode="numeric" required[required] aria-invalid=[invalid] aria-describedby=(described);
+            }
+            Kind::Number { min, max } => {
+                input type="number" id=(id) name=(name) value=(value) min=[min] max=[max] step="any"
+                    inputmode="decimal" required[required] aria-invalid=[invalid] aria-describedby=(described);
+            }
+            Kind::Date => {
+                input type="date" id=(id) name=(name) value=(value)
+                    required[required] aria-invalid=[invalid] aria-describedby=(described);
+            }
+            Kind::NhsNumber => {
+                input type="text" id=(id) name=(name) value=(value) inputmode="numeric" autocomplete="off"
+                    spellcheck="false" required[required] aria-invalid=[invalid] aria-describedby=(described);
+            }
+        }
+    }
+}
+
 /// One protocol field: label, its error if any, the input, its help text.
 pub fn field(f: &Field, value: &str, problem: Option<&str>) -> Markup {
     let id = input_id(&f.name);
@@ -318,32 +366,7 @@ pub fn field(f: &Field, value: &str, problem: Option<&str>) -> Markup {
                 @if required { " " span.required { "(required)" } }
             }
             (error(&f.name, problem))
-            @match &f.kind {
-                Kind::Category { levels } => {
-                    select id=(id) name=(f.name) required[required] aria-invalid=[invalid] aria-describedby=(described) {
-                        option value="" { "Not answered" }
-                        @for l in levels {
-                            option value=(l) selected[l.eq_ignore_ascii_case(value.trim())] { (l) }
-                        }
-                    }
-                }
-                Kind::Integer { min, max } => {
-                    input type="number" id=(id) name=(f.name) value=(value) min=[min] max=[max] step="1"
-                        inputmode="numeric" required[required] aria-invalid=[invalid] aria-describedby=(described);
-                }
-                Kind::Number { min, max } => {
-                    input type="number" id=(id) name=(f.name) value=(value) min=[min] max=[max] step="any"
-                        inputmode="decimal" required[required] aria-invalid=[invalid] aria-describedby=(described);
-                }
-                Kind::Date => {
-                    input type="date" id=(id) name=(f.name) value=(value)
-                        required[required] aria-invalid=[invalid] aria-describedby=(described);
-                }
-                Kind::NhsNumber => {
-                    input type="text" id=(id) name=(f.name) value=(value) inputmode="numeric" autocomplete="off"
-                        spellcheck="false" required[required] aria-invalid=[invalid] aria-describedby=(described);
-                }
-            }
+            (control(&f.kind, &id, &f.name, value, required, invalid, &described))
             p.help id=(format!("help-{}", f.name)) { (help_text(f)) }
         }
     }
