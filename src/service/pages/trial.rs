@@ -215,13 +215,20 @@ async fn visible(viewer: &Viewer, scope: &Scope, id: &str) -> Result<Option<Row>
     Ok(rows.into_iter().find(|r| r.participant == id && scope.covers(&r.site)))
 }
 
+/// A refused form: its id, what was typed, the problems.
+type Failed = (String, Vec<(String, String)>, Problems);
+/// What was typed into one form and its problems, if it was the refused one.
+type Refilled<'a> = (Option<&'a [(String, String)]>, Option<&'a Problems>);
+/// A refused write: the error and where its message goes.
+type Refusal = Box<(Error, Problems)>;
+
 /// What a participant page shows besides the participant: a confirmation,
 /// or a form's problems.
 #[derive(Default)]
 struct Shown {
     written: Option<(String, crate::outcome::Written)>,
     /// The form (`outcome-TP` or `status`), what was typed, the problems.
-    failed: Option<(String, Vec<(String, String)>, Problems)>,
+    failed: Option<Failed>,
 }
 
 fn participant_page(viewer: &Viewer, status: StatusCode, row: &Row, shown: &Shown) -> Response {
@@ -229,7 +236,7 @@ fn participant_page(viewer: &Viewer, status: StatusCode, row: &Row, shown: &Show
     let account = &viewer.caller.account;
     let may_record = account.scope(Action::RecordOutcome).covers(&row.site);
     let may_change = account.scope(Action::ChangeStatus).covers(&row.site);
-    let typed = |form_id: &str| -> (Option<&[(String, String)]>, Option<&Problems>) {
+    let typed = |form_id: &str| -> Refilled<'_> {
         match &shown.failed {
             Some((f, typed, problems)) if f == form_id => (Some(typed.as_slice()), Some(problems)),
             _ => (None, None),
@@ -431,12 +438,13 @@ async fn after_write(
     id: &str,
     form_id: String,
     typed: Vec<(String, String)>,
-    result: Result<(String, crate::outcome::Written), (Error, Problems)>,
+    result: Result<(String, crate::outcome::Written), Refusal>,
 ) -> PageResult {
     let Some(row) = visible(viewer, scope, id).await? else { return Err(viewer.no_participant(id)) };
     Ok(match result {
         Ok(written) => participant_page(viewer, StatusCode::OK, &row, &Shown { written: Some(written), failed: None }),
-        Err((e, problems)) => {
+        Err(refusal) => {
+            let (e, problems) = *refusal;
             participant_page(viewer, status_of(&e), &row, &Shown { written: None, failed: Some((form_id, typed, problems)) })
         }
     })
@@ -470,7 +478,7 @@ pub async fn record_outcome(viewer: Viewer, Path((id, timepoint)): Path<(String,
         Err(e) => {
             let mut p = Problems::default();
             p.fields.insert("collected_on".into(), format!("collected_on {e}"));
-            return after_write(&viewer, &scope, &id, form_id, typed, Err((e, p))).await;
+            return after_write(&viewer, &scope, &id, form_id, typed, Err(Box::new((e, p)))).await;
         }
     };
     let window_reason = field(&typed, "window_reason").map(str::trim).filter(|r| !r.is_empty()).map(str::to_string);
@@ -491,7 +499,7 @@ pub async fn record_outcome(viewer: Viewer, Path((id, timepoint)): Path<(String,
     let result = viewer.state.write(move |t| op::record_outcome(t, &request)).await;
     let result = result.map(|w| ("Recorded".to_string(), w)).map_err(|e| {
         let p = problems_with(|m| outcome_field(&protocol, &timepoint, m), &e.to_string());
-        (e, p)
+        Box::new((e, p))
     });
     after_write(&viewer, &scope, &id, form_id, typed, result).await
 }
@@ -503,7 +511,7 @@ pub async fn change_status(viewer: Viewer, Path(id): Path<String>, form: Pairs) 
     let refuse = |field_name: &str, e: Error| {
         let mut p = Problems::default();
         p.fields.insert(field_name.to_string(), e.to_string());
-        Err((e, p))
+        Err(Box::new((e, p)))
     };
     let change = match field(&typed, "change").unwrap_or("") {
         "withdrawn" => Some(StatusChange::Withdrawn { no_further_contact: false }),
@@ -542,7 +550,7 @@ pub async fn change_status(viewer: Viewer, Path(id): Path<String>, form: Pairs) 
                         None
                     };
                     let p = problems_with(|_| at.clone(), &m);
-                    (e, p)
+                    Box::new((e, p))
                 },
             )
         }
