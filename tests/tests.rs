@@ -19,6 +19,7 @@ mod operations;
 mod outcome_rules;
 mod outcomes;
 mod report;
+mod service_pages;
 mod vectors;
 mod verify_promises;
 mod verify_schema;
