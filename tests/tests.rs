@@ -22,6 +22,7 @@ mod outcomes;
 mod report;
 mod service_api;
 mod service_auth;
+mod service_pages;
 mod vectors;
 mod verify_promises;
 mod verify_schema;
