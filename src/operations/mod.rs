@@ -16,6 +16,7 @@
 //! | | [`change_status`] (withdraw, reconsent, lost, died) | [`StatusChangeRequest`] ([`StatusChange`]) | [`Written`](crate::outcome::Written) |
 //! | | [`due`] (the follow-up work list) | [`DueRequest`] | [`DueList`] |
 //! | reading ([`reading`]) | [`status`] | the trial | [`TrialStatus`] |
+//! | | [`participant_site`] | a participant id | the site of its referral, if any |
 //! | | [`export`] | [`ExportTable`] | [`Table`](crate::export::Table) (written as CSV or JSON by [`Table::write`](crate::export::Table::write)) |
 //! | results ([`results`]) | [`analyse`] | [`AnalyseRequest`] | [`Analysed`] |
 //! | | [`report`] | [`ReportRequest`] | [`Reported`] |
@@ -26,6 +27,7 @@
 //! | accounts ([`accounts`]) | [`accounts::add_account`], [`accounts::change_account`], [`accounts::disable_account`], [`accounts::set_password`] | [`accounts::AddAccountRequest`], [`accounts::ChangeAccountRequest`], [`accounts::AccountRequest`] | [`accounts::AccountSummary`] |
 //! | | [`accounts::create_token`], [`accounts::revoke_token`], [`accounts::token_account`] | [`accounts::TokenRequest`], [`accounts::RevokeRequest`], a token | [`accounts::NewToken`], [`accounts::TokenSummary`], an [`Account`](crate::accounts::Account) |
 //! | | [`accounts::login`], [`accounts::login_attempt`]; [`accounts::list_accounts`], [`accounts::account`], [`accounts::list_tokens`], [`accounts::access_log`] | [`accounts::LoginRequest`] | an [`Account`](crate::accounts::Account) or [`accounts::LoginRefusal`] |
+//! | several writes, one commit ([`group`]) | [`in_one_commit`](group::in_one_commit) (the service's writer) | [`Job`](group::Job)s on the open trial | one result per job, after the commit |
 //! | planning ([`planning`]) | [`power`] | [`PowerRequest`] | [`Power`] |
 //! | | [`simulate_allocation`], [`simulate_analysis`] | [`SimulateRequest`] | [`Assessment`](crate::design::Assessment), [`OperatingCharacteristics`](crate::operating::OperatingCharacteristics) |
 //! | | [`prepare_demo`], [`run_demo`], [`publish_demo`] | [`DemoRequest`] | [`DemoPlan`], [`DemoRun`], [`DemoPublished`] |
@@ -83,7 +85,7 @@ pub use planning::{
     power, prepare_demo, publish_demo, run_demo, simulate_allocation, simulate_analysis,
 };
 pub use randomise::{Randomisation, RandomiseRequest, Referrals, randomise};
-pub use reading::{ExportTable, TrialStatus, export, status};
+pub use reading::{ExportTable, TrialStatus, export, participant_site, status};
 pub use results::{AnalyseRequest, Analysed, ReportRequest, Reported, analyse, report};
 pub use setup::{InitRequest, Migrated, init, migrate};
 
