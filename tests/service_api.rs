@@ -730,3 +730,41 @@ async fn every_page_answers_every_role_as_the_table_says_and_refusals_disclose_n
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_randomisations_through_the_one_writer_each_get_their_own_committed_entry() {
+    let app = std::sync::Arc::new(App::new());
+    let mut tasks = Vec::new();
+    for i in 0..24u32 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every third one is refused (a site not the coordinator's is 403;
+            // a bad age 422) and must be refused alone.
+            let (site, age) = if i % 3 == 0 { ("sheffield", "x") } else { ("sheffield", "34") };
+            let mut values = referral_values(&nhs(1000 + i));
+            values["age"] = json!(age);
+            let a = app
+                .call(Some("cora"), "POST", "/api/v1/randomise",
+                    Some(json!({"participant": format!("C-{i}"), "site": site, "values": values})))
+                .await;
+            (i, a.status, a.json())
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let (i, status, body) = t.await.unwrap();
+        if i % 3 == 0 {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        } else {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            seqs.push(body["seq"].as_u64().unwrap());
+        }
+    }
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 16, "each allocation its own log entry");
+    let status = app.call(Some("audrey"), "GET", "/api/v1/status", None).await.json();
+    assert_eq!(status["randomised"], 2 + 16);
+    let v = app.call(Some("audrey"), "GET", "/api/v1/verify", None).await.json();
+    assert_eq!(v["ok"], true, "{v}");
+}
