@@ -744,8 +744,12 @@ async fn concurrent_randomisations_through_the_one_writer_each_get_their_own_com
             let mut values = referral_values(&nhs(1000 + i));
             values["age"] = json!(age);
             let a = app
-                .call(Some("cora"), "POST", "/api/v1/randomise",
-                    Some(json!({"participant": format!("C-{i}"), "site": site, "values": values})))
+                .call(
+                    Some("cora"),
+                    "POST",
+                    "/api/v1/randomise",
+                    Some(json!({"participant": format!("C-{i}"), "site": site, "values": values})),
+                )
                 .await;
             (i, a.status, a.json())
         }));
