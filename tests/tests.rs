@@ -3,6 +3,7 @@
 #[path = "util.rs"]
 mod util;
 
+mod accounts;
 mod analysis;
 mod audit;
 mod clock;
@@ -10,6 +11,7 @@ mod consent;
 mod demo;
 mod design;
 mod files;
+mod group_commit;
 mod hardening;
 mod hostile;
 mod inputs;
@@ -19,6 +21,8 @@ mod operations;
 mod outcome_rules;
 mod outcomes;
 mod report;
+mod service_api;
+mod service_auth;
 mod service_pages;
 mod vectors;
 mod verify_promises;
