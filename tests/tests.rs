@@ -5,6 +5,7 @@ mod util;
 
 mod analysis;
 mod audit;
+mod browser;
 mod clock;
 mod consent;
 mod demo;
@@ -19,6 +20,10 @@ mod operations;
 mod outcome_rules;
 mod outcomes;
 mod report;
+mod service_hostile;
+mod service_kill;
+mod service_secrets;
+mod service_util;
 mod vectors;
 mod verify_promises;
 mod verify_schema;
