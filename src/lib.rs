@@ -44,6 +44,7 @@ pub mod protocol;
 pub mod random;
 pub mod referral;
 pub mod report;
+pub mod service;
 pub mod stats;
 pub mod store;
 pub mod svg;

@@ -531,6 +531,34 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the trial as an HTTP service (pages and the JSON API) until SIGTERM
+    /// or ctrl-c; prints `listening on http://ADDR` first.
+    Serve {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The trial key file (default: <db>.key); refused if others can read it.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// TLS certificate chain (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on an address other than loopback (only on a network protected otherwise).
+        #[arg(long)]
+        insecure_http: bool,
+        /// Minutes a session may stay unused before it ends.
+        #[arg(long, value_name = "MINUTES", default_value_t = 30.0)]
+        idle_minutes: f64,
+        /// Hours after login a session ends, used or not.
+        #[arg(long, value_name = "HOURS", default_value_t = 12.0)]
+        session_hours: f64,
+    },
     /// Export a table.
     Export {
         /// The trial database.

@@ -339,6 +339,25 @@ pub(crate) fn run(command: Command) -> Result<()> {
             text::revealed(&db, &r);
             Ok(())
         }
+        Command::Serve { db, key, listen, tls_cert, tls_key, insecure_http, idle_minutes, session_hours } => {
+            let duration = |n: f64, unit: f64, what: &str| {
+                std::time::Duration::try_from_secs_f64(n * unit)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| Error::Input(format!("--{what} {n} is not a positive number")))
+            };
+            let mut options = chancery::service::ServeOptions::new(db);
+            options.key = key;
+            options.listen = listen;
+            options.tls = tls_cert.zip(tls_key);
+            options.insecure_http = insecure_http;
+            options.idle = duration(idle_minutes, 60.0, "idle-minutes")?;
+            options.absolute = duration(session_hours, 3600.0, "session-hours")?;
+            chancery::service::serve(options, |address| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "listening on {address}").and_then(|()| out.flush());
+            })
+        }
         Command::Export { db, what, format, out, force, mode } => {
             // Refused before the work if the file exists.
             let file = out.as_deref().map(|p| OutFile::create(p, Overwrite::forced(force), mode)).transpose()?;

@@ -80,7 +80,7 @@ pub use planning::{
     power, prepare_demo, publish_demo, run_demo, simulate_allocation, simulate_analysis,
 };
 pub use randomise::{Randomisation, RandomiseRequest, Referrals, randomise};
-pub use reading::{ExportTable, TrialStatus, export, status};
+pub use reading::{ExportTable, TrialStatus, export, participant_site, status};
 pub use results::{AnalyseRequest, Analysed, ReportRequest, Reported, analyse, report};
 pub use setup::{InitRequest, Migrated, init, migrate};
 

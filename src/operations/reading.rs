@@ -71,3 +71,17 @@ pub fn export(trial: &Trial, what: ExportTable) -> Result<Table> {
         ExportTable::Codebook => export::codebook(trial),
     }
 }
+
+/// The site of the referral with exactly this participant id, if there is
+/// one: the service answers a coordinator about a participant only at their
+/// own sites.
+pub fn participant_site(trial: &Trial, participant: &str) -> Result<Option<String>> {
+    let mut site = None;
+    trial.store().for_each_referral(|r| {
+        if site.is_none() && r.participant == participant {
+            site = Some(r.site.to_string());
+        }
+        Ok(())
+    })?;
+    Ok(site)
+}
