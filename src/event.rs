@@ -32,6 +32,18 @@ pub enum Event {
     StatusChanged(StatusChanged),
     /// A participant who asked for no further contact consented to it again.
     ConsentRenewed(ConsentRenewed),
+    /// An account added, with its roles and sites.
+    AccountCreated(AccountGranted),
+    /// An account's roles and sites replaced (the full new set).
+    AccountChanged(AccountGranted),
+    /// An account disabled: it can no longer log in or use its tokens.
+    AccountDisabled(AccountDisabled),
+    /// An account's password set anew (never the password or its hash).
+    PasswordSet(PasswordSet),
+    /// An API token created for an account (its public id, never the token).
+    TokenCreated(TokenCreated),
+    /// An API token revoked.
+    TokenRevoked(TokenRevoked),
 }
 
 impl Event {
@@ -46,6 +58,12 @@ impl Event {
             Event::OutcomeCorrected(_) => "outcome_corrected",
             Event::StatusChanged(_) => "status_changed",
             Event::ConsentRenewed(_) => "consent_renewed",
+            Event::AccountCreated(_) => "account_created",
+            Event::AccountChanged(_) => "account_changed",
+            Event::AccountDisabled(_) => "account_disabled",
+            Event::PasswordSet(_) => "password_set",
+            Event::TokenCreated(_) => "token_created",
+            Event::TokenRevoked(_) => "token_revoked",
         }
     }
 
@@ -62,6 +80,11 @@ impl Event {
             Event::OutcomeCorrected(d) => serde_json::to_value(d),
             Event::StatusChanged(d) => serde_json::to_value(d),
             Event::ConsentRenewed(d) => serde_json::to_value(d),
+            Event::AccountCreated(d) | Event::AccountChanged(d) => serde_json::to_value(d),
+            Event::AccountDisabled(d) => serde_json::to_value(d),
+            Event::PasswordSet(d) => serde_json::to_value(d),
+            Event::TokenCreated(d) => serde_json::to_value(d),
+            Event::TokenRevoked(d) => serde_json::to_value(d),
         };
         v.expect("event data are strings, integers, lists and maps with string keys")
     }
@@ -266,6 +289,67 @@ pub struct ConsentRenewed {
     pub reason: String,
     /// Date consent was given again, YYYY-MM-DD.
     pub on: String,
+}
+
+/// Data of `account_created` and `account_changed`: the account's roles and
+/// sites from this entry on, in full (not a difference), so that the log
+/// shows at every moment who could do what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountGranted {
+    /// The account's name.
+    pub account: String,
+    /// Its roles (`admin`, `coordinator`, `data_manager`, `evaluator`,
+    /// `auditor`), sorted in that order, none twice.
+    pub roles: Vec<String>,
+    /// Its sites (protocol site ids), sorted, none twice; empty unless it is a coordinator.
+    pub sites: Vec<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Data of `account_disabled`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDisabled {
+    /// The account's name.
+    pub account: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Data of `password_set`: that the password was set, by whom and why; the
+/// password and its hash never enter the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSet {
+    /// The account's name.
+    pub account: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Data of `token_created`: the token's public id; the token and its hash
+/// never enter the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreated {
+    /// The account the token acts as.
+    pub account: String,
+    /// The token's public id.
+    pub token_id: String,
+    /// When it expires (the log's time format).
+    pub expires_at: String,
+}
+
+/// Data of `token_revoked`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRevoked {
+    /// The token's public id.
+    pub token_id: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// How an allocation was decided, as recorded.

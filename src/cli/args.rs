@@ -222,6 +222,156 @@ pub(crate) enum OutcomeCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add an account (the first administrator is made this way). The
+    /// password is read from standard input with --password-stdin, else asked
+    /// for twice at the terminal; it is never an argument.
+    Add {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The account's name (letters, digits, '.', '_', '-', '@').
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// A role: admin, coordinator, data_manager, evaluator or auditor (repeat for several).
+        #[arg(long = "role", value_name = "ROLE", required = true)]
+        roles: Vec<String>,
+        /// A site a coordinator works at (repeat for several).
+        #[arg(long = "site", value_name = "SITE")]
+        sites: Vec<String>,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Why (recorded in the log).
+        #[arg(long, value_name = "TEXT", default_value = "new account")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account: it can no longer log in, and its tokens stop working.
+    Disable {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The account.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Why.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an account's password anew (and lift a lockout).
+    ResetPassword {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The account.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Read the password from standard input (one line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Why.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace an account's roles and sites (give the full new set).
+    Change {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The account.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// A role from now on (repeat for several).
+        #[arg(long = "role", value_name = "ROLE", required = true)]
+        roles: Vec<String>,
+        /// A site from now on (repeat for several; coordinators only).
+        #[arg(long = "site", value_name = "SITE")]
+        sites: Vec<String>,
+        /// Why.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The accounts: roles, sites, whether disabled or locked, live tokens.
+    List {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        #[command(flatten)]
+        time: Now,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create an API token for an account; prints the token alone (shown once: only its hash is kept).
+    Create {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The account the token acts as.
+        #[arg(long = "user", value_name = "NAME")]
+        account: String,
+        /// Days until it expires (1 to 365).
+        #[arg(long, value_name = "N", default_value_t = chancery::ledger::TOKEN_DAYS_DEFAULT)]
+        expires_days: u32,
+        /// The acting user recorded in the log (default: the OS user).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+        #[command(flatten)]
+        time: Now,
+    },
+    /// Revoke an API token.
+    Revoke {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The token's id (as `token list` shows it).
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// Why.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        clock: Clock,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The API tokens: id, account, expiry, whether revoked (never the token).
+    List {
+        /// The trial database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(clap::Args)]
 pub(crate) struct StatusArgs {
     /// The trial database.
@@ -559,6 +709,12 @@ pub(crate) enum Command {
         #[arg(long, value_name = "HOURS", default_value_t = 12.0)]
         session_hours: f64,
     },
+    /// Accounts: add, disable, reset a password, change roles and sites, list.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// API tokens for machines: create, revoke, list.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Export a table.
     Export {
         /// The trial database.

@@ -22,7 +22,10 @@ use chancery::operations::{self as op, CorrectTo, ExportTable, PowerOptions, Ref
 use chancery::outfile::{self, OutFile, Overwrite};
 use chancery::referral::truncate;
 
-use args::{Command, FollowupCommand, OutFormat, OutcomeCommand, PowerArgs, PowerDesign, StatusArgs, What};
+use args::{
+    Command, FollowupCommand, OutFormat, OutcomeCommand, PowerArgs, PowerDesign, StatusArgs, TokenCommand, UserCommand,
+    What,
+};
 use output::{print_json, progress_bar, warn};
 
 /// A `--set FIELD=VALUE` argument as a (field, value) pair. The message is
@@ -358,6 +361,8 @@ pub(crate) fn run(command: Command) -> Result<()> {
                 let _ = writeln!(out, "listening on {address}").and_then(|()| out.flush());
             })
         }
+        Command::User(c) => user_command(c),
+        Command::Token(c) => token_command(c),
         Command::Export { db, what, format, out, force, mode } => {
             // Refused before the work if the file exists.
             let file = out.as_deref().map(|p| OutFile::create(p, Overwrite::forced(force), mode)).transpose()?;
@@ -424,4 +429,142 @@ fn status_change(args: StatusArgs, change: StatusChange) -> Result<()> {
         StatusChange::ConsentRenewed => "consent renewed: contact and data collection permitted again",
     };
     report_written(&w, what, args.json)
+}
+
+/// Roles named on the command line.
+fn roles(names: &[String]) -> Result<Vec<chancery::accounts::Role>> {
+    names.iter().map(|r| chancery::accounts::Role::parse(r.trim()).map_err(Error::Input)).collect()
+}
+
+/// A new password: one line of standard input with `--password-stdin`, else
+/// typed twice at the terminal without echo. Never an argument (arguments
+/// are visible to every user of the machine).
+fn new_password(stdin: bool) -> Result<String> {
+    use std::io::Read;
+    if stdin {
+        let mut bytes = Vec::new();
+        // A password is a line, not a file: a bounded read.
+        std::io::stdin()
+            .lock()
+            .take(8192)
+            .read_to_end(&mut bytes)
+            .map_err(Error::io("reading the password from standard input"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Input("the password on standard input is not UTF-8 text".into()))?;
+        // Only the line's end is taken off: spaces are part of a password.
+        let line = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+        if line.contains(['\n', '\r']) {
+            return Err(Error::Input(
+                "standard input holds more than one line; give the password alone on one line".into(),
+            ));
+        }
+        return Ok(line.to_string());
+    }
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt).map_err(|e| {
+            Error::Input(format!("cannot read a password from the terminal ({e}); pipe it in with --password-stdin"))
+        })
+    };
+    let first = ask("new password: ")?;
+    if ask("the same again: ")? != first {
+        return Err(Error::Input("the two passwords differ; nothing was written".into()));
+    }
+    Ok(first)
+}
+
+fn print_account(a: &op::accounts::AccountSummary, what: &str, json: bool) -> Result<()> {
+    if json {
+        return print_json(a);
+    }
+    text::account(a, what);
+    Ok(())
+}
+
+fn user_command(c: UserCommand) -> Result<()> {
+    use op::accounts as acc;
+    match c {
+        UserCommand::Add { db, name, roles: r, sites, password_stdin, reason, clock, json } => {
+            let roles = roles(&r)?;
+            let now = clock.now()?;
+            let mut trial = op::open(&db)?;
+            // The rules the password cannot break are checked before it is asked for.
+            chancery::ledger::check_account_name(&name).map_err(Error::Input)?;
+            chancery::ledger::grant(trial.protocol(), &roles, &sites).map_err(Error::Input)?;
+            let password = new_password(password_stdin)?;
+            let request =
+                acc::AddAccountRequest { name, roles, sites, password, reason, user: clock.user(), clock: now };
+            print_account(&acc::add_account(&mut trial, &request)?, "added", json)
+        }
+        UserCommand::Disable { db, name, reason, clock, json } => {
+            let now = clock.now()?;
+            let mut trial = op::open(&db)?;
+            let request = acc::AccountRequest { name, password: String::new(), reason, user: clock.user(), clock: now };
+            print_account(&acc::disable_account(&mut trial, &request)?, "disabled", json)
+        }
+        UserCommand::ResetPassword { db, name, password_stdin, reason, clock, json } => {
+            let now = clock.now()?;
+            let mut trial = op::open(&db)?;
+            if acc::account(&trial, &name)?.is_none() {
+                return Err(Error::Input(format!(
+                    "there is no account {:?}; check the name (see `chancery user list`)",
+                    truncate(&name, 40)
+                )));
+            }
+            let password = new_password(password_stdin)?;
+            let request = acc::AccountRequest { name, password, reason, user: clock.user(), clock: now };
+            print_account(&acc::set_password(&mut trial, &request)?, "password set for", json)
+        }
+        UserCommand::Change { db, name, roles: r, sites, reason, clock, json } => {
+            let roles = roles(&r)?;
+            let now = clock.now()?;
+            let mut trial = op::open(&db)?;
+            let request = acc::ChangeAccountRequest { name, roles, sites, reason, user: clock.user(), clock: now };
+            print_account(&acc::change_account(&mut trial, &request)?, "changed", json)
+        }
+        UserCommand::List { db, time, json } => {
+            let now = time.resolve()?.read();
+            let trial = op::open_read_only(&db)?;
+            let accounts = acc::list_accounts_at(&trial, now)?;
+            if json {
+                return print_json(&accounts);
+            }
+            text::accounts(&accounts);
+            Ok(())
+        }
+    }
+}
+
+fn token_command(c: TokenCommand) -> Result<()> {
+    use op::accounts as acc;
+    match c {
+        TokenCommand::Create { db, account, expires_days, by, time } => {
+            let clock = time.resolve()?;
+            let user = by.or_else(|| std::env::var("USER").ok()).unwrap_or_default();
+            let mut trial = op::open(&db)?;
+            let t = acc::create_token(&mut trial, &acc::TokenRequest { account, expires_days, user, clock })?;
+            // The token alone on standard output, for a script to take; the rest on standard error.
+            println!("{}", t.token);
+            eprintln!("token {} expires at {}; it is shown only this once", t.id, t.expires_at);
+            Ok(())
+        }
+        TokenCommand::Revoke { db, id, reason, clock, json } => {
+            let now = clock.now()?;
+            let mut trial = op::open(&db)?;
+            let t = acc::revoke_token(&mut trial, &acc::RevokeRequest { id, reason, user: clock.user(), clock: now })?;
+            if json {
+                return print_json(&t);
+            }
+            println!("revoked token {} of account {}", t.id, t.account);
+            Ok(())
+        }
+        TokenCommand::List { db, json } => {
+            let trial = op::open_read_only(&db)?;
+            let tokens = acc::list_tokens(&trial)?;
+            if json {
+                return print_json(&tokens);
+            }
+            text::tokens(&tokens);
+            Ok(())
+        }
+    }
 }

@@ -342,3 +342,50 @@ pub(crate) fn assessment(a: &chancery::design::Assessment) -> Result<()> {
     }
     Ok(())
 }
+
+fn listed(items: &[String]) -> String {
+    if items.is_empty() { "-".to_string() } else { items.join(",") }
+}
+
+pub(crate) fn account(a: &chancery::operations::accounts::AccountSummary, what: &str) {
+    let roles: Vec<String> = a.account.roles.iter().map(|r| r.name().to_string()).collect();
+    println!("{what} account {}: roles {}; sites {}", a.account.name, listed(&roles), listed(&a.account.sites));
+}
+
+pub(crate) fn accounts(list: &[chancery::operations::accounts::AccountSummary]) {
+    if list.is_empty() {
+        println!("no accounts yet: add the first administrator with `chancery user add --role admin`");
+        return;
+    }
+    for a in list {
+        let roles: Vec<String> = a.account.roles.iter().map(|r| r.name().to_string()).collect();
+        let mut state = if a.account.disabled { "disabled".to_string() } else { "active".to_string() };
+        if let Some(until) = &a.locked_until {
+            state.push_str(&format!(", locked until {until}"));
+        }
+        println!(
+            "{}  roles {}  sites {}  {state}  created {}  tokens {}",
+            a.account.name,
+            listed(&roles),
+            listed(&a.account.sites),
+            a.created_at,
+            a.tokens.len()
+        );
+    }
+}
+
+pub(crate) fn tokens(list: &[chancery::operations::accounts::TokenSummary]) {
+    if list.is_empty() {
+        println!("no API tokens");
+        return;
+    }
+    for t in list {
+        println!(
+            "{}  account {}  expires {}{}",
+            t.id,
+            t.account,
+            t.expires_at,
+            if t.revoked { "  revoked" } else { "" }
+        );
+    }
+}

@@ -98,7 +98,7 @@ pub(super) fn append_finished(
 /// Where [`apply`] and [`flush_state`] write the derived rows: the live
 /// transaction ([`Tx`]), or verification's replay, which folds most of them
 /// into digests instead of a second database.
-pub(crate) trait Sink {
+pub(crate) trait Sink: super::AccountSink {
     fn insert_trial(&self, t: &TrialRow) -> Result<()>;
     fn insert_referral(&self, r: &NewReferral) -> Result<()>;
     fn set_revealed(&self, seq: u64, ts: &str) -> Result<()>;
@@ -222,6 +222,12 @@ pub(crate) fn apply<S: Sink + ?Sized>(
             st.seq = seq;
             tx.put_status(&st)
         }
+        Event::AccountCreated(_)
+        | Event::AccountChanged(_)
+        | Event::AccountDisabled(_)
+        | Event::PasswordSet(_)
+        | Event::TokenCreated(_)
+        | Event::TokenRevoked(_) => super::accounts::apply_account_event(tx, seq, ts, event),
     }
 }
 

@@ -20,6 +20,10 @@
 //!   (an event's derived-table writes, shared by live writes and verify's
 //!   replay through the `Sink` trait); the allocation state loaded from and
 //!   flushed to its tables.
+//! - `accounts.rs`: accounts and API tokens on a [`Trial`] (each change one
+//!   transaction and one log event; password and token hashes kept beside
+//!   the log, never in it), logging in with its lockout, and the account
+//!   events' derived rows (`apply`'s part for them).
 //! - `status.rs`: [`Trial::status`], the counts by status, arm, site and stratum.
 
 use std::collections::HashSet;
@@ -37,11 +41,18 @@ use crate::log::Entry;
 use crate::protocol::Protocol;
 use crate::store::{Head, Store, TrialRow, Tx};
 
+mod accounts;
 mod apply;
 mod create;
 mod randomise;
 mod status;
 
+pub(crate) use accounts::AccountSink;
+pub(crate) use accounts::account_of;
+pub use accounts::{
+    LOCKOUT, Lockout, LoginRefusal, NAME_MAX_CHARS, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, TOKEN_DAYS_DEFAULT,
+    TOKEN_DAYS_MAX, TOKEN_PREFIX, check_account_name, check_password, grant, hash_password,
+};
 pub(crate) use apply::{Sink, append, apply, flush_state, load_state, parse_stratum};
 pub use create::{InitOptions, InitReport, init, migrate};
 pub use randomise::Confirmation;

@@ -3,14 +3,25 @@
 //! it, when, why); password and token hashes are kept only in tables outside
 //! the log, and login attempts in the access log (not the chain).
 //!
-//! CONTRACT (the service codes against these signatures; bodies to come).
+//! CONTRACT: the service codes against these signatures. Added since the
+//! first form (nothing changed): [`login_attempt`] (a refused login as data,
+//! so a group commit keeps its access-log row), [`list_accounts_at`],
+//! [`list_tokens`], [`access_log`], [`LOCKOUT`] and [`Lockout`].
+//!
+//! Every write checks its input before it opens a transaction (and before a
+//! password is hashed), then appends one log event in one transaction with
+//! what goes beside it (the password's argon2id hash, the token's SHA-256,
+//! neither ever in the log).
 
 use serde::Serialize;
 
 use crate::accounts::{Account, Role};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, Result};
-use crate::ledger::Trial;
+use crate::ledger::{self, Trial};
+use crate::store::{AccessRow, AccountRow, TokenRow};
+
+pub use crate::ledger::{LOCKOUT, Lockout, LoginRefusal, TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX};
 
 /// What adding an account asks.
 #[derive(Debug, Clone)]
@@ -140,54 +151,156 @@ pub struct LoginRequest {
     pub clock: Clock,
 }
 
-fn not_yet() -> Error {
-    Error::Refused("accounts are not stored yet".into())
+fn checked(r: std::result::Result<(), String>) -> Result<()> {
+    r.map_err(Error::Input)
+}
+
+/// A new password checked and hashed (argon2id, random salt), before any transaction.
+fn hashed(password: &str) -> Result<String> {
+    checked(ledger::check_password(password))?;
+    ledger::hash_password(password)
+}
+
+fn token_summary(t: &TokenRow) -> TokenSummary {
+    TokenSummary {
+        id: t.token_id.clone(),
+        account: t.account.clone(),
+        expires_at: t.expires_at.clone(),
+        revoked: t.revoked_seq.is_some(),
+    }
+}
+
+/// An account's summary: its tokens not revoked (and, with `now`, not
+/// expired; none for a disabled account), and the end of a lockout (with `now`, only one still running).
+fn summary(trial: &Trial, row: &AccountRow, tokens: &[TokenRow], now: Option<Timestamp>) -> Result<AccountSummary> {
+    let live = |t: &&TokenRow| {
+        !row.disabled
+            && t.account == row.name
+            && t.revoked_seq.is_none()
+            && now.is_none_or(|n| t.expires_at > n.to_log_text())
+    };
+    // Without a time, any lock that has not been lifted (a lock that has
+    // ended is told from one still running by comparing with the time now).
+    let since = now.unwrap_or(Timestamp(chrono::DateTime::<chrono::Utc>::MIN_UTC));
+    let locked = trial.locked_until(&row.name, since, &LOCKOUT)?;
+    Ok(AccountSummary {
+        account: ledger::account_of(row),
+        created_at: row.created_at.clone(),
+        tokens: tokens.iter().filter(live).map(token_summary).collect(),
+        locked_until: locked.map(|t| t.to_log_text()),
+    })
+}
+
+fn summary_of(trial: &Trial, name: &str) -> Result<AccountSummary> {
+    let row =
+        trial.store().account(name)?.ok_or_else(|| Error::Integrity(format!("account {name} was not recorded")))?;
+    summary(trial, &row, &trial.store().tokens()?, None)
 }
 
 /// Adds an account.
-pub fn add_account(_trial: &mut Trial, _req: &AddAccountRequest) -> Result<AccountSummary> {
-    Err(not_yet())
+pub fn add_account(trial: &mut Trial, req: &AddAccountRequest) -> Result<AccountSummary> {
+    // Everything that can be checked is, before the password is hashed.
+    ledger::check_user(&req.user)?;
+    checked(ledger::check_account_name(&req.name))?;
+    ledger::grant(trial.protocol(), &req.roles, &req.sites).map_err(Error::Input)?;
+    crate::text::reason("--reason", &req.reason).map_err(Error::Input)?;
+    let phc = hashed(&req.password)?;
+    trial.add_account(&req.name, &req.roles, &req.sites, &phc, &req.reason, &req.user, req.clock)?;
+    summary_of(trial, &req.name)
 }
 
 /// Changes an account's roles and sites.
-pub fn change_account(_trial: &mut Trial, _req: &ChangeAccountRequest) -> Result<AccountSummary> {
-    Err(not_yet())
+pub fn change_account(trial: &mut Trial, req: &ChangeAccountRequest) -> Result<AccountSummary> {
+    trial.change_account(&req.name, &req.roles, &req.sites, &req.reason, &req.user, req.clock)?;
+    summary_of(trial, &req.name)
 }
 
 /// Disables an account (its sessions and tokens stop working at once).
-pub fn disable_account(_trial: &mut Trial, _req: &AccountRequest) -> Result<AccountSummary> {
-    Err(not_yet())
+pub fn disable_account(trial: &mut Trial, req: &AccountRequest) -> Result<AccountSummary> {
+    trial.disable_account(&req.name, &req.reason, &req.user, req.clock)?;
+    summary_of(trial, &req.name)
 }
 
 /// Sets an account's password (and lifts a lockout).
-pub fn set_password(_trial: &mut Trial, _req: &AccountRequest) -> Result<AccountSummary> {
-    Err(not_yet())
+pub fn set_password(trial: &mut Trial, req: &AccountRequest) -> Result<AccountSummary> {
+    ledger::check_user(&req.user)?;
+    crate::text::reason("--reason", &req.reason).map_err(Error::Input)?;
+    if trial.store().account(&req.name)?.is_none() {
+        return Err(Error::Input(format!(
+            "there is no account {:?}; check the name (see `chancery user list`)",
+            crate::referral::truncate(&req.name, 40)
+        )));
+    }
+    let phc = hashed(&req.password)?;
+    trial.set_password(&req.name, &phc, &req.reason, &req.user, req.clock)?;
+    summary_of(trial, &req.name)
 }
 
-/// Every account.
-pub fn list_accounts(_trial: &Trial) -> Result<Vec<AccountSummary>> {
-    Err(not_yet())
+/// Every account. `locked_until` is any lock not lifted since (by a
+/// successful login or a new password), which may have ended:
+/// [`list_accounts_at`] gives only locks still running, and only tokens not expired.
+pub fn list_accounts(trial: &Trial) -> Result<Vec<AccountSummary>> {
+    list(trial, None)
+}
+
+/// Every account as it stands at `now`: its live tokens, and its lock if one is running.
+pub fn list_accounts_at(trial: &Trial, now: Timestamp) -> Result<Vec<AccountSummary>> {
+    list(trial, Some(now))
+}
+
+fn list(trial: &Trial, now: Option<Timestamp>) -> Result<Vec<AccountSummary>> {
+    let tokens = trial.store().tokens()?;
+    trial.store().accounts()?.iter().map(|row| summary(trial, row, &tokens, now)).collect()
 }
 
 /// The account by that name as it stands now, `None` if there is none.
-pub fn account(_trial: &Trial, _name: &str) -> Result<Option<Account>> {
-    Err(not_yet())
+pub fn account(trial: &Trial, name: &str) -> Result<Option<Account>> {
+    Ok(trial.store().account(name)?.as_ref().map(ledger::account_of))
 }
 
 /// Creates an API token for an account.
-pub fn create_token(_trial: &mut Trial, _req: &TokenRequest) -> Result<NewToken> {
-    Err(not_yet())
+pub fn create_token(trial: &mut Trial, req: &TokenRequest) -> Result<NewToken> {
+    let mut random = |bytes: &mut [u8]| {
+        getrandom::fill(bytes).map_err(|e| Error::Refused(format!("no randomness for a token: {e}")))
+    };
+    token_with(trial, req, &mut random)
+}
+
+/// [`create_token`] drawing the token's id and secret from `random`: for the
+/// specification's test vector only, whose log must be the same every time.
+#[doc(hidden)]
+pub fn create_token_with_randomness(
+    trial: &mut Trial,
+    req: &TokenRequest,
+    random: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+) -> Result<NewToken> {
+    token_with(trial, req, random)
+}
+
+fn token_with(
+    trial: &mut Trial,
+    req: &TokenRequest,
+    random: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+) -> Result<NewToken> {
+    let (row, token) = trial.create_token(&req.account, req.expires_days, &req.user, req.clock, random)?;
+    Ok(NewToken { id: row.token_id, token, expires_at: row.expires_at })
 }
 
 /// Revokes a token.
-pub fn revoke_token(_trial: &mut Trial, _req: &RevokeRequest) -> Result<TokenSummary> {
-    Err(not_yet())
+pub fn revoke_token(trial: &mut Trial, req: &RevokeRequest) -> Result<TokenSummary> {
+    let row = trial.revoke_token(&req.id, &req.reason, &req.user, req.clock)?;
+    Ok(token_summary(&row))
+}
+
+/// Every token, revoked and expired ones too, in the order they were made.
+pub fn list_tokens(trial: &Trial) -> Result<Vec<TokenSummary>> {
+    Ok(trial.store().tokens()?.iter().map(token_summary).collect())
 }
 
 /// The account a bearer token acts as, if the token is live (known, not
 /// revoked, not expired, its account not disabled) at `now`.
-pub fn token_account(_trial: &Trial, _token: &str, _now: Timestamp) -> Result<Option<Account>> {
-    Err(not_yet())
+pub fn token_account(trial: &Trial, token: &str, now: Timestamp) -> Result<Option<Account>> {
+    trial.token_account(token, now)
 }
 
 /// Checks a login: the account if the password is right and the account is
@@ -195,6 +308,27 @@ pub fn token_account(_trial: &Trial, _token: &str, _now: Timestamp) -> Result<Op
 /// fifth failure in a row locks the account for 15 minutes. A refusal says
 /// only "wrong name or password" or "locked until …", never which of name and
 /// password was wrong.
-pub fn login(_trial: &mut Trial, _req: &LoginRequest) -> Result<Account> {
-    Err(not_yet())
+///
+/// A refusal is an `Err` here, so in a group commit that undoes a refused
+/// job, the attempt's access-log row would go with it: a group should call
+/// [`login_attempt`], for which a refusal is an `Ok` value.
+pub fn login(trial: &mut Trial, req: &LoginRequest) -> Result<Account> {
+    login_attempt(trial, req, &LOCKOUT)?.map_err(|r| Error::Refused(r.message()))
+}
+
+/// A login attempt under `lockout` ([`LOCKOUT`] by default): `Ok(Ok(account))`
+/// logged in, `Ok(Err(refusal))` refused (and recorded), `Err` only when the
+/// attempt could not be recorded at all.
+pub fn login_attempt(
+    trial: &mut Trial,
+    req: &LoginRequest,
+    lockout: &Lockout,
+) -> Result<std::result::Result<Account, LoginRefusal>> {
+    trial.login(&req.name, &req.password, &req.client, req.clock, lockout)
+}
+
+/// The access log (login attempts, oldest first): for an administrator;
+/// never exported with the trial's data.
+pub fn access_log(trial: &Trial) -> Result<Vec<AccessRow>> {
+    trial.store().access_log()
 }

@@ -6,6 +6,7 @@
 //! - [`writer`]: the one writer thread and its group commits.
 //! - [`auth`]: sessions, tokens, CSRF, the login rate limit, [`Caller`].
 //! - [`api`]: the JSON API; [`openapi`]: its description.
+//! - [`pages`]: the HTML pages.
 //! - [`error`]: [`ApiError`], the errors as HTTP answers.
 //!
 //! [`router`] builds the whole application from a state, so tests can call
@@ -16,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod pages;
 pub mod server;
 pub mod state;
 pub mod writer;
@@ -95,7 +97,7 @@ impl ServeOptions {
 /// The HTML pages' routes (src/service/pages/), merged into the router with
 /// the same layers as the API.
 fn page_routes() -> Router<AppState> {
-    Router::new()
+    pages::routes()
 }
 
 /// The whole application on `state`.

@@ -28,6 +28,8 @@
 //! - `dataset.rs`: the analysis dataset's reads: outcome values and
 //!   randomising entries borrowed from SQLite's rows, a read snapshot, a
 //!   second reader for another thread.
+//! - `accounts.rs`: the accounts' tables: `accounts` and `tokens` (derived
+//!   from the log), `credentials`, `token_secrets` and `access_log` (not).
 //! - `audit.rs`: verification's reads: the log streamed, the derived tables
 //!   row by row and compared with a replay, uniqueness, SQLite's integrity
 //!   check, and the backup.
@@ -36,6 +38,7 @@ use std::cell::RefCell;
 
 use rusqlite::Connection;
 
+mod accounts;
 mod audit;
 mod dataset;
 mod open;
@@ -43,6 +46,7 @@ mod reads;
 mod schema;
 mod transaction;
 
+pub use accounts::{AccessRow, AccountRow, Credential, TokenRow};
 pub use audit::TableDiff;
 pub(crate) use audit::sql_order_ref;
 pub use dataset::{RandomisingRow, ReadSnapshot, StoredOutcome};

@@ -10,6 +10,7 @@ use std::path::Path;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::Store;
+use super::accounts::ACCOUNTS_SCHEMA;
 use super::open::{open_read_write, schema_of};
 use crate::error::{Error, Result};
 
@@ -20,9 +21,11 @@ pub const APPLICATION_ID: i32 = 0x4348_4E43;
 /// an outcome's recording time and user in its log entry (they were copied
 /// into every `outcomes` row in version 1); version 4 keeps a request for no
 /// further contact in `participant_status` through later status changes
-/// (version 3 kept only the latest change's); [`Store::migrate`] brings an
-/// older file to this version.
-pub const SCHEMA_VERSION: i32 = 4;
+/// (version 3 kept only the latest change's); version 5 adds the accounts'
+/// tables (`accounts` and `tokens`, derived from the log, and `credentials`,
+/// `token_secrets` and `access_log`, which are not); [`Store::migrate`]
+/// brings an older file to this version.
+pub const SCHEMA_VERSION: i32 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE log (
@@ -132,6 +135,8 @@ pub const DERIVED_TABLES: &[(&str, &str)] = &[
     ("participant_status", "participant"),
     ("allocation_streams", "stream"),
     ("allocation_counts", "factor, level, arm"),
+    ("accounts", "name"),
+    ("tokens", "token_id"),
 ];
 
 /// The objects of the schema that hold the log: every schema version defines
@@ -196,7 +201,7 @@ impl Store {
     pub(super) fn install_schema(&self, what: &str) -> Result<()> {
         self.conn
             .execute_batch(&format!(
-                "BEGIN; {SCHEMA} {DERIVED_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {SCHEMA} {DERIVED_SCHEMA} {ACCOUNTS_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(Error::sqlite(what.to_string()))
     }
@@ -232,11 +237,16 @@ impl Store {
         // Schema 3 → 4: a request for no further contact stands through later
         // status changes. No older chancery wrote `consent_renewed`, so a
         // participant's request stands if any of their status changes made one.
-        sql.push_str(
-            "UPDATE participant_status SET no_further_contact = 1 WHERE participant IN (
-                 SELECT json_extract(body, '$.data.participant') FROM log
-                 WHERE type = 'status_changed' AND json_extract(body, '$.data.no_further_contact') = 1);\n",
-        );
+        if version < 4 {
+            sql.push_str(
+                "UPDATE participant_status SET no_further_contact = 1 WHERE participant IN (
+                     SELECT json_extract(body, '$.data.participant') FROM log
+                     WHERE type = 'status_changed' AND json_extract(body, '$.data.no_further_contact') = 1);\n",
+            );
+        }
+        // Schema 4 → 5: the accounts' tables. No older chancery wrote an
+        // account event, so the derived ones start empty, as a replay leaves them.
+        sql.push_str(ACCOUNTS_SCHEMA);
         sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION};"));
         tx.execute_batch(&sql).map_err(Error::sqlite(what.clone()))?;
         tx.commit().map_err(Error::sqlite(what))?;

@@ -169,7 +169,13 @@ impl Pass<'_> {
             Event::OutcomeCorrected(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::StatusChanged(c) => self.must_be_randomised(tx, seq, &c.participant)?,
             Event::ConsentRenewed(c) => self.must_be_randomised(tx, seq, &c.participant)?,
-            Event::TrialCreated(_) => {}
+            Event::TrialCreated(_)
+            | Event::AccountCreated(_)
+            | Event::AccountChanged(_)
+            | Event::AccountDisabled(_)
+            | Event::PasswordSet(_)
+            | Event::TokenCreated(_)
+            | Event::TokenRevoked(_) => {}
         }
         if let Err(e) = ledger::apply(tx, &g.protocol, state, seq, ts, event, levels.as_deref()) {
             // With the replay database's unique indexes, a duplicate is what makes

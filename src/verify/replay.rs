@@ -10,7 +10,7 @@ use super::digest::{Cell, RowHasher, Sums, digested, text};
 use super::open_pinned;
 use crate::error::{Error, Result};
 use crate::ledger;
-use crate::store::{Head, NewOutcome, NewReferral, StatusRow, Store, StreamRow, TrialRow, Tx};
+use crate::store::{AccountRow, Head, NewOutcome, NewReferral, StatusRow, Store, StreamRow, TokenRow, TrialRow, Tx};
 
 /// Where one verification's replay writes: in the exact form, the scratch
 /// database; in the digest form, the digests of the `DIGESTED` tables, with
@@ -193,6 +193,23 @@ impl ledger::Sink for Replay<'_, '_> {
     fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()> {
         let cells = [Cell::Int(factor as i64), Cell::Int(level as i64), Cell::Int(arm as i64), Cell::Int(n as i64)];
         if self.fold("allocation_counts", cells) { Ok(()) } else { self.scratch.put_count(factor, level, arm, n) }
+    }
+}
+
+// The account tables are replayed into the scratch database in both forms:
+// their rows change in place (a change, a disabling, a revocation).
+impl ledger::AccountSink for Replay<'_, '_> {
+    fn account(&self, name: &str) -> Result<Option<AccountRow>> {
+        self.scratch.account(name)
+    }
+    fn put_account(&self, a: &AccountRow) -> Result<()> {
+        self.scratch.put_account(a)
+    }
+    fn token(&self, id: &str) -> Result<Option<TokenRow>> {
+        self.scratch.token(id)
+    }
+    fn put_token(&self, t: &TokenRow) -> Result<()> {
+        self.scratch.put_token(t)
     }
 }
 
