@@ -58,6 +58,26 @@ impl Error {
         }
     }
 
+    /// The same error again (the kind and message), for each of several
+    /// requests that failed together (a group of writes whose commit failed).
+    pub fn again(&self) -> Error {
+        match self {
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::Input(m) => Error::Input(m.clone()),
+            Error::Refused(m) => Error::Refused(m.clone()),
+            Error::Integrity(m) => Error::Integrity(m.clone()),
+            Error::Key(m) => Error::Key(m.clone()),
+            Error::Sqlite { context, source: rusqlite::Error::SqliteFailure(code, message) } => Error::Sqlite {
+                context: context.clone(),
+                source: rusqlite::Error::SqliteFailure(*code, message.clone()),
+            },
+            Error::Io { context, source } => {
+                Error::Io { context: context.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            Error::Sqlite { .. } => Error::Integrity(self.to_string()),
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();

@@ -11,6 +11,7 @@ mod consent;
 mod demo;
 mod design;
 mod files;
+mod group_commit;
 mod hardening;
 mod hostile;
 mod inputs;

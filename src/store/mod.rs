@@ -34,7 +34,7 @@
 //!   row by row and compared with a replay, uniqueness, SQLite's integrity
 //!   check, and the backup.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use rusqlite::Connection;
 
@@ -305,9 +305,15 @@ pub struct TrialRow {
 /// An open chancery database.
 pub struct Store {
     conn: Connection,
+    /// While a group of writes runs ([`Store::begin_group`]): its one
+    /// `BEGIN IMMEDIATE` transaction is open and each [`Store::transaction`]
+    /// is a savepoint in it. Set once a write in the group could not be
+    /// undone alone, so the group is rolled back whole.
+    group: Option<Cell<bool>>,
 }
 
-/// A write transaction (`BEGIN IMMEDIATE`); dropped without `commit`, it rolls back.
+/// A write transaction (`BEGIN IMMEDIATE`, or in a group a savepoint);
+/// dropped without `commit`, it rolls back (to its savepoint).
 ///
 /// Written here rather than taken from `rusqlite::Transaction`, which runs
 /// `BEGIN` and `COMMIT` through `execute_batch`: SQLite then parses both
@@ -316,6 +322,9 @@ pub struct Store {
 /// kept in the connection's statement cache.
 pub struct Tx<'a> {
     tx: &'a Connection,
+    /// In a group: the group's flag that it must be rolled back whole, and
+    /// whether this transaction's savepoint is still open.
+    group: Option<(&'a Cell<bool>, bool)>,
     /// `identities` rows held back until [`Tx::flush_identities`], when
     /// deferred (`None`: written at once).
     pending_identities: RefCell<Option<Vec<(String, String, u64)>>>,

@@ -252,7 +252,7 @@ impl Store {
             conn.pragma_update(None, "journal_mode", "WAL").map_err(Error::sqlite(what.clone()))?;
             conn.pragma_update(None, "synchronous", "FULL").map_err(Error::sqlite(what.clone()))?;
             configure(&conn, &what)?;
-            let store = Store { conn };
+            let store = Store { conn, group: None };
             store.install_schema(&what)?;
             Ok(store)
         })();
@@ -271,7 +271,7 @@ impl Store {
     pub fn in_memory() -> Result<Store> {
         let what = "creating an in-memory database";
         let conn = Connection::open_in_memory().map_err(Error::sqlite(what))?;
-        let store = Store { conn };
+        let store = Store { conn, group: None };
         store.install_schema(what)?;
         Ok(store)
     }
@@ -293,7 +293,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "OFF").map_err(Error::sqlite(what.clone()))?;
         conn.pragma_update(None, "cache_size", -AUDIT_CACHE_KIB).map_err(Error::sqlite(what.clone()))?;
         conn.pragma_update(None, "temp_store", "FILE").map_err(Error::sqlite(what.clone()))?;
-        let store = Store { conn };
+        let store = Store { conn, group: None };
         store.install_schema(&what)?;
         Ok(store)
     }
@@ -328,7 +328,7 @@ impl Store {
                 SCHEMA_VERSION - 1
             )));
         }
-        Ok((Store { conn }, version))
+        Ok((Store { conn, group: None }, version))
     }
 
     /// Opens an existing chancery database, checking what it is.
@@ -336,7 +336,7 @@ impl Store {
         let what = format!("opening database {}", path.display());
         let conn = open_read_write(path, &what, "create it with `chancery init` or check --db")?;
         require_current(schema_of(&conn, path, &what)?, path)?;
-        Ok(Store { conn })
+        Ok(Store { conn, group: None })
     }
 
     /// Opens an existing chancery database for reading only (the commands
@@ -347,7 +347,7 @@ impl Store {
         let conn = open_reader(path, &what)?;
         configure(&conn, &what)?;
         require_current(schema_of(&conn, path, &what)?, path)?;
-        Ok(Store { conn })
+        Ok(Store { conn, group: None })
     }
 }
 

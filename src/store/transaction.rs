@@ -2,9 +2,10 @@
 //! append and the derived-table writes `ledger::apply` makes through it (it
 //! is the live trial's `ledger::Sink`), the identities a batch holds back to
 //! write in key order, commit, and the rollback of a transaction dropped
-//! without one.
+//! without one; and the group of writes committed together (group commit),
+//! in which each transaction is a savepoint of the group's one transaction.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use rusqlite::{Connection, params};
 
@@ -13,18 +14,103 @@ use super::{Head, Held, LogRowRef, NewOutcome, NewReferral, StatusRow, Store, St
 use crate::error::{Error, Result};
 
 impl Store {
-    /// Begins a write transaction.
+    /// Begins a write transaction: `BEGIN IMMEDIATE`, or within a group
+    /// ([`Store::begin_group`]) a savepoint of the group's transaction, so
+    /// that every write works the same inside a group and out of it.
     pub fn transaction(&mut self) -> Result<Tx<'_>> {
+        let Some(broken) = &self.group else {
+            self.conn
+                .prepare_cached("BEGIN IMMEDIATE")
+                .and_then(|mut s| s.execute([]))
+                .map_err(Error::sqlite("starting a write transaction"))?;
+            return Ok(Tx::new(&self.conn, None));
+        };
+        // SQLite rolls a whole transaction back on some errors (a full disk,
+        // I/O): a savepoint begun then would be a transaction of its own,
+        // committed by its release, outside the group.
+        if let Some(e) = group_failed(&self.conn, broken) {
+            return Err(e);
+        }
+        self.conn
+            .prepare_cached("SAVEPOINT write")
+            .and_then(|mut s| s.execute([]))
+            .map_err(Error::sqlite("starting a write in a group"))?;
+        Ok(Tx::new(&self.conn, Some((broken, true))))
+    }
+
+    /// Begins a group of writes committed together: one `BEGIN IMMEDIATE`
+    /// transaction, in which each [`Store::transaction`] until
+    /// [`Store::end_group`] is a savepoint (released by its commit, rolled
+    /// back alone when dropped without one).
+    pub fn begin_group(&mut self) -> Result<()> {
+        if self.group.is_some() {
+            return Err(Error::Integrity("a group of writes was begun inside another; nothing was written".into()));
+        }
         self.conn
             .prepare_cached("BEGIN IMMEDIATE")
             .and_then(|mut s| s.execute([]))
-            .map_err(Error::sqlite("starting a write transaction"))?;
-        Ok(Tx {
-            tx: &self.conn,
+            .map_err(Error::sqlite("starting a group of writes"))?;
+        self.group = Some(Cell::new(false));
+        Ok(())
+    }
+
+    /// Ends the group [`Store::begin_group`] began: commits it, or rolls it
+    /// back whole if any write in it could not be undone alone. Until this
+    /// returns `Ok`, nothing the group wrote is visible or durable; after an
+    /// error, nothing of it was written.
+    pub fn end_group(&mut self) -> Result<()> {
+        let Some(broken) = self.group.take() else {
+            return Err(Error::Integrity("no group of writes to commit; nothing was written".into()));
+        };
+        let committed = if let Some(e) = group_failed(&self.conn, &broken) {
+            Err(e)
+        } else {
+            self.conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+                .map(drop)
+                .map_err(Error::sqlite("committing a group of writes, so nothing of it was written"))
+        };
+        if committed.is_err() && !self.conn.is_autocommit() {
+            // As for a single transaction: a failed ROLLBACK leaves nothing
+            // uncommitted durable.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        committed
+    }
+
+    /// Marks the group begun by [`Store::begin_group`] to be rolled back whole
+    /// by [`Store::end_group`] (a write in it stopped half made).
+    pub fn abandon_group(&mut self) {
+        if let Some(broken) = &self.group {
+            broken.set(true);
+        }
+    }
+}
+
+/// Why a group cannot go on, if it cannot: a write in it could not be
+/// undone alone, or SQLite rolled its transaction back (marked on `broken`).
+fn group_failed(conn: &Connection, broken: &Cell<bool>) -> Option<Error> {
+    let why = if conn.is_autocommit() {
+        "the database rolled back the group of writes this was part of (a full disk or an I/O error)"
+    } else if broken.get() {
+        "a write in the group this was part of could not be undone alone, so the group was rolled back"
+    } else {
+        return None;
+    };
+    broken.set(true);
+    Some(Error::Integrity(format!("{why}; nothing of the group was written, try again")))
+}
+
+impl<'a> Tx<'a> {
+    fn new(tx: &'a Connection, group: Option<(&'a Cell<bool>, bool)>) -> Tx<'a> {
+        Tx {
+            tx,
+            group,
             pending_identities: RefCell::new(None),
             log_insert: RefCell::new(None),
             referral_insert: RefCell::new(None),
-        })
+        }
     }
 }
 
@@ -310,12 +396,24 @@ impl Tx<'_> {
 
     /// Commits; until this returns, nothing is visible or durable.
     /// Held-back identities are written first; one already randomised
-    /// refuses the commit.
-    pub fn commit(self) -> Result<()> {
+    /// refuses the commit. In a group, releases the savepoint: the write
+    /// stands unless the group's own commit fails.
+    pub fn commit(mut self) -> Result<()> {
         if let Some((_, participant)) = self.flush_identities()?.first() {
             return Err(Error::Refused(format!(
                 "participant {participant} has the identity of a participant already randomised; a person is randomised once"
             )));
+        }
+        if let Some((broken, open)) = &mut self.group {
+            if let Some(e) = group_failed(self.tx, broken) {
+                return Err(e);
+            }
+            self.tx
+                .prepare_cached("RELEASE write")
+                .and_then(|mut s| s.execute([]))
+                .map_err(Error::sqlite("ending a write in a group"))?;
+            *open = false;
+            return Ok(());
         }
         self.tx.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).map(drop).map_err(Error::sqlite("committing"))
         // Drop finds the transaction ended (or, if COMMIT failed, rolls it back).
@@ -339,11 +437,23 @@ fn held<'a, T>(
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        // Still open: dropped before commit (an error on the way), or COMMIT failed.
-        if !self.tx.is_autocommit() {
-            // A failed ROLLBACK leaves nothing to do: SQLite rolls back what it can
-            // when the connection closes, and nothing uncommitted is durable.
-            let _ = self.tx.execute_batch("ROLLBACK");
+        match self.group {
+            // A savepoint still open: this write alone is undone, and the
+            // group goes on. If that fails, the group cannot commit.
+            Some((broken, true)) => {
+                if self.tx.is_autocommit() || self.tx.execute_batch("ROLLBACK TO write; RELEASE write").is_err() {
+                    broken.set(true);
+                }
+            }
+            Some((_, false)) => {}
+            // Still open: dropped before commit (an error on the way), or COMMIT failed.
+            None => {
+                if !self.tx.is_autocommit() {
+                    // A failed ROLLBACK leaves nothing to do: SQLite rolls back what it can
+                    // when the connection closes, and nothing uncommitted is durable.
+                    let _ = self.tx.execute_batch("ROLLBACK");
+                }
+            }
         }
     }
 }
@@ -386,5 +496,78 @@ impl crate::ledger::Sink for Tx<'_> {
     }
     fn put_count(&self, factor: usize, level: usize, arm: usize, n: u64) -> Result<()> {
         Tx::put_count(self, factor, level, arm, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(tx: &Tx, seq: u64) {
+        let body = format!("{{\"seq\":{seq}}}");
+        tx.append_log(&LogRowRef { seq, ts: "2026-12-08T00:00:00.000000Z", kind: "k", hash: "h", body: &body })
+            .unwrap();
+    }
+
+    /// In a group each write is a savepoint: one dropped without commit is
+    /// undone alone, and the others are committed by the group's one commit.
+    #[test]
+    fn a_write_dropped_in_a_group_is_undone_alone() {
+        let mut s = Store::in_memory().unwrap();
+        s.begin_group().unwrap();
+        let tx = s.transaction().unwrap();
+        append(&tx, 0);
+        tx.commit().unwrap();
+        let tx = s.transaction().unwrap();
+        append(&tx, 1);
+        drop(tx);
+        let tx = s.transaction().unwrap();
+        assert_eq!(tx.head().unwrap().len, 1, "the dropped write is undone, the one before stands");
+        append(&tx, 1);
+        tx.commit().unwrap();
+        assert!(!s.conn.is_autocommit(), "a write's commit in a group is not the group's commit");
+        s.end_group().unwrap();
+        assert!(s.conn.is_autocommit());
+        assert_eq!(s.head().unwrap().len, 2);
+        // Outside a group, a transaction is its own again.
+        let tx = s.transaction().unwrap();
+        append(&tx, 2);
+        tx.commit().unwrap();
+        assert!(s.conn.is_autocommit());
+        assert_eq!(s.head().unwrap().len, 3);
+    }
+
+    /// See: SQLite rolls a whole transaction back on a full disk or an I/O
+    /// error. A write begun in the group after that must not become a
+    /// transaction of its own (its savepoint's release would commit it
+    /// alone); it is refused, and the group ends in an error.
+    #[test]
+    fn a_group_whose_transaction_was_lost_writes_nothing_more() {
+        let mut s = Store::in_memory().unwrap();
+        s.begin_group().unwrap();
+        let tx = s.transaction().unwrap();
+        append(&tx, 0);
+        tx.commit().unwrap();
+        s.conn.execute_batch("ROLLBACK").unwrap(); // as SQLite does on SQLITE_FULL
+        let e = s.transaction().err().unwrap().to_string();
+        assert!(
+            e.contains("the database rolled back the group") && e.contains("nothing of the group was written"),
+            "{e}"
+        );
+        let e = s.end_group().unwrap_err().to_string();
+        assert!(e.contains("nothing of the group was written"), "{e}");
+        assert!(s.conn.is_autocommit());
+        assert_eq!(s.head().unwrap().len, 0);
+        // A group abandoned after a write stood is rolled back whole.
+        s.begin_group().unwrap();
+        let tx = s.transaction().unwrap();
+        append(&tx, 0);
+        tx.commit().unwrap();
+        s.abandon_group();
+        assert!(s.end_group().is_err());
+        assert_eq!(s.head().unwrap().len, 0);
+        s.begin_group().unwrap();
+        assert!(s.begin_group().is_err(), "groups do not nest");
+        s.end_group().unwrap();
     }
 }
