@@ -95,6 +95,11 @@ impl Browser {
         let kind = first.attr("type").await?.unwrap_or_default();
         if first.tag_name().await?.eq_ignore_ascii_case("select") {
             first.clone().select_by_value(value).await?;
+        } else if kind == "date" {
+            // A date picker takes keystrokes in the locale's order; set the
+            // value as the form will send it (YYYY-MM-DD).
+            let el = serde_json::to_value(first)?;
+            self.c.execute("arguments[0].value = arguments[1];", vec![el, value.into()]).await?;
         } else if kind == "radio" || kind == "checkbox" {
             self.c.find(Locator::Css(&format!("{scope} [name=\"{name}\"][value=\"{value}\"]"))).await?.click().await?;
         } else {
@@ -104,18 +109,33 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks a submit button and waits for the page it leads to (until the
+    /// old page's root element is gone), so nothing is read off the old page.
+    async fn submit(&self, css: &str) -> Result<()> {
+        let old = self.c.find(Locator::Css("html")).await?;
+        self.c.find(Locator::Css(css)).await?.click().await?;
+        let started = Instant::now();
+        while old.tag_name().await.is_ok() {
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("clicking {css} led to no new page").into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     async fn login(&mut self, name: &str, password: &str) -> Result<()> {
         self.goto("/login").await?;
         self.fill("form", "name", name).await?;
         self.fill("form", "password", password).await?;
-        self.c.find(Locator::Id("login")).await?.click().await?;
+        self.submit("#login").await?;
         let user = self.text("#user").await?;
         assert!(user.contains(name), "after logging in as {name}, the header shows user {user:?}");
         Ok(())
     }
 
     async fn logout(&self) -> Result<()> {
-        self.c.find(Locator::Css("#logout button, #logout input[type=submit]")).await?.click().await?;
+        self.submit("#logout button, #logout input[type=submit]").await?;
         self.c.wait().at_most(Duration::from_secs(30)).for_element(Locator::Id("login")).await?;
         Ok(())
     }
@@ -198,7 +218,7 @@ async fn walk(b: &mut Browser, t: &Fixture) -> Result<()> {
     if b.exists(&format!("{add} [name=\"reason\"]")).await? {
         b.fill(add, "reason", "new coordinator at Sheffield").await?;
     }
-    b.c.find(Locator::Id("add-account")).await?.click().await?;
+    b.submit("#add-account").await?;
     let accounts = b.text("#accounts").await?;
     assert!(accounts.contains("cora"), "the accounts table after adding cora: {accounts}");
     b.shot("accounts-added").await?;
@@ -216,7 +236,7 @@ async fn walk(b: &mut Browser, t: &Fixture) -> Result<()> {
     for (k, v) in REFERRAL_FIELDS {
         b.fill(form, k, v).await?;
     }
-    b.c.find(Locator::Id("randomise")).await?.click().await?;
+    b.submit("#randomise").await?;
     let shown = b.text("#allocation").await?;
     let receipt = b.text("#receipt").await?;
     b.shot("allocation").await?;
@@ -242,7 +262,7 @@ async fn walk(b: &mut Browser, t: &Fixture) -> Result<()> {
     if b.exists(&format!("{m4} [name=\"window_reason\"]")).await? {
         b.fill(m4, "window_reason", "collected early for the browser test").await?;
     }
-    b.c.find(Locator::Id("record-m4")).await?.click().await?;
+    b.submit("#record-m4").await?;
     b.text("#written").await?;
     b.shot("outcome-recorded").await?;
     let outcomes = export(&t.db, "outcomes");

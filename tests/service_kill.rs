@@ -21,7 +21,7 @@ const SITES: [&str; 3] = ["sheffield", "rotherham", "barnsley"];
 struct Seen {
     /// Participant → arm, for every 200.
     confirmed: BTreeMap<String, String>,
-    /// Requests that got no answer (in flight when the service died).
+    /// Requests sent that got no answer (in flight when the service died).
     unanswered: u32,
     /// Answers other than 200 (there should be none: every referral is
     /// complete, eligible and new).
@@ -81,8 +81,9 @@ fn sigkill_under_concurrent_randomisations_loses_no_confirmed_allocation() {
                             }
                             // Killed mid-answer, or refused once dead.
                             Ok(r) if r.status == 0 => seen.unanswered += 1,
+                            // Connected, then the service died: in flight.
+                            Err(e) if e.kind() != std::io::ErrorKind::ConnectionRefused => seen.unanswered += 1,
                             Err(_) => {
-                                seen.unanswered += 1;
                                 if stop.load(Ordering::Relaxed) {
                                     break;
                                 }

@@ -150,7 +150,11 @@ fn a_whole_session_never_shows_the_key_the_seed_or_a_password() {
         .await;
         rec.keep(
             "withdraw",
-            post("/api/v1/status-changes", "cora", serde_json::json!({"participant": "P2", "change": "withdraw"})),
+            post(
+                "/api/v1/status-changes",
+                "cora",
+                serde_json::json!({"participant": "P2", "change": "withdraw", "reason": "moved away"}),
+            ),
         )
         .await;
         rec.keep("due", get("/api/v1/due", "cora")).await;
@@ -214,7 +218,8 @@ fn a_whole_session_never_shows_the_key_the_seed_or_a_password() {
                     ("csrf".into(), csrf),
                 ];
                 form.extend(crate::util::REFERRAL_FIELDS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-                rec.keep("randomise by the form", c.post(service.url("/randomise")).form(&form)).await;
+                let (_, page) = rec.keep("randomise by the form", c.post(service.url("/randomise")).form(&form)).await;
+                assert!(page.contains("id=\"allocation\""), "randomising by the form showed no allocation: {page}");
             }
             if who == "ada" {
                 let (_, page) = rec.keep("accounts page", c.get(service.url("/accounts"))).await;
@@ -229,12 +234,14 @@ fn a_whole_session_never_shows_the_key_the_seed_or_a_password() {
                 ];
                 rec.keep("add an account", c.post(service.url("/accounts")).form(&form)).await;
                 rec.keep("accounts page after", c.get(service.url("/accounts"))).await;
-                rec.keep(
-                    "token for the new account",
-                    c.post(service.url("/accounts/newbie/tokens"))
-                        .form(&[("csrf", csrf.as_str()), ("expires_days", "30")]),
-                )
-                .await;
+                let (_, page) = rec
+                    .keep(
+                        "token for the new account",
+                        c.post(service.url("/accounts/newbie/tokens"))
+                            .form(&[("csrf", csrf.as_str()), ("expires_days", "30")]),
+                    )
+                    .await;
+                assert!(page.to_lowercase().contains("token"), "creating a token: {page}");
                 rec.keep("accounts page with tokens", c.get(service.url("/accounts"))).await;
             }
             rec.keep(format!("logout {who}"), c.post(service.url("/logout")).form(&[("csrf", &s.csrf)])).await;

@@ -145,16 +145,15 @@ impl Fixture {
     }
 
     /// Revokes a token through the command line (`token revoke`, by the
-    /// token's public id as `user list --json` shows it).
+    /// token's public id as `token list --json` shows it).
     pub fn revoke(&self, token: &str) {
-        let out = self.cmd().args(["user", "list", "--json", "--db"]).arg(&self.db).output().unwrap();
-        assert!(out.status.success(), "chancery user list: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.cmd().args(["token", "list", "--json", "--db"]).arg(&self.db).output().unwrap();
+        assert!(out.status.success(), "chancery token list: {}", String::from_utf8_lossy(&out.stderr));
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let id = list
             .as_array()
             .into_iter()
             .flatten()
-            .flat_map(|a| a["tokens"].as_array().cloned().unwrap_or_default())
             .filter_map(|t| t["id"].as_str().map(str::to_string))
             .find(|id| token.contains(id.as_str()))
             .unwrap_or_else(|| panic!("no listed token id is part of the token: {list}"));

@@ -319,10 +319,16 @@ pub async fn create_token(viewer: Viewer, Path(name): Path<String>, form: Pairs)
         ));
         return after(&viewer, &name, Err(e)).await;
     };
-    let request =
-        op::TokenRequest { account: name.clone(), expires_days, user: viewer.user(), clock: viewer.state.trial_clock() };
+    let request = op::TokenRequest {
+        account: name.clone(),
+        expires_days,
+        user: viewer.user(),
+        clock: viewer.state.trial_clock(),
+    };
     match viewer.state.write(move |t| op::create_token(t, &request)).await {
-        Ok(token) => accounts_page(&viewer, StatusCode::OK, Shown { token: Some((name, token)), ..Shown::default() }).await,
+        Ok(token) => {
+            accounts_page(&viewer, StatusCode::OK, Shown { token: Some((name, token)), ..Shown::default() }).await
+        }
         Err(e) => after(&viewer, &name, Err(e)).await,
     }
 }

@@ -115,9 +115,8 @@ impl Problems {
 /// use (`field NAME`, `unknown site`, `participant id`, the consent question,
 /// the identity), or `None`.
 pub fn field_of(protocol: &Protocol, message: &str) -> Option<String> {
-    let word = |s: &str| -> String {
-        s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
-    };
+    let word =
+        |s: &str| -> String { s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect() };
     for (i, _) in message.match_indices("field ") {
         let name = word(&message[i + "field ".len()..]);
         match name.as_str() {
@@ -184,7 +183,11 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Entered, Problems> {
 pub const SECTIONS: [(Stage, &str, &str); 3] = [
     (Stage::Screening, "Eligibility", "Collected for every referral; eligibility is decided from these."),
     (Stage::Consent, "Consent", "Asked of eligible referrals only."),
-    (Stage::Baseline, "Baseline", "Collected after consent and before allocation; required of every consenting eligible referral."),
+    (
+        Stage::Baseline,
+        "Baseline",
+        "Collected after consent and before allocation; required of every consenting eligible referral.",
+    ),
 ];
 
 /// The randomise form, refilled with `entered` and showing `problems`.
@@ -515,7 +518,6 @@ mod tests {
 
     #[test]
     fn a_repeated_or_missing_participant_or_site_is_refused_at_its_field() {
-        
         let pairs = vec![("participant".to_string(), "a".to_string()), ("participant".into(), "b".into())];
         let e = parse(&pairs).unwrap_err();
         assert_eq!(e.field("participant"), Some("participant is given twice; give it once"));
@@ -549,8 +551,8 @@ mod tests {
                 let (problems, m) = problem_for(with(&field, &value));
                 assert_eq!(problems.field(at), Some(m.as_str()), "{name}: {field}={value:?}: {problems:?}");
                 assert!(problems.top.is_empty());
-                let html = render(&p, &[&p.sites[0]], &parse(&with(&field, &value)).unwrap(), &problems, "t")
-                    .into_string();
+                let html =
+                    render(&p, &[&p.sites[0]], &parse(&with(&field, &value)).unwrap(), &problems, "t").into_string();
                 let shown = format!("<p class=\"error\" id=\"error-{at}\">{}</p>", maud::html! { (m) }.into_string());
                 assert!(html.contains(&shown), "{name}: {shown} not in page");
             }

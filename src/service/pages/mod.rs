@@ -163,12 +163,7 @@ impl FromRequestParts<AppState> for Viewer {
 impl Viewer {
     /// The header's contents.
     pub fn chrome(&self) -> Chrome<'_> {
-        Chrome {
-            trial_title: self.state.title(),
-            account: &self.caller.account,
-            csrf: self.csrf(),
-            practice: false,
-        }
+        Chrome { trial_title: self.state.title(), account: &self.caller.account, csrf: self.csrf(), practice: false }
     }
 
     /// The session's CSRF token (empty for an API token, whose requests

@@ -15,8 +15,18 @@ use super::{PageResult, Viewer, csrf_field, markdown};
 
 /// The tables a page offers: (name, table, the action that may download it).
 const TABLES: [(&str, ExportTable, Action, &str); 6] = [
-    ("allocations", ExportTable::Allocations, Action::Export, "one row per randomised participant: site, stratum, arm, when"),
-    ("participants", ExportTable::Participants, Action::Export, "one row per participant with baseline, status and every outcome"),
+    (
+        "allocations",
+        ExportTable::Allocations,
+        Action::Export,
+        "one row per randomised participant: site, stratum, arm, when",
+    ),
+    (
+        "participants",
+        ExportTable::Participants,
+        Action::Export,
+        "one row per participant with baseline, status and every outcome",
+    ),
     ("outcomes", ExportTable::Outcomes, Action::Export, "current outcome values, one row per value"),
     ("history", ExportTable::History, Action::Export, "every outcome value as first recorded and every correction"),
     ("codebook", ExportTable::Codebook, Action::Export, "what each exported column means"),
@@ -204,7 +214,9 @@ pub async fn checkpoint(viewer: Viewer) -> PageResult {
     let Some(signing) = viewer.state.signing_key() else {
         return Err(viewer.failed(
             "Checkpoint",
-            &Error::Refused("the service was started without the trial's signing key, so it cannot sign checkpoints".into()),
+            &Error::Refused(
+                "the service was started without the trial's signing key, so it cannot sign checkpoints".into(),
+            ),
         ));
     };
     let clock = viewer.state.trial_clock();

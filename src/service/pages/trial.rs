@@ -30,7 +30,13 @@ fn sites_in<'p>(protocol: &'p Protocol, scope: &Scope) -> Vec<&'p Site> {
     protocol.sites.iter().filter(|s| scope.covers(&s.id)).collect()
 }
 
-fn randomise_page(viewer: &Viewer, status: StatusCode, scope: &Scope, entered: &Entered, problems: &Problems) -> Response {
+fn randomise_page(
+    viewer: &Viewer,
+    status: StatusCode,
+    scope: &Scope,
+    entered: &Entered,
+    problems: &Problems,
+) -> Response {
     let protocol = viewer.state.protocol();
     let sites = sites_in(protocol, scope);
     viewer.page(
@@ -59,7 +65,13 @@ pub async fn randomise(viewer: Viewer, form: Pairs) -> PageResult {
     let mut entered = match form::parse(&pairs(form)) {
         Ok(e) => e,
         Err(problems) => {
-            return Ok(randomise_page(&viewer, StatusCode::UNPROCESSABLE_ENTITY, &scope, &Entered::default(), &problems));
+            return Ok(randomise_page(
+                &viewer,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &scope,
+                &Entered::default(),
+                &problems,
+            ));
         }
     };
     // A site of the protocol the account is not bound to is refused here;
@@ -445,7 +457,12 @@ async fn after_write(
         Ok(written) => participant_page(viewer, StatusCode::OK, &row, &Shown { written: Some(written), failed: None }),
         Err(refusal) => {
             let (e, problems) = *refusal;
-            participant_page(viewer, status_of(&e), &row, &Shown { written: None, failed: Some((form_id, typed, problems)) })
+            participant_page(
+                viewer,
+                status_of(&e),
+                &row,
+                &Shown { written: None, failed: Some((form_id, typed, problems)) },
+            )
         }
     })
 }
@@ -455,7 +472,11 @@ async fn after_write(
 async fn scope_for(viewer: &Viewer, action: Action, id: &str) -> Result<Scope, Response> {
     let scope = viewer.may(action)?;
     let who = id.to_string();
-    let site = viewer.state.read(move |t| op::participant_site(t, &who)).await.map_err(|e| viewer.failed("Participant", &e))?;
+    let site = viewer
+        .state
+        .read(move |t| op::participant_site(t, &who))
+        .await
+        .map_err(|e| viewer.failed("Participant", &e))?;
     match site {
         Some(s) if scope.covers(&s) => Ok(scope),
         _ => Err(viewer.no_participant(id)),
