@@ -125,18 +125,21 @@ fn sigkill_under_concurrent_randomisations_loses_no_confirmed_allocation() {
     assert!(seen.unanswered >= 10, "only {} requests were in flight at a kill", seen.unanswered);
     assert!(rounds_with_answers >= ROUNDS / 2, "only {rounds_with_answers} rounds confirmed an allocation");
 
-    // Every confirmed allocation is in the log, with the arm the client was told.
-    let out = cli().args(["export", "--what", "allocations", "--format", "json", "--db"]).arg(&t.db).output().unwrap();
+    // Every confirmed allocation is in the log, with the arm the client was
+    // told, written as the account the token acts for.
+    let out = cli().args(["export", "--what", "log", "--format", "json", "--db"]).arg(&t.db).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let stored: BTreeMap<String, String> = rows
-        .iter()
-        .map(|r| (r["participant"].as_str().unwrap().to_string(), r["arm"].as_str().unwrap().to_string()))
-        .collect();
-    let lost: Vec<_> = seen.confirmed.iter().filter(|(p, arm)| stored.get(*p) != Some(*arm)).collect();
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut logged = BTreeMap::new();
+    for e in entries.iter().filter(|e| e["type"] == "participant_randomised") {
+        assert_eq!(e["user"], "kim", "an allocation logged under another user: {e}");
+        let (p, arm) = (e["data"]["participant"].as_str().unwrap(), e["data"]["arm"].as_str().unwrap());
+        assert!(logged.insert(p.to_string(), arm.to_string()).is_none(), "{p} is in the log twice");
+    }
+    let lost: Vec<_> = seen.confirmed.iter().filter(|(p, arm)| logged.get(*p) != Some(*arm)).collect();
     assert!(lost.is_empty(), "confirmed allocations missing from the log or with another arm: {lost:?}");
-    // (More may be stored than confirmed: committed, then killed before the answer.)
-    assert!(stored.len() >= seen.confirmed.len());
+    // (More may be logged than confirmed: committed, then killed before the answer.)
+    assert!(logged.len() >= seen.confirmed.len());
 
     let out = cli().args(["verify", "--json", "--db"]).arg(&t.db).output().unwrap();
     assert!(
