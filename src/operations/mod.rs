@@ -16,6 +16,7 @@
 //! | | [`change_status`] (withdraw, reconsent, lost, died) | [`StatusChangeRequest`] ([`StatusChange`]) | [`Written`](crate::outcome::Written) |
 //! | | [`due`] (the follow-up work list) | [`DueRequest`] | [`DueList`] |
 //! | reading ([`reading`]) | [`status`] | the trial | [`TrialStatus`] |
+//! | | [`participant_site`] | a participant id | the site of its referral, if any |
 //! | | [`export`] | [`ExportTable`] | [`Table`](crate::export::Table) (written as CSV or JSON by [`Table::write`](crate::export::Table::write)) |
 //! | results ([`results`]) | [`analyse`] | [`AnalyseRequest`] | [`Analysed`] |
 //! | | [`report`] | [`ReportRequest`] | [`Reported`] |
@@ -23,6 +24,7 @@
 //! | | [`checkpoint`] | [`CheckpointRequest`] | [`Checkpoint`](crate::checkpoint::Checkpoint) |
 //! | | [`reveal`] | [`RevealRequest`] | [`Revealed`](crate::ledger::Revealed) |
 //! | | [`backup`] | [`BackupRequest`] | [`Backup`](crate::verify::Backup) |
+//! | several writes, one commit ([`group`]) | [`in_one_commit`](group::in_one_commit) (the service's writer) | [`Job`](group::Job)s on the open trial | one result per job, after the commit |
 //! | planning ([`planning`]) | [`power`] | [`PowerRequest`] | [`Power`] |
 //! | | [`simulate_allocation`], [`simulate_analysis`] | [`SimulateRequest`] | [`Assessment`](crate::design::Assessment), [`OperatingCharacteristics`](crate::operating::OperatingCharacteristics) |
 //! | | [`prepare_demo`], [`run_demo`], [`publish_demo`] | [`DemoRequest`] | [`DemoPlan`], [`DemoRun`], [`DemoPublished`] |

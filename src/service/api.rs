@@ -392,11 +392,31 @@ async fn randomise(
     let referrals = Referrals::single(&body.participant, &body.site, &body.values.0);
     let request = op::RandomiseRequest { referrals, user: caller.account.name.clone(), clock: state.trial_clock() };
     let key = state.key();
-    let r = state.write(move |t| op::randomise(t, &key, &request)).await?;
+    let r = state.write(move |t| op::randomise(t, &key, &request)).await.map_err(|e| match (&scope, e) {
+        (Scope::Sites(sites), Error::Input(m)) => ApiError::from(Error::Input(other_sites_withheld(&m, sites))),
+        (_, e) => ApiError::from(e),
+    })?;
     match r.confirmations.first() {
         Some(c) => json_of(c),
         None => Err(ApiError::from(Error::Integrity("randomising gave no confirmation".into()))),
     }
+}
+
+/// A refusal of a coordinator's referral without what it says of another
+/// site's participant: a person already randomised elsewhere is refused, but
+/// not by naming the participant id or the site.
+fn other_sites_withheld(message: &str, sites: &[String]) -> String {
+    let marker = "this NHS number was already randomised as participant ";
+    let Some(at) = message.find(marker) else { return message.to_string() };
+    let rest = &message[at + marker.len()..];
+    let own = sites.iter().any(|s| rest.contains(&format!(" at {s};")));
+    if own {
+        return message.to_string();
+    }
+    format!(
+        "{}this NHS number was already randomised at another site; a person is randomised once; nothing was written",
+        &message[..at]
+    )
 }
 
 /// Refuses a participant the caller's scope does not cover, exactly as one
@@ -640,6 +660,15 @@ mod tests {
         let e = serde_json::from_str::<Values>(r#"{"age": 34, "age": 35}"#).unwrap_err();
         assert!(e.to_string().contains("duplicate field `age`"), "{e}");
         assert!(serde_json::from_str::<Values>(r#"{"age": [1]}"#).is_err());
+    }
+
+    #[test]
+    fn a_duplicate_person_at_another_site_is_refused_without_naming_them() {
+        let m = "participant P-9: this NHS number was already randomised as participant P-1 at rotherham; a person is randomised once; nothing was written";
+        let withheld = other_sites_withheld(m, &["sheffield".to_string()]);
+        assert!(!withheld.contains("P-1") && !withheld.contains("rotherham"), "{withheld}");
+        assert!(withheld.starts_with("participant P-9: this NHS number was already randomised at another site"));
+        assert_eq!(other_sites_withheld(m, &["rotherham".to_string()]), m);
     }
 
     #[test]

@@ -282,8 +282,8 @@ fn session_limits(state: &AppState) -> (Duration, Duration) {
 /// Logs in through the trial (the access log and the lockout are there),
 /// after the per-address rate limit; on success starts a session and
 /// returns the account, the session id (for [`session_set_cookie`]) and its
-/// CSRF token. A wrong name or password is 401, a locked account 409 (the
-/// operation's message says until when), too many attempts 429.
+/// CSRF token. A refusal (wrong name or password, a locked or disabled
+/// account: the operation's message) is 401, too many attempts 429.
 pub async fn log_in(
     state: &AppState,
     name: String,
@@ -292,13 +292,12 @@ pub async fn log_in(
 ) -> ApiResult<(Account, String, String)> {
     state.limiter().attempt(&client, state.clock().now()).map_err(ApiError::too_many)?;
     let request = op::LoginRequest { name, password, client, clock: state.trial_clock() };
-    let account = state.write(move |t| op::login(t, &request)).await.map_err(|e| match e {
-        // The operation says only "wrong name or password" or "locked until …".
-        crate::error::Error::Input(m) | crate::error::Error::Refused(m) if m.contains("wrong name or password") => {
-            ApiError::new(axum::http::StatusCode::UNAUTHORIZED, m)
-        }
-        e => ApiError::from(e),
-    })?;
+    // A refusal is a value, not an error, so the group commit keeps its
+    // access-log row (and the failure count that locks the account).
+    let account = state
+        .write(move |t| op::login_attempt(t, &request, &op::LOCKOUT))
+        .await?
+        .map_err(|refusal| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, refusal.message()))?;
     let (id, csrf) = state.sessions().create(&account.name, state.clock().now(), session_limits(state))?;
     Ok((account, id, csrf))
 }

@@ -121,9 +121,9 @@ pub fn router(state: AppState) -> Router {
         .merge(pages)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::sessions_and_csrf))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(middleware::from_fn(api_errors_as_json))
-        .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
+        .layer(CompressionLayer::new());
     for (name, value) in SECURITY_HEADERS {
         app = app.layer(SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value)));
     }

@@ -8,7 +8,8 @@
 //! One file holds the append-only log and the tables derived from it. Every
 //! write is one `BEGIN IMMEDIATE` transaction (WAL, `synchronous=FULL`), so a
 //! committed allocation survives power loss and concurrent coordinators queue
-//! rather than fail. `application_id` and `user_version` identify the file and
+//! rather than fail; in a group of writes committed together
+//! ([`Store::begin_group`]) each is a savepoint of the group's transaction. `application_id` and `user_version` identify the file and
 //! its schema; anything else is refused on open.
 //!
 //! Which file holds what:
@@ -21,7 +22,8 @@
 //!   chancery's or is of another schema).
 //! - `transaction.rs`: the write transaction: the log append and the
 //!   derived-table writes `ledger::apply` makes (the `ledger::Sink` of a live
-//!   trial), the deferred identities of a batch, commit and rollback.
+//!   trial), the deferred identities of a batch, commit and rollback, and
+//!   groups of writes (savepoints in one transaction).
 //! - `reads.rs`: what the operations read: the log's head, the trial row,
 //!   referrals, participants, outcomes, statuses, and a write's look-ups of
 //!   one participant and of the allocation state.
