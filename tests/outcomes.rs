@@ -373,11 +373,16 @@ CREATE TABLE allocation_counts (factor INTEGER NOT NULL, level INTEGER NOT NULL,
     n INTEGER NOT NULL, PRIMARY KEY (factor, level, arm)) WITHOUT ROWID;
 ";
 
+/// The accounts' tables, which no schema before 5 had.
+pub(crate) const DROP_ACCOUNT_TABLES: &str =
+    "DROP TABLE accounts; DROP TABLE tokens; DROP TABLE credentials; DROP TABLE token_secrets; DROP TABLE access_log;";
+
 /// Rewrites a current database's derived tables in the layout of an earlier
 /// schema (1 or 2), as a file written by that release would hold them.
 pub(crate) fn downgrade(db: &Path, schema: i32) {
     let mut c = rusqlite::Connection::open(db).unwrap();
     let tx = c.transaction().unwrap();
+    tx.execute_batch(DROP_ACCOUNT_TABLES).unwrap();
     let tables = ["referrals", "outcomes", "participant_status", "allocation_streams", "allocation_counts"];
     tx.execute_batch("DROP VIEW participants; DROP TABLE identities;").unwrap();
     for t in tables {

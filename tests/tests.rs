@@ -3,6 +3,7 @@
 #[path = "util.rs"]
 mod util;
 
+mod accounts;
 mod analysis;
 mod audit;
 mod browser;

@@ -195,3 +195,119 @@ fn further_vectors_and_the_reference_verifier_reads_them() {
         .unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
+
+/// The account and token events (docs/SPEC.md §4, §1.1): a trial's log with
+/// each of them, the `accounts` and `tokens` rows its replay gives, chancery
+/// verifying it and the reference verifier checking the vector and the
+/// database. The token's id and secret come from a fixed byte sequence
+/// instead of the operating system's generator, so the log is the same every run.
+#[test]
+fn account_vector_and_the_reference_verifier_reads_it() {
+    use chancery::clock::{Clock, Timestamp};
+    use chancery::operations::accounts as acc;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("trial.db");
+    let at = |m: i64| {
+        Clock::Fixed(Timestamp(Timestamp::parse("2027-01-04T09:00:00Z").unwrap().0 + chrono::Duration::minutes(m)))
+    };
+    chancery::ledger::init(&chancery::ledger::InitOptions {
+        protocol: vectors().join("protocols/work-health-ips.toml"),
+        db: db.clone(),
+        key: dir.path().join("trial.key"),
+        seed: Some(seed_bytes()),
+        user: "trial-manager".into(),
+        now: at(0),
+    })
+    .unwrap();
+    let mut trial = chancery::operations::open(&db).unwrap();
+    let add = |trial: &mut chancery::operations::Trial, name: &str, roles, sites: &[&str], m| {
+        let sites = sites.iter().map(|s| s.to_string()).collect();
+        let request = acc::AddAccountRequest {
+            name: name.into(),
+            roles,
+            sites,
+            password: "a vector pass phrase".into(),
+            reason: "vector".into(),
+            user: "trial-manager".into(),
+            clock: at(m),
+        };
+        acc::add_account(trial, &request).unwrap();
+    };
+    use chancery::accounts::Role;
+    add(&mut trial, "admin", vec![Role::Admin], &[], 1);
+    add(&mut trial, "coord.sheffield", vec![Role::Coordinator], &["sheffield"], 2);
+    let change = acc::ChangeAccountRequest {
+        name: "coord.sheffield".into(),
+        roles: vec![Role::DataManager, Role::Coordinator],
+        sites: vec!["sheffield".into(), "barnsley".into()],
+        reason: "covers barnsley".into(),
+        user: "admin".into(),
+        clock: at(3),
+    };
+    acc::change_account(&mut trial, &change).unwrap();
+    let reset = |m| acc::AccountRequest {
+        name: "coord.sheffield".into(),
+        password: "another vector phrase".into(),
+        reason: "forgotten".into(),
+        user: "admin".into(),
+        clock: at(m),
+    };
+    acc::set_password(&mut trial, &reset(4)).unwrap();
+    let mut next = 0u8;
+    let mut fixed = |bytes: &mut [u8]| {
+        for b in bytes {
+            *b = next;
+            next = next.wrapping_add(17);
+        }
+        Ok(())
+    };
+    let request =
+        acc::TokenRequest { account: "coord.sheffield".into(), expires_days: 30, user: "admin".into(), clock: at(5) };
+    let token = acc::create_token_with_randomness(&mut trial, &request, &mut fixed).unwrap();
+    let revoke =
+        acc::RevokeRequest { id: token.id.clone(), reason: "edc replaced".into(), user: "admin".into(), clock: at(6) };
+    acc::revoke_token(&mut trial, &revoke).unwrap();
+    let disable = acc::AccountRequest { password: String::new(), reason: "left the trial".into(), ..reset(7) };
+    acc::disable_account(&mut trial, &disable).unwrap();
+    drop(trial);
+
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let rows = |sql: &str| -> Vec<Value> {
+        let mut s = c.prepare(sql).unwrap();
+        let n = s.column_count();
+        s.query_map([], |r| {
+            Ok(Value::Array(
+                (0..n)
+                    .map(|i| match r.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Integer(x) => json!(x),
+                        rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                        _ => Value::Null,
+                    })
+                    .collect(),
+            ))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+    };
+    let v = json!({
+        "seed": SEED,
+        "protocol": "tests/vectors/protocols/work-health-ips.toml",
+        "entries": log_rows(&db),
+        "accounts": rows("SELECT * FROM accounts ORDER BY name"),
+        "tokens": rows("SELECT * FROM tokens ORDER BY token_id"),
+    });
+    golden("accounts.json", &(serde_json::to_string_pretty(&v).unwrap() + "\n"));
+
+    chancery().args(["verify", "--seed", SEED, "--db"]).arg(&db).assert().success();
+    let out = std::process::Command::new("python3").arg(vectors().join("verify.py")).arg(&db).output().unwrap();
+    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(theirs["ok"], true, "{theirs}");
+    let out = std::process::Command::new("python3")
+        .arg(vectors().join("verify.py"))
+        .args(["--vectors"])
+        .arg(vectors())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}

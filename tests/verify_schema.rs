@@ -111,25 +111,25 @@ fn a_schema_object_added_dropped_or_redefined_fails_a_named_schema_check() {
              CREATE VIEW participants (participant, seq, site, stratum, arm, identity, randomised_at) AS
                  SELECT participant, seq, site, stratum, CASE arm WHEN 'ips' THEN 'usual_care' ELSE 'ips' END,
                      identity, screened_at FROM referrals WHERE status = 'randomised';",
-            "view participants differs from schema 4's definition",
+            "view participants differs from schema 5's definition",
         ),
         (
             "append-only trigger dropped",
             "DROP TRIGGER log_is_append_only_update;",
             "trigger log_is_append_only_update is missing",
         ),
-        ("table added", "CREATE TABLE notes (x TEXT);", "table notes is not part of schema 4"),
+        ("table added", "CREATE TABLE notes (x TEXT);", "table notes is not part of schema 5"),
         (
             "trigger added",
             "CREATE TRIGGER keep_arm AFTER INSERT ON referrals BEGIN SELECT 1; END;",
-            "trigger keep_arm is not part of schema 4",
+            "trigger keep_arm is not part of schema 5",
         ),
         (
             "index added",
             "CREATE INDEX referrals_by_arm ON referrals (arm);",
-            "index referrals_by_arm is not part of schema 4",
+            "index referrals_by_arm is not part of schema 5",
         ),
-        ("log table altered", "ALTER TABLE log ADD COLUMN note TEXT;", "table log differs from schema 4's definition"),
+        ("log table altered", "ALTER TABLE log ADD COLUMN note TEXT;", "table log differs from schema 5's definition"),
     ];
     for (i, (what, sql, needle)) in cases.iter().enumerate() {
         let db = copy(&base, &dir.path().join(format!("c{i}")));

@@ -204,11 +204,12 @@ fn lock_end(failures: &[String], lockout: &Lockout) -> Option<Timestamp> {
         if run.len() > lockout.failures {
             run.remove(0);
         }
-        if run.len() == lockout.failures && lockout.failures > 0 {
-            if t.0 - run[0].0 <= Duration::minutes(lockout.window_minutes) {
-                end = Some(Timestamp(t.0 + Duration::minutes(lockout.lock_minutes)));
-                run.clear();
-            }
+        if run.len() == lockout.failures
+            && lockout.failures > 0
+            && t.0 - run[0].0 <= Duration::minutes(lockout.window_minutes)
+        {
+            end = Some(Timestamp(t.0 + Duration::minutes(lockout.lock_minutes)));
+            run.clear();
         }
     }
     end

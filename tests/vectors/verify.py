@@ -307,7 +307,53 @@ TABLES = {
     "participant_status": ("participant", "status", "reason", "no_further_contact", "on_date", "seq"),
     "allocation_streams": ("stream", "block", "start_word", "used", "next_word"),
     "allocation_counts": ("factor", "level", "arm", "n"),
+    "accounts": ("name", "roles", "sites", "disabled", "created_seq", "created_at", "password_seq", "seq"),
+    "tokens": ("token_id", "account", "expires_at", "created_seq", "revoked_seq", "seq"),
 }
+# The roles an account event may name (§4).
+ROLES = ("admin", "coordinator", "data_manager", "evaluator", "auditor")
+ACCOUNT_EVENTS = ("account_created", "account_changed", "account_disabled", "password_set", "token_created",
+                  "token_revoked")
+
+
+def apply_account_event(t, seq, ts, kind, d):
+    """§1.1: the accounts and tokens rows of an account or token event, in
+    place; False when the event cannot be applied (replay stops there)."""
+    accounts, tokens = t["accounts"], t["tokens"]
+    if kind in ("account_created", "account_changed"):
+        if any(r not in ROLES for r in d["roles"]):
+            return False
+        roles, sites = ",".join(d["roles"]), ",".join(d["sites"])
+        if kind == "account_created":
+            if (d["account"],) in accounts:
+                return False
+            accounts[(d["account"],)] = (d["account"], roles, sites, 0, seq, ts, seq, seq)
+            return True
+    if kind in ("account_changed", "account_disabled", "password_set"):
+        a = accounts.get((d["account"],))
+        if a is None:
+            return False
+        name, old_roles, old_sites, disabled, created_seq, created_at, password_seq, _ = a
+        if kind == "account_changed":
+            old_roles, old_sites = roles, sites
+        elif kind == "account_disabled":
+            disabled = 1
+        else:
+            password_seq = seq
+        accounts[(name,)] = (name, old_roles, old_sites, disabled, created_seq, created_at, password_seq, seq)
+        return True
+    if kind == "token_created":
+        if (d["account"],) not in accounts or (d["token_id"],) in tokens:
+            return False
+        tokens[(d["token_id"],)] = (d["token_id"], d["account"], d["expires_at"], seq, None, seq)
+        return True
+    if kind == "token_revoked":
+        tok = tokens.get((d["token_id"],))
+        if tok is None:
+            return False
+        tokens[(d["token_id"],)] = (*tok[:4], seq, seq)
+        return True
+    return False
 KEY_WIDTH = {"outcomes": 3, "allocation_counts": 3}
 
 
@@ -382,6 +428,9 @@ def replay_tables(p, entries):
             if before is None or before[3] != 1:
                 return None
             t["participant_status"][(d["participant"],)] = (*before[:3], 0, before[4], seq)
+        elif kind in ACCOUNT_EVENTS:
+            if not apply_account_event(t, seq, ts, kind, d):
+                return None
     for stream, row in streams.items():
         t["allocation_streams"][(stream,)] = (stream, *row)
     if p.method in ("simple", "minimisation") and next_word > 0:
@@ -521,8 +570,8 @@ def signature_ok(c, public_hex):
 
 # --- §8 verification ---------------------------------------------------------------
 
-# Appendix A: the schema version 4 creates, as docs/SPEC.md states it.
-SCHEMA_VERSION = 4
+# Appendix A: the schema version 5 creates, as docs/SPEC.md states it.
+SCHEMA_VERSION = 5
 SCHEMA_SQL = """
 CREATE TABLE log (
     seq  INTEGER PRIMARY KEY,
@@ -599,6 +648,42 @@ CREATE TABLE allocation_counts (
     n      INTEGER NOT NULL,
     PRIMARY KEY (factor, level, arm)
 ) WITHOUT ROWID;
+CREATE TABLE accounts (
+    name         TEXT PRIMARY KEY,
+    roles        TEXT NOT NULL,
+    sites        TEXT NOT NULL,
+    disabled     INTEGER NOT NULL,
+    created_seq  INTEGER NOT NULL,
+    created_at   TEXT NOT NULL,
+    password_seq INTEGER NOT NULL,
+    seq          INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE tokens (
+    token_id    TEXT PRIMARY KEY,
+    account     TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    created_seq INTEGER NOT NULL,
+    revoked_seq INTEGER,
+    seq         INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE credentials (
+    account TEXT PRIMARY KEY,
+    phc     TEXT NOT NULL,
+    set_seq INTEGER NOT NULL,
+    set_at  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE token_secrets (
+    token_id TEXT PRIMARY KEY,
+    sha256   TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE access_log (
+    id      INTEGER PRIMARY KEY,
+    ts      TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    client  TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX access_log_by_name ON access_log (name, outcome, id);
 """
 # The log's objects, alike in every schema version: all that is compared in a
 # file of an older schema (with its triggers: no version has had any other).
@@ -698,6 +783,7 @@ def verify(db, seed=None, checkpoints=()):
     alloc = Allocator(p, seed)
     follow = {"cursor": {}, "next_word": 0}  # the recorded allocation state, for §8.1
     participants, referrals, identities, outcomes, status = {}, {}, set(), {}, {}
+    account_tables = {"accounts": {}, "tokens": {}}
     for e in entries:
         seq, d, kind = e["seq"], e["data"], e["type"]
         if kind in ("participant_randomised", "referral_screened"):
@@ -754,6 +840,11 @@ def verify(db, seed=None, checkpoints=()):
                 fail("replay", seq)
                 break
             status[d["participant"]] = (current[0], False, seq)
+        elif kind in ACCOUNT_EVENTS:
+            # An account or token event that cannot be applied stops derivation (§8.3).
+            if not apply_account_event(account_tables, seq, e["ts"], kind, d):
+                fail("replay", seq)
+                break
 
     # The derived tables must be exactly the replay's, every column (§1.1);
     # an older schema's are not compared (their layout is not this version's).
@@ -862,6 +953,26 @@ def check_further_vectors(d):
     assert [round_half_away(float(w) * 1000) for w in ("0.0125", "0.5005", "1.0005")] == [13, 500, 1001]
 
 
+def check_accounts_vector(path):
+    """The account vector (§9): canonical bodies, hashes and links, and the
+    accounts and tokens rows its replay gives (§1.1) exactly those listed."""
+    with open(path, encoding="utf-8") as f:
+        v = json.load(f)
+    prev = GENESIS
+    t = {"accounts": {}, "tokens": {}}
+    for e in v["entries"]:
+        body = e["body"]
+        entry = json.loads(body)
+        assert canonical(entry) == body and sha256_hex(body.encode()) == e["hash"] and entry["prev"] == prev, path
+        prev = e["hash"]
+        if entry["type"] in ACCOUNT_EVENTS:
+            assert apply_account_event(t, entry["seq"], entry["ts"], entry["type"], entry["data"]), (path, entry["seq"])
+            # No event carries a password, a hash or a token.
+            assert not any(k in entry["data"] for k in ("password", "phc", "hash", "token", "sha256")), entry["seq"]
+    assert sorted(t["accounts"].values()) == [tuple(r) for r in v["accounts"]], "accounts rows"
+    assert sorted(t["tokens"].values()) == [tuple(r) for r in v["tokens"]], "tokens rows"
+
+
 def check_vectors(d):
     """Checks the vectors in directory d against this implementation of the spec."""
     import os
@@ -918,6 +1029,8 @@ def check_vectors(d):
     assert public == genesis["signing_public_key"] == given_signing_public_key(seed), "checkpoint key from the seed"
     if os.path.exists(os.path.join(d, "keys.json")):
         check_further_vectors(d)
+    if os.path.exists(os.path.join(d, "accounts.json")):
+        check_accounts_vector(os.path.join(d, "accounts.json"))
     print("vectors ok")
 
 
