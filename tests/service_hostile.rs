@@ -402,6 +402,22 @@ fn hostile_http_inputs_are_refused_with_a_clear_4xx_and_change_nothing() {
             true,
         )
         .saying("resurrect"),
+        case(
+            "a status change on the 30th of February",
+            api(
+                "POST",
+                "/api/v1/status-changes",
+                &cora,
+                serde_json::json!({"participant": "P1", "change": "lost", "reason": "test", "on": "2026-02-30"})
+                    .to_string()
+                    .as_bytes(),
+            ),
+            BAD,
+            true,
+        )
+        .saying("2026-02-30"),
+        case("the due list on the 30th of February", api("GET", "/api/v1/due?on=2026-02-30", &cora, b""), BAD, true)
+            .saying("2026-02-30"),
         // Authentication.
         case("no credentials", request("GET", "/api/v1/status", &[], b""), UNAUTHENTICATED, true),
         case(
