@@ -623,5 +623,5 @@ fn hostile_http_inputs_are_refused_with_a_clear_4xx_and_change_nothing() {
 }
 
 fn truncate(s: &str) -> String {
-    if s.len() > 300 { format!("{}…", &s[..s.floor_char_boundary(300)]) } else { s.to_string() }
+    if s.chars().count() > 300 { format!("{}…", s.chars().take(300).collect::<String>()) } else { s.to_string() }
 }
