@@ -133,6 +133,16 @@ fn every_account_change_is_an_entry_in_the_log_and_the_trial_verifies() {
     chancery().args(["verify", "--db"]).arg(&db).assert().success();
     let py = verify_py(&db);
     assert_eq!(py["ok"], true, "{py}");
+    // The fast (digest) form vouches for it too: the account tables do not send it to the exact form.
+    let scratch = tempfile::tempdir().unwrap();
+    let fast = chancery::verify::verify_by_digest(&chancery::verify::VerifyOptions {
+        db: db.clone(),
+        seed: None,
+        checkpoints: Vec::new(),
+        scratch_dir: scratch.path().to_path_buf(),
+    })
+    .unwrap();
+    assert!(fast.is_some_and(|r| r.ok));
 
     let trial = op::open_read_only(&db).unwrap();
     let a = acc::account(&trial, "coord1").unwrap().unwrap();
@@ -523,4 +533,29 @@ fn bad_account_input_is_one_line_exit_1_and_changes_nothing() {
     run(&db, &["user", "disable", "--name", "coord1", "--reason", "left"]);
     refused_with(&db, &["token", "create", "--user", "coord1"], "", "account coord1 is disabled");
     refused_with(&db, &["user", "disable", "--name", "coord1", "--reason", "again"], "", "account coord1 is disabled");
+}
+
+#[test]
+fn a_password_checked_off_the_writer_is_recorded_by_a_short_write_and_a_reset_between_voids_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial_with_accounts(dir.path());
+    let reader = op::open_read_only(&db).unwrap();
+    let mut writer = op::open(&db).unwrap();
+    let right = acc::check_login_password(&reader, "coord1", COORD_PW).unwrap();
+    let wrong = acc::check_login_password(&reader, "coord1", "not the password").unwrap();
+    assert!(acc::record_login(&mut writer, &right, "c", at(1), &acc::LOCKOUT).unwrap().is_ok());
+    assert_eq!(acc::record_login(&mut writer, &wrong, "c", at(2), &acc::LOCKOUT).unwrap(), Err(LoginRefusal::Wrong));
+    // The password changed between the check and the write: the old one no longer lets anyone in.
+    let stale = acc::check_login_password(&reader, "coord1", COORD_PW).unwrap();
+    let reset = acc::AccountRequest {
+        name: "coord1".into(),
+        password: "the new pass phrase".into(),
+        reason: "rotated".into(),
+        user: "admin".into(),
+        clock: at(3),
+    };
+    acc::set_password(&mut writer, &reset).unwrap();
+    assert_eq!(acc::record_login(&mut writer, &stale, "c", at(4), &acc::LOCKOUT).unwrap(), Err(LoginRefusal::Wrong));
+    let outcomes: Vec<String> = acc::access_log(&writer).unwrap().into_iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, ["ok", "wrong", "wrong"]);
 }

@@ -613,3 +613,162 @@ async fn only_a_data_manager_imports_outcomes_and_only_as_csv() {
     let a = app.send(import("dora", "text/csv")).await;
     assert!(a.status == StatusCode::UNPROCESSABLE_ENTITY || a.status == StatusCode::CONFLICT, "{}", a.text());
 }
+
+/// A page route the matrix walks: method, path, form fields (besides the
+/// session's `csrf`), and who may use it.
+#[derive(Clone, Copy)]
+pub struct Page {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub form: &'static str,
+    pub allowed: &'static [&'static str],
+}
+
+const COORDINATORS: &[&str] = &["cora", "colin"];
+
+/// Every page route (`/login` and the stylesheet need no session).
+pub const PAGES: &[Page] = &[
+    Page { method: "GET", path: "/", form: "", allowed: EVERYONE },
+    Page { method: "GET", path: "/randomise", form: "", allowed: COORDINATORS },
+    Page { method: "POST", path: "/randomise", form: "participant=P-NEW&site=sheffield", allowed: &["cora"] },
+    Page { method: "GET", path: "/participants", form: "", allowed: &["cora", "colin", "dora"] },
+    Page { method: "GET", path: "/participants/S-001", form: "", allowed: &["cora", "dora"] },
+    Page {
+        method: "POST",
+        path: "/participants/S-001/outcomes/m4",
+        form: "in_paid_work=yes&collected_on=2026-03-02&window_reason=early",
+        allowed: &["cora"],
+    },
+    Page { method: "POST", path: "/participants/S-001/status", form: "change=lost&reason=moved", allowed: &["cora"] },
+    Page { method: "GET", path: "/due", form: "", allowed: &["cora", "colin", "dora"] },
+    Page { method: "GET", path: "/status", form: "", allowed: EVERYONE },
+    Page { method: "GET", path: "/exports", form: "", allowed: &["eve", "audrey"] },
+    Page { method: "GET", path: "/exports/allocations.csv", form: "", allowed: &["eve"] },
+    Page { method: "GET", path: "/analysis", form: "", allowed: &["eve"] },
+    Page { method: "GET", path: "/report", form: "", allowed: &["eve"] },
+    Page { method: "GET", path: "/report.html", form: "", allowed: &["eve"] },
+    Page { method: "GET", path: "/verify", form: "", allowed: &["audrey"] },
+    Page { method: "GET", path: "/checkpoint", form: "", allowed: &["ann", "audrey"] },
+    Page { method: "POST", path: "/checkpoint", form: "", allowed: &["ann", "audrey"] },
+    Page { method: "GET", path: "/accounts", form: "", allowed: &["ann"] },
+    Page { method: "POST", path: "/accounts", form: "name=new.one&role=auditor&reason=r", allowed: &["ann"] },
+    Page { method: "POST", path: "/accounts/nobody/disable", form: "reason=r", allowed: &["ann"] },
+    Page { method: "POST", path: "/accounts/nobody/password", form: "password=x&reason=r", allowed: &["ann"] },
+    Page { method: "POST", path: "/accounts/nobody/roles", form: "role=auditor&reason=r", allowed: &["ann"] },
+    Page { method: "POST", path: "/accounts/nobody/tokens", form: "expires_days=1", allowed: &["ann"] },
+    Page { method: "POST", path: "/tokens/none/revoke", form: "reason=r", allowed: &["ann"] },
+    Page { method: "POST", path: "/logout", form: "", allowed: EVERYONE },
+];
+
+/// What a page's refusal may show: the page's frame, none of the trial's data.
+fn page_discloses_nothing(who: &str, path: &str, body: &str) {
+    // (A refused form may show back what its caller typed.)
+    for secret in [AT_SHEFFIELD, AT_ROTHERHAM, "usual_care", "Usual care"] {
+        assert!(!body.contains(secret), "{who} {path}: a refusal disclosed {secret:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_page_answers_every_role_as_the_table_says_and_refusals_disclose_nothing() {
+    let app = App::new();
+    let page = |cookie: Option<&str>, csrf: Option<&str>, p: &Page| {
+        let mut b = Request::builder().method(p.method).uri(p.path);
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        if p.method == "POST" {
+            let form = match csrf {
+                Some(t) if p.form.is_empty() => format!("csrf={t}"),
+                Some(t) => format!("csrf={t}&{}", p.form),
+                None => p.form.to_string(),
+            };
+            b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from(form)).unwrap()
+        } else {
+            b.body(Body::empty()).unwrap()
+        }
+    };
+    let before = app.log();
+    for p in PAGES {
+        let a = app.send(page(None, None, p)).await;
+        assert!(a.status.is_redirection(), "{} {} without a session: {}", p.method, p.path, a.status);
+        assert_eq!(a.headers[header::LOCATION], "/login");
+    }
+    let mut sessions = Vec::new();
+    for who in EVERYONE {
+        sessions.push((*who, app.login(who).await));
+    }
+    for p in PAGES.iter().filter(|p| p.path != "/logout") {
+        for (who, (cookie, csrf)) in sessions.iter().filter(|(w, _)| !p.allowed.contains(w)) {
+            let a = app.send(page(Some(cookie), Some(csrf), p)).await;
+            let other_site = *who == "colin" && p.path.starts_with("/participants/S-001");
+            let expected = if other_site { StatusCode::NOT_FOUND } else { StatusCode::FORBIDDEN };
+            assert_eq!(a.status, expected, "{who}: {} {}", p.method, p.path);
+            if other_site {
+                // Exactly the answer for an id that does not exist.
+                let path = p.path.replace(AT_SHEFFIELD, "S-999");
+                let unknown = app
+                    .send(page(Some(cookie), Some(csrf), &Page { path: Box::leak(path.into_boxed_str()), ..*p }))
+                    .await;
+                assert_eq!(a.text().replace(AT_SHEFFIELD, "S-999"), unknown.text(), "{who}: {} {}", p.method, p.path);
+            } else {
+                page_discloses_nothing(who, p.path, &a.text());
+            }
+        }
+    }
+    assert_eq!(app.log(), before, "a refused page wrote to the log");
+    for p in PAGES {
+        for (who, (cookie, csrf)) in sessions.iter().filter(|(w, _)| p.allowed.contains(w)) {
+            let a = app.send(page(Some(cookie), Some(csrf), p)).await;
+            assert!(
+                ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN, StatusCode::METHOD_NOT_ALLOWED].contains(&a.status)
+                    && !a.status.is_server_error(),
+                "{who}: {} {} should be allowed: {}",
+                p.method,
+                p.path,
+                a.status
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_randomisations_through_the_one_writer_each_get_their_own_committed_entry() {
+    let app = std::sync::Arc::new(App::new());
+    let mut tasks = Vec::new();
+    for i in 0..24u32 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every third one is refused (a site not the coordinator's is 403;
+            // a bad age 422) and must be refused alone.
+            let (site, age) = if i % 3 == 0 { ("sheffield", "x") } else { ("sheffield", "34") };
+            let mut values = referral_values(&nhs(1000 + i));
+            values["age"] = json!(age);
+            let a = app
+                .call(
+                    Some("cora"),
+                    "POST",
+                    "/api/v1/randomise",
+                    Some(json!({"participant": format!("C-{i}"), "site": site, "values": values})),
+                )
+                .await;
+            (i, a.status, a.json())
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let (i, status, body) = t.await.unwrap();
+        if i % 3 == 0 {
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        } else {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            seqs.push(body["seq"].as_u64().unwrap());
+        }
+    }
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 16, "each allocation its own log entry");
+    let status = app.call(Some("audrey"), "GET", "/api/v1/status", None).await.json();
+    assert_eq!(status["randomised"], 2 + 16);
+    let v = app.call(Some("audrey"), "GET", "/api/v1/verify", None).await.json();
+    assert_eq!(v["ok"], true, "{v}");
+}

@@ -565,42 +565,46 @@ impl Trial {
         Ok(end.filter(|e| *e > now))
     }
 
-    /// A login attempt: the account if the password is right and the account
-    /// is neither locked nor disabled, else why not. The attempt is recorded
-    /// in the access log in either case (one transaction, committed before
-    /// this returns); the password never is.
-    pub fn login(
-        &mut self,
-        name: &str,
-        password: &str,
-        client: &str,
-        clock: Clock,
-        lockout: &Lockout,
-    ) -> Result<std::result::Result<Account, LoginRefusal>> {
-        // The name as typed, made safe to keep and show: bounded, no control characters.
-        let clean =
-            |s: &str| -> String { truncate(s, 100).chars().map(|c| if c.is_control() { '?' } else { c }).collect() };
+    /// The first half of a login: the password checked against the stored
+    /// hash (argon2id, slow on purpose). It only reads, so a service can run
+    /// it on a read-only handle, off the writer; [`Trial::record_login`]
+    /// then decides and records the attempt in a short write.
+    pub fn check_login_password(&self, name: &str, password: &str) -> Result<PasswordCheck> {
         let typed = clean(name);
-        let client = clean(client);
-        // The slow hash is checked before the write lock is taken, so other
-        // writers do not wait for it; the transaction then makes sure the
-        // password was not changed meanwhile.
         let stored = self.store.credential(&typed)?;
         let matches = match &stored {
             Some(c) => password_matches(&c.phc, password),
             None => {
+                // As long as for a name that exists, so timing tells nothing.
                 password_matches(unknown_account_hash(), password);
                 false
             }
         };
+        Ok(PasswordCheck { typed, set_seq: stored.map(|c| c.set_seq), matches })
+    }
+
+    /// The second half of a login: in one transaction, the account if the
+    /// password checked was right (and is still the account's) and the
+    /// account is neither locked nor disabled, else why not; the attempt is
+    /// recorded in the access log either way (the password never is).
+    pub fn record_login(
+        &mut self,
+        check: &PasswordCheck,
+        client: &str,
+        clock: Clock,
+        lockout: &Lockout,
+    ) -> Result<std::result::Result<Account, LoginRefusal>> {
+        let typed = check.typed.as_str();
+        let client = clean(client);
         let tx = self.store.transaction()?;
         let head = tx.head()?;
         let now = clock.stamp(head.ts.as_deref())?;
-        let credential = tx.credential(&typed)?;
-        let matches = matches && credential.as_ref().map(|c| c.set_seq) == stored.as_ref().map(|c| c.set_seq);
+        let credential = tx.credential(typed)?;
+        // A password set since the check was made: the check is of the old one.
+        let matches = check.matches && credential.as_ref().map(|c| c.set_seq) == check.set_seq;
         let since = credential.map(|c| c.set_at).unwrap_or_default();
-        let locked = lock_end(&tx.login_failures_since(&typed, &since)?, lockout).filter(|end| *end > now);
-        let account = tx.account(&typed)?;
+        let locked = lock_end(&tx.login_failures_since(typed, &since)?, lockout).filter(|end| *end > now);
+        let account = tx.account(typed)?;
         let (outcome, result) = match (&account, locked) {
             (_, Some(until)) => ("locked", Err(LoginRefusal::Locked { until: until.to_log_text() })),
             (None, None) => ("wrong", Err(LoginRefusal::Wrong)),
@@ -610,10 +614,43 @@ impl Trial {
             (Some(a), None) if matches => ("ok", Ok(account_of(a))),
             (Some(_), None) => ("wrong", Err(LoginRefusal::Wrong)),
         };
-        tx.record_access(&now.to_log_text(), &typed, &client, outcome)?;
+        tx.record_access(&now.to_log_text(), typed, &client, outcome)?;
         tx.commit()?;
         Ok(result)
     }
+
+    /// A login attempt: [`Trial::check_login_password`] then
+    /// [`Trial::record_login`], the slow hash before the write lock is taken.
+    pub fn login(
+        &mut self,
+        name: &str,
+        password: &str,
+        client: &str,
+        clock: Clock,
+        lockout: &Lockout,
+    ) -> Result<std::result::Result<Account, LoginRefusal>> {
+        let check = self.check_login_password(name, password)?;
+        self.record_login(&check, client, clock, lockout)
+    }
+}
+
+/// A password checked for a login ([`Trial::check_login_password`]), to be
+/// recorded by [`Trial::record_login`]. Made only by the check, so a caller
+/// cannot claim a password was right.
+#[derive(Debug, Clone)]
+pub struct PasswordCheck {
+    /// The name as typed, made safe to keep and show.
+    typed: String,
+    /// Which password the check was against (its setting entry), if any.
+    set_seq: Option<u64>,
+    /// Whether the password matched it.
+    matches: bool,
+}
+
+/// Text typed by a person or sent by a client, made safe to keep and show:
+/// at most 100 characters, control characters replaced.
+fn clean(s: &str) -> String {
+    truncate(s, 100).chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 #[cfg(test)]

@@ -50,8 +50,8 @@ mod status;
 pub(crate) use accounts::AccountSink;
 pub(crate) use accounts::account_of;
 pub use accounts::{
-    LOCKOUT, Lockout, LoginRefusal, NAME_MAX_CHARS, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, TOKEN_DAYS_DEFAULT,
-    TOKEN_DAYS_MAX, TOKEN_PREFIX, check_account_name, check_password, grant, hash_password,
+    LOCKOUT, Lockout, LoginRefusal, NAME_MAX_CHARS, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, PasswordCheck,
+    TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX, TOKEN_PREFIX, check_account_name, check_password, grant, hash_password,
 };
 pub(crate) use apply::{Sink, append, apply, flush_state, load_state, parse_stratum};
 pub use create::{InitOptions, InitReport, init, migrate};

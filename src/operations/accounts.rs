@@ -5,7 +5,9 @@
 //!
 //! CONTRACT: the service codes against these signatures. Added since the
 //! first form (nothing changed): [`login_attempt`] (a refused login as data,
-//! so a group commit keeps its access-log row), [`list_accounts_at`],
+//! so a group commit keeps its access-log row), [`check_login_password`] and
+//! [`record_login`] (the same in two halves: the slow argon2id check on a
+//! read-only handle, off the single writer, then a short write), [`list_accounts_at`],
 //! [`list_tokens`], [`access_log`], [`LOCKOUT`] and [`Lockout`].
 //!
 //! Every write checks its input before it opens a transaction (and before a
@@ -21,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{self, Trial};
 use crate::store::{AccessRow, AccountRow, TokenRow};
 
-pub use crate::ledger::{LOCKOUT, Lockout, LoginRefusal, TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX};
+pub use crate::ledger::{LOCKOUT, Lockout, LoginRefusal, PasswordCheck, TOKEN_DAYS_DEFAULT, TOKEN_DAYS_MAX};
 
 /// What adding an account asks.
 #[derive(Debug, Clone)]
@@ -325,6 +327,26 @@ pub fn login_attempt(
     lockout: &Lockout,
 ) -> Result<std::result::Result<Account, LoginRefusal>> {
     trial.login(&req.name, &req.password, &req.client, req.clock, lockout)
+}
+
+/// The first half of [`login_attempt`]: checks the password against the
+/// stored argon2id hash (tens of milliseconds of work, on purpose) and only
+/// reads, so it can run on a read-only [`Trial`] beside the writer.
+pub fn check_login_password(trial: &Trial, name: &str, password: &str) -> Result<PasswordCheck> {
+    trial.check_login_password(name, password)
+}
+
+/// The second half of [`login_attempt`]: a short write that decides (lock,
+/// disabled, the password checked still the account's) and records the
+/// attempt in the access log. `Ok(Err(refusal))` when refused.
+pub fn record_login(
+    trial: &mut Trial,
+    check: &PasswordCheck,
+    client: &str,
+    clock: Clock,
+    lockout: &Lockout,
+) -> Result<std::result::Result<Account, LoginRefusal>> {
+    trial.record_login(check, client, clock, lockout)
 }
 
 /// The access log (login attempts, oldest first): for an administrator;

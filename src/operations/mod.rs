@@ -25,6 +25,9 @@
 //! | | [`reveal`] | [`RevealRequest`] | [`Revealed`](crate::ledger::Revealed) |
 //! | | [`backup`] | [`BackupRequest`] | [`Backup`](crate::verify::Backup) |
 //! | several writes, one commit ([`group`]) | [`in_one_commit`](group::in_one_commit) (the service's writer) | [`Job`](group::Job)s on the open trial | one result per job, after the commit |
+//! | accounts ([`accounts`]) | [`accounts::add_account`], [`accounts::change_account`], [`accounts::disable_account`], [`accounts::set_password`] | [`accounts::AddAccountRequest`], [`accounts::ChangeAccountRequest`], [`accounts::AccountRequest`] | [`accounts::AccountSummary`] |
+//! | | [`accounts::create_token`], [`accounts::revoke_token`], [`accounts::token_account`] | [`accounts::TokenRequest`], [`accounts::RevokeRequest`], a token | [`accounts::NewToken`], [`accounts::TokenSummary`], an [`Account`](crate::accounts::Account) |
+//! | | [`accounts::login`], [`accounts::login_attempt`]; [`accounts::list_accounts`], [`accounts::account`], [`accounts::list_tokens`], [`accounts::access_log`] | [`accounts::LoginRequest`] | an [`Account`](crate::accounts::Account) or [`accounts::LoginRefusal`] |
 //! | planning ([`planning`]) | [`power`] | [`PowerRequest`] | [`Power`] |
 //! | | [`simulate_allocation`], [`simulate_analysis`] | [`SimulateRequest`] | [`Assessment`](crate::design::Assessment), [`OperatingCharacteristics`](crate::operating::OperatingCharacteristics) |
 //! | | [`prepare_demo`], [`run_demo`], [`publish_demo`] | [`DemoRequest`] | [`DemoPlan`], [`DemoRun`], [`DemoPublished`] |

@@ -291,11 +291,14 @@ pub async fn log_in(
     client: String,
 ) -> ApiResult<(Account, String, String)> {
     state.limiter().attempt(&client, state.clock().now()).map_err(ApiError::too_many)?;
-    let request = op::LoginRequest { name, password, client, clock: state.trial_clock() };
-    // A refusal is a value, not an error, so the group commit keeps its
+    // The slow argon2id check runs on a read-only trial beside the writer;
+    // the writer only decides and records the attempt (a short write). A
+    // refusal is a value, not an error, so the group commit keeps its
     // access-log row (and the failure count that locks the account).
+    let check = state.read(move |t| op::check_login_password(t, &name, &password)).await?;
+    let clock = state.trial_clock();
     let account = state
-        .write(move |t| op::login_attempt(t, &request, &op::LOCKOUT))
+        .write(move |t| op::record_login(t, &check, &client, clock, &op::LOCKOUT))
         .await?
         .map_err(|refusal| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, refusal.message()))?;
     let (id, csrf) = state.sessions().create(&account.name, state.clock().now(), session_limits(state))?;
