@@ -340,9 +340,11 @@ fn outcome_form(
                 div.field.has-error[problem("collected_on").is_some()] {
                     label for=(id("collected_on")) { "Collected on" }
                     @if let Some(m) = problem("collected_on") { p.error id=(format!("error-{}", id("collected_on"))) { (m) } }
-                    input type="date" id=(id("collected_on")) name="collected_on" value=(value("collected_on"))
-                        aria-describedby=(described("collected_on"));
-                    p.help id=(format!("help-{}", id("collected_on"))) { "The date the values were collected; empty for today." }
+                    // A text input: a date as YYYY-MM-DD types the same in every
+                    // browser and locale (and from a keyboard or a test driver).
+                    input type="text" id=(id("collected_on")) name="collected_on" value=(value("collected_on"))
+                        inputmode="numeric" placeholder="YYYY-MM-DD" autocomplete="off" aria-describedby=(described("collected_on"));
+                    p.help id=(format!("help-{}", id("collected_on"))) { "The date the values were collected, YYYY-MM-DD; empty for today." }
                 }
                 div.field.has-error[problem("window_reason").is_some()] {
                     label for=(id("window_reason")) { "Reason for collecting outside the window" }
@@ -396,8 +398,9 @@ fn status_form(
             div.field.has-error[problem("on").is_some()] {
                 label for="on" { "Date of the change" }
                 @if let Some(m) = problem("on") { p.error id="error-on" { (m) } }
-                input type="date" id="on" name="on" value=(value("on")) aria-describedby="help-on";
-                p.help id="help-on" { "Empty for today." }
+                input type="text" id="on" name="on" value=(value("on")) inputmode="numeric" placeholder="YYYY-MM-DD"
+                    autocomplete="off" aria-describedby="help-on";
+                p.help id="help-on" { "YYYY-MM-DD; empty for today." }
             }
             button type="submit" id="change-status" { "Record the change" }
         }
