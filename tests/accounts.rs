@@ -497,6 +497,7 @@ fn bad_account_input_is_one_line_exit_1_and_changes_nothing() {
         (add("x", &["--role", "admin", "--site", "sheffield"]), good, "only a coordinator is bound to sites"),
         (add("x", &["--role", "root"]), good, "there is no role \"root\"; the roles are admin"),
         (add("admin", &["--role", "admin"]), good, "account admin already exists"),
+        (add("Admin", &["--role", "admin"]), good, "account Admin already exists as admin"),
         (add("x", &["--role", "admin"]), "short\n", "the password is 5 characters long; use at least 12"),
         (add("x", &["--role", "admin"]), "", "the password is 0 characters long; use at least 12"),
         (add("x", &["--role", "admin", "--reason", " "]), good, "--reason is empty"),
@@ -558,4 +559,68 @@ fn a_password_checked_off_the_writer_is_recorded_by_a_short_write_and_a_reset_be
     assert_eq!(acc::record_login(&mut writer, &stale, "c", at(4), &acc::LOCKOUT).unwrap(), Err(LoginRefusal::Wrong));
     let outcomes: Vec<String> = acc::access_log(&writer).unwrap().into_iter().map(|r| r.outcome).collect();
     assert_eq!(outcomes, ["ok", "wrong", "wrong"]);
+}
+
+/// Rewrites entry `seq` with `edit` and re-chains the entries after it, as an
+/// insider with write access would.
+fn rewrite(db: &Path, seq: i64, edit: impl FnOnce(&mut chancery::log::Entry)) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch("DROP TRIGGER log_is_append_only_update; DROP TRIGGER log_is_append_only_delete;").unwrap();
+    let rows: Vec<(i64, String)> = c
+        .prepare("SELECT seq, body FROM log WHERE seq >= ?1 ORDER BY seq")
+        .unwrap()
+        .query_map([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let (mut prev, mut edit) = (None, Some(edit));
+    for (s, body) in rows {
+        let mut e = chancery::log::Entry::decode(&body).unwrap();
+        if let Some(p) = prev {
+            e.prev = p;
+        }
+        if let Some(edit) = edit.take() {
+            edit(&mut e);
+        }
+        let text = e.canonical();
+        let hash = chancery::log::Entry::hash_of(&text);
+        c.execute("UPDATE log SET body = ?1, hash = ?2 WHERE seq = ?3", rusqlite::params![text, hash, s]).unwrap();
+        prev = Some(hash);
+    }
+    for o in chancery::store::Store::expected_schema().unwrap().iter().filter(|o| o.kind == "trigger") {
+        c.execute_batch(&format!("{};", o.sql)).unwrap();
+    }
+}
+
+#[test]
+fn a_forged_account_event_that_cannot_be_replayed_fails_replay_at_its_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial_with_accounts(dir.path());
+    run(
+        &db,
+        &["user", "change", "--name", "coord1", "--role", "coordinator", "--site", "barnsley", "--reason", "moved"],
+    );
+    // Entry 3 is the change; the forgeries re-chain the log after it, so only replay can tell.
+    for (what, edit) in [
+        ("an account never created", serde_json::json!({"account": "ghost"})),
+        ("a role no chancery knows", serde_json::json!({"roles": ["superuser"]})),
+    ] {
+        let forged = dir.path().join("forged.db");
+        std::fs::copy(&db, &forged).unwrap();
+        rewrite(&forged, 3, |e| {
+            for (k, v) in edit.as_object().unwrap() {
+                e.data[k] = v.clone();
+            }
+        });
+        let out = chancery().args(["verify", "--json", "--db"]).arg(&forged).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["first_bad_seq"], 3, "{what}: {report:#}");
+        let replay = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "replay").unwrap();
+        assert!(replay["message"].as_str().unwrap().contains("entry 3 cannot be replayed"), "{what}: {replay:#}");
+        let py = verify_py(&forged);
+        assert_eq!(py["failed"]["replay"], 3, "{what}: {py}");
+        assert_eq!(py["failed"].get("chain"), None, "{what}: {py}");
+        std::fs::remove_file(&forged).unwrap();
+    }
 }

@@ -365,9 +365,11 @@ impl Trial {
         let (roles, sites) = grant(&self.protocol, roles, sites).map_err(input)?;
         let reason = reason_of(reason)?;
         let tx = self.store.transaction()?;
-        if tx.account(name)?.is_some() {
+        if let Some(existing) = tx.account_named_alike(name)? {
+            // Names that differ only in case would be two accounts people take for one.
+            let alike = if existing == name { String::new() } else { format!(" as {existing}") };
             return Err(Error::Refused(format!(
-                "account {name} already exists; choose another --name (or change it with `chancery user change`)"
+                "account {name} already exists{alike}; choose another --name (or change it with `chancery user change`)"
             )));
         }
         let event = Event::AccountCreated(AccountGranted {

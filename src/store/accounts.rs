@@ -243,6 +243,14 @@ impl Tx<'_> {
         failures_since(self.tx, name, since)
     }
 
+    /// An account whose name is `name` but for the case of its letters.
+    pub fn account_named_alike(&self, name: &str) -> Result<Option<String>> {
+        self.tx
+            .prepare_cached("SELECT name FROM accounts WHERE lower(name) = lower(?1) LIMIT 1")
+            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
+            .map_err(Error::sqlite("reading an account"))
+    }
+
     /// Writes (or replaces) an account's row.
     pub fn put_account(&self, a: &AccountRow) -> Result<()> {
         self.tx
