@@ -65,6 +65,15 @@ struct Browser {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// `assert!` as an error, so that a failed check still closes the browser.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+).into());
+        }
+    };
+}
+
 impl Browser {
     async fn goto(&self, path: &str) -> Result<()> {
         Ok(self.c.goto(&format!("{}{path}", self.base)).await?)
@@ -130,7 +139,7 @@ impl Browser {
         self.fill("form", "password", password).await?;
         self.submit("#login").await?;
         let user = self.text("#user").await?;
-        assert!(user.contains(name), "after logging in as {name}, the header shows user {user:?}");
+        ensure!(user.contains(name), "after logging in as {name}, the header shows user {user:?}");
         Ok(())
     }
 
@@ -220,7 +229,7 @@ async fn walk(b: &mut Browser, t: &Fixture) -> Result<()> {
     }
     b.submit("#add-account").await?;
     let accounts = b.text("#accounts").await?;
-    assert!(accounts.contains("cora"), "the accounts table after adding cora: {accounts}");
+    ensure!(accounts.contains("cora"), "the accounts table after adding cora: {accounts}");
     b.shot("accounts-added").await?;
     b.logout().await?;
 
@@ -244,15 +253,15 @@ async fn walk(b: &mut Browser, t: &Fixture) -> Result<()> {
     let row = stored.iter().find(|r| r["participant"] == "WEB1").ok_or("WEB1 is not in the allocations")?;
     let arm = row["arm"].as_str().unwrap();
     let label = if arm == "ips" { "Individual Placement and Support" } else { "Usual care" };
-    assert!(shown.contains(arm) || shown.contains(label), "the page shows {shown:?}; the log has arm {arm}");
+    ensure!(shown.contains(arm) || shown.contains(label), "the page shows {shown:?}; the log has arm {arm}");
     let seq = row["seq"].as_i64().unwrap().to_string();
-    assert!(receipt.contains(&seq), "the receipt {receipt:?} does not name log entry {seq}");
+    ensure!(receipt.contains(&seq), "the receipt {receipt:?} does not name log entry {seq}");
 
     // The participant is listed (without an arm) and followed up.
     b.goto("/participants").await?;
     b.shot("participants").await?;
     let listed = b.text("#p-WEB1").await?;
-    assert!(!listed.contains(label) && !listed.contains(arm), "the participants list shows the arm: {listed}");
+    ensure!(!listed.contains(label) && !listed.contains(arm), "the participants list shows the arm: {listed}");
     b.goto("/participants/WEB1").await?;
     b.shot("participant").await?;
     let m4 = "#outcome-m4";
@@ -266,7 +275,7 @@ async fn walk(b: &mut Browser, t: &Fixture) -> Result<()> {
     b.text("#written").await?;
     b.shot("outcome-recorded").await?;
     let outcomes = export(&t.db, "outcomes");
-    assert!(
+    ensure!(
         outcomes.iter().any(|o| o.to_string().contains("WEB1") && o.to_string().contains("phq9")),
         "the follow-up is not in the outcomes export: {outcomes:?}"
     );
@@ -276,15 +285,15 @@ async fn walk(b: &mut Browser, t: &Fixture) -> Result<()> {
     b.login("bob", "bob-password-Merlin-22").await?;
     b.goto("/participants").await?;
     b.shot("participants-other-site").await?;
-    assert!(!b.exists("#p-WEB1").await?, "a Rotherham coordinator sees WEB1 in the list");
-    assert!(!b.c.source().await?.contains("WEB1"), "a Rotherham coordinator's list mentions WEB1");
+    ensure!(!b.exists("#p-WEB1").await?, "a Rotherham coordinator sees WEB1 in the list");
+    ensure!(!b.c.source().await?.contains("WEB1"), "a Rotherham coordinator's list mentions WEB1");
     b.goto("/participants/WEB1").await?;
     b.shot("participant-other-site").await?;
     let theirs = b.c.source().await?.replace("WEB1", "ID");
     b.goto("/participants/NOSUCH1").await?;
     let nobody = b.c.source().await?.replace("NOSUCH1", "ID");
-    assert_eq!(theirs, nobody, "another site's participant's page differs from a participant that does not exist");
-    assert!(nobody.to_lowercase().contains("not found"), "the page for an unknown participant: {nobody}");
+    ensure!(theirs == nobody, "another site's participant's page differs from a participant that does not exist");
+    ensure!(nobody.to_lowercase().contains("not found"), "the page for an unknown participant: {nobody}");
     b.logout().await?;
 
     // The auditor sees verification pass.
@@ -292,7 +301,7 @@ async fn walk(b: &mut Browser, t: &Fixture) -> Result<()> {
     b.goto("/verify").await?;
     let verdict = b.text("#verification").await?;
     b.shot("verify").await?;
-    assert!(verdict.contains("passed") && !verdict.contains("FAILED"), "verification shows {verdict:?}");
+    ensure!(verdict.contains("passed") && !verdict.contains("FAILED"), "verification shows {verdict:?}");
     b.logout().await?;
     Ok(())
 }
