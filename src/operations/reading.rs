@@ -76,12 +76,5 @@ pub fn export(trial: &Trial, what: ExportTable) -> Result<Table> {
 /// one: the service answers a coordinator about a participant only at their
 /// own sites.
 pub fn participant_site(trial: &Trial, participant: &str) -> Result<Option<String>> {
-    let mut site = None;
-    trial.store().for_each_referral(|r| {
-        if site.is_none() && r.participant == participant {
-            site = Some(r.site.to_string());
-        }
-        Ok(())
-    })?;
-    Ok(site)
+    trial.store().referral_site(participant)
 }

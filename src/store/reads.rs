@@ -120,6 +120,15 @@ impl Store {
     pub fn revealed(&self) -> Result<Option<(u64, String)>> {
         revealed(&self.conn)
     }
+
+    /// The site of the referral with exactly this participant id, if any:
+    /// one primary-key search.
+    pub fn referral_site(&self, participant: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT site FROM referrals WHERE participant = ?1")
+            .and_then(|mut s| s.query_row([participant], |r| r.get(0)).optional())
+            .map_err(Error::sqlite("reading a referral's site"))
+    }
 }
 
 impl Tx<'_> {
