@@ -100,7 +100,9 @@ fn main() {
     }
     service.stop();
 
-    println!("floor: a raw one-row commit (WAL, synchronous=FULL), {FLOOR_COMMITS} just before and {FLOOR_COMMITS} just after each level");
+    println!(
+        "floor: a raw one-row commit (WAL, synchronous=FULL), {FLOOR_COMMITS} just before and {FLOOR_COMMITS} just after each level"
+    );
     println!(
         "| clients | randomisations | per second | raw commit: mean µs (per second), p50 µs | × raw commit rate | p50 ms | p50 × raw commit p50 | p99 ms | errors | service CPU per request |"
     );
