@@ -593,6 +593,31 @@ async fn an_outcome_form_records_a_follow_up_and_refuses_a_bad_value_at_its_fiel
     let a = app.post(&cora, "/participants/S-001/status", &lost, Some(&cora.csrf)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert!(text_of(&a.body, "written").unwrap().starts_with("Recorded as lost"), "{}", a.body);
+    // A coordinator records; a data manager corrects (at any site), keeping the original in the log.
+    assert!(!a.body.contains("id=\"correct\""));
+    let dora = app.session("dora").await;
+    let page = app.get(Some(&dora), "/participants/S-001").await;
+    assert!(page.body.contains("id=\"correct\"") && !page.body.contains("id=\"outcome-m4\""), "{}", page.body);
+    let fix = |value: &str| {
+        vec![
+            ("timepoint".to_string(), "m4".to_string()),
+            ("field".into(), "phq9".into()),
+            ("value".into(), value.into()),
+            ("reason".into(), "transcription error".into()),
+        ]
+    };
+    let before = app.log();
+    let a = app.post(&dora, "/participants/S-001/corrections", &fix(""), Some(&dora.csrf)).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(text_of(&a.body, "error-correct-value").unwrap().contains("give the corrected value"), "{}", a.body);
+    assert_eq!(app.log(), before);
+    let a = app.post(&dora, "/participants/S-001/corrections", &fix("9"), Some(&dora.csrf)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(text_of(&a.body, "written").unwrap().starts_with("Corrected"), "{}", a.body);
+    assert_eq!(
+        app.post(&cora, "/participants/S-001/corrections", &fix("10"), Some(&cora.csrf)).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]

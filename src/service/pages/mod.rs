@@ -15,8 +15,8 @@
 //!   submitted form parsed back into the command line's referral.
 //! - `layout.rs`: the header, navigation and stylesheet every page shares.
 //! - `session.rs`: login, logout, home.
-//! - `trial.rs`: randomise, participants, a participant (outcome and status
-//!   forms), the follow-up due list, status.
+//! - `trial.rs`: randomise, participants, a participant (outcome, status and
+//!   correction forms), the follow-up due list, status.
 //! - `results.rs`: exports, analysis, report, verification, checkpoint.
 //! - `admin.rs`: the accounts page.
 //! - `markdown.rs`: the analysis's Markdown as HTML.
@@ -56,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/participants/{id}", get(trial::participant))
         .route("/participants/{id}/outcomes/{timepoint}", post(trial::record_outcome))
         .route("/participants/{id}/status", post(trial::change_status))
+        .route("/participants/{id}/corrections", post(trial::correct_outcome))
         .route("/due", get(trial::due))
         .route("/status", get(trial::status))
         .route("/exports", get(results::exports))
@@ -86,6 +87,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/participants/{id}"),
     ("POST", "/participants/{id}/outcomes/{timepoint}"),
     ("POST", "/participants/{id}/status"),
+    ("POST", "/participants/{id}/corrections"),
     ("GET", "/due"),
     ("GET", "/status"),
     ("GET", "/exports"),

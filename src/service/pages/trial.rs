@@ -248,6 +248,7 @@ fn participant_page(viewer: &Viewer, status: StatusCode, row: &Row, shown: &Show
     let account = &viewer.caller.account;
     let may_record = account.scope(Action::RecordOutcome).covers(&row.site);
     let may_change = account.scope(Action::ChangeStatus).covers(&row.site);
+    let may_correct = account.scope(Action::CorrectOutcome).covers(&row.site);
     let typed = |form_id: &str| -> Refilled<'_> {
         match &shown.failed {
             Some((f, typed, problems)) if f == form_id => (Some(typed.as_slice()), Some(problems)),
@@ -295,8 +296,107 @@ fn participant_page(viewer: &Viewer, status: StatusCode, row: &Row, shown: &Show
                 h2 { "Change of status" }
                 (status_form(viewer, &row.participant, typed, problems))
             }
+            @if may_correct {
+                @let (typed, problems) = typed("correct");
+                h2 { "Correct a recorded value" }
+                (correct_form(viewer, &row.participant, typed, problems))
+            }
         },
     )
+}
+
+/// A data manager's correction of one recorded value (the original stays
+/// in the log and the history).
+fn correct_form(
+    viewer: &Viewer,
+    participant: &str,
+    typed: Option<&[(String, String)]>,
+    problems: Option<&Problems>,
+) -> Markup {
+    let protocol = viewer.state.protocol();
+    let value = |name: &str| typed.and_then(|p| field(p, name)).unwrap_or("").to_string();
+    let problem = |name: &str| problems.and_then(|p| p.field(name));
+    html! {
+        form method="post" action=(format!("/participants/{participant}/corrections")) id="correct" {
+            (csrf_field(viewer.csrf()))
+            @if let Some(p) = problems { @if !p.top.is_empty() {
+                div.problems id="error-correct" role="alert" { ul { @for m in &p.top { li { (m) } } } }
+            } }
+            div.field {
+                label for="correct-timepoint" { "Timepoint" }
+                select id="correct-timepoint" name="timepoint" required {
+                    @for t in &protocol.timepoints { option value=(t.id) selected[value("timepoint") == t.id] { (t.label) } }
+                }
+            }
+            div.field {
+                label for="correct-field" { "Outcome" }
+                select id="correct-field" name="field" required {
+                    @for o in &protocol.outcomes { option value=(o.name) selected[value("field") == o.name] { (o.label) } }
+                }
+            }
+            div.field.has-error[problem("value").is_some()] {
+                label for="correct-value" { "Corrected value" }
+                @if let Some(m) = problem("value") { p.error id="error-correct-value" { (m) } }
+                input type="text" id="correct-value" name="value" value=(value("value")) autocomplete="off";
+            }
+            div.field {
+                input type="checkbox" id="correct-clear" name="clear" value="yes" checked[value("clear") == "yes"];
+                " " label.check for="correct-clear" { "Correct to missing instead" }
+            }
+            div.field.has-error[problem("reason").is_some()] {
+                label for="correct-reason" { "Reason for the correction" }
+                @if let Some(m) = problem("reason") { p.error id="error-correct-reason" { (m) } }
+                input type="text" id="correct-reason" name="reason" value=(value("reason")) required maxlength="500";
+            }
+            button type="submit" id="correct-submit" { "Correct the value" }
+        }
+    }
+}
+
+/// POST /participants/{id}/corrections: corrects one recorded value, as
+/// `outcome correct` does.
+pub async fn correct_outcome(viewer: Viewer, Path(id): Path<String>, form: Pairs) -> PageResult {
+    let scope = scope_for(&viewer, Action::CorrectOutcome, &id).await?;
+    let typed = pairs(form);
+    let name = field(&typed, "field").unwrap_or("").to_string();
+    let value = field(&typed, "value").unwrap_or("").to_string();
+    let to = if field(&typed, "clear") == Some("yes") {
+        Some(op::CorrectTo::Missing { field: name })
+    } else if value.trim().is_empty() {
+        None
+    } else {
+        Some(op::CorrectTo::Value { field: name, value })
+    };
+    let result = match to {
+        None => {
+            let e = Error::Input("give the corrected value, or tick \"correct to missing\"".into());
+            let mut p = Problems::default();
+            p.fields.insert("value".into(), e.to_string());
+            Err(Box::new((e, p)))
+        }
+        Some(to) => {
+            let request = op::CorrectRequest {
+                participant: id.clone(),
+                timepoint: field(&typed, "timepoint").unwrap_or("").to_string(),
+                to,
+                reason: field(&typed, "reason").unwrap_or("").to_string(),
+                user: viewer.user(),
+                clock: viewer.state.trial_clock(),
+            };
+            viewer
+                .state
+                .write(move |t| op::correct_outcome(t, &request))
+                .await
+                .map(|w| ("Corrected".to_string(), w))
+                .map_err(|e| {
+                    let m = e.to_string();
+                    let at = m.contains("reason").then(|| "reason".to_string());
+                    let p = problems_with(|_| at.clone(), &m);
+                    Box::new((e, p))
+                })
+        }
+    };
+    after_write(&viewer, &scope, &id, "correct".into(), typed, result).await
 }
 
 fn outcome_form(
