@@ -28,6 +28,7 @@ mod service_hostile;
 mod service_kill;
 mod service_pages;
 mod service_secrets;
+mod service_tls;
 mod service_util;
 mod vectors;
 mod verify_promises;
