@@ -624,3 +624,30 @@ fn a_forged_account_event_that_cannot_be_replayed_fails_replay_at_its_entry() {
         std::fs::remove_file(&forged).unwrap();
     }
 }
+
+/// Regression: the only administrator could disable their own account (from
+/// the accounts page, with no way back), leaving nobody to manage accounts.
+#[test]
+fn the_last_enabled_administrator_can_be_neither_disabled_nor_demoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = trial_with_accounts(dir.path());
+    let only = "the trial's only enabled administrator; add another administrator first";
+    refused_with(&db, &["user", "disable", "--name", "admin", "--reason", "left"], "", only);
+    refused_with(
+        &db,
+        &["user", "change", "--name", "admin", "--role", "auditor", "--reason", "moved to audit"],
+        "",
+        only,
+    );
+    // With a second administrator, either may go.
+    user_add(&db, "admin2", &["admin"], &[], ADMIN_PW).success();
+    run(&db, &["user", "disable", "--name", "admin", "--reason", "left the trial"]);
+    refused_with(&db, &["user", "disable", "--name", "admin2", "--reason", "left"], "", only);
+    // A disabled account says what to do instead.
+    refused_with(
+        &db,
+        &["user", "change", "--name", "admin", "--role", "admin", "--reason", "back"],
+        "",
+        "a disabled account stays disabled",
+    );
+}

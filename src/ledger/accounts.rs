@@ -342,9 +342,24 @@ fn unknown_account(name: &str) -> Error {
 fn active(tx: &Tx, name: &str) -> Result<AccountRow> {
     let a = tx.account(name)?.ok_or_else(|| unknown_account(name))?;
     if a.disabled {
-        return Err(Error::Refused(format!("account {name} is disabled; nothing was written")));
+        return Err(Error::Refused(format!(
+            "account {name} is disabled, and a disabled account stays disabled (its history stays in the log); add a new account for the person with `chancery user add`; nothing was written"
+        )));
     }
     Ok(a)
+}
+
+/// Refuses a change that would leave the trial with no enabled administrator:
+/// nobody could then manage accounts, from the pages or the API.
+fn keep_an_admin(tx: &Tx, before: &AccountRow, still_admin: bool) -> Result<()> {
+    let was_admin = before.roles.split(',').any(|r| r == Role::Admin.name());
+    if was_admin && !still_admin && tx.other_active_admins(&before.name)? == 0 {
+        return Err(Error::Refused(format!(
+            "account {} is the trial's only enabled administrator; add another administrator first, so that someone can still manage accounts; nothing was written",
+            before.name
+        )));
+    }
+    Ok(())
 }
 
 impl Trial {
@@ -400,6 +415,7 @@ impl Trial {
         let reason = reason_of(reason)?;
         let tx = self.store.transaction()?;
         let before = active(&tx, name)?;
+        keep_an_admin(&tx, &before, roles.contains(&Role::Admin))?;
         let (role_text, site_text) = (role_names(&roles).join(","), sites.join(","));
         if before.roles == role_text && before.sites == site_text {
             return Err(Error::Refused(format!(
@@ -423,7 +439,8 @@ impl Trial {
         check_user(user)?;
         let reason = reason_of(reason)?;
         let tx = self.store.transaction()?;
-        active(&tx, name)?;
+        let before = active(&tx, name)?;
+        keep_an_admin(&tx, &before, false)?;
         let event = Event::AccountDisabled(AccountDisabled { account: name.to_string(), reason });
         append_account_event(&tx, &self.protocol, &event, user, clock)?;
         let row = tx.account(name)?.ok_or_else(|| unknown_account(name))?;

@@ -251,6 +251,17 @@ impl Tx<'_> {
             .map_err(Error::sqlite("reading an account"))
     }
 
+    /// How many accounts other than `name` are enabled and hold the admin role.
+    pub fn other_active_admins(&self, name: &str) -> Result<u64> {
+        self.tx
+            .prepare_cached(
+                "SELECT count(*) FROM accounts WHERE disabled = 0 AND name <> ?1 AND ',' || roles || ',' LIKE '%,admin,%'",
+            )
+            .and_then(|mut s| s.query_row([name], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+            .map_err(Error::sqlite("counting administrators"))
+    }
+
     /// Writes (or replaces) an account's row.
     pub fn put_account(&self, a: &AccountRow) -> Result<()> {
         self.tx
