@@ -136,21 +136,21 @@ fn live(s: &Session, now: Instant, (idle, absolute): (Duration, Duration)) -> bo
     now.saturating_duration_since(s.last_seen) < idle && now.saturating_duration_since(s.created) < absolute
 }
 
-/// Login attempts per client address in the last [`RATE_WINDOW`], in memory.
+/// Failed login attempts per client address in the last [`RATE_WINDOW`], in
+/// memory. Only failures count: behind a proxy every user arrives from one
+/// address, and a morning's successful logins at nine sites must not lock
+/// everyone out; guessing is what the limit is for, and guesses fail.
 #[derive(Default)]
 pub struct RateLimiter {
     map: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl RateLimiter {
-    /// Counts an attempt from `client`; `Err(seconds)` if it is over the
-    /// limit (the attempt is not counted then), with how long to wait.
-    pub fn attempt(&self, client: &str, now: Instant) -> Result<(), u64> {
+    /// `Err(seconds to wait)` if `client` has failed [`RATE_LIMIT`] times in
+    /// the last [`RATE_WINDOW`]; nothing is counted.
+    pub fn check(&self, client: &str, now: Instant) -> Result<(), u64> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, q| q.back().is_some_and(|t| now.saturating_duration_since(*t) < RATE_WINDOW));
-        }
-        let q = map.entry(client.to_string()).or_default();
+        let Some(q) = map.get_mut(client) else { return Ok(()) };
         while q.front().is_some_and(|t| now.saturating_duration_since(*t) >= RATE_WINDOW) {
             q.pop_front();
         }
@@ -159,8 +159,16 @@ impl RateLimiter {
             let wait = RATE_WINDOW.saturating_sub(now.saturating_duration_since(oldest));
             return Err(wait.as_secs().max(1));
         }
-        q.push_back(now);
         Ok(())
+    }
+
+    /// Counts a failed attempt from `client`.
+    pub fn failed(&self, client: &str, now: Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, q| q.back().is_some_and(|t| now.saturating_duration_since(*t) < RATE_WINDOW));
+        }
+        map.entry(client.to_string()).or_default().push_back(now);
     }
 }
 
@@ -290,17 +298,19 @@ pub async fn log_in(
     password: String,
     client: String,
 ) -> ApiResult<(Account, String, String)> {
-    state.limiter().attempt(&client, state.clock().now()).map_err(ApiError::too_many)?;
+    state.limiter().check(&client, state.clock().now()).map_err(ApiError::too_many)?;
+    let limiter_client = client.clone();
     // The slow argon2id check runs on a read-only trial beside the writer;
     // the writer only decides and records the attempt (a short write). A
     // refusal is a value, not an error, so the group commit keeps its
     // access-log row (and the failure count that locks the account).
     let check = state.read(move |t| op::check_login_password(t, &name, &password)).await?;
     let clock = state.trial_clock();
-    let account = state
-        .write(move |t| op::record_login(t, &check, &client, clock, &op::LOCKOUT))
-        .await?
-        .map_err(|refusal| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, refusal.message()))?;
+    let account =
+        state.write(move |t| op::record_login(t, &check, &client, clock, &op::LOCKOUT)).await?.map_err(|refusal| {
+            state.limiter().failed(&limiter_client, state.clock().now());
+            ApiError::new(axum::http::StatusCode::UNAUTHORIZED, refusal.message())
+        })?;
     let (id, csrf) = state.sessions().create(&account.name, state.clock().now(), session_limits(state))?;
     Ok((account, id, csrf))
 }
@@ -429,16 +439,21 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_limit_allows_ten_a_minute_per_address() {
+    fn the_rate_limit_allows_ten_failures_a_minute_per_address_and_counts_only_failures() {
         let limiter = RateLimiter::default();
         let t0 = Instant::now();
-        for i in 0..RATE_LIMIT {
-            assert!(limiter.attempt("10.0.0.1", t0 + Duration::from_secs(i as u64)).is_ok());
+        // Successful logins are never counted: only `failed` adds to the count.
+        for _ in 0..100 {
+            assert!(limiter.check("10.0.0.1", t0).is_ok());
         }
-        let wait = limiter.attempt("10.0.0.1", t0 + Duration::from_secs(20)).unwrap_err();
+        for i in 0..RATE_LIMIT {
+            assert!(limiter.check("10.0.0.1", t0 + Duration::from_secs(i as u64)).is_ok());
+            limiter.failed("10.0.0.1", t0 + Duration::from_secs(i as u64));
+        }
+        let wait = limiter.check("10.0.0.1", t0 + Duration::from_secs(20)).unwrap_err();
         assert_eq!(wait, 40);
-        assert!(limiter.attempt("10.0.0.2", t0 + Duration::from_secs(20)).is_ok());
-        assert!(limiter.attempt("10.0.0.1", t0 + Duration::from_secs(61)).is_ok());
+        assert!(limiter.check("10.0.0.2", t0 + Duration::from_secs(20)).is_ok());
+        assert!(limiter.check("10.0.0.1", t0 + Duration::from_secs(61)).is_ok());
     }
 
     #[test]
