@@ -363,6 +363,8 @@ async fn a_good_referral_shows_its_allocation_and_receipt_once_the_log_has_it() 
     assert!(text_of(&a.body, "decision").unwrap().contains("not eligible"));
     assert!(a.body.contains("adult: aged under 18") && text_of(&a.body, "receipt").is_some());
     assert!(text_of(&a.body, "allocation").is_none());
+    // Regression: its page was headed "Randomised".
+    assert!(a.body.contains("<title>Screened out · ") && !a.body.contains("<title>Randomised"), "{}", a.body);
 }
 
 #[tokio::test]

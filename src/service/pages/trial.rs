@@ -93,7 +93,16 @@ pub async fn randomise(viewer: Viewer, form: Pairs) -> PageResult {
     let key = viewer.state.key();
     match viewer.state.write(move |t| op::randomise(t, &key, &request)).await {
         Ok(r) => match r.confirmations.into_iter().next() {
-            Some(c) => Ok(viewer.page(StatusCode::OK, "Randomised", confirmation(&c))),
+            Some(c) => {
+                // The heading says what happened: a referral screened out or
+                // declining consent was recorded, not randomised.
+                let title = match c.status.as_str() {
+                    "randomised" => "Randomised",
+                    "ineligible" => "Screened out",
+                    _ => "Declined consent",
+                };
+                Ok(viewer.page(StatusCode::OK, title, confirmation(&c)))
+            }
             None => Err(viewer.failed("Randomise", &Error::Integrity("randomising wrote nothing".into()))),
         },
         Err(e) => {
