@@ -236,6 +236,19 @@ fn serve_refuses_a_key_others_can_read_a_key_of_another_trial_and_plain_http_bey
     let key = format!("{db_arg}.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     serve_refuses(&["--db", db_arg, "--listen", "127.0.0.1:0"], "key file");
+    // A mistyped database is named as such, not as its key file missing
+    // (regression: it said "key file nosuch.db.key not found").
+    let missing = dir.path().join("nosuch.db");
+    let out = crate::util::chancery()
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&missing)
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nosuch.db") && !stderr.contains("key file"), "{stderr}");
+    assert!(!missing.exists(), "serve created the database it was pointed at");
 }
 
 #[test]

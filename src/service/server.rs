@@ -28,6 +28,9 @@ pub fn serve(options: ServeOptions, listening: impl FnOnce(&str)) -> Result<()> 
             options.listen
         )));
     }
+    // The database first: a mistyped --db is reported as such, not as its
+    // key file missing.
+    drop(op::open_read_only(&options.db)?);
     let key_path = op::key_path(&options.db, options.key.as_deref());
     let key = op::read_trial_key(&key_path)?;
     let signing_path = crate::keys::signing_key_path(&key_path);
