@@ -387,6 +387,23 @@ async fn unknown_routes_methods_and_unreadable_bodies_are_answered_in_json() {
             assert_eq!(j["field"], *f, "{body}: {j}");
         }
     }
+    // A value the protocol refuses is 422 with the field it is about
+    // (regression: `field` was null, so an EDC could not show it at its input).
+    for (name, bad) in [("age", "340"), ("phq9", "99"), ("sex", "x")] {
+        let mut values = referral_values(&nhs(91));
+        values[name] = Value::String(bad.into());
+        let body = serde_json::json!({"participant": "F-1", "site": "sheffield", "values": values});
+        let request = Request::builder()
+            .method("POST")
+            .uri("/api/v1/randomise")
+            .header(header::AUTHORIZATION, format!("Bearer {}", app.token("cora")))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let a = app.send(request).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}={bad}: {}", a.text());
+        assert_eq!(a.json()["field"], name, "{name}={bad}: {}", a.text());
+    }
     // Without a JSON content type; too large.
     let a = app
         .send(

@@ -392,9 +392,19 @@ async fn randomise(
     let referrals = Referrals::single(&body.participant, &body.site, &body.values.0);
     let request = op::RandomiseRequest { referrals, user: caller.account.name.clone(), clock: state.trial_clock() };
     let key = state.key();
-    let r = state.write(move |t| op::randomise(t, &key, &request)).await.map_err(|e| match (&scope, e) {
-        (Scope::Sites(sites), Error::Input(m)) => ApiError::from(Error::Input(other_sites_withheld(&m, sites))),
-        (_, e) => ApiError::from(e),
+    let r = state.write(move |t| op::randomise(t, &key, &request)).await.map_err(|e| {
+        let e = match (&scope, e) {
+            (Scope::Sites(sites), Error::Input(m)) => Error::Input(other_sites_withheld(&m, sites)),
+            (_, e) => e,
+        };
+        // The field the message is about, found as the pages find it to put
+        // the message beside the input, so an EDC can show it at its field.
+        let field = super::pages::form::field_of(state.protocol(), &e.to_string());
+        let error = ApiError::from(e);
+        match field {
+            Some(f) => error.on(f),
+            None => error,
+        }
     })?;
     match r.confirmations.first() {
         Some(c) => json_of(c),
