@@ -68,10 +68,11 @@ pub fn clock() -> Clock {
     Clock::Fixed(Timestamp::parse(NOW).unwrap())
 }
 
-/// Adds the test accounts (acting user `tester`, at the fixed time) to `db`.
-pub fn add_accounts(db: &std::path::Path) {
+/// Adds `accounts` (name, roles, sites; password [`PASSWORD`]; acting user
+/// `tester`, at the fixed time) to `db`.
+pub fn add_accounts(db: &std::path::Path, accounts: &[(&str, &[Role], &[&str])]) {
     let mut trial = op::open(db).unwrap();
-    for (name, roles, sites) in ACCOUNTS {
+    for (name, roles, sites) in accounts {
         acc::add_account(
             &mut trial,
             &acc::AddAccountRequest {
@@ -107,7 +108,7 @@ impl App {
         let db = util::init(dir.path(), "work-health-ips.toml");
         randomise_cli(&db, AT_SHEFFIELD, "sheffield", &nhs(1));
         randomise_cli(&db, AT_ROTHERHAM, "rotherham", &nhs(2));
-        add_accounts(&db);
+        add_accounts(&db, ACCOUNTS);
         let mut tokens = Vec::new();
         {
             let mut trial = op::open(&db).unwrap();
@@ -504,7 +505,7 @@ fn twin() -> (tempfile::TempDir, PathBuf) {
     let db = util::init(dir.path(), "work-health-ips.toml");
     randomise_cli(&db, AT_SHEFFIELD, "sheffield", &nhs(1));
     randomise_cli(&db, AT_ROTHERHAM, "rotherham", &nhs(2));
-    add_accounts(&db);
+    add_accounts(&db, ACCOUNTS);
     (dir, db)
 }
 

@@ -10,16 +10,15 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use chancery::accounts::Role;
-use chancery::clock::{Clock, Timestamp};
-use chancery::operations::{self as op, accounts as acc};
+use chancery::operations as op;
 use chancery::protocol::{Kind, Stage};
 use chancery::service::pages::form::{help_text, input_id};
 use chancery::service::{AppState, ServeOptions, router};
 use tower::ServiceExt;
 
-use crate::util::{self, NOW, REFERRAL_FIELDS, chancery, nhs, referral_args};
-
-const PASSWORD: &str = "a long enough test password 1";
+// The in-process trial, accounts and clock are the API tests' (one definition).
+use crate::service_api::{PASSWORD, add_accounts, clock};
+use crate::util::{self, REFERRAL_FIELDS, chancery, nhs, referral_args};
 
 const ACCOUNTS: &[(&str, &[Role], &[&str])] = &[
     ("ann", &[Role::Admin], &[]),
@@ -46,10 +45,6 @@ struct Answer {
 struct Session {
     cookie: String,
     csrf: String,
-}
-
-fn clock() -> Clock {
-    Clock::Fixed(Timestamp::parse(NOW).unwrap())
 }
 
 /// The value of `attr` in an HTML tag's text.
@@ -148,23 +143,7 @@ impl App {
             args.extend(referral_args(p, site, &nhs(n), &[]));
             chancery().args(&args).assert().success();
         }
-        let mut trial = op::open(&db).unwrap();
-        for (name, roles, sites) in ACCOUNTS {
-            acc::add_account(
-                &mut trial,
-                &acc::AddAccountRequest {
-                    name: name.to_string(),
-                    roles: roles.to_vec(),
-                    sites: sites.iter().map(|s| s.to_string()).collect(),
-                    password: PASSWORD.into(),
-                    reason: "test account".into(),
-                    user: "tester".into(),
-                    clock: clock(),
-                },
-            )
-            .unwrap_or_else(|e| panic!("adding {name}: {e}"));
-        }
-        drop(trial);
+        add_accounts(&db, ACCOUNTS);
         let mut options = ServeOptions::new(db.clone());
         options.clock = clock();
         let key = op::read_trial_key(&op::key_path(&db, None)).unwrap();
